@@ -1,0 +1,42 @@
+# Two commands do all set-up on a fresh machine (as root): `make lab` and `make test`.
+# Both install the Debian packages they lack (.ci/system-deps) and the venv first.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: all venv system-deps lab test lint bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+system-deps:
+	@bash .ci/system-deps
+
+## The built-in default: validate every shipped seed-lab config and show what it holds.
+lab: system-deps venv
+	$(BIN)/nvgw check configs/*.yaml
+
+## Lint (ruff, the import layering contracts), then every test.
+test: system-deps venv lint
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check gateway tests bench
+	$(BIN)/ruff format --check gateway tests bench
+	$(BIN)/lint-imports
+
+## Benchmarks write JSON into bench/ and print a table; never run by the tests.
+bench: venv
+	$(BIN)/python bench/snapshot_build.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache *.egg-info

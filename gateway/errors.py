@@ -1,0 +1,103 @@
+"""The two kinds of failure nvgw knows, kept apart by whose fault they are.
+
+``BadPacket`` is the peer's fault: bytes from the network that do not parse. Every
+``parse_*`` function in ``gateway.wire`` raises only this, with a ``Drop`` reason, and
+the data plane turns it into a counter (never a log line, never a crash).
+
+``ConfigError`` is the operator's fault: a config file or an API change that does not
+make a consistent policy. It carries every problem found in one pass, each naming
+the file, the path in the document and the offending value, so that one run of
+``nvgw check`` shows everything that needs fixing.
+
+This module imports nothing from ``gateway``: every layer may import it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Drop(enum.IntEnum):
+    """Why a packet was dropped.
+
+    Each member is exactly one counter, one metric label value (its lower-case name)
+    and one line in the README's drop table. Values are list indexes for the
+    per-reason counters, so members are only ever appended.
+    """
+
+    # Outer IP (what the raw GRE socket or the provider link hands us).
+    TRUNCATED = 0  # shorter than the headers it claims to carry
+    IP_VERSION = 1  # outer IP version is neither 4 nor 6
+    IP_HEADER_LENGTH = 2  # IPv4 IHL < 5, or total length shorter than the header
+    IP_FRAGMENT = 3  # outer IPv4 fragment: NVGRE is never fragmented by its senders
+    NOT_GRE = 4  # outer protocol / next header is not GRE (47)
+    # GRE header, RFC 7637 section 3.2: C=0, K=1, S=0, version 0, protocol 0x6558.
+    GRE_CHECKSUM = 5  # C bit set
+    GRE_ROUTING = 6  # R bit set (RFC 1701 routing present)
+    GRE_SEQUENCE = 7  # S bit set
+    GRE_VERSION = 8  # version field is not 0
+    GRE_NO_KEY = 9  # K bit clear: no VSID
+    GRE_PROTOCOL = 10  # protocol type is not transparent Ethernet bridging (0x6558)
+    VSID_RESERVED = 11  # VSID 0..4095 or 0xFFFFFF (RFC 7637 section 3.2)
+    # The inner (customer) frame.
+    INNER_TRUNCATED = 12  # shorter than an Ethernet header
+    INNER_VLAN = 13  # carries an 802.1Q tag, which RFC 7637 section 3.2 forbids
+    INNER_MALFORMED = 14  # inner ARP/IP/L4 header inconsistent with its own lengths
+
+    @property
+    def label(self) -> str:
+        """The metric label value: stable, lower case, one word."""
+        return self.name.lower()
+
+
+class BadPacket(Exception):
+    """Hostile bytes: the only exception a wire parser may raise."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: Drop) -> None:
+        super().__init__(reason.name)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a policy document.
+
+    ``path`` is where it sits in the document (``routing_domains[0].virtual_subnets[1].vsid``),
+    ``value`` what was found there. ``file`` and ``line`` are filled in by the loader that
+    read the document; the pure policy code knows neither.
+    """
+
+    path: str
+    value: object
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = self.file or "<policy>"
+        if self.line is not None:
+            where = f"{where}:{self.line}"
+        shown = _show(self.value)
+        return (
+            f"{where}: {self.path} = {shown}: {self.message}"
+            if self.path
+            else f"{where}: {self.message}"
+        )
+
+
+def _show(value: object) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class ConfigError(Exception):
+    """A policy that cannot be used, with every problem found in one pass."""
+
+    def __init__(self, issues: list[ConfigIssue] | tuple[ConfigIssue, ...]) -> None:
+        if not issues:
+            raise ValueError("ConfigError needs at least one issue")
+        self.issues: tuple[ConfigIssue, ...] = tuple(issues)
+        super().__init__("\n".join(str(issue) for issue in self.issues))

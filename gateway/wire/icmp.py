@@ -1,0 +1,109 @@
+"""ICMP for IPv4 (RFC 792): echo, which the gateway answers on its tenant addresses, and
+destination unreachable / fragmentation needed (RFC 1191), which it sends when a tenant
+frame will not fit the underlay after the NVGRE overhead.
+
+Every ICMP message starts with type, code, checksum and four "rest of header" bytes
+whose meaning depends on the type, so one layout and one parser cover them all.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+from gateway.errors import BadPacket, Drop
+from gateway.wire._types import Buffer
+from gateway.wire.checksum import checksum_ok, internet_checksum
+
+ICMP_HEADER: Final = struct.Struct("!BBHI")  # type, code, checksum, rest (RFC 792)
+ICMP_HEADER_SIZE: Final = ICMP_HEADER.size  # 8
+ICMP_OFFSET_CHECKSUM: Final = 2
+
+ICMP_ECHO_REPLY: Final = 0
+ICMP_DEST_UNREACHABLE: Final = 3
+ICMP_ECHO_REQUEST: Final = 8
+ICMP_TIME_EXCEEDED: Final = 11
+ICMP_CODE_FRAGMENTATION_NEEDED: Final = 4  # with type 3; next-hop MTU in rest (RFC 1191 sec. 4)
+# RFC 792: an error quotes the offending datagram's IP header and its first 64 bits.
+ICMP_QUOTED_PAYLOAD_SIZE: Final = 8
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpMessage:
+    type: int
+    code: int
+    checksum: int
+    rest: int  # identifier << 16 | sequence for echo; next-hop MTU for fragmentation needed
+    payload: bytes  # echo data, or the quoted datagram of an error
+
+    @property
+    def identifier(self) -> int:
+        return self.rest >> 16
+
+    @property
+    def sequence(self) -> int:
+        return self.rest & 0xFFFF
+
+    @property
+    def next_hop_mtu(self) -> int:
+        """RFC 1191 sec. 4: the low 16 bits; 0 from routers that predate it."""
+        return self.rest & 0xFFFF
+
+
+def parse_icmp(data: Buffer, offset: int = 0) -> IcmpMessage:
+    """An ICMP message running to the end of ``data``, from hostile bytes.
+
+    Pass the IP payload bounded by the IP total length, so padding is not taken for
+    echo data. The checksum is reported, not verified (``icmp_checksum_ok`` does that).
+    """
+    if offset < 0 or len(data) - offset < ICMP_HEADER_SIZE:
+        raise BadPacket(Drop.TRUNCATED)
+    try:
+        icmp_type, code, checksum, rest = ICMP_HEADER.unpack_from(data, offset)
+    except struct.error:
+        raise BadPacket(Drop.TRUNCATED) from None
+    return IcmpMessage(icmp_type, code, checksum, rest, bytes(data[offset + ICMP_HEADER_SIZE :]))
+
+
+def icmp_checksum_ok(data: Buffer) -> bool:
+    """Whether a whole ICMP message (header and data) is intact (RFC 792: it covers all)."""
+    return checksum_ok(data)
+
+
+def build_icmp(icmp_type: int, code: int, rest: int, payload: Buffer = b"") -> bytes:
+    """Any ICMP message, with its checksum over header and payload."""
+    message = bytearray(ICMP_HEADER.pack(icmp_type, code, 0, rest))
+    message += payload
+    ICMP_HEADER.pack_into(message, 0, icmp_type, code, internet_checksum(message), rest)
+    return bytes(message)
+
+
+def build_icmp_echo(
+    identifier: int, sequence: int, payload: Buffer = b"", *, reply: bool = False
+) -> bytes:
+    if not 0 <= identifier <= 0xFFFF or not 0 <= sequence <= 0xFFFF:
+        raise ValueError("identifier and sequence are 16 bits")
+    icmp_type = ICMP_ECHO_REPLY if reply else ICMP_ECHO_REQUEST
+    return build_icmp(icmp_type, 0, (identifier << 16) | sequence, payload)
+
+
+def build_icmp_echo_reply(request: IcmpMessage) -> bytes:
+    """RFC 792: the reply returns the request's identifier, sequence and data unchanged."""
+    if request.type != ICMP_ECHO_REQUEST:
+        raise ValueError("only an echo request can be answered")
+    return build_icmp(ICMP_ECHO_REPLY, 0, request.rest, request.payload)
+
+
+def build_icmp_unreachable(code: int, original: Buffer, next_hop_mtu: int = 0) -> bytes:
+    """Destination unreachable quoting ``original`` (an IPv4 datagram that was parsed).
+
+    Quotes the IP header and 8 bytes of payload (RFC 792), enough for the sender to find
+    its socket by ports. ``next_hop_mtu`` is only meaningful with
+    ICMP_CODE_FRAGMENTATION_NEEDED: the tenant MTU the packet must shrink to.
+    """
+    if not 0 <= next_hop_mtu <= 0xFFFF:
+        raise ValueError("the next-hop MTU is 16 bits")
+    header_length = (original[0] & 0x0F) * 4
+    quoted = original[: header_length + ICMP_QUOTED_PAYLOAD_SIZE]
+    return build_icmp(ICMP_DEST_UNREACHABLE, code, next_hop_mtu, quoted)
