@@ -1,0 +1,275 @@
+"""The HNV objects, frozen, and the schema that builds them from plain mappings.
+
+The pydantic models *are* the objects the rest of nvgw uses: one definition gives the
+document's keys, their types, the canonical values (GUIDs in lower case, MACs as
+6-byte ``Mac``, addresses as ``ipaddress`` objects) and immutability. Every model
+forbids unknown keys, so a misspelt key is an error naming it, never a value that
+nothing reads. Rules that relate two fields or two entries live in ``checks.py``;
+``load_policy()`` in ``_load.py`` runs both and is the only way to get a ``Policy``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, PlainValidator, Strict
+
+from ._values import (
+    IPAddress,
+    IPNetwork,
+    Mac,
+    invalid,
+    parse_ifname,
+    parse_ip,
+    parse_label,
+    parse_mac,
+    parse_node_name,
+    parse_prefix,
+    parse_prefixes,
+    parse_provider_ip,
+    parse_rdid,
+    parse_vsid,
+)
+
+# A route without a metric loses to any route the seed's cmdlets would write (they
+# use 255) and wins over one written with a larger metric: 256 sits just past it.
+DEFAULT_METRIC = 256
+
+
+class Rule(enum.Enum):
+    """How a lookup record carries a CA: NVGRE (``TranslationMethodEncap``) or
+    IP-Rewrite (``TranslationMethodNat``: the CA is swapped for a PA of its own). In
+    code and metrics it is ``ip_rewrite``, because nvgw's internet NAT is ``napt``."""
+
+    ENCAP = "encap"
+    IP_REWRITE = "nat"
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class RecordType(enum.Enum):
+    """The cmdlet's ``-Type``: a VM (static), an L2-only entry, or a gateway's NIC."""
+
+    STATIC = "static"
+    L2ONLY = "l2only"
+    GATEWAY = "gateway"
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class NodeRole(enum.Enum):
+    """What a daemon does; the gateway role joins when it is built, not before."""
+
+    HOST = "host"
+
+
+def _enum_parser(kind: str, table: Mapping[str, enum.Enum], help_text: str) -> Any:
+    def parse(value: Any) -> enum.Enum:
+        if isinstance(value, str):
+            found = table.get(value) or table.get(value.lower())
+            if found is not None:
+                return found
+        elif isinstance(value, enum.Enum) and value in table.values():
+            return value
+        raise invalid(kind, help_text)
+
+    return parse
+
+
+# Case-insensitive, and the cmdlets' own spellings too, so a Windows export maps over.
+_RULES = {
+    "encap": Rule.ENCAP,
+    "nat": Rule.IP_REWRITE,
+    "translationmethodencap": Rule.ENCAP,
+    "translationmethodnat": Rule.IP_REWRITE,
+}
+_TYPES = {member.value: member for member in RecordType}
+
+
+def _parse_role(value: Any) -> NodeRole:
+    if isinstance(value, NodeRole):
+        return value
+    if value == "gateway":
+        raise invalid("role_unsupported", "the gateway role is not built yet: only 'host' exists")
+    if value != "host":
+        raise invalid("role", "must be 'host' (the only node role so far)")
+    return NodeRole.HOST
+
+
+def _int_range(low: int, high: int, what: str) -> AfterValidator:
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise invalid("range", f"out of range: {what} is {low}..{high}")
+        return value
+
+    return AfterValidator(check)
+
+
+Vsid = Annotated[int, Strict(), AfterValidator(parse_vsid)]
+Address = Annotated[IPAddress, PlainValidator(parse_ip)]
+ProviderIP = Annotated[IPAddress, PlainValidator(parse_provider_ip)]
+Prefix = Annotated[IPNetwork, PlainValidator(parse_prefix)]
+MacAddress = Annotated[Mac, PlainValidator(parse_mac)]
+Rdid = Annotated[str, PlainValidator(parse_rdid)]
+IfName = Annotated[str, PlainValidator(parse_ifname)]
+Label = Annotated[str, PlainValidator(parse_label)]
+RuleField = Annotated[
+    Rule, PlainValidator(_enum_parser("rule", _RULES, "must be 'encap' or 'nat'"))
+]
+TypeField = Annotated[
+    RecordType,
+    PlainValidator(_enum_parser("type", _TYPES, "must be 'static', 'l2only' or 'gateway'")),
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class VirtualSubnet(_Frozen):
+    """An IP subnet and broadcast domain (VSID) inside one routing domain."""
+
+    vsid: Vsid
+    prefixes: Annotated[tuple[Prefix, ...], AfterValidator(parse_prefixes)]
+    gateway: Address | None = None  # the subnet's default-gateway CA, if it has one
+
+    def prefix_for(self, version: int) -> IPNetwork | None:
+        """This subnet's prefix of IP version 4 or 6, if it has one."""
+        for prefix in self.prefixes:
+            if prefix.version == version:
+                return prefix
+        return None
+
+
+class RoutingDomain(_Frozen):
+    """One customer network: the isolation boundary nothing crosses."""
+
+    rdid: Rdid
+    name: Label | None = None
+    virtual_subnets: tuple[VirtualSubnet, ...]
+
+
+class LookupRecord(_Frozen):
+    """VSID + CA + MAC -> PA: where a VM is, and how its packets get there."""
+
+    vsid: Vsid
+    ca: Address
+    mac: MacAddress
+    pa: ProviderIP
+    rule: RuleField
+    type: TypeField = RecordType.STATIC
+    vm: Label | None = None
+
+
+class CustomerRoute(_Frozen):
+    """Within one routing domain: destination prefix -> next hop (a CA, or on-link)."""
+
+    rdid: Rdid
+    vsid: Vsid
+    destination: Prefix
+    next_hop: Address  # 0.0.0.0 or :: = on-link (the destination is in the VSID itself)
+    metric: Annotated[int, Strict(), _int_range(0, 65535, "a metric")] = DEFAULT_METRIC
+
+    @property
+    def on_link(self) -> bool:
+        return self.next_hop.is_unspecified
+
+
+class ProviderAddress(_Frozen):
+    """A PA this node owns, on one of its interfaces (the cmdlet's ProviderAddress)."""
+
+    interface: IfName
+    pa: ProviderIP
+    prefix_length: Annotated[int, Strict(), _int_range(1, 128, "a prefix length")]
+    vlan: Annotated[int, Strict(), _int_range(1, 4094, "a VLAN ID")] | None = None
+
+
+class Port(_Frozen):
+    """A VM network adapter this node serves: a TAP device named ``name``."""
+
+    name: IfName
+    vsid: Vsid
+    mac: MacAddress
+
+
+class Node(_Frozen):
+    """One daemon of the deployment; its name is its key under ``nodes:``."""
+
+    name: Annotated[str, PlainValidator(parse_node_name)]
+    role: Annotated[NodeRole, PlainValidator(_parse_role)]
+    provider_addresses: tuple[ProviderAddress, ...] = ()
+    ports: tuple[Port, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A whole deployment, validated. Get one from ``load_policy()``: building it
+    directly skips every check."""
+
+    revision: int
+    routing_domains: tuple[RoutingDomain, ...]
+    lookup_records: tuple[LookupRecord, ...]
+    customer_routes: tuple[CustomerRoute, ...]
+    nodes: tuple[Node, ...]
+    _domains: Mapping[str, RoutingDomain] = field(init=False, repr=False, compare=False)
+    _subnets: Mapping[int, VirtualSubnet] = field(init=False, repr=False, compare=False)
+    _rdids: Mapping[int, str] = field(init=False, repr=False, compare=False)
+    _nodes: Mapping[str, Node] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        subnets: dict[int, VirtualSubnet] = {}
+        rdids: dict[int, str] = {}
+        for domain in self.routing_domains:
+            for subnet in domain.virtual_subnets:
+                subnets[subnet.vsid] = subnet
+                rdids[subnet.vsid] = domain.rdid
+        domains = {domain.rdid: domain for domain in self.routing_domains}
+        nodes = {node.name: node for node in self.nodes}
+        object.__setattr__(self, "_domains", MappingProxyType(domains))
+        object.__setattr__(self, "_subnets", MappingProxyType(subnets))
+        object.__setattr__(self, "_rdids", MappingProxyType(rdids))
+        object.__setattr__(self, "_nodes", MappingProxyType(nodes))
+
+    @property
+    def virtual_subnets(self) -> tuple[VirtualSubnet, ...]:
+        """Every virtual subnet, in document order."""
+        return tuple(self._subnets.values())
+
+    def routing_domain(self, rdid: str) -> RoutingDomain:
+        """The routing domain with this RDID (any case); ``KeyError`` if none."""
+        return self._domains[rdid.lower()]
+
+    def virtual_subnet(self, vsid: int) -> VirtualSubnet:
+        """The virtual subnet with this VSID; ``KeyError`` if none."""
+        return self._subnets[vsid]
+
+    def rdid_of(self, vsid: int) -> str:
+        """The RDID that VSID belongs to; ``KeyError`` if none."""
+        return self._rdids[vsid]
+
+    def node(self, name: str) -> Node:
+        """The node with this name; ``KeyError`` if none."""
+        return self._nodes[name]
+
+    def counts(self) -> dict[str, int]:
+        """What the policy holds, for summaries and log events."""
+        rewrite = sum(1 for record in self.lookup_records if record.rule is Rule.IP_REWRITE)
+        return {
+            "routing_domains": len(self.routing_domains),
+            "virtual_subnets": len(self._subnets),
+            "lookup_records": len(self.lookup_records),
+            "encap_records": len(self.lookup_records) - rewrite,
+            "ip_rewrite_records": rewrite,
+            "customer_routes": len(self.customer_routes),
+            "nodes": len(self.nodes),
+            "provider_addresses": sum(len(node.provider_addresses) for node in self.nodes),
+            "ports": sum(len(node.ports) for node in self.nodes),
+        }
