@@ -44,6 +44,24 @@ class Drop(enum.IntEnum):
     INNER_TRUNCATED = 12  # shorter than an Ethernet header
     INNER_VLAN = 13  # carries an 802.1Q tag, which RFC 7637 section 3.2 forbids
     INNER_MALFORMED = 14  # inner ARP/IP/L4 header inconsistent with its own lengths
+    # Policy: the data plane's refusals (returned as drops, never raised).
+    VSID_UNKNOWN = 15  # the VSID belongs to no routing domain of the policy
+    FOREIGN_PA = 16  # the outer destination is not a PA of this node
+    NO_PORT = 17  # no local VM adapter has that VSID and destination MAC
+    VSID_MISMATCH = 18  # the destination MAC is a local adapter of another VSID
+    SPOOFED_PA = 19  # the inner source's lookup record has another PA than the outer source
+    SPOOFED_SOURCE = 20  # a VM sent with a MAC or CA that is not its own
+    NO_RECORD = 21  # no lookup record for the destination (MAC, or CA behind a route)
+    NO_ROUTE = 22  # no customer route to the destination in the routing domain
+    BROADCAST = 23  # broadcast or multicast: not forwarded (ARP is answered locally)
+    ARP_UNANSWERED = 24  # ARP nvgw does not answer: unknown target, gratuitous, a reply
+    ARP_FROM_PROVIDER = 25  # ARP inside NVGRE: never crosses the provider network
+    UNSUPPORTED = 26  # an inner ethertype nvgw does not forward (IPv6 until it lands)
+    TTL_EXPIRED = 27  # routing between VSIDs would take the TTL to 0
+    TOO_BIG = 28  # over the port's MTU; fragmentation-needed is sent back when DF is set
+    TX_FULL = 29  # an output queue (TAP or socket) was full: shed, not buffered
+    PORT_DOWN = 30  # the VM's TAP is down or gone (VM stopped, mid-migration)
+    PROVIDER_UNREACHABLE = 31  # the kernel could not send to the destination PA
 
     @property
     def label(self) -> str:

@@ -1,0 +1,339 @@
+"""The host role's per-packet decisions: what a Hyper-V host's WNV filter does.
+
+Two entry points, one per direction, both synchronous and socket-free:
+
+* ``from_port``: a frame a VM sent on its TAP. ARP for a CA is answered here from the
+  lookup records (it never leaves the host); IPv4 is switched within its VSID or
+  routed between VSIDs of one routing domain through the subnet's gateway MAC, then
+  delivered to a local port, encapsulated in NVGRE to the destination's PA, or sent
+  IP-Rewritten (``rule: nat``) as plain IP.
+* ``from_provider``: an NVGRE datagram from the provider network (outer IP header
+  first); ``from_provider_link``: an Ethernet frame seen on the provider link, for the
+  IP-Rewrite PAs that belong to the daemon rather than to the kernel (their ARP, and
+  the rewritten packets addressed to them).
+
+Whatever leaves goes through an ``Output`` (the io layer's batcher, or a list in the
+tests); whatever is refused bumps ``counters.drops[reason]`` and returns. Nothing
+here raises on a packet's account: a wire ``BadPacket`` becomes a drop like any other.
+
+Frames are given as writable memoryviews over the io layer's receive buffers and may
+be modified in place (MACs and TTL when routing, addresses when rewriting); the
+Output must consume them before the buffer is reused.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Protocol
+
+from gateway.dataplane.counters import Counters
+from gateway.dataplane.tables import HostPort, HostTables, router_mac
+from gateway.errors import BadPacket, Drop
+from gateway.policy import RecordType, Rule, Snapshot
+from gateway.wire import (
+    ARP_OP_REQUEST,
+    ETH_HEADER,
+    ETH_HEADER_SIZE,
+    ETHERTYPE_ARP,
+    ETHERTYPE_IPV4,
+    ETHERTYPE_TEB,
+    GRE_KEYED,
+    ICMP_CODE_FRAGMENTATION_NEEDED,
+    IPPROTO_ICMP,
+    NVGRE_FLAGS,
+    build_arp_reply,
+    build_ethernet,
+    build_icmp_unreachable,
+    build_ipv4,
+    decrement_ttl,
+    flow_id_of_frame,
+    parse_arp,
+    parse_nvgre,
+    rewrite_ipv4_dst,
+    rewrite_ipv4_src,
+)
+
+_IP: Final = ETH_HEADER_SIZE  # where the inner IPv4 header starts in a frame
+_IP_MIN_FRAME: Final = ETH_HEADER_SIZE + 20
+_IP_SRC: Final = _IP + 12
+_IP_DST: Final = _IP + 16
+_IP_DF_BYTE: Final = _IP + 6
+_DF_BIT: Final = 0x40  # in the flags byte
+_UNSPECIFIED_V4: Final = bytes(4)
+
+
+class Output(Protocol):
+    """Where decided packets go. The io layer batches them; tests collect them."""
+
+    def to_port(self, port: HostPort, frame: memoryview | bytes) -> None:
+        """Write a whole Ethernet frame to a local VM's TAP."""
+
+    def to_provider(self, src_pa: bytes, dst_pa: bytes, gre: bytes, frame: memoryview) -> None:
+        """Send NVGRE: the kernel adds the outer IP header (src_pa -> dst_pa, protocol 47)
+        in front of the 8-byte GRE header and the inner frame."""
+
+    def to_provider_ip(self, dst_pa: bytes, packet: memoryview) -> None:
+        """Send a whole IPv4 packet (IP-Rewritten) onto the provider network as it is."""
+
+    def to_provider_link(self, frame: bytes) -> None:
+        """Send an Ethernet frame on the provider link (ARP replies for rewrite PAs)."""
+
+
+class HostDataplane:
+    """One node's data plane over the current snapshot; ``swap()`` replaces it whole."""
+
+    __slots__ = ("counters", "node_name", "provider_mac", "tables")
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        node_name: str,
+        counters: Counters | None = None,
+        provider_mac: bytes | None = None,
+    ) -> None:
+        self.node_name = node_name
+        # The provider link's MAC: ARP for this node's IP-Rewrite PAs is answered with it.
+        self.provider_mac = provider_mac
+        self.counters = counters if counters is not None else Counters()
+        self.tables = HostTables(snapshot, node_name, self.counters)
+
+    def swap(self, snapshot: Snapshot) -> HostTables:
+        """Adopt a new snapshot (between batches). Counters carry over by port name."""
+        self.tables = HostTables(snapshot, self.node_name, self.counters)
+        return self.tables
+
+    # ---------------------------------------------------------------- from a VM
+
+    def from_port(self, port: HostPort, frame: memoryview, out: Output) -> None:
+        drops = self.counters.drops
+        if len(frame) < ETH_HEADER_SIZE:
+            drops[Drop.INNER_TRUNCATED] += 1
+            return
+        dst_mac, src_mac, ethertype = ETH_HEADER.unpack_from(frame)
+        if src_mac != port.mac:
+            drops[Drop.SPOOFED_SOURCE] += 1
+        elif ethertype == ETHERTYPE_IPV4:
+            self._ipv4_from_port(port, frame, dst_mac, out)
+        elif ethertype == ETHERTYPE_ARP:
+            self._arp_from_port(port, frame, out)
+        else:
+            drops[Drop.UNSUPPORTED] += 1
+
+    def _arp_from_port(self, port: HostPort, frame: memoryview, out: Output) -> None:
+        counters = self.counters
+        try:
+            arp = parse_arp(frame, ETH_HEADER_SIZE)
+        except BadPacket as bad:
+            counters.drops[bad.reason] += 1
+            return
+        if arp.sender_mac != port.mac or arp.sender_ip not in (port.ca, _UNSPECIFIED_V4):
+            counters.drops[Drop.SPOOFED_SOURCE] += 1
+            return
+        if arp.opcode != ARP_OP_REQUEST:
+            counters.drops[Drop.ARP_UNANSWERED] += 1
+            return
+        counters.arp_requests += 1
+        answer = self.tables.answers_arp_for(port, arp.target_ip)
+        if answer is None:
+            counters.drops[Drop.ARP_UNANSWERED] += 1
+            return
+        out.to_port(port, build_arp_reply(arp, answer))
+        counters.arp_replies += 1
+
+    def _ipv4_from_port(self, port: HostPort, frame: memoryview, dst_mac: bytes, out: Output):
+        counters = self.counters
+        drops = counters.drops
+        size = len(frame)
+        if size < _IP_MIN_FRAME or frame[_IP] >> 4 != 4 or frame[_IP] & 0x0F < 5:
+            drops[Drop.INNER_MALFORMED] += 1
+            return
+        if bytes(frame[_IP_SRC:_IP_DST]) != port.ca:
+            drops[Drop.SPOOFED_SOURCE] += 1
+            return
+        if size - ETH_HEADER_SIZE > port.mtu:
+            self._too_big(port, frame, dst_mac, out)
+            return
+        tables = self.tables
+        snapshot = tables.snapshot
+        dst_ip = bytes(frame[_IP_DST : _IP_DST + 4])
+        if dst_mac == port.router_mac:
+            route = snapshot.route(port.rdid, dst_ip)
+            if route is None:
+                drops[Drop.NO_ROUTE] += 1
+                return
+            vsid = route.next_hop_vsid
+            record = snapshot.record_by_ca.get((vsid, route.next_hop_bytes or dst_ip))
+            if record is None:
+                drops[Drop.NO_RECORD] += 1
+                return
+            if decrement_ttl(frame, _IP) == 0:
+                drops[Drop.TTL_EXPIRED] += 1
+                return
+            frame[0:6] = record.mac_bytes
+            frame[6:12] = router_mac(vsid)
+            counters.routed += 1
+        elif dst_mac[0] & 1:
+            drops[Drop.BROADCAST] += 1
+            return
+        else:
+            vsid = port.vsid
+            record = snapshot.record_by_mac.get((vsid, dst_mac))
+            # A frame for a VM's MAC must be for that VM's CA; only a gateway takes others.
+            if record is None or (
+                record.ca_bytes != dst_ip and record.type is not RecordType.GATEWAY
+            ):
+                drops[Drop.NO_RECORD] += 1
+                return
+        if record.pa_bytes in tables.local_pas:
+            destination = tables.port_by_key.get((vsid, record.mac_bytes))
+            if destination is None:
+                drops[Drop.NO_PORT] += 1
+                return
+            out.to_port(destination, frame)
+            counters.switched_locally += 1
+            destination.counters.to_vm_packets += 1
+            destination.counters.to_vm_bytes += size
+        elif record.rule is Rule.ENCAP:
+            key = vsid << 8 | flow_id_of_frame(frame)
+            out.to_provider(
+                port.pa, record.pa_bytes, GRE_KEYED.pack(NVGRE_FLAGS, ETHERTYPE_TEB, key), frame
+            )
+            counters.encapsulated += 1
+        else:
+            # IP-Rewrite: the CAs become the two records' PAs; no GRE, no inner Ethernet.
+            end = _IP + int.from_bytes(frame[_IP + 2 : _IP + 4], "big")
+            packet = frame[_IP:end]
+            try:
+                rewrite_ipv4_src(packet, port.pa)
+                rewrite_ipv4_dst(packet, record.pa_bytes)
+            except BadPacket as bad:
+                drops[bad.reason] += 1
+                return
+            out.to_provider_ip(record.pa_bytes, packet)
+            counters.ip_rewritten_out += 1
+        port.counters.from_vm_packets += 1
+        port.counters.from_vm_bytes += size
+
+    def _too_big(self, port: HostPort, frame: memoryview, dst_mac: bytes, out: Output) -> None:
+        """RFC 1191: with DF set, tell the VM the MTU it must use; never drop silently."""
+        self.counters.drops[Drop.TOO_BIG] += 1
+        if not frame[_IP_DF_BYTE] & _DF_BIT:
+            return  # a VM that allows fragmentation sent more than its TAP's MTU: its bug
+        icmp = build_icmp_unreachable(ICMP_CODE_FRAGMENTATION_NEEDED, frame[_IP:], port.mtu)
+        source = port.gateway_ca or bytes(frame[_IP_DST : _IP_DST + 4])
+        ip = build_ipv4(source, port.ca, IPPROTO_ICMP, len(icmp))
+        out.to_port(port, build_ethernet(port.mac, dst_mac, ETHERTYPE_IPV4) + ip + icmp)
+        self.counters.icmp_errors_sent += 1
+
+    # ---------------------------------------------------------------- from the provider network
+
+    def from_provider(self, datagram: memoryview, out: Output) -> None:
+        counters = self.counters
+        drops = counters.drops
+        counters.provider_rx_packets += 1
+        counters.provider_rx_bytes += len(datagram)
+        try:
+            packet = parse_nvgre(datagram)
+        except BadPacket as bad:
+            drops[bad.reason] += 1
+            return
+        tables = self.tables
+        if packet.dst not in tables.local_pas:
+            drops[Drop.FOREIGN_PA] += 1
+            return
+        vsid = packet.vsid
+        rdid = tables.snapshot.rdid_by_vsid.get(vsid)
+        if rdid is None:
+            drops[Drop.VSID_UNKNOWN] += 1
+            return
+        frame = packet.inner
+        dst_mac, src_mac, ethertype = ETH_HEADER.unpack_from(frame)
+        port = tables.port_by_key.get((vsid, dst_mac))
+        if port is None:
+            if dst_mac in tables.port_macs:
+                drops[Drop.VSID_MISMATCH] += 1
+            elif dst_mac[0] & 1:
+                drops[Drop.BROADCAST] += 1
+            else:
+                drops[Drop.NO_PORT] += 1
+            return
+        if ethertype != ETHERTYPE_IPV4:
+            drops[Drop.ARP_FROM_PROVIDER if ethertype == ETHERTYPE_ARP else Drop.UNSUPPORTED] += 1
+            return
+        size = len(frame)
+        if size < _IP_MIN_FRAME or frame[_IP] >> 4 != 4:
+            drops[Drop.INNER_MALFORMED] += 1
+            return
+        # Anti-spoofing: the inner source must be a CA whose record has this outer PA.
+        src_ip = bytes(frame[_IP_SRC:_IP_DST])
+        if src_mac == port.router_mac:  # routed by the sender's host from another VSID
+            sender = tables.record_by_rdid_ca.get((rdid, src_ip))
+        else:
+            sender = tables.snapshot.record_by_mac.get((vsid, src_mac))
+            if (
+                sender is not None
+                and sender.ca_bytes != src_ip
+                and sender.type is not RecordType.GATEWAY
+            ):
+                sender = None
+        if sender is None or sender.pa_bytes != packet.src:
+            drops[Drop.SPOOFED_PA] += 1
+            return
+        out.to_port(port, frame)
+        port.counters.to_vm_packets += 1
+        port.counters.to_vm_bytes += size
+
+    def from_provider_link(self, frame: memoryview, out: Output) -> None:
+        """IP-Rewrite's receive side: an Ethernet frame from the provider link.
+
+        A rewrite PA is the daemon's, not the kernel's (the kernel would answer its
+        traffic with RSTs), so its ARP is answered here and packets to it are turned
+        back into the CA's frame. Frames for anything else are none of our business.
+        """
+        if len(frame) < ETH_HEADER_SIZE:
+            return
+        _, _, ethertype = ETH_HEADER.unpack_from(frame)
+        tables = self.tables
+        if ethertype == ETHERTYPE_ARP:
+            try:
+                arp = parse_arp(frame, ETH_HEADER_SIZE)
+            except BadPacket:
+                return
+            if (
+                arp.opcode == ARP_OP_REQUEST
+                and arp.target_ip in tables.rewrite_by_pa
+                and self.provider_mac is not None
+            ):
+                out.to_provider_link(build_arp_reply(arp, self.provider_mac))
+                self.counters.arp_replies += 1
+            return
+        if ethertype != ETHERTYPE_IPV4 or len(frame) < _IP_MIN_FRAME:
+            return
+        record = tables.rewrite_by_pa.get(bytes(frame[_IP_DST : _IP_DST + 4]))
+        if record is None:
+            return
+        counters = self.counters
+        counters.provider_rx_packets += 1
+        counters.provider_rx_bytes += len(frame) - ETH_HEADER_SIZE
+        src_pa = bytes(frame[_IP_SRC:_IP_DST])
+        sender = tables.rewrite_sender(src_pa)
+        if sender is None or sender.rdid != record.rdid:
+            counters.drops[Drop.SPOOFED_PA] += 1
+            return
+        port = tables.port_by_key.get((record.vsid, record.mac_bytes))
+        if port is None:
+            counters.drops[Drop.NO_PORT] += 1
+            return
+        end = _IP + int.from_bytes(frame[_IP + 2 : _IP + 4], "big")
+        try:
+            packet = frame[_IP:end]
+            rewrite_ipv4_dst(packet, record.ca_bytes)
+            rewrite_ipv4_src(packet, sender.ca_bytes)
+        except BadPacket as bad:
+            counters.drops[bad.reason] += 1
+            return
+        frame[0:6] = port.mac
+        frame[6:12] = sender.mac_bytes if sender.vsid == record.vsid else port.router_mac
+        out.to_port(port, frame[:end])
+        counters.ip_rewritten_in += 1
+        port.counters.to_vm_packets += 1
+        port.counters.to_vm_bytes += end

@@ -1,0 +1,125 @@
+"""The host role's view of one policy snapshot: what a node needs per packet.
+
+``compile_policy()`` answers questions about the whole deployment; a host daemon also
+needs to know which of those records are its own VMs (its ports), which PAs are its
+own, and where each local port's counters live. ``HostTables`` precomputes that once
+per snapshot, so the per-packet code does dict lookups and attribute reads only.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from gateway.dataplane.counters import Counters, PortCounters
+from gateway.policy import CompiledRecord, RecordType, Rule, Snapshot
+from gateway.wire import NVGRE_OVERHEAD_V4
+
+UNDERLAY_MTU: Final = 1500  # a plain Ethernet provider network
+# What a VM's TAP gets, so that its largest frame still fits the underlay once
+# encapsulated: 1500 - 42 = 1458 (design.md, "NVGRE on the wire").
+PORT_MTU: Final = UNDERLAY_MTU - NVGRE_OVERHEAD_V4
+
+# The MAC of a virtual subnet's distributed router (its gateway CA answers ARP with it):
+# locally administered (02), "NV", then the 24-bit VSID, so it is the same on every
+# host without configuration and tells at a glance which subnet a frame was routed into.
+ROUTER_MAC_PREFIX: Final = b"\x02\x4e\x56"
+
+
+def router_mac(vsid: int) -> bytes:
+    return ROUTER_MAC_PREFIX + vsid.to_bytes(3, "big")
+
+
+class HostPort:
+    """A local VM network adapter with everything the per-packet code compares."""
+
+    __slots__ = (
+        "ca",
+        "counters",
+        "gateway_ca",
+        "mac",
+        "mtu",
+        "name",
+        "pa",
+        "rdid",
+        "record",
+        "router_mac",
+        "rule",
+        "vsid",
+    )
+
+    def __init__(
+        self, name: str, record: CompiledRecord, gateway_ca: bytes | None, counters: PortCounters
+    ) -> None:
+        self.name = name
+        self.record = record
+        self.vsid = record.vsid
+        self.rdid = record.rdid
+        self.mac = record.mac_bytes
+        self.ca = record.ca_bytes
+        self.pa = record.pa_bytes  # the source PA of everything this VM sends
+        self.rule = record.rule
+        self.gateway_ca = gateway_ca  # its subnet's gateway CA, answered with router_mac
+        self.router_mac = router_mac(record.vsid)
+        self.mtu = PORT_MTU
+        self.counters = counters
+
+    def __repr__(self) -> str:
+        return f"HostPort({self.name!r}, vsid={self.vsid})"
+
+
+class HostTables:
+    """One node's compiled view of one snapshot. Immutable once built."""
+
+    __slots__ = (
+        "local_pas",
+        "node",
+        "port_by_key",
+        "port_by_name",
+        "port_macs",
+        "ports",
+        "record_by_rdid_ca",
+        "rewrite_by_pa",
+        "snapshot",
+    )
+
+    def __init__(self, snapshot: Snapshot, node_name: str, counters: Counters) -> None:
+        policy = snapshot.policy
+        node = policy.node(node_name)
+        self.snapshot = snapshot
+        self.node = node
+        self.local_pas = frozenset(pa.pa.packed for pa in node.provider_addresses)
+        ports = []
+        for port in node.ports:
+            record = snapshot.record_by_mac[port.vsid, bytes(port.mac)]
+            gateway = policy.virtual_subnet(port.vsid).gateway
+            gateway_ca = gateway.packed if gateway is not None else None
+            ports.append(HostPort(port.name, record, gateway_ca, counters.port(port.name)))
+        self.ports: tuple[HostPort, ...] = tuple(ports)
+        self.port_by_key = {(p.vsid, p.mac): p for p in ports}
+        self.port_by_name = {p.name: p for p in ports}
+        self.port_macs = frozenset(p.mac for p in ports)  # tells VSID_MISMATCH from NO_PORT
+        # A routed frame arrives with the router's MAC as source, so its sender is found
+        # by its CA within the routing domain (subnets of one RDID never overlap).
+        self.record_by_rdid_ca = {(r.rdid, r.ca_bytes): r for r in snapshot.records}
+        # IP-Rewrite: each of this node's rewrite PAs stands for exactly one local CA.
+        self.rewrite_by_pa = {
+            r.pa_bytes: r
+            for r in snapshot.records
+            if r.rule is Rule.IP_REWRITE and r.pa_bytes in self.local_pas
+        }
+
+    def rewrite_sender(self, pa: bytes) -> CompiledRecord | None:
+        """The IP-Rewrite record that owns ``pa`` (one CA per PA), anywhere."""
+        for record in self.snapshot.records_by_pa.get(pa, ()):
+            if record.rule is Rule.IP_REWRITE:
+                return record
+        return None
+
+    def answers_arp_for(self, port: HostPort, target_ip: bytes) -> bytes | None:
+        """The MAC to answer a VM's ARP request for ``target_ip`` with, if any."""
+        if target_ip == port.gateway_ca:
+            return port.router_mac
+        record = self.snapshot.record_by_ca.get((port.vsid, target_ip))
+        if record is None or record.type is RecordType.L2ONLY or record.mac_bytes == port.mac:
+            return None
+        return record.mac_bytes
