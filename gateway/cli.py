@@ -1,12 +1,14 @@
 """The ``nvgw`` command.
 
-For now one real command, ``nvgw check FILE...``; ``run``, ``lab`` and the API verbs
-join as they are built (no stubs before). Exit status: 0 when every file is valid, 1
-when any is not, 2 for a usage error (typer's).
+``nvgw check FILE...`` validates configs (exit 0 when every file is valid, 1 when
+any is not, 2 for a usage error, typer's); ``nvgw run`` runs one node of a config;
+``nvgw lab`` builds the seed's labs in network namespaces.
 """
 
 from __future__ import annotations
 
+import enum
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -79,6 +81,64 @@ def _summary(console: Console, name: str, policy: Policy) -> None:
     ]
     for line in lines:
         console.print(f"  {line}", markup=False)
+
+
+class Backend(enum.StrEnum):
+    asyncio = "asyncio"
+    trio = "trio"
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The deployment's config file.")],
+    node: Annotated[str, typer.Option("--node", "-n", help="Which node of it this daemon is.")],
+    backend: Annotated[Backend, typer.Option(help="anyio event loop.")] = Backend.asyncio,
+    metrics: Annotated[
+        str, typer.Option(help="Where /metrics listens (HOST:PORT, port 0 picks one).")
+    ] = "127.0.0.1:9550",
+    ready_fd: Annotated[
+        int | None,
+        typer.Option(help="Write one JSON line to this fd once serving (then close it)."),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run one node: SIGHUP re-reads the config, SIGTERM stops cleanly."""
+    import anyio
+
+    from gateway.io import HostDaemon, ready_line
+    from gateway.telemetry import configure_logging
+
+    configure_logging(log_level)
+    daemon = HostDaemon(config, node, metrics)
+
+    async def serve() -> None:
+        async with anyio.create_task_group() as tg:
+            ready = await tg.start(daemon.run)
+            if ready_fd is not None:
+                os.write(ready_fd, ready_line(ready))
+                os.close(ready_fd)
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        anyio.run(serve, backend=backend.value)
+    except ConfigError as error:
+        for issue in error.issues:
+            console.print(str(issue), markup=False)
+        raise typer.Exit(1) from None
+    except OSError as error:
+        console.print(f"nvgw run: {error.strerror or error}", markup=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _add_lab() -> None:
+    from gateway.lab.commands import lab_app
+
+    app.add_typer(lab_app, name="lab")
+
+
+_add_lab()
 
 
 def main() -> None:

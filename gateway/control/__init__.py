@@ -10,6 +10,7 @@ from .config_file import (
     policy_from_document,
     read_document,
     to_plain,
+    write_document,
 )
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "policy_from_document",
     "read_document",
     "to_plain",
+    "write_document",
 ]

@@ -152,3 +152,24 @@ def _child_line(node: Any, part: object) -> tuple[int, Any] | None:
     except (AttributeError, KeyError, TypeError, IndexError):
         return None  # no position recorded (e.g. a key merged in with <<)
     return None
+
+
+def write_document(path: str | os.PathLike[str], document: Any) -> None:
+    """Replace the file with ``document`` atomically and durably.
+
+    Written to a temporary file in the same directory, fsynced, renamed over the
+    original, and the directory fsynced: a crash at any point leaves the old file or
+    the new one, never a torn one, and a renamed file survives a power cut.
+    """
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        new_yaml().dump(document, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+    directory = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -10,7 +10,8 @@ Two entry points, one per direction, both synchronous and socket-free:
 * ``from_provider``: an NVGRE datagram from the provider network (outer IP header
   first); ``from_provider_link``: an Ethernet frame seen on the provider link, for the
   IP-Rewrite PAs that belong to the daemon rather than to the kernel (their ARP, and
-  the rewritten packets addressed to them).
+  the rewritten packets addressed to them). Rewritten packets leave the same way,
+  framed by the daemon after resolving the destination PA (``neighbors.py``).
 
 Whatever leaves goes through an ``Output`` (the io layer's batcher, or a list in the
 tests); whatever is refused bumps ``counters.drops[reason]`` and returns. Nothing
@@ -26,11 +27,13 @@ from __future__ import annotations
 from typing import Final, Protocol
 
 from gateway.dataplane.counters import Counters
+from gateway.dataplane.neighbors import Neighbors
 from gateway.dataplane.tables import HostPort, HostTables, router_mac
 from gateway.errors import BadPacket, Drop
 from gateway.policy import RecordType, Rule, Snapshot
 from gateway.wire import (
     ARP_OP_REQUEST,
+    BROADCAST_MAC,
     ETH_HEADER,
     ETH_HEADER_SIZE,
     ETHERTYPE_ARP,
@@ -40,6 +43,8 @@ from gateway.wire import (
     ICMP_CODE_FRAGMENTATION_NEEDED,
     IPPROTO_ICMP,
     NVGRE_FLAGS,
+    ZERO_MAC,
+    build_arp,
     build_arp_reply,
     build_ethernet,
     build_icmp_unreachable,
@@ -71,17 +76,15 @@ class Output(Protocol):
         """Send NVGRE: the kernel adds the outer IP header (src_pa -> dst_pa, protocol 47)
         in front of the 8-byte GRE header and the inner frame."""
 
-    def to_provider_ip(self, dst_pa: bytes, packet: memoryview) -> None:
-        """Send a whole IPv4 packet (IP-Rewritten) onto the provider network as it is."""
-
-    def to_provider_link(self, frame: bytes) -> None:
-        """Send an Ethernet frame on the provider link (ARP replies for rewrite PAs)."""
+    def to_provider_link(self, frame: memoryview | bytes) -> None:
+        """Send a whole Ethernet frame on the provider link: IP-Rewritten packets, and
+        ARP for the rewrite PAs, which are the daemon's rather than the kernel's."""
 
 
 class HostDataplane:
     """One node's data plane over the current snapshot; ``swap()`` replaces it whole."""
 
-    __slots__ = ("counters", "node_name", "provider_mac", "tables")
+    __slots__ = ("counters", "neighbors", "node_name", "provider_mac", "tables")
 
     def __init__(
         self,
@@ -95,6 +98,7 @@ class HostDataplane:
         self.provider_mac = provider_mac
         self.counters = counters if counters is not None else Counters()
         self.tables = HostTables(snapshot, node_name, self.counters)
+        self.neighbors = Neighbors()
 
     def swap(self, snapshot: Snapshot) -> HostTables:
         """Adopt a new snapshot (between batches). Counters carry over by port name."""
@@ -103,7 +107,7 @@ class HostDataplane:
 
     # ---------------------------------------------------------------- from a VM
 
-    def from_port(self, port: HostPort, frame: memoryview, out: Output) -> None:
+    def from_port(self, port: HostPort, frame: memoryview, out: Output, now: float) -> None:
         drops = self.counters.drops
         if len(frame) < ETH_HEADER_SIZE:
             drops[Drop.INNER_TRUNCATED] += 1
@@ -112,7 +116,7 @@ class HostDataplane:
         if src_mac != port.mac:
             drops[Drop.SPOOFED_SOURCE] += 1
         elif ethertype == ETHERTYPE_IPV4:
-            self._ipv4_from_port(port, frame, dst_mac, out)
+            self._ipv4_from_port(port, frame, dst_mac, out, now)
         elif ethertype == ETHERTYPE_ARP:
             self._arp_from_port(port, frame, out)
         else:
@@ -139,7 +143,9 @@ class HostDataplane:
         out.to_port(port, build_arp_reply(arp, answer))
         counters.arp_replies += 1
 
-    def _ipv4_from_port(self, port: HostPort, frame: memoryview, dst_mac: bytes, out: Output):
+    def _ipv4_from_port(
+        self, port: HostPort, frame: memoryview, dst_mac: bytes, out: Output, now: float
+    ) -> None:
         counters = self.counters
         drops = counters.drops
         size = len(frame)
@@ -199,16 +205,17 @@ class HostDataplane:
             )
             counters.encapsulated += 1
         else:
-            # IP-Rewrite: the CAs become the two records' PAs; no GRE, no inner Ethernet.
+            # IP-Rewrite: the CAs become the two records' PAs; no GRE, and the frame's
+            # own Ethernet header is readdressed for the provider link.
             end = _IP + int.from_bytes(frame[_IP + 2 : _IP + 4], "big")
-            packet = frame[_IP:end]
             try:
-                rewrite_ipv4_src(packet, port.pa)
-                rewrite_ipv4_dst(packet, record.pa_bytes)
+                rewrite_ipv4_src(frame[_IP:end], port.pa)
+                rewrite_ipv4_dst(frame[_IP:end], record.pa_bytes)
             except BadPacket as bad:
                 drops[bad.reason] += 1
                 return
-            out.to_provider_ip(record.pa_bytes, packet)
+            if not self._to_link(port.pa, record.pa_bytes, frame[:end], out, now):
+                return
             counters.ip_rewritten_out += 1
         port.counters.from_vm_packets += 1
         port.counters.from_vm_bytes += size
@@ -224,9 +231,34 @@ class HostDataplane:
         out.to_port(port, build_ethernet(port.mac, dst_mac, ETHERTYPE_IPV4) + ip + icmp)
         self.counters.icmp_errors_sent += 1
 
+    def _to_link(
+        self, src_pa: bytes, dst_pa: bytes, frame: memoryview, out: Output, now: float
+    ) -> bool:
+        """Frame a rewritten packet for the provider link, resolving ``dst_pa`` first
+        (the frame waits, copied, in a bounded queue); False when it was dropped."""
+        drops = self.counters.drops
+        if self.provider_mac is None:
+            drops[Drop.PROVIDER_UNREACHABLE] += 1
+            return False
+        mac, ask = self.neighbors.resolve(dst_pa, now)
+        if ask:
+            request = build_arp(ARP_OP_REQUEST, self.provider_mac, src_pa, ZERO_MAC, dst_pa)
+            out.to_provider_link(
+                build_ethernet(BROADCAST_MAC, self.provider_mac, ETHERTYPE_ARP) + request
+            )
+        frame[6:12] = self.provider_mac
+        if mac is None:
+            if not self.neighbors.park(dst_pa, bytearray(frame)):
+                drops[Drop.TX_FULL] += 1
+                return False
+            return True
+        frame[0:6] = mac
+        out.to_provider_link(frame)
+        return True
+
     # ---------------------------------------------------------------- from the provider network
 
-    def from_provider(self, datagram: memoryview, out: Output) -> None:
+    def from_provider(self, datagram: memoryview, out: Output, now: float) -> None:
         counters = self.counters
         drops = counters.drops
         counters.provider_rx_packets += 1
@@ -282,7 +314,7 @@ class HostDataplane:
         port.counters.to_vm_packets += 1
         port.counters.to_vm_bytes += size
 
-    def from_provider_link(self, frame: memoryview, out: Output) -> None:
+    def from_provider_link(self, frame: memoryview, out: Output, now: float) -> None:
         """IP-Rewrite's receive side: an Ethernet frame from the provider link.
 
         A rewrite PA is the daemon's, not the kernel's (the kernel would answer its
@@ -298,6 +330,10 @@ class HostDataplane:
                 arp = parse_arp(frame, ETH_HEADER_SIZE)
             except BadPacket:
                 return
+            if tables.rewrite_sender(arp.sender_ip) is not None:  # learn only PAs we send to
+                for waiting in self.neighbors.learn(arp.sender_ip, arp.sender_mac, now):
+                    waiting[0:6] = arp.sender_mac
+                    out.to_provider_link(waiting)
             if (
                 arp.opcode == ARP_OP_REQUEST
                 and arp.target_ip in tables.rewrite_by_pa

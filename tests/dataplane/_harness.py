@@ -1,9 +1,10 @@
 """Two or more sans-IO host dataplanes joined by lists instead of sockets.
 
-``Wire`` is what the kernel and the provider network would do between daemons:
-it puts the outer IPv4 header in front of what ``to_provider`` hands over (as the raw
-GRE socket's kernel would) and gives the datagram to the node owning the destination
-PA; IP-Rewritten packets get an Ethernet header and go to that node's provider link.
+``Lab.carry`` does what the kernel and the provider network would do between
+daemons: it puts the outer IPv4 header in front of what ``to_provider`` hands over
+(as the raw GRE socket's kernel would) and gives the datagram to the node owning the
+destination PA; frames for the provider link go where an Ethernet switch would send
+them (by destination MAC, broadcast to every other node).
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ from pathlib import Path
 from gateway.control import load_config
 from gateway.dataplane import HostDataplane, HostPort
 from gateway.policy import Snapshot, compile_policy
-from gateway.wire import ETHERTYPE_IPV4, IPPROTO_GRE, build_ethernet, build_ipv4
+from gateway.wire import IPPROTO_GRE, build_ipv4
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-PROVIDER_MAC = bytes.fromhex("020000000001")
+NOW = 100.0  # the clock the tests run at; neighbour entries age against it
+
+
+def provider_mac(index: int) -> bytes:
+    return bytes([2, 0, 0, 0, 0, index + 1])
 
 
 def snapshot_of(name: str) -> Snapshot:
@@ -30,7 +35,6 @@ class Collect:
 
     ports: list[tuple[str, bytes]] = field(default_factory=list)
     provider: list[tuple[bytes, bytes, bytes]] = field(default_factory=list)  # src, dst, datagram
-    provider_ip: list[tuple[bytes, bytes]] = field(default_factory=list)
     provider_link: list[bytes] = field(default_factory=list)
 
     def to_port(self, port: HostPort, frame) -> None:
@@ -40,9 +44,6 @@ class Collect:
         payload = gre + bytes(frame)
         header = build_ipv4(src_pa, dst_pa, IPPROTO_GRE, len(payload))
         self.provider.append((src_pa, dst_pa, header + payload))
-
-    def to_provider_ip(self, dst_pa: bytes, packet) -> None:
-        self.provider_ip.append((dst_pa, bytes(packet)))
 
     def to_provider_link(self, frame: bytes) -> None:
         self.provider_link.append(bytes(frame))
@@ -54,10 +55,11 @@ class Lab:
     def __init__(self, config: str) -> None:
         self.snapshot = snapshot_of(config)
         self.nodes = {
-            node.name: HostDataplane(self.snapshot, node.name, provider_mac=PROVIDER_MAC)
-            for node in self.snapshot.policy.nodes
+            node.name: HostDataplane(self.snapshot, node.name, provider_mac=provider_mac(i))
+            for i, node in enumerate(self.snapshot.policy.nodes)
         }
         self.out = {name: Collect() for name in self.nodes}
+        self.link_log: list[bytes] = []  # every frame carried on the provider link
 
     def port(self, name: str) -> tuple[str, HostPort]:
         for node, dataplane in self.nodes.items():
@@ -69,26 +71,30 @@ class Lab:
     def send(self, vm: str, frame: bytes) -> None:
         """A VM sends a frame; carry whatever crosses the provider network to its node."""
         node, port = self.port(vm)
-        self.nodes[node].from_port(port, memoryview(bytearray(frame)), self.out[node])
+        self.nodes[node].from_port(port, memoryview(bytearray(frame)), self.out[node], NOW)
         self.carry()
 
     def carry(self) -> None:
-        for out in list(self.out.values()):
-            while out.provider:
-                _, dst, datagram = out.provider.pop(0)
-                target = self.owner(dst)
-                if target is not None:
-                    self.nodes[target].from_provider(
-                        memoryview(bytearray(datagram)), self.out[target]
-                    )
-            while out.provider_ip:
-                dst, packet = out.provider_ip.pop(0)
-                target = self.owner(dst)
-                if target is not None:
-                    frame = build_ethernet(PROVIDER_MAC, bytes(6), ETHERTYPE_IPV4) + packet
-                    self.nodes[target].from_provider_link(
-                        memoryview(bytearray(frame)), self.out[target]
-                    )
+        """Deliver what crosses the provider network until nothing is in flight."""
+        moved = True
+        while moved:
+            moved = False
+            for sender, out in self.out.items():
+                while out.provider:
+                    moved = True
+                    _, dst, datagram = out.provider.pop(0)
+                    target = self.owner(dst)
+                    if target is not None:
+                        view = memoryview(bytearray(datagram))
+                        self.nodes[target].from_provider(view, self.out[target], NOW)
+                while out.provider_link:
+                    moved = True
+                    frame = out.provider_link.pop(0)
+                    self.link_log.append(frame)
+                    for name, dataplane in self.nodes.items():
+                        if name != sender and frame[0:6] in (dataplane.provider_mac, b"\xff" * 6):
+                            view = memoryview(bytearray(frame))
+                            dataplane.from_provider_link(view, self.out[name], NOW)
 
     def owner(self, pa: bytes) -> str | None:
         for name, dataplane in self.nodes.items():

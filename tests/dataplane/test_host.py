@@ -16,7 +16,7 @@ from gateway.dataplane import PORT_MTU, router_mac
 from gateway.policy import compile_policy, load_policy
 from gateway.wire import encapsulate_ipv4
 
-from ._harness import CONFIGS, Lab
+from ._harness import CONFIGS, NOW, Lab
 
 MAC = {
     vm: f"00:00:00:00:00:{n}"
@@ -76,7 +76,7 @@ def test_blue_reaches_blue_across_hosts_in_nvgre_with_its_vsid() -> None:
     frame = ping("blue1", MAC["blue2"], "10.10.10.11", "10.10.10.12")
     node, port = lab.port("blue1")
     out = lab.out[node]
-    lab.nodes[node].from_port(port, memoryview(bytearray(frame)), out)
+    lab.nodes[node].from_port(port, memoryview(bytearray(frame)), out, NOW)
     [(src, dst, datagram)] = out.provider
     assert (src, dst) == (PA1, PA2)
     outer = IP(datagram)
@@ -145,7 +145,7 @@ def inject(
     lab: Lab, node: str, *, vsid: int, src_pa: bytes, inner: bytes, dst_pa: bytes = PA2
 ) -> None:
     datagram = encapsulate_ipv4(src_pa, dst_pa, vsid, 0, inner)
-    lab.nodes[node].from_provider(memoryview(bytearray(datagram)), lab.out[node])
+    lab.nodes[node].from_provider(memoryview(bytearray(datagram)), lab.out[node], NOW)
 
 
 def test_provider_frames_with_the_wrong_vsid_or_pa_are_dropped_and_counted() -> None:
@@ -178,7 +178,7 @@ def test_malformed_gre_from_the_provider_is_counted_by_reason() -> None:
     checksum_bit = bytearray(good)
     checksum_bit[20] |= 0x80
     for datagram in (reserved, checksum_bit, good[:30]):
-        lab.nodes["host2"].from_provider(memoryview(datagram), lab.out["host2"])
+        lab.nodes["host2"].from_provider(memoryview(datagram), lab.out["host2"], NOW)
     assert lab.delivered() == []
     assert lab.drops("host2") == {"VSID_RESERVED": 1, "GRE_CHECKSUM": 1, "TRUNCATED": 1}
     assert lab.nodes["host2"].counters.provider_rx_packets == 3
@@ -192,7 +192,7 @@ def test_routing_between_vsids_of_one_domain_rewrites_the_vsid() -> None:
     assert Ether(reply)[ARP].hwsrc == ":".join(f"{b:02x}" for b in gateway)
     node, port = lab.port("blue1")
     frame = ping("blue1", Ether(reply)[ARP].hwsrc, "10.10.10.11", "10.10.20.13", ttl=9)
-    lab.nodes[node].from_port(port, memoryview(bytearray(frame)), lab.out[node])
+    lab.nodes[node].from_port(port, memoryview(bytearray(frame)), lab.out[node], NOW)
     [(_, _, datagram)] = lab.out[node].provider
     assert IP(datagram).payload.key >> 8 == 5012, "the VSID is rewritten to the destination's"
     lab.carry()
@@ -231,7 +231,7 @@ def test_an_oversized_frame_gets_fragmentation_needed_not_silence() -> None:
     assert lab.drops("host1") == {"TOO_BIG": 1}
 
 
-def test_ip_rewrite_swaps_cas_for_pas_and_back() -> None:
+def test_ip_rewrite_resolves_the_pa_then_swaps_cas_for_pas_and_back() -> None:
     lab = Lab("ip-rewrite")
     frame = raw(
         Ether(src=MAC["blue1"], dst=MAC["blue2"])
@@ -239,18 +239,30 @@ def test_ip_rewrite_swaps_cas_for_pas_and_back() -> None:
         / TCP(sport=1234, dport=80)
         / b"hello"
     )
-    node, port = lab.port("blue1")
-    lab.nodes[node].from_port(port, memoryview(bytearray(frame)), lab.out[node])
-    [(dst_pa, packet)] = lab.out[node].provider_ip
-    rewritten = IP(packet)
     blue1 = lab.snapshot.record_by_mac[5010, bytes.fromhex("000000000011")]
     blue2 = lab.snapshot.record_by_mac[5010, bytes.fromhex("000000000012")]
-    assert dst_pa == blue2.pa_bytes
-    assert (rewritten.src, rewritten.dst) == (str(blue1.record.pa), str(blue2.record.pa))
-    assert checksums_valid(raw(Ether() / rewritten))
+    node, port = lab.port("blue1")
+    host1 = lab.nodes[node]
+    host1.from_port(port, memoryview(bytearray(frame)), lab.out[node], NOW)
+    # The PA is not resolved yet: an ARP request from blue1's own PA, the frame parked.
+    [request] = lab.out[node].provider_link
+    assert Ether(request).dst == "ff:ff:ff:ff:ff:ff"
+    assert Ether(request)[ARP].psrc == str(blue1.record.pa)
+    assert Ether(request)[ARP].pdst == str(blue2.record.pa)
+    # The other host answers for its rewrite PA; the parked frame leaves rewritten.
     lab.carry()
+    [rewritten] = [frame for frame in lab.link_log if Ether(frame).haslayer(IP)]
+    packet = Ether(rewritten)
+    assert packet.dst == "02:00:00:00:00:02" and packet.src == "02:00:00:00:00:01"
+    assert (packet[IP].src, packet[IP].dst) == (str(blue1.record.pa), str(blue2.record.pa))
+    assert checksums_valid(rewritten)
     [(vm, delivered)] = lab.delivered()
     assert vm == "blue2" and delivered == frame  # addresses and checksums restored exactly
+    # Resolved now: the next frame goes straight out, no second request.
+    host1.from_port(port, memoryview(bytearray(frame)), lab.out[node], NOW + 1)
+    [(out_frame)] = lab.out[node].provider_link
+    assert Ether(out_frame)[IP].dst == str(blue2.record.pa)
+    assert host1.counters.ip_rewritten_out == 2
 
 
 def test_ip_rewrite_pas_answer_arp_on_the_provider_link() -> None:
@@ -261,11 +273,10 @@ def test_ip_rewrite_pas_answer_arp_on_the_provider_link() -> None:
         Ether(src="02:00:00:00:00:09", dst="ff:ff:ff:ff:ff:ff")
         / ARP(op=1, hwsrc="02:00:00:00:00:09", psrc="198.18.0.200", pdst=str(blue2.record.pa))
     )
-    lab.nodes[node].from_provider_link(memoryview(bytearray(request)), lab.out[node])
+    lab.nodes[node].from_provider_link(memoryview(bytearray(request)), lab.out[node], NOW)
     [reply] = lab.out[node].provider_link
-    assert Ether(reply)[ARP].hwsrc == "02:00:00:00:00:01" and Ether(reply)[ARP].psrc == str(
-        blue2.record.pa
-    )
+    assert Ether(reply)[ARP].op == 2 and Ether(reply)[ARP].psrc == str(blue2.record.pa)
+    assert Ether(reply)[ARP].hwsrc == ":".join(f"{b:02x}" for b in lab.nodes[node].provider_mac)
 
 
 def test_swap_keeps_counters_and_changes_decisions() -> None:

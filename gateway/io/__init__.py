@@ -1,0 +1,11 @@
+"""Thin anyio adapters: TAP devices, provider sockets, the daemon's event loop.
+
+Everything here carries out what ``gateway.dataplane`` decides; no forwarding logic
+lives in this package.
+"""
+
+from __future__ import annotations
+
+from .daemon import HostDaemon, node_plan, ready_line
+
+__all__ = ["HostDaemon", "node_plan", "ready_line"]

@@ -1,0 +1,306 @@
+"""The host-role daemon: the data plane's fds, its event loop, reloads and signals.
+
+One anyio task group holds one reader task per provider socket and per TAP, the
+signal handler and the drop-summary logger; it runs the same on asyncio and trio.
+Each reader tries its fd first and waits for readiness only when it would block
+(``_drain``): a whole batch is read, decided and written synchronously, so there is
+no await per packet, and one ``checkpoint()`` per full batch lets the other tasks
+(reloads, other ports) in under load.
+
+A reload (SIGHUP) reads and validates the whole file, then swaps the snapshot
+between batches: the event loop runs one task at a time, so no batch ever sees half
+a policy. A refused file is logged with every problem and the old policy stays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Final
+
+import anyio
+import structlog
+from anyio.abc import TaskStatus
+from prometheus_client import CollectorRegistry
+
+from gateway.control import load_config
+from gateway.dataplane import Counters, HostDataplane, HostTables
+from gateway.errors import ConfigError, ConfigIssue, Drop
+from gateway.io.output import FdOutput
+from gateway.io.provider import link_mac, open_gre_socket, open_link
+from gateway.io.tap import Tap
+from gateway.policy import Policy, Rule, Snapshot, compile_policy
+from gateway.telemetry import DataplaneCollector, serve_metrics
+
+# Frames handled per readiness before other tasks get a turn (wireguard-go's
+# IdealBatchSize is 128; 64 keeps a TAP from starving the others on 2 cores).
+BATCH: Final = 64
+MAX_DATAGRAM: Final = 65535  # an IPv4 datagram's largest size: never truncate
+DROP_SUMMARY_INTERVAL_S: Final = 10.0
+
+log = structlog.get_logger("nvgw")
+Handler = Callable[[memoryview], None]
+
+
+def _discard(frame: memoryview) -> None:
+    del frame
+
+
+def node_plan(policy: Policy, node_name: str, source: str) -> tuple[list[bytes], list[bytes]]:
+    """This node's NVGRE PAs (kernel addresses) and IP-Rewrite PAs (the daemon's own).
+
+    Raises ConfigError when the file has no such host node, so ``nvgw run`` fails
+    with the same kind of message as ``nvgw check``.
+    """
+    try:
+        node = policy.node(node_name)
+    except KeyError:
+        known = ", ".join(n.name for n in policy.nodes) or "none"
+        raise ConfigError(
+            [ConfigIssue("nodes", node_name, f"no such node (nodes: {known})", file=source)]
+        ) from None
+    rewrite = {r.pa.packed for r in policy.lookup_records if r.rule is Rule.IP_REWRITE}
+    pas = [pa.pa.packed for pa in node.provider_addresses]
+    return [pa for pa in pas if pa not in rewrite], [pa for pa in pas if pa in rewrite]
+
+
+class HostDaemon:
+    def __init__(self, config: Path, node: str, metrics_listen: str = "127.0.0.1:0") -> None:
+        self.config = config
+        self.node = node
+        self.metrics_listen = metrics_listen
+        self.counters = Counters()
+        self.taps: dict[str, Tap] = {}
+        self.tap_fds: dict[str, int] = {}
+        self.gre: dict[bytes, socket.socket] = {}
+        self._port_scopes: dict[str, anyio.CancelScope] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._pas: tuple[list[bytes], list[bytes]] = ([], [])
+        self.dataplane: HostDataplane
+        self.out: FdOutput
+        self.link: socket.socket | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def _load(self) -> tuple[Snapshot, tuple[list[bytes], list[bytes]]]:
+        policy = load_config(self.config)
+        return compile_policy(policy), node_plan(policy, self.node, str(self.config))
+
+    async def run(self, *, task_status: TaskStatus[dict] = anyio.TASK_STATUS_IGNORED) -> None:
+        snapshot, self._pas = self._load()
+        encap_pas, rewrite_pas = self._pas
+        node = snapshot.policy.node(self.node)
+        interface = node.provider_addresses[0].interface if node.provider_addresses else None
+        provider_mac = link_mac(interface) if rewrite_pas and interface else None
+        self.dataplane = HostDataplane(snapshot, self.node, self.counters, provider_mac)
+        for pa in encap_pas:
+            self.gre[pa] = _bind_or_explain(pa, interface)
+        if rewrite_pas and interface:
+            self.link = open_link(interface)
+        self.out = FdOutput(self.counters.drops, self.tap_fds, self.gre, self.link)
+        registry = CollectorRegistry()
+        registry.register(
+            DataplaneCollector(self.node, self.counters, lambda: self.dataplane.tables)
+        )
+        metrics = serve_metrics(registry, self.metrics_listen)
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                for sock in self.gre.values():
+                    tg.start_soon(self._read_socket, sock, self._provider_handler)
+                if self.link is not None:
+                    tg.start_soon(self._read_socket, self.link, self._link_handler)
+                for port in self.dataplane.tables.ports:
+                    await tg.start(self._serve_port, port.name, port.mac, port.mtu)
+                tg.start_soon(self._signals, tg.cancel_scope)
+                tg.start_soon(self._drop_summaries)
+                ready = {
+                    "node": self.node,
+                    "pid": os.getpid(),
+                    "metrics": f"{metrics.host}:{metrics.port}",
+                    "ports": sorted(self.taps),
+                    "revision": snapshot.revision,
+                }
+                log.info("ready", **ready)
+                task_status.started(ready)
+        finally:
+            metrics.close()
+            self._close_all()
+            log.info("stopped", drops=_nonzero_drops(self.counters.drops))
+
+    def _close_all(self) -> None:
+        for tap in self.taps.values():
+            tap.close()
+        self.taps.clear()
+        self.tap_fds.clear()
+        for sock in self.gre.values():
+            sock.close()
+        if self.link is not None:
+            self.link.close()
+
+    async def _signals(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for received in signals:
+                if received == signal.SIGHUP:
+                    await self.reload()
+                else:
+                    log.info("stopping", signal=signal.Signals(received).name)
+                    scope.cancel()
+                    return
+
+    async def reload(self) -> bool:
+        """Re-read the config; swap it in whole, or keep the old policy and say why."""
+        try:
+            snapshot, pas = self._load()
+            if pas != self._pas:
+                raise ConfigError(
+                    [
+                        ConfigIssue(
+                            f"nodes.{self.node}.provider_addresses",
+                            "changed",
+                            "provider addresses changed: restart the daemon to apply them",
+                            file=str(self.config),
+                        )
+                    ]
+                )
+        except ConfigError as error:
+            log.error(
+                "policy refused", file=str(self.config), errors=[str(i) for i in error.issues]
+            )
+            return False
+        tables = self.dataplane.swap(snapshot)
+        await self._reconcile_ports(tables)
+        log.info(
+            "policy applied",
+            revision=snapshot.revision,
+            port_names=sorted(self.taps),
+            **snapshot.policy.counts(),
+        )
+        return True
+
+    async def _reconcile_ports(self, tables: HostTables) -> None:
+        wanted = tables.port_by_name
+        for name in [name for name in self.taps if name not in wanted]:
+            self._port_scopes.pop(name).cancel()  # its task closes the TAP
+        for name, port in wanted.items():
+            if name not in self.taps:
+                assert self._tg is not None
+                await self._tg.start(self._serve_port, name, port.mac, port.mtu)
+
+    # ---------------------------------------------------------------- readers
+
+    async def _serve_port(
+        self,
+        name: str,
+        mac: bytes,
+        mtu: int,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        tap = Tap(name, mac, mtu)
+        self.taps[name] = tap
+        self.tap_fds[name] = tap.fd
+        try:
+            with anyio.CancelScope() as scope:
+                self._port_scopes[name] = scope
+                task_status.started()
+                await self._read_fd(tap.fd, self._port_handler(name))
+        finally:
+            self.tap_fds.pop(name, None)
+            self.taps.pop(name, None)
+            tap.close()
+
+    # Each handler is looked up once per batch: the policy may be swapped between
+    # batches, never within one, and a lookup per packet would cost for nothing.
+
+    def _port_handler(self, name: str) -> Callable[[], Handler]:
+        def for_batch() -> Handler:
+            dataplane, out, now = self.dataplane, self.out, anyio.current_time()
+            port = dataplane.tables.port_by_name.get(name)
+            if port is None:  # removed by a reload; its task is being cancelled
+                return _discard
+            from_port = dataplane.from_port
+            return lambda frame: from_port(port, frame, out, now)
+
+        return for_batch
+
+    def _provider_handler(self) -> Handler:
+        return partial(self.dataplane.from_provider, out=self.out, now=anyio.current_time())
+
+    def _link_handler(self) -> Handler:
+        return partial(self.dataplane.from_provider_link, out=self.out, now=anyio.current_time())
+
+    async def _read_socket(self, sock: socket.socket, for_batch: Callable[[], Handler]) -> None:
+        buffer = bytearray(MAX_DATAGRAM)
+        view = memoryview(buffer)
+        recv_into = sock.recv_into
+        while True:
+            handled = 0
+            handle = for_batch()
+            try:
+                while handled < BATCH:
+                    size = recv_into(buffer)
+                    handle(view[:size])
+                    handled += 1
+            except BlockingIOError:
+                pass
+            if handled < BATCH:
+                await anyio.wait_readable(sock)
+            else:
+                await anyio.lowlevel.checkpoint()
+
+    async def _read_fd(self, fd: int, for_batch: Callable[[], Handler]) -> None:
+        buffer = bytearray(MAX_DATAGRAM)
+        view = memoryview(buffer)
+        readv = os.readv
+        buffers = [buffer]
+        while True:
+            handled = 0
+            handle = for_batch()
+            try:
+                while handled < BATCH:
+                    size = readv(fd, buffers)
+                    handle(view[:size])
+                    handled += 1
+            except BlockingIOError:
+                pass
+            if handled < BATCH:
+                await anyio.wait_readable(fd)
+            else:
+                await anyio.lowlevel.checkpoint()
+
+    async def _drop_summaries(self) -> None:
+        """A log event when drops rose, at most every few seconds: never one per packet."""
+        last = list(self.counters.drops)
+        while True:
+            await anyio.sleep(DROP_SUMMARY_INTERVAL_S)
+            now = list(self.counters.drops)
+            rose = {Drop(i).label: now[i] - last[i] for i in range(len(now)) if now[i] != last[i]}
+            if rose:
+                log.info("drops", interval_s=DROP_SUMMARY_INTERVAL_S, **rose)
+            last = now
+
+
+def _nonzero_drops(drops: list[int]) -> dict[str, int]:
+    return {Drop(i).label: count for i, count in enumerate(drops) if count}
+
+
+def _bind_or_explain(pa: bytes, interface: str | None) -> socket.socket:
+    try:
+        return open_gre_socket(pa)
+    except OSError as error:
+        address = socket.inet_ntoa(pa)
+        raise OSError(
+            error.errno,
+            f"cannot bind NVGRE PA {address}: {error.strerror}; the PA must be an address "
+            f"of this namespace (ip addr add {address}/LEN dev {interface or 'IFACE'})",
+        ) from None
+
+
+def ready_line(ready: dict) -> bytes:
+    return (json.dumps(ready, sort_keys=True) + "\n").encode()

@@ -1,0 +1,75 @@
+"""The data plane's ``Output``, carried out on real file descriptors.
+
+Every write is tried at once and never waited for: a full TAP queue or socket
+buffer costs that one packet (``TX_FULL``), counted, instead of a queue that grows
+without bound or an await in the middle of a batch. Errors are counted by kind,
+never logged per packet.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+
+from gateway.dataplane import HostPort
+from gateway.errors import Drop
+from gateway.io.provider import AddressCache
+
+_TAP_GONE = frozenset((errno.EIO, errno.EBADF, errno.ENODEV, errno.EPERM))
+
+
+class FdOutput:
+    """Writes to TAP fds and provider sockets. ``tap_fds`` and ``gre`` are the
+    daemon's live mappings, updated when ports or PAs come and go."""
+
+    __slots__ = ("_address", "drops", "gre", "link", "tap_fds")
+
+    def __init__(
+        self,
+        drops: list[int],
+        tap_fds: dict[str, int],
+        gre: dict[bytes, socket.socket],
+        link: socket.socket | None = None,
+    ) -> None:
+        self.drops = drops
+        self.tap_fds = tap_fds
+        self.gre = gre
+        self.link = link
+        self._address = AddressCache()
+
+    def to_port(self, port: HostPort, frame: memoryview | bytes) -> None:
+        fd = self.tap_fds.get(port.name)
+        if fd is None:
+            self.drops[Drop.PORT_DOWN] += 1
+            return
+        try:
+            os.write(fd, frame)
+        except BlockingIOError:
+            self.drops[Drop.TX_FULL] += 1
+        except OSError as error:
+            self.drops[Drop.PORT_DOWN if error.errno in _TAP_GONE else Drop.TX_FULL] += 1
+
+    def to_provider(self, src_pa: bytes, dst_pa: bytes, gre: bytes, frame: memoryview) -> None:
+        sock = self.gre.get(src_pa)
+        if sock is None:
+            self.drops[Drop.PROVIDER_UNREACHABLE] += 1
+            return
+        try:
+            sock.sendmsg([gre, frame], (), 0, (self._address(dst_pa), 0))
+        except BlockingIOError:
+            self.drops[Drop.TX_FULL] += 1
+        except OSError as error:
+            too_big = error.errno == errno.EMSGSIZE
+            self.drops[Drop.TOO_BIG if too_big else Drop.PROVIDER_UNREACHABLE] += 1
+
+    def to_provider_link(self, frame: memoryview | bytes) -> None:
+        if self.link is None:
+            self.drops[Drop.PROVIDER_UNREACHABLE] += 1
+            return
+        try:
+            self.link.send(frame)
+        except BlockingIOError:
+            self.drops[Drop.TX_FULL] += 1
+        except OSError:
+            self.drops[Drop.PROVIDER_UNREACHABLE] += 1

@@ -1,0 +1,234 @@
+"""``nvgw lab``: build the seed's labs in network namespaces, look at them, tear down.
+
+Everything a person would do by hand (bring up hosts and VMs, ping across, watch a
+live migration) with output meant to be read: a table per step, and an exit status
+that says whether the lab behaved as the policy says it must.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gateway.errors import ConfigError
+from gateway.lab.plan import LabPlan
+from gateway.lab.probe import Cell, PingStream, connectivity
+from gateway.lab.topology import Lab, LabError
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+SCENARIOS = ("single-host", "ip-rewrite", "two-hosts", "routing")
+MAX_MIGRATION_LOSS_S = 1.0  # the issue's bound for a ping running across a migration
+
+lab_app = typer.Typer(help="The seed's labs in network namespaces.", no_args_is_help=True)
+console = Console(highlight=False, soft_wrap=True)
+
+Prefix = Annotated[str, typer.Option(help="Name prefix of the lab's namespaces.")]
+Scenario = Annotated[str, typer.Option(help=f"One of: {', '.join(SCENARIOS)}.")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="A config of your own instead.")
+]
+Backend = Annotated[str, typer.Option(help="The daemons' event loop: asyncio or trio.")]
+
+
+def _config(scenario: str, config: Path | None) -> Path:
+    if config is not None:
+        return config
+    if scenario not in SCENARIOS:
+        raise LabError(f"unknown scenario {scenario!r}: one of {', '.join(SCENARIOS)}")
+    return CONFIGS / f"{scenario}.yaml"
+
+
+def _needs_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab creates network namespaces: run it as root")
+
+
+def _fail(error: Exception) -> typer.Exit:
+    console.print(f"nvgw lab: {error}", markup=False, style="red")
+    return typer.Exit(1)
+
+
+@lab_app.command()
+def up(
+    scenario: Scenario = "two-hosts",
+    config: ConfigOpt = None,
+    backend: Backend = "asyncio",
+    prefix: Prefix = "nvgw",
+) -> None:
+    """Bring a lab up and leave it running to explore."""
+    try:
+        _needs_root()
+        plan = Lab(prefix).up(_config(scenario, config), scenario, backend)
+    except (LabError, ConfigError, OSError) as error:
+        raise _fail(error) from None
+    _show_plan(plan)
+    first = plan.vms[0]
+    others = [vm for vm in plan.vms if vm.vsid == first.vsid and vm is not first]
+    if others:
+        console.print(f"\nTry: ip netns exec {first.namespace} ping {others[0].address.ip}")
+    console.print(f"Then: nvgw lab status --prefix {prefix};  nvgw lab down --prefix {prefix}")
+
+
+@lab_app.command()
+def down(prefix: Prefix = "nvgw") -> None:
+    """Remove everything a lab created (also after a crash)."""
+    try:
+        _needs_root()
+        state = Lab(prefix).down()
+    except (LabError, OSError) as error:
+        raise _fail(error) from None
+    if state is None:
+        console.print(f"no lab with prefix {prefix!r} was up")
+    else:
+        console.print(
+            f"removed {len(state.namespaces)} namespaces and "
+            f"{len(state.processes)} daemons of lab {prefix!r}"
+        )
+
+
+@lab_app.command()
+def status(prefix: Prefix = "nvgw") -> None:
+    """The lab's VMs and daemons, with each daemon's counters."""
+    try:
+        lab = Lab(prefix)
+        state = lab.state()
+        _, plan = lab.plan()
+    except (LabError, ConfigError) as error:
+        raise _fail(error) from None
+    _show_plan(plan)
+    table = Table("node", "pid", "metrics", "revision", "drops", title="daemons")
+    for process in state.processes:
+        if not process.node:
+            continue
+        try:
+            samples = lab.metrics(process.node)
+        except Exception as error:  # a dead daemon is what status must show, not crash on
+            table.add_row(process.node, str(process.pid), "unreachable", "", str(error)[:60])
+            continue
+        revision = next(v for (name, _), v in samples.items() if name == "nvgw_policy_revision")
+        drops = {
+            dict(labels)["reason"]: int(v)
+            for (name, labels), v in samples.items()
+            if name == "nvgw_drops_total" and v
+        }
+        table.add_row(
+            process.node,
+            str(process.pid),
+            process.metrics,
+            str(int(revision)),
+            ", ".join(f"{k}={v}" for k, v in drops.items()) or "none",
+        )
+    console.print(table)
+
+
+@lab_app.command()
+def migrate(vm: str, host: str, prefix: Prefix = "nvgw") -> None:
+    """Live-migrate VM to HOST: its record's PA and its port move, every daemon reloads."""
+    try:
+        _needs_root()
+        revision = Lab(prefix).migrate(vm, host)
+    except (LabError, ConfigError, OSError) as error:
+        raise _fail(error) from None
+    console.print(f"{vm} now runs on {host} (policy revision {revision})")
+
+
+@lab_app.command("run")
+def run_lab(
+    scenario: Scenario = "two-hosts",
+    config: ConfigOpt = None,
+    backend: Backend = "asyncio",
+    prefix: Prefix = "nvgw",
+    migrate_vm: Annotated[
+        str | None, typer.Option("--migrate", help="VM:HOST to live-migrate under a ping.")
+    ] = None,
+) -> None:
+    """Bring a lab up, show who reaches whom, optionally migrate a VM, tear it down."""
+    try:
+        _needs_root()
+        lab = Lab(prefix)
+        lab.up(_config(scenario, config), scenario, backend)
+    except (LabError, ConfigError, OSError) as error:
+        raise _fail(error) from None
+    ok = True
+    try:
+        snapshot, plan = lab.plan()
+        _show_plan(plan)
+        cells = connectivity(snapshot, plan)
+        _show_matrix(plan, cells)
+        ok = all(cell.as_expected for cell in cells)
+        if migrate_vm:
+            ok = _migrate_under_ping(lab, plan, migrate_vm) and ok
+    except (LabError, ConfigError, OSError) as error:
+        console.print(f"nvgw lab: {error}", markup=False, style="red")
+        ok = False
+    finally:
+        lab.down()
+    console.print(f"\nlab {scenario}: " + ("as the policy says" if ok else "NOT as expected"))
+    console.print(f"To explore it yourself: nvgw lab up --scenario {scenario}")
+    raise typer.Exit(0 if ok else 1)
+
+
+def _migrate_under_ping(lab: Lab, plan: LabPlan, spec: str) -> bool:
+    name, _, host = spec.partition(":")
+    vm = plan.vm(name)
+    peer = next((v for v in plan.vms if v.vsid == vm.vsid and v is not vm), None)
+    if peer is None:
+        raise LabError(f"{name} has no peer in its VSID to ping it during the migration")
+    stream = PingStream(peer, str(vm.address.ip))
+    time.sleep(1.0)  # a steady stream before the move, to see the gap in it
+    started = time.monotonic()
+    revision = lab.migrate(name, host)
+    took = time.monotonic() - started
+    time.sleep(1.0)
+    loss = stream.stop()
+    within = loss.loss_s <= MAX_MIGRATION_LOSS_S
+    console.print(
+        f"\nlive migration of {name} to {host} (revision {revision}) took {took * 1000:.0f} ms; "
+        f"a ping from {peer.name} every {loss.interval_s * 1000:.0f} ms lost {loss.lost} of "
+        f"{loss.sent} = {loss.loss_s * 1000:.0f} ms of traffic "
+        + ("(within 1 s)" if within else "(MORE than 1 s)")
+    )
+    return within
+
+
+def _show_plan(plan: LabPlan) -> None:
+    table = Table("VM", "namespace", "host", "VSID", "CA", "gateway", title=f"lab {plan.prefix}")
+    for vm in plan.vms:
+        table.add_row(
+            vm.name, vm.namespace, vm.node, str(vm.vsid), str(vm.address), str(vm.gateway or "")
+        )
+    console.print(table)
+
+
+def _show_matrix(plan: LabPlan, cells: list[Cell]) -> None:
+    """Rows ping, columns are pinged. A mark per cell: who answered, and whether the
+    policy says so (overlapping tenants answer for each other's addresses)."""
+    table = Table("from \\ to", *(vm.name for vm in plan.vms), title="who reaches whom (ping)")
+    by_pair = {(c.source, c.target): c for c in cells}
+    for source in plan.vms:
+        row = []
+        for target in plan.vms:
+            cell = by_pair.get((source.name, target.name))
+            row.append("" if cell is None else _mark(cell))
+        table.add_row(source.name, *row)
+    console.print(table)
+    console.print(
+        "ok: reached it; ->X: X answered (X has that CA in the pinging VM's tenant); "
+        "-: no answer; (!) not what the policy says"
+    )
+
+
+def _mark(cell: Cell) -> str:
+    if cell.answered_by is None:
+        text = "-"
+    elif cell.answered_by in (cell.target, "router"):
+        text = "ok"
+    else:
+        text = f"->{cell.answered_by}"
+    return text if cell.as_expected else f"{text} (!)"

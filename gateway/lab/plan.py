@@ -1,0 +1,99 @@
+"""What a lab builds for a config: namespaces, links and VMs, derived from the policy.
+
+Pure: the plan is computed from the policy and a name prefix, and ``topology.py``
+carries it out. Every host node gets a namespace joined to the provider bridge by a
+veth whose host end carries the node's NVGRE PAs (IP-Rewrite PAs are the daemon's,
+never the kernel's). Every port becomes a VM: a namespace of its own into which the
+host's daemon's TAP is moved, addressed with the CA of the port's lookup record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface
+
+from gateway.policy import Policy, Rule
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    node: str
+    namespace: str
+    interface: str  # the provider veth's host end (the node's provider address interface)
+    bridge_port: str  # its other end, on the provider bridge
+    addresses: tuple[str, ...]  # "198.18.0.1/24": the NVGRE PAs, kernel addresses
+
+
+@dataclass(frozen=True)
+class VmPlan:
+    name: str  # the port (TAP) name, also the VM's name
+    namespace: str
+    node: str
+    vsid: int
+    rdid: str
+    address: IPv4Interface  # CA with its subnet's prefix length
+    gateway: IPv4Address | None  # default route, when the subnet has a gateway CA
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    prefix: str
+    provider_namespace: str
+    bridge: str
+    hosts: tuple[HostPlan, ...]
+    vms: tuple[VmPlan, ...]
+
+    @property
+    def namespaces(self) -> list[str]:
+        """Every namespace the lab creates, provider network first."""
+        hosts = [h.namespace for h in self.hosts]
+        return [self.provider_namespace, *hosts, *(v.namespace for v in self.vms)]
+
+    def vm(self, name: str) -> VmPlan:
+        for vm in self.vms:
+            if vm.name == name:
+                return vm
+        raise KeyError(name)
+
+    def host(self, node: str) -> HostPlan:
+        for host in self.hosts:
+            if host.node == node:
+                return host
+        raise KeyError(node)
+
+
+def plan_lab(policy: Policy, prefix: str) -> LabPlan:
+    rewrite = {r.pa for r in policy.lookup_records if r.rule is Rule.IP_REWRITE}
+    hosts = []
+    for index, node in enumerate(policy.nodes):
+        interface = node.provider_addresses[0].interface if node.provider_addresses else "pa0"
+        addresses = tuple(
+            f"{pa.pa}/{pa.prefix_length}" for pa in node.provider_addresses if pa.pa not in rewrite
+        )
+        hosts.append(
+            HostPlan(
+                node.name, f"{prefix}-{node.name}", interface, f"{prefix[:8]}-p{index}", addresses
+            )
+        )
+    vms = []
+    for node in policy.nodes:
+        for port in node.ports:
+            record = next(
+                r for r in policy.lookup_records if r.vsid == port.vsid and r.mac == port.mac
+            )
+            subnet = policy.virtual_subnet(port.vsid)
+            prefix_v4 = subnet.prefix_for(4)
+            if prefix_v4 is None or not isinstance(record.ca, IPv4Address):
+                continue  # forwarding is IPv4-only for now
+            vms.append(
+                VmPlan(
+                    port.name,
+                    f"{prefix}-{port.name}",
+                    node.name,
+                    port.vsid,
+                    policy.rdid_of(port.vsid),
+                    IPv4Interface(f"{record.ca}/{prefix_v4.prefixlen}"),
+                    subnet.gateway if isinstance(subnet.gateway, IPv4Address) else None,
+                )
+            )
+    return LabPlan(prefix, f"{prefix}-pnet", "br0", tuple(hosts), tuple(vms))

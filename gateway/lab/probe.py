@@ -1,0 +1,207 @@
+"""What a person checks in a lab, done by the program: pings between VMs, who
+answered them, and each daemon's counters.
+
+Tenants overlap (Blue and Red both use 10.10.10.12), so "blue1 reached
+10.10.10.12" says nothing by itself: the matrix also reads which MAC the pinging
+VM resolved the address to, which names the VM that answered (ARP is answered by
+the host's daemon from the source VSID's lookup records, never by another tenant).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.lab.plan import LabPlan, VmPlan
+from gateway.policy import Snapshot
+
+PING_TIMEOUT_S = 2
+ROUTED = "router"  # the answer came back through the subnet's gateway MAC
+
+
+@dataclass(frozen=True)
+class Cell:
+    source: str
+    target: str  # the VM whose CA was pinged
+    answered_by: str | None  # the VM that answered ("router" if routed), None if nobody
+    expected: str | None  # who should answer, from the policy
+
+    @property
+    def as_expected(self) -> bool:
+        if self.expected is None:
+            return self.answered_by is None
+        return self.answered_by in (self.expected, ROUTED)
+
+
+def expected_responder(
+    snapshot: Snapshot, plan: LabPlan, source: VmPlan, target: VmPlan
+) -> str | None:
+    """The VM that the policy lets answer ``source`` pinging ``target``'s CA: a VM of
+    the source's own routing domain with that CA, in its VSID or routed to."""
+    ca = target.address.ip.packed
+    by_mac = {(vm.vsid, _mac_of(snapshot, vm)): vm.name for vm in plan.vms}
+    same_vsid = snapshot.record_by_ca.get((source.vsid, ca))
+    if same_vsid is not None:
+        return by_mac.get((same_vsid.vsid, same_vsid.mac_bytes))
+    if source.gateway is None:
+        return None
+    route = snapshot.route(source.rdid, ca)
+    if route is None:
+        return None
+    record = snapshot.record_by_ca.get((route.next_hop_vsid, route.next_hop_bytes or ca))
+    if record is None:
+        return None
+    back = snapshot.route(source.rdid, source.address.ip.packed)
+    responder = plan_vm(plan, by_mac.get((record.vsid, record.mac_bytes)))
+    if back is None or responder is None or responder.gateway is None:
+        return None
+    return responder.name
+
+
+def plan_vm(plan: LabPlan, name: str | None) -> VmPlan | None:
+    return None if name is None else plan.vm(name)
+
+
+def _mac_of(snapshot: Snapshot, vm: VmPlan) -> bytes:
+    return snapshot.record_by_ca[vm.vsid, vm.address.ip.packed].mac_bytes
+
+
+def connectivity(snapshot: Snapshot, plan: LabPlan) -> list[Cell]:
+    """Ping every VM's CA from every other VM, all at once (one echo each)."""
+    pairs = [(s, t) for s in plan.vms for t in plan.vms if s is not t]
+    pings = [
+        subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                s.namespace,
+                "ping",
+                "-n",
+                "-q",
+                "-c",
+                "1",
+                "-W",
+                str(PING_TIMEOUT_S),
+                str(t.address.ip),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for s, t in pairs
+    ]
+    vm_by_mac = {_mac_of(snapshot, vm): vm.name for vm in plan.vms}
+    cells = []
+    for (source, target), ping in zip(pairs, pings, strict=True):
+        answered = None
+        if ping.wait() == 0:
+            address = str(target.address.ip)
+            if target.address.ip == source.address.ip:
+                answered = source.name  # its own address: the VM's loopback answers
+            elif source.gateway is not None and target.address.ip not in source.address.network:
+                answered = ROUTED
+            else:
+                mac = neighbour_mac(source, address)
+                answered = vm_by_mac.get(mac, "?") if mac else "?"
+        cells.append(
+            Cell(
+                source.name,
+                target.name,
+                answered,
+                expected_responder(snapshot, plan, source, target),
+            )
+        )
+    return cells
+
+
+def neighbour_mac(vm: VmPlan, address: str) -> bytes | None:
+    """The MAC the VM resolved an on-link ``address`` to."""
+    out = subprocess.run(
+        ["ip", "-n", vm.namespace, "neigh", "show", address, "dev", vm.name],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    if "lladdr" not in out:
+        return None
+    return bytes.fromhex(out[out.index("lladdr") + 1].replace(":", ""))
+
+
+def scrape(namespace: str, address: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A daemon's /metrics, read from inside its namespace (it listens on loopback):
+    ``{(sample name, sorted labels): value}``."""
+    code = (
+        "import sys, urllib.request; "
+        f"sys.stdout.write(urllib.request.urlopen('http://{address}/metrics', timeout=5)"
+        ".read().decode())"
+    )
+    text = subprocess.run(
+        ["ip", "netns", "exec", namespace, sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
+    ).stdout
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    return samples
+
+
+@dataclass(frozen=True)
+class PingLoss:
+    sent: int
+    received: int
+    interval_s: float
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.received
+
+    @property
+    def loss_s(self) -> float:
+        """How long the path was down, as the pings lost times their interval."""
+        return self.lost * self.interval_s
+
+
+class PingStream:
+    """A steady ping from one VM to an address, to measure what an event costs."""
+
+    def __init__(self, source: VmPlan, address: str, interval_s: float = 0.01) -> None:
+        self.interval_s = interval_s
+        self._process = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                source.namespace,
+                "ping",
+                "-n",
+                "-q",
+                "-i",
+                str(interval_s),
+                "-W",
+                "1",
+                address,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def stop(self) -> PingLoss:
+        self._process.send_signal(signal.SIGINT)  # ping prints its summary
+        out, _ = self._process.communicate(timeout=10)
+        words = out.replace(",", " ").split()
+        sent = int(words[words.index("transmitted") - 2])
+        received = int(words[words.index("received") - 1])
+        return PingLoss(sent, received, self.interval_s)

@@ -1,0 +1,111 @@
+"""What a lab created, on disk, so that ``nvgw lab down`` removes exactly that.
+
+The lab writes each namespace and each process into the state file *before* it
+creates it, so a crash between the two leaves at worst a name that no longer
+exists, never a namespace or a process nobody knows about. ``down`` works from the
+file alone: after Ctrl-C, after a failed test, after the lab process was killed.
+
+Processes are recorded with their kernel start time, and ``down`` signals a PID only
+while that start time still matches, so a PID reused by someone else's process is
+never killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+STATE_DIR = Path("/run/nvgw")
+TERM_GRACE_S = 3.0  # SIGTERM first, SIGKILL after this long
+
+
+@dataclass
+class RecordedProcess:
+    pid: int
+    start_ticks: int  # field 22 of /proc/PID/stat: tells a reused PID apart
+    what: str  # for people reading the state file
+    node: str = ""  # for a daemon: the node it runs
+    metrics: str = ""  # for a daemon: where its /metrics listens, in its namespace
+
+
+@dataclass
+class LabState:
+    prefix: str
+    scenario: str = ""
+    config: str = ""
+    namespaces: list[str] = field(default_factory=list)
+    processes: list[RecordedProcess] = field(default_factory=list)
+
+    @staticmethod
+    def path_for(prefix: str, state_dir: Path = STATE_DIR) -> Path:
+        return state_dir / f"lab-{prefix}.json"
+
+    @classmethod
+    def load(cls, prefix: str, state_dir: Path = STATE_DIR) -> LabState | None:
+        path = cls.path_for(prefix, state_dir)
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        procs = [RecordedProcess(**p) for p in raw.pop("processes", [])]
+        return cls(**raw, processes=procs)
+
+    def save(self, state_dir: Path = STATE_DIR) -> None:
+        """Atomic: a reader (or a crash) sees the old file or the new one, never half."""
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.path_for(self.prefix, state_dir)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(asdict(self), f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def remove_file(self, state_dir: Path = STATE_DIR) -> None:
+        self.path_for(self.prefix, state_dir).unlink(missing_ok=True)
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after it.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])  # field 22 overall, 20th after the name
+
+
+def is_same_process(proc: RecordedProcess) -> bool:
+    return process_start_ticks(proc.pid) == proc.start_ticks
+
+
+def stop_processes(procs: list[RecordedProcess], grace_s: float = TERM_GRACE_S) -> None:
+    """SIGTERM each recorded process still alive, then SIGKILL whatever outlives the grace."""
+    alive = [p for p in procs if is_same_process(p)]
+    for proc in alive:
+        _signal(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [p for p in alive if is_same_process(p) and not _is_zombie(p.pid)]
+    for proc in alive:
+        _signal(proc, signal.SIGKILL)
+
+
+def _signal(proc: RecordedProcess, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, sig)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"

@@ -1,0 +1,272 @@
+"""Bring a lab up and down: namespaces, the provider bridge, host daemons, VMs.
+
+Every side effect is written into the lab's state file before it happens
+(``state.py``), so ``down`` can always undo exactly what ``up`` did, even after a
+crash. Nothing is created in the root namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from ruamel.yaml.comments import CommentedSeq
+
+from gateway.control import load_config, policy_from_document, read_document, write_document
+from gateway.lab import netns
+from gateway.lab.plan import HostPlan, LabPlan, VmPlan, plan_lab
+from gateway.lab.probe import scrape
+from gateway.lab.state import (
+    STATE_DIR,
+    LabState,
+    RecordedProcess,
+    is_same_process,
+    process_start_ticks,
+    stop_processes,
+)
+from gateway.policy import Rule, Snapshot, compile_policy
+
+DAEMON_READY_TIMEOUT_S: Final = 20.0
+TAP_APPEAR_TIMEOUT_S: Final = 5.0
+
+
+class LabError(RuntimeError):
+    """The lab cannot do what was asked; the message says why and what to do."""
+
+
+@dataclass
+class DaemonInfo:
+    node: str
+    pid: int
+    metrics: str
+    log: Path
+
+
+class Lab:
+    """One running lab, known by its prefix; everything it made is in its state file."""
+
+    def __init__(self, prefix: str, state_dir: Path = STATE_DIR) -> None:
+        self.prefix = prefix
+        self.state_dir = state_dir
+        self.config_path = state_dir / f"lab-{prefix}.yaml"
+
+    # ---------------------------------------------------------------- up
+
+    def up(self, config: Path, scenario: str, backend: str = "asyncio") -> LabPlan:
+        if LabState.load(self.prefix, self.state_dir) is not None:
+            raise LabError(
+                f"a lab with prefix {self.prefix!r} is already up: "
+                f"nvgw lab down --prefix {self.prefix}"
+            )
+        policy = load_config(config)  # refuse a bad config before creating anything
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(config, self.config_path)  # migrations rewrite this copy only
+        state = LabState(self.prefix, scenario, str(self.config_path))
+        state.save(self.state_dir)
+        plan = plan_lab(policy, self.prefix)
+        try:
+            self._build(plan, state)
+            for host in plan.hosts:
+                self._start_daemon(host, state, backend)
+                for vm in plan.vms:
+                    if vm.node == host.node:
+                        self.attach_vm(vm)
+        except BaseException:
+            self.down()
+            raise
+        return plan
+
+    def _build(self, plan: LabPlan, state: LabState) -> None:
+        for name in plan.namespaces:
+            if netns.exists(name):
+                raise LabError(f"namespace {name} exists already: not ours, so left alone")
+        _create(state, self.state_dir, plan.provider_namespace)
+        for host in plan.hosts:
+            _create(state, self.state_dir, host.namespace)
+            netns.add_veth(
+                host.namespace, host.interface, plan.provider_namespace, host.bridge_port
+            )
+            for address in host.addresses:
+                pa, length = address.split("/")
+                netns.add_address(host.namespace, host.interface, pa, int(length))
+        netns.add_bridge(plan.provider_namespace, plan.bridge, [h.bridge_port for h in plan.hosts])
+        for vm in plan.vms:
+            _create(state, self.state_dir, vm.namespace, ipv6=False)
+
+    def _start_daemon(self, host: HostPlan, state: LabState, backend: str) -> DaemonInfo:
+        log_path = self.state_dir / f"lab-{self.prefix}-{host.node}.log"
+        read_end, write_end = os.pipe()
+        command = [
+            "ip",
+            "netns",
+            "exec",
+            host.namespace,
+            sys.executable,
+            "-m",
+            "gateway",
+            "run",
+            "--config",
+            str(self.config_path),
+            "--node",
+            host.node,
+            "--backend",
+            backend,
+            "--metrics",
+            "127.0.0.1:0",
+            "--ready-fd",
+            str(write_end),
+        ]
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                pass_fds=(write_end,),
+                start_new_session=True,
+            )
+        os.close(write_end)
+        ticks = process_start_ticks(process.pid)
+        recorded = RecordedProcess(process.pid, ticks or 0, f"nvgw run {host.node}", host.node)
+        state.processes.append(recorded)
+        state.save(self.state_dir)
+        try:
+            line = _read_line(read_end, DAEMON_READY_TIMEOUT_S)
+        finally:
+            os.close(read_end)
+        if not line:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise LabError(f"the daemon of {host.node} did not get ready; its log:\n{tail}")
+        ready = json.loads(line)
+        recorded.metrics = ready["metrics"]
+        state.save(self.state_dir)
+        return DaemonInfo(host.node, process.pid, ready["metrics"], log_path)
+
+    def attach_vm(self, vm: VmPlan) -> None:
+        """Move the VM's TAP (made by its host's daemon) into the VM and address it."""
+        host_ns = f"{self.prefix}-{vm.node}"
+        _wait_for_link(host_ns, vm.name, TAP_APPEAR_TIMEOUT_S)
+        netns.move_link(host_ns, vm.name, vm.namespace)
+        netns.add_address(vm.namespace, vm.name, str(vm.address.ip), vm.address.network.prefixlen)
+        if vm.gateway is not None:
+            netns.add_default_route(vm.namespace, str(vm.gateway))
+
+    # ---------------------------------------------------------------- a running lab
+
+    def state(self) -> LabState:
+        state = LabState.load(self.prefix, self.state_dir)
+        if state is None:
+            raise LabError(f"no lab with prefix {self.prefix!r} is up (nvgw lab up)")
+        return state
+
+    def plan(self) -> tuple[Snapshot, LabPlan]:
+        policy = load_config(self.config_path)
+        return compile_policy(policy), plan_lab(policy, self.prefix)
+
+    def daemon(self, node: str) -> RecordedProcess:
+        for process in self.state().processes:
+            if process.node == node:
+                return process
+        raise LabError(f"no daemon runs node {node!r} in lab {self.prefix!r}")
+
+    def metrics(self, node: str) -> dict:
+        return scrape(f"{self.prefix}-{node}", self.daemon(node).metrics)
+
+    def migrate(self, vm_name: str, to_node: str) -> int:
+        """Live-migrate a VM to another host, as HNV does: its lookup record gets the
+        new host's PA and its port moves; every daemon reloads; the VM's interface is
+        the new host's TAP with the same MAC. Returns the new policy revision."""
+        document = read_document(self.config_path)
+        policy = policy_from_document(document, self.config_path)
+        plan = plan_lab(policy, self.prefix)
+        try:
+            vm = plan.vm(vm_name)
+        except KeyError:
+            names = ", ".join(v.name for v in plan.vms)
+            raise LabError(f"no VM named {vm_name!r} (VMs: {names})") from None
+        nodes = {node.name: node for node in policy.nodes}
+        if to_node not in nodes:
+            raise LabError(f"no node named {to_node!r} (nodes: {', '.join(nodes)})")
+        if to_node == vm.node:
+            raise LabError(f"{vm_name} runs on {to_node} already")
+        index, record = next(
+            (i, r)
+            for i, r in enumerate(policy.lookup_records)
+            if r.vsid == vm.vsid and r.ca == vm.address.ip
+        )
+        if record.rule is Rule.IP_REWRITE:
+            raise LabError("an IP-Rewrite VM keeps its own PA: moving it is not supported yet")
+        new_pa = plan.host(to_node).addresses[0].split("/")[0]
+        document["lookup_records"][index]["pa"] = new_pa
+        old_ports = document["nodes"][vm.node]["ports"]
+        port = old_ports.pop(next(i for i, p in enumerate(old_ports) if p["name"] == vm_name))
+        target = document["nodes"][to_node]
+        if target.get("ports") is None:
+            target["ports"] = CommentedSeq()
+        target["ports"].append(port)
+        document["revision"] = policy.revision + 1
+        new_policy = policy_from_document(document, self.config_path)  # refuses before writing
+        write_document(self.config_path, document)
+        for process in self.state().processes:
+            if process.node and is_same_process(process):
+                os.kill(process.pid, signal.SIGHUP)
+        _wait_for_link(vm.namespace, vm.name, TAP_APPEAR_TIMEOUT_S, gone=True)
+        self.attach_vm(plan_lab(new_policy, self.prefix).vm(vm_name))
+        return new_policy.revision
+
+    # ---------------------------------------------------------------- down
+
+    def down(self) -> LabState | None:
+        """Remove what the state file lists; a lab that is not up is not an error."""
+        state = LabState.load(self.prefix, self.state_dir)
+        if state is None:
+            return None
+        stop_processes(state.processes)
+        for name in reversed(state.namespaces):
+            netns.remove(name)
+        state.remove_file(self.state_dir)
+        self.config_path.unlink(missing_ok=True)
+        for log in self.state_dir.glob(f"lab-{self.prefix}-*.log"):
+            log.unlink()
+        return state
+
+
+def _create(state: LabState, state_dir: Path, name: str, *, ipv6: bool = True) -> None:
+    state.namespaces.append(name)
+    state.save(state_dir)  # recorded first: a crash right after still gets cleaned up
+    netns.create(name, ipv6=ipv6)
+
+
+def _read_line(fd: int, timeout_s: float) -> str:
+    """One line from a pipe, or "" if the writer closed it or the time ran out."""
+    deadline = time.monotonic() + timeout_s
+    data = b""
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            return ""
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return ""
+        data += chunk
+    return data.split(b"\n", 1)[0].decode()
+
+
+def _wait_for_link(namespace: str, name: str, timeout_s: float, *, gone: bool = False) -> None:
+    """Poll netlink until the link exists (or is gone): a daemon creates and closes
+    TAPs on its own schedule, and only the kernel knows when it has."""
+    deadline = time.monotonic() + timeout_s
+    while netns.has_link(namespace, name) == gone:
+        if time.monotonic() > deadline:
+            what = "disappear from" if gone else "appear in"
+            raise LabError(f"{name} did not {what} {namespace} within {timeout_s} s")
+        time.sleep(0.005)

@@ -1,0 +1,16 @@
+"""Telemetry: the Prometheus collector over the data plane's counters, the /metrics
+server, and structured logging."""
+
+from __future__ import annotations
+
+from .collector import DataplaneCollector
+from .logs import configure_logging
+from .server import MetricsServer, parse_listen, serve_metrics
+
+__all__ = [
+    "DataplaneCollector",
+    "MetricsServer",
+    "configure_logging",
+    "parse_listen",
+    "serve_metrics",
+]
