@@ -21,9 +21,11 @@ venv: $(STAMP)
 system-deps:
 	@bash .ci/system-deps
 
-## The built-in default: validate every shipped seed-lab config and show what it holds.
+## The built-in default: the seed's two-hosts lab in namespaces (up, who reaches whom,
+## a live migration under a ping, down), then how to explore it by hand.
 lab: system-deps venv
 	$(BIN)/nvgw check configs/*.yaml
+	$(BIN)/nvgw lab run --scenario two-hosts --migrate blue2:host1
 
 ## Lint (ruff, the import layering contracts), then every test.
 test: system-deps venv lint

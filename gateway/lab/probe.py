@@ -9,6 +9,7 @@ the host's daemon from the source VSID's lookup records, never by another tenant
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import sys
@@ -158,6 +159,9 @@ class PingLoss:
     sent: int
     received: int
     interval_s: float
+    longest_gap_s: float  # the longest time between two consecutive replies
+    first_reply: float  # wall-clock time (time.time()) of the first reply, 0 if none
+    last_reply: float
 
     @property
     def lost(self) -> int:
@@ -165,12 +169,14 @@ class PingLoss:
 
     @property
     def loss_s(self) -> float:
-        """How long the path was down, as the pings lost times their interval."""
-        return self.lost * self.interval_s
+        """How long the path was down: the longest silence between two replies, less
+        the interval that separates replies anyway. (Counting lost echoes would not
+        do: ping stretches its interval while replies are missing.)"""
+        return max(0.0, self.longest_gap_s - self.interval_s)
 
 
 class PingStream:
-    """A steady ping from one VM to an address, to measure what an event costs."""
+    """A steady, timestamped ping from one VM, to measure what an event costs."""
 
     def __init__(self, source: VmPlan, address: str, interval_s: float = 0.01) -> None:
         self.interval_s = interval_s
@@ -182,7 +188,7 @@ class PingStream:
                 source.namespace,
                 "ping",
                 "-n",
-                "-q",
+                "-D",
                 "-i",
                 str(interval_s),
                 "-W",
@@ -201,7 +207,14 @@ class PingStream:
     def stop(self) -> PingLoss:
         self._process.send_signal(signal.SIGINT)  # ping prints its summary
         out, _ = self._process.communicate(timeout=10)
+        replies = [
+            float(line[1 : line.index("]")])
+            for line in out.splitlines()
+            if line.startswith("[") and "bytes from" in line
+        ]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(replies)]
         words = out.replace(",", " ").split()
         sent = int(words[words.index("transmitted") - 2])
         received = int(words[words.index("received") - 1])
-        return PingLoss(sent, received, self.interval_s)
+        first, last = (replies[0], replies[-1]) if replies else (0.0, 0.0)
+        return PingLoss(sent, received, self.interval_s, max(gaps, default=0.0), first, last)

@@ -1,0 +1,90 @@
+"""Labs for end-to-end tests: real namespaces, real daemons, always torn down.
+
+Each scenario is brought up once per backend (module scope) and many things are
+asserted per bring-up, to keep the suite's time down. The lab's own state file
+makes teardown complete even when a test fails halfway (decisions.md, Cleanup).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.lab.commands import CONFIGS
+from gateway.lab.topology import Lab
+from tests.conftest import require_root, require_tool
+
+INJECT = Path(__file__).with_name("_inject.py")
+
+
+def lab_prefix(tag: str) -> str:
+    """Unique per test run and scenario, never the person's own lab ("nvgw")."""
+    return f"nvt{os.getpid() % 10000}{tag}"
+
+
+def running_lab(scenario: str, backend: str, tag: str) -> Iterator[Lab]:
+    require_root()
+    for tool in ("ip", "ping"):
+        require_tool(tool)
+    lab = Lab(lab_prefix(tag))
+    try:
+        lab.up(CONFIGS / f"{scenario}.yaml", scenario, backend)
+        yield lab
+    finally:
+        lab.down()
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def ping(lab: Lab, vm: str, address: str, count: int = 1) -> bool:
+    namespace = f"{lab.prefix}-{vm}"
+    command = [
+        "ip",
+        "netns",
+        "exec",
+        namespace,
+        "ping",
+        "-n",
+        "-q",
+        "-c",
+        str(count),
+        "-i",
+        "0.05",
+        "-W",
+        "2",
+        address,
+    ]
+    return subprocess.run(command, capture_output=True, check=False).returncode == 0
+
+
+def link_mac(namespace: str, ifname: str) -> str:
+    out = subprocess.run(
+        ["ip", "-n", namespace, "-j", "link", "show", ifname],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out)[0]["address"]
+
+
+def inject(lab: Lab, frames: list[bytes]) -> None:
+    """Send whole Ethernet frames onto the provider bridge, as a rogue host would."""
+    subprocess.run(
+        ["ip", "netns", "exec", f"{lab.prefix}-pnet", sys.executable, str(INJECT), "br0"],
+        input="\n".join(frame.hex() for frame in frames).encode(),
+        check=True,
+        timeout=20,
+    )
+
+
+@pytest.fixture(scope="module", params=["asyncio", "trio"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param

@@ -1,0 +1,107 @@
+"""The lab leaves nothing behind: after a run, after a failed bring-up, after a crash."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.lab.commands import CONFIGS
+from gateway.lab.state import STATE_DIR, LabState
+from gateway.lab.topology import Lab, LabError
+from tests.conftest import require_root
+
+from .conftest import lab_prefix
+
+pytestmark = pytest.mark.netns
+NVGW = [sys.executable, "-m", "gateway"]
+
+
+def leftovers(prefix: str) -> list[str]:
+    """Anything of the lab's still on the machine: namespaces, links, processes, files."""
+    found = []
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    found += [
+        f"netns {line.split()[0]}"
+        for line in namespaces.splitlines()
+        if line.startswith(f"{prefix}-")
+    ]
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    found += [
+        f"root link {line.split(':')[1].strip()}"
+        for line in links.splitlines()
+        if prefix[:8] in line
+    ]
+    config = str(STATE_DIR / f"lab-{prefix}.yaml")
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if config in cmdline:
+                found.append(f"process {proc.name}: {cmdline[:80]}")
+    found += [f"file {p}" for p in STATE_DIR.glob(f"lab-{prefix}*")]
+    return found
+
+
+def test_lab_run_leaves_nothing_behind() -> None:
+    require_root()
+    prefix = lab_prefix("x")
+    result = subprocess.run(
+        [*NVGW, "lab", "run", "--scenario", "single-host", "--prefix", prefix],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "who reaches whom" in result.stdout and "as the policy says" in result.stdout
+    assert leftovers(prefix) == []
+
+
+def test_a_failed_bring_up_leaves_nothing_behind() -> None:
+    require_root()
+    prefix = lab_prefix("f")
+    lab = Lab(prefix)
+    try:
+        with pytest.raises(LabError, match="did not get ready"):
+            lab.up(CONFIGS / "two-hosts.yaml", "two-hosts", backend="no-such-loop")
+        assert leftovers(prefix) == []
+    finally:
+        lab.down()
+
+
+def test_down_after_a_crash_removes_everything() -> None:
+    require_root()
+    prefix = lab_prefix("c")
+    process = subprocess.Popen(
+        [*NVGW, "lab", "up", "--scenario", "two-hosts", "--prefix", prefix],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # crash it once a daemon is up, mid-bring-up
+            state = LabState.load(prefix)
+            if state is not None and any(p.metrics for p in state.processes):
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the lab never got a daemon up")
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        assert leftovers(prefix), "the crash left a half-built lab: the test needs one"
+        down = subprocess.run(
+            [*NVGW, "lab", "down", "--prefix", prefix], capture_output=True, text=True, timeout=60
+        )
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert leftovers(prefix) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+        Lab(prefix).down()
