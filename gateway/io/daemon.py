@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -28,7 +29,7 @@ import structlog
 from anyio.abc import TaskStatus
 from prometheus_client import CollectorRegistry
 
-from gateway.control import load_config
+from gateway.control import line_of, policy_from_document, read_document
 from gateway.dataplane import Counters, HostDataplane, HostTables
 from gateway.errors import ConfigError, ConfigIssue, Drop
 from gateway.io.output import FdOutput
@@ -51,22 +52,56 @@ def _discard(frame: memoryview) -> None:
     del frame
 
 
-def node_plan(policy: Policy, node_name: str, source: str) -> tuple[list[bytes], list[bytes]]:
+def node_plan(policy: Policy, node_name: str) -> tuple[list[bytes], list[bytes]]:
     """This node's NVGRE PAs (kernel addresses) and IP-Rewrite PAs (the daemon's own).
 
-    Raises ConfigError when the file has no such host node, so ``nvgw run`` fails
-    with the same kind of message as ``nvgw check``.
+    Raises ConfigError, as ``nvgw check`` would, when the file has no such node or
+    asks this node for what the daemon cannot forward yet (IPv6 CAs and PAs): such
+    a config is refused with each entry named, never accepted and then ignored.
     """
     try:
         node = policy.node(node_name)
     except KeyError:
         known = ", ".join(n.name for n in policy.nodes) or "none"
         raise ConfigError(
-            [ConfigIssue("nodes", node_name, f"no such node (nodes: {known})", file=source)]
+            [ConfigIssue("nodes", node_name, f"no such node (nodes: {known})")]
         ) from None
+    issues = [
+        ConfigIssue(f"nodes.{node_name}.provider_addresses[{i}].pa", str(pa.pa), _IPV4_ONLY)
+        for i, pa in enumerate(node.provider_addresses)
+        if pa.pa.version != 4
+    ]
+    ports = {(port.vsid, bytes(port.mac)) for port in node.ports}
+    issues += [
+        ConfigIssue(f"lookup_records[{i}].ca", str(record.ca), _IPV4_ONLY)
+        for i, record in enumerate(policy.lookup_records)
+        if record.ca.version != 4 and (record.vsid, bytes(record.mac)) in ports
+    ]
+    if issues:
+        raise ConfigError(issues)
     rewrite = {r.pa.packed for r in policy.lookup_records if r.rule is Rule.IP_REWRITE}
     pas = [pa.pa.packed for pa in node.provider_addresses]
     return [pa for pa in pas if pa not in rewrite], [pa for pa in pas if pa in rewrite]
+
+
+_IPV4_ONLY = "the host role forwards IPv4 only so far: this node cannot serve it"
+
+
+def load_node(path: Path, node_name: str) -> tuple[Snapshot, tuple[list[bytes], list[bytes]]]:
+    """Read, validate and compile the config, and plan this node; every refusal is a
+    ConfigError whose issues name the file and line."""
+    document = read_document(path)
+    policy = policy_from_document(document, path)
+    try:
+        plan = node_plan(policy, node_name)
+    except ConfigError as error:
+        raise ConfigError(
+            [
+                replace(issue, file=str(path), line=line_of(document, issue.path))
+                for issue in error.issues
+            ]
+        ) from None
+    return compile_policy(policy), plan
 
 
 class HostDaemon:
@@ -87,12 +122,8 @@ class HostDaemon:
 
     # ---------------------------------------------------------------- lifecycle
 
-    def _load(self) -> tuple[Snapshot, tuple[list[bytes], list[bytes]]]:
-        policy = load_config(self.config)
-        return compile_policy(policy), node_plan(policy, self.node, str(self.config))
-
     async def run(self, *, task_status: TaskStatus[dict] = anyio.TASK_STATUS_IGNORED) -> None:
-        snapshot, self._pas = self._load()
+        snapshot, self._pas = load_node(self.config, self.node)
         encap_pas, rewrite_pas = self._pas
         node = snapshot.policy.node(self.node)
         interface = node.provider_addresses[0].interface if node.provider_addresses else None
@@ -156,7 +187,7 @@ class HostDaemon:
     async def reload(self) -> bool:
         """Re-read the config; swap it in whole, or keep the old policy and say why."""
         try:
-            snapshot, pas = self._load()
+            snapshot, pas = load_node(self.config, self.node)
             if pas != self._pas:
                 raise ConfigError(
                     [
