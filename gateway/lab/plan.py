@@ -15,6 +15,10 @@ from ipaddress import IPv4Address, IPv4Interface
 from gateway.policy import Policy, Rule
 
 
+class LabError(RuntimeError):
+    """The lab cannot do what was asked; the message says why and what to do."""
+
+
 @dataclass(frozen=True)
 class HostPlan:
     node: str
@@ -96,4 +100,24 @@ def plan_lab(policy: Policy, prefix: str) -> LabPlan:
                     subnet.gateway if isinstance(subnet.gateway, IPv4Address) else None,
                 )
             )
-    return LabPlan(prefix, f"{prefix}-pnet", "br0", tuple(hosts), tuple(vms))
+    plan = LabPlan(prefix, f"{prefix}-pnet", "br0", tuple(hosts), tuple(vms))
+    _check_unique(plan)
+    return plan
+
+
+def _check_unique(plan: LabPlan) -> None:
+    """Hosts, VMs and the provider network share one namespace per name, but the
+    policy keeps port names unique per node only: refuse what the lab cannot build."""
+    owners: dict[str, list[str]] = {}
+    owners.setdefault(plan.provider_namespace, []).append("the provider network")
+    for host in plan.hosts:
+        owners.setdefault(host.namespace, []).append(f"node {host.node}")
+    for vm in plan.vms:
+        owners.setdefault(vm.namespace, []).append(f"port {vm.name} of {vm.node}")
+    clashes = [f"{name} ({' and '.join(who)})" for name, who in owners.items() if len(who) > 1]
+    if clashes:
+        raise LabError(
+            "the lab names each host, VM and the provider network's namespace "
+            f"PREFIX-NAME, and these would share one: {'; '.join(clashes)}; "
+            "rename the ports so that every VM name is unique and no node or 'pnet'"
+        )

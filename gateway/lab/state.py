@@ -12,7 +12,6 @@ never killed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -60,11 +59,14 @@ class LabState:
         state_dir.mkdir(parents=True, exist_ok=True)
         path = self.path_for(self.prefix, state_dir)
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump(asdict(self), f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w") as f:
+                json.dump(asdict(self), f, indent=2)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)  # gone after the rename; removed if anything failed
 
     def remove_file(self, state_dir: Path = STATE_DIR) -> None:
         self.path_for(self.prefix, state_dir).unlink(missing_ok=True)
@@ -99,8 +101,19 @@ def stop_processes(procs: list[RecordedProcess], grace_s: float = TERM_GRACE_S) 
 
 
 def _signal(proc: RecordedProcess, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, sig)
+    """Signal the recorded process and nothing else: a pidfd pins the process first,
+    then its start time is checked, so a PID reused in between is never signalled."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return
+    try:
+        if process_start_ticks(proc.pid) == proc.start_ticks:
+            signal.pidfd_send_signal(pidfd, sig)
+    except ProcessLookupError:
+        pass  # it ended between the check and the signal
+    finally:
+        os.close(pidfd)
 
 
 def _is_zombie(pid: int) -> bool:

@@ -23,7 +23,7 @@ from ruamel.yaml.comments import CommentedSeq
 
 from gateway.control import load_config, policy_from_document, read_document, write_document
 from gateway.lab import netns
-from gateway.lab.plan import HostPlan, LabPlan, VmPlan, plan_lab
+from gateway.lab.plan import HostPlan, LabError, LabPlan, VmPlan, plan_lab
 from gateway.lab.probe import scrape
 from gateway.lab.state import (
     STATE_DIR,
@@ -37,10 +37,6 @@ from gateway.policy import Rule, Snapshot, compile_policy
 
 DAEMON_READY_TIMEOUT_S: Final = 20.0
 TAP_APPEAR_TIMEOUT_S: Final = 5.0
-
-
-class LabError(RuntimeError):
-    """The lab cannot do what was asked; the message says why and what to do."""
 
 
 @dataclass

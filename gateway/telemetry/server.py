@@ -26,7 +26,7 @@ class MetricsServer:
 def parse_listen(text: str) -> tuple[str, int]:
     """``127.0.0.1:9550``, ``[::1]:0`` or ``:9550`` (loopback) into host and port."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ValueError(f"{text!r} is not HOST:PORT (port 0..65535)")
     host = host.strip("[]") or "127.0.0.1"
     return host, int(port)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.control import load_config
-from gateway.lab.plan import LabPlan, plan_lab
+from gateway.lab.plan import LabError, LabPlan, plan_lab
 from gateway.policy import Policy, Rule
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -26,9 +26,7 @@ def policy_of(name: str) -> Policy:
 
 
 def test_every_seed_config_is_planned() -> None:
-    assert {"single-host.yaml", "two-hosts.yaml", "ip-rewrite.yaml", "routing.yaml"} <= set(
-        SHIPPED
-    )
+    assert {"single-host.yaml", "two-hosts.yaml", "ip-rewrite.yaml", "routing.yaml"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
@@ -147,20 +145,14 @@ COLLIDING = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="plan_lab names namespaces f'{prefix}-{port.name}', f'{prefix}-{node.name}' and "
-    "f'{prefix}-pnet' in one space, though the policy keeps port names unique per node "
-    "only: a valid config then plans the same namespace twice",
-)
 @pytest.mark.parametrize("rename", COLLIDING.values(), ids=COLLIDING.keys())
-def test_valid_policies_never_plan_a_namespace_twice(tmp_path: Path, rename: str) -> None:
+def test_a_plan_that_would_share_a_namespace_is_refused(tmp_path: Path, rename: str) -> None:
     text = (CONFIGS / "two-hosts.yaml").read_text()
     original = "{name: blue2, vsid: 5010"
     assert text.count(original) == 1
     config = tmp_path / "two-hosts.yaml"
     config.write_text(text.replace(original, rename))
     policy = load_config(config)  # valid: the policy accepts it
-    namespaces = plan_lab(policy, "nvgw").namespaces
-    assert len(set(namespaces)) == len(namespaces), namespaces
+    with pytest.raises(LabError, match="would share one") as caught:
+        plan_lab(policy, "nvgw")
+    assert "nvgw-" + rename.split(",")[0].removeprefix("{name: ") in str(caught.value)

@@ -1,0 +1,205 @@
+"""The daemon's readers: try, drain a batch, then wait; one ``for_batch`` per batch.
+
+No TAP and no raw socket: a Unix socketpair stands in for both. ``_read_socket`` is
+given one end as a socket, ``_read_fd`` its bare fd (``os.readv`` works on any fd,
+and a datagram or seqpacket socket keeps each write a record of its own, which a
+pipe would not). The other end is the "network". Runs on asyncio and trio.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from gateway.io.daemon import BATCH, HostDaemon
+
+pytestmark = pytest.mark.anyio
+
+TOTAL = 300
+WAIT_S = 5.0  # only ever reached when a test is failing
+
+
+def payload(index: int) -> bytes:
+    """Distinct lengths and contents, so order and length both show."""
+    return index.to_bytes(2, "big") * (1 + index % 37)
+
+
+class Recorder:
+    """A ``for_batch`` that keeps every frame, copied, split by batch."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[bytes]] = []
+        self.received = 0
+        self._target = 0
+        self._reached = anyio.Event()
+
+    def for_batch(self) -> Callable[[memoryview], None]:
+        batch: list[bytes] = []
+        self.batches.append(batch)
+
+        def handle(frame: memoryview) -> None:
+            batch.append(bytes(frame))  # the reader reuses its buffer: copy
+            self.received += 1
+            if self.received >= self._target:
+                self._reached.set()
+
+        return handle
+
+    @property
+    def frames(self) -> list[bytes]:
+        return [frame for batch in self.batches for frame in batch]
+
+    async def wait_for(self, count: int) -> None:
+        self._target = count
+        self._reached = anyio.Event()
+        if self.received >= count:
+            return
+        with anyio.fail_after(WAIT_S):
+            await self._reached.wait()
+
+
+def prefill(sender: socket.socket, frames: list[bytes]) -> int:
+    """Queue as many frames as the socket buffer holds (without a reader)."""
+    for sent, frame in enumerate(frames):
+        try:
+            sender.send(frame)
+        except BlockingIOError:
+            return sent
+    return len(frames)
+
+
+async def send_all(sender: socket.socket, frames: list[bytes]) -> None:
+    for frame in frames:
+        while True:
+            try:
+                sender.send(frame)
+                break
+            except BlockingIOError:
+                with anyio.fail_after(WAIT_S):
+                    await anyio.wait_writable(sender)
+
+
+@pytest.fixture
+def pair(request: pytest.FixtureRequest):
+    kind = request.param
+    a, b = socket.socketpair(socket.AF_UNIX, kind)
+    a.setblocking(False)
+    b.setblocking(False)
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def daemon() -> HostDaemon:
+    # __init__ only stores values: no config is read and nothing is opened.
+    return HostDaemon(Path("never-read.yaml"), "host1")
+
+
+def start_reader(d: HostDaemon, how: str, sock: socket.socket, recorder: Recorder):
+    if how == "socket":
+        return d._read_socket, sock, recorder.for_batch
+    return d._read_fd, sock.fileno(), recorder.for_batch
+
+
+READERS = [
+    pytest.param("socket", socket.SOCK_DGRAM, id="read_socket-dgram"),
+    pytest.param("socket", socket.SOCK_SEQPACKET, id="read_socket-seqpacket"),
+    pytest.param("fd", socket.SOCK_SEQPACKET, id="read_fd-seqpacket"),
+    pytest.param("fd", socket.SOCK_DGRAM, id="read_fd-dgram"),
+]
+
+
+@pytest.mark.parametrize(("how", "pair"), READERS, indirect=["pair"])
+async def test_reader_drains_in_batches_in_order_then_waits(how: str, pair) -> None:
+    sender, receiver = pair
+    frames = [payload(i) for i in range(TOTAL)]
+    queued = prefill(sender, frames)
+    assert queued > 2 * BATCH, "the socket buffer should hold a few batches"
+    recorder = Recorder()
+    seen_between_batches: list[int] = []
+
+    async def observer() -> None:
+        # Runs whenever the reader yields: it must yield between full batches.
+        while recorder.received < queued:
+            seen_between_batches.append(recorder.received)
+            await anyio.lowlevel.checkpoint()
+
+    d = daemon()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(observer)
+        tg.start_soon(*start_reader(d, how, receiver, recorder))
+        await recorder.wait_for(queued)
+        await send_all(sender, frames[queued:])
+        await recorder.wait_for(TOTAL)
+
+        # Everything is read: the reader must now sleep in wait_readable, not spin.
+        calls = len(recorder.batches)
+        for _ in range(50):
+            await anyio.lowlevel.checkpoint()
+        assert len(recorder.batches) == calls, "the reader polled an empty socket"
+
+        late = b"\xab" * 65535  # the largest datagram MAX_DATAGRAM allows, not truncated
+        sender.send(late)
+        await recorder.wait_for(TOTAL + 1)
+        tg.cancel_scope.cancel()
+
+    assert recorder.frames == [*frames, late]
+    sizes = [len(batch) for batch in recorder.batches]
+    assert max(sizes) <= BATCH
+    assert sizes[0] == BATCH, "with a full queue the first batch is a whole one"
+    assert sum(1 for size in sizes if size) >= math.ceil(TOTAL / BATCH)
+    assert any(0 < seen < queued for seen in seen_between_batches), (
+        "other tasks never ran while the reader drained the queue"
+    )
+
+
+@pytest.mark.parametrize(("how", "pair"), [READERS[0], READERS[3]], indirect=["pair"])
+async def test_empty_datagram_is_a_frame_and_the_reader_carries_on(how: str, pair) -> None:
+    """Hostile input: a zero-length datagram is handed over as an empty frame (the data
+    plane counts it TRUNCATED); it must neither stop the reader nor swallow the next."""
+    sender, receiver = pair
+    sender.send(b"")
+    sender.send(b"after")
+    recorder = Recorder()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(*start_reader(daemon(), how, receiver, recorder))
+        await recorder.wait_for(2)
+        tg.cancel_scope.cancel()
+    assert recorder.frames == [b"", b"after"]
+
+
+@pytest.mark.parametrize(("how", "pair"), [READERS[0], READERS[2]], indirect=["pair"])
+async def test_handler_is_chosen_once_per_batch(how: str, pair) -> None:
+    """A policy swap lands between batches: every frame of one batch goes to the
+    handler ``for_batch`` returned at its start, and the next batch asks again."""
+    sender, receiver = pair
+    frames = [payload(i) for i in range(2 * BATCH + 5)]
+    assert prefill(sender, frames) == len(frames)
+    generation = 0
+    seen: list[tuple[int, bytes]] = []
+
+    def for_batch() -> Callable[[memoryview], None]:
+        nonlocal generation
+        generation += 1
+        mine = generation
+        return lambda frame: seen.append((mine, bytes(frame)))
+
+    d = daemon()
+    reader = d._read_socket if how == "socket" else d._read_fd
+    target = receiver if how == "socket" else receiver.fileno()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader, target, for_batch)
+        with anyio.fail_after(WAIT_S):
+            while len(seen) < len(frames):
+                await anyio.lowlevel.checkpoint()
+        tg.cancel_scope.cancel()
+    assert [frame for _, frame in seen] == frames
+    assert [g for g, _ in seen] == [1] * BATCH + [2] * BATCH + [3] * 5

@@ -1,0 +1,150 @@
+"""The /metrics endpoint over real HTTP on loopback, and ``--metrics`` parsing."""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.control import load_config
+from gateway.dataplane import Counters, HostDataplane
+from gateway.errors import Drop
+from gateway.policy import compile_policy
+from gateway.telemetry import DataplaneCollector, MetricsServer, parse_listen, serve_metrics
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+TIMEOUT_S = 5.0
+
+
+def registry_of_host1() -> tuple[Counters, CollectorRegistry]:
+    counters = Counters()
+    snapshot = compile_policy(load_config(CONFIGS / "two-hosts.yaml"))
+    dataplane = HostDataplane(snapshot, "host1", counters)
+    registry = CollectorRegistry()
+    registry.register(DataplaneCollector("host1", counters, lambda: dataplane.tables))
+    return counters, registry
+
+
+def scrape(server: MetricsServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    host = f"[{server.host}]" if ":" in server.host else server.host
+    with urllib.request.urlopen(f"http://{host}:{server.port}/metrics", timeout=TIMEOUT_S) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].startswith("text/plain")
+        text = r.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Counters, MetricsServer]]:
+    counters, registry = registry_of_host1()
+    server = serve_metrics(registry, "127.0.0.1:0")
+    try:
+        yield counters, server
+    finally:
+        server.close()
+
+
+def test_serves_the_collector_over_http_and_rereads_each_scrape(served) -> None:
+    counters, server = served
+    assert server.host == "127.0.0.1"
+    assert server.port != 0, "port 0 must be replaced by the bound port"
+    counters.drops[Drop.SPOOFED_PA] += 3
+    first = scrape(server)
+    assert first["nvgw_drops_total", (("reason", "spoofed_pa"),)] == 3
+    assert first["nvgw_policy_revision", (("node", "host1"),)] == 0
+    assert first["nvgw_port_from_vm_packets_total", (("port", "blue1"), ("vsid", "5010"))] == 0
+    counters.drops[Drop.SPOOFED_PA] += 1
+    counters.encapsulated += 9
+    second = scrape(server)
+    assert second["nvgw_drops_total", (("reason", "spoofed_pa"),)] == 4
+    assert second["nvgw_encapsulated_total", ()] == 9
+
+
+def test_close_stops_listening() -> None:
+    _, registry = registry_of_host1()
+    server = serve_metrics(registry, "127.0.0.1:0")
+    scrape(server)
+    server.close()
+    with pytest.raises(ConnectionRefusedError), socket.socket() as probe:
+        probe.settimeout(TIMEOUT_S)
+        probe.connect(("127.0.0.1", server.port))
+
+
+def test_an_empty_host_means_loopback() -> None:
+    _, registry = registry_of_host1()
+    server = serve_metrics(registry, ":0")
+    try:
+        assert server.host == "127.0.0.1"
+        assert ("nvgw_ports", ()) in scrape(server)
+    finally:
+        server.close()
+
+
+def test_serves_on_ipv6_loopback() -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as check:
+            check.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    _, registry = registry_of_host1()
+    server = serve_metrics(registry, "[::1]:0")
+    try:
+        assert server.host == "::1"
+        assert ("nvgw_ports", ()) in scrape(server)
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:0", ("127.0.0.1", 0)),
+        ("127.0.0.1:9550", ("127.0.0.1", 9550)),
+        ("[::1]:9550", ("::1", 9550)),
+        ("[::1]:0", ("::1", 0)),
+        (":9550", ("127.0.0.1", 9550)),
+        ("0.0.0.0:65535", ("0.0.0.0", 65535)),
+    ],
+)
+def test_parse_listen_accepts(text: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "nope",
+        "",
+        "9550",
+        "1.2.3.4:70000",
+        ":65536",
+        "127.0.0.1:",
+        "127.0.0.1:-1",
+        "127.0.0.1:+80",
+        "127.0.0.1: 80",
+        "127.0.0.1:0x50",
+        "[::1]",
+        "127.0.0.1:9550\n",
+    ],
+)
+def test_parse_listen_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        parse_listen(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["127.0.0.1:\u0669\u0665\u0665\u0660", "127.0.0.1:\uff18\uff10", "127.0.0.1:\u00b2"]
+)
+def test_parse_listen_rejects_non_ascii_digits(text: str) -> None:
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        parse_listen(text)
