@@ -88,6 +88,11 @@ class Backend(enum.StrEnum):
     trio = "trio"
 
 
+class ProviderRx(enum.StrEnum):
+    ring = "ring"
+    socket = "socket"
+
+
 @app.command()
 def run(
     config: Annotated[Path, typer.Option("--config", "-c", help="The deployment's config file.")],
@@ -101,6 +106,9 @@ def run(
         typer.Option(help="Write one JSON line to this fd once serving (then close it)."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    provider_rx: Annotated[
+        ProviderRx, typer.Option(help="Receive NVGRE with an AF_PACKET ring or a raw socket.")
+    ] = ProviderRx.ring,
 ) -> None:
     """Run one node: SIGHUP re-reads the config, SIGTERM stops cleanly."""
     import anyio
@@ -109,7 +117,7 @@ def run(
     from gateway.telemetry import configure_logging
 
     configure_logging(log_level)
-    daemon = HostDaemon(config, node, metrics)
+    daemon = HostDaemon(config, node, metrics, provider_rx.value)
 
     async def serve() -> None:
         async with anyio.create_task_group() as tg:

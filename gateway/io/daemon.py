@@ -33,9 +33,10 @@ from gateway.control import line_of, policy_from_document, read_document
 from gateway.dataplane import Counters, HostDataplane, HostTables
 from gateway.errors import ConfigError, ConfigIssue, Drop
 from gateway.io.output import FdOutput
-from gateway.io.provider import link_mac, open_gre_socket, open_link
+from gateway.io.provider import link_mac, link_mtu, open_gre_socket, open_link
+from gateway.io.ring import ReceiveRing, attach_drop_all
 from gateway.io.tap import Tap
-from gateway.policy import Policy, Rule, Snapshot, compile_policy
+from gateway.policy import Node, Policy, Rule, Snapshot, compile_policy
 from gateway.telemetry import DataplaneCollector, serve_metrics
 
 # Frames handled per readiness before other tasks get a turn (wireguard-go's
@@ -43,6 +44,7 @@ from gateway.telemetry import DataplaneCollector, serve_metrics
 BATCH: Final = 64
 MAX_DATAGRAM: Final = 65535  # an IPv4 datagram's largest size: never truncate
 DROP_SUMMARY_INTERVAL_S: Final = 10.0
+PROVIDER_RX: Final = ("ring", "socket")  # how NVGRE is received: AF_PACKET ring, raw socket
 
 log = structlog.get_logger("nvgw")
 Handler = Callable[[memoryview], None]
@@ -105,10 +107,20 @@ def load_node(path: Path, node_name: str) -> tuple[Snapshot, tuple[list[bytes], 
 
 
 class HostDaemon:
-    def __init__(self, config: Path, node: str, metrics_listen: str = "127.0.0.1:0") -> None:
+    def __init__(
+        self,
+        config: Path,
+        node: str,
+        metrics_listen: str = "127.0.0.1:0",
+        provider_rx: str = "ring",
+    ) -> None:
+        if provider_rx not in PROVIDER_RX:
+            raise ValueError(f"provider_rx is one of {', '.join(PROVIDER_RX)}")
         self.config = config
         self.node = node
         self.metrics_listen = metrics_listen
+        self.provider_rx = provider_rx
+        self.rings: list[ReceiveRing] = []
         self.counters = Counters()
         self.taps: dict[str, Tap] = {}
         self.tap_fds: dict[str, int] = {}
@@ -131,19 +143,26 @@ class HostDaemon:
         self.dataplane = HostDataplane(snapshot, self.node, self.counters, provider_mac)
         for pa in encap_pas:
             self.gre[pa] = _bind_or_explain(pa, interface)
+        if self.provider_rx == "ring" and encap_pas:
+            self._open_rings(node)
         if rewrite_pas and interface:
             self.link = open_link(interface)
         self.out = FdOutput(self.counters.drops, self.tap_fds, self.gre, self.link)
         registry = CollectorRegistry()
         registry.register(
-            DataplaneCollector(self.node, self.counters, lambda: self.dataplane.tables)
+            DataplaneCollector(
+                self.node, self.counters, lambda: self.dataplane.tables, self._kernel_drops
+            )
         )
         metrics = serve_metrics(registry, self.metrics_listen)
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                for sock in self.gre.values():
-                    tg.start_soon(self._read_socket, sock, self._provider_handler)
+                for ring in self.rings:
+                    tg.start_soon(self._read_ring, ring, self._provider_handler)
+                if not self.rings:
+                    for sock in self.gre.values():
+                        tg.start_soon(self._read_socket, sock, self._provider_handler)
                 if self.link is not None:
                     tg.start_soon(self._read_socket, self.link, self._link_handler)
                 for port in self.dataplane.tables.ports:
@@ -171,8 +190,24 @@ class HostDaemon:
         self.tap_fds.clear()
         for sock in self.gre.values():
             sock.close()
+        for ring in self.rings:
+            ring.close()
         if self.link is not None:
             self.link.close()
+
+    def _open_rings(self, node: Node) -> None:
+        """One receive ring per interface that carries an NVGRE PA; the GRE sockets
+        then only send (and, open, keep the kernel from answering GRE itself)."""
+        encap = set(self._pas[0])
+        interfaces = {a.interface for a in node.provider_addresses if a.pa.packed in encap}
+        for interface in sorted(interfaces):
+            self.rings.append(ReceiveRing(interface, link_mtu(interface), self.counters.drops))
+        for sock in self.gre.values():
+            attach_drop_all(sock)
+
+    def _kernel_drops(self) -> int:
+        """Frames the kernel dropped before we could read them (ring or socket full)."""
+        return sum(ring.read_kernel_drops() for ring in self.rings)
 
     async def _signals(self, scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
@@ -282,6 +317,14 @@ class HostDaemon:
                 pass
             if handled < BATCH:
                 await anyio.wait_readable(sock)
+            else:
+                await anyio.lowlevel.checkpoint()
+
+    async def _read_ring(self, ring: ReceiveRing, for_batch: Callable[[], Handler]) -> None:
+        drain = ring.drain
+        while True:
+            if drain(for_batch(), BATCH) < BATCH:
+                await anyio.wait_readable(ring)
             else:
                 await anyio.lowlevel.checkpoint()
 

@@ -49,6 +49,11 @@ def open_link(interface: str) -> socket.socket:
     return sock
 
 
+def link_mtu(interface: str) -> int:
+    with open(f"/sys/class/net/{interface}/mtu") as f:
+        return int(f.read())
+
+
 def link_mac(interface: str) -> bytes:
     with open(f"/sys/class/net/{interface}/address") as f:
         return bytes.fromhex(f.read().strip().replace(":", ""))

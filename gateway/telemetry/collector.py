@@ -34,10 +34,17 @@ class DataplaneCollector(Collector):
     """Metrics of one node's data plane; ``tables`` is called per scrape so that a
     policy swap shows up at once (ports' VSID labels, the policy revision)."""
 
-    def __init__(self, node: str, counters: Counters, tables: Callable[[], HostTables]) -> None:
+    def __init__(
+        self,
+        node: str,
+        counters: Counters,
+        tables: Callable[[], HostTables],
+        kernel_drops: Callable[[], int] = lambda: 0,
+    ) -> None:
         self._node = node
         self._counters = counters
         self._tables = tables
+        self._kernel_drops = kernel_drops
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         counters = self._counters
@@ -83,4 +90,9 @@ class DataplaneCollector(Collector):
         yield info
         yield GaugeMetricFamily(
             "nvgw_ports", "VM network adapters this node serves", value=len(tables.ports)
+        )
+        yield CounterMetricFamily(
+            "nvgw_kernel_rx_drops",
+            "Provider frames the kernel dropped before nvgw could read them (receive ring full)",
+            value=self._kernel_drops(),
         )
