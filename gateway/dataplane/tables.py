@@ -77,6 +77,8 @@ class HostTables:
         "port_by_name",
         "port_macs",
         "ports",
+        "rdid_by_vsid",
+        "record_by_mac",
         "record_by_rdid_ca",
         "rewrite_by_pa",
         "snapshot",
@@ -87,6 +89,9 @@ class HostTables:
         node = policy.node(node_name)
         self.snapshot = snapshot
         self.node = node
+        # Plain dicts (the snapshot's are read-only proxies, slower per lookup).
+        self.rdid_by_vsid = dict(snapshot.rdid_by_vsid)
+        self.record_by_mac = dict(snapshot.record_by_mac)
         self.local_pas = frozenset(pa.pa.packed for pa in node.provider_addresses)
         ports = []
         for port in node.ports:
