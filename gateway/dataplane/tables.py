@@ -68,9 +68,12 @@ class HostPort:
 
 
 class HostTables:
-    """One node's compiled view of one snapshot. Immutable once built."""
+    """One node's compiled view of one snapshot. Immutable once built, but for
+    ``flows``: the receive path's verdict cache, which is derived from this snapshot
+    alone and so dies with it (a swap can never serve a stale verdict)."""
 
     __slots__ = (
+        "flows",
         "local_pas",
         "node",
         "port_by_key",
@@ -89,6 +92,7 @@ class HostTables:
         node = policy.node(node_name)
         self.snapshot = snapshot
         self.node = node
+        self.flows: dict[tuple, object] = {}  # flow key -> HostPort or Drop
         # Plain dicts (the snapshot's are read-only proxies, slower per lookup).
         self.rdid_by_vsid = dict(snapshot.rdid_by_vsid)
         self.record_by_mac = dict(snapshot.record_by_mac)

@@ -159,7 +159,7 @@ class HostDaemon:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 for ring in self.rings:
-                    tg.start_soon(self._read_ring, ring, self._provider_handler)
+                    tg.start_soon(self._read_ring, ring)
                 if not self.rings:
                     for sock in self.gre.values():
                         tg.start_soon(self._read_socket, sock, self._provider_handler)
@@ -320,10 +320,11 @@ class HostDaemon:
             else:
                 await anyio.lowlevel.checkpoint()
 
-    async def _read_ring(self, ring: ReceiveRing, for_batch: Callable[[], Handler]) -> None:
+    async def _read_ring(self, ring: ReceiveRing) -> None:
         drain = ring.drain
         while True:
-            if drain(for_batch(), BATCH) < BATCH:
+            dataplane = self.dataplane
+            if drain(dataplane.from_provider, self.out, anyio.current_time(), BATCH) < BATCH:
                 await anyio.wait_readable(ring)
             else:
                 await anyio.lowlevel.checkpoint()

@@ -24,7 +24,7 @@ import mmap
 import socket
 import struct
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from gateway.errors import Drop
 
@@ -108,8 +108,11 @@ class ReceiveRing:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def drain(self, handle: Callable[[memoryview], None], limit: int) -> int:
-        """Hand up to ``limit`` ready frames to ``handle``; how many there were."""
+    def drain(
+        self, handle: Callable[[memoryview, Any, float], None], out: Any, now: float, limit: int
+    ) -> int:
+        """Call ``handle(frame, out, now)`` for up to ``limit`` ready frames (the data
+        plane's ``from_provider`` itself: no wrapper call per packet); how many."""
         ring, view, frame_size, frames = self.ring, self.view, self.frame_size, self.frames
         unpack, release = V2_HEADER.unpack_from, V2_STATUS.pack_into
         index = self.index
@@ -120,7 +123,7 @@ class ReceiveRing:
             if not status & TP_STATUS_USER:
                 break
             if snaplen == length:
-                handle(view[offset + net : offset + mac + snaplen])
+                handle(view[offset + net : offset + mac + snaplen], out, now)
             else:
                 self.drops[Drop.TRUNCATED] += 1
             release(ring, offset, TP_STATUS_KERNEL)

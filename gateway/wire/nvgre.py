@@ -65,15 +65,18 @@ NVGRE_HEADER_V6_SIZE: Final = IPV6_HEADER_SIZE + GRE_KEYED_SIZE  # 48
 NVGRE_OVERHEAD_V4: Final = NVGRE_HEADER_V4_SIZE + ETH_HEADER_SIZE  # 20 + 8 + 14 = 42
 NVGRE_OVERHEAD_V6: Final = NVGRE_HEADER_V6_SIZE + ETH_HEADER_SIZE  # 40 + 8 + 14 = 62
 
-# The common NVGRE datagram in one unpack, for the receive hot path: outer IPv4 without
-# options, GRE, inner Ethernet, and the inner IPv4 header's first byte and source.
-# Fields: outer version/IHL, total length, flags+fragment offset, protocol, source,
-# destination; GRE flags+version, protocol type, key; inner destination MAC, source
-# MAC, ethertype; inner IPv4 version/IHL, inner source address. Only datagrams this
-# layout describes exactly (version/IHL 0x45, no fragment, GRE 0x2000/0x6558) may use
-# it; anything else goes through ``parse_nvgre``, which names what is wrong.
-NVGRE_V4_COMMON: Final = struct.Struct("!BxH2xHxB2x4s4sHHI6s6sHB11x4s")
-NVGRE_V4_COMMON_INNER_OFFSET: Final = NVGRE_HEADER_V4_SIZE  # 28: where the inner frame starts
+# The common NVGRE datagram's every field a forwarding decision reads, in one unpack,
+# for the receive hot path: outer version/IHL, flags+fragment offset, protocol,
+# source, destination; the GRE flags+protocol word, the 24-bit VSID (the FlowID byte
+# after it is skipped); inner destination MAC, source MAC, ethertype; inner IPv4
+# version/IHL and source address. The tuple it returns is the key of the data plane's
+# flow cache, which is why the total length and the FlowID are left out: they vary
+# within a flow and decide nothing. Only a datagram with version/IHL 0x45, no
+# fragment and GRE word 0x20006558 is described exactly by this layout; anything else
+# goes through ``parse_nvgre``, which names what is wrong.
+NVGRE_V4_FLOW: Final = struct.Struct("!B5xHxB2x4s4sI3sx6s6sHB11x4s")
+NVGRE_V4_FLOW_INNER_OFFSET: Final = NVGRE_HEADER_V4_SIZE  # 28: where the inner frame starts
+NVGRE_WORD: Final = NVGRE_FLAGS << 16 | ETHERTYPE_TEB  # 0x20006558, the first GRE word
 
 
 @dataclass(frozen=True, slots=True)

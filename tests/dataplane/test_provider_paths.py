@@ -17,10 +17,13 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import raw
 
+from gateway.control import read_document, to_plain
+from gateway.dataplane.host import MAX_FLOWS
 from gateway.errors import Drop
+from gateway.policy import compile_policy, load_policy
 from gateway.wire import build_ipv4
 
-from ._harness import NOW, Lab
+from ._harness import CONFIGS, NOW, Lab
 
 PAS = [bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]), bytes([198, 18, 0, 99])]
 MACS = [
@@ -92,3 +95,33 @@ def test_both_paths_deliver_a_genuine_frame() -> None:
             {},
             [("blue2", inner)],
         )
+
+
+def genuine() -> bytes:
+    gre = struct.pack("!HHI", 0x2000, 0x6558, 5010 << 8 | 7)
+    return datagram(PAS[0], PAS[1], gre, inner_frame(MACS[1], MACS[0], CAS[0], CAS[1], False), b"")
+
+
+def test_a_swap_never_serves_a_cached_verdict() -> None:
+    lab = Lab("two-hosts")
+    assert verdict(lab, genuine())[1], "delivered, and now cached"
+    document = to_plain(read_document(CONFIGS / "two-hosts.yaml"))
+    for record in document["lookup_records"]:
+        if record.get("vm") == "blue2":
+            record["pa"] = "198.18.0.1"
+    nodes = document["nodes"]
+    nodes["host1"]["ports"].append(nodes["host2"]["ports"].pop(0))
+    lab.nodes["host2"].swap(compile_policy(load_policy(document)))
+    assert verdict(lab, genuine()) == ({"NO_PORT": 1}, []), "blue2 is no longer on host2"
+
+
+def test_the_flow_cache_is_bounded() -> None:
+    lab = Lab("two-hosts")
+    node = lab.nodes["host2"]
+    template = bytearray(genuine())
+    for n in range(MAX_FLOWS + 10):  # forged inner sources: each a new flow key
+        template[54:58] = (0x0A000000 + n).to_bytes(4, "big")  # 10.x.y.z, never blue1's
+        node.from_provider(memoryview(template), lab.out["host2"], NOW)
+        assert len(node.tables.flows) <= MAX_FLOWS
+    assert node.counters.drops[Drop.SPOOFED_PA] == MAX_FLOWS + 10
+    assert verdict(lab, genuine())[1], "a genuine flow is still served"
