@@ -48,6 +48,7 @@ from gateway.wire import (
     NVGRE_FLAGS,
     NVGRE_V4_FLOW,
     NVGRE_V4_FLOW_INNER_OFFSET,
+    NVGRE_V4_FLOW_RUN,
     NVGRE_WORD,
     VSID_MAX,
     VSID_MIN,
@@ -75,6 +76,7 @@ _UNSPECIFIED_V4: Final = bytes(4)
 _FLOW_UNPACK: Final = NVGRE_V4_FLOW.unpack_from
 _FLOW_SIZE: Final = NVGRE_V4_FLOW.size
 _INNER: Final = NVGRE_V4_FLOW_INNER_OFFSET
+_FLOW_RUN: Final = NVGRE_V4_FLOW_RUN.unpack
 _TOTAL_LENGTH: Final = struct.Struct("!H").unpack_from  # at IPV4_OFFSET_TOTAL_LENGTH
 _IPV4_FRAGMENT: Final = 0x3FFF  # MF bit and fragment offset
 # The smallest common datagram: its inner frame holds an IPv4 header (20 + 8 + 34 = 62).
@@ -339,20 +341,9 @@ class HostDataplane:
     def _flow_verdict(self, key: tuple, tables: HostTables) -> HostPort | Drop | object:
         """Decide a flow-cache miss: the verdict (cached), or _NOT_COMMON when the
         datagram is not the form the flow key describes (not cached)."""
-        (
-            vihl,
-            fragment,
-            protocol,
-            src_pa,
-            dst_pa,
-            gre_word,
-            vsid_bytes,
-            dst_mac,
-            src_mac,
-            ethertype,
-            inner_vihl,
-            src_ip,
-        ) = key
+        vihl, fragment, protocol, outer_run, ethernet, inner_vihl, src_ip = key
+        src_pa, dst_pa, gre_word, vsid_bytes = _FLOW_RUN(outer_run)
+        dst_mac, src_mac, ethertype = ETH_HEADER.unpack(ethernet)
         vsid = int.from_bytes(vsid_bytes, "big")
         if (
             vihl != 0x45
