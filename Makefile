@@ -37,8 +37,10 @@ lint: venv
 	$(BIN)/lint-imports
 
 ## Benchmarks write JSON into bench/ and print a table; never run by the tests.
+## host_forwarding.py needs root and 2 CPUs; it installs netsniff-ng (trafgen) when missing.
 bench: venv
 	$(BIN)/python bench/snapshot_build.py
+	$(BIN)/python bench/host_forwarding.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache *.egg-info
