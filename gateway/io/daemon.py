@@ -302,21 +302,34 @@ class HostDaemon:
         return partial(self.dataplane.from_provider_link, out=self.out, now=anyio.current_time())
 
     async def _read_socket(self, sock: socket.socket, for_batch: Callable[[], Handler]) -> None:
+        await self._read(sock, sock.recv_into, for_batch)
+
+    async def _read_fd(self, fd: int, for_batch: Callable[[], Handler]) -> None:
+        readv = os.readv
+        await self._read(fd, lambda buffer: readv(fd, (buffer,)), for_batch)
+
+    async def _read(
+        self,
+        waitable: socket.socket | int,
+        read_into: Callable[[bytearray], int],
+        for_batch: Callable[[], Handler],
+    ) -> None:
+        """Try the fd, drain up to a batch into one preallocated buffer (each frame
+        handled before the next read), and wait for readiness only when it ran dry."""
         buffer = bytearray(MAX_DATAGRAM)
         view = memoryview(buffer)
-        recv_into = sock.recv_into
         while True:
             handled = 0
             handle = for_batch()
             try:
                 while handled < BATCH:
-                    size = recv_into(buffer)
+                    size = read_into(buffer)
                     handle(view[:size])
                     handled += 1
             except BlockingIOError:
                 pass
             if handled < BATCH:
-                await anyio.wait_readable(sock)
+                await anyio.wait_readable(waitable)
             else:
                 await anyio.lowlevel.checkpoint()
 
@@ -326,26 +339,6 @@ class HostDaemon:
             dataplane = self.dataplane
             if drain(dataplane.from_provider, self.out, anyio.current_time(), BATCH) < BATCH:
                 await anyio.wait_readable(ring)
-            else:
-                await anyio.lowlevel.checkpoint()
-
-    async def _read_fd(self, fd: int, for_batch: Callable[[], Handler]) -> None:
-        buffer = bytearray(MAX_DATAGRAM)
-        view = memoryview(buffer)
-        readv = os.readv
-        buffers = [buffer]
-        while True:
-            handled = 0
-            handle = for_batch()
-            try:
-                while handled < BATCH:
-                    size = readv(fd, buffers)
-                    handle(view[:size])
-                    handled += 1
-            except BlockingIOError:
-                pass
-            if handled < BATCH:
-                await anyio.wait_readable(fd)
             else:
                 await anyio.lowlevel.checkpoint()
 

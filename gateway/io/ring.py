@@ -39,9 +39,9 @@ TP_STATUS_USER: Final = 1
 ETH_P_ALL: Final = 0x0003
 SO_ATTACH_FILTER: Final = 26
 
-# struct tpacket2_hdr (linux/if_packet.h): status, len, snaplen, mac, net offsets, ...
-V2_HEADER: Final = struct.Struct("=IIIHH")
-V2_STATUS: Final = struct.Struct("=I")
+# struct tpacket2_hdr (linux/if_packet.h) opens each frame slot: u32 status, len,
+# snaplen, then u16 mac and net offsets (bytes 12 and 14). ``drain`` reads them in
+# place as array items, which costs a fraction of a struct unpack per frame.
 TPACKET_REQ: Final = struct.Struct("=IIII")  # block size, block count, frame size, frames
 TPACKET_STATS: Final = struct.Struct("=II")  # packets, drops (reset by each read)
 
@@ -101,6 +101,10 @@ class ReceiveRing:
             raise
         self.sock.setblocking(False)
         self.view = memoryview(self.ring)
+        # The header's fields read as array items: an index is a fraction of the cost
+        # of an unpack, and the status is written back the same way.
+        self.words = self.view.cast("I")  # native u32: status, len, snaplen
+        self.halves = self.view.cast("H")  # native u16: mac and net offsets
         self.index = 0
         self.drops = drops  # a frame longer than its slot is TRUNCATED, never half-handled
         self.kernel_drops = 0  # frames the kernel found no free slot for
@@ -113,20 +117,23 @@ class ReceiveRing:
     ) -> int:
         """Call ``handle(frame, out, now)`` for up to ``limit`` ready frames (the data
         plane's ``from_provider`` itself: no wrapper call per packet); how many."""
-        ring, view, frame_size, frames = self.ring, self.view, self.frame_size, self.frames
-        unpack, release = V2_HEADER.unpack_from, V2_STATUS.pack_into
+        view, words, halves = self.view, self.words, self.halves
+        frame_size, frames = self.frame_size, self.frames
         index = self.index
         handled = 0
         while handled < limit:
             offset = index * frame_size
-            status, length, snaplen, mac, net = unpack(ring, offset)
-            if not status & TP_STATUS_USER:
+            word = offset >> 2  # frame slots are 16-byte aligned
+            if not words[word] & TP_STATUS_USER:
                 break
-            if snaplen == length:
-                handle(view[offset + net : offset + mac + snaplen], out, now)
+            snaplen = words[word + 2]
+            if snaplen == words[word + 1]:
+                half = offset >> 1
+                start = offset + halves[half + 7]  # tp_net, byte 14 of the header
+                handle(view[start : offset + halves[half + 6] + snaplen], out, now)  # tp_mac
             else:
                 self.drops[Drop.TRUNCATED] += 1
-            release(ring, offset, TP_STATUS_KERNEL)
+            words[word] = TP_STATUS_KERNEL
             index = index + 1 if index + 1 < frames else 0
             handled += 1
         self.index = index
@@ -141,6 +148,8 @@ class ReceiveRing:
     def close(self) -> None:
         self.sock.close()
         try:
+            self.words.release()
+            self.halves.release()
             self.view.release()
             self.ring.close()
         except BufferError:  # a handler kept a frame view: the GC unmaps it later

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.control import load_config
+from gateway.control import load_config, read_document, to_plain
 from gateway.dataplane import HostDataplane, HostPort
-from gateway.policy import Snapshot, compile_policy
+from gateway.policy import Snapshot, compile_policy, load_policy
 from gateway.wire import IPPROTO_GRE, build_ipv4
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -27,6 +27,17 @@ def provider_mac(index: int) -> bytes:
 
 def snapshot_of(name: str) -> Snapshot:
     return compile_policy(load_config(CONFIGS / f"{name}.yaml"))
+
+
+def blue2_migrated_to_host1() -> Snapshot:
+    """two-hosts after a live migration of blue2: its record's PA and its port move."""
+    document = to_plain(read_document(CONFIGS / "two-hosts.yaml"))
+    for record in document["lookup_records"]:
+        if record.get("vm") == "blue2":
+            record["pa"] = "198.18.0.1"
+    nodes = document["nodes"]
+    nodes["host1"]["ports"].append(nodes["host2"]["ports"].pop(0))
+    return compile_policy(load_policy(document))
 
 
 @dataclass

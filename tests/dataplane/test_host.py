@@ -11,12 +11,10 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import raw
 
-from gateway.control import read_document, to_plain
 from gateway.dataplane import PORT_MTU, router_mac
-from gateway.policy import compile_policy, load_policy
 from gateway.wire import encapsulate_ipv4
 
-from ._harness import CONFIGS, NOW, Lab
+from ._harness import NOW, Lab, blue2_migrated_to_host1
 
 MAC = {
     vm: f"00:00:00:00:00:{n}"
@@ -284,14 +282,7 @@ def test_swap_keeps_counters_and_changes_decisions() -> None:
     blue = ping("blue1", MAC["blue2"], "10.10.10.11", "10.10.10.12")
     lab.send("blue1", blue)
     assert lab.delivered() == [("blue2", blue)]
-    # Live migration: blue2 moves to host1. Only the policy changes.
-    document = to_plain(read_document(CONFIGS / "two-hosts.yaml"))
-    for record in document["lookup_records"]:
-        if record.get("vm") == "blue2":
-            record["pa"] = "198.18.0.1"
-    nodes = document["nodes"]
-    nodes["host1"]["ports"].append(nodes["host2"]["ports"].pop(0))
-    new = compile_policy(load_policy(document))
+    new = blue2_migrated_to_host1()  # only the policy changes
     for dataplane in lab.nodes.values():
         dataplane.swap(new)
     lab.send("blue1", blue)

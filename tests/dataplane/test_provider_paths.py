@@ -17,13 +17,11 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import raw
 
-from gateway.control import read_document, to_plain
 from gateway.dataplane.host import MAX_FLOWS
 from gateway.errors import Drop
-from gateway.policy import compile_policy, load_policy
 from gateway.wire import build_ipv4
 
-from ._harness import CONFIGS, NOW, Lab
+from ._harness import NOW, Lab, blue2_migrated_to_host1
 
 PAS = [bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]), bytes([198, 18, 0, 99])]
 MACS = [
@@ -105,13 +103,7 @@ def genuine() -> bytes:
 def test_a_swap_never_serves_a_cached_verdict() -> None:
     lab = Lab("two-hosts")
     assert verdict(lab, genuine())[1], "delivered, and now cached"
-    document = to_plain(read_document(CONFIGS / "two-hosts.yaml"))
-    for record in document["lookup_records"]:
-        if record.get("vm") == "blue2":
-            record["pa"] = "198.18.0.1"
-    nodes = document["nodes"]
-    nodes["host1"]["ports"].append(nodes["host2"]["ports"].pop(0))
-    lab.nodes["host2"].swap(compile_policy(load_policy(document)))
+    lab.nodes["host2"].swap(blue2_migrated_to_host1())
     assert verdict(lab, genuine()) == ({"NO_PORT": 1}, []), "blue2 is no longer on host2"
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -83,6 +85,53 @@ def inject(lab: Lab, frames: list[bytes]) -> None:
         check=True,
         timeout=20,
     )
+
+
+@contextmanager
+def provider_capture(lab: Lab, path: Path, capture_filter: str, count: int) -> Iterator[None]:
+    """tshark on the provider bridge while the body runs; it stops by itself after
+    ``count`` packets (the body must cause them), or is stopped when the body fails."""
+    tshark = require_tool("tshark")
+    process = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            f"{lab.prefix}-pnet",
+            tshark,
+            "-i",
+            "br0",
+            "-f",
+            capture_filter,
+            "-w",
+            str(path),
+            "-c",
+            str(count),
+            "-a",
+            "duration:20",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in process.stderr:  # type: ignore[union-attr]
+            if "Capture started" in line:  # "Capturing on" is printed before it is true
+                break
+        yield
+        process.wait(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=20)
+
+
+def capture_fields(path: Path, *fields: str) -> list[list[str]]:
+    """One row per packet of a capture, one string per field (tshark's -T fields)."""
+    command = [require_tool("tshark"), "-r", str(path), "-T", "fields", "-E", "separator=;"]
+    for field in fields:
+        command += ["-e", field]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return [line.split(";") for line in out.splitlines() if line]
 
 
 @pytest.fixture(scope="module", params=["asyncio", "trio"])

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from gateway.lab.probe import ROUTED, connectivity
 from gateway.lab.topology import Lab
-from tests.conftest import require_tool
 
-from .conftest import ping, running_lab, value
+from .conftest import capture_fields, ping, provider_capture, running_lab, value
 
 pytestmark = pytest.mark.netns
 
@@ -61,63 +58,13 @@ def test_ip_rewrite_reaches_across_hosts_in_plain_ip(ip_rewrite: Lab, tmp_path) 
     assert all(cell.as_expected for cell in cells.values()), cells
     assert cells["blue1", "blue2"].answered_by == "blue2"
     assert cells["red2", "red1"].answered_by == "red1"
-    tshark = require_tool("tshark")
     capture = tmp_path / "provider.pcap"
-    process = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            f"{ip_rewrite.prefix}-pnet",
-            tshark,
-            "-i",
-            "br0",
-            "-f",
-            "icmp or ip proto 47",
-            "-w",
-            str(capture),
-            "-c",
-            "4",
-            "-a",
-            "duration:20",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        for line in process.stderr:  # type: ignore[union-attr]
-            if "Capture started" in line:
-                break
+    with provider_capture(ip_rewrite, capture, "icmp or ip proto 47", count=4):
         assert ping(ip_rewrite, "blue1", "10.10.10.12", count=2)
-        process.wait(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=20)
     snapshot, _ = ip_rewrite.plan()
     blue1 = next(r for r in snapshot.records if r.vm == "blue1").record.pa
     blue2 = next(r for r in snapshot.records if r.vm == "blue2").record.pa
-    lines = subprocess.run(
-        [
-            tshark,
-            "-r",
-            str(capture),
-            "-T",
-            "fields",
-            "-E",
-            "separator=;",
-            "-e",
-            "ip.proto",
-            "-e",
-            "ip.src",
-            "-e",
-            "ip.dst",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    seen = {tuple(line.split(";")) for line in lines}
+    seen = {tuple(row) for row in capture_fields(capture, "ip.proto", "ip.src", "ip.dst")}
     # CAs rewritten to each VM's own PA, sent as plain ICMP: no GRE, no 10.x on the wire.
     assert seen == {("1", str(blue1), str(blue2)), ("1", str(blue2), str(blue1))}
 

@@ -8,8 +8,6 @@ expected VSIDs; a live migration keeps a ping flowing.
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -20,9 +18,8 @@ from scapy.packet import raw
 
 from gateway.lab.probe import PingStream, connectivity
 from gateway.lab.topology import Lab
-from tests.conftest import require_tool
 
-from .conftest import inject, link_mac, ping, running_lab, value
+from .conftest import capture_fields, inject, link_mac, ping, provider_capture, running_lab, value
 
 pytestmark = pytest.mark.netns
 
@@ -105,71 +102,19 @@ def test_forged_provider_frames_are_dropped_and_counted(lab: Lab) -> None:
 
 
 def test_provider_network_carries_nvgre_with_the_tenants_vsids(lab: Lab, tmp_path) -> None:
-    tshark = require_tool("tshark")
     capture = tmp_path / "provider.pcap"
-    process = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            f"{lab.prefix}-pnet",
-            tshark,
-            "-i",
-            "br0",
-            "-f",
-            "ip proto 47",
-            "-w",
-            str(capture),
-            "-c",
-            "8",  # 2 pings x 2 tenants x request and reply: then it stops by itself
-            "-a",
-            "duration:20",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        for line in process.stderr:  # type: ignore[union-attr]
-            if "Capture started" in line:  # "Capturing on" comes before it is true
-                break
+    # 2 pings x 2 tenants x request and reply.
+    with provider_capture(lab, capture, "ip proto 47", count=8):
         assert ping(lab, "blue1", "10.10.10.12", count=2)
         assert ping(lab, "red2", "10.10.10.11", count=2)
-        process.wait(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=20)
-    fields = subprocess.run(
-        [
-            tshark,
-            "-r",
-            str(capture),
-            "-T",
-            "fields",
-            "-E",
-            "separator=;",
-            "-e",
-            "gre.proto",
-            "-e",
-            "gre.key",
-            "-e",
-            "ip.src",
-            "-e",
-            "ip.dst",
-            "-e",
-            "eth.src",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
     seen = set()
-    for line in filter(None, fields):
-        proto, key, src, dst, macs = line.split(";")
+    rows = capture_fields(capture, "gre.proto", "gre.key", "ip.src", "ip.dst", "eth.src")
+    for proto, key, src, dst, macs in rows:
         assert int(proto, 16) == 0x6558
         outer_src, inner_src = src.split(",")
         outer_dst, inner_dst = dst.split(",")
         seen.add((int(key, 0) >> 8, outer_src, outer_dst, inner_src, inner_dst, macs.split(",")[1]))
+    assert len(rows) == 8
     assert (5010, PA1, PA2, "10.10.10.11", "10.10.10.12", BLUE1) in seen
     assert (5010, PA2, PA1, "10.10.10.12", "10.10.10.11", BLUE2) in seen
     assert (5011, PA2, PA1, "10.10.10.12", "10.10.10.11", RED2) in seen
