@@ -121,6 +121,7 @@ class HostDaemon:
         self.metrics_listen = metrics_listen
         self.provider_rx = provider_rx
         self.rings: list[ReceiveRing] = []
+        self.reloads = {"applied": 0, "refused": 0}
         self.counters = Counters()
         self.taps: dict[str, Tap] = {}
         self.tap_fds: dict[str, int] = {}
@@ -151,7 +152,11 @@ class HostDaemon:
         registry = CollectorRegistry()
         registry.register(
             DataplaneCollector(
-                self.node, self.counters, lambda: self.dataplane.tables, self._kernel_drops
+                self.node,
+                self.counters,
+                lambda: self.dataplane.tables,
+                self._kernel_drops,
+                lambda: self.reloads,
             )
         )
         metrics = serve_metrics(registry, self.metrics_listen)
@@ -238,9 +243,11 @@ class HostDaemon:
             log.error(
                 "policy refused", file=str(self.config), errors=[str(i) for i in error.issues]
             )
+            self.reloads["refused"] += 1
             return False
         tables = self.dataplane.swap(snapshot)
         await self._reconcile_ports(tables)
+        self.reloads["applied"] += 1
         log.info(
             "policy applied",
             revision=snapshot.revision,

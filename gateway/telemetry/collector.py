@@ -40,11 +40,13 @@ class DataplaneCollector(Collector):
         counters: Counters,
         tables: Callable[[], HostTables],
         kernel_drops: Callable[[], int] = lambda: 0,
+        reloads: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self._node = node
         self._counters = counters
         self._tables = tables
         self._kernel_drops = kernel_drops
+        self._reloads = reloads
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         counters = self._counters
@@ -91,6 +93,14 @@ class DataplaneCollector(Collector):
         yield GaugeMetricFamily(
             "nvgw_ports", "VM network adapters this node serves", value=len(tables.ports)
         )
+        reloads = CounterMetricFamily(
+            "nvgw_policy_reloads",
+            "Policy reloads (SIGHUP), by result: applied, or refused (the old policy kept)",
+            labels=["result"],
+        )
+        for result, count in sorted(self._reloads().items()):
+            reloads.add_metric([result], count)
+        yield reloads
         yield CounterMetricFamily(
             "nvgw_kernel_rx_drops",
             "Provider frames the kernel dropped before nvgw could read them (receive ring full)",

@@ -8,6 +8,10 @@ expected VSIDs; a live migration keeps a ping flowing.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -121,6 +125,39 @@ def test_provider_network_carries_nvgre_with_the_tenants_vsids(lab: Lab, tmp_pat
     assert {vsid for vsid, *_ in seen} == {5010, 5011}
 
 
+def test_a_bad_reload_is_refused_and_the_old_policy_keeps_forwarding(lab: Lab) -> None:
+    good = lab.config_path.read_bytes()
+    host1 = lab.daemon("host1")
+    log = lab.state_dir / f"lab-{lab.prefix}-host1.log"
+    try:
+        lab.config_path.write_text(good.decode().replace("vsid: 5010", "vsid: 4095", 1))
+        os.kill(host1.pid, signal.SIGHUP)
+        for _ in range(100):  # until the daemon has read the file and said no
+            if value(lab.metrics("host1"), "nvgw_policy_reloads_total", result="refused"):
+                break
+        else:
+            pytest.fail("no refused reload counted")
+        refused = [line for line in log.read_text().splitlines() if "policy refused" in line]
+        assert refused and "4095" in refused[-1] and "reserved" in refused[-1]
+        assert value(lab.metrics("host1"), "nvgw_policy_revision", node="host1") == 0
+        assert ping(lab, "blue1", "10.10.10.12"), "the old policy still forwards"
+    finally:
+        lab.config_path.write_bytes(good)
+
+
+def test_lab_status_shows_the_daemons_and_their_counters(lab: Lab) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway", "lab", "status", "--prefix", lab.prefix],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    for name in ("blue1", "red2", "host1", "host2", "10.10.10.12/24"):
+        assert name in out
+    assert "unreachable" not in out
+
+
 def test_live_migration_keeps_a_ping_flowing(lab: Lab) -> None:
     """Last in this module: it moves blue2 to host1 for good."""
     _, plan = lab.plan()
@@ -138,5 +175,6 @@ def test_live_migration_keeps_a_ping_flowing(lab: Lab) -> None:
     assert loss.received > 0 and loss.loss_s <= 1.0, loss
     host1 = lab.metrics("host1")
     assert value(host1, "nvgw_policy_revision", node="host1") == 1
+    assert value(host1, "nvgw_policy_reloads_total", result="applied") == 1
     assert to_vm(host1, "blue2", 5010) >= 2, "blue2's frames now come from host1's own TAP"
     assert ping(lab, "red1", "10.10.10.12"), "red2 stayed where it was"
