@@ -84,15 +84,7 @@ class Snapshot:
         """The best route of routing domain ``rdid`` to ``destination`` (4 or 16
         packed bytes): the longest prefix, then the lowest metric, then on-link before
         a next hop, then the numerically lowest next hop. None when nothing matches."""
-        table = self._lpm.get((rdid, len(destination)))
-        if table is None:
-            return None
-        address = int.from_bytes(destination, "big")
-        for mask, routes in table:
-            found = routes.get(address & mask)
-            if found is not None:
-                return found  # type: ignore[return-value]
-        return None
+        return _lookup(self._lpm, rdid, destination)  # type: ignore[return-value]
 
 
 def compile_policy(policy: Policy) -> Snapshot:
