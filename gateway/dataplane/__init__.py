@@ -8,7 +8,8 @@ in the daemon and in a pcap replay. Refusals are drops counted by reason
 from __future__ import annotations
 
 from .counters import Counters, PortCounters
-from .host import HostDataplane, Output
+from .host import HostDataplane
+from .output import Output
 from .tables import PORT_MTU, ROUTER_MAC_PREFIX, HostPort, HostTables, router_mac
 
 __all__ = [

@@ -17,7 +17,7 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import raw
 
-from gateway.dataplane.host import MAX_FLOWS
+from gateway.dataplane.from_provider import MAX_FLOWS
 from gateway.errors import Drop
 from gateway.wire import build_ipv4
 

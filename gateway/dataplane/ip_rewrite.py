@@ -1,0 +1,132 @@
+"""IP-Rewrite on the provider link: the daemon's own PAs, framed by the daemon.
+
+A rewrite PA is the daemon's, not the kernel's (the kernel would answer its traffic
+with RSTs), so the daemon answers its ARP, resolves the PAs it sends to
+(``neighbors.py``), frames rewritten packets itself and turns packets addressed to its
+PAs back into the CA's frame.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gateway.dataplane._frame import IP as _IP
+from gateway.dataplane._frame import IP_DST as _IP_DST
+from gateway.dataplane._frame import IP_MIN_FRAME as _IP_MIN_FRAME
+from gateway.dataplane._frame import IP_SRC as _IP_SRC
+from gateway.dataplane.counters import Counters
+from gateway.dataplane.neighbors import Neighbors
+from gateway.dataplane.output import Output
+from gateway.dataplane.tables import HostTables
+from gateway.errors import BadPacket, Drop
+from gateway.wire import (
+    ARP_OP_REQUEST,
+    BROADCAST_MAC,
+    ETH_HEADER,
+    ETH_HEADER_SIZE,
+    ETHERTYPE_ARP,
+    ETHERTYPE_IPV4,
+    ZERO_MAC,
+    build_arp,
+    build_arp_reply,
+    build_ethernet,
+    parse_arp,
+    rewrite_ipv4_dst,
+    rewrite_ipv4_src,
+)
+
+
+class IpRewrite:
+    """``HostDataplane``'s IP-Rewrite link side (a mixin: the state is the host's)."""
+
+    __slots__ = ()
+    if TYPE_CHECKING:
+        counters: Counters
+        neighbors: Neighbors
+        provider_mac: bytes | None
+        tables: HostTables
+
+    def _to_link(
+        self, src_pa: bytes, dst_pa: bytes, frame: memoryview, out: Output, now: float
+    ) -> bool:
+        """Frame a rewritten packet for the provider link, resolving ``dst_pa`` first
+        (the frame waits, copied, in a bounded queue); False when it was dropped."""
+        drops = self.counters.drops
+        if self.provider_mac is None:
+            drops[Drop.PROVIDER_UNREACHABLE] += 1
+            return False
+        mac, ask = self.neighbors.resolve(dst_pa, now)
+        if ask:
+            request = build_arp(ARP_OP_REQUEST, self.provider_mac, src_pa, ZERO_MAC, dst_pa)
+            out.to_provider_link(
+                build_ethernet(BROADCAST_MAC, self.provider_mac, ETHERTYPE_ARP) + request
+            )
+        frame[6:12] = self.provider_mac
+        if mac is None:
+            if not self.neighbors.park(dst_pa, bytearray(frame)):
+                drops[Drop.TX_FULL] += 1
+                return False
+            return True
+        frame[0:6] = mac
+        out.to_provider_link(frame)
+        return True
+
+    def from_provider_link(self, frame: memoryview, out: Output, now: float) -> None:
+        """IP-Rewrite's receive side: an Ethernet frame from the provider link.
+
+        A rewrite PA is the daemon's, not the kernel's (the kernel would answer its
+        traffic with RSTs), so its ARP is answered here and packets to it are turned
+        back into the CA's frame. Frames for anything else are none of our business.
+        """
+        if len(frame) < ETH_HEADER_SIZE:
+            return
+        _, _, ethertype = ETH_HEADER.unpack_from(frame)
+        tables = self.tables
+        if ethertype == ETHERTYPE_ARP:
+            try:
+                arp = parse_arp(frame, ETH_HEADER_SIZE)
+            except BadPacket:
+                return
+            if tables.rewrite_sender(arp.sender_ip) is not None:  # learn only PAs we send to
+                for waiting in self.neighbors.learn(arp.sender_ip, arp.sender_mac, now):
+                    waiting[0:6] = arp.sender_mac
+                    out.to_provider_link(waiting)
+            if (
+                arp.opcode == ARP_OP_REQUEST
+                and arp.target_ip in tables.rewrite_by_pa
+                and self.provider_mac is not None
+            ):
+                out.to_provider_link(build_arp_reply(arp, self.provider_mac))
+                self.counters.arp_replies += 1
+            return
+        if ethertype != ETHERTYPE_IPV4 or len(frame) < _IP_MIN_FRAME:
+            return
+        record = tables.rewrite_by_pa.get(bytes(frame[_IP_DST : _IP_DST + 4]))
+        if record is None:
+            return
+        counters = self.counters
+        counters.provider_rx_packets += 1
+        counters.provider_rx_bytes += len(frame) - ETH_HEADER_SIZE
+        src_pa = bytes(frame[_IP_SRC:_IP_DST])
+        sender = tables.rewrite_sender(src_pa)
+        if sender is None or sender.rdid != record.rdid:
+            counters.drops[Drop.SPOOFED_PA] += 1
+            return
+        port = tables.port_by_key.get((record.vsid, record.mac_bytes))
+        if port is None:
+            counters.drops[Drop.NO_PORT] += 1
+            return
+        end = _IP + int.from_bytes(frame[_IP + 2 : _IP + 4], "big")
+        try:
+            packet = frame[_IP:end]
+            rewrite_ipv4_dst(packet, record.ca_bytes)
+            rewrite_ipv4_src(packet, sender.ca_bytes)
+        except BadPacket as bad:
+            counters.drops[bad.reason] += 1
+            return
+        frame[0:6] = port.mac
+        frame[6:12] = sender.mac_bytes if sender.vsid == record.vsid else port.router_mac
+        out.to_port(port, frame[:end])
+        counters.ip_rewritten_in += 1
+        port.counters.to_vm_packets += 1
+        port.counters.to_vm_bytes += end
