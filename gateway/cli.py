@@ -140,6 +140,40 @@ def run(
         raise typer.Exit(130) from None
 
 
+@app.command("trace")
+def trace_command(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The deployment's config file.")],
+    source: Annotated[str, typer.Option("--from", help="The VM (port name) that sends.")],
+    destination: Annotated[str, typer.Option("--to", help="The CA it sends to.")],
+    protocol: Annotated[str, typer.Option("--proto", help="icmp, udp or tcp.")] = "icmp",
+    src_port: Annotated[int, typer.Option("--sport", help="UDP/TCP source port.")] = 49152,
+    dst_port: Annotated[int, typer.Option("--dport", help="UDP/TCP destination port.")] = 80,
+) -> None:
+    """What the data plane does with one packet, hop by hop, against a config file."""
+    from rich.table import Table
+
+    from gateway.control.trace import TraceError, trace
+
+    console = Console(highlight=False, soft_wrap=True)
+    try:
+        result = trace(load_config(config), source, destination, protocol, src_port, dst_port)
+    except ConfigError as error:
+        for issue in error.issues:
+            console.print(str(issue), markup=False)
+        raise typer.Exit(1) from None
+    except TraceError as error:
+        console.print(f"nvgw trace: {error}", markup=False)
+        raise typer.Exit(1) from None
+    table = Table("node", "step", "what", title=f"{source} -> {destination} ({protocol})")
+    for hop in result.hops:
+        table.add_row(hop.node, hop.what, hop.detail)
+    console.print(table)
+    if result.delivered_to:
+        console.print(f"delivered to {result.delivered_to}")
+    else:
+        console.print(f"dropped: {result.dropped}")
+
+
 def _add_lab() -> None:
     from gateway.lab.commands import lab_app
 

@@ -20,6 +20,7 @@ from scapy.layers.inet import GRE, ICMP, IP
 from scapy.layers.l2 import Ether
 from scapy.packet import raw
 
+from gateway.control.trace import trace
 from gateway.lab.probe import PingStream, connectivity
 from gateway.lab.topology import Lab
 
@@ -48,6 +49,12 @@ def test_connectivity_is_what_the_policy_says(lab: Lab) -> None:
     assert cells["red1", "red2"].answered_by == "red2"
     # Red2's address, pinged from Blue, is answered by Blue's own VM of that address.
     assert cells["blue1", "red2"].answered_by == "blue2"
+    # And nvgw trace, the same data plane on the same policy, says what the lab did.
+    policy = snapshot.policy
+    for (source, target), cell in cells.items():
+        address = str(plan.vm(target).address.ip)
+        if address != str(plan.vm(source).address.ip):  # a VM's own address never leaves it
+            assert trace(policy, source, address).delivered_to == cell.answered_by, cell
 
 
 def test_blue_never_reaches_red(lab: Lab) -> None:

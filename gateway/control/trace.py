@@ -1,0 +1,302 @@
+"""``nvgw trace``: what the data plane does with one packet, hop by hop.
+
+Like ovn-trace, but for HNV policy, and with no model of its own: every node of the
+deployment gets the real ``HostDataplane`` over the policy, a VM's ARP request and
+then its packet go through ``from_port``, whatever crosses the provider network is
+handed to the node that owns the destination PA, and each hop is read off what the
+data plane did (its outputs, its drop counters). To say *why*, the tables it reads
+are wrapped in recorders for the trace only: the lookups it made (which lookup
+record, which customer route) are listed as they happened, at no cost to the
+daemon, which never sees a recorder.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import zlib
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from gateway.dataplane import HostDataplane, HostPort, router_mac
+from gateway.errors import Drop
+from gateway.policy import Policy, Snapshot, compile_policy
+from gateway.wire import (
+    ARP_OP_REQUEST,
+    BROADCAST_MAC,
+    ETHERTYPE_ARP,
+    ETHERTYPE_IPV4,
+    IPPROTO_GRE,
+    IPPROTO_ICMP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    ZERO_MAC,
+    build_arp,
+    build_ethernet,
+    build_icmp_echo,
+    build_ipv4,
+    build_tcp_v4,
+    build_udp_v4,
+    mac_to_str,
+    parse_arp,
+    parse_nvgre,
+)
+
+PROTOCOLS = {"icmp": IPPROTO_ICMP, "udp": IPPROTO_UDP, "tcp": IPPROTO_TCP}
+MAX_HOPS = 16  # a trace that keeps crossing the provider network is a loop: stop it
+
+
+class TraceError(ValueError):
+    """The packet described cannot be built from this policy (unknown VM, bad address)."""
+
+
+@dataclass
+class Hop:
+    node: str
+    what: str  # "arp", "lookup", "deliver", "encapsulate", "ip-rewrite", "drop"
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.node:>8}  {self.what:<11} {self.detail}"
+
+
+@dataclass
+class Trace:
+    hops: list[Hop] = field(default_factory=list)
+    delivered_to: str | None = None  # the VM whose TAP got the packet
+    dropped: str | None = None  # the drop reason's label, when it was dropped
+
+    def add(self, node: str, what: str, detail: str) -> None:
+        self.hops.append(Hop(node, what, detail))
+
+
+class _Recorder:
+    """A mapping the data plane reads through, noting each lookup in the trace."""
+
+    def __init__(self, name: str, inner: Any, note: Any) -> None:
+        self._name, self._inner, self._note = name, inner, note
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        found = self._inner.get(key, default)
+        self._note(self._name, key, found)
+        return found
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._inner[key]
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._inner
+
+
+class _RecordingSnapshot:
+    """The snapshot as the data plane sees it in a trace: route() and CA lookups noted."""
+
+    def __init__(self, snapshot: Snapshot, note: Any) -> None:
+        self._snapshot, self._note = snapshot, note
+        self.record_by_ca = _Recorder("record by (VSID, CA)", snapshot.record_by_ca, note)
+        self.record_by_mac = _Recorder("record by (VSID, MAC)", snapshot.record_by_mac, note)
+
+    def route(self, rdid: str, destination: bytes) -> Any:
+        found = self._snapshot.route(rdid, destination)
+        self._note("customer route", (rdid, destination), found)
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._snapshot, name)
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.ports: list[tuple[HostPort, bytes]] = []
+        self.provider: list[tuple[bytes, bytes, bytes]] = []
+        self.link: list[bytes] = []
+
+    def to_port(self, port: HostPort, frame: Any) -> None:
+        self.ports.append((port, bytes(frame)))
+
+    def to_provider(self, src_pa: bytes, dst_pa: bytes, gre: bytes, frame: Any) -> None:
+        payload = gre + bytes(frame)
+        self.provider.append(
+            (src_pa, dst_pa, build_ipv4(src_pa, dst_pa, IPPROTO_GRE, len(payload)) + payload)
+        )
+
+    def to_provider_link(self, frame: Any) -> None:
+        self.link.append(bytes(frame))
+
+
+class _Tracer:
+    def __init__(self, policy: Policy) -> None:
+        self.snapshot = compile_policy(policy)
+        self.trace = Trace()
+        self.node = ""
+        self.nodes: dict[str, HostDataplane] = {}
+        for node in policy.nodes:
+            dataplane = HostDataplane(self.snapshot, node.name, provider_mac=_link_mac(node.name))
+            tables = dataplane.tables
+            for name, label in (
+                ("record_by_mac", "record by (VSID, MAC)"),
+                ("record_by_rdid_ca", "record by (RDID, CA)"),
+                ("port_by_key", "local port by (VSID, MAC)"),
+            ):
+                setattr(tables, name, _Recorder(label, getattr(tables, name), self._note))
+            tables.snapshot = _RecordingSnapshot(self.snapshot, self._note)  # type: ignore[assignment]
+            self.nodes[node.name] = dataplane
+
+    def _note(self, name: str, key: Any, found: Any) -> None:
+        self.trace.add(self.node, "lookup", f"{name} {_show(key)} -> {_show(found)}")
+
+    def port(self, vm: str) -> tuple[str, HostPort]:
+        for name, dataplane in self.nodes.items():
+            port = dataplane.tables.port_by_name.get(vm)
+            if port is not None:
+                return name, port
+        known = sorted(p for d in self.nodes.values() for p in d.tables.port_by_name)
+        raise TraceError(f"no VM port named {vm!r} (ports: {', '.join(known)})")
+
+    def run(self, node: str, call: Any, frame: bytes) -> _Collect:
+        """One data-plane call on one node; its drops become hops."""
+        self.node = node
+        out = _Collect()
+        counters = self.nodes[node].counters
+        before = list(counters.drops)
+        call(memoryview(bytearray(frame)), out, 0.0)
+        for reason in Drop:
+            if counters.drops[reason] > before[reason]:
+                self.trace.add(node, "drop", reason.label)
+                self.trace.dropped = reason.label
+        return out
+
+    def follow(self, node: str, out: _Collect, hops: int = 0) -> None:
+        """Where the outputs of one call go next, until they reach a VM or are dropped."""
+        for port, frame in out.ports:
+            self.trace.add(
+                node, "deliver", f"to {port.name} (VSID {port.vsid}), {len(frame)} bytes"
+            )
+            self.trace.delivered_to = port.name
+        for src, dst, datagram in out.provider:
+            packet = parse_nvgre(memoryview(datagram))
+            self.trace.add(
+                node,
+                "encapsulate",
+                f"NVGRE VSID {packet.vsid} FlowID {packet.flow_id}: PA {_ip(src)} -> {_ip(dst)}",
+            )
+            target = self.owner(dst)
+            if target is None:
+                self.trace.add(node, "drop", f"no node owns PA {_ip(dst)}")
+                continue
+            if hops < MAX_HOPS:
+                dataplane = self.nodes[target]
+                self.follow(target, self.run(target, dataplane.from_provider, datagram), hops + 1)
+        for frame in out.link:
+            if frame[12:14] == ETHERTYPE_ARP.to_bytes(2, "big"):
+                arp = parse_arp(frame, 14)
+                what = "who-has" if arp.opcode == ARP_OP_REQUEST else "is-at"
+                self.trace.add(
+                    node, "ip-rewrite", f"ARP {what} {_ip(arp.target_ip)} on the provider link"
+                )
+            else:
+                self.trace.add(
+                    node, "ip-rewrite", f"plain IPv4 {_ip(frame[26:30])} -> {_ip(frame[30:34])}"
+                )
+            if hops < MAX_HOPS:
+                for name, dataplane in self.nodes.items():
+                    if name != node and frame[0:6] in (dataplane.provider_mac, BROADCAST_MAC):
+                        self.follow(
+                            name, self.run(name, dataplane.from_provider_link, frame), hops + 1
+                        )
+
+    def owner(self, pa: bytes) -> str | None:
+        for name, dataplane in self.nodes.items():
+            if pa in dataplane.tables.local_pas:
+                return name
+        return None
+
+
+def trace(
+    policy: Policy,
+    vm: str,
+    destination: str,
+    protocol: str = "icmp",
+    src_port: int = 49152,
+    dst_port: int = 80,
+) -> Trace:
+    """Trace a packet from ``vm`` to the CA ``destination``, as the VM would send it:
+    an ARP request for the next hop first (the destination, or its subnet's gateway),
+    then the IPv4 packet to the MAC that ARP returned."""
+    if protocol not in PROTOCOLS:
+        raise TraceError(f"protocol {protocol!r}: one of {', '.join(PROTOCOLS)}")
+    try:
+        dst = ipaddress.IPv4Address(destination)
+    except ValueError:
+        raise TraceError(f"{destination!r} is not an IPv4 address") from None
+    tracer = _Tracer(policy)
+    node, port = tracer.port(vm)
+    subnet = policy.virtual_subnet(port.vsid)
+    prefix = subnet.prefix_for(4)
+    src = port.ca
+    hop = dst.packed
+    if prefix is None or dst not in prefix:
+        if subnet.gateway is None:
+            tracer.trace.add(node, "drop", f"{vm}'s subnet has no gateway: {dst} is off-link")
+            tracer.trace.dropped = "no_gateway"
+            return tracer.trace
+        hop = subnet.gateway.packed
+    request = build_ethernet(BROADCAST_MAC, port.mac, ETHERTYPE_ARP) + build_arp(
+        ARP_OP_REQUEST, port.mac, src, ZERO_MAC, hop
+    )
+    tracer.trace.add(node, "arp", f"{vm} asks who has {_ip(hop)}")
+    out = tracer.run(node, partial(tracer.nodes[node].from_port, port), request)
+    if not out.ports:
+        return tracer.trace
+    answer = parse_arp(out.ports[0][1], 14).sender_mac
+    tracer.trace.add(
+        node,
+        "arp",
+        f"{_ip(hop)} is at {mac_to_str(answer)}"
+        + (" (the subnet's router)" if answer == router_mac(port.vsid) else ""),
+    )
+    number = PROTOCOLS[protocol]
+    if number == IPPROTO_ICMP:
+        payload = build_icmp_echo(1, 1, b"nvgw trace")
+    elif number == IPPROTO_UDP:
+        payload = build_udp_v4(src, dst.packed, src_port, dst_port, b"nvgw trace")
+    else:
+        payload = build_tcp_v4(src, dst.packed, src_port, dst_port)
+    frame = build_ethernet(answer, port.mac, ETHERTYPE_IPV4)
+    frame += build_ipv4(src, dst.packed, number, len(payload)) + payload
+    tracer.trace.add(node, "send", f"{vm} {_ip(src)} -> {dst} {protocol}")
+    tracer.follow(node, tracer.run(node, partial(tracer.nodes[node].from_port, port), frame))
+    return tracer.trace
+
+
+def _link_mac(node: str) -> bytes:
+    """A stand-in provider MAC per node, so IP-Rewrite's ARP can be traced."""
+    return bytes([2, 0x4E, 0x56, 0xFF]) + (zlib.crc32(node.encode()) & 0xFFFF).to_bytes(2, "big")
+
+
+def _ip(packed: bytes) -> str:
+    return str(ipaddress.ip_address(bytes(packed)))
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    record = getattr(value, "record", None)
+    if record is not None and hasattr(value, "pa_bytes"):
+        return f"{record.vm or 'record'} (CA {record.ca}, PA {record.pa}, {value.rule.label})"
+    if hasattr(value, "route") and hasattr(value, "destination"):
+        hop = "on-link" if value.next_hop_bytes is None else _ip(value.next_hop_bytes)
+        return (
+            f"{value.destination} via {hop} in VSID {value.next_hop_vsid} (metric {value.metric})"
+        )
+    if isinstance(value, HostPort):
+        return f"port {value.name}"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_show(v) for v in value) + ")"
+    if isinstance(value, bytes):
+        if len(value) in (4, 16):
+            return _ip(value)
+        if len(value) == 6:
+            return mac_to_str(value)
+        return value.hex()
+    return str(value)

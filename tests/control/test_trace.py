@@ -1,0 +1,88 @@
+"""nvgw trace: the real data plane, hop by hop, against a config file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.control import load_config
+from gateway.control.trace import TraceError, trace
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def hops(result, what: str) -> list[str]:
+    return [hop.detail for hop in result.hops if hop.what == what]
+
+
+def test_blue_to_blue_is_encapsulated_with_blues_vsid_and_delivered() -> None:
+    result = trace(load_config(CONFIGS / "two-hosts.yaml"), "blue1", "10.10.10.12")
+    assert result.delivered_to == "blue2" and result.dropped is None
+    [encapsulated] = hops(result, "encapsulate")
+    assert "VSID 5010" in encapsulated and "PA 198.18.0.1 -> 198.18.0.2" in encapsulated
+    assert [hop.node for hop in result.hops if hop.what == "deliver"] == ["host2"]
+    assert any("blue2 (CA 10.10.10.12, PA 198.18.0.2, encap)" in d for d in hops(result, "lookup"))
+
+
+def test_red2s_address_from_blue1_reaches_blue2_never_red2() -> None:
+    red = trace(load_config(CONFIGS / "two-hosts.yaml"), "red1", "10.10.10.12")
+    assert red.delivered_to == "red2" and "VSID 5011" in hops(red, "encapsulate")[0]
+
+
+def test_routing_rewrites_the_vsid_and_never_crosses_domains() -> None:
+    policy = load_config(CONFIGS / "routing.yaml")
+    routed = trace(policy, "blue1", "10.10.20.13", "udp", 1234, 53)
+    assert routed.delivered_to == "blue3"
+    assert "VSID 5012" in hops(routed, "encapsulate")[0]
+    assert any(d.startswith("customer route") for d in hops(routed, "lookup"))
+    assert trace(policy, "blue1", "10.10.30.5").dropped == "no_route"
+    assert trace(policy, "red1", "10.10.20.13").dropped == "no_gateway"
+
+
+def test_ip_rewrite_is_traced_through_the_provider_link() -> None:
+    result = trace(load_config(CONFIGS / "ip-rewrite.yaml"), "blue1", "10.10.10.12", "tcp")
+    assert result.delivered_to == "blue2"
+    assert any("plain IPv4 198.18.0.11 -> 198.18.0.12" in d for d in hops(result, "ip-rewrite"))
+
+
+def test_unanswered_arp_is_where_it_stops() -> None:
+    result = trace(load_config(CONFIGS / "two-hosts.yaml"), "blue1", "10.10.10.99")
+    assert result.dropped == "arp_unanswered" and result.delivered_to is None
+
+
+def test_bad_descriptions_are_refused() -> None:
+    policy = load_config(CONFIGS / "two-hosts.yaml")
+    with pytest.raises(TraceError, match="blue1, blue2, red1, red2"):
+        trace(policy, "green1", "10.10.10.12")
+    with pytest.raises(TraceError, match="not an IPv4 address"):
+        trace(policy, "blue1", "10.10.10")
+    with pytest.raises(TraceError, match="protocol"):
+        trace(policy, "blue1", "10.10.10.12", "sctp")
+
+
+def test_nvgw_trace_prints_the_hops_and_the_verdict() -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "gateway",
+        "trace",
+        "-c",
+        str(CONFIGS / "two-hosts.yaml"),
+        "--from",
+        "blue1",
+        "--to",
+        "10.10.10.12",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "encapsulate" in result.stdout and "delivered to blue2" in result.stdout
+    bad = subprocess.run(
+        [*command[:-4], "--from", "nobody", "--to", "10.10.10.12"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 1 and "no VM port named 'nobody'" in bad.stdout
