@@ -174,6 +174,42 @@ def trace_command(
         console.print(f"dropped: {result.dropped}")
 
 
+@app.command()
+def replay(
+    config: Annotated[Path, typer.Argument(help="The deployment's config file.")],
+    capture: Annotated[Path, typer.Argument(help="A pcap of provider or VM-side frames.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write what would leave here.")
+    ] = None,
+) -> None:
+    """Run a capture through the data plane offline: a verdict per frame."""
+    from rich.table import Table
+    from scapy.error import Scapy_Exception
+
+    from gateway.lab.replay import read_frames, replay, summary, write_frames
+
+    console = Console(highlight=False, soft_wrap=True)
+    try:
+        policy = load_config(config)
+        frames = read_frames(capture)
+    except ConfigError as error:
+        for issue in error.issues:
+            console.print(str(issue), markup=False)
+        raise typer.Exit(1) from None
+    except (OSError, Scapy_Exception) as error:
+        console.print(f"nvgw replay: cannot read {capture}: {error}", markup=False)
+        raise typer.Exit(1) from None
+    verdicts, sent = replay(policy, frames)
+    table = Table("#", "node", "verdict", title=f"{capture}: {len(frames)} frames")
+    for verdict in verdicts:
+        table.add_row(str(verdict.index), verdict.node, verdict.result)
+    console.print(table)
+    console.print(", ".join(f"{kind}: {n}" for kind, n in sorted(summary(verdicts).items())))
+    if output is not None:
+        write_frames(output, sent)
+        console.print(f"wrote {len(sent)} frames to {output}")
+
+
 def _add_lab() -> None:
     from gateway.lab.commands import lab_app
 

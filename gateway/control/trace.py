@@ -105,7 +105,10 @@ class _RecordingSnapshot:
         return getattr(self._snapshot, name)
 
 
-class _Collect:
+class CollectOutput:
+    """An Output that keeps what the data plane sent, in order: what would leave.
+    NVGRE is kept as the whole datagram the kernel would send (outer IPv4 added)."""
+
     def __init__(self) -> None:
         self.ports: list[tuple[HostPort, bytes]] = []
         self.provider: list[tuple[bytes, bytes, bytes]] = []
@@ -153,10 +156,10 @@ class _Tracer:
         known = sorted(p for d in self.nodes.values() for p in d.tables.port_by_name)
         raise TraceError(f"no VM port named {vm!r} (ports: {', '.join(known)})")
 
-    def run(self, node: str, call: Any, frame: bytes) -> _Collect:
+    def run(self, node: str, call: Any, frame: bytes) -> CollectOutput:
         """One data-plane call on one node; its drops become hops."""
         self.node = node
-        out = _Collect()
+        out = CollectOutput()
         counters = self.nodes[node].counters
         before = list(counters.drops)
         call(memoryview(bytearray(frame)), out, 0.0)
@@ -166,7 +169,7 @@ class _Tracer:
                 self.trace.dropped = reason.label
         return out
 
-    def follow(self, node: str, out: _Collect, hops: int = 0) -> None:
+    def follow(self, node: str, out: CollectOutput, hops: int = 0) -> None:
         """Where the outputs of one call go next, until they reach a VM or are dropped."""
         for port, frame in out.ports:
             self.trace.add(
