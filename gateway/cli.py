@@ -210,6 +210,35 @@ def replay(
         console.print(f"wrote {len(sent)} frames to {output}")
 
 
+policy_app = typer.Typer(help="Compare policies.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+
+@policy_app.command("diff")
+def policy_diff(
+    old: Annotated[Path, typer.Argument(help="The policy in force.")],
+    new: Annotated[Path, typer.Argument(help="The policy to compare it with.")],
+) -> None:
+    """What NEW adds (+), removes (-) and alters (~) against OLD, and what it breaks.
+    Exit 0: no difference; 1: differences; 2: a file is invalid."""
+    from gateway.control.diff import diff
+
+    console = Console(highlight=False, soft_wrap=True)
+    try:
+        result = diff(load_config(old), load_config(new))
+    except ConfigError as error:
+        for issue in error.issues:
+            console.print(str(issue), markup=False)
+        raise typer.Exit(2) from None
+    for change in result.changes:
+        console.print(str(change), markup=False)
+    for warning in result.warnings:
+        console.print(f"warning: {warning}", markup=False)
+    if not result.changes:
+        console.print("no difference")
+    raise typer.Exit(1 if result.changes else 0)
+
+
 def _add_lab() -> None:
     from gateway.lab.commands import lab_app
 
