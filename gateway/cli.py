@@ -60,11 +60,16 @@ def check(
             policy = load_config(path)
         except ConfigError as error:
             failed = True
-            for issue in error.issues:
-                console.print(str(issue), markup=False)
+            _print_issues(console, error)
             continue
         _summary(console, str(path), policy)
     raise typer.Exit(1 if failed else 0)
+
+
+def _print_issues(console: Console, error: ConfigError) -> None:
+    """Every problem, one per line: file:line: path = value: message."""
+    for issue in error.issues:
+        console.print(str(issue), markup=False)
 
 
 def _summary(console: Console, name: str, policy: Policy) -> None:
@@ -130,8 +135,7 @@ def run(
     try:
         anyio.run(serve, backend=backend.value)
     except ConfigError as error:
-        for issue in error.issues:
-            console.print(str(issue), markup=False)
+        _print_issues(console, error)
         raise typer.Exit(1) from None
     except OSError as error:
         console.print(f"nvgw run: {error.strerror or error}", markup=False)
@@ -158,8 +162,7 @@ def trace_command(
     try:
         result = trace(load_config(config), source, destination, protocol, src_port, dst_port)
     except ConfigError as error:
-        for issue in error.issues:
-            console.print(str(issue), markup=False)
+        _print_issues(console, error)
         raise typer.Exit(1) from None
     except TraceError as error:
         console.print(f"nvgw trace: {error}", markup=False)
@@ -193,8 +196,7 @@ def replay(
         policy = load_config(config)
         frames = read_frames(capture)
     except ConfigError as error:
-        for issue in error.issues:
-            console.print(str(issue), markup=False)
+        _print_issues(console, error)
         raise typer.Exit(1) from None
     except (OSError, Scapy_Exception) as error:
         console.print(f"nvgw replay: cannot read {capture}: {error}", markup=False)
@@ -227,8 +229,7 @@ def policy_diff(
     try:
         result = diff(load_config(old), load_config(new))
     except ConfigError as error:
-        for issue in error.issues:
-            console.print(str(issue), markup=False)
+        _print_issues(console, error)
         raise typer.Exit(2) from None
     for change in result.changes:
         console.print(str(change), markup=False)

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from gateway.errors import ConfigError
 from gateway.lab.plan import LabPlan
-from gateway.lab.probe import Cell, PingStream, connectivity
+from gateway.lab.probe import ROUTED, Cell, PingStream, connectivity
 from gateway.lab.topology import Lab, LabError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -227,7 +227,7 @@ def _show_matrix(plan: LabPlan, cells: list[Cell]) -> None:
 def _mark(cell: Cell) -> str:
     if cell.answered_by is None:
         text = "-"
-    elif cell.answered_by in (cell.target, "router"):
+    elif cell.answered_by in (cell.target, ROUTED):
         text = "ok"
     else:
         text = f"->{cell.answered_by}"

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -37,14 +36,6 @@ from gateway.policy import Rule, Snapshot, compile_policy
 
 DAEMON_READY_TIMEOUT_S: Final = 20.0
 TAP_APPEAR_TIMEOUT_S: Final = 5.0
-
-
-@dataclass
-class DaemonInfo:
-    node: str
-    pid: int
-    metrics: str
-    log: Path
 
 
 class Lab:
@@ -98,7 +89,7 @@ class Lab:
         for vm in plan.vms:
             _create(state, self.state_dir, vm.namespace, ipv6=False)
 
-    def _start_daemon(self, host: HostPlan, state: LabState, backend: str) -> DaemonInfo:
+    def _start_daemon(self, host: HostPlan, state: LabState, backend: str) -> None:
         log_path = self.state_dir / f"lab-{self.prefix}-{host.node}.log"
         read_end, write_end = os.pipe()
         command = [
@@ -145,7 +136,6 @@ class Lab:
         ready = json.loads(line)
         recorded.metrics = ready["metrics"]
         state.save(self.state_dir)
-        return DaemonInfo(host.node, process.pid, ready["metrics"], log_path)
 
     def attach_vm(self, vm: VmPlan) -> None:
         """Move the VM's TAP (made by its host's daemon) into the VM and address it."""
