@@ -6,6 +6,6 @@ lives in this package.
 
 from __future__ import annotations
 
-from .daemon import HostDaemon, load_node, node_plan, ready_line
+from .daemon import ApiListen, HostDaemon, node_plan, prepare_node, ready_line
 
-__all__ = ["HostDaemon", "load_node", "node_plan", "ready_line"]
+__all__ = ["ApiListen", "HostDaemon", "node_plan", "prepare_node", "ready_line"]

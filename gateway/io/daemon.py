@@ -14,12 +14,13 @@ a policy. A refused file is logged with every problem and the old policy stays.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
 import socket
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -29,7 +30,16 @@ import structlog
 from anyio.abc import TaskStatus
 from prometheus_client import CollectorRegistry
 
-from gateway.control import line_of, policy_from_document, read_document
+from gateway.control.api import build_api, counters_json
+from gateway.control.api_server import (
+    ApiListenError,
+    bind_tcp,
+    bind_unix,
+    protect,
+    read_token,
+)
+from gateway.control.api_server import serve as serve_api
+from gateway.control.store import PolicyStore
 from gateway.dataplane import Counters, HostDataplane, HostTables
 from gateway.errors import ConfigError, ConfigIssue, Drop
 from gateway.io.output import FdOutput
@@ -47,6 +57,17 @@ DROP_SUMMARY_INTERVAL_S: Final = 10.0
 PROVIDER_RX: Final = ("ring", "socket")  # how NVGRE is received: AF_PACKET ring, raw socket
 
 log = structlog.get_logger("nvgw")
+
+
+@dataclass(frozen=True)
+class ApiListen:
+    """Where the control API listens: a Unix socket (0600), and TCP with a token."""
+
+    socket: Path | None
+    tcp: str | None = None
+    token_file: Path | None = None
+
+
 Handler = Callable[[memoryview], None]
 
 
@@ -54,7 +75,10 @@ def _discard(frame: memoryview) -> None:
     del frame
 
 
-def node_plan(policy: Policy, node_name: str) -> tuple[list[bytes], list[bytes]]:
+NodePas = tuple[list[bytes], list[bytes]]  # NVGRE PAs, IP-Rewrite PAs (packed)
+
+
+def node_plan(policy: Policy, node_name: str) -> NodePas:
     """This node's NVGRE PAs (kernel addresses) and IP-Rewrite PAs (the daemon's own).
 
     Raises ConfigError, as ``nvgw check`` would, when the file has no such node or
@@ -89,21 +113,10 @@ def node_plan(policy: Policy, node_name: str) -> tuple[list[bytes], list[bytes]]
 _IPV4_ONLY = "the host role forwards IPv4 only so far: this node cannot serve it"
 
 
-def load_node(path: Path, node_name: str) -> tuple[Snapshot, tuple[list[bytes], list[bytes]]]:
-    """Read, validate and compile the config, and plan this node; every refusal is a
-    ConfigError whose issues name the file and line."""
-    document = read_document(path)
-    policy = policy_from_document(document, path)
-    try:
-        plan = node_plan(policy, node_name)
-    except ConfigError as error:
-        raise ConfigError(
-            [
-                replace(issue, file=str(path), line=line_of(document, issue.path))
-                for issue in error.issues
-            ]
-        ) from None
-    return compile_policy(policy), plan
+def prepare_node(policy: Policy, node_name: str) -> tuple[Snapshot, NodePas]:
+    """What a node swaps in: the compiled snapshot, and its planned PAs (``node_plan``
+    refuses what this node cannot serve)."""
+    return compile_policy(policy), node_plan(policy, node_name)
 
 
 class HostDaemon:
@@ -113,6 +126,7 @@ class HostDaemon:
         node: str,
         metrics_listen: str = "127.0.0.1:0",
         provider_rx: str = "ring",
+        api: ApiListen | None = None,
     ) -> None:
         if provider_rx not in PROVIDER_RX:
             raise ValueError(f"provider_rx is one of {', '.join(PROVIDER_RX)}")
@@ -120,6 +134,8 @@ class HostDaemon:
         self.node = node
         self.metrics_listen = metrics_listen
         self.provider_rx = provider_rx
+        self.api = api
+        self.store = PolicyStore(config, self._prepare, self._commit)
         self.rings: list[ReceiveRing] = []
         self.reloads = {"applied": 0, "refused": 0}
         self.counters = Counters()
@@ -128,7 +144,10 @@ class HostDaemon:
         self.gre: dict[bytes, socket.socket] = {}
         self._port_scopes: dict[str, anyio.CancelScope] = {}
         self._tg: anyio.abc.TaskGroup | None = None
-        self._pas: tuple[list[bytes], list[bytes]] = ([], [])
+        self._pas: NodePas = ([], [])
+        self._token: str | None = None
+        self._serving = False  # set once the data plane runs: commits swap from then on
+        self._first: Snapshot | None = None
         self.dataplane: HostDataplane
         self.out: FdOutput
         self.link: socket.socket | None = None
@@ -136,7 +155,9 @@ class HostDaemon:
     # ---------------------------------------------------------------- lifecycle
 
     async def run(self, *, task_status: TaskStatus[dict] = anyio.TASK_STATUS_IGNORED) -> None:
-        snapshot, self._pas = load_node(self.config, self.node)
+        await self.store.load()
+        snapshot, self._first = self._first, None
+        assert snapshot is not None
         encap_pas, rewrite_pas = self._pas
         node = snapshot.policy.node(self.node)
         interface = node.provider_addresses[0].interface if node.provider_addresses else None
@@ -159,6 +180,7 @@ class HostDaemon:
                 lambda: self.reloads,
             )
         )
+        listeners = self._api_listeners()
         metrics = serve_metrics(registry, self.metrics_listen)
         try:
             async with anyio.create_task_group() as tg:
@@ -174,18 +196,26 @@ class HostDaemon:
                     await tg.start(self._serve_port, port.name, port.mac, port.mtu)
                 tg.start_soon(self._signals, tg.cancel_scope)
                 tg.start_soon(self._drop_summaries)
+                app = build_api(self.store, self.node, lambda: counters_json(self.counters))
+                for sock in listeners:
+                    tg.start_soon(serve_api, protect(app, sock, self._token), sock)
+                self._serving = True
                 ready = {
                     "node": self.node,
                     "pid": os.getpid(),
                     "metrics": f"{metrics.host}:{metrics.port}",
                     "ports": sorted(self.taps),
                     "revision": snapshot.revision,
+                    "api": str(self.api.socket) if self.api and self.api.socket else None,
                 }
                 log.info("ready", **ready)
                 task_status.started(ready)
         finally:
             metrics.close()
             self._close_all()
+            for sock in listeners:
+                sock.close()
+            self._unlink_api_socket()
             log.info("stopped", drops=_nonzero_drops(self.counters.drops))
 
     def _close_all(self) -> None:
@@ -225,36 +255,66 @@ class HostDaemon:
                     return
 
     async def reload(self) -> bool:
-        """Re-read the config; swap it in whole, or keep the old policy and say why."""
+        """Re-read the config (SIGHUP); swap it in whole, or keep the old policy and say why."""
         try:
-            snapshot, pas = load_node(self.config, self.node)
-            if pas != self._pas:
-                raise ConfigError(
-                    [
-                        ConfigIssue(
-                            f"nodes.{self.node}.provider_addresses",
-                            "changed",
-                            "provider addresses changed: restart the daemon to apply them",
-                            file=str(self.config),
-                        )
-                    ]
-                )
+            await self.store.load()
         except ConfigError as error:
             log.error(
                 "policy refused", file=str(self.config), errors=[str(i) for i in error.issues]
             )
             self.reloads["refused"] += 1
             return False
+        self.reloads["applied"] += 1
+        return True
+
+    def _prepare(self, policy: Policy) -> tuple[Snapshot, NodePas]:
+        """Runs in the store's worker thread: compile, and refuse what this node
+        cannot apply while running."""
+        snapshot, pas = prepare_node(policy, self.node)
+        if self._serving and pas != self._pas:
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        f"nodes.{self.node}.provider_addresses",
+                        "changed",
+                        "this node's provider addresses cannot change while it runs: "
+                        "restart the daemon to apply them",
+                    )
+                ]
+            )
+        return snapshot, pas
+
+    async def _commit(self, prepared: tuple[Snapshot, NodePas]) -> None:
+        snapshot, pas = prepared
+        if not self._serving:  # start-up: run() builds the data plane from it
+            self._first, self._pas = snapshot, pas
+            return
         tables = self.dataplane.swap(snapshot)
         await self._reconcile_ports(tables)
-        self.reloads["applied"] += 1
         log.info(
             "policy applied",
             revision=snapshot.revision,
             port_names=sorted(self.taps),
             **snapshot.policy.counts(),
         )
-        return True
+
+    def _api_listeners(self) -> list[socket.socket]:
+        """Bound before the data plane starts, so a taken socket stops start-up."""
+        if self.api is None:
+            return []
+        listeners = []
+        if self.api.socket is not None:
+            listeners.append(bind_unix(self.api.socket))
+        if self.api.tcp is not None:
+            if self.api.token_file is None:
+                raise ApiListenError(errno.EINVAL, "--api-tcp needs --api-token-file")
+            self._token = read_token(self.api.token_file)
+            listeners.append(bind_tcp(self.api.tcp))
+        return listeners
+
+    def _unlink_api_socket(self) -> None:
+        if self.api is not None and self.api.socket is not None:
+            self.api.socket.unlink(missing_ok=True)
 
     async def _reconcile_ports(self, tables: HostTables) -> None:
         wanted = tables.port_by_name

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gateway.control.client import ApiError
 from gateway.errors import ConfigError
 from gateway.lab.plan import LabPlan
 from gateway.lab.probe import ROUTED, Cell, PingStream, connectivity
@@ -65,7 +66,7 @@ def up(
     try:
         _needs_root()
         plan = Lab(prefix).up(_config(scenario, config), scenario, backend)
-    except (LabError, ConfigError, OSError) as error:
+    except (LabError, ConfigError, OSError, ApiError) as error:
         raise _fail(error) from None
     _show_plan(plan)
     first = plan.vms[0]
@@ -129,11 +130,12 @@ def status(prefix: Prefix = "nvgw") -> None:
 
 @lab_app.command()
 def migrate(vm: str, host: str, prefix: Prefix = "nvgw") -> None:
-    """Live-migrate VM to HOST: its record's PA and its port move, every daemon reloads."""
+    """Live-migrate VM to HOST through HOST's control API: its records take HOST's PA
+    and its port moves there in one change."""
     try:
         _needs_root()
         revision = Lab(prefix).migrate(vm, host)
-    except (LabError, ConfigError, OSError) as error:
+    except (LabError, ConfigError, OSError, ApiError) as error:
         raise _fail(error) from None
     console.print(f"{vm} now runs on {host} (policy revision {revision})")
 
@@ -153,7 +155,7 @@ def run_lab(
         _needs_root()
         lab = Lab(prefix)
         lab.up(_config(scenario, config), scenario, backend)
-    except (LabError, ConfigError, OSError) as error:
+    except (LabError, ConfigError, OSError, ApiError) as error:
         raise _fail(error) from None
     ok = True
     try:
@@ -164,7 +166,7 @@ def run_lab(
         ok = all(cell.as_expected for cell in cells)
         if migrate_vm:
             ok = _migrate_under_ping(lab, plan, migrate_vm) and ok
-    except (LabError, ConfigError, OSError) as error:
+    except (LabError, ConfigError, OSError, ApiError) as error:
         console.print(f"nvgw lab: {error}", markup=False, style="red")
         ok = False
     finally:

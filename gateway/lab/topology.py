@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 from typing import Final
 
-from ruamel.yaml.comments import CommentedSeq
-
-from gateway.control import load_config, policy_from_document, read_document, write_document
+from gateway.control import load_config
+from gateway.control.client import ApiClient
 from gateway.lab import netns
 from gateway.lab.plan import HostPlan, LabError, LabPlan, VmPlan, plan_lab
 from gateway.lab.probe import scrape
@@ -111,6 +110,8 @@ class Lab:
             "127.0.0.1:0",
             "--ready-fd",
             str(write_end),
+            "--api",
+            str(self.api_socket(host.node)),
         ]
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
@@ -158,6 +159,14 @@ class Lab:
         policy = load_config(self.config_path)
         return compile_policy(policy), plan_lab(policy, self.prefix)
 
+    def api_socket(self, node: str) -> Path:
+        """The control API of the node's daemon (the filesystem is shared by every
+        namespace, so each daemon of a lab needs its own socket path)."""
+        return self.state_dir / f"lab-{self.prefix}-{node}.sock"
+
+    def api(self, node: str) -> ApiClient:
+        return ApiClient(self.api_socket(node))
+
     def daemon(self, node: str) -> RecordedProcess:
         for process in self.state().processes:
             if process.node == node:
@@ -168,46 +177,34 @@ class Lab:
         return scrape(f"{self.prefix}-{node}", self.daemon(node).metrics)
 
     def migrate(self, vm_name: str, to_node: str) -> int:
-        """Live-migrate a VM to another host, as HNV does: its lookup record gets the
-        new host's PA and its port moves; every daemon reloads; the VM's interface is
-        the new host's TAP with the same MAC. Returns the new policy revision."""
-        document = read_document(self.config_path)
-        policy = policy_from_document(document, self.config_path)
+        """Live-migrate a VM to another host, as HNV does, through the control API:
+        the new host's daemon moves the VM's records to its PA and takes its port in
+        one change (creating the TAP before it answers); the other daemons, which
+        share the lab's file, re-read it. The VM's interface is then the new host's
+        TAP, with the same MAC. Returns the new policy revision."""
+        policy = load_config(self.config_path)
         plan = plan_lab(policy, self.prefix)
         try:
             vm = plan.vm(vm_name)
         except KeyError:
             names = ", ".join(v.name for v in plan.vms)
             raise LabError(f"no VM named {vm_name!r} (VMs: {names})") from None
-        nodes = {node.name: node for node in policy.nodes}
+        nodes = [node.name for node in policy.nodes]
         if to_node not in nodes:
             raise LabError(f"no node named {to_node!r} (nodes: {', '.join(nodes)})")
         if to_node == vm.node:
             raise LabError(f"{vm_name} runs on {to_node} already")
-        index, record = next(
-            (i, r)
-            for i, r in enumerate(policy.lookup_records)
-            if r.vsid == vm.vsid and r.ca == vm.address.ip
-        )
-        if record.rule is Rule.IP_REWRITE:
+        if any(r.vm == vm_name and r.rule is Rule.IP_REWRITE for r in policy.lookup_records):
             raise LabError("an IP-Rewrite VM keeps its own PA: moving it is not supported yet")
         new_pa = plan.host(to_node).addresses[0].split("/")[0]
-        document["lookup_records"][index]["pa"] = new_pa
-        old_ports = document["nodes"][vm.node]["ports"]
-        port = old_ports.pop(next(i for i, p in enumerate(old_ports) if p["name"] == vm_name))
-        target = document["nodes"][to_node]
-        if target.get("ports") is None:
-            target["ports"] = CommentedSeq()
-        target["ports"].append(port)
-        document["revision"] = policy.revision + 1
-        new_policy = policy_from_document(document, self.config_path)  # refuses before writing
-        write_document(self.config_path, document)
+        with self.api(to_node) as api:
+            answer = api.request("POST", "/v1/migrate", json={"vm": vm_name, "pa": new_pa})
         for process in self.state().processes:
-            if process.node and is_same_process(process):
+            if process.node and process.node != to_node and is_same_process(process):
                 os.kill(process.pid, signal.SIGHUP)
         _wait_for_link(vm.namespace, vm.name, TAP_APPEAR_TIMEOUT_S, gone=True)
-        self.attach_vm(plan_lab(new_policy, self.prefix).vm(vm_name))
-        return new_policy.revision
+        self.attach_vm(plan_lab(load_config(self.config_path), self.prefix).vm(vm_name))
+        return int(answer["revision"])
 
     # ---------------------------------------------------------------- down
 
@@ -221,8 +218,11 @@ class Lab:
             netns.remove(name)
         state.remove_file(self.state_dir)
         self.config_path.unlink(missing_ok=True)
-        for log in self.state_dir.glob(f"lab-{self.prefix}-*.log"):
-            log.unlink()
+        for leftover in [
+            *self.state_dir.glob(f"lab-{self.prefix}-*.log"),
+            *self.state_dir.glob(f"lab-{self.prefix}-*.sock"),
+        ]:
+            leftover.unlink()
         return state
 
 

@@ -9,10 +9,21 @@ from pathlib import Path
 
 import pytest
 
+from gateway.control.store import PolicyStore
 from gateway.errors import ConfigError
-from gateway.io import load_node
+from gateway.io import prepare_node
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def load_node(path: Path, node: str):  # type: ignore[no-untyped-def]
+    """What the daemon's store reads at start-up and on SIGHUP, without swapping it in."""
+
+    async def no_swap(prepared: object) -> None:
+        raise AssertionError("read() never commits")
+
+    _, prepared = PolicyStore(path, lambda policy: prepare_node(policy, node), no_swap).read()
+    return prepared
 
 
 def test_plans_nvgre_and_ip_rewrite_pas_apart() -> None:

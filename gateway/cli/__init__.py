@@ -15,7 +15,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from gateway.cli import verbs
 from gateway.control import load_config
+from gateway.control.api_server import DEFAULT_SOCKET
 from gateway.errors import ConfigError
 from gateway.policy import Policy
 
@@ -114,15 +116,29 @@ def run(
     provider_rx: Annotated[
         ProviderRx, typer.Option(help="Receive NVGRE with an AF_PACKET ring or a raw socket.")
     ] = ProviderRx.ring,
+    api: Annotated[
+        Path, typer.Option(help="The control API's Unix socket (mode 0600).", envvar="NVGW_API")
+    ] = DEFAULT_SOCKET,
+    no_api: Annotated[bool, typer.Option("--no-api", help="Serve no control API.")] = False,
+    api_tcp: Annotated[
+        str | None, typer.Option(help="Also serve the API on HOST:PORT (needs a token).")
+    ] = None,
+    api_token_file: Annotated[
+        Path | None, typer.Option(help="A file holding the bearer token for --api-tcp.")
+    ] = None,
 ) -> None:
-    """Run one node: SIGHUP re-reads the config, SIGTERM stops cleanly."""
+    """Run one node of a config.
+
+    The control API changes its policy live, SIGHUP re-reads the config, SIGTERM
+    stops cleanly."""
     import anyio
 
-    from gateway.io import HostDaemon, ready_line
+    from gateway.io import ApiListen, HostDaemon, ready_line
     from gateway.telemetry import configure_logging
 
     configure_logging(log_level)
-    daemon = HostDaemon(config, node, metrics, provider_rx.value)
+    listen = None if no_api else ApiListen(api, api_tcp, api_token_file)
+    daemon = HostDaemon(config, node, metrics, provider_rx.value, listen)
 
     async def serve() -> None:
         async with anyio.create_task_group() as tg:
@@ -146,35 +162,50 @@ def run(
 
 @app.command("trace")
 def trace_command(
-    config: Annotated[Path, typer.Option("--config", "-c", help="The deployment's config file.")],
     source: Annotated[str, typer.Option("--from", help="The VM (port name) that sends.")],
     destination: Annotated[str, typer.Option("--to", help="The CA it sends to.")],
     protocol: Annotated[str, typer.Option("--proto", help="icmp, udp or tcp.")] = "icmp",
     src_port: Annotated[int, typer.Option("--sport", help="UDP/TCP source port.")] = 49152,
     dst_port: Annotated[int, typer.Option("--dport", help="UDP/TCP destination port.")] = 80,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Trace against this file, not the live policy."),
+    ] = None,
+    api: verbs.ApiOpt = DEFAULT_SOCKET,
+    url: verbs.UrlOpt = None,
+    token_file: verbs.TokenOpt = None,
 ) -> None:
-    """What the data plane does with one packet, hop by hop, against a config file."""
+    """What the data plane does with one packet, hop by hop.
+
+    Against the live policy of the daemon at --api, or a config file (--config)."""
     from rich.table import Table
 
     from gateway.control.trace import TraceError, trace
 
     console = Console(highlight=False, soft_wrap=True)
-    try:
-        result = trace(load_config(config), source, destination, protocol, src_port, dst_port)
-    except ConfigError as error:
-        _print_issues(console, error)
-        raise typer.Exit(1) from None
-    except TraceError as error:
-        console.print(f"nvgw trace: {error}", markup=False)
-        raise typer.Exit(1) from None
-    table = Table("node", "step", "what", title=f"{source} -> {destination} ({protocol})")
-    for hop in result.hops:
-        table.add_row(hop.node, hop.what, hop.detail)
-    console.print(table)
-    if result.delivered_to:
-        console.print(f"delivered to {result.delivered_to}")
+    if config is None:
+        body = {"from": source, "to": destination, "proto": protocol}
+        body |= {"sport": src_port, "dport": dst_port}
+        result = verbs.trace_live(verbs.Target(api, url, token_file), body)
     else:
-        console.print(f"dropped: {result.dropped}")
+        try:
+            traced = trace(load_config(config), source, destination, protocol, src_port, dst_port)
+        except ConfigError as error:
+            _print_issues(console, error)
+            raise typer.Exit(1) from None
+        except TraceError as error:
+            console.print(f"nvgw trace: {error}", markup=False)
+            raise typer.Exit(1) from None
+        hops = [{"node": h.node, "step": h.what, "detail": h.detail} for h in traced.hops]
+        result = {"hops": hops, "delivered_to": traced.delivered_to, "dropped": traced.dropped}
+    table = Table("node", "step", "what", title=f"{source} -> {destination} ({protocol})")
+    for hop in result["hops"]:
+        table.add_row(hop["node"], hop["step"], hop["detail"])
+    console.print(table)
+    if result["delivered_to"]:
+        console.print(f"delivered to {result['delivered_to']}")
+    else:
+        console.print(f"dropped: {result['dropped']}")
 
 
 @app.command()
@@ -238,6 +269,11 @@ def policy_diff(
     if not result.changes:
         console.print("no difference")
     raise typer.Exit(1 if result.changes else 0)
+
+
+verbs.register(app)
+app.command()(verbs.migrate)
+app.command()(verbs.apply)
 
 
 def _add_lab() -> None:

@@ -1,0 +1,358 @@
+"""The admin's verbs against a running daemon: ``nvgw lookup-record add|get|remove``
+and its siblings, named and filtered like the HNV cmdlets.
+
+Five kinds of entry share three verbs, so the commands are built from one table of
+fields per kind rather than written out fifteen times: ``add`` takes every field
+(the required ones must be given), ``get`` and ``remove`` take the kind's filters.
+Every command also takes where the API is (``--api``, or ``--url`` with
+``--token-file``), ``--if-revision`` for changes and ``--json`` for scripts.
+Exit status: 0 done, 1 refused or unreachable (with every reason), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gateway.control.api_server import DEFAULT_SOCKET
+from gateway.control.client import ApiClient, ApiError, ApiUnreachable
+
+console = Console(highlight=False, soft_wrap=True)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of an entry, as a command-line option."""
+
+    key: str
+    kind: type  # int or str
+    help: str
+    required: bool = True  # in ``add``
+    default: Any = None  # in ``add``, when not required
+    many: bool = False  # repeatable: --prefix A --prefix B gives prefixes: [A, B]
+    filter: bool = True
+
+    @property
+    def option(self) -> str:
+        return "--" + self.key.replace("_", "-")
+
+    @property
+    def body_key(self) -> str:
+        return f"{self.key}es" if self.many else self.key  # prefix -> prefixes
+
+
+KINDS: dict[str, tuple[str, list[Field]]] = {
+    "lookup-record": (
+        "lookup-records",
+        [
+            Field("vsid", int, "Virtual subnet ID (-VirtualSubnetID)."),
+            Field("ca", str, "Customer address (-CustomerAddress)."),
+            Field("mac", str, "The VM's MAC (-MACAddress)."),
+            Field("pa", str, "Provider address (-ProviderAddress)."),
+            Field("rule", str, "encap or nat (-Rule).", False, "encap"),
+            Field("type", str, "static, l2only or gateway (-Type).", False, None, filter=False),
+            Field("vm", str, "The VM's name (-VMName).", False),
+        ],
+    ),
+    "customer-route": (
+        "customer-routes",
+        [
+            Field("rdid", str, "Routing domain ID (-RoutingDomainID)."),
+            Field("vsid", int, "Virtual subnet ID (-VirtualSubnetID)."),
+            Field("destination", str, "Destination prefix (-DestinationPrefix)."),
+            Field("next_hop", str, "0.0.0.0 for on-link, or a CA (-NextHop).", False, "0.0.0.0"),
+            Field("metric", int, "Lower wins among equal prefixes (-Metric).", False, filter=False),
+        ],
+    ),
+    "virtual-subnet": (
+        "virtual-subnets",
+        [
+            Field("rdid", str, "The routing domain it belongs to."),
+            Field("vsid", int, "Virtual subnet ID."),
+            Field("prefix", str, "An IP prefix of the subnet (repeat for more).", many=True),
+            Field("gateway", str, "The subnet's default-gateway CA.", False, filter=False),
+        ],
+    ),
+    "routing-domain": (
+        "routing-domains",
+        [
+            Field("rdid", str, "Routing domain ID, a GUID in braces."),
+            Field("name", str, "A name for people.", False),
+        ],
+    ),
+    "provider-address": (
+        "provider-addresses",
+        [
+            Field("node", str, "The node (daemon) that owns it."),
+            Field("interface", str, "Its interface on that node."),
+            Field("pa", str, "Provider address (-ProviderAddress)."),
+            Field("prefix_length", int, "Prefix length (-PrefixLength).", filter=False),
+            Field("vlan", int, "VLAN ID (-VlanID).", False, filter=False),
+        ],
+    ),
+}
+
+
+# ---------------------------------------------------------------- talking to the API
+
+
+@dataclass(frozen=True)
+class Target:
+    api: Path
+    url: str | None
+    token_file: Path | None
+
+    def client(self) -> ApiClient:
+        token = self.token_file.read_text().strip() if self.token_file else None
+        return ApiClient(self.api, self.url, token)
+
+
+ApiOpt = Annotated[Path, typer.Option(help="The daemon's API socket.", envvar="NVGW_API")]
+UrlOpt = Annotated[str | None, typer.Option(help="The API over TCP instead: http://HOST:PORT.")]
+TokenOpt = Annotated[Path | None, typer.Option(help="Bearer token for --url (a file).")]
+RevisionOpt = Annotated[
+    int | None, typer.Option(help="Apply only if the policy is at this revision.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="JSON instead of a table.")]
+
+
+def _target_params() -> list[inspect.Parameter]:
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    return [
+        inspect.Parameter("api", keyword, default=DEFAULT_SOCKET, annotation=ApiOpt),
+        inspect.Parameter("url", keyword, default=None, annotation=UrlOpt),
+        inspect.Parameter("token_file", keyword, default=None, annotation=TokenOpt),
+    ]
+
+
+def _param(name: str, kind: Any, default: Any, help: str) -> inspect.Parameter:
+    option = typer.Option("--" + name.replace("_", "-"), help=help)
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
+    )
+
+
+@contextmanager
+def talking(target: Target) -> Iterator[ApiClient]:
+    """The client, with every failure printed as the user needs it and exit 1."""
+    try:
+        with target.client() as client:
+            yield client
+    except ApiError as error:
+        errors.print(f"nvgw: {error}", markup=False)
+        for issue in error.issues:
+            value = f" = {issue['value']}" if "value" in issue else ""
+            errors.print(f"  {issue['path']}{value}: {issue['message']}", markup=False)
+        raise typer.Exit(1) from None
+    except (ApiUnreachable, OSError) as error:
+        errors.print(f"nvgw: {error}", markup=False)
+        raise typer.Exit(1) from None
+
+
+def show(items: list[dict[str, Any]], title: str, as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps(items))
+        return
+    columns = list(dict.fromkeys(key for item in items for key in item))
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")  # an RDID is no use cut short
+    for item in items:
+        table.add_row(*(_cell(item.get(column)) for column in columns))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+# ---------------------------------------------------------------- building the commands
+
+
+def _command(function: Callable[..., None], params: list[inspect.Parameter], doc: str) -> Any:
+    function.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    function.__annotations__ = {p.name: p.annotation for p in params}
+    function.__doc__ = doc
+    return function
+
+
+def _json_param() -> inspect.Parameter:
+    return inspect.Parameter(
+        "json_out", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOpt
+    )
+
+
+def _field_param(field: Field, *, for_add: bool) -> inspect.Parameter:
+    kind: Any = list[field.kind] if field.many else field.kind
+    if for_add and field.required:
+        default: Any = ...
+    else:
+        default = field.default if for_add else None
+        kind = kind | None if default is None else kind
+    return _param(field.key, kind, default, field.help)
+
+
+def _revision_param() -> inspect.Parameter:
+    return inspect.Parameter(
+        "if_revision", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=RevisionOpt
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``nvgw KIND add|get|remove`` for every kind of entry."""
+    for name, (resource, fields) in KINDS.items():
+        plural = resource.replace("-", " ")
+        group = typer.Typer(help=f"The {plural} of the live policy: add, get, remove.")
+        group.command("add")(_add(name, resource, fields))
+        group.command("get")(_get(name, resource, fields))
+        group.command("remove")(_remove(name, resource, fields))
+        app.add_typer(group, name=name, no_args_is_help=True)
+
+
+def _split(values: dict[str, Any]) -> tuple[Target, dict[str, Any]]:
+    target = Target(values.pop("api"), values.pop("url"), values.pop("token_file"))
+    return target, values
+
+
+def _add(name: str, resource: str, fields: list[Field]) -> Any:
+    def add(**values: Any) -> None:
+        target, values = _split(values)
+        if_revision, as_json = values.pop("if_revision"), values.pop("json_out")
+        body = {f.body_key: values[f.key] for f in fields if values[f.key] is not None}
+        with talking(target) as api:
+            answer = api.request("POST", f"/v1/{resource}", json=body, if_revision=if_revision)
+        if as_json:
+            console.print_json(json.dumps(answer))
+        else:
+            console.print(f"added {name} (policy revision {answer['revision']})")
+
+    params = [_field_param(f, for_add=True) for f in fields]
+    params += [_revision_param(), _json_param(), *_target_params()]
+    return _command(add, params, f"Add a {name} (New-NetVirtualization…).")
+
+
+def _get(name: str, resource: str, fields: list[Field]) -> Any:
+    def get(**values: Any) -> None:
+        target, values = _split(values)
+        as_json = values.pop("json_out")
+        with talking(target) as api:
+            answer = api.request("GET", f"/v1/{resource}", params=values)
+        show(answer["items"], f"{resource} (policy revision {answer['revision']})", as_json)
+
+    filters = [f for f in fields if f.filter]
+    params = [_field_param(f, for_add=False) for f in filters]
+    params += [_json_param(), *_target_params()]
+    return _command(get, params, f"List the {name}s matching every filter given.")
+
+
+def _remove(name: str, resource: str, fields: list[Field]) -> Any:
+    def remove(**values: Any) -> None:
+        target, values = _split(values)
+        if_revision, as_json = values.pop("if_revision"), values.pop("json_out")
+        filters = {key: value for key, value in values.items() if value is not None}
+        if not filters:
+            raise typer.BadParameter(f"name what to remove with at least one filter: {options}")
+        with talking(target) as api:
+            answer = api.request(
+                "DELETE", f"/v1/{resource}", params=filters, if_revision=if_revision
+            )
+        removed = answer["removed"]
+        title = f"removed {len(removed)} of the {resource} (policy revision {answer['revision']})"
+        show(removed, title, as_json)
+
+    filters = [f for f in fields if f.filter]
+    options = ", ".join(f.option for f in filters)
+    params = [_field_param(f, for_add=False) for f in filters]
+    params += [_revision_param(), _json_param(), *_target_params()]
+    return _command(remove, params, f"Remove the {name}s matching every filter given.")
+
+
+# ---------------------------------------------------------------- whole-policy verbs
+
+
+def migrate(
+    vm: Annotated[str, typer.Option(help="The VM to move (its records' vm: name).")],
+    pa: Annotated[str, typer.Option(help="The PA of the host it now runs on.")],
+    if_revision: RevisionOpt = None,
+    json_out: JsonOpt = False,
+    api: ApiOpt = DEFAULT_SOCKET,
+    url: UrlOpt = None,
+    token_file: TokenOpt = None,
+) -> None:
+    """Live-migrate a VM: its records take the PA, its port moves to that PA's node.
+
+    One change, so no moment exists where the records and the port disagree."""
+    with talking(Target(api, url, token_file)) as client:
+        answer = client.request(
+            "POST", "/v1/migrate", json={"vm": vm, "pa": pa}, if_revision=if_revision
+        )
+    if json_out:
+        console.print_json(json.dumps(answer))
+        return
+    moved = answer["migrated"]
+    console.print(
+        f"{vm} now at PA {pa} on node {moved['node']} (policy revision {answer['revision']})"
+    )
+
+
+def apply(
+    file: Annotated[Path, typer.Argument(help="The whole policy to run (a config file).")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only show what would change and break.")
+    ] = False,
+    if_revision: RevisionOpt = None,
+    api: ApiOpt = DEFAULT_SOCKET,
+    url: UrlOpt = None,
+    token_file: TokenOpt = None,
+) -> None:
+    """Replace the live policy with FILE's; --dry-run shows what would change.
+
+    FILE's comments are kept in the daemon's config. Exit 0: no difference (dry run)
+    or applied; 1: differences (dry run) or refused; 2: FILE is invalid."""
+    from gateway.control import load_config
+    from gateway.control.diff import diff
+    from gateway.errors import ConfigError
+    from gateway.policy import load_policy
+
+    try:
+        new = load_config(file)
+    except ConfigError as error:
+        for issue in error.issues:
+            errors.print(str(issue), markup=False)
+        raise typer.Exit(2) from None
+    with talking(Target(api, url, token_file)) as client:
+        live = client.request("GET", "/v1/policy")
+        if not dry_run:
+            answer = client.request(
+                "PUT", "/v1/policy", content=file.read_bytes(), if_revision=if_revision
+            )
+    result = diff(load_policy(live["policy"]), new)
+    for change in result.changes:
+        console.print(str(change), markup=False)
+    for warning in result.warnings:
+        console.print(f"warning: {warning}", markup=False)
+    if dry_run:
+        verdict = "would change" if result.changes else "no difference"
+        console.print(f"{verdict} against the live policy (revision {live['revision']})")
+        raise typer.Exit(1 if result.changes else 0)
+    console.print(f"applied: policy revision {answer['revision']}")
+
+
+def trace_live(target: Target, body: dict[str, Any]) -> dict[str, Any]:
+    """A trace against the daemon's running policy (``nvgw trace`` without --config)."""
+    with talking(target) as client:
+        return client.request("POST", "/v1/trace", json=body)

@@ -1,0 +1,399 @@
+"""The control API: the running policy as JSON resources over HTTP (starlette).
+
+Resources follow the HNV cmdlets: ``/v1/lookup-records`` is Get-/New-/Remove-
+NetVirtualizationLookupRecord, filters are query parameters named like the file's
+keys (``?vsid=5010&ca=10.10.10.11``). Every answer carries the policy revision in
+``ETag``; a change sent with ``If-Match: "<revision>"`` is applied only if the policy
+is still at that revision (412 otherwise), so two admins cannot overwrite each other.
+
+Answers: 200/201 with the entries; 400 for a request that is not understood; 404
+when nothing matches; 412 for a stale revision; 422 with every reason when the
+change would make the policy invalid (``issues``: path, value, message, as
+``nvgw check`` prints them); 503 when the file's lock stays taken.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+from pydantic import BaseModel
+from ruamel.yaml.error import YAMLError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.dataplane import Counters, PortCounters
+from gateway.errors import ConfigError, Drop
+from gateway.policy import (
+    CustomerRoute,
+    LookupRecord,
+    Policy,
+    ProviderAddress,
+    RoutingDomain,
+    VirtualSubnet,
+)
+
+from .config_file import new_yaml
+from .edits import KINDS, Kind, NotFound, add, find, migrate, remove, replace_all
+from .entries import listing, policy_json
+from .store import Accepted, PolicyStore, RevisionMismatch, StoreBusy, refusal
+from .trace import TraceError, trace
+
+API_VERSION: Final = "v1"
+MAX_BODY: Final = 64 * 1024 * 1024  # a whole policy of 100,000 records fits
+
+
+class BadRequest(Exception):
+    """The request itself is malformed: bad JSON, an unknown filter, a bad header."""
+
+
+def build_api(
+    store: PolicyStore[Any],
+    node: str,
+    counters: Callable[[], dict[str, Any]],
+) -> Starlette:
+    """The API of one daemon: its store for policy, ``counters`` for the data plane's
+    counts (read when asked, like a scrape)."""
+    handlers = _Handlers(store, node, counters)
+    routes = [
+        Route("/v1/health", handlers.health, methods=["GET"]),
+        Route("/v1/openapi.json", handlers.openapi, methods=["GET"]),
+        Route("/v1/policy", handlers.get_policy, methods=["GET"]),
+        Route("/v1/policy", handlers.put_policy, methods=["PUT"]),
+        Route("/v1/counters", handlers.counters, methods=["GET"]),
+        Route("/v1/migrate", handlers.migrate, methods=["POST"]),
+        Route("/v1/trace", handlers.trace, methods=["POST"]),
+    ]
+    for kind in KINDS:
+        routes += [
+            Route(f"/v1/{kind.name}", handlers.lister(kind), methods=["GET"]),
+            Route(f"/v1/{kind.name}", handlers.adder(kind), methods=["POST"]),
+            Route(f"/v1/{kind.name}", handlers.remover(kind), methods=["DELETE"]),
+        ]
+    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+
+
+Handler = Callable[[Request], Awaitable[JSONResponse]]
+
+
+class _Handlers:
+    def __init__(
+        self, store: PolicyStore[Any], node: str, counters: Callable[[], dict[str, Any]]
+    ) -> None:
+        self.store = store
+        self.node = node
+        self.read_counters = counters
+
+    @property
+    def policy(self) -> Policy:
+        assert self.store.policy is not None, "the API is served only once a policy runs"
+        return self.store.policy
+
+    def _answer(self, body: dict[str, Any], status: int = 200) -> JSONResponse:
+        revision = self.policy.revision
+        return JSONResponse(
+            {"revision": revision, **body}, status, headers={"ETag": f'"{revision}"'}
+        )
+
+    async def health(self, request: Request) -> JSONResponse:
+        return self._answer({"status": "ok", "node": self.node})
+
+    async def openapi(self, request: Request) -> JSONResponse:
+        return JSONResponse(OPENAPI)
+
+    async def get_policy(self, request: Request) -> JSONResponse:
+        return self._answer({"policy": policy_json(self.policy), "counts": self.policy.counts()})
+
+    async def put_policy(self, request: Request) -> JSONResponse:
+        """A whole config (YAML or JSON; its comments are kept in the file)."""
+        body = await _body(request)
+        try:
+            document = new_yaml().load(body.decode("utf-8"))
+        except (YAMLError, UnicodeDecodeError) as error:
+            return _error(400, f"the body is not a YAML or JSON document: {error}")
+        if not isinstance(document, Mapping):
+            return _error(400, "the body must be a whole config: a mapping (routing_domains:, …)")
+        return await self._change(request, replace_all(document), lambda _: {})
+
+    async def counters(self, request: Request) -> JSONResponse:
+        return self._answer({"node": self.node, "counters": self.read_counters()})
+
+    async def migrate(self, request: Request) -> JSONResponse:
+        body = await _json_object(request, required=("vm", "pa"))
+        edit = migrate(str(body["vm"]), str(body["pa"]), self.policy)
+        return await self._change(request, edit, lambda moved: {"migrated": moved})
+
+    async def trace(self, request: Request) -> JSONResponse:
+        body = await _json_object(request, required=("from", "to"))
+        ports = {"sport": body.get("sport", 49152), "dport": body.get("dport", 80)}
+        if not all(type(port) is int for port in ports.values()):
+            raise BadRequest(f"sport and dport are integers, not {ports}")
+        vm, to, proto = str(body["from"]), str(body["to"]), str(body.get("proto", "icmp"))
+        result = trace(self.policy, vm, to, proto, ports["sport"], ports["dport"])
+        hops = [{"node": h.node, "step": h.what, "detail": h.detail} for h in result.hops]
+        return self._answer(
+            {"hops": hops, "delivered_to": result.delivered_to, "dropped": result.dropped}
+        )
+
+    def lister(self, kind: Kind) -> Handler:
+        async def get(request: Request) -> JSONResponse:
+            filters = _filters(request, kind)
+            return self._answer({"items": find(listing(self.policy, kind.name), filters)})
+
+        return get
+
+    def adder(self, kind: Kind) -> Handler:
+        async def post(request: Request) -> JSONResponse:
+            entry = await _json_object(request)
+            return await self._change(request, add(kind, entry), lambda item: {"item": item}, 201)
+
+        return post
+
+    def remover(self, kind: Kind) -> Handler:
+        async def delete(request: Request) -> JSONResponse:
+            filters = _filters(request, kind)
+            if not filters:
+                raise BadRequest(
+                    f"name the {kind.what}s to remove: filter by {', '.join(kind.filters)}"
+                )
+            edit = remove(kind, filters)
+            return await self._change(request, edit, lambda gone: {"removed": gone})
+
+        return delete
+
+    async def _change(
+        self,
+        request: Request,
+        edit: Callable[[Any], Any],
+        report: Callable[[Any], dict[str, Any]],
+        status: int = 200,
+    ) -> JSONResponse:
+        accepted: Accepted = await self.store.change(edit, _if_match(request))
+        return self._answer(report(accepted.result), status)
+
+
+def counters_json(counters: Counters) -> dict[str, Any]:
+    """The data plane's counts as JSON: node totals, drops by reason (non-zero ones),
+    and per port; the same numbers /metrics serves, for scripts that speak JSON."""
+    totals = {
+        name: getattr(counters, name)
+        for name in Counters.__slots__
+        if name not in ("drops", "ports")
+    }
+    drops = {Drop(i).label: n for i, n in enumerate(list(counters.drops)) if n}
+    ports = {
+        name: {field: getattr(port, field) for field in PortCounters.__slots__}
+        for name, port in counters.ports.items()
+    }
+    return {**totals, "drops": drops, "ports": ports}
+
+
+# ---------------------------------------------------------------- request parsing
+
+
+async def _body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise BadRequest(f"the body is larger than {MAX_BODY} bytes")
+    return await request.body()
+
+
+async def _json_object(request: Request, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    try:
+        body = json.loads(await _body(request))
+    except ValueError as error:
+        raise BadRequest(f"the body is not JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    missing = [key for key in required if key not in body]
+    if missing:
+        raise BadRequest(f"the body lacks {', '.join(missing)}")
+    return body
+
+
+def _filters(request: Request, kind: Kind) -> dict[str, str]:
+    unknown = [key for key in request.query_params if key not in kind.filters]
+    if unknown:
+        raise BadRequest(
+            f"{kind.name} cannot be filtered by {', '.join(unknown)} "
+            f"(filters: {', '.join(kind.filters)})"
+        )
+    return dict(request.query_params)
+
+
+def _if_match(request: Request) -> int | None:
+    """The revision a change is conditional on: ``If-Match: "7"`` (an ETag) or ``7``."""
+    value = request.headers.get("if-match")
+    if value is None:
+        return None
+    text = value.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise BadRequest(f'If-Match must be a revision such as "7", not {value!r}')
+    return int(text)
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status)
+
+
+async def _bad_request(request: Request, error: Exception) -> JSONResponse:
+    return _error(400, str(error))
+
+
+async def _not_found(request: Request, error: Exception) -> JSONResponse:
+    return _error(404, str(error))
+
+
+async def _stale(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RevisionMismatch)
+    return _error(412, str(error), revision=error.actual)
+
+
+async def _invalid(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ConfigError)
+    return _error(422, "refused: the policy would be invalid", issues=refusal(error))
+
+
+async def _busy(request: Request, error: Exception) -> JSONResponse:
+    return _error(503, str(error))
+
+
+EXCEPTION_HANDLERS: Final[dict[Any, Any]] = {
+    BadRequest: _bad_request,
+    TraceError: _bad_request,
+    NotFound: _not_found,
+    RevisionMismatch: _stale,
+    ConfigError: _invalid,
+    StoreBusy: _busy,
+}
+
+
+class BearerToken:
+    """Admits a request only with ``Authorization: Bearer <token>`` (for TCP: the
+    Unix socket's own permissions already say who may connect)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                response = JSONResponse(
+                    {"error": "a bearer token is required (Authorization: Bearer …)"},
+                    401,
+                    headers={"WWW-Authenticate": 'Bearer realm="nvgw"'},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+# ---------------------------------------------------------------- the OpenAPI document
+
+
+def _schema(model: type[BaseModel], **extra: Any) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    schema["properties"] = {**extra, **schema["properties"]}
+    return schema
+
+
+def _openapi() -> dict[str, Any]:
+    text = {"type": "string"}
+    schemas = {
+        "lookup-records": _schema(LookupRecord),
+        "customer-routes": _schema(CustomerRoute),
+        "virtual-subnets": _schema(VirtualSubnet, rdid=text),
+        "routing-domains": _schema(RoutingDomain),
+        "provider-addresses": _schema(ProviderAddress, node=text),
+    }
+    revision_header = {
+        "name": "If-Match",
+        "in": "header",
+        "required": False,
+        "description": 'Apply only at this revision ("7"); 412 otherwise.',
+        "schema": text,
+    }
+    refused = {
+        "400": {"description": "malformed request"},
+        "412": {"description": "the policy moved past the If-Match revision"},
+        "422": {"description": "refused: every reason, the policy and file unchanged"},
+    }
+    paths: dict[str, Any] = {
+        "/v1/health": {"get": {"summary": "The daemon is serving", "responses": _ok()}},
+        "/v1/policy": {
+            "get": {"summary": "The running policy, whole", "responses": _ok()},
+            "put": {
+                "summary": "Replace the whole policy (nvgw apply)",
+                "parameters": [revision_header],
+                "requestBody": {"content": {"application/yaml": {"schema": {"type": "object"}}}},
+                "responses": {**_ok(), **refused},
+            },
+        },
+        "/v1/counters": {"get": {"summary": "The data plane's counters", "responses": _ok()}},
+        "/v1/migrate": {
+            "post": {
+                "summary": "Move a VM: its records take the PA, its port moves to that node",
+                "parameters": [revision_header],
+                "requestBody": _json_body({"vm": text, "pa": text}),
+                "responses": {**_ok(), **refused, "404": {"description": "no such VM or PA"}},
+            }
+        },
+        "/v1/trace": {
+            "post": {
+                "summary": "One packet through the data plane of every node, hop by hop",
+                "requestBody": _json_body(
+                    {"from": text, "to": text, "proto": text, "sport": {"type": "integer"}}
+                ),
+                "responses": _ok(),
+            }
+        },
+    }
+    for kind in KINDS:
+        filters = [
+            {"name": name, "in": "query", "required": False, "schema": text}
+            for name in kind.filters
+        ]
+        ref = {"$ref": f"#/components/schemas/{kind.name}"}
+        paths[f"/v1/{kind.name}"] = {
+            "get": {"summary": f"List {kind.what}s", "parameters": filters, "responses": _ok()},
+            "post": {
+                "summary": f"Add a {kind.what}",
+                "parameters": [revision_header],
+                "requestBody": {"content": {"application/json": {"schema": ref}}},
+                "responses": {"201": {"description": "added"}, **refused},
+            },
+            "delete": {
+                "summary": f"Remove the {kind.what}s matching every filter",
+                "parameters": [*filters, revision_header],
+                "responses": {**_ok(), **refused, "404": {"description": "none matches"}},
+            },
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "nvgw control API", "version": API_VERSION},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+
+
+def _ok() -> dict[str, Any]:
+    return {"200": {"description": "ok; ETag holds the policy revision"}}
+
+
+def _json_body(properties: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object", "properties": properties}
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+OPENAPI: Final = _openapi()

@@ -1,0 +1,147 @@
+"""Serving the control API with hypercorn, on whichever anyio backend runs the daemon.
+
+The Unix socket is the default and the safe one: it is created mode 0600, owned by
+the daemon's user, so the kernel lets only that user and root connect (the check
+SO_PEERCRED would repeat; hypercorn gives the app no handle on the connection to
+repeat it with). A stale socket left by a crash is replaced; a live one, answered by
+another daemon, is refused rather than stolen. TCP is opt-in and needs a bearer
+token read from a file (never from the command line, where ``ps`` shows it).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import stat
+from pathlib import Path
+from typing import Final
+
+import sniffio
+from hypercorn.config import Config
+from starlette.types import ASGIApp
+
+from .api import BearerToken
+
+DEFAULT_SOCKET: Final = Path("/run/nvgw/nvgw.sock")
+BACKLOG: Final = 64
+
+
+class ApiListenError(OSError):
+    """The API cannot listen where it was asked to: the message says why and what to do."""
+
+
+def bind_unix(path: Path) -> socket.socket:
+    """A listening Unix socket at ``path``, mode 0600."""
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    _clear_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    previous = os.umask(0o177)  # never world-connectable, not even for an instant
+    try:
+        sock.bind(os.fspath(path))
+    except OSError as error:
+        sock.close()
+        raise ApiListenError(
+            error.errno, f"cannot bind the API socket {path}: {error.strerror}"
+        ) from None
+    finally:
+        os.umask(previous)
+    os.chmod(path, 0o600)
+    sock.listen(BACKLOG)
+    return sock
+
+
+def _clear_stale(path: Path) -> None:
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ApiListenError(errno.EEXIST, f"{path} exists and is not a socket: not ours to remove")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(os.fspath(path))
+    except OSError:
+        path.unlink()  # nobody answers: a crashed daemon's leftover
+        return
+    finally:
+        probe.close()
+    raise ApiListenError(
+        errno.EADDRINUSE, f"another daemon serves its API on {path}: give this one --api PATH"
+    )
+
+
+def read_token(path: Path) -> str:
+    """The bearer token: the file's first line, which must not be empty."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ApiListenError(
+            errno.EINVAL, f"cannot read the API token file {path}: {error}"
+        ) from None
+    if len(token) < 16:
+        raise ApiListenError(
+            errno.EINVAL, f"the API token in {path} is shorter than 16 characters: too guessable"
+        )
+    return token
+
+
+def bind_tcp(listen: str) -> socket.socket:
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (ValueError, socket.gaierror) as error:
+        raise ApiListenError(errno.EINVAL, f"--api-tcp {listen!r}: HOST:PORT ({error})") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        raise ApiListenError(error.errno, f"cannot listen on {listen}: {error.strerror}") from None
+    sock.listen(BACKLOG)
+    return sock
+
+
+def protect(app: ASGIApp, sock: socket.socket, token: str | None) -> ASGIApp:
+    """A TCP listener's app demands the token; a Unix socket's relies on its mode."""
+    if sock.family == socket.AF_UNIX:
+        return app
+    if token is None:
+        raise ApiListenError(errno.EINVAL, "the API on TCP needs --api-token-file")
+    return BearerToken(app, token)
+
+
+async def serve(app: ASGIApp, sock: socket.socket) -> None:
+    """Serve ``app`` on a bound, listening socket until cancelled."""
+    config = Config()
+    config.bind = [f"fd://{sock.detach()}"]  # hypercorn owns and closes it from here
+    config.errorlog = _quiet_log()
+    config.accesslog = None
+    config.graceful_timeout = 1.0
+    if sniffio.current_async_library() == "trio":
+        from hypercorn.trio import serve as serve_trio
+
+        await serve_trio(app, config, shutdown_trigger=_forever)  # type: ignore[arg-type]
+    else:
+        from hypercorn.asyncio import serve as serve_asyncio
+
+        await serve_asyncio(app, config, shutdown_trigger=_forever)  # type: ignore[arg-type]
+
+
+async def _forever() -> None:
+    """Stop only by cancellation (the daemon's task group): with no trigger, hypercorn
+    would install SIGINT/SIGTERM handlers of its own over the daemon's."""
+    import anyio
+
+    await anyio.sleep_forever()
+
+
+def _quiet_log() -> logging.Logger:
+    """hypercorn's own messages, warnings and worse only: the daemon logs the rest."""
+    logger = logging.getLogger("nvgw.api.hypercorn")
+    logger.setLevel(logging.WARNING)
+    return logger

@@ -1,0 +1,96 @@
+"""A client of the control API (httpx), for the CLI and the lab.
+
+Errors come back typed: ``ApiError`` carries the HTTP status and, for a refused
+change, every issue the daemon found; ``ApiUnreachable`` says which socket or URL
+failed and why (no daemon, or a permission the socket's mode denies).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+
+from .api_server import DEFAULT_SOCKET
+
+TIMEOUT_S: Final = 30.0  # a whole-policy change of 100,000 records validates in seconds
+
+
+class ApiUnreachable(ConnectionError):
+    """No answer from the API: the message names where we looked and why it failed."""
+
+
+class ApiError(Exception):
+    """The daemon answered with an error."""
+
+    def __init__(self, status: int, message: str, body: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+    @property
+    def issues(self) -> list[dict[str, Any]]:
+        return list(self.body.get("issues", []))
+
+
+class ApiClient:
+    """Talks to one daemon: over its Unix socket, or over HTTP(S) with a token."""
+
+    def __init__(
+        self, socket: Path | None = None, url: str | None = None, token: str | None = None
+    ) -> None:
+        self.where = url or str(socket or DEFAULT_SOCKET)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if url is not None:
+            self._http = httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT_S)
+        else:
+            transport = httpx.HTTPTransport(uds=os.fspath(socket or DEFAULT_SOCKET))
+            self._http = httpx.Client(
+                transport=transport, base_url="http://nvgw", headers=headers, timeout=TIMEOUT_S
+            )
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        if_revision: int | None = None,
+    ) -> dict[str, Any]:
+        """One call; the decoded JSON answer, or ApiError / ApiUnreachable."""
+        headers = {"If-Match": f'"{if_revision}"'} if if_revision is not None else {}
+        query = {k: str(v) for k, v in (params or {}).items() if v is not None}
+        try:
+            response = self._http.request(
+                method, path, params=query, json=json, content=content, headers=headers
+            )
+        except httpx.TransportError as error:
+            why = _why(error)
+            raise ApiUnreachable(f"cannot reach the nvgw API at {self.where}: {why}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"error": response.text or response.reason_phrase}
+        if response.is_error:
+            raise ApiError(response.status_code, str(body.get("error", body)), body)
+        return body
+
+
+def _why(error: httpx.TransportError) -> str:
+    cause = error.__context__ or error.__cause__
+    text = str(cause or error)
+    if isinstance(cause, PermissionError) or "Permission denied" in text:
+        return f"{text} (the socket admits root and the daemon's user only)"
+    if isinstance(cause, FileNotFoundError | ConnectionRefusedError) or "No such file" in text:
+        return f"{text} (is `nvgw run` running with this --api?)"
+    return text

@@ -1,0 +1,223 @@
+"""Changes to a config document, as an HNV admin's cmdlets make them.
+
+Each edit works on the round-trip YAML document (comments and the operator's layout
+kept) and only moves entries around: it checks nothing about the policy itself. The
+store validates the whole edited document with the config loader afterwards, so an
+entry added here is judged exactly as the same entry written in the file would be.
+What an edit does refuse is what the loader cannot see: removing entries that do not
+exist, or a migration to a PA no node owns.
+
+Filters match like the cmdlets' parameters (``-VirtualSubnetID 5010 -CustomerAddress
+10.10.10.11``): every given field must match, compared in canonical form, so
+``00:00:00:00:00:11`` finds ``00-00-00-00-00-11`` and an RDID matches in any case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from gateway.errors import ConfigError, ConfigIssue
+from gateway.policy import Policy
+
+from .config_file import to_plain
+from .entries import canonical
+
+
+class NotFound(LookupError):
+    """An edit named entries that do not exist: the message says which and what exists."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of entry the API manages: where it sits in the document, the fields
+    that identify an entry to an admin, and the fields a filter may use."""
+
+    name: str  # as in the URL and the CLI: lookup-records
+    what: str  # as in messages: lookup record
+    identity: tuple[str, ...]
+    filters: tuple[str, ...]
+    flow: bool  # written on one line ({vsid: ..., ca: ...}) like the shipped files
+
+
+LOOKUP_RECORDS = Kind(
+    "lookup-records",
+    "lookup record",
+    ("vsid", "ca"),
+    ("vsid", "ca", "mac", "pa", "vm", "rule"),
+    True,
+)
+CUSTOMER_ROUTES = Kind(
+    "customer-routes",
+    "customer route",
+    ("rdid", "vsid", "destination", "next_hop"),
+    ("rdid", "vsid", "destination", "next_hop"),
+    False,
+)
+VIRTUAL_SUBNETS = Kind("virtual-subnets", "virtual subnet", ("vsid",), ("rdid", "vsid"), False)
+ROUTING_DOMAINS = Kind("routing-domains", "routing domain", ("rdid",), ("rdid", "name"), False)
+PROVIDER_ADDRESSES = Kind(
+    "provider-addresses", "provider address", ("node", "pa"), ("node", "pa", "interface"), True
+)
+KINDS = (LOOKUP_RECORDS, CUSTOMER_ROUTES, VIRTUAL_SUBNETS, ROUTING_DOMAINS, PROVIDER_ADDRESSES)
+
+Edit = Callable[[Any], Any]  # changes a document in place, returns what the caller reports
+
+
+# ---------------------------------------------------------------- where entries sit
+
+
+def _slots(document: Any, kind: Kind) -> Iterable[tuple[CommentedSeq, int, dict[str, Any]]]:
+    """Every entry of a kind: its list, its index there, and its plain fields (with the
+    parent's key added for nested kinds: a subnet's rdid, an address's node)."""
+    if kind is LOOKUP_RECORDS or kind is CUSTOMER_ROUTES:
+        entries = document.get(kind.name.replace("-", "_")) or []
+        for index, entry in enumerate(entries):
+            yield entries, index, to_plain(entry)
+    elif kind is ROUTING_DOMAINS:
+        domains = document.get("routing_domains") or []
+        for index, domain in enumerate(domains):
+            yield domains, index, to_plain(domain)
+    elif kind is VIRTUAL_SUBNETS:
+        for domain in document.get("routing_domains") or []:
+            subnets = domain.get("virtual_subnets") or []
+            for index, subnet in enumerate(subnets):
+                yield subnets, index, {"rdid": to_plain(domain.get("rdid")), **to_plain(subnet)}
+    else:
+        for name, node in (document.get("nodes") or {}).items():
+            addresses = node.get("provider_addresses") or []
+            for index, address in enumerate(addresses):
+                yield addresses, index, {"node": name, **to_plain(address)}
+
+
+def matches(entry: Mapping[str, Any], filters: Mapping[str, Any]) -> bool:
+    """Whether an entry has every filtered field, both sides in canonical form."""
+    return all(
+        field in entry and canonical(field, entry[field]) == canonical(field, value)
+        for field, value in filters.items()
+    )
+
+
+def find(policy_entries: Iterable[dict[str, Any]], filters: Mapping[str, Any]) -> list[dict]:
+    return [entry for entry in policy_entries if matches(entry, filters)]
+
+
+# ---------------------------------------------------------------- edits
+
+
+def add(kind: Kind, entry: Mapping[str, Any]) -> Edit:
+    """Append an entry; nested kinds go under the parent their ``rdid`` / ``node`` names."""
+
+    def edit(document: Any) -> dict[str, Any]:
+        fields = dict(entry)
+        if kind is VIRTUAL_SUBNETS:
+            parent = _parent(document, "routing_domains", "rdid", fields.pop("rdid", None))
+            target = _list(parent, "virtual_subnets")
+        elif kind is PROVIDER_ADDRESSES:
+            node = fields.pop("node", None)
+            nodes = document.get("nodes") or {}
+            if node not in nodes:
+                raise _no_parent("node", node, list(nodes))
+            target = _list(nodes[node], "provider_addresses")
+        else:
+            target = _list(document, kind.name.replace("-", "_"))
+        target.append(_mapping(fields, flow=kind.flow))
+        return dict(entry)
+
+    return edit
+
+
+def remove(kind: Kind, filters: Mapping[str, Any]) -> Edit:
+    """Remove every entry matching all the filters (no filter matches every entry:
+    the API asks for at least one); none matching is ``NotFound``."""
+
+    def edit(document: Any) -> list[dict[str, Any]]:
+        doomed = [(seq, i, e) for seq, i, e in _slots(document, kind) if matches(e, filters)]
+        if not doomed:
+            raise NotFound(f"no {kind.what} matches {_describe(filters)}")
+        for seq, index, _ in sorted(doomed, key=lambda d: d[1], reverse=True):
+            del seq[index]
+        return [entry for _, _, entry in doomed]
+
+    return edit
+
+
+def migrate(vm: str, pa: str, policy: Policy) -> Edit:
+    """A live migration in one step, as HNV does it: every lookup record of the VM
+    takes the new PA, and its port moves to the node that owns that PA."""
+    owners = [n.name for n in policy.nodes for a in n.provider_addresses if str(a.pa) == pa]
+    if not owners:
+        known = ", ".join(f"{a.pa} ({n.name})" for n in policy.nodes for a in n.provider_addresses)
+        raise NotFound(f"no node owns PA {pa} (provider addresses: {known or 'none'})")
+    target_node = owners[0]
+
+    def edit(document: Any) -> dict[str, Any]:
+        records = [r for r in document.get("lookup_records") or [] if r.get("vm") == vm]
+        if not records:
+            names = sorted({str(r.get("vm")) for r in document.get("lookup_records") or []})
+            raise NotFound(f"no lookup record names VM {vm!r} (VMs: {', '.join(names)})")
+        for record in records:
+            record["pa"] = pa
+        moved_from = None
+        for name, node in (document.get("nodes") or {}).items():
+            ports = node.get("ports") or []
+            for index, port in enumerate(ports):
+                if port.get("name") == vm and name != target_node:
+                    _list(document["nodes"][target_node], "ports").append(ports.pop(index))
+                    moved_from = name
+                    break
+        return {"vm": vm, "pa": pa, "node": target_node, "from_node": moved_from}
+
+    return edit
+
+
+def replace_all(new_document: Any) -> Edit:
+    """Swap the whole policy for another document (``nvgw apply``): its comments are
+    kept, as the file it came from had them; the revision is the store's to set."""
+
+    def edit(document: Any) -> None:
+        document.clear()
+        for key, value in new_document.items():
+            if key != "revision":
+                document[key] = value
+        if hasattr(new_document, "ca") and hasattr(document, "ca"):
+            document.ca.comment = new_document.ca.comment
+            document.ca.items.update(new_document.ca.items)
+
+    return edit
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _list(parent: Any, key: str) -> CommentedSeq:
+    if parent.get(key) is None:
+        parent[key] = CommentedSeq()
+    return parent[key]
+
+
+def _parent(document: Any, section: str, key: str, value: Any) -> Any:
+    candidates = document.get(section) or []
+    for candidate in candidates:
+        if value is not None and canonical(key, candidate.get(key)) == canonical(key, value):
+            return candidate
+    raise _no_parent(key, value, [str(c.get(key)) for c in candidates])
+
+
+def _no_parent(key: str, value: Any, known: list[str]) -> ConfigError:
+    message = f"no such {key}: add it first (known: {', '.join(known) or 'none'})"
+    return ConfigError([ConfigIssue(key, value, message)])
+
+
+def _mapping(fields: Mapping[str, Any], *, flow: bool) -> CommentedMap:
+    mapping = CommentedMap(fields)
+    if flow:
+        mapping.fa.set_flow_style()
+    return mapping
+
+
+def _describe(filters: Mapping[str, Any]) -> str:
+    return " ".join(f"{field}={value}" for field, value in filters.items())

@@ -1,0 +1,182 @@
+"""The policy store: the config file, changed one validated revision at a time.
+
+The ``--config`` file is the policy's only durable copy (no database, no second
+file). A change is made like this, under one lock:
+
+1. read the file as it is on disk now (another daemon sharing it, or SIGHUP after a
+   hand edit, may have moved it on) and check the caller's revision condition;
+2. apply the edit to the round-trip document, bump ``revision:``, and validate the
+   whole result with the config loader, then with the daemon's own checks
+   (``prepare``: IPv6 it cannot forward, provider addresses it cannot rebind);
+3. write it atomically and durably (temp file, fsync, rename, fsync the directory);
+4. only then swap it into the data plane (``commit``).
+
+A refusal at 1 or 2 leaves the file and the running policy exactly as they were; a
+crash after 3 comes back with the change, because the file already holds it. Steps 1
+to 3 run in a worker thread, so a large policy's parse and validation never stall the
+packet loop. Writers in this process queue on an anyio lock; daemons sharing one
+file (a lab) also take an flock on its directory, which the rename leaves in place.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Final, Generic, TypeVar
+
+import anyio
+
+from gateway.errors import ConfigError, ConfigIssue
+from gateway.policy import Policy, load_policy
+
+from .config_file import line_of, policy_from_document, read_document, to_plain, write_document
+from .edits import Edit
+
+LOCK_TIMEOUT_S: Final = 10.0
+Prepared = TypeVar("Prepared")
+
+
+class RevisionMismatch(Exception):
+    """The change was conditional on a revision the policy has moved past."""
+
+    def __init__(self, expected: int, actual: int) -> None:
+        super().__init__(
+            f"the policy is at revision {actual}, not {expected}: "
+            "read it again and retry against the new revision"
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class StoreBusy(Exception):
+    """Another writer held the file's lock for longer than we wait."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """An applied change: the new policy, and what the edit reports (the entry added,
+    the entries removed, where a VM went)."""
+
+    policy: Policy
+    result: Any
+
+
+class PolicyStore(Generic[Prepared]):
+    """One config file and the running policy read from it.
+
+    ``prepare`` turns a validated policy into what the daemon will swap in (and may
+    refuse it with a ConfigError); ``commit`` swaps it in. Both come from the daemon,
+    so the store knows nothing of data planes.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        prepare: Callable[[Policy], Prepared],
+        commit: Callable[[Prepared], Awaitable[None]],
+    ) -> None:
+        self.path = path
+        self._prepare = prepare
+        self._commit = commit
+        self._lock = anyio.Lock()
+        self.policy: Policy | None = None
+
+    async def load(self) -> Policy:
+        """Read, validate and swap in the file as it is (start-up and SIGHUP)."""
+        async with self._lock:
+            policy, prepared = await anyio.to_thread.run_sync(self.read)
+            await self._commit(prepared)
+            self.policy = policy
+            return policy
+
+    async def change(self, edit: Edit, if_revision: int | None = None) -> Accepted:
+        """Apply one edit as a new revision, or refuse it and change nothing.
+
+        Raises RevisionMismatch, NotFound (from the edit), ConfigError (the edited
+        policy is invalid, each issue with the path of the entry at fault), StoreBusy.
+        """
+        async with self._lock:
+            policy, prepared, result = await anyio.to_thread.run_sync(
+                self._edit_and_write, edit, if_revision
+            )
+            await self._commit(prepared)
+            self.policy = policy
+            return Accepted(policy, result)
+
+    # ------------------------------------------------ worker thread: no event loop here
+
+    def read(self) -> tuple[Policy, Prepared]:
+        """The file's policy, validated and prepared but not swapped in. What
+        ``prepare`` refuses is located in the file too (file and line per issue)."""
+        document = read_document(self.path)
+        policy = policy_from_document(document, self.path)
+        try:
+            return policy, self._prepare(policy)
+        except ConfigError as error:
+            name = str(self.path)
+            issues = [replace(i, file=name, line=line_of(document, i.path)) for i in error.issues]
+            raise ConfigError(issues) from None
+
+    def _edit_and_write(self, edit: Edit, if_revision: int | None) -> tuple[Policy, Prepared, Any]:
+        with _locked_directory(self.path.parent):
+            document = read_document(self.path)
+            current = policy_from_document(document, self.path)  # a broken file stops here
+            if if_revision is not None and if_revision != current.revision:
+                raise RevisionMismatch(if_revision, current.revision)
+            result = edit(document)
+            _set_revision(document, current.revision + 1)
+            policy = load_policy(to_plain(document))  # issues name the entry, not a line
+            prepared = self._prepare(policy)
+            write_document(self.path, document)
+            return policy, prepared, result
+
+
+def _set_revision(document: Any, revision: int) -> None:
+    if "revision" in document:
+        document["revision"] = revision
+    else:
+        document.insert(0, "revision", revision)
+
+
+@contextmanager
+def _locked_directory(directory: Path) -> Iterator[None]:
+    """An exclusive flock on the config's directory: the one thing every process
+    writing that file shares, since each write replaces the file's inode."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StoreBusy(
+                        f"another writer has held the lock on {directory} for "
+                        f"{LOCK_TIMEOUT_S:.0f} s; try again"
+                    ) from None
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)  # closing the fd releases the lock
+
+
+def refusal(error: ConfigError) -> list[dict[str, Any]]:
+    """A ConfigError's issues as JSON for the API's answers."""
+    return [_issue_json(issue) for issue in error.issues]
+
+
+def _issue_json(issue: ConfigIssue) -> dict[str, Any]:
+    out: dict[str, Any] = {"path": issue.path, "message": issue.message}
+    if issue.value is not None:
+        out["value"] = issue.value if isinstance(issue.value, int | str) else str(issue.value)
+    if issue.file:
+        out["file"] = issue.file
+    if issue.line:
+        out["line"] = issue.line
+    return out
