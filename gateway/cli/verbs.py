@@ -23,8 +23,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway.control.api_server import DEFAULT_SOCKET
-from gateway.control.client import ApiClient, ApiError, ApiUnreachable
+from gateway.control.client import DEFAULT_SOCKET, ApiClient, ApiError, ApiUnreachable
 
 console = Console(highlight=False, soft_wrap=True)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -24,7 +24,6 @@ from starlette.types import ASGIApp
 
 from .api import BearerToken
 
-DEFAULT_SOCKET: Final = Path("/run/nvgw/nvgw.sock")
 BACKLOG: Final = 64
 
 

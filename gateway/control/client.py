@@ -13,8 +13,7 @@ from typing import Any, Final
 
 import httpx
 
-from .api_server import DEFAULT_SOCKET
-
+DEFAULT_SOCKET: Final = Path("/run/nvgw/nvgw.sock")  # where `nvgw run` serves by default
 TIMEOUT_S: Final = 30.0  # a whole-policy change of 100,000 records validates in seconds
 
 

@@ -124,6 +124,8 @@ def add(kind: Kind, entry: Mapping[str, Any]) -> Edit:
             target = _list(nodes[node], "provider_addresses")
         else:
             target = _list(document, kind.name.replace("-", "_"))
+            if kind is ROUTING_DOMAINS:
+                fields.setdefault("virtual_subnets", CommentedSeq())  # added one by one
         target.append(_mapping(fields, flow=kind.flow))
         return dict(entry)
 
@@ -179,7 +181,8 @@ def replace_all(new_document: Any) -> Edit:
     kept, as the file it came from had them; the revision is the store's to set."""
 
     def edit(document: Any) -> None:
-        document.clear()
+        for key in list(document):
+            del document[key]
         for key, value in new_document.items():
             if key != "revision":
                 document[key] = value

@@ -35,7 +35,7 @@ from gateway.errors import ConfigError, ConfigIssue
 from gateway.policy import Policy, load_policy
 
 from .config_file import line_of, policy_from_document, read_document, to_plain, write_document
-from .edits import Edit
+from .edits import Edit, NotFound
 
 LOCK_TIMEOUT_S: Final = 10.0
 Prepared = TypeVar("Prepared")
@@ -85,6 +85,7 @@ class PolicyStore(Generic[Prepared]):
         self._commit = commit
         self._lock = anyio.Lock()
         self.policy: Policy | None = None
+        self.changes = {"applied": 0, "refused": 0}  # through change(), for /metrics
 
     async def load(self) -> Policy:
         """Read, validate and swap in the file as it is (start-up and SIGHUP)."""
@@ -101,11 +102,16 @@ class PolicyStore(Generic[Prepared]):
         policy is invalid, each issue with the path of the entry at fault), StoreBusy.
         """
         async with self._lock:
-            policy, prepared, result = await anyio.to_thread.run_sync(
-                self._edit_and_write, edit, if_revision
-            )
+            try:
+                policy, prepared, result = await anyio.to_thread.run_sync(
+                    self._edit_and_write, edit, if_revision
+                )
+            except (ConfigError, NotFound, RevisionMismatch, StoreBusy):
+                self.changes["refused"] += 1
+                raise
             await self._commit(prepared)
             self.policy = policy
+            self.changes["applied"] += 1
             return Accepted(policy, result)
 
     # ------------------------------------------------ worker thread: no event loop here

@@ -178,6 +178,7 @@ class HostDaemon:
                 lambda: self.dataplane.tables,
                 self._kernel_drops,
                 lambda: self.reloads,
+                lambda: self.store.changes,
             )
         )
         listeners = self._api_listeners()

@@ -199,12 +199,26 @@ class Lab:
         new_pa = plan.host(to_node).addresses[0].split("/")[0]
         with self.api(to_node) as api:
             answer = api.request("POST", "/v1/migrate", json={"vm": vm_name, "pa": new_pa})
-        for process in self.state().processes:
-            if process.node and process.node != to_node and is_same_process(process):
-                os.kill(process.pid, signal.SIGHUP)
+        revision = int(answer["revision"])
+        others = [
+            p for p in self.state().processes if p.node and p.node != to_node and is_same_process(p)
+        ]
+        for process in others:
+            os.kill(process.pid, signal.SIGHUP)
+        for process in others:
+            self._wait_for_revision(process.node, revision)
         _wait_for_link(vm.namespace, vm.name, TAP_APPEAR_TIMEOUT_S, gone=True)
         self.attach_vm(plan_lab(load_config(self.config_path), self.prefix).vm(vm_name))
-        return int(answer["revision"])
+        return revision
+
+    def _wait_for_revision(self, node: str, revision: int) -> None:
+        """Until the node's daemon runs ``revision`` (it re-reads the file on SIGHUP)."""
+        deadline = time.monotonic() + DAEMON_READY_TIMEOUT_S
+        with self.api(node) as api:
+            while api.request("GET", "/v1/health")["revision"] < revision:
+                if time.monotonic() > deadline:
+                    raise LabError(f"{node} did not apply revision {revision}: see its log")
+                time.sleep(0.005)
 
     # ---------------------------------------------------------------- down
 

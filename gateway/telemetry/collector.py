@@ -41,12 +41,14 @@ class DataplaneCollector(Collector):
         tables: Callable[[], HostTables],
         kernel_drops: Callable[[], int] = lambda: 0,
         reloads: Callable[[], dict[str, int]] = dict,
+        changes: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self._node = node
         self._counters = counters
         self._tables = tables
         self._kernel_drops = kernel_drops
         self._reloads = reloads
+        self._changes = changes
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         counters = self._counters
@@ -101,6 +103,15 @@ class DataplaneCollector(Collector):
         for result, count in sorted(self._reloads().items()):
             reloads.add_metric([result], count)
         yield reloads
+        changes = CounterMetricFamily(
+            "nvgw_policy_changes",
+            "Policy changes through the control API, by result: applied, or refused "
+            "(invalid, stale revision, nothing to remove; the policy kept)",
+            labels=["result"],
+        )
+        for result, count in sorted(self._changes().items()):
+            changes.add_metric([result], count)
+        yield changes
         yield CounterMetricFamily(
             "nvgw_kernel_rx_drops",
             "Provider frames the kernel dropped before nvgw could read them (receive ring full)",

@@ -49,12 +49,17 @@ def test_connectivity_is_what_the_policy_says(lab: Lab) -> None:
     assert cells["red1", "red2"].answered_by == "red2"
     # Red2's address, pinged from Blue, is answered by Blue's own VM of that address.
     assert cells["blue1", "red2"].answered_by == "blue2"
-    # And nvgw trace, the same data plane on the same policy, says what the lab did.
+    # And nvgw trace, the same data plane on the same policy, says what the lab did:
+    # from the file, and from the live policy of a running daemon through its API.
     policy = snapshot.policy
-    for (source, target), cell in cells.items():
-        address = str(plan.vm(target).address.ip)
-        if address != str(plan.vm(source).address.ip):  # a VM's own address never leaves it
+    with lab.api("host2") as api:
+        for (source, target), cell in cells.items():
+            address = str(plan.vm(target).address.ip)
+            if address == str(plan.vm(source).address.ip):  # a VM's own address stays in it
+                continue
             assert trace(policy, source, address).delivered_to == cell.answered_by, cell
+            live = api.request("POST", "/v1/trace", json={"from": source, "to": address})
+            assert live["delivered_to"] == cell.answered_by, (cell, live)
 
 
 def test_blue_never_reaches_red(lab: Lab) -> None:
@@ -180,8 +185,10 @@ def test_live_migration_keeps_a_ping_flowing(lab: Lab) -> None:
     assert revision == 1
     assert loss.first_reply < started and loss.last_reply > finished, "must span the move"
     assert loss.received > 0 and loss.loss_s <= 1.0, loss
-    host1 = lab.metrics("host1")
+    host1, host2 = lab.metrics("host1"), lab.metrics("host2")
     assert value(host1, "nvgw_policy_revision", node="host1") == 1
-    assert value(host1, "nvgw_policy_reloads_total", result="applied") == 1
+    assert value(host1, "nvgw_policy_changes_total", result="applied") == 1  # the API call
+    assert value(host2, "nvgw_policy_revision", node="host2") == 1
+    assert value(host2, "nvgw_policy_reloads_total", result="applied") == 1  # re-read the file
     assert to_vm(host1, "blue2", 5010) >= 2, "blue2's frames now come from host1's own TAP"
     assert ping(lab, "red1", "10.10.10.12"), "red2 stayed where it was"

@@ -1,0 +1,244 @@
+"""The policy store: a change is a new revision in the file, or nothing at all.
+
+Runs on both anyio backends against copies of the shipped configs; ``prepare`` and
+``commit`` are recorders standing in for the daemon's compile and swap.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from gateway.control import load_config, read_document
+from gateway.control import store as store_module
+from gateway.control.edits import (
+    CUSTOMER_ROUTES,
+    LOOKUP_RECORDS,
+    VIRTUAL_SUBNETS,
+    NotFound,
+    add,
+    migrate,
+    remove,
+)
+from gateway.control.store import PolicyStore, RevisionMismatch, StoreBusy
+from gateway.errors import ConfigError, ConfigIssue
+from gateway.policy import Policy
+
+pytestmark = pytest.mark.anyio
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+BLUE = "{11111111-2222-3333-4444-000000005010}"
+RED = "{11111111-2222-3333-4444-000000005011}"
+
+
+class Daemon:
+    """Records what the store hands over, like HostDaemon's prepare/commit."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        self.committed: list[int] = []
+        self.refuse = refuse
+
+    def prepare(self, policy: Policy) -> Policy:
+        if self.refuse and any(r.vm == self.refuse for r in policy.lookup_records):
+            raise ConfigError([ConfigIssue("lookup_records", self.refuse, "not on this node")])
+        return policy
+
+    async def commit(self, policy: Policy) -> None:
+        self.committed.append(policy.revision)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "two-hosts.yaml"
+    shutil.copyfile(CONFIGS / "two-hosts.yaml", path)
+    return path
+
+
+async def started(config: Path, daemon: Daemon | None = None) -> PolicyStore[Any]:
+    daemon = daemon or Daemon()
+    store = PolicyStore(config, daemon.prepare, daemon.commit)
+    await store.load()
+    return store
+
+
+def record(ca: str, mac: str, vm: str | None = None, vsid: int = 5010) -> dict[str, Any]:
+    entry = {"vsid": vsid, "ca": ca, "mac": mac, "pa": "198.18.0.2", "rule": "encap"}
+    return {**entry, "vm": vm} if vm else entry
+
+
+async def test_an_accepted_change_is_a_new_revision_in_the_file_comments_kept(config) -> None:
+    daemon = Daemon()
+    store = await started(config, daemon)
+    accepted = await store.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13")))
+    assert accepted.policy.revision == 1 and daemon.committed == [0, 1]
+    on_disk = load_config(config)
+    assert on_disk.revision == 1 and on_disk == store.policy == accepted.policy
+    assert any(str(r.ca) == "10.10.10.13" for r in on_disk.lookup_records)
+    text = config.read_text()
+    assert "# Seed lab 3: NVGRE across two hosts" in text  # the operator's comments stay
+    assert "New-NetVirtualizationLookupRecord" in text
+    assert "  - {vsid: 5010, ca: 10.10.10.13, mac: 00-00-00-00-00-13," in text  # file style
+
+
+INVALID_CHANGES = {
+    "CA outside its subnet": (
+        add(LOOKUP_RECORDS, record("10.10.11.13", "00-00-00-00-00-13")),
+        "lookup_records[4].ca",
+        "not inside",
+    ),
+    "VSID in two RDIDs": (
+        add(VIRTUAL_SUBNETS, {"rdid": RED, "vsid": 5010, "prefixes": ["10.10.30.0/24"]}),
+        "routing_domains[1].virtual_subnets[1].vsid",
+        "5010",
+    ),
+    "overlapping prefix": (
+        add(VIRTUAL_SUBNETS, {"rdid": BLUE, "vsid": 5012, "prefixes": ["10.10.10.128/25"]}),
+        "routing_domains[0].virtual_subnets[1].prefixes",
+        "overlap",
+    ),
+    "duplicate CA": (
+        add(LOOKUP_RECORDS, record("10.10.10.12", "00-00-00-00-00-13")),
+        "lookup_records[4]",
+        "10.10.10.12",
+    ),
+    "route to a VSID of another RDID": (
+        add(
+            CUSTOMER_ROUTES,
+            {"rdid": RED, "vsid": 5010, "destination": "10.10.10.0/24", "next_hop": "0.0.0.0"},
+        ),
+        "customer_routes[2]",
+        "",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", INVALID_CHANGES, ids=list(INVALID_CHANGES))
+async def test_an_invalid_change_is_refused_with_the_reason_and_changes_nothing(
+    config: Path, case: str
+) -> None:
+    edit, path, words = INVALID_CHANGES[case]
+    daemon = Daemon()
+    store = await started(config, daemon)
+    before = config.read_bytes()
+    with pytest.raises(ConfigError) as refused:
+        await store.change(edit)
+    issues = refused.value.issues
+    assert any(i.path.startswith(path) and words in f"{i.value} {i.message}" for i in issues), [
+        str(i) for i in issues
+    ]
+    assert config.read_bytes() == before
+    assert store.policy is not None and store.policy.revision == 0
+    assert daemon.committed == [0]
+
+
+async def test_what_the_node_refuses_is_not_written(config: Path) -> None:
+    store = await started(config, Daemon(refuse="blue3"))
+    before = config.read_bytes()
+    with pytest.raises(ConfigError, match="not on this node"):
+        await store.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13", "blue3")))
+    assert config.read_bytes() == before
+
+
+async def test_a_change_conditional_on_a_stale_revision_is_refused(config: Path) -> None:
+    store = await started(config)
+    await store.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13")), 0)
+    before = config.read_bytes()
+    with pytest.raises(RevisionMismatch) as stale:
+        await store.change(add(LOOKUP_RECORDS, record("10.10.10.14", "00-00-00-00-00-14")), 0)
+    assert (stale.value.expected, stale.value.actual) == (0, 1)
+    assert config.read_bytes() == before
+    accepted = await store.change(remove(LOOKUP_RECORDS, {"ca": "10.10.10.13"}), 1)
+    assert accepted.policy.revision == 2
+
+
+async def test_concurrent_writers_are_serialized_and_none_is_lost(config: Path) -> None:
+    daemon = Daemon()
+    store = await started(config, daemon)
+    revisions: list[int] = []
+
+    async def writer(n: int) -> None:
+        entry = record(f"10.10.10.{100 + n}", f"00-00-00-00-01-{n:02x}")
+        revisions.append((await store.change(add(LOOKUP_RECORDS, entry))).policy.revision)
+
+    async with anyio.create_task_group() as tg:
+        for n in range(12):
+            tg.start_soon(writer, n)
+    assert sorted(revisions) == list(range(1, 13))
+    assert daemon.committed == [0, *range(1, 13)]  # swapped in the order they were written
+    on_disk = load_config(config)
+    assert on_disk.revision == 12
+    assert {str(r.ca) for r in on_disk.lookup_records} >= {f"10.10.10.{100 + n}" for n in range(12)}
+
+
+async def test_two_daemons_sharing_a_file_build_on_each_other(config: Path) -> None:
+    one, two = await started(config), await started(config)
+    await one.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13")))
+    accepted = await two.change(add(LOOKUP_RECORDS, record("10.10.10.14", "00-00-00-00-00-14")))
+    assert accepted.policy.revision == 2
+    cas = {str(r.ca) for r in load_config(config).lookup_records}
+    assert {"10.10.10.13", "10.10.10.14"} <= cas
+
+
+async def test_a_writer_holding_the_lock_too_long_gets_busy_not_a_hang(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await started(config)
+    monkeypatch.setattr(store_module, "LOCK_TIMEOUT_S", 0.2)
+    fd = os.open(config.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(StoreBusy, match="held the lock"):
+            await store.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13")))
+    finally:
+        os.close(fd)
+
+
+async def test_removing_what_does_not_exist_is_not_found(config: Path) -> None:
+    store = await started(config)
+    before = config.read_bytes()
+    with pytest.raises(NotFound, match=r"no lookup record matches ca=10\.10\.10\.99"):
+        await store.change(remove(LOOKUP_RECORDS, {"ca": "10.10.10.99"}))
+    assert config.read_bytes() == before
+
+
+async def test_filters_match_in_canonical_form(config: Path) -> None:
+    store = await started(config)
+    await store.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13", "blue3")))
+    accepted = await store.change(
+        remove(LOOKUP_RECORDS, {"vsid": "5010", "mac": "00:00:00:00:00:13"})
+    )
+    assert [entry["vm"] for entry in accepted.result] == ["blue3"]
+
+
+async def test_migrate_moves_the_records_and_the_port_in_one_revision(config: Path) -> None:
+    store = await started(config)
+    assert store.policy is not None
+    accepted = await store.change(migrate("blue2", "198.18.0.1", store.policy))
+    assert accepted.result == {
+        "vm": "blue2",
+        "pa": "198.18.0.1",
+        "node": "host1",
+        "from_node": "host2",
+    }
+    policy = load_config(config)
+    assert policy.revision == 1
+    [blue2] = [r for r in policy.lookup_records if r.vm == "blue2"]
+    assert str(blue2.pa) == "198.18.0.1"
+    assert "blue2" in {p.name for p in policy.node("host1").ports}
+    assert "blue2" not in {p.name for p in policy.node("host2").ports}
+    with pytest.raises(NotFound, match=r"no node owns PA 198\.18\.9\.9"):
+        migrate("blue2", "198.18.9.9", policy)
+
+
+async def test_a_broken_file_on_disk_stops_changes_until_fixed(config: Path) -> None:
+    store = await started(config)
+    config.write_text(config.read_text().replace("vsid: 5010\n", "vsid: banana\n", 1))
+    with pytest.raises(ConfigError) as refused:
+        await store.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13")))
+    assert refused.value.issues[0].file == str(config) and refused.value.issues[0].line
+    assert read_document(config)["revision"] == 0

@@ -1,0 +1,344 @@
+"""Every control verb end to end: the `nvgw` command, a real daemon in a namespace the
+test makes, its Unix socket, its config file, and its data plane.
+
+The daemon runs host1 of the two-hosts config with its PA on a veth of its own and
+its VMs' TAPs left in its own namespace: enough to see a change reach the data plane
+(ARP for a CA is answered once its record exists, a migrated VM's TAP appears) with
+no lab around it. Once per backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scapy.layers.l2 import ARP, Ether
+from scapy.packet import raw
+
+from gateway.control import load_config
+from gateway.control.client import ApiClient
+from gateway.lab import netns
+from tests.conftest import require_root
+
+pytestmark = pytest.mark.netns
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+INJECT = Path(__file__).resolve().parents[1] / "lab" / "_inject.py"
+GREEN = "{11111111-2222-3333-4444-000000005099}"
+BLUE1_MAC = "00:00:00:00:00:11"
+
+
+class Daemon:
+    """One `nvgw run` in a namespace; started, killed and restarted by PID."""
+
+    def __init__(self, namespace: str, config: Path, socket_path: Path, backend: str) -> None:
+        self.namespace = namespace
+        self.config = config
+        self.socket = socket_path
+        self.backend = backend
+        self.process: subprocess.Popen[str] | None = None
+        self.log = config.with_suffix(".log")
+
+    def start(self) -> dict[str, Any]:
+        command = [
+            "ip", "netns", "exec", self.namespace,
+            sys.executable, "-m", "gateway", "run",
+            "-c", str(self.config), "--node", "host1", "--backend", self.backend,
+            "--metrics", "127.0.0.1:0", "--api", str(self.socket), "--ready-fd", "1",
+        ]  # fmt: skip
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+        line = self.process.stdout.readline()  # type: ignore[union-attr]
+        assert line, f"the daemon did not get ready: {self.log.read_text()[-2000:]}"
+        return json.loads(line)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=20)
+        self.process = None
+
+    def nvgw(self, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "gateway", *args, "--api", str(self.socket)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    def ok(self, *args: str) -> str:
+        result = self.nvgw(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.ok(*args, "--json"))
+
+    def api(self) -> ApiClient:
+        return ApiClient(self.socket)
+
+    def counters(self) -> dict[str, Any]:
+        with self.api() as api:
+            return api.request("GET", "/v1/counters")["counters"]
+
+    def has_link(self, name: str) -> bool:
+        return netns.has_link(self.namespace, name)
+
+
+@pytest.fixture(scope="module", params=["asyncio", "trio"])
+def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    require_root()
+    namespace = f"nvt-api{os.getpid() % 10000}{request.param[0]}"
+    directory = tmp_path_factory.mktemp(f"api-{request.param}")
+    config = directory / "two-hosts.yaml"
+    shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
+    running = Daemon(namespace, config, directory / "api.sock", request.param)
+    try:
+        netns.create(namespace)
+        for command in (
+            ["link", "add", "pa0", "type", "veth", "peer", "name", "pa0peer"],
+            ["addr", "add", "198.18.0.1/24", "dev", "pa0"],
+            ["link", "set", "pa0", "up"],
+            ["link", "set", "pa0peer", "up"],
+        ):
+            subprocess.run(["ip", "-n", namespace, *command], check=True)
+        running.start()
+        yield running
+    finally:
+        running.stop()
+        netns.remove(namespace)
+
+
+def arp_for(daemon: Daemon, ca: str) -> dict[str, int]:
+    """blue1 asks who has CA (written into its TAP, as the VM would); returns how the
+    daemon's ARP counters moved."""
+    subprocess.run(["ip", "-n", daemon.namespace, "link", "set", "blue1", "up"], check=True)
+    before = daemon.counters()
+    frame = Ether(src=BLUE1_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(
+        op=1, hwsrc=BLUE1_MAC, psrc="10.10.10.11", pdst=ca
+    )
+    subprocess.run(
+        ["ip", "netns", "exec", daemon.namespace, sys.executable, str(INJECT), "blue1"],
+        input=raw(frame).hex().encode(),
+        check=True,
+        timeout=20,
+    )
+    deadline = time.monotonic() + 5
+    while True:
+        after = daemon.counters()
+        moved = {
+            "replies": after["arp_replies"] - before["arp_replies"],
+            "unanswered": after["drops"].get("arp_unanswered", 0)
+            - before["drops"].get("arp_unanswered", 0),
+        }
+        if any(moved.values()) or time.monotonic() > deadline:
+            return moved
+        time.sleep(0.02)
+
+
+def wait_link(daemon: Daemon, name: str, present: bool) -> bool:
+    deadline = time.monotonic() + 5
+    while daemon.has_link(name) != present:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_the_socket_is_0600_and_admits_root_only(daemon: Daemon) -> None:
+    assert (daemon.socket.stat().st_mode & 0o777) == 0o600
+    with daemon.api() as api:
+        assert api.request("GET", "/v1/health")["status"] == "ok"
+    pid = os.fork()
+    if pid == 0:  # the child becomes nobody and tries the socket
+        code = 3
+        try:
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(str(daemon.socket))
+            code = 0  # connected: the socket let a non-root user in
+        except PermissionError:
+            code = 13
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 13
+
+
+def test_lookup_record_verbs_reach_the_data_plane(daemon: Daemon) -> None:
+    records = daemon.json("lookup-record", "get", "--vsid", "5010")
+    assert {r["vm"] for r in records} == {"blue1", "blue2"}
+    assert arp_for(daemon, "10.10.10.13") == {"replies": 0, "unanswered": 1}
+    out = daemon.ok(
+        "lookup-record", "add", "--vsid", "5010", "--ca", "10.10.10.13",
+        "--mac", "00-00-00-00-00-13", "--pa", "198.18.0.2", "--vm", "blue3",
+    )  # fmt: skip
+    assert "added lookup-record" in out
+    assert arp_for(daemon, "10.10.10.13") == {"replies": 1, "unanswered": 0}
+    [found] = daemon.json("lookup-record", "get", "--mac", "00:00:00:00:00:13")
+    assert found["vm"] == "blue3" and found["pa"] == "198.18.0.2"
+    table = daemon.ok("lookup-record", "get", "--ca", "10.10.10.13")
+    assert "blue3" in table and "198.18.0.2" in table
+    removed = daemon.json("lookup-record", "remove", "--vm", "blue3")
+    assert [r["ca"] for r in removed] == ["10.10.10.13"]
+    assert arp_for(daemon, "10.10.10.13") == {"replies": 0, "unanswered": 1}
+
+
+def test_routing_domain_subnet_and_route_verbs(daemon: Daemon) -> None:
+    daemon.ok("routing-domain", "add", "--rdid", GREEN, "--name", "green")
+    daemon.ok("virtual-subnet", "add", "--rdid", GREEN, "--vsid", "5099",
+              "--prefix", "10.99.0.0/24", "--prefix", "fd00:99::/64")  # fmt: skip
+    daemon.ok("customer-route", "add", "--rdid", GREEN, "--vsid", "5099",
+              "--destination", "10.99.0.0/24", "--metric", "255")  # fmt: skip
+    [domain] = daemon.json("routing-domain", "get", "--name", "green")
+    assert domain["virtual_subnets"] == [5099]
+    [subnet] = daemon.json("virtual-subnet", "get", "--vsid", "5099")
+    assert subnet["prefixes"] == ["10.99.0.0/24", "fd00:99::/64"] and subnet["rdid"] == GREEN
+    [route] = daemon.json("customer-route", "get", "--vsid", "5099")
+    assert route["next_hop"] == "0.0.0.0" and route["metric"] == 255
+    policy = load_config(daemon.config)
+    assert policy.rdid_of(5099) == GREEN
+    # A domain still holding a subnet, a subnet still routed: the loader refuses.
+    refused = daemon.nvgw("virtual-subnet", "remove", "--vsid", "5099")
+    assert refused.returncode == 1 and "customer_routes" in refused.stderr
+    daemon.ok("customer-route", "remove", "--vsid", "5099")
+    daemon.ok("virtual-subnet", "remove", "--vsid", "5099")
+    daemon.ok("routing-domain", "remove", "--rdid", GREEN.upper())
+    assert daemon.json("routing-domain", "get", "--rdid", GREEN) == []
+
+
+def test_provider_address_verbs_and_what_a_running_node_refuses(daemon: Daemon) -> None:
+    daemon.ok("provider-address", "add", "--node", "host2", "--interface", "pa0",
+              "--pa", "198.18.0.22", "--prefix-length", "24")  # fmt: skip
+    pas = daemon.json("provider-address", "get", "--node", "host2")
+    assert {p["pa"] for p in pas} == {"198.18.0.2", "198.18.0.22"}
+    daemon.ok("provider-address", "remove", "--pa", "198.18.0.22")
+    before = daemon.config.read_bytes()
+    refused = daemon.nvgw("provider-address", "add", "--node", "host1", "--interface", "pa0",
+                          "--pa", "198.18.0.11", "--prefix-length", "24")  # fmt: skip
+    assert refused.returncode == 1 and "restart the daemon" in refused.stderr
+    assert daemon.config.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["lookup-record", "add", "--vsid", "5010", "--ca", "10.10.11.13",
+          "--mac", "00-00-00-00-00-13", "--pa", "198.18.0.2"], "not inside"),
+        (["virtual-subnet", "add", "--rdid", "{11111111-2222-3333-4444-000000005011}",
+          "--vsid", "5010", "--prefix", "10.10.30.0/24"], "5010"),
+        (["virtual-subnet", "add", "--rdid", "{11111111-2222-3333-4444-000000005010}",
+          "--vsid", "5012", "--prefix", "10.10.10.128/25"], "overlap"),
+    ],
+    ids=["CA outside its subnet", "VSID in two RDIDs", "overlapping prefix"],
+)  # fmt: skip
+def test_an_invalid_change_leaves_the_file_and_policy_as_they_were(
+    daemon: Daemon, args: list[str], reason: str
+) -> None:
+    before_file = daemon.config.read_bytes()
+    with daemon.api() as api:
+        before = api.request("GET", "/v1/policy")
+    refused = daemon.nvgw(*args)
+    assert refused.returncode == 1
+    assert "refused: the policy would be invalid" in refused.stderr and reason in refused.stderr
+    assert daemon.config.read_bytes() == before_file
+    with daemon.api() as api:
+        assert api.request("GET", "/v1/policy") == before
+
+
+def test_migrate_moves_the_port_here_and_back(daemon: Daemon) -> None:
+    assert not daemon.has_link("blue2")
+    out = daemon.ok("migrate", "--vm", "blue2", "--pa", "198.18.0.1")
+    assert "blue2 now at PA 198.18.0.1 on node host1" in out
+    assert wait_link(daemon, "blue2", present=True)
+    trace = daemon.json("trace", "--from", "blue1", "--to", "10.10.10.12")
+    assert trace["delivered_to"] == "blue2"
+    assert "encapsulate" not in [hop["step"] for hop in trace["hops"]]
+    stale = daemon.nvgw("migrate", "--vm", "blue2", "--pa", "198.18.0.2", "--if-revision", "0")
+    assert stale.returncode == 1 and "not 0" in stale.stderr
+    daemon.ok("migrate", "--vm", "blue2", "--pa", "198.18.0.2")
+    assert wait_link(daemon, "blue2", present=False)
+    trace = daemon.json("trace", "--from", "blue1", "--to", "10.10.10.12")
+    [encap] = [hop["detail"] for hop in trace["hops"] if hop["step"] == "encapsulate"]
+    assert "PA 198.18.0.1 -> 198.18.0.2" in encap and trace["delivered_to"] == "blue2"
+
+
+def test_apply_dry_run_then_apply(daemon: Daemon) -> None:
+    before = daemon.config.read_bytes()
+    dry = daemon.nvgw("apply", "--dry-run", str(CONFIGS / "routing.yaml"))
+    assert dry.returncode == 1, dry.stderr
+    assert "+ virtual subnet 5012" in dry.stdout and "would change" in dry.stdout
+    assert daemon.config.read_bytes() == before
+    same = daemon.nvgw("apply", "--dry-run", str(daemon.config))
+    assert same.returncode == 0 and "no difference" in same.stdout
+    applied = daemon.ok("apply", str(CONFIGS / "routing.yaml"))
+    assert "applied: policy revision" in applied
+    trace = daemon.json("trace", "--from", "blue1", "--to", "10.10.20.13")
+    assert trace["delivered_to"] == "blue3"
+    assert any("5012" in hop["detail"] for hop in trace["hops"])
+    assert "Seed lab 3 (two-hosts.yaml) never routes" in daemon.config.read_text()
+    daemon.ok("apply", str(CONFIGS / "two-hosts.yaml"))
+
+
+def test_concurrent_writers_each_get_their_own_revision(daemon: Daemon) -> None:
+    start = load_config(daemon.config).revision
+    command = [sys.executable, "-m", "gateway", "lookup-record", "add", "--vsid", "5010",
+               "--pa", "198.18.0.2", "--api", str(daemon.socket), "--json"]  # fmt: skip
+    writers = [
+        subprocess.Popen(
+            [*command, "--ca", f"10.10.10.{200 + n}", "--mac", f"00-00-00-00-02-{n:02x}"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(6)
+    ]
+    revisions = [json.loads(w.communicate(timeout=60)[0])["revision"] for w in writers]
+    assert sorted(revisions) == list(range(start + 1, start + 7))
+    cas = {str(r.ca) for r in load_config(daemon.config).lookup_records}
+    assert {f"10.10.10.{200 + n}" for n in range(6)} <= cas
+    with daemon.api() as api:
+        for n in range(6):
+            api.request("DELETE", "/v1/lookup-records", params={"ca": f"10.10.10.{200 + n}"})
+
+
+def test_sigkill_right_after_an_accepted_change_comes_back_with_it(daemon: Daemon) -> None:
+    record = {"vsid": 5010, "ca": "10.10.10.77", "mac": "00-00-00-00-00-77",
+              "pa": "198.18.0.2", "rule": "encap", "vm": "blue7"}  # fmt: skip
+    with daemon.api() as api:
+        revision = api.request("POST", "/v1/lookup-records", json=record)["revision"]
+    daemon.stop(signal.SIGKILL)  # no chance to flush anything after answering
+    assert daemon.socket.exists()  # left behind by the kill: the restart must cope
+    ready = daemon.start()
+    assert ready["revision"] == revision
+    [back] = daemon.json("lookup-record", "get", "--vm", "blue7")
+    assert back["ca"] == "10.10.10.77"
+    daemon.ok("lookup-record", "remove", "--vm", "blue7")
+
+
+def test_an_unreachable_api_is_a_clear_error(daemon: Daemon, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "lookup-record", "get", "--api", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "cannot reach the nvgw API" in result.stderr and "nvgw run" in result.stderr
+
+
+def iter_lines(path: Path) -> Iterator[dict[str, Any]]:
+    for line in path.read_text().splitlines():
+        if line.startswith("{"):
+            yield json.loads(line)
+
+
+def test_changes_are_logged_with_their_revision(daemon: Daemon) -> None:
+    applied = [e for e in iter_lines(daemon.log) if e.get("event") == "policy applied"]
+    assert applied and all(isinstance(e["revision"], int) for e in applied)
