@@ -8,6 +8,7 @@ any is not, 2 for a usage error, typer's); ``nvgw run`` runs one node of a confi
 from __future__ import annotations
 
 import enum
+import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -16,8 +17,9 @@ import typer
 from rich.console import Console
 
 from gateway.cli import verbs
+from gateway.cli.import_hnv import import_hnv_command
 from gateway.control import load_config
-from gateway.control.api_server import DEFAULT_SOCKET
+from gateway.control.client import DEFAULT_SOCKET
 from gateway.errors import ConfigError
 from gateway.policy import Policy
 
@@ -174,6 +176,7 @@ def trace_command(
     api: verbs.ApiOpt = DEFAULT_SOCKET,
     url: verbs.UrlOpt = None,
     token_file: verbs.TokenOpt = None,
+    json_out: verbs.JsonOpt = False,
 ) -> None:
     """What the data plane does with one packet, hop by hop.
 
@@ -198,6 +201,9 @@ def trace_command(
             raise typer.Exit(1) from None
         hops = [{"node": h.node, "step": h.what, "detail": h.detail} for h in traced.hops]
         result = {"hops": hops, "delivered_to": traced.delivered_to, "dropped": traced.dropped}
+    if json_out:
+        console.print_json(json.dumps(result))
+        return
     table = Table("node", "step", "what", title=f"{source} -> {destination} ({protocol})")
     for hop in result["hops"]:
         table.add_row(hop["node"], hop["step"], hop["detail"])
@@ -274,6 +280,7 @@ def policy_diff(
 verbs.register(app)
 app.command()(verbs.migrate)
 app.command()(verbs.apply)
+app.command("import-hnv")(import_hnv_command)
 
 
 def _add_lab() -> None:

@@ -1,0 +1,128 @@
+"""``nvgw import-hnv``: a config file from a Windows HNV deployment's JSON exports.
+
+The output goes to stdout (or ``--output``), so warnings and errors go to stderr:
+a redirected import never mixes them into the YAML. Nothing is written unless the
+whole import is valid, and ``--output`` is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from ruamel.yaml.comments import CommentedMap
+
+from gateway.control import new_yaml, write_document
+from gateway.control.hnv_import import (
+    Export,
+    NodeSpec,
+    import_hnv,
+    parse_nodes,
+    read_export,
+)
+from gateway.errors import ConfigError, ConfigIssue
+
+
+def import_hnv_command(
+    lookup_records: Annotated[
+        Path,
+        typer.Option(
+            "--lookup-records",
+            metavar="FILE",
+            help="Get-NetVirtualizationLookupRecord | ConvertTo-Json output.",
+        ),
+    ],
+    customer_routes: Annotated[
+        Path | None,
+        typer.Option(
+            "--customer-routes",
+            metavar="FILE",
+            help="Get-NetVirtualizationCustomerRoute | ConvertTo-Json output: its on-link "
+            "routes give the virtual subnets their prefixes.",
+        ),
+    ] = None,
+    provider_addresses: Annotated[
+        Path | None,
+        typer.Option(
+            "--provider-addresses",
+            metavar="FILE",
+            help="Get-NetVirtualizationProviderAddress | ConvertTo-Json output: prefix "
+            "lengths and VLANs of the nodes' PAs.",
+        ),
+    ] = None,
+    nodes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--node",
+            metavar="NAME=PA[,PA]",
+            help="A node and its provider addresses (PA or PA/LENGTH); repeat per node. "
+            "It gets a port for each record whose PA it owns.",
+        ),
+    ] = None,
+    interface: Annotated[
+        str, typer.Option("--interface", help="The nodes' provider interface.")
+    ] = "pa0",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Write here instead of stdout."),
+    ] = None,
+) -> None:
+    """Build a config file from Windows HNV exports (ConvertTo-Json output)."""
+    stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        document, warnings = _import(
+            lookup_records, customer_routes, provider_addresses, nodes or [], interface
+        )
+    except ConfigError as error:
+        for issue in error.issues:
+            stderr.print(str(issue), markup=False)
+        raise typer.Exit(1) from None
+    for warning in warnings:
+        stderr.print(f"warning: {warning}", markup=False)
+    if output is None:
+        new_yaml().dump(document, sys.stdout)
+        return
+    try:
+        write_document(output, document)
+    except OSError as error:
+        message = f"nvgw import-hnv: cannot write {output}: {error.strerror or error}"
+        stderr.print(message, markup=False)
+        raise typer.Exit(1) from None
+
+
+def _import(
+    records_path: Path,
+    routes_path: Path | None,
+    addresses_path: Path | None,
+    node_texts: list[str],
+    interface: str,
+) -> tuple[CommentedMap, list[str]]:
+    """Every file read and every --node parsed before giving up, so that one run
+    shows all that needs fixing."""
+    issues: list[ConfigIssue] = []
+    records = _read(records_path, issues)
+    routes = _read(routes_path, issues)
+    addresses = _read(addresses_path, issues)
+    specs: list[NodeSpec] = []
+    try:
+        specs = parse_nodes(node_texts)
+    except ConfigError as error:
+        issues.extend(error.issues)
+    if issues or records is None:  # no records only when reading them added an issue
+        raise ConfigError(issues)
+    return import_hnv(records, routes, specs, provider_addresses=addresses, interface=interface)
+
+
+def _read(path: Path | None, issues: list[ConfigIssue]) -> Export | None:
+    """The export at ``path``; None when none was given, or when it cannot be used
+    (its issues are added)."""
+    if path is None:
+        return None
+    try:
+        return Export(str(path), read_export(path))
+    except ConfigError as error:
+        issues.extend(error.issues)
+        return None
