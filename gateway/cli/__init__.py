@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -74,6 +76,21 @@ def _print_issues(console: Console, error: ConfigError) -> None:
     """Every problem, one per line: file:line: path = value: message."""
     for issue in error.issues:
         console.print(str(issue), markup=False)
+
+
+@contextmanager
+def _exit_1_on(*errors: type[Exception], command: str) -> Iterator[None]:
+    """Exit 1 with what the user needs: every config issue, or the error's message."""
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        yield
+    except ConfigError as error:
+        _print_issues(console, error)
+        raise typer.Exit(1) from None
+    except errors as error:
+        message = getattr(error, "strerror", None) or error
+        console.print(f"nvgw {command}: {message}", markup=False)
+        raise typer.Exit(1) from None
 
 
 def _summary(console: Console, name: str, policy: Policy) -> None:
@@ -149,15 +166,9 @@ def run(
                 os.write(ready_fd, ready_line(ready))
                 os.close(ready_fd)
 
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
-        anyio.run(serve, backend=backend.value)
-    except ConfigError as error:
-        _print_issues(console, error)
-        raise typer.Exit(1) from None
-    except OSError as error:
-        console.print(f"nvgw run: {error.strerror or error}", markup=False)
-        raise typer.Exit(1) from None
+        with _exit_1_on(OSError, command="run"):
+            anyio.run(serve, backend=backend.value)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
@@ -191,16 +202,9 @@ def trace_command(
         body |= {"sport": src_port, "dport": dst_port}
         result = verbs.trace_live(verbs.Target(api, url, token_file), body)
     else:
-        try:
-            traced = trace(load_config(config), source, destination, protocol, src_port, dst_port)
-        except ConfigError as error:
-            _print_issues(console, error)
-            raise typer.Exit(1) from None
-        except TraceError as error:
-            console.print(f"nvgw trace: {error}", markup=False)
-            raise typer.Exit(1) from None
-        hops = [{"node": h.node, "step": h.what, "detail": h.detail} for h in traced.hops]
-        result = {"hops": hops, "delivered_to": traced.delivered_to, "dropped": traced.dropped}
+        with _exit_1_on(TraceError, command="trace"):
+            policy = load_config(config)
+            result = trace(policy, source, destination, protocol, src_port, dst_port).as_json()
     if json_out:
         console.print_json(json.dumps(result))
         return

@@ -135,10 +135,7 @@ class _Handlers:
             raise BadRequest(f"sport and dport are integers, not {ports}")
         vm, to, proto = str(body["from"]), str(body["to"]), str(body.get("proto", "icmp"))
         result = trace(self.policy, vm, to, proto, ports["sport"], ports["dport"])
-        hops = [{"node": h.node, "step": h.what, "detail": h.detail} for h in result.hops]
-        return self._answer(
-            {"hops": hops, "delivered_to": result.delivered_to, "dropped": result.dropped}
-        )
+        return self._answer(result.as_json())
 
     def lister(self, kind: Kind) -> Handler:
         async def get(request: Request) -> JSONResponse:

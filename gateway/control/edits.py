@@ -33,34 +33,24 @@ class NotFound(LookupError):
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of entry the API manages: where it sits in the document, the fields
-    that identify an entry to an admin, and the fields a filter may use."""
+    """One kind of entry the API manages: its names, and the fields a filter may use."""
 
     name: str  # as in the URL and the CLI: lookup-records
     what: str  # as in messages: lookup record
-    identity: tuple[str, ...]
     filters: tuple[str, ...]
     flow: bool  # written on one line ({vsid: ..., ca: ...}) like the shipped files
 
 
 LOOKUP_RECORDS = Kind(
-    "lookup-records",
-    "lookup record",
-    ("vsid", "ca"),
-    ("vsid", "ca", "mac", "pa", "vm", "rule"),
-    True,
+    "lookup-records", "lookup record", ("vsid", "ca", "mac", "pa", "vm", "rule"), True
 )
 CUSTOMER_ROUTES = Kind(
-    "customer-routes",
-    "customer route",
-    ("rdid", "vsid", "destination", "next_hop"),
-    ("rdid", "vsid", "destination", "next_hop"),
-    False,
+    "customer-routes", "customer route", ("rdid", "vsid", "destination", "next_hop"), False
 )
-VIRTUAL_SUBNETS = Kind("virtual-subnets", "virtual subnet", ("vsid",), ("rdid", "vsid"), False)
-ROUTING_DOMAINS = Kind("routing-domains", "routing domain", ("rdid",), ("rdid", "name"), False)
+VIRTUAL_SUBNETS = Kind("virtual-subnets", "virtual subnet", ("rdid", "vsid"), False)
+ROUTING_DOMAINS = Kind("routing-domains", "routing domain", ("rdid", "name"), False)
 PROVIDER_ADDRESSES = Kind(
-    "provider-addresses", "provider address", ("node", "pa"), ("node", "pa", "interface"), True
+    "provider-addresses", "provider address", ("node", "pa", "interface"), True
 )
 KINDS = (LOOKUP_RECORDS, CUSTOMER_ROUTES, VIRTUAL_SUBNETS, ROUTING_DOMAINS, PROVIDER_ADDRESSES)
 

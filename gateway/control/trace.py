@@ -69,6 +69,11 @@ class Trace:
     def add(self, node: str, what: str, detail: str) -> None:
         self.hops.append(Hop(node, what, detail))
 
+    def as_json(self) -> dict[str, Any]:
+        """The API's and ``nvgw trace --json``'s form."""
+        hops = [{"node": h.node, "step": h.what, "detail": h.detail} for h in self.hops]
+        return {"hops": hops, "delivered_to": self.delivered_to, "dropped": self.dropped}
+
 
 class _Recorder:
     """A mapping the data plane reads through, noting each lookup in the trace."""

@@ -85,4 +85,4 @@ def test_nvgw_trace_prints_the_hops_and_the_verdict() -> None:
         text=True,
         timeout=60,
     )
-    assert bad.returncode == 1 and "no VM port named 'nobody'" in bad.stdout
+    assert bad.returncode == 1 and "no VM port named 'nobody'" in bad.stderr
