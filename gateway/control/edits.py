@@ -109,7 +109,7 @@ def add(kind: Kind, entry: Mapping[str, Any]) -> Edit:
         elif kind is PROVIDER_ADDRESSES:
             node = fields.pop("node", None)
             nodes = document.get("nodes") or {}
-            if node not in nodes:
+            if not isinstance(node, str) or node not in nodes:
                 raise _no_parent("node", node, list(nodes))
             target = _list(nodes[node], "provider_addresses")
         else:

@@ -208,6 +208,7 @@ class HostDaemon:
                     "ports": sorted(self.taps),
                     "revision": snapshot.revision,
                     "api": str(self.api.socket) if self.api and self.api.socket else None,
+                    "api_tcp": _tcp_address(listeners),
                 }
                 log.info("ready", **ready)
                 task_status.started(ready)
@@ -436,6 +437,15 @@ def _bind_or_explain(pa: bytes, interface: str | None) -> socket.socket:
             f"cannot bind NVGRE PA {address}: {error.strerror}; the PA must be an address "
             f"of this namespace (ip addr add {address}/LEN dev {interface or 'IFACE'})",
         ) from None
+
+
+def _tcp_address(listeners: list[socket.socket]) -> str | None:
+    """Where the API listens on TCP (the port the kernel chose, for port 0)."""
+    for sock in listeners:
+        if sock.family != socket.AF_UNIX:
+            host, port = sock.getsockname()[:2]
+            return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return None
 
 
 def ready_line(ready: dict) -> bytes:

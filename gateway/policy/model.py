@@ -14,7 +14,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, PlainValidator, Strict
 
@@ -114,19 +114,26 @@ def _int_range(low: int, high: int, what: str) -> AfterValidator:
 
 
 Vsid = Annotated[int, Strict(), AfterValidator(parse_vsid)]
-Address = Annotated[IPAddress, PlainValidator(parse_ip)]
-ProviderIP = Annotated[IPAddress, PlainValidator(parse_provider_ip)]
-Prefix = Annotated[IPNetwork, PlainValidator(parse_prefix)]
-MacAddress = Annotated[Mac, PlainValidator(parse_mac)]
-Rdid = Annotated[str, PlainValidator(parse_rdid)]
-IfName = Annotated[str, PlainValidator(parse_ifname)]
-Label = Annotated[str, PlainValidator(parse_label)]
+Address = Annotated[IPAddress, PlainValidator(parse_ip, json_schema_input_type=str)]
+ProviderIP = Annotated[IPAddress, PlainValidator(parse_provider_ip, json_schema_input_type=str)]
+Prefix = Annotated[IPNetwork, PlainValidator(parse_prefix, json_schema_input_type=str)]
+MacAddress = Annotated[Mac, PlainValidator(parse_mac, json_schema_input_type=str)]
+Rdid = Annotated[str, PlainValidator(parse_rdid, json_schema_input_type=str)]
+IfName = Annotated[str, PlainValidator(parse_ifname, json_schema_input_type=str)]
+Label = Annotated[str, PlainValidator(parse_label, json_schema_input_type=str)]
 RuleField = Annotated[
-    Rule, PlainValidator(_enum_parser("rule", _RULES, "must be 'encap' or 'nat'"))
+    Rule,
+    PlainValidator(
+        _enum_parser("rule", _RULES, "must be 'encap' or 'nat'"),
+        json_schema_input_type=Literal["encap", "nat"],
+    ),
 ]
 TypeField = Annotated[
     RecordType,
-    PlainValidator(_enum_parser("type", _TYPES, "must be 'static', 'l2only' or 'gateway'")),
+    PlainValidator(
+        _enum_parser("type", _TYPES, "must be 'static', 'l2only' or 'gateway'"),
+        json_schema_input_type=Literal["static", "l2only", "gateway"],
+    ),
 ]
 
 
@@ -203,8 +210,8 @@ class Port(_Frozen):
 class Node(_Frozen):
     """One daemon of the deployment; its name is its key under ``nodes:``."""
 
-    name: Annotated[str, PlainValidator(parse_node_name)]
-    role: Annotated[NodeRole, PlainValidator(_parse_role)]
+    name: Annotated[str, PlainValidator(parse_node_name, json_schema_input_type=str)]
+    role: Annotated[NodeRole, PlainValidator(_parse_role, json_schema_input_type=Literal["host"])]
     provider_addresses: tuple[ProviderAddress, ...] = ()
     ports: tuple[Port, ...] = ()
 

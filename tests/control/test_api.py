@@ -3,17 +3,22 @@ answers, status codes and headers a client relies on, and the file behind them."
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.routing import Route
 
 from gateway.control import load_config
 from gateway.control.api import OPENAPI, BearerToken, build_api, counters_json
+from gateway.control.edits import KINDS
 from gateway.control.store import PolicyStore
 from gateway.dataplane import Counters
 from gateway.errors import Drop
@@ -218,6 +223,8 @@ async def test_the_openapi_document_describes_every_route(api) -> None:
             assert method.lower() in served["paths"][route.path], (method, route.path)
     record = served["components"]["schemas"]["lookup-records"]
     assert set(record["required"]) == {"vsid", "ca", "mac", "pa", "rule"}
+    assert record["properties"]["ca"]["type"] == "string"
+    assert record["properties"]["rule"]["enum"] == ["encap", "nat"]
 
 
 async def test_a_bearer_token_guards_tcp(config: Path) -> None:
@@ -237,3 +244,56 @@ async def test_a_bearer_token_guards_tcp(config: Path) -> None:
             "/v1/health", headers={"Authorization": "Bearer s3cret-token-of-enough-length"}
         )
         assert right.status_code == 200
+
+
+# ---------------------------------------------------------------- hostile input
+
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=40)
+    | st.sampled_from(["10.10.10.13", "198.18.0.2", "00-00-00-00-00-13", BLUE, "encap", "::"])
+)
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3), max_leaves=6)
+
+
+def _bodies(kind_name: str) -> st.SearchStrategy[Any]:
+    known = list(OPENAPI["components"]["schemas"][kind_name]["properties"])
+    keys = st.sampled_from([*known, "color", ""])
+    return st.dictionaries(keys, VALUES, max_size=8) | VALUES
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_no_body_makes_the_api_fail_or_half_apply(tmp_path_factory, data) -> None:
+    """Whatever arrives, the answer is a 2xx or 4xx with a reason, and the file changes
+    only with a 2xx."""
+    config = tmp_path_factory.mktemp("fuzz") / "two-hosts.yaml"
+    shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
+    kind = data.draw(st.sampled_from(KINDS))
+    body = data.draw(_bodies(kind.name))
+    query = data.draw(st.dictionaries(st.sampled_from([*kind.filters, "x"]), st.text(max_size=12)))
+
+    async def exchange() -> httpx.Response:
+        async def swap(policy: Any) -> None:
+            pass
+
+        store: PolicyStore[Any] = PolicyStore(config, lambda policy: policy, swap)
+        await store.load()
+        transport = httpx.ASGITransport(app=build_api(store, "host1", dict))
+        async with httpx.AsyncClient(transport=transport, base_url="http://nvgw") as client:
+            if data.draw(st.booleans()):
+                # Python's encoder, not httpx's: NaN and Infinity must reach the API too.
+                return await client.post(f"/v1/{kind.name}", content=json.dumps(body))
+            return await client.delete(f"/v1/{kind.name}", params=query)
+
+    before = config.read_bytes()
+    answer = anyio.run(exchange)
+    assert answer.status_code in (200, 201, 400, 404, 422), answer.text
+    assert answer.json().get("error") or answer.status_code < 300
+    if answer.status_code >= 300:
+        assert config.read_bytes() == before
+    else:
+        load_config(config)  # what was accepted is a valid config

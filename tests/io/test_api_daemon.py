@@ -47,6 +47,9 @@ class Daemon:
         self.backend = backend
         self.process: subprocess.Popen[str] | None = None
         self.log = config.with_suffix(".log")
+        self.token_file = config.with_name("token")
+        self.token_file.write_text("a-token-long-enough-to-count\n")
+        self.ready: dict[str, Any] = {}
 
     def start(self) -> dict[str, Any]:
         command = [
@@ -54,12 +57,14 @@ class Daemon:
             sys.executable, "-m", "gateway", "run",
             "-c", str(self.config), "--node", "host1", "--backend", self.backend,
             "--metrics", "127.0.0.1:0", "--api", str(self.socket), "--ready-fd", "1",
+            "--api-tcp", "127.0.0.1:0", "--api-token-file", str(self.token_file),
         ]  # fmt: skip
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
         line = self.process.stdout.readline()  # type: ignore[union-attr]
         assert line, f"the daemon did not get ready: {self.log.read_text()[-2000:]}"
-        return json.loads(line)
+        self.ready = json.loads(line)
+        return self.ready
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -170,6 +175,19 @@ def test_the_socket_is_0600_and_admits_root_only(daemon: Daemon) -> None:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 13
+
+
+def test_over_tcp_the_api_wants_the_bearer_token(daemon: Daemon) -> None:
+    url = f"http://{daemon.ready['api_tcp']}"
+    in_namespace = ["ip", "netns", "exec", daemon.namespace, sys.executable, "-m", "gateway"]
+    get = [*in_namespace, "lookup-record", "get", "--vm", "blue1", "--json", "--url", url]
+    with_token = subprocess.run(
+        [*get, "--token-file", str(daemon.token_file)], capture_output=True, text=True, timeout=60
+    )
+    assert with_token.returncode == 0, with_token.stderr
+    assert [r["ca"] for r in json.loads(with_token.stdout)] == ["10.10.10.11"]
+    without = subprocess.run(get, capture_output=True, text=True, timeout=60)
+    assert without.returncode == 1 and "bearer token is required" in without.stderr
 
 
 def test_lookup_record_verbs_reach_the_data_plane(daemon: Daemon) -> None:
