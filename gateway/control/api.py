@@ -19,6 +19,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
+import structlog
 from pydantic import BaseModel
 from ruamel.yaml.error import YAMLError
 from starlette.applications import Starlette
@@ -44,6 +45,7 @@ from .entries import listing, policy_json
 from .store import Accepted, PolicyStore, RevisionMismatch, StoreBusy, refusal
 from .trace import TraceError, trace
 
+log = structlog.get_logger("nvgw.api")
 API_VERSION: Final = "v1"
 MAX_BODY: Final = 64 * 1024 * 1024  # a whole policy of 100,000 records fits
 
@@ -170,8 +172,21 @@ class _Handlers:
         report: Callable[[Any], dict[str, Any]],
         status: int = 200,
     ) -> JSONResponse:
-        accepted: Accepted = await self.store.change(edit, _if_match(request))
-        return self._answer(report(accepted.result), status)
+        """Apply an edit, and leave an audit trail of every attempt in the log."""
+        what = {"method": request.method, "path": request.url.path}
+        if request.url.query:
+            what["query"] = request.url.query
+        try:
+            accepted: Accepted = await self.store.change(edit, _if_match(request))
+        except ConfigError as error:
+            log.warning("policy change refused", **what, issues=[str(i) for i in error.issues])
+            raise
+        except (NotFound, RevisionMismatch, StoreBusy) as error:
+            log.warning("policy change refused", **what, reason=str(error))
+            raise
+        answer = report(accepted.result)
+        log.info("policy changed", **what, revision=accepted.policy.revision, **answer)
+        return self._answer(answer, status)
 
 
 def counters_json(counters: Counters) -> dict[str, Any]:

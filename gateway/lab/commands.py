@@ -191,7 +191,8 @@ def _migrate_under_ping(lab: Lab, plan: LabPlan, spec: str) -> bool:
     loss = stream.stop()
     within = loss.loss_s <= MAX_MIGRATION_LOSS_S
     console.print(
-        f"\nlive migration of {name} to {host} (revision {revision}) took {took * 1000:.0f} ms; "
+        f"\nlive migration of {name} to {host} through its API (revision {revision}) "
+        f"took {took * 1000:.0f} ms; "
         f"a ping from {peer.name} every {loss.interval_s * 1000:.0f} ms lost {loss.lost} of "
         f"{loss.sent} echoes, {loss.loss_s * 1000:.0f} ms without replies "
         + ("(within 1 s)" if within else "(MORE than 1 s)")

@@ -357,6 +357,16 @@ def iter_lines(path: Path) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
 
 
-def test_changes_are_logged_with_their_revision(daemon: Daemon) -> None:
-    applied = [e for e in iter_lines(daemon.log) if e.get("event") == "policy applied"]
-    assert applied and all(isinstance(e["revision"], int) for e in applied)
+def test_every_change_and_refusal_leaves_an_audit_line(daemon: Daemon) -> None:
+    events = list(iter_lines(daemon.log))
+    changed = [e for e in events if e.get("event") == "policy changed"]
+    assert {(e["method"], e["path"]) for e in changed} >= {
+        ("POST", "/v1/lookup-records"),
+        ("DELETE", "/v1/lookup-records"),
+        ("POST", "/v1/migrate"),
+        ("PUT", "/v1/policy"),
+    }
+    assert all(isinstance(e["revision"], int) for e in changed)
+    refused = [e for e in events if e.get("event") == "policy change refused"]
+    assert any("not inside" in " ".join(e.get("issues", [])) for e in refused)
+    assert any("not 0" in e.get("reason", "") for e in refused)  # the stale --if-revision
