@@ -370,3 +370,29 @@ def test_every_change_and_refusal_leaves_an_audit_line(daemon: Daemon) -> None:
     refused = [e for e in events if e.get("event") == "policy change refused"]
     assert any("not inside" in " ".join(e.get("issues", [])) for e in refused)
     assert any("not 0" in e.get("reason", "") for e in refused)  # the stale --if-revision
+
+
+def test_a_windows_export_imports_and_applies_to_the_live_daemon(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """Moving over from Windows: the lab-3 export, imported, then diffed against and
+    applied to the running daemon: the only difference is what Windows never knew."""
+    from tests.control.test_hnv_import import LAB3_RECORDS, LAB3_ROUTES, write_export
+
+    records = write_export(tmp_path / "lr.json", LAB3_RECORDS, "utf-16-le-bom")
+    routes = write_export(tmp_path / "cr.json", LAB3_ROUTES)
+    imported = tmp_path / "imported.yaml"
+    subprocess.run(
+        [sys.executable, "-m", "gateway", "import-hnv", "--lookup-records", str(records),
+         "--customer-routes", str(routes), "--node", "host1=198.18.0.1/24",
+         "--node", "host2=198.18.0.2/24", "-o", str(imported)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    dry = daemon.nvgw("apply", "--dry-run", str(imported))
+    assert dry.returncode == 1, dry.stderr
+    changes = [line for line in dry.stdout.splitlines() if line[:2] in ("+ ", "- ", "~ ")]
+    assert len(changes) == 2 and all(c.startswith("~ routing domain") for c in changes), changes
+    assert all("name" in c for c in changes)  # blue and red: Windows exports no names
+    daemon.ok("apply", str(imported))
+    assert load_config(daemon.config).routing_domains[0].name is None
+    daemon.ok("apply", str(CONFIGS / "two-hosts.yaml"))
