@@ -183,7 +183,8 @@ def _migrate_under_ping(lab: Lab, plan: LabPlan, spec: str) -> bool:
     if peer is None:
         raise LabError(f"{name} has no peer in its VSID to ping it during the migration")
     stream = PingStream(peer, str(vm.address.ip))
-    time.sleep(1.0)  # a steady stream before the move, to see the gap in it
+    stream.wait_flowing()
+    time.sleep(0.5)  # a steady stream before the move, to see the gap in it
     started = time.monotonic()
     revision = lab.migrate(name, host)
     took = time.monotonic() - started

@@ -10,14 +10,17 @@ the host's daemon from the source VSID's lookup records, never by another tenant
 from __future__ import annotations
 
 import itertools
+import os
+import select
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.lab.plan import LabPlan, VmPlan
+from gateway.lab.plan import LabError, LabPlan, VmPlan
 from gateway.policy import Snapshot
 
 PING_TIMEOUT_S = 2
@@ -199,14 +202,30 @@ class PingStream:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        self._head = b""  # what wait_flowing() read before stop() reads the rest
 
     @property
     def pid(self) -> int:
         return self._process.pid
 
+    def wait_flowing(self, timeout_s: float = 10.0) -> None:
+        """Return at the first reply, so that what is measured next (a migration)
+        starts with the stream flowing, however slowly the machine started it."""
+        fd = self._process.stdout.fileno()  # type: ignore[union-attr]
+        deadline = time.monotonic() + timeout_s
+        while b"bytes from" not in self._head:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                raise LabError(f"no reply to the ping stream within {timeout_s:.0f} s")
+            chunk = os.read(fd, 4096)  # raw reads: the text wrapper stays empty
+            if not chunk:
+                raise LabError(f"ping stopped before any reply: {self._head.decode()}")
+            self._head += chunk
+
     def stop(self) -> PingLoss:
         self._process.send_signal(signal.SIGINT)  # ping prints its summary
-        out, _ = self._process.communicate(timeout=10)
+        rest, _ = self._process.communicate(timeout=10)
+        out = self._head.decode() + rest
         replies = [
             float(line[1 : line.index("]")])
             for line in out.splitlines()

@@ -175,7 +175,8 @@ def test_live_migration_keeps_a_ping_flowing(lab: Lab) -> None:
     _, plan = lab.plan()
     stream = PingStream(plan.vm("blue1"), "10.10.10.12", interval_s=0.01)
     try:
-        assert ping(lab, "red1", "10.10.10.12")  # the stream is flowing by now
+        stream.wait_flowing()
+        assert ping(lab, "red1", "10.10.10.12")
         started = time.time()
         revision = lab.migrate("blue2", "host1")
         finished = time.time()
