@@ -40,6 +40,7 @@ lint: venv
 ## host_forwarding.py needs root and 2 CPUs; it installs netsniff-ng (trafgen) when missing.
 bench: venv
 	$(BIN)/python bench/snapshot_build.py
+	$(BIN)/python bench/api_change.py
 	$(BIN)/python bench/host_forwarding.py
 
 clean:

@@ -3,11 +3,12 @@
 The ``--config`` file is the policy's only durable copy (no database, no second
 file). A change is made like this, under one lock:
 
-1. read the file as it is on disk now (another daemon sharing it, or SIGHUP after a
-   hand edit, may have moved it on) and check the caller's revision condition;
-2. apply the edit to the round-trip document, bump ``revision:``, and validate the
-   whole result with the config loader, then with the daemon's own checks
-   (``prepare``: IPv6 it cannot forward, provider addresses it cannot rebind);
+1. take the file as it is on disk now (another daemon sharing it, or a hand edit,
+   may have moved it on: it is parsed again if so) and check the caller's revision
+   condition;
+2. apply the edit to a plain copy, bump ``revision:``, and validate the whole result
+   with the config loader, then with the daemon's own checks (``prepare``: IPv6 it
+   cannot forward, provider addresses it cannot rebind); then to the document;
 3. write it atomically and durably (temp file, fsync, rename, fsync the directory);
 4. only then swap it into the data plane (``commit``).
 
@@ -85,15 +86,17 @@ class PolicyStore(Generic[Prepared]):
         self._commit = commit
         self._lock = anyio.Lock()
         self.policy: Policy | None = None
+        self._document: Any = None  # the round-trip document the running policy came from
+        self._identity: tuple[int, ...] | None = None  # the file's, when read or written
         self.changes = {"applied": 0, "refused": 0}  # through change(), for /metrics
 
     async def load(self) -> Policy:
         """Read, validate and swap in the file as it is (start-up and SIGHUP)."""
         async with self._lock:
-            policy, prepared = await anyio.to_thread.run_sync(self.read)
-            await self._commit(prepared)
-            self.policy = policy
-            return policy
+            loaded = await anyio.to_thread.run_sync(self._read)
+            await self._commit(loaded.prepared)
+            self._keep(loaded)
+            return loaded.policy
 
     async def change(self, edit: Edit, if_revision: int | None = None) -> Accepted:
         """Apply one edit as a new revision, or refuse it and change nothing.
@@ -103,43 +106,79 @@ class PolicyStore(Generic[Prepared]):
         """
         async with self._lock:
             try:
-                policy, prepared, result = await anyio.to_thread.run_sync(
-                    self._edit_and_write, edit, if_revision
-                )
+                written = await anyio.to_thread.run_sync(self._edit_and_write, edit, if_revision)
             except (ConfigError, NotFound, RevisionMismatch, StoreBusy):
                 self.changes["refused"] += 1
                 raise
-            await self._commit(prepared)
-            self.policy = policy
+            await self._commit(written.prepared)
+            self._keep(written)
             self.changes["applied"] += 1
-            return Accepted(policy, result)
+            return Accepted(written.policy, written.result)
+
+    def _keep(self, state: _FileState[Prepared]) -> None:
+        self.policy = state.policy
+        self._document, self._identity = state.document, state.identity
 
     # ------------------------------------------------ worker thread: no event loop here
 
     def read(self) -> tuple[Policy, Prepared]:
         """The file's policy, validated and prepared but not swapped in. What
         ``prepare`` refuses is located in the file too (file and line per issue)."""
+        loaded = self._read()
+        return loaded.policy, loaded.prepared
+
+    def _read(self) -> _FileState[Prepared]:
+        identity = _identity(self.path)  # before reading: a later write then differs
         document = read_document(self.path)
         policy = policy_from_document(document, self.path)
         try:
-            return policy, self._prepare(policy)
+            prepared = self._prepare(policy)
         except ConfigError as error:
             name = str(self.path)
             issues = [replace(i, file=name, line=line_of(document, i.path)) for i in error.issues]
             raise ConfigError(issues) from None
+        return _FileState(policy, prepared, document, identity)
 
-    def _edit_and_write(self, edit: Edit, if_revision: int | None) -> tuple[Policy, Prepared, Any]:
+    def _edit_and_write(self, edit: Edit, if_revision: int | None) -> _FileState[Prepared]:
+        """The edit is tried on a plain copy first and validated; only a valid change
+        touches the round-trip document, which therefore never holds a refused one.
+        The file is parsed again only if it changed since this store last read or
+        wrote it (a hand edit, another daemon): parsing YAML is the slow part."""
         with _locked_directory(self.path.parent):
-            document = read_document(self.path)
-            current = policy_from_document(document, self.path)  # a broken file stops here
-            if if_revision is not None and if_revision != current.revision:
-                raise RevisionMismatch(if_revision, current.revision)
-            result = edit(document)
-            _set_revision(document, current.revision + 1)
-            policy = load_policy(to_plain(document))  # issues name the entry, not a line
+            if self._document is not None and _identity(self.path) == self._identity:
+                assert self.policy is not None
+                document, revision = self._document, self.policy.revision
+            else:
+                document = read_document(self.path)
+                revision = policy_from_document(document, self.path).revision  # broken: stop
+            if if_revision is not None and if_revision != revision:
+                raise RevisionMismatch(if_revision, revision)
+            trial = to_plain(document)
+            result = edit(trial)
+            trial["revision"] = revision + 1
+            policy = load_policy(to_plain(trial))  # issues name the entry, not a line
             prepared = self._prepare(policy)
+            edit(document)
+            _set_revision(document, revision + 1)
             write_document(self.path, document)
-            return policy, prepared, result
+            return _FileState(policy, prepared, document, _identity(self.path), result)
+
+
+@dataclass(frozen=True)
+class _FileState(Generic[Prepared]):
+    """A policy as read from or written to the file, and what the store keeps of it."""
+
+    policy: Policy
+    prepared: Prepared
+    document: Any
+    identity: tuple[int, ...]
+    result: Any = None
+
+
+def _identity(path: Path) -> tuple[int, ...]:
+    """What changes when anyone replaces or rewrites the file."""
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _set_revision(document: Any, revision: int) -> None:

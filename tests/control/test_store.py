@@ -134,6 +134,10 @@ async def test_an_invalid_change_is_refused_with_the_reason_and_changes_nothing(
     assert config.read_bytes() == before
     assert store.policy is not None and store.policy.revision == 0
     assert daemon.committed == [0]
+    # Nothing of the refused change lingers to ride along with the next one.
+    await store.change(add(LOOKUP_RECORDS, record("10.10.10.50", "00-00-00-00-00-50")))
+    assert load_config(config) == (await started(config)).policy
+    assert len(load_config(config).lookup_records) == 5
 
 
 async def test_what_the_node_refuses_is_not_written(config: Path) -> None:
@@ -173,6 +177,15 @@ async def test_concurrent_writers_are_serialized_and_none_is_lost(config: Path) 
     on_disk = load_config(config)
     assert on_disk.revision == 12
     assert {str(r.ca) for r in on_disk.lookup_records} >= {f"10.10.10.{100 + n}" for n in range(12)}
+
+
+async def test_a_hand_edit_between_changes_is_built_upon(config: Path) -> None:
+    store = await started(config)
+    await store.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13")))
+    config.write_text(config.read_text().replace("metric: 255", "metric: 100", 1))
+    accepted = await store.change(add(LOOKUP_RECORDS, record("10.10.10.14", "00-00-00-00-00-14")))
+    assert accepted.policy.customer_routes[0].metric == 100
+    assert load_config(config).customer_routes[0].metric == 100
 
 
 async def test_two_daemons_sharing_a_file_build_on_each_other(config: Path) -> None:
