@@ -145,6 +145,10 @@ def run(
     api_token_file: Annotated[
         Path | None, typer.Option(help="A file holding the bearer token for --api-tcp.")
     ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(help="Once set up, run as this user with CAP_NET_ADMIN and CAP_NET_RAW only."),
+    ] = None,
 ) -> None:
     """Run one node of a config.
 
@@ -157,7 +161,7 @@ def run(
 
     configure_logging(log_level)
     listen = None if no_api else ApiListen(api, api_tcp, api_token_file)
-    daemon = HostDaemon(config, node, metrics, provider_rx.value, listen)
+    daemon = HostDaemon(config, node, metrics, provider_rx.value, listen, user)
 
     async def serve() -> None:
         async with anyio.create_task_group() as tg:

@@ -42,7 +42,7 @@ from gateway.policy import (
 from .config_file import new_yaml
 from .edits import KINDS, Kind, NotFound, add, find, migrate, remove, replace_all
 from .entries import listing, policy_json
-from .store import Accepted, PolicyStore, RevisionMismatch, StoreBusy, refusal
+from .store import Accepted, ApplyError, PolicyStore, RevisionMismatch, StoreBusy, refusal
 from .trace import TraceError, trace
 
 log = structlog.get_logger("nvgw.api")
@@ -184,6 +184,9 @@ class _Handlers:
         except (NotFound, RevisionMismatch, StoreBusy) as error:
             log.warning("policy change refused", **what, reason=str(error))
             raise
+        except ApplyError as error:
+            log.error("policy change saved but not fully applied", **what, reason=str(error))
+            raise
         answer = report(accepted.result)
         log.info("policy changed", **what, revision=accepted.policy.revision, **answer)
         return self._answer(answer, status)
@@ -278,6 +281,10 @@ async def _busy(request: Request, error: Exception) -> JSONResponse:
     return _error(503, str(error))
 
 
+async def _partly_applied(request: Request, error: Exception) -> JSONResponse:
+    return _error(500, f"the change is saved and in force, but {error}")
+
+
 EXCEPTION_HANDLERS: Final[dict[Any, Any]] = {
     BadRequest: _bad_request,
     TraceError: _bad_request,
@@ -285,6 +292,7 @@ EXCEPTION_HANDLERS: Final[dict[Any, Any]] = {
     RevisionMismatch: _stale,
     ConfigError: _invalid,
     StoreBusy: _busy,
+    ApplyError: _partly_applied,
 }
 
 

@@ -5,7 +5,9 @@ the daemon's user, so the kernel lets only that user and root connect (the check
 SO_PEERCRED would repeat; hypercorn gives the app no handle on the connection to
 repeat it with). A stale socket left by a crash is replaced; a live one, answered by
 another daemon, is refused rather than stolen. TCP is opt-in and needs a bearer
-token read from a file (never from the command line, where ``ps`` shows it).
+token read from a file (never from the command line, where ``ps`` shows it). Both
+hypercorn backends are imported up front: after the daemon drops to its own user,
+the Python installation may no longer be readable.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import stat
 from pathlib import Path
 from typing import Final
 
+import anyio
+import hypercorn.asyncio
+import hypercorn.trio
 import sniffio
 from hypercorn.config import Config
 from starlette.types import ASGIApp
@@ -122,20 +127,14 @@ async def serve(app: ASGIApp, sock: socket.socket) -> None:
     config.accesslog = None
     config.graceful_timeout = 1.0
     if sniffio.current_async_library() == "trio":
-        from hypercorn.trio import serve as serve_trio
-
-        await serve_trio(app, config, shutdown_trigger=_forever)  # type: ignore[arg-type]
+        await hypercorn.trio.serve(app, config, shutdown_trigger=_forever)  # type: ignore[arg-type]
     else:
-        from hypercorn.asyncio import serve as serve_asyncio
-
-        await serve_asyncio(app, config, shutdown_trigger=_forever)  # type: ignore[arg-type]
+        await hypercorn.asyncio.serve(app, config, shutdown_trigger=_forever)  # type: ignore[arg-type]
 
 
 async def _forever() -> None:
     """Stop only by cancellation (the daemon's task group): with no trigger, hypercorn
     would install SIGINT/SIGTERM handlers of its own over the daemon's."""
-    import anyio
-
     await anyio.sleep_forever()
 
 

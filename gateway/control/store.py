@@ -54,6 +54,11 @@ class RevisionMismatch(Exception):
         self.actual = actual
 
 
+class ApplyError(Exception):
+    """The change is saved and in force, but the node could not apply all of it (a
+    TAP it could not create): the message says what is missing and why."""
+
+
 class StoreBusy(Exception):
     """Another writer held the file's lock for longer than we wait."""
 
@@ -94,15 +99,18 @@ class PolicyStore(Generic[Prepared]):
         """Read, validate and swap in the file as it is (start-up and SIGHUP)."""
         async with self._lock:
             loaded = await anyio.to_thread.run_sync(self._read)
-            await self._commit(loaded.prepared)
-            self._keep(loaded)
+            try:
+                await self._commit(loaded.prepared)
+            finally:
+                self._keep(loaded)
             return loaded.policy
 
     async def change(self, edit: Edit, if_revision: int | None = None) -> Accepted:
         """Apply one edit as a new revision, or refuse it and change nothing.
 
         Raises RevisionMismatch, NotFound (from the edit), ConfigError (the edited
-        policy is invalid, each issue with the path of the entry at fault), StoreBusy.
+        policy is invalid, each issue with the path of the entry at fault), StoreBusy;
+        ApplyError from ``commit`` once the change is saved and swapped in.
         """
         async with self._lock:
             try:
@@ -110,9 +118,11 @@ class PolicyStore(Generic[Prepared]):
             except (ConfigError, NotFound, RevisionMismatch, StoreBusy):
                 self.changes["refused"] += 1
                 raise
-            await self._commit(written.prepared)
-            self._keep(written)
-            self.changes["applied"] += 1
+            try:
+                await self._commit(written.prepared)
+            finally:  # the file has it, and the data plane runs it, even if partly
+                self._keep(written)
+                self.changes["applied"] += 1
             return Accepted(written.policy, written.result)
 
     def _keep(self, state: _FileState[Prepared]) -> None:

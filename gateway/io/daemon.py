@@ -14,6 +14,7 @@ a policy. A refused file is logged with every problem and the old policy stays.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -39,10 +40,11 @@ from gateway.control.api_server import (
     read_token,
 )
 from gateway.control.api_server import serve as serve_api
-from gateway.control.store import PolicyStore
+from gateway.control.store import ApplyError, PolicyStore
 from gateway.dataplane import Counters, HostDataplane, HostTables
 from gateway.errors import ConfigError, ConfigIssue, Drop
 from gateway.io.output import FdOutput
+from gateway.io.privileges import become, check_access, lookup_user
 from gateway.io.provider import link_mac, link_mtu, open_gre_socket, open_link
 from gateway.io.ring import ReceiveRing, attach_drop_all
 from gateway.io.tap import Tap
@@ -55,6 +57,7 @@ BATCH: Final = 64
 MAX_DATAGRAM: Final = 65535  # an IPv4 datagram's largest size: never truncate
 DROP_SUMMARY_INTERVAL_S: Final = 10.0
 PROVIDER_RX: Final = ("ring", "socket")  # how NVGRE is received: AF_PACKET ring, raw socket
+CAPABILITIES_KEPT: Final = ("CAP_NET_ADMIN", "CAP_NET_RAW")  # io/privileges.py says why
 
 log = structlog.get_logger("nvgw")
 
@@ -127,6 +130,7 @@ class HostDaemon:
         metrics_listen: str = "127.0.0.1:0",
         provider_rx: str = "ring",
         api: ApiListen | None = None,
+        user: str | None = None,
     ) -> None:
         if provider_rx not in PROVIDER_RX:
             raise ValueError(f"provider_rx is one of {', '.join(PROVIDER_RX)}")
@@ -135,6 +139,7 @@ class HostDaemon:
         self.metrics_listen = metrics_listen
         self.provider_rx = provider_rx
         self.api = api
+        self.user = user
         self.store = PolicyStore(config, self._prepare, self._commit)
         self.rings: list[ReceiveRing] = []
         self.reloads = {"applied": 0, "refused": 0}
@@ -155,6 +160,9 @@ class HostDaemon:
     # ---------------------------------------------------------------- lifecycle
 
     async def run(self, *, task_status: TaskStatus[dict] = anyio.TASK_STATUS_IGNORED) -> None:
+        ids = lookup_user(self.user) if self.user else None
+        if ids is not None:
+            check_access(*ids, self.config, api=self.api is not None)
         await self.store.load()
         snapshot, self._first = self._first, None
         assert snapshot is not None
@@ -195,6 +203,8 @@ class HostDaemon:
                     tg.start_soon(self._read_socket, self.link, self._link_handler)
                 for port in self.dataplane.tables.ports:
                     await tg.start(self._serve_port, port.name, port.mac, port.mtu)
+                if ids is not None:  # everything only root may open is open: drop it
+                    self._become(*ids)
                 tg.start_soon(self._signals, tg.cancel_scope)
                 tg.start_soon(self._drop_summaries)
                 app = build_api(self.store, self.node, lambda: counters_json(self.counters))
@@ -209,6 +219,7 @@ class HostDaemon:
                     "revision": snapshot.revision,
                     "api": str(self.api.socket) if self.api and self.api.socket else None,
                     "api_tcp": _tcp_address(listeners),
+                    "uid": os.getuid(),
                 }
                 log.info("ready", **ready)
                 task_status.started(ready)
@@ -266,6 +277,9 @@ class HostDaemon:
             )
             self.reloads["refused"] += 1
             return False
+        except ApplyError:  # in force, but a port unserved: logged where it failed
+            self.reloads["applied"] += 1
+            return False
         self.reloads["applied"] += 1
         return True
 
@@ -314,18 +328,36 @@ class HostDaemon:
             listeners.append(bind_tcp(self.api.tcp))
         return listeners
 
+    def _become(self, uid: int, gid: int) -> None:
+        if self.api is not None and self.api.socket is not None:
+            os.chown(self.api.socket, uid, gid)  # the socket admits its owner and root
+        become(uid, gid)
+        log.info("privileges dropped", user=self.user, uid=uid, capabilities=CAPABILITIES_KEPT)
+
     def _unlink_api_socket(self) -> None:
         if self.api is not None and self.api.socket is not None:
-            self.api.socket.unlink(missing_ok=True)
+            # As the daemon's user it may not own the directory: the next start clears it.
+            with contextlib.suppress(PermissionError):
+                self.api.socket.unlink(missing_ok=True)
 
     async def _reconcile_ports(self, tables: HostTables) -> None:
+        """Close the TAPs of ports gone, create those of ports new. A TAP that cannot
+        be created leaves its port unserved (its frames count as port_down) and the
+        others served; the caller hears which, and why."""
         wanted = tables.port_by_name
         for name in [name for name in self.taps if name not in wanted]:
             self._port_scopes.pop(name).cancel()  # its task closes the TAP
+        failed = []
         for name, port in wanted.items():
             if name not in self.taps:
                 assert self._tg is not None
-                await self._tg.start(self._serve_port, name, port.mac, port.mtu)
+                try:
+                    await self._tg.start(self._serve_port, name, port.mac, port.mtu)
+                except OSError as error:
+                    failed.append(str(error.strerror or error))
+        if failed:
+            log.error("ports not served", errors=failed)
+            raise ApplyError("; ".join(failed))
 
     # ---------------------------------------------------------------- readers
 

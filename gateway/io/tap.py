@@ -22,7 +22,10 @@ class Tap:
     __slots__ = ("device", "fd", "name")
 
     def __init__(self, name: str, mac: bytes, mtu: int) -> None:
-        self.device = TunTapDevice(name=name, flags=IFF_TAP | IFF_NO_PI)
+        try:
+            self.device = TunTapDevice(name=name, flags=IFF_TAP | IFF_NO_PI)
+        except OSError as error:
+            raise OSError(error.errno, f"cannot create TAP {name}: {error.strerror}") from None
         self.name = name
         self.device.hwaddr = bytes(mac)
         self.device.mtu = mtu

@@ -26,7 +26,7 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import raw
 
 from gateway.control import load_config
-from gateway.control.client import ApiClient
+from gateway.control.client import ApiClient, ApiError
 from gateway.lab import netns
 from tests.conftest import require_root
 
@@ -395,4 +395,31 @@ def test_a_windows_export_imports_and_applies_to_the_live_daemon(
     assert all("name" in c for c in changes)  # blue and red: Windows exports no names
     daemon.ok("apply", str(imported))
     assert load_config(daemon.config).routing_domains[0].name is None
+    daemon.ok("apply", str(CONFIGS / "two-hosts.yaml"))
+
+
+def test_a_port_the_node_cannot_create_is_reported_not_hidden(daemon: Daemon) -> None:
+    """A VM port named like an interface that already exists (not a TAP): the change
+    is valid and saved, the other ports keep working, and the answer says what failed."""
+    text = (CONFIGS / "two-hosts.yaml").read_text()
+    text = text.replace(
+        "  - {vsid: 5010, ca: 10.10.10.12,",
+        "  - {vsid: 5010, ca: 10.10.10.13, mac: 00-00-00-00-00-13, pa: 198.18.0.1, rule: encap,"
+        " vm: pa0peer}\n  - {vsid: 5010, ca: 10.10.10.12,",
+    ).replace(
+        "      - {name: red1, vsid: 5011, mac: 00-00-00-00-00-21}",
+        "      - {name: red1, vsid: 5011, mac: 00-00-00-00-00-21}\n"
+        "      - {name: pa0peer, vsid: 5010, mac: 00-00-00-00-00-13}",
+    )
+    with daemon.api() as api:
+        before = api.request("GET", "/v1/health")["revision"]
+        with pytest.raises(ApiError) as failed:
+            api.request("PUT", "/v1/policy", content=text.encode())
+        assert failed.value.status == 500
+        assert "saved and in force" in str(failed.value) and "cannot create TAP pa0peer" in str(
+            failed.value
+        )
+        assert api.request("GET", "/v1/health")["revision"] == before + 1
+        assert api.request("GET", "/v1/lookup-records", params={"vm": "pa0peer"})["items"]
+    assert daemon.has_link("blue1") and daemon.has_link("red1")
     daemon.ok("apply", str(CONFIGS / "two-hosts.yaml"))
