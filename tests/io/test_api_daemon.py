@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,8 +26,11 @@ from scapy.packet import raw
 
 from gateway.control import load_config
 from gateway.control.client import ApiClient, ApiError
+from gateway.io.privileges import lookup_user
 from gateway.lab import netns
 from tests.conftest import require_root
+
+from ._host import connects_as, host_namespace
 
 pytestmark = pytest.mark.netns
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -104,14 +106,7 @@ def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
     running = Daemon(namespace, config, directory / "api.sock", request.param)
     try:
-        netns.create(namespace)
-        for command in (
-            ["link", "add", "pa0", "type", "veth", "peer", "name", "pa0peer"],
-            ["addr", "add", "198.18.0.1/24", "dev", "pa0"],
-            ["link", "set", "pa0", "up"],
-            ["link", "set", "pa0peer", "up"],
-        ):
-            subprocess.run(["ip", "-n", namespace, *command], check=True)
+        host_namespace(namespace)
         running.start()
         yield running
     finally:
@@ -159,22 +154,9 @@ def test_the_socket_is_0600_and_admits_root_only(daemon: Daemon) -> None:
     assert (daemon.socket.stat().st_mode & 0o777) == 0o600
     with daemon.api() as api:
         assert api.request("GET", "/v1/health")["status"] == "ok"
-    pid = os.fork()
-    if pid == 0:  # the child becomes nobody and tries the socket
-        code = 3
-        try:
-            os.setgroups([])
-            os.setresgid(65534, 65534, 65534)
-            os.setresuid(65534, 65534, 65534)
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.connect(str(daemon.socket))
-            code = 0  # connected: the socket let a non-root user in
-        except PermissionError:
-            code = 13
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 13
+    uid, gid = lookup_user("nobody")
+    assert connects_as(0, 0, daemon.socket)
+    assert not connects_as(uid, gid, daemon.socket), "a non-root user got in"
 
 
 def test_over_tcp_the_api_wants_the_bearer_token(daemon: Daemon) -> None:

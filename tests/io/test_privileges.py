@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -27,30 +26,14 @@ from gateway.io.privileges import KEPT, PrivilegeError, check_access, lookup_use
 from gateway.lab import netns
 from tests.conftest import require_root, require_tool
 
+from ._host import connects_as, host_namespace
+
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def status(pid: int) -> dict[str, str]:
     lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
-
-
-def connects_as(uid: int, gid: int, path: Path) -> bool:
-    """Whether a process of that user may connect to the socket (a forked child tries)."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.setgroups([])
-            os.setresgid(gid, gid, gid)
-            os.setresuid(uid, uid, uid)
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.connect(str(path))
-            code = 0
-        finally:
-            os._exit(code)
-    _, code = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(code) == 0
 
 
 @pytest.mark.netns
@@ -74,13 +57,7 @@ def test_the_daemon_runs_as_its_user_with_net_admin_and_net_raw_only(backend: st
     os.chmod(tun, 0o666)
     process = None
     try:
-        netns.create(namespace)
-        for command in (
-            ["link", "add", "pa0", "type", "veth", "peer", "name", "pa0peer"],
-            ["addr", "add", "198.18.0.1/24", "dev", "pa0"],
-            ["link", "set", "pa0", "up"],
-        ):
-            subprocess.run(["ip", "-n", namespace, *command], check=True)
+        host_namespace(namespace)
         process = subprocess.Popen(
             [
                 "unshare", "--mount", "--propagation", "private", "--",

@@ -1,0 +1,41 @@
+"""A host's namespace for a daemon under test, and a socket probe as another user."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+from gateway.lab import netns
+
+
+def host_namespace(namespace: str, pa: str = "198.18.0.1/24") -> None:
+    """A namespace whose pa0 (a veth with its peer beside it, both up) holds the PA."""
+    netns.create(namespace)
+    for command in (
+        ["link", "add", "pa0", "type", "veth", "peer", "name", "pa0peer"],
+        ["addr", "add", pa, "dev", "pa0"],
+        ["link", "set", "pa0", "up"],
+        ["link", "set", "pa0peer", "up"],
+    ):
+        subprocess.run(["ip", "-n", namespace, *command], check=True)
+
+
+def connects_as(uid: int, gid: int, path: Path) -> bool:
+    """Whether a process of that user may connect to the Unix socket: a forked child
+    becomes the user and tries."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(str(path))
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
