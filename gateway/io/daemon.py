@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -47,6 +48,7 @@ from gateway.io.output import FdOutput
 from gateway.io.privileges import become, check_access, lookup_user
 from gateway.io.provider import link_mac, link_mtu, open_gre_socket, open_link
 from gateway.io.ring import ReceiveRing, attach_drop_all
+from gateway.io.systemd import notify, watchdog_interval
 from gateway.io.tap import Tap
 from gateway.policy import Node, Policy, Rule, Snapshot, compile_policy
 from gateway.telemetry import DataplaneCollector, serve_metrics
@@ -222,6 +224,10 @@ class HostDaemon:
                     "uid": os.getuid(),
                 }
                 log.info("ready", **ready)
+                notify("READY=1", self._status(), f"MAINPID={os.getpid()}")
+                interval = watchdog_interval()
+                if interval is not None:
+                    tg.start_soon(self._watchdog, interval)
                 task_status.started(ready)
         finally:
             metrics.close()
@@ -253,6 +259,16 @@ class HostDaemon:
         for sock in self.gre.values():
             attach_drop_all(sock)
 
+    def _status(self) -> str:
+        policy = self.dataplane.tables.snapshot.policy
+        return f"STATUS=node {self.node}: policy revision {policy.revision}, {len(self.taps)} ports"
+
+    async def _watchdog(self, interval: float) -> None:
+        """WATCHDOG=1 from the event loop: if a batch ever wedges it, systemd knows."""
+        while True:
+            notify("WATCHDOG=1")
+            await anyio.sleep(interval)
+
     def _kernel_drops(self) -> int:
         """Frames the kernel dropped before we could read them (ring or socket full)."""
         return sum(ring.read_kernel_drops() for ring in self.rings)
@@ -261,9 +277,12 @@ class HostDaemon:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for received in signals:
                 if received == signal.SIGHUP:
+                    notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
                     await self.reload()
+                    notify("READY=1", self._status())
                 else:
                     log.info("stopping", signal=signal.Signals(received).name)
+                    notify("STOPPING=1")
                     scope.cancel()
                     return
 

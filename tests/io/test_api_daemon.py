@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,6 +54,10 @@ class Daemon:
         self.token_file = config.with_name("token")
         self.token_file.write_text("a-token-long-enough-to-count\n")
         self.ready: dict[str, Any] = {}
+        # Where the daemon's sd_notify messages land, as systemd's socket would get them.
+        self.notify_path = config.with_name("notify")
+        self.notifications = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notifications.bind(str(self.notify_path))
 
     def start(self) -> dict[str, Any]:
         command = [
@@ -61,8 +67,11 @@ class Daemon:
             "--metrics", "127.0.0.1:0", "--api", str(self.socket), "--ready-fd", "1",
             "--api-tcp", "127.0.0.1:0", "--api-token-file", str(self.token_file),
         ]  # fmt: skip
+        env = {**os.environ, "NOTIFY_SOCKET": str(self.notify_path), "WATCHDOG_USEC": "400000"}
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+            self.process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=log, text=True, env=env
+            )
         line = self.process.stdout.readline()  # type: ignore[union-attr]
         assert line, f"the daemon did not get ready: {self.log.read_text()[-2000:]}"
         self.ready = json.loads(line)
@@ -73,6 +82,15 @@ class Daemon:
             self.process.send_signal(sig)
             self.process.wait(timeout=20)
         self.process = None
+
+    def notices(self, seconds: float) -> list[str]:
+        """The sd_notify datagrams that arrive within ``seconds``."""
+        received: list[str] = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if select.select([self.notifications], [], [], left)[0]:
+                received.append(self.notifications.recv(4096).decode())
+        return received
 
     def nvgw(self, *args: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "gateway", *args, "--api", str(self.socket)]
@@ -111,6 +129,7 @@ def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield running
     finally:
         running.stop()
+        running.notifications.close()
         netns.remove(namespace)
 
 
@@ -405,3 +424,14 @@ def test_a_port_the_node_cannot_create_is_reported_not_hidden(daemon: Daemon) ->
         assert api.request("GET", "/v1/lookup-records", params={"vm": "pa0peer"})["items"]
     assert daemon.has_link("blue1") and daemon.has_link("red1")
     daemon.ok("apply", str(CONFIGS / "two-hosts.yaml"))
+
+
+def test_systemd_hears_ready_reloading_and_the_watchdog(daemon: Daemon) -> None:
+    daemon.notices(0.5)  # what was said before this test
+    beats = [n for n in daemon.notices(1.0) if n == "WATCHDOG=1"]
+    assert len(beats) >= 3, beats  # every 0.2 s for WATCHDOG_USEC=400000
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGHUP)
+    said = [n for n in daemon.notices(1.5) if n != "WATCHDOG=1"]
+    assert said[0].startswith("RELOADING=1\nMONOTONIC_USEC=")
+    assert said[1].startswith("READY=1\nSTATUS=node host1: policy revision")
