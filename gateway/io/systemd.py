@@ -3,7 +3,9 @@
 Under ``Type=notify`` systemd starts units that depend on nvgw only once it says
 READY=1 (its TAPs exist, its API answers), shows STATUS= in ``systemctl status``, and
 with ``WatchdogSec=`` restarts it when WATCHDOG=1 stops coming. The watchdog is sent
-from the event loop itself, so a loop wedged in a batch stops it, which is the point.
+from the event loop itself, so a loop wedged in a batch stops it, which is the point;
+and since it is the event loop, a send never waits: a listener that stops reading
+(its queue holds ten datagrams) loses messages rather than stalling the data plane.
 Outside systemd (no NOTIFY_SOCKET) every call does nothing.
 
 The protocol is one datagram per message to the socket named in the environment
@@ -24,12 +26,13 @@ def notify(*fields: str) -> bool:
         return False
     if address.startswith("@"):
         address = "\0" + address[1:]
+    kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        with socket.socket(socket.AF_UNIX, kind) as sock:
             sock.connect(address)
-            sock.sendall("\n".join(fields).encode())
-    except OSError:
-        return False  # systemd gone or the socket unreachable: nothing to tell
+            sock.send("\n".join(fields).encode())
+    except OSError:  # gone, unreachable, or its queue full (EAGAIN): never wait for it
+        return False
     return True
 
 

@@ -80,7 +80,14 @@ class Daemon:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
-            self.process.wait(timeout=20)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()  # never leave it behind; the test fails on the raise
+                self.process.wait(timeout=20)
+                raise
+            finally:
+                self.process = None
         self.process = None
 
     def notices(self, seconds: float) -> list[str]:
@@ -128,9 +135,11 @@ def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         running.start()
         yield running
     finally:
-        running.stop()
-        running.notifications.close()
-        netns.remove(namespace)
+        try:
+            running.stop()
+        finally:
+            running.notifications.close()
+            netns.remove(namespace)
 
 
 def arp_for(daemon: Daemon, ca: str) -> dict[str, int]:

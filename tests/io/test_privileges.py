@@ -95,7 +95,11 @@ def test_the_daemon_runs_as_its_user_with_net_admin_and_net_raw_only(backend: st
     finally:
         if process is not None and process.poll() is None:
             process.terminate()
-            process.wait(timeout=20)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=20)
         netns.remove(namespace)
         shutil.rmtree(directory, ignore_errors=True)
 
