@@ -103,6 +103,7 @@ TAP_MTU = 1458  # what the daemon gives its TAPs (1500 - 42 of NVGRE)
 FLOWS = 8
 SIZES = (64, 1400)  # inner Ethernet frame, no FCS
 CHECK_FRAMES = 64
+LATENCY_FRAMES, LATENCY_INTERVAL_S = 1000, 0.002  # 500 frames/s: a quiet link
 SND_CPU, RCV_CPU = 0, 1
 RECEIVERS = ("bare", "asyncio", "trio")
 SCRATCH = Path("/tmp/nvb-bench")
@@ -723,6 +724,7 @@ def measure_receiver(
                 check["ok"] = False
         if not check["ok"]:
             raise CheckFailed(f"{kind} {size} B: delivery check failed: {json.dumps(check)}")
+        r.update(measure_latency(size))
         after = None
         if profile is not None and kind != "bare":
             after = lambda: py_spy(rx.pid, profile / f"nvgw-{kind}-{size}.txt", dur)  # noqa: E731
@@ -777,6 +779,26 @@ def measure_receiver(
             f"{r['offered_pps']} offered; the daemon's view: {r.get('daemon_since_check')}"
         )
     return r
+
+
+def measure_latency(size: int) -> dict[str, Any]:
+    """One frame at a time at a low rate (latency_probe.py): veth in to TAP out."""
+    frame = nvgre_frames(size)[0]
+    probe = [sys.executable, str(HERE / "latency_probe.py"), NS_HOST, PORT, SND_DEV]
+    probe += [str(LATENCY_FRAMES), str(LATENCY_INTERVAL_S), frame.hex()]
+    out = run(
+        nsx(NS_SND, "taskset", "-c", str(SND_CPU), *probe),
+        timeout=LATENCY_FRAMES * (LATENCY_INTERVAL_S + 0.1) + 30,
+    )
+    found = json.loads(out.splitlines()[-1])
+    latencies = sorted(found["latencies_us"])
+    if len(latencies) < LATENCY_FRAMES // 2:
+        raise BenchError(f"latency: {found['lost']} of {LATENCY_FRAMES} frames never arrived")
+    return {
+        "latency_us_median": statistics.median(latencies),
+        "latency_us_p99": latencies[int(0.99 * (len(latencies) - 1))],
+        "latency_lost": found["lost"],
+    }
 
 
 def py_spy(pid: int, out: Path, dur: float) -> None:
@@ -939,6 +961,24 @@ def print_table(results: dict[str, Any], rat: dict[str, Any]) -> None:
     print("-" * len(line))
     for r in rows:
         print("  ".join(f"{r[i]!s:<{width[i]}}" for i in range(len(head))))
+
+
+def print_latency(results: dict[str, Any]) -> None:
+    """One-way latency at 500 frames/s: median and p99 (median over repetitions),
+    and the median next to the bare loop's, taken within each repetition."""
+    print(f"latency, {LATENCY_FRAMES} frames at {1 / LATENCY_INTERVAL_S:.0f}/s (us)")
+    for key, e in results.items():
+        s = e.get("summary", {})
+        median, p99 = s.get("latency_us_median"), s.get("latency_us_p99")
+        if not median or not p99:
+            continue
+        base = {
+            r["rep"]: r.get("latency_us_median")
+            for r in results.get("bare_" + key.split("_")[1], {}).get("runs", [])
+        }
+        per_rep = [r["latency_us_median"] / base[r["rep"]] for r in e["runs"] if base.get(r["rep"])]
+        versus = f"  x bare {statistics.median(per_rep):.2f}" if per_rep else ""
+        print(f"  {key:<12} median {median['median']:7.1f}  p99 {p99['median']:7.1f}{versus}")
 
 
 # ---------------------------------------------------------------- main
@@ -1129,6 +1169,8 @@ def main() -> int:
     print_table(results, rat)
     if any(r.get("disturbed") for e in results.values() for r in e["runs"]):
         print(f"* another job took more than {OTHER_LOAD_MAX:.0%} of a core in a kept run")
+    print()
+    print_latency(results)
     print(f"\nresults: {a.out}")
     if problems:
         print("PROBLEMS:\n  " + "\n  ".join(problems))
