@@ -38,8 +38,9 @@ class Field:
     help: str
     required: bool = True  # in ``add``
     default: Any = None  # in ``add``, when not required
-    many: bool = False  # repeatable: --prefix A --prefix B gives prefixes: [A, B]
+    many: bool = False  # repeatable: --prefix A --prefix B
     filter: bool = True
+    body: str | None = None  # its key in the entry, when not ``key`` (prefixes: [A, B])
 
     @property
     def option(self) -> str:
@@ -47,7 +48,7 @@ class Field:
 
     @property
     def body_key(self) -> str:
-        return f"{self.key}es" if self.many else self.key  # prefix -> prefixes
+        return self.body or self.key
 
 
 KINDS: dict[str, tuple[str, list[Field]]] = {
@@ -78,7 +79,13 @@ KINDS: dict[str, tuple[str, list[Field]]] = {
         [
             Field("rdid", str, "The routing domain it belongs to."),
             Field("vsid", int, "Virtual subnet ID."),
-            Field("prefix", str, "An IP prefix of the subnet (repeat for more).", many=True),
+            Field(
+                "prefix",
+                str,
+                "An IP prefix of the subnet (repeat for more).",
+                many=True,
+                body="prefixes",
+            ),
             Field("gateway", str, "The subnet's default-gateway CA.", False, filter=False),
         ],
     ),

@@ -8,8 +8,9 @@ What an edit does refuse is what the loader cannot see: removing entries that do
 exist, or a migration to a PA no node owns.
 
 Filters match like the cmdlets' parameters (``-VirtualSubnetID 5010 -CustomerAddress
-10.10.10.11``): every given field must match, compared in canonical form, so
-``00:00:00:00:00:11`` finds ``00-00-00-00-00-11`` and an RDID matches in any case.
+10.10.10.11``): every given field must match, compared as the policy's parsers read
+it (``filter_value``), so ``00:00:00:00:00:11`` finds ``00-00-00-00-00-11`` and an
+RDID matches in any case.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from gateway.errors import ConfigError, ConfigIssue
-from gateway.policy import Policy
+from gateway.policy import Policy, filter_value
 
 from .config_file import to_plain
-from .entries import canonical
 
 
 class NotFound(LookupError):
@@ -39,6 +39,11 @@ class Kind:
     what: str  # as in messages: lookup record
     filters: tuple[str, ...]
     flow: bool  # written on one line ({vsid: ..., ca: ...}) like the shipped files
+
+    @property
+    def section(self) -> str:
+        """Its top-level key in the document (nested kinds: their parents')."""
+        return self.name.replace("-", "_")
 
 
 LOOKUP_RECORDS = Kind(
@@ -63,30 +68,26 @@ Edit = Callable[[Any], Any]  # changes a document in place, returns what the cal
 def _slots(document: Any, kind: Kind) -> Iterable[tuple[CommentedSeq, int, dict[str, Any]]]:
     """Every entry of a kind: its list, its index there, and its plain fields (with the
     parent's key added for nested kinds: a subnet's rdid, an address's node)."""
-    if kind is LOOKUP_RECORDS or kind is CUSTOMER_ROUTES:
-        entries = document.get(kind.name.replace("-", "_")) or []
-        for index, entry in enumerate(entries):
-            yield entries, index, to_plain(entry)
-    elif kind is ROUTING_DOMAINS:
-        domains = document.get("routing_domains") or []
-        for index, domain in enumerate(domains):
-            yield domains, index, to_plain(domain)
-    elif kind is VIRTUAL_SUBNETS:
+    if kind is VIRTUAL_SUBNETS:
         for domain in document.get("routing_domains") or []:
             subnets = domain.get("virtual_subnets") or []
             for index, subnet in enumerate(subnets):
                 yield subnets, index, {"rdid": to_plain(domain.get("rdid")), **to_plain(subnet)}
-    else:
+    elif kind is PROVIDER_ADDRESSES:
         for name, node in (document.get("nodes") or {}).items():
             addresses = node.get("provider_addresses") or []
             for index, address in enumerate(addresses):
                 yield addresses, index, {"node": name, **to_plain(address)}
+    else:
+        entries = document.get(kind.section) or []
+        for index, entry in enumerate(entries):
+            yield entries, index, to_plain(entry)
 
 
 def matches(entry: Mapping[str, Any], filters: Mapping[str, Any]) -> bool:
     """Whether an entry has every filtered field, both sides in canonical form."""
     return all(
-        field in entry and canonical(field, entry[field]) == canonical(field, value)
+        field in entry and filter_value(field, entry[field]) == filter_value(field, value)
         for field, value in filters.items()
     )
 
@@ -113,7 +114,7 @@ def add(kind: Kind, entry: Mapping[str, Any]) -> Edit:
                 raise _no_parent("node", node, list(nodes))
             target = _list(nodes[node], "provider_addresses")
         else:
-            target = _list(document, kind.name.replace("-", "_"))
+            target = _list(document, kind.section)
             if kind is ROUTING_DOMAINS:
                 fields.setdefault("virtual_subnets", CommentedSeq())  # added one by one
         target.append(_mapping(fields, flow=kind.flow))
@@ -195,7 +196,7 @@ def _list(parent: Any, key: str) -> CommentedSeq:
 def _parent(document: Any, section: str, key: str, value: Any) -> Any:
     candidates = document.get(section) or []
     for candidate in candidates:
-        if value is not None and canonical(key, candidate.get(key)) == canonical(key, value):
+        if value is not None and filter_value(key, candidate.get(key)) == filter_value(key, value):
             return candidate
     raise _no_parent(key, value, [str(c.get(key)) for c in candidates])
 

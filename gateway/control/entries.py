@@ -1,5 +1,4 @@
-"""Policy entries as JSON, in the config file's own shape, and filter values made
-comparable.
+"""Policy entries as JSON, in the config file's own shape.
 
 What the API returns for an entry is what one would write in the file for it (the
 same keys, MACs as ``00-00-00-00-00-11``, rules as ``encap``/``nat``), so a GET's
@@ -9,8 +8,6 @@ output can be pasted into a POST or a config file unchanged.
 from __future__ import annotations
 
 import enum
-import ipaddress
-import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -81,30 +78,3 @@ def policy_json(policy: Policy) -> dict[str, Any]:
             node.name: entry_json(node.model_copy(update={"name": None})) for node in policy.nodes
         },
     }
-
-
-_NOT_HEX = re.compile(r"[^0-9a-f]")
-
-
-def canonical(field: str, value: Any) -> Any:
-    """A value in the form entries are compared in: what the admin typed on the
-    command line (``--mac 00:00:00:00:00:11``, ``--vsid 5010`` as text) finds what
-    the file holds (``00-00-00-00-00-11``, the integer 5010). A value that does not
-    parse stays as text: it then matches nothing, which is the honest answer."""
-    text = str(value).strip()
-    try:
-        if field == "vsid":
-            return int(text)
-        if field in ("ca", "pa", "next_hop", "gateway"):
-            return ipaddress.ip_address(text)
-        if field == "destination":
-            return ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return text
-    if field == "mac":
-        return _NOT_HEX.sub("", text.lower())
-    if field == "rdid":
-        return text.lower().strip("{}")
-    if field == "rule":
-        return text.lower().removeprefix("translationmethod")
-    return text

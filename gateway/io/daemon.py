@@ -68,7 +68,7 @@ log = structlog.get_logger("nvgw")
 class ApiListen:
     """Where the control API listens: a Unix socket (0600), and TCP with a token."""
 
-    socket: Path | None
+    socket: Path
     tcp: str | None = None
     token_file: Path | None = None
 
@@ -219,7 +219,7 @@ class HostDaemon:
                     "metrics": f"{metrics.host}:{metrics.port}",
                     "ports": sorted(self.taps),
                     "revision": snapshot.revision,
-                    "api": str(self.api.socket) if self.api and self.api.socket else None,
+                    "api": str(self.api.socket) if self.api else None,
                     "api_tcp": _tcp_address(listeners),
                     "uid": os.getuid(),
                 }
@@ -337,9 +337,7 @@ class HostDaemon:
         """Bound before the data plane starts, so a taken socket stops start-up."""
         if self.api is None:
             return []
-        listeners = []
-        if self.api.socket is not None:
-            listeners.append(bind_unix(self.api.socket))
+        listeners = [bind_unix(self.api.socket)]
         if self.api.tcp is not None:
             if self.api.token_file is None:
                 raise ApiListenError(errno.EINVAL, "--api-tcp needs --api-token-file")
@@ -348,13 +346,13 @@ class HostDaemon:
         return listeners
 
     def _become(self, uid: int, gid: int) -> None:
-        if self.api is not None and self.api.socket is not None:
+        if self.api is not None:
             os.chown(self.api.socket, uid, gid)  # the socket admits its owner and root
         become(uid, gid)
         log.info("privileges dropped", user=self.user, uid=uid, capabilities=CAPABILITIES_KEPT)
 
     def _unlink_api_socket(self) -> None:
-        if self.api is not None and self.api.socket is not None:
+        if self.api is not None:
             # As the daemon's user it may not own the directory: the next start clears it.
             with contextlib.suppress(PermissionError):
                 self.api.socket.unlink(missing_ok=True)

@@ -25,6 +25,7 @@ from .model import (
     RoutingDomain,
     Rule,
     VirtualSubnet,
+    filter_value,
 )
 from .snapshot import CompiledRecord, CompiledRoute, Snapshot, compile_policy
 
@@ -48,6 +49,7 @@ __all__ = [
     "Snapshot",
     "VirtualSubnet",
     "compile_policy",
+    "filter_value",
     "format_path",
     "load_policy",
     "parse_path",

@@ -121,12 +121,9 @@ MacAddress = Annotated[Mac, PlainValidator(parse_mac, json_schema_input_type=str
 Rdid = Annotated[str, PlainValidator(parse_rdid, json_schema_input_type=str)]
 IfName = Annotated[str, PlainValidator(parse_ifname, json_schema_input_type=str)]
 Label = Annotated[str, PlainValidator(parse_label, json_schema_input_type=str)]
+_parse_rule = _enum_parser("rule", _RULES, "must be 'encap' or 'nat'")
 RuleField = Annotated[
-    Rule,
-    PlainValidator(
-        _enum_parser("rule", _RULES, "must be 'encap' or 'nat'"),
-        json_schema_input_type=Literal["encap", "nat"],
-    ),
+    Rule, PlainValidator(_parse_rule, json_schema_input_type=Literal["encap", "nat"])
 ]
 TypeField = Annotated[
     RecordType,
@@ -135,6 +132,34 @@ TypeField = Annotated[
         json_schema_input_type=Literal["static", "l2only", "gateway"],
     ),
 ]
+
+
+_FILTER_PARSERS: Mapping[str, Any] = {
+    "vsid": int,
+    "ca": parse_ip,
+    "pa": parse_ip,
+    "next_hop": parse_ip,
+    "gateway": parse_ip,
+    "destination": parse_prefix,
+    "mac": parse_mac,
+    "rdid": parse_rdid,
+    "rule": _parse_rule,
+}
+
+
+def filter_value(field: str, value: Any) -> Any:
+    """A field's value in the form entries are compared in, by the same parsers as the
+    config: what an admin types (``--mac 00:00:00:00:00:11``, ``--vsid 5010`` as text,
+    ``--rule TranslationMethodEncap``) equals what the file holds, in any spelling the
+    file accepts. A value that does not parse stays as it is: it then matches nothing,
+    which is the honest answer."""
+    parse = _FILTER_PARSERS.get(field)
+    if parse is None:
+        return value
+    try:
+        return parse(value.strip() if isinstance(value, str) else value)
+    except (ValueError, TypeError):
+        return value
 
 
 class _Frozen(BaseModel):

@@ -95,25 +95,26 @@ class DataplaneCollector(Collector):
         yield GaugeMetricFamily(
             "nvgw_ports", "VM network adapters this node serves", value=len(tables.ports)
         )
-        reloads = CounterMetricFamily(
+        yield _by_result(
             "nvgw_policy_reloads",
             "Policy reloads (SIGHUP), by result: applied, or refused (the old policy kept)",
-            labels=["result"],
+            self._reloads(),
         )
-        for result, count in sorted(self._reloads().items()):
-            reloads.add_metric([result], count)
-        yield reloads
-        changes = CounterMetricFamily(
+        yield _by_result(
             "nvgw_policy_changes",
             "Policy changes through the control API, by result: applied, or refused "
             "(invalid, stale revision, nothing to remove; the policy kept)",
-            labels=["result"],
+            self._changes(),
         )
-        for result, count in sorted(self._changes().items()):
-            changes.add_metric([result], count)
-        yield changes
         yield CounterMetricFamily(
             "nvgw_kernel_rx_drops",
             "Provider frames the kernel dropped before nvgw could read them (receive ring full)",
             value=self._kernel_drops(),
         )
+
+
+def _by_result(name: str, help_text: str, counts: dict[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, help_text, labels=["result"])
+    for result, count in sorted(counts.items()):
+        family.add_metric([result], count)
+    return family
