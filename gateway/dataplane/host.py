@@ -48,6 +48,7 @@ from gateway.wire import (
     GRE_KEYED,
     ICMP_CODE_FRAGMENTATION_NEEDED,
     IPPROTO_ICMP,
+    IPV4_ADDR_SIZE,
     NVGRE_FLAGS,
     build_arp_reply,
     build_ethernet,
@@ -170,7 +171,7 @@ class HostDataplane(ProviderReceive, IpRewrite):
             return
         else:
             vsid = port.vsid
-            record = snapshot.record_by_mac.get((vsid, dst_mac))
+            record = tables.record_by_mac.get((vsid, dst_mac))  # IPv4 CAs only
             # A frame for a VM's MAC must be for that VM's CA; only a gateway takes others.
             if record is None or (
                 record.ca_bytes != dst_ip and record.type is not RecordType.GATEWAY
@@ -187,6 +188,11 @@ class HostDataplane(ProviderReceive, IpRewrite):
             destination.counters.to_vm_packets += 1
             destination.counters.to_vm_bytes += size
         elif record.rule is Rule.ENCAP:
+            if len(record.pa_bytes) != IPV4_ADDR_SIZE:
+                # A host on an IPv6 underlay: this node's PAs are IPv4 (node_plan), and
+                # NVGRE is never carried across families.
+                drops[Drop.PROVIDER_UNREACHABLE] += 1
+                return
             key = vsid << 8 | flow_id_of_frame(frame)
             out.to_provider(
                 port.pa, record.pa_bytes, GRE_KEYED.pack(NVGRE_FLAGS, ETHERTYPE_TEB, key), frame
@@ -209,7 +215,10 @@ class HostDataplane(ProviderReceive, IpRewrite):
         port.counters.from_vm_bytes += size
 
     def _too_big(self, port: HostPort, frame: memoryview, dst_mac: bytes, out: Output) -> None:
-        """RFC 1191: with DF set, tell the VM the MTU it must use; never drop silently."""
+        """RFC 1191: with DF set, tell the VM the MTU it must use; never drop silently.
+
+        The error comes from the subnet's gateway CA, or, when the subnet has no IPv4
+        gateway (none, or an IPv6 one), from the address the frame was sent to."""
         self.counters.drops[Drop.TOO_BIG] += 1
         if not frame[_IP_DF_BYTE] & _DF_BIT:
             return  # a VM that allows fragmentation sent more than its TAP's MTU: its bug

@@ -12,7 +12,7 @@ from typing import Final
 
 from gateway.dataplane.counters import Counters, PortCounters
 from gateway.policy import CompiledRecord, RecordType, Rule, Snapshot
-from gateway.wire import NVGRE_OVERHEAD_V4
+from gateway.wire import IPV4_ADDR_SIZE, NVGRE_OVERHEAD_V4
 
 UNDERLAY_MTU: Final = 1500  # a plain Ethernet provider network
 # What a VM's TAP gets, so that its largest frame still fits the underlay once
@@ -58,7 +58,7 @@ class HostPort:
         self.ca = record.ca_bytes
         self.pa = record.pa_bytes  # the source PA of everything this VM sends
         self.rule = record.rule
-        self.gateway_ca = gateway_ca  # its subnet's gateway CA, answered with router_mac
+        self.gateway_ca = gateway_ca  # its subnet's IPv4 gateway CA, answered with router_mac
         self.router_mac = router_mac(record.vsid)
         self.mtu = PORT_MTU
         self.counters = counters
@@ -95,13 +95,25 @@ class HostTables:
         self.flows: dict[tuple, object] = {}  # flow key -> HostPort or Drop
         # Plain dicts (the snapshot's are read-only proxies, slower per lookup).
         self.rdid_by_vsid = dict(snapshot.rdid_by_vsid)
-        self.record_by_mac = dict(snapshot.record_by_mac)
+        # The IPv4 view: the host forwards IPv4 frames only, and an IPv4 frame must
+        # never be sent by a record whose CA is IPv6 (a gateway record on an IPv6 CA
+        # takes any destination: its IPv6 PA would reach IPv4 header code).
+        self.record_by_mac = {
+            key: record
+            for key, record in snapshot.record_by_mac.items()
+            if len(record.ca_bytes) == IPV4_ADDR_SIZE
+        }
         self.local_pas = frozenset(pa.pa.packed for pa in node.provider_addresses)
         ports = []
         for port in node.ports:
-            record = snapshot.record_by_mac[port.vsid, bytes(port.mac)]
+            key = (port.vsid, bytes(port.mac))
+            # An IPv6-only port keeps its own record (the daemon refuses to serve it,
+            # node_plan; a trace still builds it): its IPv4 frames fail anti-spoofing.
+            record = self.record_by_mac.get(key) or snapshot.record_by_mac[key]
             gateway = policy.virtual_subnet(port.vsid).gateway
-            gateway_ca = gateway.packed if gateway is not None else None
+            # An IPv4 error needs an IPv4 source: an IPv6 gateway is none (host.py's
+            # ``_too_big`` then answers from the frame's destination instead).
+            gateway_ca = gateway.packed if gateway is not None and gateway.version == 4 else None
             ports.append(HostPort(port.name, record, gateway_ca, counters.port(port.name)))
         self.ports: tuple[HostPort, ...] = tuple(ports)
         self.port_by_key = {(p.vsid, p.mac): p for p in ports}

@@ -22,7 +22,15 @@ from gateway.errors import ConfigIssue
 
 from ._paths import Loc, format_path
 from ._values import IPAddress, IPNetwork
-from .model import CustomerRoute, LookupRecord, Port, ProviderAddress, RoutingDomain, Rule
+from .model import (
+    CustomerRoute,
+    LookupRecord,
+    Port,
+    ProviderAddress,
+    RecordType,
+    RoutingDomain,
+    Rule,
+)
 from .model import VirtualSubnet as Subnet
 
 
@@ -220,7 +228,15 @@ def _check_records(
         users = pa_users[record.pa.packed]
         if len(users) < 2:
             users.append(loc)
-        if record.rule is Rule.IP_REWRITE and len(record.pa.packed) != len(packed):
+        if record.rule is Rule.IP_REWRITE and record.type is RecordType.GATEWAY:
+            # Rewriting replaces the destination with the gateway's PA, and the far
+            # side puts back the gateway's own CA: the real destination is lost.
+            message = (
+                "a gateway record takes any destination, which IP-Rewrite cannot carry "
+                "(it replaces the destination with the PA): use rule encap"
+            )
+            _issue(issues, (*loc, "rule"), record.rule.value, message)
+        elif record.rule is Rule.IP_REWRITE and len(record.pa.packed) != len(packed):
             message = "IP-Rewrite swaps addresses in place: the CA and PA must be of one family"
             _issue(issues, (*loc, "pa"), str(record.pa), message)
     for loc, record in parsed.records:

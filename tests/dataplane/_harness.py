@@ -9,6 +9,7 @@ them (by destination MAC, broadcast to every other node).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,14 @@ def provider_mac(index: int) -> bytes:
 
 def snapshot_of(name: str) -> Snapshot:
     return compile_policy(load_config(CONFIGS / f"{name}.yaml"))
+
+
+def snapshot_from(name: str, edit: Callable[[dict], object]) -> Snapshot:
+    """A shipped config with ``edit`` applied to its plain document, loaded and compiled
+    (so everything the validator refuses is refused here too)."""
+    document = to_plain(read_document(CONFIGS / f"{name}.yaml"))
+    edit(document)
+    return compile_policy(load_policy(document))
 
 
 def blue2_migrated_to_host1() -> Snapshot:
@@ -63,8 +72,8 @@ class Collect:
 class Lab:
     """Every node of a config, each with its own dataplane and output."""
 
-    def __init__(self, config: str) -> None:
-        self.snapshot = snapshot_of(config)
+    def __init__(self, config: str | Snapshot) -> None:
+        self.snapshot = snapshot_of(config) if isinstance(config, str) else config
         self.nodes = {
             node.name: HostDataplane(self.snapshot, node.name, provider_mac=provider_mac(i))
             for i, node in enumerate(self.snapshot.policy.nodes)

@@ -214,6 +214,15 @@ CASES = [
         "the CA and PA must be of one family",
     ),
     Case(
+        "record-nat-gateway",
+        lambda d: _record(
+            d, 5012, "fd00:20::fe", "02-00-00-00-50-12", "2001:db8::10", "nat", type="gateway"
+        ),
+        "lookup_records[5].rule",
+        "nat",
+        "a gateway record takes any destination, which IP-Rewrite cannot carry",
+    ),
+    Case(
         "record-ca-is-gateway",
         lambda d: _record(d, 5010, "10.10.10.1", "00-00-00-00-00-50", "198.18.0.1"),
         "lookup_records[5].ca",

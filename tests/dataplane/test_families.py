@@ -1,0 +1,100 @@
+"""IPv4 frames against a dual-stack policy: no IPv6 address of the policy may reach
+code that builds or rewrites an IPv4 header.
+
+Every policy here passes the validator (``snapshot_from`` loads it), as it would
+pass ``nvgw check``: what the data plane meets is what an operator may write. Before
+these fixes, each frame below raised ``ValueError`` out of the data plane (or, in a
+daemon, out of the reader and its task group).
+"""
+
+from __future__ import annotations
+
+from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.packet import raw
+
+from gateway.dataplane import PORT_MTU, router_mac
+
+from ._harness import Lab, snapshot_from
+from .test_host import MAC, checksums_valid, ping
+
+BLUE = "{11111111-2222-3333-4444-000000005010}"
+ROUTER_5010 = ":".join(f"{b:02x}" for b in router_mac(5010))
+
+
+def dual_stack(document: dict, gateway_v6: bool = True) -> None:
+    """Every subnet gains an IPv6 prefix; with ``gateway_v6`` its gateway is IPv6."""
+    for domain in document["routing_domains"]:
+        for subnet in domain["virtual_subnets"]:
+            subnet["prefixes"] = [*subnet["prefixes"], f"fd00:{subnet['vsid']}::/64"]
+            if gateway_v6:
+                subnet["gateway"] = f"fd00:{subnet['vsid']}::1"
+
+
+def test_an_ipv6_gateway_never_sources_an_ipv4_error() -> None:
+    """A dual-stack subnet may have an IPv6 gateway; fragmentation-needed for an IPv4
+    frame then comes from the frame's own destination (there is no IPv4 gateway)."""
+    lab = Lab(snapshot_from("two-hosts", dual_stack))
+    big = raw(
+        Ether(src=MAC["blue1"], dst=MAC["blue2"])
+        / IP(src="10.10.10.11", dst="10.10.10.12", flags="DF")
+        / UDP()
+        / (b"x" * 1500)
+    )
+    lab.send("blue1", big)
+    [(vm, frame)] = lab.delivered()
+    icmp = Ether(frame)
+    assert vm == "blue1" and icmp[ICMP].type == 3 and icmp[ICMP].code == 4
+    assert icmp[IP].src == "10.10.10.12" and icmp[ICMP].nexthopmtu == PORT_MTU
+    assert checksums_valid(frame)
+    assert lab.drops("host1") == {"TOO_BIG": 1}
+
+
+def test_an_ipv6_gateway_is_not_answered_for_an_ipv4_arp() -> None:
+    """The router MAC is answered for the subnet's IPv4 gateway only."""
+    lab = Lab(snapshot_from("two-hosts", dual_stack))
+    _, port = lab.port("blue1")
+    assert port.gateway_ca is None
+    assert lab.nodes["host1"].tables.answers_arp_for(port, bytes([10, 10, 10, 1])) is None
+
+
+def _ipv6_gateway_record(document: dict) -> None:
+    dual_stack(document, gateway_v6=False)
+    document["lookup_records"].append(
+        {"vsid": 5010, "ca": "fd00:5010::fe", "mac": "02-00-00-00-50-10",
+         "pa": "2001:db8::10", "rule": "encap", "type": "gateway"}
+    )  # fmt: skip
+
+
+def test_an_ipv4_frame_never_goes_by_an_ipv6_record_of_its_mac() -> None:
+    """A gateway record on an IPv6 CA (and PA) takes the MAC's IPv6 traffic, not its
+    IPv4: an IPv4 frame to that MAC has no record (it used to be encapsulated toward
+    the IPv6 PA, which no IPv4 header can carry)."""
+    lab = Lab(snapshot_from("two-hosts", _ipv6_gateway_record))
+    lab.send("blue1", ping("blue1", "02:00:00:00:50:10", "10.10.10.11", "198.51.100.7"))
+    assert lab.delivered() == []
+    assert not lab.out["host1"].provider
+    assert lab.drops("host1") == {"NO_RECORD": 1}
+
+
+def _next_hop_on_an_ipv6_underlay(document: dict) -> None:
+    """A CA whose host sits on an IPv6 underlay (legitimate NVGRE, RFC 7637 sec. 4),
+    as a record and as the next hop of a route."""
+    document["lookup_records"].append(
+        {"vsid": 5012, "ca": "10.10.20.99", "mac": "00-00-00-00-00-99",
+         "pa": "2001:db8::99", "rule": "encap"}
+    )  # fmt: skip
+    document["customer_routes"].append(
+        {"rdid": BLUE, "vsid": 5012, "destination": "10.10.99.0/24",
+         "next_hop": "10.10.20.99", "metric": 10}
+    )  # fmt: skip
+
+
+def test_an_ipv6_pa_is_unreachable_from_an_ipv4_node_directly_or_by_route() -> None:
+    lab = Lab(snapshot_from("routing", _next_hop_on_an_ipv6_underlay))
+    direct = ping("blue1", ROUTER_5010, "10.10.10.11", "10.10.20.99")
+    routed = ping("blue1", ROUTER_5010, "10.10.10.11", "10.10.99.5")
+    lab.send("blue1", direct)
+    lab.send("blue1", routed)
+    assert lab.delivered() == [] and not lab.out["host1"].provider
+    assert lab.drops("host1") == {"PROVIDER_UNREACHABLE": 2}
