@@ -62,6 +62,11 @@ class Drop(enum.IntEnum):
     TX_FULL = 29  # an output queue (TAP or socket) was full: shed, not buffered
     PORT_DOWN = 30  # the VM's TAP is down or gone (VM stopped, mid-migration)
     PROVIDER_UNREACHABLE = 31  # the kernel could not send to the destination PA
+    # The provider link (IP-Rewrite PAs): ARP for our PAs, or a reply about a PA we
+    # send to, whose sender MAC is not the frame's unicast source; or such a reply
+    # that answers no request of ours (never learned: it would steer our packets).
+    ARP_REFUSED = 32
+    FOREIGN_MAC = 33  # a provider-link frame for another host's unicast MAC
 
     @property
     def label(self) -> str:

@@ -8,7 +8,7 @@ PAs back into the CA's frame.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from gateway.dataplane._frame import IP as _IP
 from gateway.dataplane._frame import IP_DST as _IP_DST
@@ -20,6 +20,7 @@ from gateway.dataplane.output import Output
 from gateway.dataplane.tables import HostTables
 from gateway.errors import BadPacket, Drop
 from gateway.wire import (
+    ARP_OP_REPLY,
     ARP_OP_REQUEST,
     BROADCAST_MAC,
     ETH_HEADER,
@@ -34,6 +35,8 @@ from gateway.wire import (
     rewrite_ipv4_dst,
     rewrite_ipv4_src,
 )
+
+_GROUP_BIT: Final = 0x01  # I/G bit of a MAC's first octet: broadcast and multicast
 
 
 class IpRewrite:
@@ -80,24 +83,17 @@ class IpRewrite:
         """
         if len(frame) < ETH_HEADER_SIZE:
             return
-        _, _, ethertype = ETH_HEADER.unpack_from(frame)
+        dst_mac, src_mac, ethertype = ETH_HEADER.unpack_from(frame)
+        if dst_mac != self.provider_mac and not dst_mac[0] & _GROUP_BIT:
+            # Another host's unicast: it reaches us only when a switch floods an
+            # unknown destination or the link is promiscuous, and the kernel would
+            # not take it either. Counted all the same: a steady rise means flooding
+            # (a switch's table too small) or someone probing.
+            self.counters.drops[Drop.FOREIGN_MAC] += 1
+            return
         tables = self.tables
         if ethertype == ETHERTYPE_ARP:
-            try:
-                arp = parse_arp(frame, ETH_HEADER_SIZE)
-            except BadPacket:
-                return
-            if tables.rewrite_sender(arp.sender_ip) is not None:  # learn only PAs we send to
-                for waiting in self.neighbors.learn(arp.sender_ip, arp.sender_mac, now):
-                    waiting[0:6] = arp.sender_mac
-                    out.to_provider_link(waiting)
-            if (
-                arp.opcode == ARP_OP_REQUEST
-                and arp.target_ip in tables.rewrite_by_pa
-                and self.provider_mac is not None
-            ):
-                out.to_provider_link(build_arp_reply(arp, self.provider_mac))
-                self.counters.arp_replies += 1
+            self._arp_from_link(frame, src_mac, out, now)
             return
         if ethertype != ETHERTYPE_IPV4 or len(frame) < _IP_MIN_FRAME:
             return
@@ -130,3 +126,39 @@ class IpRewrite:
         counters.ip_rewritten_in += 1
         port.counters.to_vm_packets += 1
         port.counters.to_vm_bytes += end
+
+    def _arp_from_link(self, frame: memoryview, src_mac: bytes, out: Output, now: float) -> None:
+        """A request for one of our PAs is answered; a reply about a PA we send to is
+        learned if it answers our own request. Either must come from its sender: a
+        unicast, non-zero sender MAC equal to the frame's source. ARP about anything
+        else is the kernel's or other hosts' business, and is left alone."""
+        try:
+            arp = parse_arp(frame, ETH_HEADER_SIZE)
+        except BadPacket:
+            return
+        tables = self.tables
+        request = arp.opcode == ARP_OP_REQUEST
+        if request:
+            if arp.target_ip not in tables.rewrite_by_pa:
+                return
+        elif arp.opcode != ARP_OP_REPLY or tables.rewrite_sender(arp.sender_ip) is None:
+            return
+        drops = self.counters.drops
+        sender_mac = arp.sender_mac
+        if sender_mac != src_mac or sender_mac[0] & _GROUP_BIT or sender_mac == ZERO_MAC:
+            drops[Drop.ARP_REFUSED] += 1
+            return
+        if request:
+            if self.provider_mac is not None:
+                out.to_provider_link(build_arp_reply(arp, self.provider_mac))
+                self.counters.arp_replies += 1
+            return
+        neighbors = self.neighbors
+        waiting = neighbors.learn(arp.sender_ip, sender_mac, now)
+        if waiting is None:
+            drops[Drop.ARP_REFUSED] += 1
+            neighbors.doubt(arp.sender_ip, sender_mac)
+            return
+        for parked in waiting:
+            parked[0:6] = sender_mac
+            out.to_provider_link(parked)

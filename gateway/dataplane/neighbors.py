@@ -4,8 +4,14 @@ IP-Rewrite PAs are not kernel addresses (the kernel would reset connections to
 them), so the kernel cannot send for them either: the daemon frames rewritten
 packets itself, and needs the MAC of each destination PA. This is that table, sans
 IO: ``resolve`` answers from it or says to ask (and parks the frame), ``learn``
-records what an ARP packet on the provider link told, and hands back the frames
-that were waiting. Time is an argument; the table never reads a clock.
+records the answer to a request it asked for, and hands back the frames that were
+waiting. Time is an argument; the table never reads a clock.
+
+Only answers are believed: whoever claims a PA on the provider network decides
+where a tenant's packets go, so an ARP reply nobody asked for (or asked too long
+ago, or answered already) is refused. A claim refused may still be a PA that really
+moved (its new host announces it): ``doubt`` makes the next send ask again, so a
+move is followed within one round trip and a spoofer gains nothing.
 """
 
 from __future__ import annotations
@@ -23,13 +29,21 @@ MAX_PENDING_PER_PA: Final = 16
 # An unanswered PA is asked again at most this often, so a dead peer costs one ARP
 # request per second, not one per packet.
 RETRY_AFTER_S: Final = 1.0
+# A reply is the answer to our request only this soon after it (Linux gives up on an
+# unanswered entry after retrans_time 1 s x mcast_solicit 3).
+ANSWER_WITHIN_S: Final = 3.0
+# PAs asked for and not yet answered (Linux's gc_thresh3 bounds its table at 1024):
+# past it, asks older than ANSWER_WITHIN_S are forgotten, and a new PA waits its turn.
+MAX_ASKED: Final = 1024
+_STALE: Final = float("-inf")  # a learned time that any ``now`` finds due for refresh
 
 
 class Neighbors:
-    __slots__ = ("_asked", "_learned", "_pending", "max_pending")
+    __slots__ = ("_asked", "_learned", "_pending", "max_asked", "max_pending")
 
-    def __init__(self, max_pending: int = MAX_PENDING_PER_PA) -> None:
+    def __init__(self, max_pending: int = MAX_PENDING_PER_PA, max_asked: int = MAX_ASKED) -> None:
         self.max_pending = max_pending
+        self.max_asked = max_asked
         self._learned: dict[bytes, tuple[bytes, float]] = {}  # PA -> (MAC, when learned)
         self._pending: dict[bytes, deque[bytes]] = {}
         self._asked: dict[bytes, float] = {}  # PA -> when we last asked
@@ -54,16 +68,35 @@ class Neighbors:
         queue.append(frame)
         return True
 
-    def learn(self, pa: bytes, mac: bytes, now: float) -> list[bytes]:
-        """Record ``pa`` at ``mac``; return the frames that were waiting for it."""
+    def learn(self, pa: bytes, mac: bytes, now: float) -> list[bytes] | None:
+        """A reply says ``pa`` is at ``mac``: recorded only as the answer to our own
+        request for ``pa`` (asked within ANSWER_WITHIN_S, not answered yet), and then
+        the frames that were waiting for it. None: not an answer, refused."""
+        asked = self._asked.get(pa)
+        if asked is None or now - asked > ANSWER_WITHIN_S:
+            return None
+        del self._asked[pa]
         self._learned[pa] = (mac, now)
-        self._asked.pop(pa, None)
         waiting = self._pending.pop(pa, None)
         return list(waiting) if waiting else []
 
+    def doubt(self, pa: bytes, mac: bytes) -> None:
+        """Someone claimed ``pa`` at ``mac`` unasked: if that is not what we know, the
+        next ``resolve`` asks again (within the retry window) while still sending to
+        the known MAC, whose owner answers if it still has the PA."""
+        found = self._learned.get(pa)
+        if found is not None and found[0] != mac:
+            self._learned[pa] = (found[0], _STALE)
+
     def _may_ask(self, pa: bytes, now: float) -> bool:
-        last = self._asked.get(pa)
+        asked = self._asked
+        last = asked.get(pa)
         if last is not None and now - last < RETRY_AFTER_S:
             return False
-        self._asked[pa] = now
+        if last is None and len(asked) >= self.max_asked:
+            for old in [p for p, t in asked.items() if now - t > ANSWER_WITHIN_S]:
+                del asked[old]
+            if len(asked) >= self.max_asked:
+                return False  # more PAs unanswered than the bound: asked on a later send
+        asked[pa] = now
         return True

@@ -22,7 +22,8 @@ import ipaddress
 import socket
 from dataclasses import dataclass, field
 
-ETH_P_ALL = 0x0003
+from gateway.io.ring import ETH_P_ALL, PACKET_IGNORE_OUTGOING, SOL_PACKET
+
 _IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
 _IP_PMTUDISC_DO = getattr(socket, "IP_PMTUDISC_DO", 2)
 RECEIVE_BUFFER_BYTES = 4 << 20  # absorbs bursts while the loop serves other fds
@@ -43,7 +44,11 @@ def open_gre_socket(pa: bytes) -> socket.socket:
 
 
 def open_link(interface: str) -> socket.socket:
+    """The IP-Rewrite PAs' socket on the provider link. It must not see what this
+    host sends (PACKET_IGNORE_OUTGOING): our own rewritten frames and the kernel's
+    NVGRE go to other hosts' MACs, and would read as frames addressed elsewhere."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
     sock.bind((interface, ETH_P_ALL))
     sock.setblocking(False)
     return sock

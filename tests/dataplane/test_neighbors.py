@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gateway.dataplane.neighbors import (
+    ANSWER_WITHIN_S,
+    MAX_ASKED,
     MAX_PENDING_PER_PA,
     REFRESH_AFTER_S,
     RETRY_AFTER_S,
@@ -18,9 +20,10 @@ STEP = RETRY_AFTER_S / 8  # well inside one retry window, and exact in binary
 
 
 def test_limits_are_sane() -> None:
-    assert 0 < RETRY_AFTER_S < REFRESH_AFTER_S
-    assert MAX_PENDING_PER_PA >= 1
+    assert 0 < RETRY_AFTER_S < ANSWER_WITHIN_S < REFRESH_AFTER_S
+    assert MAX_PENDING_PER_PA >= 1 and MAX_ASKED >= 1
     assert Neighbors().max_pending == MAX_PENDING_PER_PA
+    assert Neighbors().max_asked == MAX_ASKED
 
 
 def test_unknown_pa_is_asked_once_per_retry_window() -> None:
@@ -50,6 +53,7 @@ def test_park_is_bounded_per_pa(limit: int) -> None:
     kept = [n.park(PA, frame) for frame in frames]
     assert kept == [True] * limit + [False] * 5
     assert n.park(OTHER, b"other") is True, "a full queue for one PA blocks no other"
+    assert n.resolve(PA, T0) == (None, True) and n.resolve(OTHER, T0) == (None, True)
     assert n.learn(PA, MAC, T0) == frames[:limit]
     assert n.learn(OTHER, MAC, T0) == [b"other"]
 
@@ -64,21 +68,57 @@ def test_learn_returns_parked_frames_in_order_once_and_resolves_without_asking()
     # within the refresh time: the MAC, and no request, however often it is asked
     for t in (T0 + STEP, T0 + 2 * RETRY_AFTER_S, T0 + STEP + REFRESH_AFTER_S):
         assert n.resolve(PA, t) == (MAC, False), t
-    # the queue was handed over: a second learn (a repeated reply) returns nothing
-    assert n.learn(PA, MAC, T0 + 2 * STEP) == []
+    # answered already: a second reply is no answer, and changes nothing
+    assert n.learn(PA, NEW_MAC, T0 + 2 * STEP) is None
+    assert n.mac(PA) == MAC
     # and the queue is usable again, to its full size
     assert all(n.park(PA, bytes([i])) for i in range(n.max_pending))
     assert n.park(PA, b"one too many") is False
 
 
-def test_learn_of_an_unasked_pa_is_used() -> None:
+def test_a_reply_nobody_asked_for_is_refused() -> None:
     n = Neighbors()
-    assert n.learn(PA, MAC, T0) == []
-    assert n.resolve(PA, T0) == (MAC, False)
+    assert n.park(PA, b"waiting")
+    assert n.learn(PA, MAC, T0) is None
+    assert n.mac(PA) is None
+    assert n.resolve(PA, T0) == (None, True), "still unknown: asked for"
+
+
+def test_a_late_reply_is_refused() -> None:
+    n = Neighbors()
+    assert n.resolve(PA, T0) == (None, True)
+    assert n.learn(PA, MAC, T0 + ANSWER_WITHIN_S + STEP) is None
+    assert n.mac(PA) is None
+
+
+def test_a_doubted_entry_is_still_used_and_asked_again() -> None:
+    n = Neighbors()
+    n.resolve(PA, T0)
+    n.learn(PA, MAC, T0)
+    n.doubt(PA, MAC)  # the claim we already believe: nothing to doubt
+    assert n.resolve(PA, T0 + STEP) == (MAC, False)
+    n.doubt(PA, NEW_MAC)
+    assert n.resolve(PA, T0 + 2 * STEP) == (MAC, True)
+    assert n.learn(PA, NEW_MAC, T0 + 3 * STEP) == []
+    assert n.resolve(PA, T0 + 4 * STEP) == (NEW_MAC, False)
+
+
+def test_unanswered_asks_are_bounded() -> None:
+    n = Neighbors(max_asked=2)
+    third = bytes([198, 18, 0, 32])
+    assert n.resolve(PA, T0) == (None, True)
+    assert n.resolve(OTHER, T0) == (None, True)
+    assert n.resolve(third, T0 + STEP) == (None, False), "the table of asks is full"
+    # Once the first asks are too old to be answered, they make room.
+    later = T0 + ANSWER_WITHIN_S + STEP
+    assert n.resolve(third, later) == (None, True)
+    assert n.learn(PA, MAC, later) is None, "forgotten: no longer an answer"
+    assert n.learn(third, MAC, later) == []
 
 
 def test_stale_entry_is_still_used_while_a_refresh_is_asked_once_per_window() -> None:
     n = Neighbors()
+    n.resolve(PA, T0)
     n.learn(PA, MAC, T0)
     stale = T0 + REFRESH_AFTER_S + STEP
     assert n.resolve(PA, stale) == (MAC, True)
