@@ -2,7 +2,8 @@
 
 The output goes to stdout (or ``--output``), so warnings and errors go to stderr:
 a redirected import never mixes them into the YAML. Nothing is written unless the
-whole import is valid, and ``--output`` is replaced atomically.
+whole import is valid, and ``--output`` is replaced atomically, its mode kept (a
+symlink given there is written through, to the file it points to).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def import_hnv_command(
         new_yaml().dump(document, sys.stdout)
         return
     try:
-        write_document(output, document)
+        write_document(output.resolve(), document)  # through a link, as a shell's > would
     except OSError as error:
         message = f"nvgw import-hnv: cannot write {output}: {error.strerror or error}"
         stderr.print(message, markup=False)

@@ -12,6 +12,7 @@ from .config_file import (
     to_plain,
     write_document,
 )
+from .safe_files import replace_file
 
 __all__ = [
     "line_of",
@@ -19,6 +20,7 @@ __all__ = [
     "new_yaml",
     "policy_from_document",
     "read_document",
+    "replace_file",
     "to_plain",
     "write_document",
 ]

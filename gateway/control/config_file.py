@@ -17,6 +17,7 @@ leading zeros") instead of being read one way here and as octal by YAML 1.1 tool
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +32,8 @@ from ruamel.yaml.scalarint import ScalarInt
 
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.policy import Policy, load_policy, parse_path
+
+from .safe_files import replace_file
 
 
 def new_yaml() -> YAML:
@@ -154,22 +157,10 @@ def _child_line(node: Any, part: object) -> tuple[int, Any] | None:
     return None
 
 
-def write_document(path: str | os.PathLike[str], document: Any) -> None:
-    """Replace the file with ``document`` atomically and durably.
-
-    Written to a temporary file in the same directory, fsynced, renamed over the
-    original, and the directory fsynced: a crash at any point leaves the old file or
-    the new one, never a torn one, and a renamed file survives a power cut.
-    """
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        new_yaml().dump(document, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+def write_document(path: str | os.PathLike[str], document: Any) -> os.stat_result:
+    """Replace the file with ``document`` atomically and durably, its mode and owner
+    kept (``replace_file``: a unique temp file, never a planted link followed).
+    Returns the new file's status; raises OSError with the old file untouched."""
+    text = io.StringIO()
+    new_yaml().dump(document, text)
+    return replace_file(path, text.getvalue().encode("utf-8"))
