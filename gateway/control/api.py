@@ -9,11 +9,13 @@ is still at that revision (412 otherwise), so two admins cannot overwrite each o
 Answers: 200/201 with the entries; 400 for a request that is not understood; 404
 when nothing matches; 412 for a stale revision; 422 with every reason when the
 change would make the policy invalid (``issues``: path, value, message, as
-``nvgw check`` prints them); 503 when the file's lock stays taken.
+``nvgw check`` prints them); 503 when the file's lock stays taken; 507 (disk full)
+or 500 when a valid change could not be written to the file, none of it kept.
 """
 
 from __future__ import annotations
 
+import errno
 import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping
@@ -42,7 +44,15 @@ from gateway.policy import (
 from .config_file import new_yaml
 from .edits import KINDS, Kind, NotFound, add, find, migrate, remove, replace_all
 from .entries import listing, policy_json
-from .store import Accepted, ApplyError, PolicyStore, RevisionMismatch, StoreBusy, refusal
+from .store import (
+    Accepted,
+    ApplyError,
+    NotSaved,
+    PolicyStore,
+    RevisionMismatch,
+    StoreBusy,
+    refusal,
+)
 from .trace import TraceError, trace
 
 log = structlog.get_logger("nvgw.api")
@@ -187,6 +197,9 @@ class _Handlers:
         except ApplyError as error:
             log.error("policy change saved but not fully applied", **what, reason=str(error))
             raise
+        except NotSaved as error:
+            log.error("policy change not saved", **what, reason=str(error))
+            raise
         answer = report(accepted.result)
         log.info("policy changed", **what, revision=accepted.policy.revision, **answer)
         return self._answer(answer, status)
@@ -285,6 +298,12 @@ async def _partly_applied(request: Request, error: Exception) -> JSONResponse:
     return _error(500, f"the change is saved and in force, but {error}")
 
 
+async def _not_saved(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, NotSaved)
+    full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return _error(507 if full else 500, str(error))  # 507 Insufficient Storage (RFC 4918)
+
+
 EXCEPTION_HANDLERS: Final[dict[Any, Any]] = {
     BadRequest: _bad_request,
     TraceError: _bad_request,
@@ -293,6 +312,7 @@ EXCEPTION_HANDLERS: Final[dict[Any, Any]] = {
     ConfigError: _invalid,
     StoreBusy: _busy,
     ApplyError: _partly_applied,
+    NotSaved: _not_saved,
 }
 
 

@@ -9,14 +9,18 @@ file). A change is made like this, under one lock:
 2. apply the edit to a plain copy, bump ``revision:``, and validate the whole result
    with the config loader, then with the daemon's own checks (``prepare``: IPv6 it
    cannot forward, provider addresses it cannot rebind); then to the document;
-3. write it atomically and durably (temp file, fsync, rename, fsync the directory);
+3. write it atomically and durably (``replace_file``: a unique temp file, fsync,
+   rename, fsync the directory; the file's mode and owner kept);
 4. only then swap it into the data plane (``commit``).
 
-A refusal at 1 or 2 leaves the file and the running policy exactly as they were; a
-crash after 3 comes back with the change, because the file already holds it. Steps 1
-to 3 run in a worker thread, so a large policy's parse and validation never stall the
-packet loop. Writers in this process queue on an anyio lock; daemons sharing one
-file (a lab) also take an flock on its directory, which the rename leaves in place.
+A refusal at 1 or 2 leaves the file and the running policy exactly as they were, and
+so does a write that fails at 3 (disk full: ``NotSaved``), whose half-edited cached
+document is dropped; a file gone or unreadable is a ConfigError naming it, like a
+file that does not validate. A crash after 3 comes back with the change, because the
+file already holds it. Steps 1 to 3 run in a worker thread, so a large policy's parse
+and validation never stall the packet loop. Writers in this process queue on an
+anyio lock; daemons sharing one file (a lab) also take an flock on its directory,
+which the rename leaves in place.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from gateway.errors import ConfigError, ConfigIssue
 from gateway.policy import Policy, load_policy
 
 from .config_file import line_of, policy_from_document, read_document, to_plain, write_document
-from .edits import Edit, NotFound
+from .edits import Edit
 
 LOCK_TIMEOUT_S: Final = 10.0
 Prepared = TypeVar("Prepared")
@@ -63,6 +67,19 @@ class StoreBusy(Exception):
     """Another writer held the file's lock for longer than we wait."""
 
 
+class NotSaved(Exception):
+    """A valid change the file could not take (disk full, an I/O error, a read-only
+    filesystem): nothing of it is kept, in the file, the running policy or the
+    store's cached document. ``errno`` says which (the API answers 507 for a full
+    disk, 500 otherwise)."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(
+            f"the change was not saved: cannot write {path}: {error.strerror or error}"
+        )
+        self.errno = error.errno
+
+
 @dataclass(frozen=True)
 class Accepted:
     """An applied change: the new policy, and what the edit reports (the entry added,
@@ -78,6 +95,10 @@ class PolicyStore(Generic[Prepared]):
     ``prepare`` turns a validated policy into what the daemon will swap in (and may
     refuse it with a ConfigError); ``commit`` swaps it in. Both come from the daemon,
     so the store knows nothing of data planes.
+
+    A ``path`` that is a symlink is resolved here, once: from then on the store reads
+    and writes the file it pointed to (which keeps its link), so a link re-pointed
+    later can never steer a write, made as root, to another file.
     """
 
     def __init__(
@@ -86,7 +107,7 @@ class PolicyStore(Generic[Prepared]):
         prepare: Callable[[Policy], Prepared],
         commit: Callable[[Prepared], Awaitable[None]],
     ) -> None:
-        self.path = path
+        self.path = path.resolve()
         self._prepare = prepare
         self._commit = commit
         self._lock = anyio.Lock()
@@ -115,8 +136,8 @@ class PolicyStore(Generic[Prepared]):
         async with self._lock:
             try:
                 written = await anyio.to_thread.run_sync(self._edit_and_write, edit, if_revision)
-            except (ConfigError, NotFound, RevisionMismatch, StoreBusy):
-                self.changes["refused"] += 1
+            except Exception:  # ConfigError, NotFound, RevisionMismatch, StoreBusy, NotSaved
+                self.changes["refused"] += 1  # and whatever else: nothing was kept
                 raise
             try:
                 await self._commit(written.prepared)
@@ -154,7 +175,7 @@ class PolicyStore(Generic[Prepared]):
         touches the round-trip document, which therefore never holds a refused one.
         The file is parsed again only if it changed since this store last read or
         wrote it (a hand edit, another daemon): parsing YAML is the slow part."""
-        with _locked_directory(self.path.parent):
+        with _locked_directory(self.path):
             if self._document is not None and _identity(self.path) == self._identity:
                 assert self.policy is not None
                 document, revision = self._document, self.policy.revision
@@ -168,10 +189,22 @@ class PolicyStore(Generic[Prepared]):
             trial["revision"] = revision + 1
             policy = load_policy(to_plain(trial))  # issues name the entry, not a line
             prepared = self._prepare(policy)
-            edit(document)
-            _set_revision(document, revision + 1)
-            write_document(self.path, document)
-            return _FileState(policy, prepared, document, _identity(self.path), result)
+            try:
+                edit(document)
+                _set_revision(document, revision + 1)
+                written = write_document(self.path, document)
+            except OSError as error:
+                self._forget()
+                raise NotSaved(self.path, error) from None
+            except BaseException:
+                self._forget()
+                raise
+            return _FileState(policy, prepared, document, _identity_of(written), result)
+
+    def _forget(self) -> None:
+        """The cached document may hold part of a change that was not saved: drop it,
+        so that the next change reads the file (which never got it) again."""
+        self._document, self._identity = None, None
 
 
 @dataclass(frozen=True)
@@ -186,9 +219,22 @@ class _FileState(Generic[Prepared]):
 
 
 def _identity(path: Path) -> tuple[int, ...]:
-    """What changes when anyone replaces or rewrites the file."""
-    st = os.stat(path)
+    """What changes when anyone replaces or rewrites the file. A file gone (deleted,
+    renamed away mid-save, a dangling link) is a ConfigError naming it, as any
+    unreadable file is: a reload or a change refused, never a daemon stopped."""
+    try:
+        return _identity_of(os.stat(path))
+    except OSError as error:
+        raise _unreadable(path, "the file", error) from None
+
+
+def _identity_of(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _unreadable(path: Path, what: str, error: OSError) -> ConfigError:
+    reason = f"cannot read {what}: {error.strerror or error}"
+    return ConfigError([ConfigIssue("", None, reason, str(path))])
 
 
 def _set_revision(document: Any, revision: int) -> None:
@@ -199,10 +245,14 @@ def _set_revision(document: Any, revision: int) -> None:
 
 
 @contextmanager
-def _locked_directory(directory: Path) -> Iterator[None]:
+def _locked_directory(path: Path) -> Iterator[None]:
     """An exclusive flock on the config's directory: the one thing every process
     writing that file shares, since each write replaces the file's inode."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    directory = path.parent
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as error:
+        raise _unreadable(path, f"its directory {directory}", error) from None
     try:
         deadline = time.monotonic() + LOCK_TIMEOUT_S
         while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from gateway.control.edits import (
 )
 from gateway.control.store import PolicyStore, RevisionMismatch, StoreBusy
 from gateway.errors import ConfigError, ConfigIssue
+from gateway.io.privileges import lookup_user
 from gateway.policy import Policy
 
 pytestmark = pytest.mark.anyio
@@ -255,3 +257,117 @@ async def test_a_broken_file_on_disk_stops_changes_until_fixed(config: Path) -> 
         await store.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13")))
     assert refused.value.issues[0].file == str(config) and refused.value.issues[0].line
     assert read_document(config)["revision"] == 0
+
+
+# ---------------------------------------------------------------- a file gone or unreadable
+
+
+def _delete(config: Path) -> None:
+    config.unlink()
+
+
+def _rename_away(config: Path) -> None:
+    config.rename(config.with_name(".two-hosts.yaml.swp"))  # an editor's save, caught midway
+
+
+def _dangling_symlink(config: Path) -> None:
+    config.unlink()
+    config.symlink_to(config.with_name("gone.yaml"))
+
+
+def _symlink_loop(config: Path) -> None:
+    config.unlink()
+    config.symlink_to(config.with_name("loop.yaml"))
+    config.with_name("loop.yaml").symlink_to(config)
+
+
+def _a_directory(config: Path) -> None:
+    config.unlink()
+    config.mkdir()
+
+
+FILE_GONE = {
+    "deleted": (_delete, "No such file or directory"),
+    "renamed away": (_rename_away, "No such file or directory"),
+    "dangling symlink": (_dangling_symlink, "No such file or directory"),
+    "symlink loop": (_symlink_loop, "Too many levels of symbolic links"),
+    "a directory": (_a_directory, "Is a directory"),
+}
+
+
+@pytest.mark.parametrize("case", FILE_GONE, ids=list(FILE_GONE))
+async def test_a_file_gone_or_unusable_is_a_refusal_naming_it(config: Path, case: str) -> None:
+    """What SIGHUP (``load``) and the API (``change``) meet when the file is gone: a
+    ConfigError naming the file and the reason, never an OSError, nothing changed."""
+    damage, reason = FILE_GONE[case]
+    daemon = Daemon()
+    store = await started(config, daemon)
+    damage(config)
+    for attempt in (
+        store.load,
+        lambda: store.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13"))),
+    ):
+        with pytest.raises(ConfigError) as refused:
+            await attempt()
+        [issue] = refused.value.issues
+        assert issue.file == str(config) and "cannot read the file" in issue.message
+        assert reason in issue.message
+        assert store.policy is not None and store.policy.revision == 0
+        assert daemon.committed == [0]
+    assert store.changes == {"applied": 0, "refused": 1}
+    assert not config.with_name("gone.yaml").exists()  # nothing written through the link
+
+
+async def test_a_file_the_reader_may_not_open_is_a_refusal_naming_it(config: Path) -> None:
+    """EACCES, which root never meets: a child process as ``nobody`` reads a config in
+    a directory only root may enter, and reports what the store raised."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become nobody")  # not a namespace need: no CI failure
+    uid, gid = lookup_user("nobody")
+    config.parent.chmod(0o700)
+    store = PolicyStore(config, Daemon().prepare, Daemon().commit)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            try:
+                store.read()
+                message = "read it"
+            except ConfigError as error:
+                message = f"ConfigError: {error}"
+            except BaseException as error:
+                message = f"{type(error).__name__}: {error}"
+            os.write(write, message.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert said == f"ConfigError: {config}: cannot read the file: Permission denied"
+
+
+async def test_a_config_given_as_a_symlink_is_resolved_once_and_written_through(
+    config: Path, tmp_path: Path
+) -> None:
+    """The link is followed at start, once: changes rewrite the file it pointed to,
+    mode kept, and the link stays; re-pointed later, it steers no write."""
+    link = tmp_path / "current.yaml"
+    link.symlink_to(config)
+    config.chmod(0o640)
+    store = await started(link)
+    await store.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13")))
+    assert link.is_symlink() and link.resolve() == config
+    assert load_config(config).revision == 1
+    assert stat.S_IMODE(config.stat().st_mode) == 0o640
+
+    elsewhere = tmp_path / "elsewhere.yaml"
+    shutil.copyfile(config, elsewhere)
+    link.unlink()
+    link.symlink_to(elsewhere)
+    await store.change(add(LOOKUP_RECORDS, record("10.10.10.14", "00-00-00-00-00-14")))
+    assert load_config(config).revision == 2 and load_config(elsewhere).revision == 1
