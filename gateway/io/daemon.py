@@ -287,20 +287,29 @@ class HostDaemon:
                     return
 
     async def reload(self) -> bool:
-        """Re-read the config (SIGHUP); swap it in whole, or keep the old policy and say why."""
+        """Re-read the config (SIGHUP); swap it in whole, or keep the old policy and say why.
+
+        Nothing a reload raises stops the daemon. A file gone (deleted, renamed away
+        mid-save, a dangling link) or unreadable is a ConfigError naming it, like an
+        invalid one; anything else (a bug, a file pathological enough to exhaust the
+        parser) is refused all the same, with its traceback in the log.
+        """
         try:
             await self.store.load()
-        except ConfigError as error:
-            log.error(
-                "policy refused", file=str(self.config), errors=[str(i) for i in error.issues]
-            )
-            self.reloads["refused"] += 1
-            return False
         except ApplyError:  # in force, but a port unserved: logged where it failed
             self.reloads["applied"] += 1
             return False
-        self.reloads["applied"] += 1
-        return True
+        except ConfigError as error:
+            reasons = [str(issue) for issue in error.issues]
+            log.error("policy refused", file=str(self.config), errors=reasons)
+        except Exception as error:  # never the signal task's death, and the daemon's with it
+            reason = f"{type(error).__name__}: {error}"
+            log.error("policy refused", file=str(self.config), errors=[reason], exc_info=True)
+        else:
+            self.reloads["applied"] += 1
+            return True
+        self.reloads["refused"] += 1
+        return False
 
     def _prepare(self, policy: Policy) -> tuple[Snapshot, NodePas]:
         """Runs in the store's worker thread: compile, and refuse what this node
