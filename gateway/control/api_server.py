@@ -37,7 +37,8 @@ class ApiListenError(OSError):
 
 
 def bind_unix(path: Path) -> socket.socket:
-    """A listening Unix socket at ``path``, mode 0600."""
+    """A listening Unix socket at ``path``, mode 0600: the umask makes it so as bind
+    creates it, so no chmod by name (which would follow a link swapped in) follows."""
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     _clear_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -51,9 +52,24 @@ def bind_unix(path: Path) -> socket.socket:
         ) from None
     finally:
         os.umask(previous)
-    os.chmod(path, 0o600)
     sock.listen(BACKLOG)
     return sock
+
+
+def hand_over_socket(path: Path, uid: int, gid: int) -> None:
+    """Give the bound socket to the daemon's user (a 0600 socket admits its owner and
+    root), by fd rather than by name: ``path`` is opened without following a link
+    (O_PATH | O_NOFOLLOW), must still be a socket, and that inode alone changes owner.
+    A link or a file swapped in meanwhile is refused, never given away by root."""
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            raise ApiListenError(
+                errno.EEXIST, f"{path} is no longer the API socket: its owner stays as it is"
+            )
+        os.chown(f"/proc/self/fd/{fd}", uid, gid)  # the inode opened, whatever the name holds
+    finally:
+        os.close(fd)
 
 
 def _clear_stale(path: Path) -> None:

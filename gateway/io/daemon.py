@@ -37,6 +37,7 @@ from gateway.control.api_server import (
     ApiListenError,
     bind_tcp,
     bind_unix,
+    hand_over_socket,
     protect,
     read_token,
 )
@@ -356,7 +357,7 @@ class HostDaemon:
 
     def _become(self, uid: int, gid: int) -> None:
         if self.api is not None:
-            os.chown(self.api.socket, uid, gid)  # the socket admits its owner and root
+            hand_over_socket(self.api.socket, uid, gid)  # by fd: never through a link
         become(uid, gid)
         log.info("privileges dropped", user=self.user, uid=uid, capabilities=CAPABILITIES_KEPT)
 
