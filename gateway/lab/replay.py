@@ -11,11 +11,14 @@ scapy does the pcap I/O only (it stays out of the data plane, per the layout).
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+from gateway.control import replace_file
 from gateway.control.trace import CollectOutput
 from gateway.dataplane import HostDataplane, HostPort
 from gateway.errors import Drop
@@ -108,7 +111,19 @@ def read_frames(path: Any) -> list[bytes]:
 
 
 def write_frames(path: Any, frames: list[bytes]) -> None:
+    """The frames as a pcap, replacing ``path`` atomically (``replace_file``; a link
+    given there is written through, to the file it points to, as ``>`` would)."""
     from scapy.layers.l2 import Ether
     from scapy.utils import wrpcap
 
-    wrpcap(str(path), [Ether(frame) for frame in frames])
+    capture = _Capture()
+    wrpcap(capture, [Ether(frame) for frame in frames])
+    replace_file(Path(path).resolve(), capture.getvalue())
+
+
+class _Capture(io.BytesIO):
+    """Where wrpcap writes: it closes its file when done, and the bytes are still
+    needed after that."""
+
+    def close(self) -> None:
+        pass

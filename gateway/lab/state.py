@@ -19,6 +19,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from gateway.control import replace_file
+
 STATE_DIR = Path("/run/nvgw")
 TERM_GRACE_S = 3.0  # SIGTERM first, SIGKILL after this long
 
@@ -55,18 +57,11 @@ class LabState:
         return cls(**raw, processes=procs)
 
     def save(self, state_dir: Path = STATE_DIR) -> None:
-        """Atomic: a reader (or a crash) sees the old file or the new one, never half."""
+        """Atomic and durable (``replace_file``): a reader, or a crash, sees the old file
+        or the new one, never half; no link planted beside it is ever followed."""
         state_dir.mkdir(parents=True, exist_ok=True)
-        path = self.path_for(self.prefix, state_dir)
-        tmp = path.with_suffix(".tmp")
-        try:
-            with open(tmp, "w") as f:
-                json.dump(asdict(self), f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)  # gone after the rename; removed if anything failed
+        text = json.dumps(asdict(self), indent=2)
+        replace_file(self.path_for(self.prefix, state_dir), text.encode())
 
     def remove_file(self, state_dir: Path = STATE_DIR) -> None:
         self.path_for(self.prefix, state_dir).unlink(missing_ok=True)

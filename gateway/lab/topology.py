@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Final
 
-from gateway.control import load_config
+from gateway.control import load_config, replace_file
 from gateway.control.client import ApiClient
 from gateway.lab import netns
 from gateway.lab.plan import HostPlan, LabError, LabPlan, VmPlan, plan_lab
@@ -55,7 +54,7 @@ class Lab:
             )
         policy = load_config(config)  # refuse a bad config before creating anything
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(config, self.config_path)  # migrations rewrite this copy only
+        replace_file(self.config_path, config.read_bytes())  # migrations rewrite this copy only
         state = LabState(self.prefix, scenario, str(self.config_path))
         state.save(self.state_dir)
         plan = plan_lab(policy, self.prefix)

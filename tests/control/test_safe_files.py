@@ -136,3 +136,15 @@ def test_a_write_that_finds_the_disk_full_leaves_the_old_file_and_no_temp(
     assert failed.value.errno == errno.ENOSPC
     assert target.read_bytes() == b'{"old": true}\n'
     assert entries(small_disk) == ["filler", "state.json"]
+
+
+def test_replay_output_given_as_a_symlink_is_written_through(tmp_path: Path) -> None:
+    from gateway.lab.replay import read_frames, write_frames
+
+    target, link = tmp_path / "out.pcap", tmp_path / "latest.pcap"
+    target.write_bytes(b"an older capture")
+    link.symlink_to(target)
+    frames = [bytes(range(60)), bytes(64)]
+    write_frames(link, frames)
+    assert link.is_symlink() and read_frames(target) == frames
+    assert entries(tmp_path) == ["latest.pcap", "out.pcap"]

@@ -6,8 +6,11 @@ PID in a ``finally``; nothing else is ever signalled. No root needed.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-import gateway.lab.state as state_module
+from gateway.control import safe_files
 from gateway.lab.state import (
     LabState,
     RecordedProcess,
@@ -121,18 +124,45 @@ def test_a_save_that_dies_halfway_leaves_the_old_file(
     old = sample_state()
     old.save(tmp_path)
 
-    def dump_half_then_die(obj, f, **kwargs) -> None:
-        f.write(json.dumps(obj)[:20])
-        f.flush()
-        raise OSError(28, "No space left on device")
+    def write_half_then_die(fd: int, data: bytes) -> None:
+        os.write(fd, data[:20])
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(state_module.json, "dump", dump_half_then_die)
+    monkeypatch.setattr(safe_files, "_write_all", write_half_then_die)
     new = sample_state()
     new.namespaces.append("nvgwtest1234-red1")
     with pytest.raises(OSError):
         new.save(tmp_path)
     monkeypatch.undo()
     assert LabState.load("nvgwtest1234", tmp_path) == old
+    assert [p.name for p in tmp_path.iterdir()] == ["lab-nvgwtest1234.json"]
+
+
+def test_a_save_follows_no_link_planted_beside_the_file_and_keeps_its_mode(
+    tmp_path: Path,
+) -> None:
+    """The state directory is /run/nvgw, written as root: a link at the temporary name
+    the lab used to write (``lab-PREFIX.tmp``) is left alone, its target untouched."""
+    victim = tmp_path / "victim"
+    victim.write_text("root's file\n")
+    (tmp_path / "lab-nvgw.tmp").symlink_to(victim)
+    state = LabState("nvgw")
+    state.save(tmp_path)
+    (tmp_path / "lab-nvgw.json").chmod(0o600)
+    state.namespaces.append("nvgw-pnet")
+    state.save(tmp_path)
+    assert victim.read_text() == "root's file\n"
+    assert LabState.load("nvgw", tmp_path) == state
+    assert stat.S_IMODE((tmp_path / "lab-nvgw.json").stat().st_mode) == 0o600
+
+
+def test_a_state_file_that_is_a_link_is_refused_not_written_through(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("root's file\n")
+    (tmp_path / "lab-nvgw.json").symlink_to(victim)
+    with pytest.raises(OSError, match="is a symbolic link"):
+        LabState("nvgw").save(tmp_path)
+    assert victim.read_text() == "root's file\n"
 
 
 def test_remove_file(tmp_path: Path) -> None:
