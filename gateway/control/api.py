@@ -368,6 +368,7 @@ def _openapi() -> dict[str, Any]:
         "400": {"description": "malformed request"},
         "412": {"description": "the policy moved past the If-Match revision"},
         "422": {"description": "refused: every reason, the policy and file unchanged"},
+        "507": {"description": "not saved, the disk is full: the policy and file unchanged"},
     }
     paths: dict[str, Any] = {
         "/v1/health": {"get": {"summary": "The daemon is serving", "responses": _ok()}},

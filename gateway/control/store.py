@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -220,21 +221,30 @@ class _FileState(Generic[Prepared]):
 
 def _identity(path: Path) -> tuple[int, ...]:
     """What changes when anyone replaces or rewrites the file. A file gone (deleted,
-    renamed away mid-save, a dangling link) is a ConfigError naming it, as any
-    unreadable file is: a reload or a change refused, never a daemon stopped."""
+    renamed away mid-save) or unreadable is a ConfigError naming it: a reload or a
+    change refused, never a daemon stopped. So is a link put where the file was: the
+    store resolved the path's links once, at start, and follows no later one."""
     try:
-        return _identity_of(os.stat(path))
+        st = os.lstat(path)
     except OSError as error:
-        raise _unreadable(path, "the file", error) from None
+        raise _unreadable(path, "the file", error.strerror or str(error)) from None
+    if stat.S_ISLNK(st.st_mode):
+        raise _unreadable(path, "the file", _NOW_A_LINK)
+    return _identity_of(st)
+
+
+_NOW_A_LINK: Final = (
+    "it is now a symbolic link; --config's links are resolved once, at start: "
+    "restart the daemon to follow this one"
+)
 
 
 def _identity_of(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _unreadable(path: Path, what: str, error: OSError) -> ConfigError:
-    reason = f"cannot read {what}: {error.strerror or error}"
-    return ConfigError([ConfigIssue("", None, reason, str(path))])
+def _unreadable(path: Path, what: str, reason: str) -> ConfigError:
+    return ConfigError([ConfigIssue("", None, f"cannot read {what}: {reason}", str(path))])
 
 
 def _set_revision(document: Any, revision: int) -> None:
@@ -252,7 +262,8 @@ def _locked_directory(path: Path) -> Iterator[None]:
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as error:
-        raise _unreadable(path, f"its directory {directory}", error) from None
+        reason = error.strerror or str(error)
+        raise _unreadable(path, f"its directory {directory}", reason) from None
     try:
         deadline = time.monotonic() + LOCK_TIMEOUT_S
         while True:

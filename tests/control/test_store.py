@@ -275,10 +275,10 @@ def _dangling_symlink(config: Path) -> None:
     config.symlink_to(config.with_name("gone.yaml"))
 
 
-def _symlink_loop(config: Path) -> None:
-    config.unlink()
-    config.symlink_to(config.with_name("loop.yaml"))
-    config.with_name("loop.yaml").symlink_to(config)
+def _replaced_by_a_symlink(config: Path) -> None:
+    elsewhere = config.with_name("elsewhere.yaml")
+    config.rename(elsewhere)
+    config.symlink_to(elsewhere)  # valid, but not the file the store resolved at start
 
 
 def _a_directory(config: Path) -> None:
@@ -289,8 +289,8 @@ def _a_directory(config: Path) -> None:
 FILE_GONE = {
     "deleted": (_delete, "No such file or directory"),
     "renamed away": (_rename_away, "No such file or directory"),
-    "dangling symlink": (_dangling_symlink, "No such file or directory"),
-    "symlink loop": (_symlink_loop, "Too many levels of symbolic links"),
+    "dangling symlink": (_dangling_symlink, "now a symbolic link"),
+    "replaced by a symlink": (_replaced_by_a_symlink, "now a symbolic link"),
     "a directory": (_a_directory, "Is a directory"),
 }
 
