@@ -20,12 +20,10 @@ import dataclasses
 import io
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import TaggedScalar
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 from ruamel.yaml.scalarfloat import ScalarFloat
 from ruamel.yaml.scalarint import ScalarInt
@@ -34,12 +32,14 @@ from gateway.errors import ConfigError, ConfigIssue
 from gateway.policy import Policy, load_policy, parse_path
 
 from .safe_files import replace_file
+from .untrusted import parse_yaml, read_bounded
 
 
 def new_yaml() -> YAML:
-    """The round-trip YAML reader/writer every config file goes through, set to the
+    """The round-trip YAML writer every config file goes through, set to the
     shipped files' style (lists indented under their key, long flow mappings kept
-    on one line), so that writing a file back changes only what was changed."""
+    on one line), so that writing a file back changes only what was changed.
+    Reading goes through ``untrusted.parse_yaml``, which bounds what a file may cost."""
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     yaml.indent(mapping=2, sequence=4, offset=2)
@@ -54,22 +54,16 @@ def load_config(path: str | os.PathLike[str]) -> Policy:
 
 
 def read_document(path: str | os.PathLike[str]) -> Any:
-    """The file's round-trip YAML document (comments and line numbers kept)."""
+    """The file's round-trip YAML document (comments and line numbers kept), read
+    within the bounds of ``untrusted`` (size, nesting, no aliases)."""
     name = os.fspath(path)
+    data = read_bounded(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError([ConfigIssue("", None, f"cannot read the file: {error}", name)]) from None
-    try:
-        return new_yaml().load(text)
-    except MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + 1 if mark is not None else None
-        problem = error.problem or error.context or type(error).__name__
-        issue = ConfigIssue("", None, f"not valid YAML: {problem}", name, line)
-        raise ConfigError([issue]) from None
-    except YAMLError as error:  # unmarked (e.g. a reader error): no line to give
-        raise ConfigError([ConfigIssue("", None, f"not valid YAML: {error}", name)]) from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        message = f"cannot read the file: not UTF-8 ({error.reason} at byte {error.start})"
+        raise ConfigError([ConfigIssue("", None, message, name)]) from None
+    return parse_yaml(text, name)
 
 
 def policy_from_document(document: Any, path: str | os.PathLike[str]) -> Policy:

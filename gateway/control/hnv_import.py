@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-import json
 import os
 import re
 from collections import defaultdict
@@ -42,6 +41,7 @@ from gateway.policy import format_path, load_policy, parse_path
 from gateway.policy.model import IfName, MacAddress
 
 from .config_file import to_plain
+from .untrusted import parse_json, read_bounded
 
 IPAddress = IPv4Address | IPv6Address
 Loc = tuple[object, ...]
@@ -127,23 +127,15 @@ _MAC = TypeAdapter(MacAddress)
 def read_export(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The objects of one ``ConvertTo-Json`` file, without their CIM noise.
 
-    Raises ``ConfigError`` naming the file for an unreadable file, text that is not
-    JSON, and JSON that is not an object or a list of objects.
+    Raises ``ConfigError`` naming the file for an unreadable or oversized file, text
+    that is not JSON (or nests too deep: ``untrusted``), and JSON that is not an
+    object or a list of objects.
     """
     name = os.fspath(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as error:
-        raise _file_error(name, f"cannot read the file: {error.strerror or error}") from None
-    text = _decode(raw, name)
+    text = _decode(read_bounded(path), name)
     if not text.strip():
         return []  # ConvertTo-Json writes nothing at all when the cmdlet returned nothing
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        issue = ConfigIssue("", None, f"not JSON: {error.msg}", name, error.lineno)
-        raise ConfigError([issue]) from None
-    return _objects(data, name)
+    return _objects(parse_json(text, name), name)
 
 
 def _decode(raw: bytes, name: str) -> str:
