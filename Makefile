@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv system-deps lab test lint bench clean
+.PHONY: all venv system-deps lab test lint bench fuzz clean
 
 all: test
 
@@ -42,6 +42,15 @@ bench: venv
 	$(BIN)/python bench/snapshot_build.py
 	$(BIN)/python bench/api_change.py
 	$(BIN)/python bench/host_forwarding.py
+
+## Fuzz every wire parser and every data-plane entry point of every node of every
+## policy (tests/fuzz): FUZZ_INPUTS inputs, one worker per CPU, a progress line every
+## 5 s; the summary goes to tests/fuzz/last-run.json. Exit 1 on any finding.
+FUZZ_INPUTS ?= 10000000
+FUZZ_SEED   ?= 1
+fuzz: venv
+	$(BIN)/python -m tests.fuzz --inputs $(FUZZ_INPUTS) --seed $(FUZZ_SEED) \
+		--summary tests/fuzz/last-run.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache *.egg-info
