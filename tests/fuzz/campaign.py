@@ -26,7 +26,7 @@ from typing import Any, Final
 from .engine import CHUNK, Bench, ChunkResult, run_chunk
 from .policies import Target, targets
 
-EXAMPLES_KEPT: Final = 10  # example findings per signature in the summary
+EXAMPLES_KEPT: Final = 3  # example findings per signature in the summary and findings file
 ROOT: Final = Path(__file__).resolve().parents[2]
 
 _benches: dict[int, Bench] = {}
@@ -72,7 +72,7 @@ def campaign(
     with context.Pool(workers, initializer=_start_worker, initargs=(policies,)) as pool:
         for result in pool.imap_unordered(_work, tasks(seed, inputs, len(found))):
             new = [s for s in result.counts if s not in total.counts]
-            total.merge(result)
+            total.merge(result, keep=EXAMPLES_KEPT)
             for key in new:
                 example = next(f for f in result.findings if f["signature"] == key)
                 say(f"NEW {key}\n    {_where(example)}")

@@ -74,11 +74,15 @@ class ChunkResult:
     counts: Counter = field(default_factory=Counter)  # signature -> findings
     findings: list[dict[str, Any]] = field(default_factory=list)  # examples
 
-    def merge(self, other: ChunkResult) -> None:
+    def merge(self, other: ChunkResult, keep: int | None = None) -> None:
+        """Add ``other`` in, keeping at most ``keep`` examples per signature."""
         self.inputs += other.inputs
         self.outcomes.update(other.outcomes)
         self.counts.update(other.counts)
-        self.findings += other.findings
+        for finding in other.findings:
+            same = sum(1 for f in self.findings if f["signature"] == finding["signature"])
+            if keep is None or same < keep:
+                self.findings.append(finding)
 
 
 class Bench:
