@@ -208,7 +208,7 @@ class HostDaemon:
                     await tg.start(self._serve_port, port.name, port.mac, port.mtu)
                 if ids is not None:  # everything only root may open is open: drop it
                     self._become(*ids)
-                tg.start_soon(self._signals, tg.cancel_scope)
+                await tg.start(self._signals, tg.cancel_scope)  # SIGHUP handled from "ready" on
                 tg.start_soon(self._drop_summaries)
                 app = build_api(self.store, self.node, lambda: counters_json(self.counters))
                 for sock in listeners:
@@ -274,8 +274,16 @@ class HostDaemon:
         """Frames the kernel dropped before we could read them (ring or socket full)."""
         return sum(ring.read_kernel_drops() for ring in self.rings)
 
-    async def _signals(self, scope: anyio.CancelScope) -> None:
+    async def _signals(
+        self,
+        scope: anyio.CancelScope,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Started before the daemon says it is ready: until the receiver is open, a
+        SIGHUP (systemd's ExecReload right after READY=1) would kill it."""
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            task_status.started()
             async for received in signals:
                 if received == signal.SIGHUP:
                     notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")

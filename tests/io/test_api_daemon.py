@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -122,14 +123,13 @@ class Daemon:
         return netns.has_link(self.namespace, name)
 
 
-@pytest.fixture(scope="module", params=["asyncio", "trio"])
-def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    require_root()
-    namespace = f"nvt-api{os.getpid() % 10000}{request.param[0]}"
-    directory = tmp_path_factory.mktemp(f"api-{request.param}")
+@contextmanager
+def daemon_in_namespace(namespace: str, directory: Path, backend: str) -> Iterator[Daemon]:
+    """host1 of a copy of the two-hosts config in ``directory``, run in a namespace of
+    its own, and always torn down with it."""
     config = directory / "two-hosts.yaml"
     shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
-    running = Daemon(namespace, config, directory / "api.sock", request.param)
+    running = Daemon(namespace, config, directory / "api.sock", backend)
     try:
         host_namespace(namespace)
         running.start()
@@ -140,6 +140,15 @@ def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         finally:
             running.notifications.close()
             netns.remove(namespace)
+
+
+@pytest.fixture(scope="module", params=["asyncio", "trio"])
+def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    require_root()
+    namespace = f"nvt-api{os.getpid() % 10000}{request.param[0]}"
+    directory = tmp_path_factory.mktemp(f"api-{request.param}")
+    with daemon_in_namespace(namespace, directory, request.param) as running:
+        yield running
 
 
 def arp_for(daemon: Daemon, ca: str) -> dict[str, int]:

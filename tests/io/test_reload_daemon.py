@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -18,12 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.lab import netns
 from gateway.lab.probe import scrape
 from tests.conftest import require_root
 
-from ._host import host_namespace
-from .test_api_daemon import CONFIGS, Daemon
+from .test_api_daemon import Daemon, daemon_in_namespace
 
 pytestmark = pytest.mark.netns
 READY_TIMEOUT_S = 30.0  # only bounds a failure: a healthy reload answers at once
@@ -33,19 +30,8 @@ READY_TIMEOUT_S = 30.0  # only bounds a failure: a healthy reload answers at onc
 def daemon(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Daemon]:
     require_root()
     namespace = f"nvt-rl{os.getpid() % 10000}{request.param[0]}"
-    config = tmp_path / "two-hosts.yaml"
-    shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
-    running = Daemon(namespace, config, tmp_path / "api.sock", request.param)
-    try:
-        host_namespace(namespace)
-        running.start()
+    with daemon_in_namespace(namespace, tmp_path, request.param) as running:
         yield running
-    finally:
-        try:
-            running.stop()
-        finally:
-            running.notifications.close()
-            netns.remove(namespace)
 
 
 def reload(daemon: Daemon) -> None:
