@@ -1,6 +1,7 @@
 """A change the file could not take (disk full, read-only) is answered with the reason
 and leaves no trace: not in the file, not in the running policy, not in the store's
-cached document, where it would ride along with the next, unrelated change.
+cached document, where it would ride along with the next, unrelated change. A config
+gone from under the API is a refusal naming it, not a 500 with a traceback.
 
 The disk is real: a 64 KiB tmpfs (conftest.py), filled to the last byte or remounted
 read-only. The API runs in process, on both anyio backends.
@@ -118,3 +119,20 @@ async def test_a_change_a_read_only_disk_refused_is_500_with_the_reason(
     assert on_disk.revision == 1
     assert {r.vm for r in on_disk.lookup_records} == {"blue1", "blue2", "red1", "red2", "blue4"}
     assert await vms(api) == {"blue1", "blue2", "red1", "red2", "blue4"}
+
+
+async def test_a_config_gone_under_the_api_is_a_422_naming_it(
+    node: tuple[Node, httpx.AsyncClient],
+) -> None:
+    running, api = node
+    config = running.store.path
+    config.rename(config.with_name("aside.yaml"))  # an editor's save, caught midway
+    failed = await api.post("/v1/lookup-records", json=record("10.10.10.13", "blue3"))
+    assert failed.status_code == 422, failed.text
+    [issue] = failed.json()["issues"]
+    assert issue == {
+        "path": "",
+        "message": "cannot read the file: No such file or directory",
+        "file": str(config),
+    }
+    assert not config.exists() and running.committed == [0]
