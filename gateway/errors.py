@@ -67,6 +67,10 @@ class Drop(enum.IntEnum):
     # that answers no request of ours (never learned: it would steer our packets).
     ARP_REFUSED = 32
     FOREIGN_MAC = 33  # a provider-link frame for another host's unicast MAC
+    # The per-packet barrier (gateway/io): the data plane raised on this packet, which
+    # it must never do; dropped alone, counted, logged (rate-limited) as the bug it is.
+    INTERNAL_ERROR = 34
+    IP_CHECKSUM = 35  # outer IPv4 header checksum wrong (AF_PACKET: the kernel checks none)
 
     @property
     def label(self) -> str:

@@ -45,6 +45,7 @@ from gateway.control.api_server import serve as serve_api
 from gateway.control.store import ApplyError, PolicyStore
 from gateway.dataplane import Counters, HostDataplane, HostTables
 from gateway.errors import ConfigError, ConfigIssue, Drop
+from gateway.io.faults import Fault, PacketFaults
 from gateway.io.output import FdOutput
 from gateway.io.privileges import become, check_access, lookup_user
 from gateway.io.provider import link_mac, link_mtu, open_gre_socket, open_link
@@ -147,6 +148,7 @@ class HostDaemon:
         self.rings: list[ReceiveRing] = []
         self.reloads = {"applied": 0, "refused": 0}
         self.counters = Counters()
+        self.faults = PacketFaults(self.counters.drops)  # the readers' barrier (faults.py)
         self.taps: dict[str, Tap] = {}
         self.tap_fds: dict[str, int] = {}
         self.gre: dict[bytes, socket.socket] = {}
@@ -200,10 +202,12 @@ class HostDaemon:
                 for ring in self.rings:
                     tg.start_soon(self._read_ring, ring)
                 if not self.rings:
-                    for sock in self.gre.values():
-                        tg.start_soon(self._read_socket, sock, self._provider_handler)
+                    for pa, sock in self.gre.items():
+                        fault = self.faults.reader(f"nvgre {socket.inet_ntoa(pa)}", ethernet=False)
+                        tg.start_soon(self._read_socket, sock, self._provider_handler, fault)
                 if self.link is not None:
-                    tg.start_soon(self._read_socket, self.link, self._link_handler)
+                    fault = self.faults.reader(f"provider link {interface}", ethernet=True)
+                    tg.start_soon(self._read_socket, self.link, self._link_handler, fault)
                 for port in self.dataplane.tables.ports:
                     await tg.start(self._serve_port, port.name, port.mac, port.mtu)
                 if ids is not None:  # everything only root may open is open: drop it
@@ -251,12 +255,19 @@ class HostDaemon:
             self.link.close()
 
     def _open_rings(self, node: Node) -> None:
-        """One receive ring per interface that carries an NVGRE PA; the GRE sockets
-        then only send (and, open, keep the kernel from answering GRE itself)."""
+        """One receive ring per interface that carries an NVGRE PA, filtering for that
+        interface's PAs (which cannot change while the daemon runs: ``_prepare``
+        refuses it); the GRE sockets then only send (and, open, keep the kernel from
+        answering GRE itself)."""
         encap = set(self._pas[0])
-        interfaces = {a.interface for a in node.provider_addresses if a.pa.packed in encap}
-        for interface in sorted(interfaces):
-            self.rings.append(ReceiveRing(interface, link_mtu(interface), self.counters.drops))
+        pas_of: dict[str, list[bytes]] = {}
+        for address in node.provider_addresses:
+            if address.pa.packed in encap:
+                pas_of.setdefault(address.interface, []).append(address.pa.packed)
+        for interface, pas in sorted(pas_of.items()):
+            fault = self.faults.reader(f"provider ring {interface}", ethernet=False)
+            mtu = link_mtu(interface)
+            self.rings.append(ReceiveRing(interface, mtu, self.counters.drops, pas, fault))
         for sock in self.gre.values():
             attach_drop_all(sock)
 
@@ -411,7 +422,8 @@ class HostDaemon:
             with anyio.CancelScope() as scope:
                 self._port_scopes[name] = scope
                 task_status.started()
-                await self._read_fd(tap.fd, self._port_handler(name))
+                fault = self.faults.reader(f"port {name}", ethernet=True)
+                await self._read_fd(tap.fd, self._port_handler(name), fault)
         finally:
             self.tap_fds.pop(name, None)
             self.taps.pop(name, None)
@@ -437,21 +449,29 @@ class HostDaemon:
     def _link_handler(self) -> Handler:
         return partial(self.dataplane.from_provider_link, out=self.out, now=anyio.current_time())
 
-    async def _read_socket(self, sock: socket.socket, for_batch: Callable[[], Handler]) -> None:
-        await self._read(sock, sock.recv_into, for_batch)
+    async def _read_socket(
+        self, sock: socket.socket, for_batch: Callable[[], Handler], on_fault: Fault
+    ) -> None:
+        await self._read(sock, sock.recv_into, for_batch, on_fault)
 
-    async def _read_fd(self, fd: int, for_batch: Callable[[], Handler]) -> None:
+    async def _read_fd(self, fd: int, for_batch: Callable[[], Handler], on_fault: Fault) -> None:
         readv = os.readv
-        await self._read(fd, lambda buffer: readv(fd, (buffer,)), for_batch)
+        await self._read(fd, lambda buffer: readv(fd, (buffer,)), for_batch, on_fault)
 
     async def _read(
         self,
         waitable: socket.socket | int,
         read_into: Callable[[bytearray], int],
         for_batch: Callable[[], Handler],
+        on_fault: Fault,
     ) -> None:
         """Try the fd, drain up to a batch into one preallocated buffer (each frame
-        handled before the next read), and wait for readiness only when it ran dry."""
+        handled before the next read), and wait for readiness only when it ran dry.
+
+        The barrier: a frame the handler raises on goes to ``on_fault`` and the batch
+        goes on. The ``try`` wraps the handler alone, so that a read that fails (a
+        broken fd) still ends the reader rather than spin; it costs nothing per frame
+        until it catches (Python 3.11's exceptions are zero-cost)."""
         buffer = bytearray(MAX_DATAGRAM)
         view = memoryview(buffer)
         while True:
@@ -460,8 +480,11 @@ class HostDaemon:
             try:
                 while handled < BATCH:
                     size = read_into(buffer)
-                    handle(view[:size])
                     handled += 1
+                    try:
+                        handle(view[:size])
+                    except Exception as error:  # a bug costs this frame, not the node
+                        on_fault(error, view[:size])
             except BlockingIOError:
                 pass
             if handled < BATCH:

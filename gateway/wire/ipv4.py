@@ -5,9 +5,13 @@ is counted as IP_VERSION / IP_HEADER_LENGTH, a bad tenant header as INNER_MALFOR
 ``parse_ipv4`` and ``parse_inner_ipv4`` differ only in the reasons they raise. Bytes that
 end before the header says it does are TRUNCATED in both.
 
-The header checksum is not verified by the parsers: the raw GRE socket only delivers
-datagrams the kernel already checked, and the data plane calls ``ipv4_checksum_ok``
-where it reads from a link layer (AF_PACKET) instead.
+The header checksum is not verified by the parsers. Who does: the kernel, for what the
+raw GRE socket delivers; for the receive ring (AF_PACKET, which the kernel does not
+check), its socket filter for headers without options (``gateway.io.ring.gre_filter``)
+and the data plane's slow path, with ``ipv4_checksum_ok``, for the rest. IP-Rewrite
+packets read from the provider link are not checked: their addresses are rewritten
+with incremental updates (RFC 1624), which keep a wrong checksum wrong, so the VM's
+own stack drops them.
 """
 
 from __future__ import annotations

@@ -103,10 +103,16 @@ def daemon() -> HostDaemon:
     return HostDaemon(Path("never-read.yaml"), "host1")
 
 
-def start_reader(d: HostDaemon, how: str, sock: socket.socket, recorder: Recorder):
+def never_faults(error: Exception, frame: memoryview) -> None:
+    raise AssertionError(f"the barrier caught {error!r}")
+
+
+def start_reader(
+    d: HostDaemon, how: str, sock: socket.socket, for_batch: Callable, on_fault=never_faults
+):
     if how == "socket":
-        return d._read_socket, sock, recorder.for_batch
-    return d._read_fd, sock.fileno(), recorder.for_batch
+        return d._read_socket, sock, for_batch, on_fault
+    return d._read_fd, sock.fileno(), for_batch, on_fault
 
 
 READERS = [
@@ -135,7 +141,7 @@ async def test_reader_drains_in_batches_in_order_then_waits(how: str, pair) -> N
     d = daemon()
     async with anyio.create_task_group() as tg:
         tg.start_soon(observer)
-        tg.start_soon(*start_reader(d, how, receiver, recorder))
+        tg.start_soon(*start_reader(d, how, receiver, recorder.for_batch))
         await recorder.wait_for(queued)
         await send_all(sender, frames[queued:])
         await recorder.wait_for(TOTAL)
@@ -170,7 +176,7 @@ async def test_empty_datagram_is_a_frame_and_the_reader_carries_on(how: str, pai
     sender.send(b"after")
     recorder = Recorder()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(*start_reader(daemon(), how, receiver, recorder))
+        tg.start_soon(*start_reader(daemon(), how, receiver, recorder.for_batch))
         await recorder.wait_for(2)
         tg.cancel_scope.cancel()
     assert recorder.frames == [b"", b"after"]
@@ -192,14 +198,58 @@ async def test_handler_is_chosen_once_per_batch(how: str, pair) -> None:
         mine = generation
         return lambda frame: seen.append((mine, bytes(frame)))
 
-    d = daemon()
-    reader = d._read_socket if how == "socket" else d._read_fd
-    target = receiver if how == "socket" else receiver.fileno()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(reader, target, for_batch)
+        tg.start_soon(*start_reader(daemon(), how, receiver, for_batch))
         with anyio.fail_after(WAIT_S):
             while len(seen) < len(frames):
                 await anyio.lowlevel.checkpoint()
         tg.cancel_scope.cancel()
     assert [frame for _, frame in seen] == frames
     assert [g for g, _ in seen] == [1] * BATCH + [2] * BATCH + [3] * 5
+
+
+@pytest.mark.parametrize(("how", "pair"), [READERS[0], READERS[2]], indirect=["pair"])
+async def test_a_frame_the_handler_raises_on_costs_that_frame_only(how: str, pair) -> None:
+    """The barrier: frames marked 0xEE make the handler raise (a data-plane bug);
+    each goes to ``on_fault`` with its bytes, and the frames after it, in the same
+    batch, are still handled, in order."""
+    sender, receiver = pair
+    frames = [payload(i) + (b"\xee" if i % 5 == 2 else b"") for i in range(BATCH + 10)]
+    assert prefill(sender, frames) == len(frames)
+    recorder = Recorder()
+    faults: list[tuple[str, bytes]] = []
+
+    def for_batch() -> Callable[[memoryview], None]:
+        record = recorder.for_batch()
+
+        def handle(frame: memoryview) -> None:
+            record(frame)
+            if frame[-1] == 0xEE:
+                raise ValueError("a bug")
+
+        return handle
+
+    def on_fault(error: Exception, frame: memoryview) -> None:
+        faults.append((repr(error), bytes(frame)))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(*start_reader(daemon(), how, receiver, for_batch, on_fault))
+        await recorder.wait_for(len(frames))
+        tg.cancel_scope.cancel()
+    assert recorder.frames == frames
+    assert faults == [("ValueError('a bug')", f) for f in frames if f.endswith(b"\xee")]
+    assert len(recorder.batches[0]) == BATCH, "a fault does not end the batch"
+
+
+async def test_a_read_that_fails_still_ends_the_reader() -> None:
+    """Only the handler is behind the barrier: a broken fd must not make the reader
+    spin on an error it would meet again at once."""
+
+    def broken(buffer: bytearray) -> int:
+        raise OSError(5, "Input/output error")
+
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with a, b:
+        a.send(b"x")
+        with pytest.raises(OSError, match="Input/output"):
+            await daemon()._read(b, broken, Recorder().for_batch, never_faults)
