@@ -188,9 +188,10 @@ class HostDataplane(ProviderReceive, IpRewrite):
             destination.counters.to_vm_packets += 1
             destination.counters.to_vm_bytes += size
         elif record.rule is Rule.ENCAP:
-            if len(record.pa_bytes) != IPV4_ADDR_SIZE:
-                # A host on an IPv6 underlay: this node's PAs are IPv4 (node_plan), and
-                # NVGRE is never carried across families.
+            if len(record.pa_bytes) != IPV4_ADDR_SIZE or len(port.pa) != IPV4_ADDR_SIZE:
+                # A host on an IPv6 underlay, this one or the other: the daemon serves
+                # IPv4 PAs only (node_plan; trace and replay build any node), and NVGRE
+                # is never carried across families.
                 drops[Drop.PROVIDER_UNREACHABLE] += 1
                 return
             key = vsid << 8 | flow_id_of_frame(frame)
@@ -201,6 +202,11 @@ class HostDataplane(ProviderReceive, IpRewrite):
         else:
             # IP-Rewrite: the CAs become the two records' PAs; no GRE, and the frame's
             # own Ethernet header is readdressed for the provider link.
+            if port.rule is not Rule.IP_REWRITE:
+                # The sender has no PA of its own to stand for its CA (an encap VM's
+                # is its host's, shared, and the kernel's): nothing can carry it.
+                drops[Drop.PROVIDER_UNREACHABLE] += 1
+                return
             end = _IP + int.from_bytes(frame[_IP + 2 : _IP + 4], "big")
             try:
                 rewrite_ipv4_src(frame[_IP:end], port.pa)

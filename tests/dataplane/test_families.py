@@ -9,6 +9,7 @@ daemon, out of the reader and its task group).
 
 from __future__ import annotations
 
+import pytest
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import raw
@@ -98,3 +99,44 @@ def test_an_ipv6_pa_is_unreachable_from_an_ipv4_node_directly_or_by_route() -> N
     lab.send("blue1", routed)
     assert lab.delivered() == [] and not lab.out["host1"].provider
     assert lab.drops("host1") == {"PROVIDER_UNREACHABLE": 2}
+
+
+def _blue2_on_an_ipv6_underlay(document: dict) -> None:
+    """host2 on an IPv6 underlay: blue2's record keeps its IPv4 CA on host2's IPv6 PA.
+    A daemon refuses to run such a node (node_plan), but nvgw trace and replay build
+    its data plane all the same."""
+    for record in document["lookup_records"]:
+        if record["pa"] == "198.18.0.2":
+            record["pa"] = "2001:db8::2"
+    document["nodes"]["host2"]["provider_addresses"][0]["pa"] = "2001:db8::2"
+
+
+def test_a_port_on_an_ipv6_pa_sends_no_ipv4_nvgre() -> None:
+    lab = Lab(snapshot_from("two-hosts", _blue2_on_an_ipv6_underlay))
+    lab.send("blue2", ping("blue2", MAC["blue1"], "10.10.10.12", "10.10.10.11"))
+    assert lab.delivered() == [] and not lab.out["host2"].provider
+    assert lab.drops("host2") == {"PROVIDER_UNREACHABLE": 1}
+
+
+def _an_ip_rewrite_vm_beside_encap_ones(document: dict) -> None:
+    document["lookup_records"].append(
+        {"vsid": 5010, "ca": "10.10.10.13", "mac": "00-00-00-00-00-13",
+         "pa": "198.18.0.13", "rule": "nat"}
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("ipv6_underlay", [False, True])
+def test_an_encap_vm_has_no_pa_to_ip_rewrite_from(ipv6_underlay: bool) -> None:
+    """IP-Rewrite swaps the sender's CA for the sender's own PA (1 CA = 1 PA); an
+    encap VM has none (its host's PA is shared, and the kernel's). Rewriting from that
+    PA made the daemon ARP for a kernel address, and raised for an IPv6 one."""
+
+    def edit(document: dict) -> None:
+        _an_ip_rewrite_vm_beside_encap_ones(document)
+        if ipv6_underlay:
+            _blue2_on_an_ipv6_underlay(document)
+
+    lab = Lab(snapshot_from("two-hosts", edit))
+    lab.send("blue2", ping("blue2", "00:00:00:00:00:13", "10.10.10.12", "10.10.10.13"))
+    assert lab.link_log == [] and lab.delivered() == []
+    assert lab.drops("host2") == {"PROVIDER_UNREACHABLE": 1}
