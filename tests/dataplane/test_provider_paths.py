@@ -117,3 +117,17 @@ def test_the_flow_cache_is_bounded() -> None:
         assert len(node.tables.flows) <= MAX_FLOWS
     assert node.counters.drops[Drop.SPOOFED_PA] == MAX_FLOWS + 10
     assert verdict(lab, genuine())[1], "a genuine flow is still served"
+
+
+def test_a_wrong_outer_checksum_with_options_is_dropped() -> None:
+    """A header with options passes the receive ring's filter unchecked (classic BPF
+    sums a fixed 20 bytes); the slow path checks it. Option-less headers are checked
+    by the filter (tests/io/test_ring_filter.py, test_ring.py) or by the kernel."""
+    lab = Lab("two-hosts")
+    gre = struct.pack("!HHI", 0x2000, 0x6558, 5010 << 8 | 7)
+    inner = inner_frame(MACS[1], MACS[0], CAS[0], CAS[1], arp=False)
+    bad = bytearray(datagram(PAS[0], PAS[1], gre, inner, NOP_OPTION))
+    bad[10] ^= 0x40  # the checksum's high byte
+    assert verdict(lab, bytes(bad)) == ({"IP_CHECKSUM": 1}, [])
+    bad[10] ^= 0x40
+    assert verdict(lab, bytes(bad)) == ({}, [("blue2", inner)])
