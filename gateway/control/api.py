@@ -6,7 +6,8 @@ keys (``?vsid=5010&ca=10.10.10.11``). Every answer carries the policy revision i
 ``ETag``; a change sent with ``If-Match: "<revision>"`` is applied only if the policy
 is still at that revision (412 otherwise), so two admins cannot overwrite each other.
 
-Answers: 200/201 with the entries; 400 for a request that is not understood; 404
+Answers: 200/201 with the entries; 400 for a request that is not understood; 413
+for a body larger than the route takes (counted as it streams in); 404
 when nothing matches; 412 for a stale revision; 422 with every reason when the
 change would make the policy invalid (``issues``: path, value, message, as
 ``nvgw check`` prints them); 503 when the file's lock stays taken; 507 (disk full)
@@ -17,13 +18,12 @@ from __future__ import annotations
 
 import errno
 import hmac
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
+import anyio
 import structlog
 from pydantic import BaseModel
-from ruamel.yaml.error import YAMLError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -41,7 +41,6 @@ from gateway.policy import (
     VirtualSubnet,
 )
 
-from .config_file import new_yaml
 from .edits import KINDS, Kind, NotFound, add, find, migrate, remove, replace_all
 from .entries import listing, policy_json
 from .store import (
@@ -54,14 +53,27 @@ from .store import (
     refusal,
 )
 from .trace import TraceError, trace
+from .untrusted import MAX_DOCUMENT_BYTES, parse_json, parse_yaml
 
 log = structlog.get_logger("nvgw.api")
 API_VERSION: Final = "v1"
-MAX_BODY: Final = 64 * 1024 * 1024  # a whole policy of 100,000 records fits
+MAX_POLICY_BODY: Final = MAX_DOCUMENT_BYTES  # PUT /v1/policy: a whole config file
+# Every other body is one entry or a few fields, under a kilobyte: 1 MiB is generous,
+# and bounds what a hostile body can make the JSON parser build.
+MAX_ENTRY_BODY: Final = 1024 * 1024
+MAX_REVISION_DIGITS: Final = 18  # a revision fits an int64; int() never meets 4300 digits
+BODY: Final = "the body"  # where a body's problems are, in their messages
 
 
 class BadRequest(Exception):
     """The request itself is malformed: bad JSON, an unknown filter, a bad header."""
+
+
+class TooLarge(Exception):
+    """The body is larger than the route takes (413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the body is larger than {limit} bytes, the most this route takes")
 
 
 def build_api(
@@ -100,14 +112,26 @@ class _Handlers:
         self.store = store
         self.node = node
         self.read_counters = counters
+        # Work that grows with the policy or the body (parsing, listing, tracing,
+        # rendering a large answer) runs in a worker thread, one request at a time:
+        # the event loop forwards packets meanwhile, and a crowd of clients queues
+        # here rather than splitting the loop's share of the GIL between them.
+        self._worker = anyio.CapacityLimiter(1)
 
     @property
     def policy(self) -> Policy:
         assert self.store.policy is not None, "the API is served only once a policy runs"
         return self.store.policy
 
-    def _answer(self, body: dict[str, Any], status: int = 200) -> JSONResponse:
-        revision = self.policy.revision
+    async def _off_loop(self, work: Callable[..., Any], *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(work, *args, limiter=self._worker)
+
+    def _answer(
+        self, body: dict[str, Any], status: int = 200, policy: Policy | None = None
+    ) -> JSONResponse:
+        """The answer, with the revision of ``policy`` (the one it was computed from;
+        by default the running one)."""
+        revision = (policy or self.policy).revision
         return JSONResponse(
             {"revision": revision, **body}, status, headers={"ETag": f'"{revision}"'}
         )
@@ -116,49 +140,62 @@ class _Handlers:
         return self._answer({"status": "ok", "node": self.node})
 
     async def openapi(self, request: Request) -> JSONResponse:
-        return JSONResponse(OPENAPI)
+        return JSONResponse(OPENAPI)  # built once, at import
 
     async def get_policy(self, request: Request) -> JSONResponse:
-        return self._answer({"policy": policy_json(self.policy), "counts": self.policy.counts()})
+        policy = self.policy
+
+        def whole() -> JSONResponse:
+            return self._answer(
+                {"policy": policy_json(policy), "counts": policy.counts()}, 200, policy
+            )
+
+        return await self._off_loop(whole)
 
     async def put_policy(self, request: Request) -> JSONResponse:
         """A whole config (YAML or JSON; its comments are kept in the file)."""
-        body = await _body(request)
-        try:
-            document = new_yaml().load(body.decode("utf-8"))
-        except (YAMLError, UnicodeDecodeError) as error:
-            return _error(400, f"the body is not a YAML or JSON document: {error}")
-        if not isinstance(document, Mapping):
-            return _error(400, "the body must be a whole config: a mapping (routing_domains:, …)")
+        body = await _body(request, MAX_POLICY_BODY)
+        document = await self._off_loop(_whole_config, body)
         return await self._change(request, replace_all(document), lambda _: {})
 
     async def counters(self, request: Request) -> JSONResponse:
         return self._answer({"node": self.node, "counters": self.read_counters()})
 
     async def migrate(self, request: Request) -> JSONResponse:
-        body = await _json_object(request, required=("vm", "pa"))
-        edit = migrate(str(body["vm"]), str(body["pa"]), self.policy)
+        body = await self._json_object(request, required=("vm", "pa"))
+        edit = await self._off_loop(migrate, str(body["vm"]), str(body["pa"]), self.policy)
         return await self._change(request, edit, lambda moved: {"migrated": moved})
 
     async def trace(self, request: Request) -> JSONResponse:
-        body = await _json_object(request, required=("from", "to"))
+        body = await self._json_object(request, required=("from", "to"))
         ports = {"sport": body.get("sport", 49152), "dport": body.get("dport", 80)}
         if not all(type(port) is int for port in ports.values()):
-            raise BadRequest(f"sport and dport are integers, not {ports}")
+            raise BadRequest(f"sport and dport are integers in 0..65535, not {ports}")
         vm, to, proto = str(body["from"]), str(body["to"]), str(body.get("proto", "icmp"))
-        result = trace(self.policy, vm, to, proto, ports["sport"], ports["dport"])
-        return self._answer(result.as_json())
+        policy = self.policy
+
+        def hop_by_hop() -> JSONResponse:
+            result = trace(policy, vm, to, proto, ports["sport"], ports["dport"])
+            return self._answer(result.as_json(), 200, policy)
+
+        return await self._off_loop(hop_by_hop)
 
     def lister(self, kind: Kind) -> Handler:
         async def get(request: Request) -> JSONResponse:
             filters = _filters(request, kind)
-            return self._answer({"items": find(listing(self.policy, kind.name), filters)})
+            policy = self.policy
+
+            def matching() -> JSONResponse:
+                items = find(listing(policy, kind.name), filters)
+                return self._answer({"items": items}, 200, policy)
+
+            return await self._off_loop(matching)
 
         return get
 
     def adder(self, kind: Kind) -> Handler:
         async def post(request: Request) -> JSONResponse:
-            entry = await _json_object(request)
+            entry = await self._json_object(request)
             return await self._change(request, add(kind, entry), lambda item: {"item": item}, 201)
 
         return post
@@ -202,7 +239,17 @@ class _Handlers:
             raise
         answer = report(accepted.result)
         log.info("policy changed", **what, revision=accepted.policy.revision, **answer)
-        return self._answer(answer, status)
+        return await self._off_loop(self._answer, answer, status, accepted.policy)
+
+    async def _json_object(self, request: Request, required: tuple[str, ...] = ()) -> dict:
+        body = await _body(request, MAX_ENTRY_BODY)
+        value = await self._off_loop(_json_value, body)
+        if not isinstance(value, dict):
+            raise BadRequest("the body must be a JSON object")
+        missing = [key for key in required if key not in value]
+        if missing:
+            raise BadRequest(f"the body lacks {', '.join(missing)}")
+        return value
 
 
 def counters_json(counters: Counters) -> dict[str, Any]:
@@ -224,24 +271,61 @@ def counters_json(counters: Counters) -> dict[str, Any]:
 # ---------------------------------------------------------------- request parsing
 
 
-async def _body(request: Request) -> bytes:
+async def _body(request: Request, limit: int) -> bytearray:
+    """The body, counted as it streams in and refused (413) past ``limit`` bytes: a
+    declared Content-Length past it is refused unread, and a chunked body (which
+    declares none) is read no further than the limit."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise BadRequest(f"the body is larger than {MAX_BODY} bytes")
-    return await request.body()
-
-
-async def _json_object(request: Request, required: tuple[str, ...] = ()) -> dict[str, Any]:
-    try:
-        body = json.loads(await _body(request))
-    except ValueError as error:
-        raise BadRequest(f"the body is not JSON: {error}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    missing = [key for key in required if key not in body]
-    if missing:
-        raise BadRequest(f"the body lacks {', '.join(missing)}")
+    if declared is not None:
+        digits = _ascii_digits(declared)
+        if digits is None:
+            raise BadRequest(f"Content-Length must be a number of bytes, not {declared!r}")
+        if len(digits) > MAX_REVISION_DIGITS or int(digits) > limit:
+            raise TooLarge(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(limit)
     return body
+
+
+def _ascii_digits(text: str) -> str | None:
+    """The decimal number a header holds, without leading zeros, or None. ASCII
+    only: ``str.isdigit`` also takes '²' (a Latin-1 byte in a header), which ``int()``
+    refuses."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return text.lstrip("0") or "0"
+
+
+def _json_value(body: bytearray) -> Any:
+    """A body's JSON (in a worker thread: its cost grows with its size)."""
+    try:
+        return parse_json(body, BODY)
+    except ConfigError as error:
+        raise _unreadable(error) from None
+
+
+def _whole_config(body: bytearray) -> Any:
+    """A PUT body's round-trip document (in a worker thread: a whole policy)."""
+    try:
+        document = parse_yaml(body.decode("utf-8"), BODY)
+    except UnicodeDecodeError as error:
+        raise BadRequest(f"the body is not UTF-8 (at byte {error.start})") from None
+    except ConfigError as error:
+        raise _unreadable(error) from None
+    if not isinstance(document, Mapping):
+        raise BadRequest("the body must be a whole config: a mapping (routing_domains:, …)")
+    return document
+
+
+def _unreadable(error: ConfigError) -> BadRequest:
+    """A reader's refusal (one issue, located in the body) as a 400's message."""
+    [issue] = error.issues
+    where = BODY if issue.line is None else f"{BODY} (line {issue.line})"
+    return BadRequest(f"{where}: {issue.message}")
 
 
 def _filters(request: Request, kind: Kind) -> dict[str, str]:
@@ -259,10 +343,10 @@ def _if_match(request: Request) -> int | None:
     value = request.headers.get("if-match")
     if value is None:
         return None
-    text = value.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
+    digits = _ascii_digits(value.strip().removeprefix("W/").strip('"'))
+    if digits is None or len(digits) > MAX_REVISION_DIGITS:
         raise BadRequest(f'If-Match must be a revision such as "7", not {value!r}')
-    return int(text)
+    return int(digits)
 
 
 # ---------------------------------------------------------------- errors
@@ -290,6 +374,10 @@ async def _invalid(request: Request, error: Exception) -> JSONResponse:
     return _error(422, "refused: the policy would be invalid", issues=refusal(error))
 
 
+async def _too_large(request: Request, error: Exception) -> JSONResponse:
+    return _error(413, str(error))
+
+
 async def _busy(request: Request, error: Exception) -> JSONResponse:
     return _error(503, str(error))
 
@@ -306,6 +394,7 @@ async def _not_saved(request: Request, error: Exception) -> JSONResponse:
 
 EXCEPTION_HANDLERS: Final[dict[Any, Any]] = {
     BadRequest: _bad_request,
+    TooLarge: _too_large,
     TraceError: _bad_request,
     NotFound: _not_found,
     RevisionMismatch: _stale,
@@ -318,23 +407,29 @@ EXCEPTION_HANDLERS: Final[dict[Any, Any]] = {
 
 class BearerToken:
     """Admits a request only with ``Authorization: Bearer <token>`` (for TCP: the
-    Unix socket's own permissions already say who may connect)."""
+    Unix socket's own permissions already say who may connect). The scheme is
+    case-insensitive (RFC 7235 section 2.1: ``bearer`` is ``Bearer``); the token is
+    compared in constant time, whatever the scheme."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.expected = token.encode()
+
+    def _admits(self, scope: Scope) -> bool:
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        scheme, _, credentials = given.partition(b" ")
+        same = hmac.compare_digest(credentials.lstrip(b" "), self.expected)
+        return same and scheme.lower() == b"bearer"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                response = JSONResponse(
-                    {"error": "a bearer token is required (Authorization: Bearer …)"},
-                    401,
-                    headers={"WWW-Authenticate": 'Bearer realm="nvgw"'},
-                )
-                await response(scope, receive, send)
-                return
+        if scope["type"] == "http" and not self._admits(scope):
+            response = JSONResponse(
+                {"error": "a bearer token is required (Authorization: Bearer …)"},
+                401,
+                headers={"WWW-Authenticate": 'Bearer realm="nvgw"'},
+            )
+            await response(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 
@@ -366,6 +461,7 @@ def _openapi() -> dict[str, Any]:
     }
     refused = {
         "400": {"description": "malformed request"},
+        "413": {"description": "the body is larger than the route takes"},
         "412": {"description": "the policy moved past the If-Match revision"},
         "422": {"description": "refused: every reason, the policy and file unchanged"},
         "507": {"description": "not saved, the disk is full: the policy and file unchanged"},

@@ -118,7 +118,13 @@ def _plain_int(node: ScalarInt) -> int | str:
 
 def _plain_key(key: Any) -> Any:
     plain = to_plain(key)
-    return tuple(plain) if isinstance(plain, list) else plain  # a YAML sequence as a key
+    if isinstance(plain, list):
+        plain = tuple(plain)  # a YAML sequence as a key
+    try:
+        hash(plain)
+    except TypeError:  # a mapping as a key (``? {a: 1}``): no policy key, shown as text
+        return repr(plain)
+    return plain
 
 
 def line_of(document: Any, path: str) -> int:

@@ -1,10 +1,12 @@
 """``nvgw trace``: what the data plane does with one packet, hop by hop.
 
-Like ovn-trace, but for HNV policy, and with no model of its own: every node of the
-deployment gets the real ``HostDataplane`` over the policy, a VM's ARP request and
-then its packet go through ``from_port``, whatever crosses the provider network is
-handed to the node that owns the destination PA, and each hop is read off what the
-data plane did (its outputs, its drop counters). To say *why*, the tables it reads
+Like ovn-trace, but for HNV policy, and with no model of its own: each node the
+packet reaches gets the real ``HostDataplane`` over the policy (built when the packet
+first reaches it: building every node's would cost the policy's size once per node,
+29 s for 40,000 records on 800 nodes), a VM's ARP request and then its packet go
+through ``from_port``, whatever crosses the provider network is handed to the node
+that owns the destination PA, and each hop is read off what the data plane did (its
+outputs, its drop counters). To say *why*, the tables it reads
 are wrapped in recorders for the trace only: the lookups it made (which lookup
 record, which customer route) are listed as they happened, at no cost to the
 daemon, which never sees a recorder.
@@ -43,6 +45,7 @@ from gateway.wire import (
 )
 
 PROTOCOLS = {"icmp": IPPROTO_ICMP, "udp": IPPROTO_UDP, "tcp": IPPROTO_TCP}
+PORTS = range(0, 65536)  # UDP and TCP ports: 16 bits
 MAX_HOPS = 16  # a trace that keeps crossing the provider network is a loop: stop it
 
 
@@ -133,39 +136,50 @@ class CollectOutput:
 
 
 class _Tracer:
+    """The deployment's nodes as the packet meets them, each node's data plane built
+    on its first visit and its tables wrapped in recorders."""
+
     def __init__(self, policy: Policy) -> None:
+        self.policy = policy
         self.snapshot = compile_policy(policy)
         self.trace = Trace()
         self.node = ""
         self.nodes: dict[str, HostDataplane] = {}
-        for node in policy.nodes:
-            dataplane = HostDataplane(self.snapshot, node.name, provider_mac=_link_mac(node.name))
+        self._pa_owner = {
+            pa.pa.packed: node.name for node in policy.nodes for pa in node.provider_addresses
+        }
+        self._mac_owner = {_link_mac(node.name): node.name for node in policy.nodes}
+
+    def dataplane(self, name: str) -> HostDataplane:
+        dataplane = self.nodes.get(name)
+        if dataplane is None:
+            dataplane = HostDataplane(self.snapshot, name, provider_mac=_link_mac(name))
             tables = dataplane.tables
-            for name, label in (
+            for table, label in (
                 ("record_by_mac", "record by (VSID, MAC)"),
                 ("record_by_rdid_ca", "record by (RDID, CA)"),
                 ("port_by_key", "local port by (VSID, MAC)"),
             ):
-                setattr(tables, name, _Recorder(label, getattr(tables, name), self._note))
+                setattr(tables, table, _Recorder(label, getattr(tables, table), self._note))
             tables.snapshot = _RecordingSnapshot(self.snapshot, self._note)  # type: ignore[assignment]
-            self.nodes[node.name] = dataplane
+            self.nodes[name] = dataplane
+        return dataplane
 
     def _note(self, name: str, key: Any, found: Any) -> None:
         self.trace.add(self.node, "lookup", f"{name} {_show(key)} -> {_show(found)}")
 
     def port(self, vm: str) -> tuple[str, HostPort]:
-        for name, dataplane in self.nodes.items():
-            port = dataplane.tables.port_by_name.get(vm)
-            if port is not None:
-                return name, port
-        known = sorted(p for d in self.nodes.values() for p in d.tables.port_by_name)
+        for node in self.policy.nodes:
+            if any(port.name == vm for port in node.ports):
+                return node.name, self.dataplane(node.name).tables.port_by_name[vm]
+        known = sorted(port.name for node in self.policy.nodes for port in node.ports)
         raise TraceError(f"no VM port named {vm!r} (ports: {', '.join(known)})")
 
     def run(self, node: str, call: Any, frame: bytes) -> CollectOutput:
         """One data-plane call on one node; its drops become hops."""
         self.node = node
         out = CollectOutput()
-        counters = self.nodes[node].counters
+        counters = self.dataplane(node).counters
         before = list(counters.drops)
         call(memoryview(bytearray(frame)), out, 0.0)
         for reason in Drop:
@@ -193,7 +207,7 @@ class _Tracer:
                 self.trace.add(node, "drop", f"no node owns PA {_ip(dst)}")
                 continue
             if hops < MAX_HOPS:
-                dataplane = self.nodes[target]
+                dataplane = self.dataplane(target)
                 self.follow(target, self.run(target, dataplane.from_provider, datagram), hops + 1)
         for frame in out.link:
             if frame[12:14] == ETHERTYPE_ARP.to_bytes(2, "big"):
@@ -202,22 +216,23 @@ class _Tracer:
                 self.trace.add(
                     node, "ip-rewrite", f"ARP {what} {_ip(arp.target_ip)} on the provider link"
                 )
+                about = arp.target_ip
             else:
                 self.trace.add(
                     node, "ip-rewrite", f"plain IPv4 {_ip(frame[26:30])} -> {_ip(frame[30:34])}"
                 )
-            if hops < MAX_HOPS:
-                for name, dataplane in self.nodes.items():
-                    if name != node and frame[0:6] in (dataplane.provider_mac, BROADCAST_MAC):
-                        self.follow(
-                            name, self.run(name, dataplane.from_provider_link, frame), hops + 1
-                        )
+                about = bytes(frame[30:34])
+            # A unicast frame reaches the node with that MAC; a broadcast reaches every
+            # node, and only the owner of the PA it is about acts on it (the others
+            # leave it to the kernel): that one is where the packet goes on.
+            mac = bytes(frame[0:6])
+            target = self.owner(about) if mac == BROADCAST_MAC else self._mac_owner.get(mac)
+            if hops < MAX_HOPS and target is not None and target != node:
+                dataplane = self.dataplane(target)
+                self.follow(target, self.run(target, dataplane.from_provider_link, frame), hops + 1)
 
     def owner(self, pa: bytes) -> str | None:
-        for name, dataplane in self.nodes.items():
-            if pa in dataplane.tables.local_pas:
-                return name
-        return None
+        return self._pa_owner.get(bytes(pa))
 
 
 def trace(
@@ -233,6 +248,9 @@ def trace(
     then the IPv4 packet to the MAC that ARP returned."""
     if protocol not in PROTOCOLS:
         raise TraceError(f"protocol {protocol!r}: one of {', '.join(PROTOCOLS)}")
+    for name, port in (("source port", src_port), ("destination port", dst_port)):
+        if port not in PORTS:
+            raise TraceError(f"{name} {port}: ports are 0..65535")
     try:
         dst = ipaddress.IPv4Address(destination)
     except ValueError:
@@ -253,7 +271,7 @@ def trace(
         ARP_OP_REQUEST, port.mac, src, ZERO_MAC, hop
     )
     tracer.trace.add(node, "arp", f"{vm} asks who has {_ip(hop)}")
-    out = tracer.run(node, partial(tracer.nodes[node].from_port, port), request)
+    out = tracer.run(node, partial(tracer.dataplane(node).from_port, port), request)
     if not out.ports:
         return tracer.trace
     answer = parse_arp(out.ports[0][1], 14).sender_mac
@@ -273,7 +291,7 @@ def trace(
     frame = build_ethernet(answer, port.mac, ETHERTYPE_IPV4)
     frame += build_ipv4(src, dst.packed, number, len(payload)) + payload
     tracer.trace.add(node, "send", f"{vm} {_ip(src)} -> {dst} {protocol}")
-    tracer.follow(node, tracer.run(node, partial(tracer.nodes[node].from_port, port), frame))
+    tracer.follow(node, tracer.run(node, partial(tracer.dataplane(node).from_port, port), frame))
     return tracer.trace
 
 

@@ -95,6 +95,7 @@ class _BoundedComposer(Composer):  # type: ignore[misc]
 
     def __init__(self, loader: Any = None) -> None:
         super().__init__(loader)
+        self.warn_double_anchors = False  # an anchor is harmless: no noise on stderr
         self._levels = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:

@@ -17,11 +17,14 @@ from hypothesis import strategies as st
 from starlette.routing import Route
 
 from gateway.control import load_config
-from gateway.control.api import OPENAPI, BearerToken, build_api, counters_json
+from gateway.control.api import MAX_ENTRY_BODY, OPENAPI, BearerToken, build_api, counters_json
 from gateway.control.edits import KINDS
 from gateway.control.store import PolicyStore
+from gateway.control.untrusted import MAX_DOCUMENT_BYTES
 from gateway.dataplane import Counters
 from gateway.errors import Drop
+
+from .test_untrusted import YAML_PIECES, billion_laughs, deep_block_yaml
 
 pytestmark = pytest.mark.anyio
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -265,16 +268,49 @@ def _bodies(kind_name: str) -> st.SearchStrategy[Any]:
     return st.dictionaries(keys, VALUES, max_size=8) | VALUES
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def _deep(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def _latin1(text: str) -> bytes:
+    return text.encode("latin-1")  # what a server decodes header bytes with
+
+
+# What else a hostile client may send: headers and query strings of any bytes, bodies
+# nested at and past the bound, bodies past the size limit, YAML for the whole policy.
+HEADER_BYTES = st.binary(max_size=12).filter(lambda b: b"\r" not in b and b"\n" not in b)
+REVISIONS = st.from_regex(r'\A(W/)?"?[0-9\xb2\xb9-]{0,6}"?\Z').map(_latin1) | HEADER_BYTES
+ODD_BODIES = st.sampled_from(
+    [_deep(63), _deep(64), _deep(65), _deep(200_000), b"\0" * (MAX_ENTRY_BODY + 1), b"\xff"]
+)
+YAML_BODIES = st.lists(st.sampled_from(YAML_PIECES) | st.text(max_size=3), max_size=20)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_no_body_makes_the_api_fail_or_half_apply(tmp_path_factory, data) -> None:
-    """Whatever arrives, the answer is a 2xx or 4xx with a reason, and the file changes
-    only with a 2xx."""
+def test_no_request_makes_the_api_fail_or_half_apply(tmp_path_factory, data) -> None:
+    """Whatever arrives (body, query, headers, on any route), the answer is a 2xx or
+    a 4xx with a reason, and the file changes only with a 2xx."""
     config = tmp_path_factory.mktemp("fuzz") / "two-hosts.yaml"
     shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
     kind = data.draw(st.sampled_from(KINDS))
-    body = data.draw(_bodies(kind.name))
-    query = data.draw(st.dictionaries(st.sampled_from([*kind.filters, "x"]), st.text(max_size=12)))
+    route = data.draw(st.sampled_from(["post", "delete", "get", "migrate", "trace", "put"]))
+    keys = st.sampled_from([*kind.filters, "x"]) | st.text(max_size=4)
+    query = data.draw(st.dictionaries(keys, st.text(max_size=12), max_size=3))
+    headers = {}
+    if data.draw(st.booleans()):
+        headers["If-Match"] = data.draw(REVISIONS)
+    if route in ("post", "migrate", "trace"):
+        known = {"migrate": ["vm", "pa"], "trace": ["from", "to", "proto", "sport", "dport"]}
+        body = data.draw(_bodies(kind.name) if route == "post" else _entries(known[route]))
+        # Python's encoder, not httpx's: NaN and Infinity must reach the API too.
+        content = json.dumps(body).encode()
+        if data.draw(st.integers(0, 4)) == 0:
+            content = data.draw(ODD_BODIES)
+    elif route == "put":
+        content = "".join(data.draw(YAML_BODIES)).encode()
+    else:
+        content = b""
 
     async def exchange() -> httpx.Response:
         async def swap(policy: Any) -> None:
@@ -284,16 +320,128 @@ def test_no_body_makes_the_api_fail_or_half_apply(tmp_path_factory, data) -> Non
         await store.load()
         transport = httpx.ASGITransport(app=build_api(store, "host1", dict))
         async with httpx.AsyncClient(transport=transport, base_url="http://nvgw") as client:
-            if data.draw(st.booleans()):
-                # Python's encoder, not httpx's: NaN and Infinity must reach the API too.
-                return await client.post(f"/v1/{kind.name}", content=json.dumps(body))
-            return await client.delete(f"/v1/{kind.name}", params=query)
+            method, path = {
+                "post": ("POST", f"/v1/{kind.name}"),
+                "delete": ("DELETE", f"/v1/{kind.name}"),
+                "get": ("GET", f"/v1/{kind.name}"),
+                "migrate": ("POST", "/v1/migrate"),
+                "trace": ("POST", "/v1/trace"),
+                "put": ("PUT", "/v1/policy"),
+            }[route]
+            return await client.request(
+                method, path, params=query, headers=headers, content=content or None
+            )
 
     before = config.read_bytes()
     answer = anyio.run(exchange)
-    assert answer.status_code in (200, 201, 400, 404, 422), answer.text
+    assert answer.status_code in (200, 201, 400, 404, 412, 413, 422), answer.text
     assert answer.json().get("error") or answer.status_code < 300
     if answer.status_code >= 300:
         assert config.read_bytes() == before
     else:
         load_config(config)  # what was accepted is a valid config
+
+
+def _entries(keys: list[str]) -> st.SearchStrategy[Any]:
+    return st.dictionaries(st.sampled_from(keys), VALUES, max_size=6) | VALUES
+
+
+# ---------------------------------------------------------------- limits on bodies and headers
+
+
+async def test_a_yaml_bomb_or_a_deep_document_put_is_a_400_with_its_line(api, config) -> None:
+    before = config.read_bytes()
+    bomb = await api.put("/v1/policy", content=billion_laughs().encode())
+    assert bomb.status_code == 400
+    assert "line 2" in bomb.json()["error"] and "alias *a0" in bomb.json()["error"]
+    deep = await api.put("/v1/policy", content=deep_block_yaml(5000).encode())
+    assert deep.status_code == 400 and "nested deeper than 64" in deep.json()["error"]
+    assert config.read_bytes() == before
+
+
+@pytest.mark.parametrize("path", ["/v1/lookup-records", "/v1/migrate", "/v1/trace"])
+async def test_deep_json_bodies_are_a_400(api, path: str) -> None:
+    answer = await api.post(path, content=b"[" * 200_000 + b"]" * 200_000)
+    assert answer.status_code == 400 and "nested deeper than 64" in answer.json()["error"]
+
+
+CHUNK = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "limit"),
+    [
+        ("PUT", "/v1/policy", MAX_DOCUMENT_BYTES),
+        ("POST", "/v1/lookup-records", MAX_ENTRY_BODY),
+        ("POST", "/v1/trace", MAX_ENTRY_BODY),
+    ],
+)
+async def test_a_chunked_body_past_its_limit_is_a_413_read_no_further(
+    api, config: Path, method: str, path: str, limit: int
+) -> None:
+    """No Content-Length to refuse up front: the body is counted as it streams in."""
+    sent = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal sent
+        while sent < limit + 8 * CHUNK:
+            sent += CHUNK
+            yield b"\0" * CHUNK
+
+    before = config.read_bytes()
+    answer = await api.request(method, path, content=chunks())
+    assert answer.status_code == 413 and "larger than" in answer.json()["error"]
+    assert sent <= limit + 2 * CHUNK  # it stopped reading at the limit
+    assert config.read_bytes() == before
+
+
+async def test_a_declared_length_past_the_limit_is_a_413_unread(api) -> None:
+    declared = {"Content-Length": str(MAX_ENTRY_BODY + 1)}
+    answer = await api.post("/v1/lookup-records", content=b"{}", headers=declared)
+    assert answer.status_code == 413
+    for nonsense in ("12abc", "\xb2", "-1"):
+        headers = {"Content-Length": nonsense.encode("latin-1")}
+        answer = await api.post("/v1/lookup-records", content=b"{}", headers=headers)
+        assert answer.status_code == 400 and "Content-Length" in answer.json()["error"]
+
+
+@pytest.mark.parametrize("value", ['"\xb2"', "\xb9", '"1' + "0" * 5000 + '"', '"-1"', "W/"])
+async def test_an_if_match_that_is_no_ascii_revision_is_a_400(api, value: str) -> None:
+    """Header bytes are Latin-1 to the server, and ``str.isdigit`` takes the
+    superscripts 0xb2 and 0xb9, which ``int()`` refuses; nor may ``int()`` meet
+    more than 4300 digits."""
+    headers = {"If-Match": value.encode("latin-1")}
+    answer = await api.post("/v1/lookup-records", json=NEW_RECORD, headers=headers)
+    assert answer.status_code == 400 and "If-Match" in answer.json()["error"]
+
+
+@pytest.mark.parametrize("ports", [{"sport": 70000}, {"dport": -1}, {"sport": True}])
+async def test_trace_ports_outside_0_to_65535_are_a_400(api, ports: dict[str, Any]) -> None:
+    body = {"from": "blue1", "to": "10.10.10.12", "proto": "udp", **ports}
+    answer = await api.post("/v1/trace", json=body)
+    assert answer.status_code == 400 and "0..65535" in answer.json()["error"]
+
+
+async def test_the_bearer_scheme_is_case_insensitive_the_token_is_not(config: Path) -> None:
+    """RFC 7235 section 2.1: the auth-scheme is a case-insensitive token."""
+
+    async def swap(policy: Any) -> None:
+        pass
+
+    store: PolicyStore[Any] = PolicyStore(config, lambda policy: policy, swap)
+    await store.load()
+    token = "s3cret-token-of-enough-length"
+    app = BearerToken(build_api(store, "host1", dict), token)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://nvgw") as client:
+        for header, status in [
+            (f"bearer {token}", 200),
+            (f"BEARER {token}", 200),
+            (f"Bearer  {token}", 200),
+            (f"Bearer {token.upper()}", 401),
+            (f"Bearer {token}x", 401),
+            (f"Basic {token}", 401),
+            ("Bearer", 401),
+        ]:
+            answer = await client.get("/v1/health", headers={"Authorization": header})
+            assert answer.status_code == status, header

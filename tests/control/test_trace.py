@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from gateway.control import load_config
+from gateway.control import trace as trace_module
+from gateway.control.entries import policy_json
 from gateway.control.trace import TraceError, trace
+from gateway.policy import Policy, load_policy
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -86,3 +89,47 @@ def test_nvgw_trace_prints_the_hops_and_the_verdict() -> None:
         timeout=60,
     )
     assert bad.returncode == 1 and "no VM port named 'nobody'" in bad.stderr
+
+
+@pytest.mark.parametrize(("sport", "dport"), [(70000, 80), (49152, -1)])
+def test_ports_outside_16_bits_are_refused(sport: int, dport: int) -> None:
+    policy = load_config(CONFIGS / "two-hosts.yaml")
+    with pytest.raises(TraceError, match=r"0\.\.65535"):
+        trace(policy, "blue1", "10.10.10.12", "udp", sport, dport)
+
+
+def with_bystanders(policy: Policy, count: int) -> Policy:
+    """The policy plus ``count`` (< 250) nodes the packet never visits, each with a VM
+    of Blue's (whose subnet grows to hold them)."""
+    document = policy_json(policy)
+    records, nodes = document["lookup_records"], document["nodes"]
+    for n in range(count):
+        mac, pa, ca = f"02-00-00-00-00-{n:02x}", f"198.19.0.{n + 2}", f"10.10.11.{n + 2}"
+        records.append({"vsid": 5010, "ca": ca, "mac": mac, "pa": pa, "rule": "encap"})
+        nodes[f"bystander{n}"] = {
+            "role": "host",
+            "provider_addresses": [{"interface": "pa0", "pa": pa, "prefix_length": 15}],
+            "ports": [{"name": f"vm{n}", "vsid": 5010, "mac": mac}],
+        }
+    document["routing_domains"][0]["virtual_subnets"][0]["prefixes"] = ["10.10.0.0/16"]
+    return load_policy(document)
+
+
+@pytest.mark.parametrize("config", ["two-hosts.yaml", "ip-rewrite.yaml"])
+def test_only_the_nodes_the_packet_visits_are_built(monkeypatch, config: str) -> None:
+    """A trace costs what its path costs, not the policy's size once per node: with
+    200 more nodes beside them, the same hops, and two data planes built."""
+    policy = load_config(CONFIGS / config)
+    plain = trace(policy, "blue1", "10.10.10.12", "tcp")
+    built: list[str] = []
+    real = trace_module.HostDataplane
+
+    def counting(snapshot, node, *args, **kwargs):
+        built.append(node)
+        return real(snapshot, node, *args, **kwargs)
+
+    monkeypatch.setattr(trace_module, "HostDataplane", counting)
+    crowded = trace(with_bystanders(policy, 200), "blue1", "10.10.10.12", "tcp")
+    assert crowded.delivered_to == plain.delivered_to == "blue2"
+    assert [(h.node, h.what) for h in crowded.hops] == [(h.node, h.what) for h in plain.hops]
+    assert sorted(built) == ["host1", "host2"]

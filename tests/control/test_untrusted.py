@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from gateway.cli import app
-from gateway.control import load_config
+from gateway.control import load_config, policy_from_document
 from gateway.control.hnv_import import read_export
 from gateway.control.untrusted import (
     MAX_DEPTH,
@@ -171,8 +171,9 @@ YAML_PIECES = [
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(YAML_PIECES) | st.text(max_size=3), max_size=30))
 def test_any_yaml_is_read_or_refused_never_raised(pieces: list[str]) -> None:
+    """Through the whole path a config file takes: read, made plain, validated."""
     with contextlib.suppress(ConfigError):  # anything else fails the test
-        parse_yaml("".join(pieces), "fuzz.yaml")
+        policy_from_document(parse_yaml("".join(pieces), "fuzz.yaml"), "fuzz.yaml")
 
 
 JSON_PIECES = ["[", "]", "{", "}", ",", ":", '"', "\\", "1", "-", "e", "9" * 40, "null", " "]
@@ -188,3 +189,12 @@ def test_any_json_is_read_or_refused_never_raised(pieces: list[str]) -> None:
 def test_every_shipped_config_reads_within_the_bounds() -> None:
     for config in sorted(CONFIGS.glob("*.yaml")):
         load_config(config)
+
+
+def test_a_mapping_as_a_key_is_an_unknown_key_not_a_crash(tmp_path: Path) -> None:
+    config = tmp_path / "odd.yaml"
+    config.write_text("revision: 1\n? {a: 1}\n: x\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(config)
+    issue = one_issue(refused)
+    assert issue.line == 1 and "unknown key" in issue.message
