@@ -10,14 +10,13 @@ daemon, out of the reader and its task group).
 from __future__ import annotations
 
 import pytest
-from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
-from scapy.packet import raw
 
 from gateway.dataplane import PORT_MTU, router_mac
 
 from ._harness import Lab, snapshot_from
-from .test_host import MAC, checksums_valid, ping
+from .test_host import MAC, checksums_valid, oversized_from_blue1, ping
 
 BLUE = "{11111111-2222-3333-4444-000000005010}"
 ROUTER_5010 = ":".join(f"{b:02x}" for b in router_mac(5010))
@@ -36,13 +35,7 @@ def test_an_ipv6_gateway_never_sources_an_ipv4_error() -> None:
     """A dual-stack subnet may have an IPv6 gateway; fragmentation-needed for an IPv4
     frame then comes from the frame's own destination (there is no IPv4 gateway)."""
     lab = Lab(snapshot_from("two-hosts", dual_stack))
-    big = raw(
-        Ether(src=MAC["blue1"], dst=MAC["blue2"])
-        / IP(src="10.10.10.11", dst="10.10.10.12", flags="DF")
-        / UDP()
-        / (b"x" * 1500)
-    )
-    lab.send("blue1", big)
+    lab.send("blue1", oversized_from_blue1())
     [(vm, frame)] = lab.delivered()
     icmp = Ether(frame)
     assert vm == "blue1" and icmp[ICMP].type == 3 and icmp[ICMP].code == 4

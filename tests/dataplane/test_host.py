@@ -213,15 +213,19 @@ def test_routing_never_crosses_routing_domains() -> None:
     assert lab.drops("host1") == {"NO_ROUTE": 1}
 
 
-def test_an_oversized_frame_gets_fragmentation_needed_not_silence() -> None:
-    lab = Lab("two-hosts")
-    big = raw(
+def oversized_from_blue1() -> bytes:
+    """blue1 to blue2, DF set, over the port MTU."""
+    return raw(
         Ether(src=MAC["blue1"], dst=MAC["blue2"])
         / IP(src="10.10.10.11", dst="10.10.10.12", flags="DF")
         / UDP()
         / (b"x" * 1500)
     )
-    lab.send("blue1", big)
+
+
+def test_an_oversized_frame_gets_fragmentation_needed_not_silence() -> None:
+    lab = Lab("two-hosts")
+    lab.send("blue1", oversized_from_blue1())
     [(vm, frame)] = lab.delivered()
     icmp = Ether(frame)
     assert vm == "blue1" and icmp[ICMP].type == 3 and icmp[ICMP].code == 4
