@@ -21,7 +21,9 @@ old file. So:
 - data, then fsync, rename, fsync of the directory: a crash at any point leaves the
   old file or the new one, never a torn one, and the rename survives a power cut.
   A failure on the way (disk full, I/O error, read-only) removes the temporary file
-  and raises the OSError: the old file is untouched.
+  and raises the OSError: the old file is untouched. Only the last step can fail
+  once the new file is in place: that is ``NotDurable``, which says so, since the
+  caller must then treat the file as written (every reader already sees it).
 
 Every step works relative to one open directory fd, so the directory cannot be
 swapped for another between the steps.
@@ -37,6 +39,18 @@ import stat
 from pathlib import Path
 from typing import Final
 
+
+class NotDurable(OSError):
+    """The file was replaced, but the directory's fsync failed: every reader sees the
+    new file, yet a power cut could still bring back the old one. ``written`` is the
+    new file's status, as ``replace_file`` returns it."""
+
+    def __init__(self, path: Path, error: OSError, written: os.stat_result) -> None:
+        reason = f"{path} was replaced, but its directory could not be synced: {error.strerror}"
+        super().__init__(error.errno, reason)
+        self.written = written
+
+
 TEMP_ATTEMPTS: Final = 16  # names drawn before giving up: each is 64 random bits
 _CREATE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -47,7 +61,8 @@ def replace_file(path: str | os.PathLike[str], data: bytes) -> os.stat_result:
     caller knows the file it wrote even if someone replaces it right after.
 
     Raises OSError: the filesystem's (ENOSPC, EIO, EROFS, EACCES...), with the old
-    file untouched, or ELOOP/EINVAL when ``path`` is a symlink or not a regular file.
+    file untouched, or ELOOP/EINVAL when ``path`` is a symlink or not a regular file;
+    NotDurable (an OSError too) when the new file is in place but not yet durable.
     """
     target = Path(path)
     directory = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -68,7 +83,10 @@ def replace_file(path: str | os.PathLike[str], data: bytes) -> os.stat_result:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp, dir_fd=directory)
             raise
-        os.fsync(directory)
+        try:
+            os.fsync(directory)
+        except OSError as error:
+            raise NotDurable(target, error, written) from None
         return written
     finally:
         os.close(directory)

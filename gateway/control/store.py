@@ -36,13 +36,16 @@ from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
 
 import anyio
+import structlog
 
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.policy import Policy, load_policy
 
 from .config_file import line_of, policy_from_document, read_document, to_plain, write_document
 from .edits import Edit
+from .safe_files import NotDurable
 
+log = structlog.get_logger("nvgw.store")
 LOCK_TIMEOUT_S: Final = 10.0
 Prepared = TypeVar("Prepared")
 
@@ -194,6 +197,9 @@ class PolicyStore(Generic[Prepared]):
                 edit(document)
                 _set_revision(document, revision + 1)
                 written = write_document(self.path, document)
+            except NotDurable as error:  # in place, every reader sees it: it stands
+                log.warning("config written but not yet durable", reason=str(error))
+                written = error.written
             except OSError as error:
                 self._forget()
                 raise NotSaved(self.path, error) from None

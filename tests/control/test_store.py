@@ -6,6 +6,7 @@ Runs on both anyio backends against copies of the shipped configs; ``prepare`` a
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import shutil
@@ -15,6 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
+import structlog
 
 from gateway.control import load_config, read_document
 from gateway.control import store as store_module
@@ -371,3 +373,31 @@ async def test_a_config_given_as_a_symlink_is_resolved_once_and_written_through(
     link.symlink_to(elsewhere)
     await store.change(add(LOOKUP_RECORDS, record("10.10.10.14", "00-00-00-00-00-14")))
     assert load_config(config).revision == 2 and load_config(elsewhere).revision == 1
+
+
+async def test_a_file_in_place_but_not_yet_durable_is_a_change_applied(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the directory's fsync fails, after the rename: every reader already sees
+    the new file, so the running policy must agree with it (and the log says so)."""
+    daemon = Daemon()
+    store = await started(config, daemon)
+    fsync = os.fsync
+
+    def fsync_but_directories(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, "Input/output error")
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_but_directories)
+    with structlog.testing.capture_logs() as logs:
+        accepted = await store.change(
+            add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13"))
+        )
+    monkeypatch.undo()
+    assert accepted.policy.revision == 1 and daemon.committed == [0, 1]
+    assert load_config(config) == store.policy
+    [warning] = [entry for entry in logs if entry["log_level"] == "warning"]
+    assert "could not be synced: Input/output error" in warning["reason"]
+    await store.change(add(LOOKUP_RECORDS, record("10.10.10.14", "00-00-00-00-00-14")))
+    assert load_config(config).revision == 2
