@@ -140,10 +140,18 @@ def run(
     ] = DEFAULT_SOCKET,
     no_api: Annotated[bool, typer.Option("--no-api", help="Serve no control API.")] = False,
     api_tcp: Annotated[
-        str | None, typer.Option(help="Also serve the API on HOST:PORT (needs a token).")
+        str | None,
+        typer.Option(help="Also serve the API on HOST:PORT (a token; TLS off loopback)."),
     ] = None,
     api_token_file: Annotated[
-        Path | None, typer.Option(help="A file holding the bearer token for --api-tcp.")
+        Path | None,
+        typer.Option(help="A file (mode 0600) whose first line is the bearer token for --api-tcp."),
+    ] = None,
+    api_tls_cert: Annotated[
+        Path | None, typer.Option(help="Serve --api-tcp over TLS with this certificate (PEM).")
+    ] = None,
+    api_tls_key: Annotated[
+        Path | None, typer.Option(help="The private key (PEM) of --api-tls-cert.")
     ] = None,
     user: Annotated[
         str | None,
@@ -160,7 +168,9 @@ def run(
     from gateway.telemetry import configure_logging
 
     configure_logging(log_level)
-    listen = None if no_api else ApiListen(api, api_tcp, api_token_file)
+    listen = None
+    if not no_api:
+        listen = ApiListen(api, api_tcp, api_token_file, api_tls_cert, api_tls_key)
     daemon = HostDaemon(config, node, metrics, provider_rx.value, listen, user)
 
     async def serve() -> None:
@@ -191,6 +201,7 @@ def trace_command(
     api: verbs.ApiOpt = DEFAULT_SOCKET,
     url: verbs.UrlOpt = None,
     token_file: verbs.TokenOpt = None,
+    api_ca: verbs.CaOpt = None,
     json_out: verbs.JsonOpt = False,
 ) -> None:
     """What the data plane does with one packet, hop by hop.
@@ -204,7 +215,7 @@ def trace_command(
     if config is None:
         body = {"from": source, "to": destination, "proto": protocol}
         body |= {"sport": src_port, "dport": dst_port}
-        result = verbs.trace_live(verbs.Target(api, url, token_file), body)
+        result = verbs.trace_live(verbs.Target(api, url, token_file, api_ca), body)
     else:
         with _exit_1_on(TraceError, command="trace"):
             policy = load_config(config)

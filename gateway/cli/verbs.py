@@ -5,7 +5,8 @@ Five kinds of entry share three verbs, so the commands are built from one table 
 fields per kind rather than written out fifteen times: ``add`` takes every field
 (the required ones must be given), ``get`` and ``remove`` take the kind's filters.
 Every command also takes where the API is (``--api``, or ``--url`` with
-``--token-file``), ``--if-revision`` for changes and ``--json`` for scripts.
+``--token-file``, and ``--api-ca`` to trust an https URL's certificate), ``--if-revision``
+for changes and ``--json`` for scripts.
 Exit status: 0 done, 1 refused or unreachable (with every reason), 2 bad usage.
 """
 
@@ -23,6 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gateway.control.api_token import read_token
 from gateway.control.client import DEFAULT_SOCKET, ApiClient, ApiError, ApiUnreachable
 
 console = Console(highlight=False, soft_wrap=True)
@@ -117,15 +119,30 @@ class Target:
     api: Path
     url: str | None
     token_file: Path | None
+    ca: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.ca is not None and not (self.url or "").startswith("https://"):
+            raise typer.BadParameter("--api-ca is for an https:// --url")
 
     def client(self) -> ApiClient:
-        token = self.token_file.read_text().strip() if self.token_file else None
-        return ApiClient(self.api, self.url, token)
+        token = read_token(self.token_file) if self.token_file else None
+        return ApiClient(self.api, self.url, token, self.ca)
 
 
 ApiOpt = Annotated[Path, typer.Option(help="The daemon's API socket.", envvar="NVGW_API")]
-UrlOpt = Annotated[str | None, typer.Option(help="The API over TCP instead: http://HOST:PORT.")]
-TokenOpt = Annotated[Path | None, typer.Option(help="Bearer token for --url (a file).")]
+UrlOpt = Annotated[
+    str | None, typer.Option(help="The API over TCP instead: https://HOST:PORT (or http://).")
+]
+TokenOpt = Annotated[
+    Path | None, typer.Option(help="Bearer token for --url: a file's first line (mode 0600).")
+]
+CaOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Trust --url's certificate if this CA (PEM) signed it.", envvar="NVGW_API_CA"
+    ),
+]
 RevisionOpt = Annotated[
     int | None, typer.Option(help="Apply only if the policy is at this revision.")
 ]
@@ -138,6 +155,7 @@ def _target_params() -> list[inspect.Parameter]:
         inspect.Parameter("api", keyword, default=DEFAULT_SOCKET, annotation=ApiOpt),
         inspect.Parameter("url", keyword, default=None, annotation=UrlOpt),
         inspect.Parameter("token_file", keyword, default=None, annotation=TokenOpt),
+        inspect.Parameter("api_ca", keyword, default=None, annotation=CaOpt),
     ]
 
 
@@ -230,7 +248,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _split(values: dict[str, Any]) -> tuple[Target, dict[str, Any]]:
-    target = Target(values.pop("api"), values.pop("url"), values.pop("token_file"))
+    target = Target(
+        values.pop("api"), values.pop("url"), values.pop("token_file"), values.pop("api_ca")
+    )
     return target, values
 
 
@@ -298,11 +318,12 @@ def migrate(
     api: ApiOpt = DEFAULT_SOCKET,
     url: UrlOpt = None,
     token_file: TokenOpt = None,
+    api_ca: CaOpt = None,
 ) -> None:
     """Live-migrate a VM: its records take the PA, its port moves to that PA's node.
 
     One change, so no moment exists where the records and the port disagree."""
-    with talking(Target(api, url, token_file)) as client:
+    with talking(Target(api, url, token_file, api_ca)) as client:
         answer = client.request(
             "POST", "/v1/migrate", json={"vm": vm, "pa": pa}, if_revision=if_revision
         )
@@ -324,6 +345,7 @@ def apply(
     api: ApiOpt = DEFAULT_SOCKET,
     url: UrlOpt = None,
     token_file: TokenOpt = None,
+    api_ca: CaOpt = None,
 ) -> None:
     """Replace the live policy with FILE's; --dry-run shows what would change.
 
@@ -340,7 +362,7 @@ def apply(
         for issue in error.issues:
             errors.print(str(issue), markup=False)
         raise typer.Exit(2) from None
-    with talking(Target(api, url, token_file)) as client:
+    with talking(Target(api, url, token_file, api_ca)) as client:
         live = client.request("GET", "/v1/policy")
         if not dry_run:
             answer = client.request(

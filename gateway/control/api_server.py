@@ -5,7 +5,9 @@ the daemon's user, so the kernel lets only that user and root connect (the check
 SO_PEERCRED would repeat; hypercorn gives the app no handle on the connection to
 repeat it with). A stale socket left by a crash is replaced; a live one, answered by
 another daemon, is refused rather than stolen. TCP is opt-in and needs a bearer
-token read from a file (never from the command line, where ``ps`` shows it). Both
+token read from a file (never from the command line, where ``ps`` shows it), and
+TLS (a certificate and key) on any address but loopback, where the token would
+otherwise cross the network in clear. Both
 hypercorn backends are imported up front: after the daemon drops to its own user,
 the Python installation may no longer be readable.
 """
@@ -13,9 +15,11 @@ the Python installation may no longer be readable.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import os
 import socket
+import ssl
 import stat
 from pathlib import Path
 from typing import Final
@@ -92,22 +96,9 @@ def _clear_stale(path: Path) -> None:
     )
 
 
-def read_token(path: Path) -> str:
-    """The bearer token: the file's first line, which must not be empty."""
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ApiListenError(
-            errno.EINVAL, f"cannot read the API token file {path}: {error}"
-        ) from None
-    if len(token) < 16:
-        raise ApiListenError(
-            errno.EINVAL, f"the API token in {path} is shorter than 16 characters: too guessable"
-        )
-    return token
-
-
-def bind_tcp(listen: str) -> socket.socket:
+def bind_tcp(listen: str, tls: bool) -> socket.socket:
+    """A listening TCP socket at ``listen`` (HOST:PORT). Without ``tls``, only on a
+    loopback address: elsewhere the bearer token would cross the network in clear."""
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
     try:
@@ -115,6 +106,13 @@ def bind_tcp(listen: str) -> socket.socket:
     except (ValueError, socket.gaierror) as error:
         raise ApiListenError(errno.EINVAL, f"--api-tcp {listen!r}: HOST:PORT ({error})") from None
     family, kind, proto, _, address = infos[0]
+    if not tls and not ipaddress.ip_address(address[0].partition("%")[0]).is_loopback:
+        raise ApiListenError(
+            errno.EINVAL,
+            f"--api-tcp {listen}: {address[0]} is not a loopback address, and the bearer "
+            "token would cross the network in clear: serve it with TLS "
+            "(--api-tls-cert FILE --api-tls-key FILE) or listen on 127.0.0.1",
+        )
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -126,32 +124,81 @@ def bind_tcp(listen: str) -> socket.socket:
     return sock
 
 
-def protect(app: ASGIApp, sock: socket.socket, token: str | None) -> ASGIApp:
-    """A TCP listener's app demands the token; a Unix socket's relies on its mode."""
+def protect(
+    app: ASGIApp, sock: socket.socket, token: str | None, tls: ssl.SSLContext | None
+) -> tuple[ASGIApp, ssl.SSLContext | None]:
+    """What a listener serves, and over what: a Unix socket's app as it is (its mode
+    says who may connect); a TCP listener's behind the token, over ``tls`` if any."""
     if sock.family == socket.AF_UNIX:
-        return app
+        return app, None
     if token is None:
         raise ApiListenError(errno.EINVAL, "the API on TCP needs --api-token-file")
-    return BearerToken(app, token)
+    return BearerToken(app, token), tls
 
 
-async def serve(app: ASGIApp, sock: socket.socket) -> None:
-    """Serve ``app`` on a bound, listening socket until cancelled."""
+def tls_context(certfile: Path, keyfile: Path) -> ssl.SSLContext:
+    """The API's TLS, as hypercorn sets it up (TLS 1.2 or later, no compression),
+    loaded now: before the daemon drops to its own user, who may not read the key."""
     config = Config()
+    config.certfile, config.keyfile = os.fspath(certfile), os.fspath(keyfile)
+    try:
+        context = config.create_ssl_context()
+    except (OSError, ssl.SSLError) as error:
+        raise ApiListenError(
+            errno.EINVAL,
+            f"cannot use --api-tls-cert {certfile} --api-tls-key {keyfile}: "
+            f"{error.strerror or error}",
+        ) from None
+    assert context is not None
+    return context
+
+
+class _PreparedTls(Config):
+    """hypercorn's Config with a TLS context made earlier (``tls_context``)."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        super().__init__()
+        self._context = context
+
+    @property
+    def ssl_enabled(self) -> bool:
+        return True
+
+    def create_ssl_context(self) -> ssl.SSLContext:
+        return self._context
+
+
+async def serve(app: ASGIApp, sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
+    """Serve ``app`` on a bound, listening socket until cancelled, over ``tls`` if given.
+
+    Cancellation becomes hypercorn's own shutdown (its trigger fires, it closes its
+    connections within ``graceful_timeout``), in a shielded scope: cancelling
+    hypercorn's asyncio server while a connection is open raises InvalidStateError
+    out of it (pgjones/hypercorn#184), which would end the daemon with a traceback.
+    A trigger of ours also keeps hypercorn from installing SIGINT/SIGTERM handlers
+    over the daemon's."""
+    config = Config() if tls is None else _PreparedTls(tls)
     config.bind = [f"fd://{sock.detach()}"]  # hypercorn owns and closes it from here
     config.errorlog = _quiet_log()
     config.accesslog = None
     config.graceful_timeout = 1.0
-    if sniffio.current_async_library() == "trio":
-        await hypercorn.trio.serve(app, config, shutdown_trigger=_forever)  # type: ignore[arg-type]
-    else:
-        await hypercorn.asyncio.serve(app, config, shutdown_trigger=_forever)  # type: ignore[arg-type]
+    stop = anyio.Event()
+    hypercorn_serve = (
+        hypercorn.trio.serve
+        if sniffio.current_async_library() == "trio"
+        else hypercorn.asyncio.serve
+    )
 
+    async def run() -> None:
+        with anyio.CancelScope(shield=True):
+            await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
-async def _forever() -> None:
-    """Stop only by cancellation (the daemon's task group): with no trigger, hypercorn
-    would install SIGINT/SIGTERM handlers of its own over the daemon's."""
-    await anyio.sleep_forever()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        try:
+            await anyio.sleep_forever()
+        finally:
+            stop.set()
 
 
 def _quiet_log() -> logging.Logger:

@@ -8,10 +8,15 @@ failed and why (no daemon, or a permission the socket's mode denies).
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Any, Final
 
 import httpx
+
+from gateway.errors import ConfigError
+
+from .untrusted import parse_json
 
 DEFAULT_SOCKET: Final = Path("/run/nvgw/nvgw.sock")  # where `nvgw run` serves by default
 TIMEOUT_S: Final = 30.0  # a whole-policy change of 100,000 records validates in seconds
@@ -35,15 +40,24 @@ class ApiError(Exception):
 
 
 class ApiClient:
-    """Talks to one daemon: over its Unix socket, or over HTTP(S) with a token."""
+    """Talks to one daemon: over its Unix socket, or over HTTP(S) with a token; an
+    https URL's certificate is checked against ``ca`` (a PEM file), or else against
+    the system's CAs."""
 
     def __init__(
-        self, socket: Path | None = None, url: str | None = None, token: str | None = None
+        self,
+        socket: Path | None = None,
+        url: str | None = None,
+        token: str | None = None,
+        ca: Path | None = None,
     ) -> None:
         self.where = url or str(socket or DEFAULT_SOCKET)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if url is not None:
-            self._http = httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT_S)
+            verify = _trusting(ca) if ca is not None else True
+            self._http = httpx.Client(
+                base_url=url, headers=headers, timeout=TIMEOUT_S, verify=verify
+            )
         else:
             transport = httpx.HTTPTransport(uds=os.fspath(socket or DEFAULT_SOCKET))
             self._http = httpx.Client(
@@ -77,19 +91,39 @@ class ApiClient:
             why = _why(error)
             raise ApiUnreachable(f"cannot reach the nvgw API at {self.where}: {why}") from None
         try:
-            body = response.json()
-        except ValueError:
-            body = {"error": response.text or response.reason_phrase}
+            body = parse_json(response.content, f"the answer from {self.where}")
+        except ConfigError:
+            body = None
+        if not isinstance(body, dict):  # not the daemon's JSON: a proxy's page, say
+            body = {"error": response.text[:500] or response.reason_phrase}
         if response.is_error:
             raise ApiError(response.status_code, str(body.get("error", body)), body)
         return body
 
 
+def _trusting(ca: Path) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cafile=os.fspath(ca))
+    except (OSError, ssl.SSLError) as error:
+        raise ApiUnreachable(f"cannot use --api-ca {ca}: {error.strerror or error}") from None
+
+
 def _why(error: httpx.TransportError) -> str:
     cause = error.__context__ or error.__cause__
     text = str(cause or error)
+    if any(isinstance(link, ssl.SSLCertVerificationError) for link in _chain(error)):
+        return f"{text} (--api-ca FILE names the CA that signed the daemon's certificate)"
     if isinstance(cause, PermissionError) or "Permission denied" in text:
         return f"{text} (the socket admits root and the daemon's user only)"
     if isinstance(cause, FileNotFoundError | ConnectionRefusedError) or "No such file" in text:
         return f"{text} (is `nvgw run` running with this --api?)"
     return text
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """The error and what caused it, down to the first (httpx wraps httpcore's, which
+    wraps the ssl module's)."""
+    chain = [error]
+    while (link := chain[-1].__cause__ or chain[-1].__context__) and len(chain) < 16:
+        chain.append(link)
+    return chain

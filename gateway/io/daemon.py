@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,9 +40,10 @@ from gateway.control.api_server import (
     bind_unix,
     hand_over_socket,
     protect,
-    read_token,
+    tls_context,
 )
 from gateway.control.api_server import serve as serve_api
+from gateway.control.api_token import read_token
 from gateway.control.store import ApplyError, PolicyStore
 from gateway.dataplane import Counters, HostDataplane, HostTables
 from gateway.errors import ConfigError, ConfigIssue, Drop
@@ -68,11 +70,14 @@ log = structlog.get_logger("nvgw")
 
 @dataclass(frozen=True)
 class ApiListen:
-    """Where the control API listens: a Unix socket (0600), and TCP with a token."""
+    """Where the control API listens: a Unix socket (0600), and TCP with a token,
+    over TLS with a certificate and its key (which loopback may do without)."""
 
     socket: Path
     tcp: str | None = None
     token_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
 
 Handler = Callable[[memoryview], None]
@@ -156,6 +161,7 @@ class HostDaemon:
         self._tg: anyio.abc.TaskGroup | None = None
         self._pas: NodePas = ([], [])
         self._token: str | None = None
+        self._tls: ssl.SSLContext | None = None  # the TCP API's, loaded while still root
         self._serving = False  # set once the data plane runs: commits swap from then on
         self._first: Snapshot | None = None
         self.dataplane: HostDataplane
@@ -216,7 +222,8 @@ class HostDaemon:
                 tg.start_soon(self._drop_summaries)
                 app = build_api(self.store, self.node, lambda: counters_json(self.counters))
                 for sock in listeners:
-                    tg.start_soon(serve_api, protect(app, sock, self._token), sock)
+                    served, tls = protect(app, sock, self._token, self._tls)
+                    tg.start_soon(serve_api, served, sock, tls)
                 self._serving = True
                 ready = {
                     "node": self.node,
@@ -363,16 +370,34 @@ class HostDaemon:
         )
 
     def _api_listeners(self) -> list[socket.socket]:
-        """Bound before the data plane starts, so a taken socket stops start-up."""
-        if self.api is None:
+        """Bound before the data plane starts, so a taken socket stops start-up. TCP's
+        token and TLS are read first (as root: the daemon's user may not read them),
+        so a refused TCP listen leaves nothing bound."""
+        api = self.api
+        if api is None:
             return []
-        listeners = [bind_unix(self.api.socket)]
-        if self.api.tcp is not None:
-            if self.api.token_file is None:
+        tcp = None
+        if api.tcp is None:
+            if api.token_file or api.tls_cert or api.tls_key:
+                raise ApiListenError(
+                    errno.EINVAL, "--api-token-file and --api-tls-* go with --api-tcp only"
+                )
+        else:
+            if api.token_file is None:
                 raise ApiListenError(errno.EINVAL, "--api-tcp needs --api-token-file")
-            self._token = read_token(self.api.token_file)
-            listeners.append(bind_tcp(self.api.tcp))
-        return listeners
+            if (api.tls_cert is None) != (api.tls_key is None):
+                raise ApiListenError(errno.EINVAL, "--api-tls-cert and --api-tls-key go together")
+            if api.tls_cert is not None and api.tls_key is not None:
+                self._tls = tls_context(api.tls_cert, api.tls_key)
+            self._token = read_token(api.token_file)
+            tcp = bind_tcp(api.tcp, tls=self._tls is not None)
+        try:
+            unix = bind_unix(api.socket)
+        except OSError:
+            if tcp is not None:
+                tcp.close()
+            raise
+        return [unix] if tcp is None else [unix, tcp]
 
     def _become(self, uid: int, gid: int) -> None:
         if self.api is not None:

@@ -31,6 +31,7 @@ from gateway.control import load_config
 from gateway.control.client import ApiClient, ApiError
 from gateway.io.privileges import lookup_user
 from gateway.lab import netns
+from tests._tls import write_token
 from tests.conftest import require_root
 
 from ._host import connects_as, host_namespace
@@ -52,8 +53,9 @@ class Daemon:
         self.backend = backend
         self.process: subprocess.Popen[str] | None = None
         self.log = config.with_suffix(".log")
-        self.token_file = config.with_name("token")
-        self.token_file.write_text("a-token-long-enough-to-count\n")
+        self.token_file = write_token(config.with_name("token"))  # mode 0600, as required
+        # How the API listens on TCP besides its socket: loopback, with the token.
+        self.tcp_args = ["--api-tcp", "127.0.0.1:0", "--api-token-file", str(self.token_file)]
         self.ready: dict[str, Any] = {}
         # Where the daemon's sd_notify messages land, as systemd's socket would get them.
         self.notify_path = config.with_name("notify")
@@ -66,7 +68,7 @@ class Daemon:
             sys.executable, "-m", "gateway", "run",
             "-c", str(self.config), "--node", "host1", "--backend", self.backend,
             "--metrics", "127.0.0.1:0", "--api", str(self.socket), "--ready-fd", "1",
-            "--api-tcp", "127.0.0.1:0", "--api-token-file", str(self.token_file),
+            *self.tcp_args,
         ]  # fmt: skip
         env = {**os.environ, "NOTIFY_SOCKET": str(self.notify_path), "WATCHDOG_USEC": "400000"}
         with open(self.log, "ab") as log:
@@ -124,12 +126,21 @@ class Daemon:
 
 
 @contextmanager
-def daemon_in_namespace(namespace: str, directory: Path, backend: str) -> Iterator[Daemon]:
-    """host1 of a copy of the two-hosts config in ``directory``, run in a namespace of
-    its own, and always torn down with it."""
+def daemon_in_namespace(
+    namespace: str,
+    directory: Path,
+    backend: str,
+    source: Path = CONFIGS / "two-hosts.yaml",
+    tcp_args: list[str] | None = None,
+) -> Iterator[Daemon]:
+    """host1 of a copy of ``source`` (the two-hosts config) in ``directory``, run in a
+    namespace of its own (``tcp_args`` for how its API listens on TCP), and always
+    torn down with it."""
     config = directory / "two-hosts.yaml"
-    shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
+    shutil.copyfile(source, config)
     running = Daemon(namespace, config, directory / "api.sock", backend)
+    if tcp_args is not None:
+        running.tcp_args = tcp_args
     try:
         host_namespace(namespace)
         running.start()
