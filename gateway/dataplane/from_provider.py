@@ -178,7 +178,13 @@ class ProviderReceive:
             return Drop.BROADCAST if dst_mac[0] & 1 else Drop.NO_PORT
         if ethertype != ETHERTYPE_IPV4:
             return Drop.ARP_FROM_PROVIDER if ethertype == ETHERTYPE_ARP else Drop.UNSUPPORTED
-        if inner_vihl >> 4 != 4:
+        # What the verdict reads must be an IPv4 header (version, IHL: in the flow key,
+        # so checked once per flow). The packet's own total length is not read here:
+        # the sending host checked it where the VM sent it (``from_port``), the frame
+        # reaches the VM as it came, as a switch delivers it, and the VM's stack checks
+        # it again; per packet it would cost 14-17 % of this path (callgrind, README
+        # "Drop reasons").
+        if inner_vihl >> 4 != 4 or inner_vihl & 0x0F < 5:
             return Drop.INNER_MALFORMED
         # Anti-spoofing: the inner source must be a CA whose record has this outer PA.
         if src_mac == port.router_mac:  # routed by the sender's host from another VSID

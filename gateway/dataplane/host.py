@@ -30,6 +30,7 @@ from gateway.dataplane._frame import IP as _IP
 from gateway.dataplane._frame import IP_DST as _IP_DST
 from gateway.dataplane._frame import IP_MIN_FRAME as _IP_MIN_FRAME
 from gateway.dataplane._frame import IP_SRC as _IP_SRC
+from gateway.dataplane._frame import IP_TOTAL_LENGTH as _IP_TOTAL_LENGTH
 from gateway.dataplane.counters import Counters
 from gateway.dataplane.from_provider import ProviderReceive
 from gateway.dataplane.ip_rewrite import IpRewrite
@@ -141,6 +142,13 @@ class HostDataplane(ProviderReceive, IpRewrite):
         if size < _IP_MIN_FRAME or frame[_IP] >> 4 != 4 or frame[_IP] & 0x0F < 5:
             drops[Drop.INNER_MALFORMED] += 1
             return
+        # The IPv4 packet must fit its frame and hold its own header (RFC 1812 sec.
+        # 5.2.2, what a router checks): a VM's packet is checked here, where it enters,
+        # so the receiving host need not check it again per packet (from_provider.py).
+        ip_total = frame[_IP_TOTAL_LENGTH] << 8 | frame[_IP_TOTAL_LENGTH + 1]
+        if not (frame[_IP] & 0x0F) << 2 <= ip_total <= size - ETH_HEADER_SIZE:
+            drops[Drop.INNER_MALFORMED] += 1
+            return
         if bytes(frame[_IP_SRC:_IP_DST]) != port.ca:
             drops[Drop.SPOOFED_SOURCE] += 1
             return
@@ -228,6 +236,8 @@ class HostDataplane(ProviderReceive, IpRewrite):
         self.counters.drops[Drop.TOO_BIG] += 1
         if not frame[_IP_DF_BYTE] & _DF_BIT:
             return  # a VM that allows fragmentation sent more than its TAP's MTU: its bug
+        if dst_mac[0] & 1:
+            return  # RFC 1122 sec. 3.2.2: no ICMP error for a link-layer broadcast
         icmp = build_icmp_unreachable(ICMP_CODE_FRAGMENTATION_NEEDED, frame[_IP:], port.mtu)
         source = port.gateway_ca or bytes(frame[_IP_DST : _IP_DST + 4])
         ip = build_ipv4(source, port.ca, IPPROTO_ICMP, len(icmp))

@@ -5,5 +5,5 @@ data-plane entry point, on every shipped config and on generated policies.
 short slice CI runs. Modules, in the order an input meets them: ``policies`` (what
 it runs on), ``frames`` (valid seeds per entry point), ``mutate``, ``parsers`` and
 ``oracle`` (what may come out), ``engine`` (one chunk, judged four ways),
-``campaign`` (chunks over worker processes), ``known`` (findings not fixed yet).
+``campaign`` (chunks over worker processes).
 """

@@ -291,6 +291,14 @@ def _bad_ipv4(frame: bytes) -> str | None:
     return None
 
 
+def _bad_ipv4_header(frame: bytes) -> str | None:
+    """Why the first byte after the Ethernet header is not IPv4 with a whole header."""
+    if len(frame) < ETH_HEADER_SIZE + 20:
+        return "truncated"
+    vihl = frame[ETH_HEADER_SIZE]
+    return None if vihl >> 4 == 4 and vihl & 0x0F >= 5 else "inner_malformed"
+
+
 def _ipv4_ok(frame: bytes, at: int) -> bool:
     """Whether the IPv4 header at ``at`` parses and its checksum holds."""
     try:
@@ -359,7 +367,9 @@ def _check_to_port(
         if arp.opcode != ARP_OP_REPLY or arp.target_mac != port.mac:
             return ("output", f"{entry} -> port: ARP that is not a reply to the port")
     elif eth.ethertype == ETHERTYPE_IPV4:
-        bad = _bad_ipv4(frame)
+        # Decapsulated frames are delivered as they came (from_provider reads only the
+        # header's version and IHL: the VM's stack checks the packet's own lengths).
+        bad = _bad_ipv4_header(frame) if entry == "from_provider" else _bad_ipv4(frame)
         if bad is not None:
             return ("output", f"{entry} -> port: an IPv4 header that does not parse ({bad})")
     else:
