@@ -79,10 +79,8 @@ def test_unusable_tls_files_are_named(tmp_path: Path) -> None:
         tls_context(pki.cert, pki.ca)  # a certificate where the key should be
 
 
-@pytest.mark.anyio
-async def test_the_api_over_tls_wants_the_token_and_a_trusted_ca(tmp_path: Path) -> None:
-    """hypercorn on a real loopback socket, on both backends: the CA's client gets in
-    with the token (any case of ``Bearer``), others are refused at the handshake."""
+async def loaded_store(tmp_path: Path) -> PolicyStore[Any]:
+    """A store over a copy of the two-hosts config, loaded, swapping into nothing."""
     config = tmp_path / "two-hosts.yaml"
     shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
 
@@ -91,6 +89,14 @@ async def test_the_api_over_tls_wants_the_token_and_a_trusted_ca(tmp_path: Path)
 
     store: PolicyStore[Any] = PolicyStore(config, lambda policy: policy, swap)
     await store.load()
+    return store
+
+
+@pytest.mark.anyio
+async def test_the_api_over_tls_wants_the_token_and_a_trusted_ca(tmp_path: Path) -> None:
+    """hypercorn on a real loopback socket, on both backends: the CA's client gets in
+    with the token (any case of ``Bearer``), others are refused at the handshake."""
+    store = await loaded_store(tmp_path)
     pki = make_pki(tmp_path, ["127.0.0.1"])
     sock = bind_tcp("127.0.0.1:0", tls=True)  # listening already: clients may connect
     url = f"https://127.0.0.1:{sock.getsockname()[1]}"
@@ -139,14 +145,7 @@ async def test_cancelling_the_server_with_a_connection_open_ends_it_cleanly(
 ) -> None:
     """How the daemon stops its API (SIGTERM cancels its task group): a client still
     connected must not turn that into an error (pgjones/hypercorn#184 on asyncio)."""
-    config = tmp_path / "two-hosts.yaml"
-    shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
-
-    async def swap(policy: Any) -> None:
-        pass
-
-    store: PolicyStore[Any] = PolicyStore(config, lambda policy: policy, swap)
-    await store.load()
+    store = await loaded_store(tmp_path)
     sock = bind_tcp("127.0.0.1:0", tls=False)
     port = sock.getsockname()[1]
     async with anyio.create_task_group() as tg:
