@@ -131,7 +131,7 @@ class _Handlers:
     ) -> JSONResponse:
         """The answer, with the revision of ``policy`` (the one it was computed from;
         by default the running one)."""
-        revision = (policy or self.policy).revision
+        revision = (self.policy if policy is None else policy).revision
         return JSONResponse(
             {"revision": revision, **body}, status, headers={"ETag": f'"{revision}"'}
         )
