@@ -263,7 +263,7 @@ def counters_json(counters: Counters) -> dict[str, Any]:
     drops = {Drop(i).label: n for i, n in enumerate(list(counters.drops)) if n}
     ports = {
         name: {field: getattr(port, field) for field in PortCounters.__slots__}
-        for name, port in counters.ports.items()
+        for name, port in list(counters.ports.items())  # one C call: a new port may come
     }
     return {**totals, "drops": drops, "ports": ports}
 

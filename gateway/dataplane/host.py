@@ -82,18 +82,25 @@ class HostDataplane(ProviderReceive, IpRewrite):
         node_name: str,
         counters: Counters | None = None,
         provider_mac: bytes | None = None,
+        tables: HostTables | None = None,
     ) -> None:
         self.node_name = node_name
         # The provider link's MAC: ARP for this node's IP-Rewrite PAs is answered with it.
         self.provider_mac = provider_mac
         self.counters = counters if counters is not None else Counters()
-        self.tables = HostTables(snapshot, node_name, self.counters)
+        self.tables = tables or HostTables(snapshot, node_name, self.counters)
         self.neighbors = Neighbors()
 
     def swap(self, snapshot: Snapshot) -> HostTables:
         """Adopt a new snapshot (between batches). Counters carry over by port name."""
-        self.tables = HostTables(snapshot, self.node_name, self.counters)
-        return self.tables
+        return self.adopt(HostTables(snapshot, self.node_name, self.counters))
+
+    def adopt(self, tables: HostTables) -> HostTables:
+        """Run on tables built elsewhere with this node's counters: the daemon builds
+        them in the store's worker thread, since that costs O(policy), and adopts them
+        between batches, which costs an attribute."""
+        self.tables = tables
+        return tables
 
     # ---------------------------------------------------------------- from a VM
 

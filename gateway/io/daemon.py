@@ -163,7 +163,7 @@ class HostDaemon:
         self._token: str | None = None
         self._tls: ssl.SSLContext | None = None  # the TCP API's, loaded while still root
         self._serving = False  # set once the data plane runs: commits swap from then on
-        self._first: Snapshot | None = None
+        self._first: HostTables | None = None
         self.dataplane: HostDataplane
         self.out: FdOutput
         self.link: socket.socket | None = None
@@ -173,15 +173,16 @@ class HostDaemon:
     async def run(self, *, task_status: TaskStatus[dict] = anyio.TASK_STATUS_IGNORED) -> None:
         ids = lookup_user(self.user) if self.user else None
         if ids is not None:
-            check_access(*ids, self.config, api=self.api is not None)
+            check_access(*ids, self.store.path, api=self.api is not None)
         await self.store.load()
-        snapshot, self._first = self._first, None
-        assert snapshot is not None
+        tables, self._first = self._first, None
+        assert tables is not None
+        snapshot = tables.snapshot
         encap_pas, rewrite_pas = self._pas
         node = snapshot.policy.node(self.node)
         interface = node.provider_addresses[0].interface if node.provider_addresses else None
         provider_mac = link_mac(interface) if rewrite_pas and interface else None
-        self.dataplane = HostDataplane(snapshot, self.node, self.counters, provider_mac)
+        self.dataplane = HostDataplane(snapshot, self.node, self.counters, provider_mac, tables)
         for pa in encap_pas:
             self.gre[pa] = _bind_or_explain(pa, interface)
         if self.provider_rx == "ring" and encap_pas:
@@ -338,9 +339,9 @@ class HostDaemon:
         self.reloads["refused"] += 1
         return False
 
-    def _prepare(self, policy: Policy) -> tuple[Snapshot, NodePas]:
-        """Runs in the store's worker thread: compile, and refuse what this node
-        cannot apply while running."""
+    def _prepare(self, policy: Policy) -> tuple[HostTables, NodePas]:
+        """Runs in the store's worker thread: compile, refuse what this node cannot
+        apply while running, and build its tables (O(policy): never on the loop)."""
         snapshot, pas = prepare_node(policy, self.node)
         if self._serving and pas != self._pas:
             raise ConfigError(
@@ -353,14 +354,15 @@ class HostDaemon:
                     )
                 ]
             )
-        return snapshot, pas
+        return HostTables(snapshot, self.node, self.counters), pas
 
-    async def _commit(self, prepared: tuple[Snapshot, NodePas]) -> None:
-        snapshot, pas = prepared
+    async def _commit(self, prepared: tuple[HostTables, NodePas]) -> None:
+        tables, pas = prepared
+        snapshot = tables.snapshot
         if not self._serving:  # start-up: run() builds the data plane from it
-            self._first, self._pas = snapshot, pas
+            self._first, self._pas = tables, pas
             return
-        tables = self.dataplane.swap(snapshot)
+        self.dataplane.adopt(tables)
         await self._reconcile_ports(tables)
         log.info(
             "policy applied",

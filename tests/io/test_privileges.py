@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -126,5 +127,42 @@ def test_what_the_user_will_lack_is_said_at_start() -> None:
             check_access(uid, gid, config, api=True, tun=tun)  # its directory still root's
         os.chown(directory, uid, gid)
         check_access(uid, gid, config, api=True, tun=tun)
+    finally:
+        shutil.rmtree(directory)
+
+
+@pytest.mark.anyio
+async def test_a_symlinked_config_is_checked_where_it_is_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store writes a symlinked config's target (resolved once), so the start-up
+    check must ask about the target's directory, not the link's."""
+    require_root()
+    from gateway.io import daemon as daemon_module
+
+    uid, gid = lookup_user("nobody")
+    directory = Path(tempfile.mkdtemp(prefix="nvgw-priv-"))
+    try:
+        os.chmod(directory, 0o755)
+        tun = directory / "tun"
+        tun.touch()
+        tun.chmod(0o666)  # a stand-in: this machine's /dev/net/tun may be 0600
+        monkeypatch.setattr(daemon_module, "check_access", partial(check_access, tun=tun))
+        linked, target = directory / "nobodys", directory / "roots"
+        linked.mkdir()
+        target.mkdir()
+        os.chown(linked, uid, gid)  # the link's directory is writable; the target's is not
+        config = target / "two-hosts.yaml"
+        shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
+        os.chown(config, uid, gid)
+        (linked / "two-hosts.yaml").symlink_to(config)
+        daemon = daemon_module.HostDaemon(
+            linked / "two-hosts.yaml",
+            "host1",
+            api=daemon_module.ApiListen(directory / "api.sock"),
+            user="nobody",
+        )
+        with pytest.raises(PrivilegeError, match=f"could not rewrite the config.*{target}"):
+            await daemon.run()
     finally:
         shutil.rmtree(directory)
