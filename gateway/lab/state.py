@@ -12,6 +12,7 @@ never killed.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -20,9 +21,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gateway.control import replace_file
+from gateway.control.untrusted import parse_json, read_bounded
+from gateway.errors import ConfigError
 
 STATE_DIR = Path("/run/nvgw")
 TERM_GRACE_S = 3.0  # SIGTERM first, SIGKILL after this long
+MAX_STATE_BYTES = 1 << 20  # a lab of a few dozen namespaces writes a few KiB
+
+
+class StateFileError(OSError):
+    """The state file is not one nvgw wrote (corrupt, or planted): nothing is removed."""
 
 
 @dataclass
@@ -49,12 +57,18 @@ class LabState:
     @classmethod
     def load(cls, prefix: str, state_dir: Path = STATE_DIR) -> LabState | None:
         path = cls.path_for(prefix, state_dir)
-        try:
-            raw = json.loads(path.read_text())
-        except FileNotFoundError:
+        if not path.exists():
             return None
-        procs = [RecordedProcess(**p) for p in raw.pop("processes", [])]
-        return cls(**raw, processes=procs)
+        try:  # read as any JSON nvgw did not just write: bounded in size and depth
+            raw = parse_json(read_bounded(path, MAX_STATE_BYTES), str(path))
+            procs = [RecordedProcess(**p) for p in raw.pop("processes", [])]
+            return cls(**raw, processes=procs)
+        except (ConfigError, TypeError, AttributeError) as error:
+            raise StateFileError(
+                errno.EINVAL,
+                f"{path} is not a lab state file nvgw wrote ({error}): "
+                "look at it, and remove it by hand with what it names",
+            ) from None
 
     def save(self, state_dir: Path = STATE_DIR) -> None:
         """Atomic and durable (``replace_file``): a reader, or a crash, sees the old file

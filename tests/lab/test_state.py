@@ -23,6 +23,7 @@ from gateway.control import safe_files
 from gateway.lab.state import (
     LabState,
     RecordedProcess,
+    StateFileError,
     is_same_process,
     process_start_ticks,
     stop_processes,
@@ -106,6 +107,24 @@ def test_load_of_a_lab_never_saved_is_none(tmp_path: Path) -> None:
     assert LabState.load("nvgw", tmp_path) is None
     sample_state().save(tmp_path)
     assert LabState.load("nvgw", tmp_path) is None, "another prefix's file is not ours"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000 + "]" * 100_000,  # was RecursionError
+        '{"prefix": "nvgw", "planted": 1}',  # was TypeError
+        "[]",  # was AttributeError
+        "not json",
+    ],
+    ids=["deep", "unknown-key", "not-a-mapping", "not-json"],
+)
+def test_a_state_file_nvgw_did_not_write_is_refused_with_its_path(
+    tmp_path: Path, text: str
+) -> None:
+    LabState.path_for("nvgw", tmp_path).write_text(text)
+    with pytest.raises(StateFileError, match=r"lab-nvgw\.json is not a lab state file"):
+        LabState.load("nvgw", tmp_path)
 
 
 def test_saving_again_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
