@@ -34,7 +34,7 @@ from gateway.lab import netns
 from tests._tls import write_token
 from tests.conftest import require_root
 
-from ._host import connects_as, host_namespace
+from ._host import connects_as, host_namespace, stop_process
 
 pytestmark = pytest.mark.netns
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -81,17 +81,8 @@ class Daemon:
         return self.ready
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()  # never leave it behind; the test fails on the raise
-                self.process.wait(timeout=20)
-                raise
-            finally:
-                self.process = None
-        self.process = None
+        process, self.process = self.process, None
+        stop_process(process, sig)
 
     def notices(self, seconds: float) -> list[str]:
         """The sd_notify datagrams that arrive within ``seconds``."""

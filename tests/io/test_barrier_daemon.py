@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from gateway.lab import netns
 from gateway.lab.probe import scrape
 from tests.conftest import require_root
 
-from ._host import host_namespace
+from ._host import host_namespace, stop_process
 
 pytestmark = pytest.mark.netns
 HERE = Path(__file__).resolve().parent
@@ -86,14 +85,10 @@ def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         subprocess.run(["ip", "-n", namespace, "link", "set", "blue1", "up"], check=True)
         yield running
     finally:
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=20)
-        netns.remove(namespace)
+        try:
+            stop_process(process)
+        finally:
+            netns.remove(namespace)
 
 
 def key(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:

@@ -27,7 +27,7 @@ from gateway.io.privileges import KEPT, PrivilegeError, check_access, lookup_use
 from gateway.lab import netns
 from tests.conftest import require_root, require_tool
 
-from ._host import connects_as, host_namespace
+from ._host import connects_as, host_namespace, stop_process
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -94,15 +94,11 @@ def test_the_daemon_runs_as_its_user_with_net_admin_and_net_raw_only(backend: st
             time.sleep(0.02)
         assert load_config(config).revision == 1 and config.stat().st_uid == uid
     finally:
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=20)
-        netns.remove(namespace)
-        shutil.rmtree(directory, ignore_errors=True)
+        try:
+            stop_process(process)
+        finally:
+            netns.remove(namespace)
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_what_the_user_will_lack_is_said_at_start() -> None:
