@@ -24,6 +24,7 @@ from gateway.cli.import_hnv import import_hnv_command
 from gateway.control import load_config
 from gateway.control.client import DEFAULT_SOCKET
 from gateway.errors import ConfigError
+from gateway.netnames import ListenAddressError, parse_listen_address
 from gateway.policy import Policy
 
 # The daemon's control work (the API's parsing, listing, tracing) runs in a worker
@@ -117,6 +118,17 @@ def _summary(console: Console, name: str, policy: Policy) -> None:
         console.print(f"  {line}", markup=False)
 
 
+def _listen_address(value: str | None, param: typer.CallbackParam) -> str | None:
+    """Refuse a bad HOST:PORT before the daemon opens anything (it parses it again
+    where it listens: the same parser, ``gateway.netnames``)."""
+    if value is not None:
+        try:
+            parse_listen_address(value, f"--{param.name.replace('_', '-')}")
+        except ListenAddressError as error:
+            raise typer.BadParameter(f"{value!r}: {error.reason}") from None
+    return value
+
+
 class Backend(enum.StrEnum):
     asyncio = "asyncio"
     trio = "trio"
@@ -133,7 +145,11 @@ def run(
     node: Annotated[str, typer.Option("--node", "-n", help="Which node of it this daemon is.")],
     backend: Annotated[Backend, typer.Option(help="anyio event loop.")] = Backend.asyncio,
     metrics: Annotated[
-        str, typer.Option(help="Where /metrics listens (HOST:PORT, port 0 picks one).")
+        str,
+        typer.Option(
+            help="Where /metrics listens (HOST:PORT, [IPv6]:PORT; port 0 picks one).",
+            callback=_listen_address,
+        ),
     ] = "127.0.0.1:9550",
     ready_fd: Annotated[
         int | None,
@@ -149,7 +165,10 @@ def run(
     no_api: Annotated[bool, typer.Option("--no-api", help="Serve no control API.")] = False,
     api_tcp: Annotated[
         str | None,
-        typer.Option(help="Also serve the API on HOST:PORT (a token; TLS off loopback)."),
+        typer.Option(
+            help="Also serve the API on HOST:PORT (a token; TLS off loopback).",
+            callback=_listen_address,
+        ),
     ] = None,
     api_token_file: Annotated[
         Path | None,

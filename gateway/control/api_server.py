@@ -31,6 +31,8 @@ import sniffio
 from hypercorn.config import Config
 from starlette.types import ASGIApp
 
+from gateway.netnames import ListenAddressError, parse_listen_address
+
 from .api import BearerToken
 
 BACKLOG: Final = 64
@@ -99,12 +101,14 @@ def _clear_stale(path: Path) -> None:
 def bind_tcp(listen: str, tls: bool) -> socket.socket:
     """A listening TCP socket at ``listen`` (HOST:PORT). Without ``tls``, only on a
     loopback address: elsewhere the bearer token would cross the network in clear."""
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]")
     try:
-        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
-    except (ValueError, socket.gaierror) as error:
-        raise ApiListenError(errno.EINVAL, f"--api-tcp {listen!r}: HOST:PORT ({error})") from None
+        host, port = parse_listen_address(listen, "--api-tcp")
+    except ListenAddressError as error:
+        raise ApiListenError(errno.EINVAL, str(error)) from None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise ApiListenError(errno.EINVAL, f"--api-tcp {listen!r}: {error.strerror}") from None
     family, kind, proto, _, address = infos[0]
     if not tls and not ipaddress.ip_address(address[0].partition("%")[0]).is_loopback:
         raise ApiListenError(

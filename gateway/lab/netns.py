@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from pyroute2 import NetNS, netns
 
-IFNAMSIZ = 15  # the kernel's interface-name limit, without the trailing NUL
+from gateway.netnames import ifname_problem
 
 
 def exists(name: str) -> bool:
@@ -74,8 +74,10 @@ def add_address(namespace: str, ifname: str, address: str, prefix_length: int) -
 
 
 def check_ifname(name: str) -> None:
-    if not 0 < len(name) <= IFNAMSIZ:
-        raise ValueError(f"interface name {name!r} is not 1..{IFNAMSIZ} characters")
+    """Refuse, before netlink does with a bare EINVAL, a name the kernel would not take."""
+    problem = ifname_problem(name)
+    if problem is not None:
+        raise ValueError(f"interface name {name!r}: {problem[1]}")
 
 
 @contextmanager

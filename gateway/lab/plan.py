@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 
+from gateway.netnames import IFNAME_MAX_BYTES, ifname_size
 from gateway.policy import Policy, Rule
 
 
@@ -74,10 +75,9 @@ def plan_lab(policy: Policy, prefix: str) -> LabPlan:
         addresses = tuple(
             f"{pa.pa}/{pa.prefix_length}" for pa in node.provider_addresses if pa.pa not in rewrite
         )
+        bridge_port = _fit_ifname(prefix, f"-p{index}")
         hosts.append(
-            HostPlan(
-                node.name, f"{prefix}-{node.name}", interface, f"{prefix[:8]}-p{index}", addresses
-            )
+            HostPlan(node.name, f"{prefix}-{node.name}", interface, bridge_port, addresses)
         )
     vms = []
     for node in policy.nodes:
@@ -103,6 +103,16 @@ def plan_lab(policy: Policy, prefix: str) -> LabPlan:
     plan = LabPlan(prefix, f"{prefix}-pnet", "br0", tuple(hosts), tuple(vms))
     _check_unique(plan)
     return plan
+
+
+def _fit_ifname(prefix: str, suffix: str) -> str:
+    """``prefix`` cut so that it and ``suffix`` make an interface name of at most
+    IFNAME_MAX_BYTES bytes (at most 8 of them from the prefix, whole characters only):
+    a lab's prefix may be longer than an interface name, or not ASCII."""
+    cut = prefix[:8]
+    while ifname_size(cut + suffix) > IFNAME_MAX_BYTES:
+        cut = cut[:-1]
+    return cut + suffix
 
 
 def _check_unique(plan: LabPlan) -> None:

@@ -22,14 +22,12 @@ from typing import Any
 
 from pydantic_core import PydanticCustomError
 
+from gateway.netnames import ifname_problem
 from gateway.wire import VSID_MAX, VSID_MIN
 
 # RFC 7637 section 3.2 (and HNV): VSIDs 0..4095 are reserved, and so is 0xFFFFFF
 # (VSID_MIN, VSID_MAX come from the wire codec, the one definition).
 VSID_RESERVED_MESSAGE = "reserved: usable VSIDs are 4096..16777214"
-
-# Linux IFNAMSIZ is 16 bytes including the terminating NUL (include/uapi/linux/if.h).
-IFNAME_MAX_BYTES = 15
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -218,18 +216,14 @@ def parse_prefixes(value: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
     return value
 
 
-_IFNAME_FORBIDDEN = re.compile(r"[/:\s\x00]")
-
-
 def parse_ifname(value: Any) -> str:
-    """A Linux interface name, as the kernel's ``dev_valid_name()`` accepts it."""
+    """A Linux interface name, as the kernel's ``dev_valid_name()`` accepts it
+    (``gateway.netnames``: 15 bytes, not characters)."""
     if not isinstance(value, str):
         raise invalid("ifname_type", "an interface name must be a string")
-    size = len(value.encode("utf-8", "surrogatepass"))
-    if not 1 <= size <= IFNAME_MAX_BYTES:
-        raise invalid("ifname_length", "an interface name has 1 to 15 bytes (Linux IFNAMSIZ)")
-    if value in {".", ".."} or _IFNAME_FORBIDDEN.search(value) is not None:
-        raise invalid("ifname_chars", "an interface name is not . or .. and has no /, : or space")
+    problem = ifname_problem(value)
+    if problem is not None:
+        raise invalid(*problem)
     return value
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from .collector import DataplaneCollector
 from .logs import configure_logging
-from .server import MetricsServer, parse_listen, serve_metrics
+from .server import MetricsServer, serve_metrics
 
 __all__ = [
     "DataplaneCollector",
     "MetricsServer",
     "configure_logging",
-    "parse_listen",
     "serve_metrics",
 ]

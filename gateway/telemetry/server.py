@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from gateway.netnames import parse_listen_address
+
 
 @dataclass
 class MetricsServer:
@@ -23,16 +25,9 @@ class MetricsServer:
         self._server.server_close()  # type: ignore[attr-defined]
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """``127.0.0.1:9550``, ``[::1]:0`` or ``:9550`` (loopback) into host and port."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{text!r} is not HOST:PORT (port 0..65535)")
-    host = host.strip("[]") or "127.0.0.1"
-    return host, int(port)
-
-
 def serve_metrics(registry: CollectorRegistry, listen: str) -> MetricsServer:
-    host, port = parse_listen(listen)
+    """Serve ``registry`` at ``listen`` (``--metrics`` HOST:PORT; ``ListenAddressError``
+    names the flag if it is not one)."""
+    host, port = parse_listen_address(listen, "--metrics")
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return MetricsServer(host, server.server_port, server)

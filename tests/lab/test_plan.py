@@ -13,12 +13,13 @@ import pytest
 
 from gateway.control import load_config
 from gateway.lab.plan import LabError, LabPlan, plan_lab
+from gateway.netnames import IFNAME_MAX_BYTES, ifname_problem
 from gateway.policy import Policy, Rule
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SHIPPED = sorted(p.name for p in CONFIGS.glob("*.yaml"))
-PREFIXES = ["nvgw", "nvgwtest1234", "a-rather-long-lab-prefix-for-ci"]
-IFNAMSIZ = 15  # Linux interface names: 15 bytes and the NUL
+# The last: 2 bytes a character, so "its first 8 characters" would not fit 15 bytes.
+PREFIXES = ["nvgw", "nvgwtest1234", "a-rather-long-lab-prefix-for-ci", "\u00e4" * 10]
 
 
 def policy_of(name: str) -> Policy:
@@ -53,7 +54,8 @@ def test_interface_names_fit_ifnamsiz(config: str, prefix: str) -> None:
         names += [host.interface, host.bridge_port]
     names += [vm.name for vm in plan.vms]
     for name in names:
-        assert 1 <= len(name.encode()) <= IFNAMSIZ, name
+        assert ifname_problem(name) is None, name
+        assert 1 <= len(name.encode()) <= IFNAME_MAX_BYTES, name
     bridge_ports = [h.bridge_port for h in plan.hosts]
     assert len(set(bridge_ports)) == len(bridge_ports), "all sit on one bridge"
     assert plan.bridge not in bridge_ports

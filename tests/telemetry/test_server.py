@@ -1,4 +1,5 @@
-"""The /metrics endpoint over real HTTP on loopback, and ``--metrics`` parsing."""
+"""The /metrics endpoint over real HTTP on loopback (``--metrics`` is parsed by
+gateway.netnames: tests/test_netnames.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from gateway.control import load_config
 from gateway.dataplane import Counters, HostDataplane
 from gateway.errors import Drop
 from gateway.policy import compile_policy
-from gateway.telemetry import DataplaneCollector, MetricsServer, parse_listen, serve_metrics
+from gateway.telemetry import DataplaneCollector, MetricsServer, serve_metrics
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TIMEOUT_S = 5.0
@@ -103,48 +104,3 @@ def test_serves_on_ipv6_loopback() -> None:
         assert ("nvgw_ports", ()) in scrape(server)
     finally:
         server.close()
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("127.0.0.1:0", ("127.0.0.1", 0)),
-        ("127.0.0.1:9550", ("127.0.0.1", 9550)),
-        ("[::1]:9550", ("::1", 9550)),
-        ("[::1]:0", ("::1", 0)),
-        (":9550", ("127.0.0.1", 9550)),
-        ("0.0.0.0:65535", ("0.0.0.0", 65535)),
-    ],
-)
-def test_parse_listen_accepts(text: str, expected: tuple[str, int]) -> None:
-    assert parse_listen(text) == expected
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "nope",
-        "",
-        "9550",
-        "1.2.3.4:70000",
-        ":65536",
-        "127.0.0.1:",
-        "127.0.0.1:-1",
-        "127.0.0.1:+80",
-        "127.0.0.1: 80",
-        "127.0.0.1:0x50",
-        "[::1]",
-        "127.0.0.1:9550\n",
-    ],
-)
-def test_parse_listen_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match="HOST:PORT"):
-        parse_listen(text)
-
-
-@pytest.mark.parametrize(
-    "text", ["127.0.0.1:\u0669\u0665\u0665\u0660", "127.0.0.1:\uff18\uff10", "127.0.0.1:\u00b2"]
-)
-def test_parse_listen_rejects_non_ascii_digits(text: str) -> None:
-    with pytest.raises(ValueError, match="HOST:PORT"):
-        parse_listen(text)
