@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +25,10 @@ from gateway.lab.plan import LabPlan
 from gateway.lab.probe import ROUTED, Cell, PingStream, connectivity
 from gateway.lab.topology import Lab, LabError
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+# The scenarios' configs are package data (gateway/lab/configs, a link to the
+# project's configs/ that a wheel stores as files): found through the installed
+# package, so the lab runs from any install and any directory.
+CONFIGS = files(__package__) / "configs"
 SCENARIOS = ("single-host", "ip-rewrite", "two-hosts", "routing")
 MAX_MIGRATION_LOSS_S = 1.0  # the issue's bound for a ping running across a migration
 
@@ -37,12 +43,16 @@ ConfigOpt = Annotated[
 Backend = Annotated[str, typer.Option(help="The daemons' event loop: asyncio or trio.")]
 
 
-def _config(scenario: str, config: Path | None) -> Path:
+@contextmanager
+def _config(scenario: str, config: Path | None) -> Iterator[Path]:
+    """The file to bring up: the caller's, or the scenario's shipped config."""
     if config is not None:
-        return config
+        yield config
+        return
     if scenario not in SCENARIOS:
         raise LabError(f"unknown scenario {scenario!r}: one of {', '.join(SCENARIOS)}")
-    return CONFIGS / f"{scenario}.yaml"
+    with as_file(CONFIGS / f"{scenario}.yaml") as path:
+        yield path
 
 
 def _needs_root() -> None:
@@ -65,15 +75,34 @@ def up(
     """Bring a lab up and leave it running to explore."""
     try:
         _needs_root()
-        plan = Lab(prefix).up(_config(scenario, config), scenario, backend)
+        lab = Lab(prefix)
+        with _config(scenario, config) as path:
+            plan = lab.up(path, scenario, backend)
     except (LabError, ConfigError, OSError, ApiError) as error:
         raise _fail(error) from None
     _show_plan(plan)
+    console.print("\nEach host's daemon serves its control API on its own socket:")
+    for line in daemon_hints(lab, plan):
+        console.print(f"  {line}", markup=False)
     first = plan.vms[0]
     others = [vm for vm in plan.vms if vm.vsid == first.vsid and vm is not first]
     if others:
         console.print(f"\nTry: ip netns exec {first.namespace} ping {others[0].address.ip}")
     console.print(f"Then: nvgw lab status --prefix {prefix};  nvgw lab down --prefix {prefix}")
+
+
+def daemon_hints(lab: Lab, plan: LabPlan) -> list[str]:
+    """How to talk to each host's daemon: ``nvgw``'s verbs use /run/nvgw/nvgw.sock
+    unless told otherwise, and no lab daemon listens there (each has its own socket,
+    the lab's daemons share one filesystem), so a newcomer's first verb would fail."""
+    lines = []
+    for host in plan.hosts:
+        socket = lab.api_socket(host.node)
+        lines.append(
+            f"{host.node}: nvgw lookup-record get --api {socket}   "
+            f"(or for a shell: export NVGW_API={socket})"
+        )
+    return lines
 
 
 @lab_app.command()
@@ -154,7 +183,8 @@ def run_lab(
     try:
         _needs_root()
         lab = Lab(prefix)
-        lab.up(_config(scenario, config), scenario, backend)
+        with _config(scenario, config) as path:
+            lab.up(path, scenario, backend)
     except (LabError, ConfigError, OSError, ApiError) as error:
         raise _fail(error) from None
     ok = True
