@@ -1,7 +1,7 @@
 """``nvgw trace``: what the data plane does with one packet, hop by hop.
 
 Like ovn-trace, but for HNV policy, and with no model of its own: each node the
-packet reaches gets the real ``HostDataplane`` over the policy (built when the packet
+packet reaches gets the real ``HostNode`` over the policy (built when the packet
 first reaches it: building every node's would cost the policy's size once per node,
 29 s for 40,000 records on 800 nodes), a VM's ARP request and then its packet go
 through ``from_port``, whatever crosses the provider network is handed to the node
@@ -17,10 +17,16 @@ from __future__ import annotations
 import ipaddress
 import zlib
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
-from gateway.dataplane import HostDataplane, HostPort, router_mac
+from gateway.dataplane import (
+    HostNode,
+    HostPort,
+    from_port,
+    from_provider,
+    from_provider_link,
+    router_mac,
+)
 from gateway.errors import Drop
 from gateway.policy import Policy, Snapshot, compile_policy
 from gateway.wire import (
@@ -122,8 +128,8 @@ class CollectOutput:
         self.provider: list[tuple[bytes, bytes, bytes]] = []
         self.link: list[bytes] = []
 
-    def to_port(self, port: HostPort, frame: Any) -> None:
-        self.ports.append((port, bytes(frame)))
+    def to_tap(self, tap: HostPort, frame: Any) -> None:
+        self.ports.append((tap, bytes(frame)))
 
     def to_provider(self, src_pa: bytes, dst_pa: bytes, gre: bytes, frame: Any) -> None:
         payload = gre + bytes(frame)
@@ -144,16 +150,16 @@ class _Tracer:
         self.snapshot = compile_policy(policy)
         self.trace = Trace()
         self.node = ""
-        self.nodes: dict[str, HostDataplane] = {}
+        self.nodes: dict[str, HostNode] = {}
         self._pa_owner = {
             pa.pa.packed: node.name for node in policy.nodes for pa in node.provider_addresses
         }
         self._mac_owner = {_link_mac(node.name): node.name for node in policy.nodes}
 
-    def dataplane(self, name: str) -> HostDataplane:
+    def dataplane(self, name: str) -> HostNode:
         dataplane = self.nodes.get(name)
         if dataplane is None:
-            dataplane = HostDataplane(self.snapshot, name, provider_mac=_link_mac(name))
+            dataplane = HostNode(self.snapshot, name, CollectOutput(), provider_mac=_link_mac(name))
             tables = dataplane.tables
             for table, label in (
                 ("record_by_mac", "record by (VSID, MAC)"),
@@ -179,9 +185,11 @@ class _Tracer:
         """One data-plane call on one node; its drops become hops."""
         self.node = node
         out = CollectOutput()
-        counters = self.dataplane(node).counters
+        dataplane = self.dataplane(node)
+        dataplane.out = out
+        counters = dataplane.counters
         before = list(counters.drops)
-        call(memoryview(bytearray(frame)), out, 0.0)
+        call(dataplane, memoryview(bytearray(frame)))
         for reason in Drop:
             if counters.drops[reason] > before[reason]:
                 self.trace.add(node, "drop", reason.label)
@@ -207,8 +215,7 @@ class _Tracer:
                 self.trace.add(node, "drop", f"no node owns PA {_ip(dst)}")
                 continue
             if hops < MAX_HOPS:
-                dataplane = self.dataplane(target)
-                self.follow(target, self.run(target, dataplane.from_provider, datagram), hops + 1)
+                self.follow(target, self.run(target, from_provider, datagram), hops + 1)
         for frame in out.link:
             if frame[12:14] == ETHERTYPE_ARP.to_bytes(2, "big"):
                 arp = parse_arp(frame, 14)
@@ -228,8 +235,7 @@ class _Tracer:
             mac = bytes(frame[0:6])
             target = self.owner(about) if mac == BROADCAST_MAC else self._mac_owner.get(mac)
             if hops < MAX_HOPS and target is not None and target != node:
-                dataplane = self.dataplane(target)
-                self.follow(target, self.run(target, dataplane.from_provider_link, frame), hops + 1)
+                self.follow(target, self.run(target, from_provider_link, frame), hops + 1)
 
     def owner(self, pa: bytes) -> str | None:
         return self._pa_owner.get(bytes(pa))
@@ -271,7 +277,8 @@ def trace(
         ARP_OP_REQUEST, port.mac, src, ZERO_MAC, hop
     )
     tracer.trace.add(node, "arp", f"{vm} asks who has {_ip(hop)}")
-    out = tracer.run(node, partial(tracer.dataplane(node).from_port, port), request)
+    from_vm = _from_vm(port)
+    out = tracer.run(node, from_vm, request)
     if not out.ports:
         return tracer.trace
     answer = parse_arp(out.ports[0][1], 14).sender_mac
@@ -291,8 +298,13 @@ def trace(
     frame = build_ethernet(answer, port.mac, ETHERTYPE_IPV4)
     frame += build_ipv4(src, dst.packed, number, len(payload)) + payload
     tracer.trace.add(node, "send", f"{vm} {_ip(src)} -> {dst} {protocol}")
-    tracer.follow(node, tracer.run(node, partial(tracer.dataplane(node).from_port, port), frame))
+    tracer.follow(node, tracer.run(node, from_vm, frame))
     return tracer.trace
+
+
+def _from_vm(port: HostPort) -> Any:
+    """``from_port`` for one port, called as the other entry points are."""
+    return lambda node, frame: from_port(node, port, frame)
 
 
 def _link_mac(node: str) -> bytes:

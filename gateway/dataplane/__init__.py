@@ -3,23 +3,34 @@
 Nothing here touches a socket or reads a clock, so the same code runs in unit tests,
 in the daemon and in a pcap replay. Refusals are drops counted by reason
 (``gateway.errors.Drop``), never exceptions.
+
+Each role is a state class and handler functions that take it (``host.py``): the
+host role is ``HostNode`` with ``from_port``, ``from_provider`` and
+``from_provider_link``. Every handler's decisions go to the node's ``Output``.
 """
 
 from __future__ import annotations
 
 from .counters import Counters, PortCounters
-from .host import HostDataplane
-from .output import Output
+from .host import HostNode
+from .ip_rewrite import from_provider_link
+from .output import NamedTap, Output
+from .provider_side import from_provider
 from .tables import PORT_MTU, ROUTER_MAC_PREFIX, HostPort, HostTables, router_mac
+from .vm_side import from_port
 
 __all__ = [
     "PORT_MTU",
     "ROUTER_MAC_PREFIX",
     "Counters",
-    "HostDataplane",
+    "HostNode",
     "HostPort",
     "HostTables",
+    "NamedTap",
     "Output",
     "PortCounters",
+    "from_port",
+    "from_provider",
+    "from_provider_link",
     "router_mac",
 ]

@@ -111,7 +111,7 @@ class HostTables:
             # node_plan; a trace still builds it): its IPv4 frames fail anti-spoofing.
             record = self.record_by_mac.get(key) or snapshot.record_by_mac[key]
             gateway = policy.virtual_subnet(port.vsid).gateway
-            # An IPv4 error needs an IPv4 source: an IPv6 gateway is none (host.py's
+            # An IPv4 error needs an IPv4 source: an IPv6 gateway is none (vm_side.py's
             # ``_too_big`` then answers from the frame's destination instead).
             gateway_ca = gateway.packed if gateway is not None and gateway.version == 4 else None
             ports.append(HostPort(port.name, record, gateway_ca, counters.port(port.name)))

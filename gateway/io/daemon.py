@@ -45,7 +45,14 @@ from gateway.control.api_server import (
 from gateway.control.api_server import serve as serve_api
 from gateway.control.api_token import read_token
 from gateway.control.store import ApplyError, PolicyStore
-from gateway.dataplane import Counters, HostDataplane, HostTables
+from gateway.dataplane import (
+    Counters,
+    HostNode,
+    HostTables,
+    from_port,
+    from_provider,
+    from_provider_link,
+)
 from gateway.errors import ConfigError, ConfigIssue, Drop
 from gateway.io.faults import Fault, PacketFaults
 from gateway.io.output import FdOutput
@@ -164,7 +171,7 @@ class HostDaemon:
         self._tls: ssl.SSLContext | None = None  # the TCP API's, loaded while still root
         self._serving = False  # set once the data plane runs: commits swap from then on
         self._first: HostTables | None = None
-        self.dataplane: HostDataplane
+        self.dataplane: HostNode
         self.out: FdOutput
         self.link: socket.socket | None = None
 
@@ -182,14 +189,16 @@ class HostDaemon:
         node = snapshot.policy.node(self.node)
         interface = node.provider_addresses[0].interface if node.provider_addresses else None
         provider_mac = link_mac(interface) if rewrite_pas and interface else None
-        self.dataplane = HostDataplane(snapshot, self.node, self.counters, provider_mac, tables)
+        self.out = FdOutput(self.counters.drops, self.tap_fds, self.gre)
+        self.dataplane = HostNode(
+            snapshot, self.node, self.out, self.counters, provider_mac, tables
+        )
         for pa in encap_pas:
             self.gre[pa] = _bind_or_explain(pa, interface)
         if self.provider_rx == "ring" and encap_pas:
             self._open_rings(node)
         if rewrite_pas and interface:
-            self.link = open_link(interface)
-        self.out = FdOutput(self.counters.drops, self.tap_fds, self.gre, self.link)
+            self.link = self.out.link = open_link(interface)
         registry = CollectorRegistry()
         registry.register(
             DataplaneCollector(
@@ -461,20 +470,24 @@ class HostDaemon:
 
     def _port_handler(self, name: str) -> Callable[[], Handler]:
         def for_batch() -> Handler:
-            dataplane, out, now = self.dataplane, self.out, anyio.current_time()
-            port = dataplane.tables.port_by_name.get(name)
+            node = self.dataplane
+            node.now = anyio.current_time()
+            port = node.tables.port_by_name.get(name)
             if port is None:  # removed by a reload; its task is being cancelled
                 return _discard
-            from_port = dataplane.from_port
-            return lambda frame: from_port(port, frame, out, now)
+            return partial(from_port, node, port)
 
         return for_batch
 
     def _provider_handler(self) -> Handler:
-        return partial(self.dataplane.from_provider, out=self.out, now=anyio.current_time())
+        node = self.dataplane
+        node.now = anyio.current_time()
+        return partial(from_provider, node)
 
     def _link_handler(self) -> Handler:
-        return partial(self.dataplane.from_provider_link, out=self.out, now=anyio.current_time())
+        node = self.dataplane
+        node.now = anyio.current_time()
+        return partial(from_provider_link, node)
 
     async def _read_socket(
         self, sock: socket.socket, for_batch: Callable[[], Handler], on_fault: Fault
@@ -522,8 +535,9 @@ class HostDaemon:
     async def _read_ring(self, ring: ReceiveRing) -> None:
         drain = ring.drain
         while True:
-            dataplane = self.dataplane
-            if drain(dataplane.from_provider, self.out, anyio.current_time(), BATCH) < BATCH:
+            node = self.dataplane
+            node.now = anyio.current_time()
+            if drain(from_provider, node, BATCH) < BATCH:
                 await anyio.wait_readable(ring)
             else:
                 await anyio.lowlevel.checkpoint()

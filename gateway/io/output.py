@@ -12,7 +12,7 @@ import errno
 import os
 import socket
 
-from gateway.dataplane import HostPort
+from gateway.dataplane import NamedTap
 from gateway.errors import Drop
 from gateway.io.provider import AddressCache
 
@@ -21,7 +21,9 @@ _TAP_GONE = frozenset((errno.EIO, errno.EBADF, errno.ENODEV, errno.EPERM))
 
 class FdOutput:
     """Writes to TAP fds and provider sockets. ``tap_fds`` and ``gre`` are the
-    daemon's live mappings, updated when ports or PAs come and go."""
+    daemon's live mappings, updated when ports or PAs come and go. ``tap_fds`` holds
+    every TAP the daemon owns, by interface name, whatever stands behind it (a VM's
+    port today; ``gateway.dataplane.output`` says why one map serves every role)."""
 
     __slots__ = ("_address", "drops", "gre", "link", "tap_fds")
 
@@ -38,8 +40,8 @@ class FdOutput:
         self.link = link
         self._address = AddressCache()
 
-    def to_port(self, port: HostPort, frame: memoryview | bytes) -> None:
-        fd = self.tap_fds.get(port.name)
+    def to_tap(self, tap: NamedTap, frame: memoryview | bytes) -> None:
+        fd = self.tap_fds.get(tap.name)
         if fd is None:
             self.drops[Drop.PORT_DOWN] += 1
             return

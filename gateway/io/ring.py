@@ -33,7 +33,7 @@ import mmap
 import socket
 import struct
 from collections.abc import Callable, Collection
-from typing import Any, Final
+from typing import Final, TypeVar
 
 from gateway.errors import Drop
 
@@ -80,6 +80,7 @@ MAX_FILTER_PAS: Final = 128
 _DROP_ALL: Final = ((_RET, 0, 0, 0),)
 
 Instruction = tuple[int, int, int, int]
+Node = TypeVar("Node")  # a role's data-plane state: the handler's first argument
 
 
 def gre_filter(pas: Collection[bytes]) -> tuple[Instruction, ...]:
@@ -209,10 +210,8 @@ class ReceiveRing:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def drain(
-        self, handle: Callable[[memoryview, Any, float], None], out: Any, now: float, limit: int
-    ) -> int:
-        """Call ``handle(frame, out, now)`` for up to ``limit`` ready frames (the data
+    def drain(self, handle: Callable[[Node, memoryview], None], node: Node, limit: int) -> int:
+        """Call ``handle(node, frame)`` for up to ``limit`` ready frames (the data
         plane's ``from_provider`` itself: no wrapper call per packet); how many.
 
         The barrier: a frame the handler raises on goes to ``on_fault``, its slot back
@@ -234,7 +233,7 @@ class ReceiveRing:
                     if snaplen == words[word + 1]:
                         half = offset >> 1
                         start = offset + halves[half + 7]  # tp_net, byte 14 of the header
-                        handle(view[start : offset + halves[half + 6] + snaplen], out, now)
+                        handle(node, view[start : offset + halves[half + 6] + snaplen])
                     elif snaplen == SNAP_BAD_CHECKSUM:
                         drops[Drop.IP_CHECKSUM] += 1
                     elif snaplen == SNAP_OTHER_HOST:

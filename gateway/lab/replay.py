@@ -3,7 +3,7 @@
 Each frame of the capture is given to the node it would reach: NVGRE (or a plain
 IPv4 packet, IP-Rewrite) addressed to a node's PA goes to that node's provider side,
 a frame whose source MAC is a VM port's goes to that port. Every node runs the real
-``HostDataplane`` over the config's policy, so the verdicts are the daemon's; what
+``HostNode`` over the config's policy, so the verdicts are the daemon's; what
 the data plane sends is written to the output capture (NVGRE with its outer IPv4
 header, as the kernel would send it), and each input frame gets a one-line verdict.
 scapy does the pcap I/O only (it stays out of the data plane, per the layout).
@@ -14,13 +14,12 @@ from __future__ import annotations
 import io
 from collections import Counter
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from gateway.control import replace_file
 from gateway.control.trace import CollectOutput
-from gateway.dataplane import HostDataplane, HostPort
+from gateway.dataplane import HostNode, HostPort, from_port, from_provider, from_provider_link
 from gateway.errors import Drop
 from gateway.policy import Policy, compile_policy
 from gateway.wire import ETH_HEADER_SIZE, ETHERTYPE_IPV4, IPPROTO_GRE, build_ethernet
@@ -41,7 +40,7 @@ class Verdict:
 def replay(policy: Policy, frames: list[bytes]) -> tuple[list[Verdict], list[bytes]]:
     """Verdicts for each input frame, and the frames the data plane sent."""
     snapshot = compile_policy(policy)
-    nodes = {n.name: HostDataplane(snapshot, n.name) for n in policy.nodes}
+    nodes = {n.name: HostNode(snapshot, n.name, CollectOutput()) for n in policy.nodes}
     by_mac: dict[bytes, tuple[str, HostPort]] = {}
     for name, dataplane in nodes.items():
         for port in dataplane.tables.ports:
@@ -53,9 +52,9 @@ def replay(policy: Policy, frames: list[bytes]) -> tuple[list[Verdict], list[byt
         if call is None:
             verdicts.append(Verdict(index, "", "ignored: not for a PA or from a VM port here"))
             continue
-        out = CollectOutput()
+        out = nodes[node].out = CollectOutput()
         drops = list(nodes[node].counters.drops)
-        call(memoryview(bytearray(frame[start:])), out, 0.0)
+        call(nodes[node], memoryview(bytearray(frame[start:])))
         verdicts.append(Verdict(index, node, _result(nodes[node], drops, out)))
         written += [bytes(f) for _, f in out.ports]
         written += [
@@ -66,7 +65,7 @@ def replay(policy: Policy, frames: list[bytes]) -> tuple[list[Verdict], list[byt
 
 
 def _route(
-    frame: bytes, nodes: dict[str, HostDataplane], by_mac: dict[bytes, tuple[str, HostPort]]
+    frame: bytes, nodes: dict[str, HostNode], by_mac: dict[bytes, tuple[str, HostPort]]
 ) -> tuple[str, Any, int]:
     """The node a frame reaches, the data plane call for it, and where its input
     starts (from_provider takes the datagram from its IP header, the rest frames)."""
@@ -76,16 +75,16 @@ def _route(
         for name, dataplane in nodes.items():
             if frame[_DST] in dataplane.tables.local_pas:
                 if frame[_PROTOCOL] == IPPROTO_GRE:
-                    return name, dataplane.from_provider, ETH_HEADER_SIZE
-                return name, dataplane.from_provider_link, 0
+                    return name, from_provider, ETH_HEADER_SIZE
+                return name, from_provider_link, 0
     found = by_mac.get(frame[6:12])
     if found is not None:
         name, port = found
-        return name, partial(nodes[name].from_port, port), 0
+        return name, lambda node, view: from_port(node, port, view), 0
     return "", None, 0
 
 
-def _result(dataplane: HostDataplane, before: list[int], out: CollectOutput) -> str:
+def _result(dataplane: HostNode, before: list[int], out: CollectOutput) -> str:
     after = dataplane.counters.drops
     dropped = [Drop(i).label for i in range(len(after)) if after[i] > before[i]]
     if dropped:

@@ -122,13 +122,13 @@ def test_only_the_nodes_the_packet_visits_are_built(monkeypatch, config: str) ->
     policy = load_config(CONFIGS / config)
     plain = trace(policy, "blue1", "10.10.10.12", "tcp")
     built: list[str] = []
-    real = trace_module.HostDataplane
+    real = trace_module.HostNode
 
     def counting(snapshot, node, *args, **kwargs):
         built.append(node)
         return real(snapshot, node, *args, **kwargs)
 
-    monkeypatch.setattr(trace_module, "HostDataplane", counting)
+    monkeypatch.setattr(trace_module, "HostNode", counting)
     crowded = trace(with_bystanders(policy, 200), "blue1", "10.10.10.12", "tcp")
     assert crowded.delivered_to == plain.delivered_to == "blue2"
     assert [(h.node, h.what) for h in crowded.hops] == [(h.node, h.what) for h in plain.hops]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.control import load_config, read_document, to_plain
-from gateway.dataplane import HostDataplane, HostPort
+from gateway.dataplane import HostNode, HostPort, from_port, from_provider, from_provider_link
 from gateway.policy import Snapshot, compile_policy, load_policy
 from gateway.wire import IPPROTO_GRE, build_ipv4
 
@@ -57,8 +57,8 @@ class Collect:
     provider: list[tuple[bytes, bytes, bytes]] = field(default_factory=list)  # src, dst, datagram
     provider_link: list[bytes] = field(default_factory=list)
 
-    def to_port(self, port: HostPort, frame) -> None:
-        self.ports.append((port.name, bytes(frame)))
+    def to_tap(self, tap: HostPort, frame) -> None:
+        self.ports.append((tap.name, bytes(frame)))
 
     def to_provider(self, src_pa: bytes, dst_pa: bytes, gre: bytes, frame) -> None:
         payload = gre + bytes(frame)
@@ -75,10 +75,13 @@ class Lab:
     def __init__(self, config: str | Snapshot) -> None:
         self.snapshot = snapshot_of(config) if isinstance(config, str) else config
         self.nodes = {
-            node.name: HostDataplane(self.snapshot, node.name, provider_mac=provider_mac(i))
+            node.name: HostNode(self.snapshot, node.name, Collect(), provider_mac=provider_mac(i))
             for i, node in enumerate(self.snapshot.policy.nodes)
         }
-        self.out = {name: Collect() for name in self.nodes}
+        self.out: dict[str, Collect] = {}
+        for name, node in self.nodes.items():
+            node.now = NOW
+            self.out[name] = node.out  # type: ignore[assignment]
         self.link_log: list[bytes] = []  # every frame carried on the provider link
 
     def port(self, name: str) -> tuple[str, HostPort]:
@@ -91,7 +94,7 @@ class Lab:
     def send(self, vm: str, frame: bytes) -> None:
         """A VM sends a frame; carry whatever crosses the provider network to its node."""
         node, port = self.port(vm)
-        self.nodes[node].from_port(port, memoryview(bytearray(frame)), self.out[node], NOW)
+        from_port(self.nodes[node], port, memoryview(bytearray(frame)))
         self.carry()
 
     def carry(self) -> None:
@@ -106,7 +109,7 @@ class Lab:
                     target = self.owner(dst)
                     if target is not None:
                         view = memoryview(bytearray(datagram))
-                        self.nodes[target].from_provider(view, self.out[target], NOW)
+                        from_provider(self.nodes[target], view)
                 while out.provider_link:
                     moved = True
                     frame = out.provider_link.pop(0)
@@ -114,7 +117,7 @@ class Lab:
                     for name, dataplane in self.nodes.items():
                         if name != sender and frame[0:6] in (dataplane.provider_mac, b"\xff" * 6):
                             view = memoryview(bytearray(frame))
-                            dataplane.from_provider_link(view, self.out[name], NOW)
+                            from_provider_link(dataplane, view)
 
     def owner(self, pa: bytes) -> str | None:
         for name, dataplane in self.nodes.items():

@@ -12,12 +12,12 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import raw
 
-from gateway.dataplane import HostDataplane
+from gateway.dataplane import HostNode, from_port, from_provider
 from gateway.wire import encapsulate_ipv4, is_multicast
 from tests.fuzz.oracle import Recorder
 from tests.fuzz.policies import snapshot
 
-from ._harness import NOW, Lab
+from ._harness import Lab
 
 MAC = {"blue1": "00:00:00:00:00:11", "blue2": "00:00:00:00:00:12"}
 PA1, PA2 = bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])
@@ -66,7 +66,7 @@ def test_nvgre_whose_inner_ipv4_header_is_malformed_is_dropped() -> None:
     """Was: delivered to blue2 with an IHL of 4, by the fast path and the slow one alike."""
     lab = Lab("two-hosts")
     datagram = encapsulate_ipv4(PA1, PA2, 5010, 0, ping(ihl=4))
-    lab.nodes["host2"].from_provider(memoryview(bytearray(datagram)), lab.out["host2"], NOW)
+    from_provider(lab.nodes["host2"], memoryview(bytearray(datagram)))
     assert lab.delivered() == []
     _one_drop(lab, "host2", MALFORMED)
 
@@ -77,7 +77,7 @@ def test_nvgre_is_delivered_as_it_came_whatever_its_inner_total_length() -> None
     lab = Lab("two-hosts")
     inner = ping(total_length=1000)
     datagram = encapsulate_ipv4(PA1, PA2, 5010, 0, inner)
-    lab.nodes["host2"].from_provider(memoryview(bytearray(datagram)), lab.out["host2"], NOW)
+    from_provider(lab.nodes["host2"], memoryview(bytearray(datagram)))
     assert lab.delivered() == [("blue2", inner)]
 
 
@@ -118,14 +118,14 @@ def test_a_port_on_an_ipv6_pa_never_encapsulates_toward_an_ipv4_pa() -> None:
     node, nvgw trace and replay build it). Its ping to red1 (PA 198.18.0.1) was handed
     to to_provider from an IPv6 PA to an IPv4 one; count provider_unreachable, as for
     an IPv6 destination."""
-    dataplane = HostDataplane(snapshot("dual-stack"), "host3")
     out = Recorder()
+    dataplane = HostNode(snapshot("dual-stack"), "host3", out)
     port = dataplane.tables.port_by_name["red2"]
     frame = raw(
         Ether(src="00:00:00:00:00:22", dst="00:00:00:00:00:21")
         / IP(src="10.10.10.12", dst="10.10.10.11")
         / ICMP()
     )
-    dataplane.from_port(port, memoryview(bytearray(frame)), out, NOW)
+    from_port(dataplane, port, memoryview(bytearray(frame)))
     assert out.events == []
     assert sum(dataplane.counters.drops) == 1

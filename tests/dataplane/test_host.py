@@ -11,7 +11,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import raw
 
-from gateway.dataplane import PORT_MTU, router_mac
+from gateway.dataplane import PORT_MTU, from_port, from_provider, from_provider_link, router_mac
 from gateway.wire import encapsulate_ipv4
 
 from ._harness import NOW, Lab, blue2_migrated_to_host1
@@ -74,7 +74,7 @@ def test_blue_reaches_blue_across_hosts_in_nvgre_with_its_vsid() -> None:
     frame = ping("blue1", MAC["blue2"], "10.10.10.11", "10.10.10.12")
     node, port = lab.port("blue1")
     out = lab.out[node]
-    lab.nodes[node].from_port(port, memoryview(bytearray(frame)), out, NOW)
+    from_port(lab.nodes[node], port, memoryview(bytearray(frame)))
     [(src, dst, datagram)] = out.provider
     assert (src, dst) == (PA1, PA2)
     outer = IP(datagram)
@@ -143,7 +143,7 @@ def inject(
     lab: Lab, node: str, *, vsid: int, src_pa: bytes, inner: bytes, dst_pa: bytes = PA2
 ) -> None:
     datagram = encapsulate_ipv4(src_pa, dst_pa, vsid, 0, inner)
-    lab.nodes[node].from_provider(memoryview(bytearray(datagram)), lab.out[node], NOW)
+    from_provider(lab.nodes[node], memoryview(bytearray(datagram)))
 
 
 def test_provider_frames_with_the_wrong_vsid_or_pa_are_dropped_and_counted() -> None:
@@ -176,7 +176,7 @@ def test_malformed_gre_from_the_provider_is_counted_by_reason() -> None:
     checksum_bit = bytearray(good)
     checksum_bit[20] |= 0x80
     for datagram in (reserved, checksum_bit, good[:30]):
-        lab.nodes["host2"].from_provider(memoryview(datagram), lab.out["host2"], NOW)
+        from_provider(lab.nodes["host2"], memoryview(datagram))
     assert lab.delivered() == []
     assert lab.drops("host2") == {"VSID_RESERVED": 1, "GRE_CHECKSUM": 1, "TRUNCATED": 1}
     assert lab.nodes["host2"].counters.provider_rx_packets == 3
@@ -190,7 +190,7 @@ def test_routing_between_vsids_of_one_domain_rewrites_the_vsid() -> None:
     assert Ether(reply)[ARP].hwsrc == ":".join(f"{b:02x}" for b in gateway)
     node, port = lab.port("blue1")
     frame = ping("blue1", Ether(reply)[ARP].hwsrc, "10.10.10.11", "10.10.20.13", ttl=9)
-    lab.nodes[node].from_port(port, memoryview(bytearray(frame)), lab.out[node], NOW)
+    from_port(lab.nodes[node], port, memoryview(bytearray(frame)))
     [(_, _, datagram)] = lab.out[node].provider
     assert IP(datagram).payload.key >> 8 == 5012, "the VSID is rewritten to the destination's"
     lab.carry()
@@ -245,7 +245,7 @@ def test_ip_rewrite_resolves_the_pa_then_swaps_cas_for_pas_and_back() -> None:
     blue2 = lab.snapshot.record_by_mac[5010, bytes.fromhex("000000000012")]
     node, port = lab.port("blue1")
     host1 = lab.nodes[node]
-    host1.from_port(port, memoryview(bytearray(frame)), lab.out[node], NOW)
+    from_port(host1, port, memoryview(bytearray(frame)))
     # The PA is not resolved yet: an ARP request from blue1's own PA, the frame parked.
     [request] = lab.out[node].provider_link
     assert Ether(request).dst == "ff:ff:ff:ff:ff:ff"
@@ -261,7 +261,8 @@ def test_ip_rewrite_resolves_the_pa_then_swaps_cas_for_pas_and_back() -> None:
     [(vm, delivered)] = lab.delivered()
     assert vm == "blue2" and delivered == frame  # addresses and checksums restored exactly
     # Resolved now: the next frame goes straight out, no second request.
-    host1.from_port(port, memoryview(bytearray(frame)), lab.out[node], NOW + 1)
+    host1.now = NOW + 1
+    from_port(host1, port, memoryview(bytearray(frame)))
     [(out_frame)] = lab.out[node].provider_link
     assert Ether(out_frame)[IP].dst == str(blue2.record.pa)
     assert host1.counters.ip_rewritten_out == 2
@@ -275,7 +276,7 @@ def test_ip_rewrite_pas_answer_arp_on_the_provider_link() -> None:
         Ether(src="02:00:00:00:00:09", dst="ff:ff:ff:ff:ff:ff")
         / ARP(op=1, hwsrc="02:00:00:00:00:09", psrc="198.18.0.200", pdst=str(blue2.record.pa))
     )
-    lab.nodes[node].from_provider_link(memoryview(bytearray(request)), lab.out[node], NOW)
+    from_provider_link(lab.nodes[node], memoryview(bytearray(request)))
     [reply] = lab.out[node].provider_link
     assert Ether(reply)[ARP].op == 2 and Ether(reply)[ARP].psrc == str(blue2.record.pa)
     assert Ether(reply)[ARP].hwsrc == ":".join(f"{b:02x}" for b in lab.nodes[node].provider_mac)

@@ -12,7 +12,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import raw
 
-from gateway.dataplane import HostDataplane
+from gateway.dataplane import HostNode, from_port, from_provider_link
 
 from ._harness import NOW, Lab, provider_mac
 from .test_host import MAC
@@ -39,17 +39,17 @@ def reply(claimed_pa: str, sender_mac: str, eth_src: str | None = None, **arp) -
     return raw(Ether(src=eth_src or sender_mac, dst=host1) / ARP(**fields))
 
 
-def link(node: HostDataplane, lab: Lab, frame: bytes) -> None:
-    node.from_provider_link(memoryview(bytearray(frame)), lab.out["host1"], NOW)
+def link(node: HostNode, lab: Lab, frame: bytes) -> None:
+    from_provider_link(node, memoryview(bytearray(frame)))
 
 
-def parked_by_host1() -> tuple[Lab, HostDataplane]:
+def parked_by_host1() -> tuple[Lab, HostNode]:
     """blue1 sends to blue2: host1 asks for blue2's PA and parks the frame."""
     lab = Lab("ip-rewrite")
     _, port = lab.port("blue1")
     host1 = lab.nodes["host1"]
     frame = tcp("blue1", "blue2", "10.10.10.11", "10.10.10.12")
-    host1.from_port(port, memoryview(bytearray(frame)), lab.out["host1"], NOW)
+    from_port(host1, port, memoryview(bytearray(frame)))
     [request] = lab.out["host1"].provider_link
     assert Ether(request)[ARP].pdst == BLUE2_PA
     lab.out["host1"].provider_link.clear()
@@ -105,7 +105,8 @@ def test_an_unasked_claim_is_a_reason_to_ask_again_never_an_answer() -> None:
         / ARP(op=2, hwsrc=ATTACKER, psrc=BLUE2_PA, hwdst="ff:ff:ff:ff:ff:ff", pdst=BLUE2_PA)
     )
     link(host1, lab, announce)
-    host1.from_port(port, memoryview(bytearray(frame)), lab.out["host1"], NOW + 1)
+    host1.now = NOW + 1
+    from_port(host1, port, memoryview(bytearray(frame)))
     request, sent = lab.out["host1"].provider_link
     assert Ether(request)[ARP].op == 1 and Ether(request)[ARP].pdst == BLUE2_PA
     assert Ether(sent).dst == mac_text(provider_mac(1)), "still the known MAC meanwhile"

@@ -17,11 +17,12 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import raw
 
-from gateway.dataplane.from_provider import MAX_FLOWS
+from gateway.dataplane import from_provider
+from gateway.dataplane.provider_side import MAX_FLOWS
 from gateway.errors import Drop
 from gateway.wire import build_ipv4
 
-from ._harness import NOW, Lab, blue2_migrated_to_host1
+from ._harness import Lab, blue2_migrated_to_host1
 
 PAS = [bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]), bytes([198, 18, 0, 99])]
 MACS = [
@@ -51,7 +52,7 @@ def datagram(src_pa: bytes, dst_pa: bytes, gre: bytes, inner: bytes, options: by
 def verdict(lab: Lab, data: bytes) -> tuple[dict[str, int], list[tuple[str, bytes]]]:
     node = lab.nodes["host2"]
     before = list(node.counters.drops)
-    node.from_provider(memoryview(bytearray(data)), lab.out["host2"], NOW)
+    from_provider(node, memoryview(bytearray(data)))
     drops = {
         Drop(i).name: n - before[i] for i, n in enumerate(node.counters.drops) if n != before[i]
     }
@@ -113,7 +114,7 @@ def test_the_flow_cache_is_bounded() -> None:
     template = bytearray(genuine())
     for n in range(MAX_FLOWS + 10):  # forged inner sources: each a new flow key
         template[54:58] = (0x0A000000 + n).to_bytes(4, "big")  # 10.x.y.z, never blue1's
-        node.from_provider(memoryview(template), lab.out["host2"], NOW)
+        from_provider(node, memoryview(template))
         assert len(node.tables.flows) <= MAX_FLOWS
     assert node.counters.drops[Drop.SPOOFED_PA] == MAX_FLOWS + 10
     assert verdict(lab, genuine())[1], "a genuine flow is still served"

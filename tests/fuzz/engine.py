@@ -32,7 +32,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from gateway.dataplane import HostDataplane
+from gateway.dataplane import HostNode
 from gateway.policy import NodeRole, Rule
 from gateway.wire import checksum_ok, internet_checksum
 
@@ -49,7 +49,7 @@ from .frames import (
     tokens_for,
 )
 from .mutate import mutate
-from .oracle import CountingNeighbors, NodeView, Outcome, check_outcome, run, silence
+from .oracle import CountingNeighbors, NodeView, Outcome, Recorder, check_outcome, run, silence
 from .policies import Target
 
 NOW: Final = 1000.0  # the data planes' clock; neighbour states are set relative to it
@@ -104,12 +104,15 @@ class Bench:
         self.neighbor_pas = self._neighbor_pas(probe)
         self._neighbors: dict[int, CountingNeighbors] = {}
 
-    def dataplane(self) -> HostDataplane:
-        return HostDataplane(
-            self.target.snapshot, self.target.node, provider_mac=provider_mac(self.node_index)
+    def dataplane(self) -> HostNode:
+        return HostNode(
+            self.target.snapshot,
+            self.target.node,
+            Recorder(),
+            provider_mac=provider_mac(self.node_index),
         )
 
-    def _neighbor_pas(self, probe: HostDataplane) -> list[tuple[bytes, bytes, bytes]]:
+    def _neighbor_pas(self, probe: HostNode) -> list[tuple[bytes, bytes, bytes]]:
         """(remote PA, its MAC, a frame that waits for it) for a few IP-Rewrite PAs."""
         macs = link_macs(self.target.snapshot)
         local = sorted(pa for pa in probe.tables.rewrite_by_pa if len(pa) == 4) or [bytes(4)]

@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from gateway.dataplane import Counters, HostDataplane, HostPort, router_mac
+from gateway.dataplane import (
+    Counters,
+    HostNode,
+    HostPort,
+    from_port,
+    from_provider,
+    from_provider_link,
+    router_mac,
+)
 from gateway.dataplane.neighbors import Neighbors
 from gateway.errors import BadPacket, Drop
 from gateway.policy import Rule, Snapshot
@@ -73,8 +81,8 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple] = []
 
-    def to_port(self, port: HostPort, frame: Any) -> None:
-        self.events.append(("port", port.name, bytes(frame)))
+    def to_tap(self, tap: HostPort, frame: Any) -> None:
+        self.events.append(("port", tap.name, bytes(frame)))
 
     def to_provider(self, src_pa: bytes, dst_pa: bytes, gre: bytes, frame: Any) -> None:
         self.events.append(("provider", bytes(src_pa), bytes(dst_pa), bytes(gre), bytes(frame)))
@@ -123,7 +131,7 @@ class Outcome:
     events: tuple[tuple, ...]
     parked: int
     counters: tuple[int, ...]
-    raised: str | None = None  # "ValueError: ... at host.py:215 in _too_big"
+    raised: str | None = None  # "ValueError: ... at vm_side.py:215 in _too_big"
 
     def label(self) -> str:
         """A word for the statistics: the drop reason, else what came out."""
@@ -162,24 +170,23 @@ def where(error: BaseException) -> str:
     return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
 
 
-def run(
-    dataplane: HostDataplane, entry: str, port: HostPort | None, data: bytes, now: float
-) -> Outcome:
+def run(dataplane: HostNode, entry: str, port: HostPort | None, data: bytes, now: float) -> Outcome:
     """Give ``data`` (copied: the data plane writes into frames) to one entry point."""
     counters = dataplane.counters
     drops_before = list(counters.drops)
     others_before = _others(counters)
     neighbors = dataplane.neighbors
     parked_before = neighbors.parked if isinstance(neighbors, CountingNeighbors) else 0
-    out = Recorder()
+    out = dataplane.out = Recorder()
+    dataplane.now = now
     view = memoryview(bytearray(data))
     try:
         if entry == PORT:
-            dataplane.from_port(port, view, out, now)  # type: ignore[arg-type]
+            from_port(dataplane, port, view)  # type: ignore[arg-type]
         elif entry == PROVIDER:
-            dataplane.from_provider(view, out, now)
+            from_provider(dataplane, view)
         else:
-            dataplane.from_provider_link(view, out, now)
+            from_provider_link(dataplane, view)
     except Exception as error:  # the finding itself: anything a frame can raise
         raised = f"{type(error).__name__}: {str(error)[:120]} at {where(error)}"
         return Outcome((), tuple(out.events), 0, (), raised)
@@ -209,7 +216,7 @@ class NodeView:
     provider_mac: bytes
 
     @classmethod
-    def of(cls, dataplane: HostDataplane) -> NodeView:
+    def of(cls, dataplane: HostNode) -> NodeView:
         tables = dataplane.tables
         snapshot = tables.snapshot
         rewrite = {r.pa_bytes for r in snapshot.records if r.rule is Rule.IP_REWRITE}

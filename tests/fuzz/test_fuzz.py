@@ -4,7 +4,7 @@ The slice runs ``SLICE`` inputs through every node of every policy (about 20,000
 all, a few seconds) with a fixed seed, and fails on any finding. What the fuzzer
 found in the data plane so far is pinned by tests/dataplane/test_fuzz_findings.py.
 
-The oracle's own tests plant a bug in the data plane (by monkeypatching one method)
+The oracle's own tests plant a bug in the data plane (by monkeypatching one function)
 and check that a short campaign reports it as the kind of finding it is.
 """
 
@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.dataplane import HostDataplane, HostPort
-from gateway.dataplane.from_provider import ProviderReceive
+from gateway.dataplane import HostPort, provider_side, vm_side
 from gateway.errors import Drop
 
 from .__main__ import main
@@ -94,7 +93,7 @@ PLANTED = "two-hosts/host1"
 
 
 def _plant(
-    monkeypatch: pytest.MonkeyPatch, owner: type, name: str, method: object, inputs: int = 1500
+    monkeypatch: pytest.MonkeyPatch, owner: object, name: str, method: object, inputs: int = 1500
 ) -> ChunkResult:
     monkeypatch.setattr(owner, name, method)
     return run_chunk(Bench(_target(PLANTED)), "planted", 0, inputs)
@@ -105,51 +104,51 @@ def _kinds(result: ChunkResult) -> set[str]:
 
 
 def test_an_exception_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(self, port, frame, out) -> None:
+    def broken(node, port, frame) -> None:
         raise IndexError("planted")
 
-    result = _plant(monkeypatch, HostDataplane, "_arp_from_port", broken)
+    result = _plant(monkeypatch, vm_side, "_arp_from_port", broken)
     assert "exception" in _kinds(result)
     found = next(f for f in result.findings if f["kind"] == "exception")
     assert "IndexError: planted" in found["detail"] and found["frame"]
 
 
 def test_a_frame_neither_counted_nor_sent_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
-    result = _plant(monkeypatch, HostDataplane, "_arp_from_port", lambda self, p, f, o: None)
+    result = _plant(monkeypatch, vm_side, "_arp_from_port", lambda node, p, f: None)
     assert "silent" in _kinds(result)
 
 
 def test_a_cache_that_changes_a_verdict_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
     """A flow cache that remembers NO_PORT whatever it decided: the second feed, and
     the warm data plane against the cold one, disagree."""
-    decide = ProviderReceive._flow_verdict
+    decide = provider_side._flow_verdict
 
-    def poisoned(self, key, tables):
-        verdict = decide(self, key, tables)
+    def poisoned(key, tables):
+        verdict = decide(key, tables)
         if key in tables.flows:
             tables.flows[key] = Drop.NO_PORT
         return verdict
 
-    result = _plant(monkeypatch, ProviderReceive, "_flow_verdict", poisoned)
+    result = _plant(monkeypatch, provider_side, "_flow_verdict", poisoned)
     assert {"twice", "cache"} <= _kinds(result)
 
 
 def test_a_fast_path_unlike_the_slow_path_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
     """A fast path that drops what ``parse_nvgre`` and ``_verdict`` deliver."""
-    decide = ProviderReceive._flow_verdict
+    decide = provider_side._flow_verdict
 
-    def refuses(self, key, tables):
-        verdict = decide(self, key, tables)
+    def refuses(key, tables):
+        verdict = decide(key, tables)
         return Drop.NO_PORT if verdict.__class__ is HostPort else verdict
 
-    result = _plant(monkeypatch, ProviderReceive, "_flow_verdict", refuses)
+    result = _plant(monkeypatch, provider_side, "_flow_verdict", refuses)
     assert "path" in _kinds(result)
 
 
 def test_a_frame_delivered_across_domains_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
     """A receive path that forgets the VSID: a frame for blue1's MAC in Red's VSID
     reaches blue1."""
-    decide = ProviderReceive._verdict
+    decide = provider_side._verdict
 
     def leaks(tables, vsid, src_pa, dst_pa, dst_mac, *args):
         verdict = decide(tables, vsid, src_pa, dst_pa, dst_mac, *args)
@@ -159,17 +158,17 @@ def test_a_frame_delivered_across_domains_is_a_finding(monkeypatch: pytest.Monke
 
     # Only well-formed IPv4 in the other VSID shows the leak (anything else is dropped
     # after the verdict): a few thousand inputs hold a dozen such frames.
-    result = _plant(monkeypatch, ProviderReceive, "_verdict", staticmethod(leaks), 6000)
+    result = _plant(monkeypatch, provider_side, "_verdict", leaks, 6000)
     assert "isolation" in _kinds(result)
 
 
 def test_a_finding_replays_from_its_identifier(monkeypatch: pytest.MonkeyPatch) -> None:
     """A planted bug's finding carries what ``--replay`` needs to re-run its input."""
 
-    def broken(self, port, frame, out) -> None:
+    def broken(node, port, frame) -> None:
         raise IndexError("planted")
 
-    found = _plant(monkeypatch, HostDataplane, "_arp_from_port", broken).findings[0]
+    found = _plant(monkeypatch, vm_side, "_arp_from_port", broken).findings[0]
     seed, _, chunk, index = found["replay"].rsplit(":", 3)
     seen: list[bytes] = []
     run_chunk(

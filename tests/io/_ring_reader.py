@@ -29,7 +29,7 @@ frames: list[str] = []
 faults: list[str] = []
 
 
-def handle(frame: memoryview, out: object, now: float) -> None:
+def handle(node: object, frame: memoryview) -> None:
     frames.append(bytes(frame).hex())
     if frame[-1] == marker:
         raise ValueError("a bug in the data plane")
@@ -43,7 +43,7 @@ ring = ReceiveRing(interface, mtu, drops, pas, on_fault)
 print("ready", flush=True)
 deadline = time.monotonic() + timeout
 while len(frames) + sum(drops[d] for d in COUNTED) < count and time.monotonic() < deadline:
-    if ring.drain(handle, None, 0.0, 64) == 0:
+    if ring.drain(handle, None, 64) == 0:
         select.select([ring], [], [], 0.05)
 returned = all(
     not ring.words[(slot * ring.frame_size) >> 2] & TP_STATUS_USER for slot in range(ring.frames)

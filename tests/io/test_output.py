@@ -22,7 +22,7 @@ GRE = b"\x20\x00\x65\x58\x00\x13\x92\x00"  # K bit, TEB, VSID 5010
 
 
 def port(name: str) -> SimpleNamespace:
-    return SimpleNamespace(name=name)  # to_port reads nothing but the name
+    return SimpleNamespace(name=name)  # to_tap reads nothing but the name
 
 
 def nonzero(drops: list[int]) -> dict[str, int]:
@@ -52,36 +52,36 @@ def fill(sock: socket.socket) -> int:
     raise AssertionError("the socket never filled up")
 
 
-def test_to_port_writes_exactly_the_frame(tap) -> None:
+def test_to_tap_writes_exactly_the_frame(tap) -> None:
     daemon_end, vm_end = tap
     drops = [0] * len(Drop)
     out = FdOutput(drops, {"blue1": daemon_end.fileno()}, {})
     buffer = bytearray(b"\xee" * 10 + FRAME + b"\xee" * 10)
-    out.to_port(port("blue1"), memoryview(buffer)[10:-10])  # a slice of a reused buffer
-    out.to_port(port("blue1"), b"\x01")
+    out.to_tap(port("blue1"), memoryview(buffer)[10:-10])  # a slice of a reused buffer
+    out.to_tap(port("blue1"), b"\x01")
     assert vm_end.recv(65536) == FRAME
     assert vm_end.recv(65536) == b"\x01"
     assert nonzero(drops) == {}
 
 
-def test_to_port_on_a_full_queue_counts_tx_full_and_does_not_block(tap) -> None:
+def test_to_tap_on_a_full_queue_counts_tx_full_and_does_not_block(tap) -> None:
     daemon_end, _vm_end = tap
     assert fill(daemon_end) > 0
     drops = [0] * len(Drop)
     out = FdOutput(drops, {"blue1": daemon_end.fileno()}, {})
-    out.to_port(port("blue1"), FRAME)
-    out.to_port(port("blue1"), FRAME)
+    out.to_tap(port("blue1"), FRAME)
+    out.to_tap(port("blue1"), FRAME)
     assert nonzero(drops) == {"TX_FULL": 2}
 
 
-def test_to_port_of_an_unknown_port_counts_port_down() -> None:
+def test_to_tap_of_an_unknown_port_counts_port_down() -> None:
     drops = [0] * len(Drop)
     out = FdOutput(drops, {"blue1": 0}, {})
-    out.to_port(port("nosuch"), FRAME)
+    out.to_tap(port("nosuch"), FRAME)
     assert nonzero(drops) == {"PORT_DOWN": 1}
 
 
-def test_to_port_on_a_closed_fd_counts_port_down() -> None:
+def test_to_tap_on_a_closed_fd_counts_port_down() -> None:
     r, w = os.pipe()
     os.close(r)
     os.close(w)
@@ -90,21 +90,21 @@ def test_to_port_on_a_closed_fd_counts_port_down() -> None:
     assert closed.value.errno == errno.EBADF
     drops = [0] * len(Drop)
     out = FdOutput(drops, {"blue1": w}, {})
-    out.to_port(port("blue1"), FRAME)
+    out.to_tap(port("blue1"), FRAME)
     assert nonzero(drops) == {"PORT_DOWN": 1}
 
 
-def test_to_port_follows_the_daemons_live_mapping(tap) -> None:
+def test_to_tap_follows_the_daemons_live_mapping(tap) -> None:
     """tap_fds is the daemon's own dict: a port added or removed later is seen."""
     daemon_end, vm_end = tap
     drops = [0] * len(Drop)
     tap_fds: dict[str, int] = {}
     out = FdOutput(drops, tap_fds, {})
-    out.to_port(port("blue1"), FRAME)
+    out.to_tap(port("blue1"), FRAME)
     tap_fds["blue1"] = daemon_end.fileno()
-    out.to_port(port("blue1"), FRAME)
+    out.to_tap(port("blue1"), FRAME)
     del tap_fds["blue1"]
-    out.to_port(port("blue1"), FRAME)
+    out.to_tap(port("blue1"), FRAME)
     assert vm_end.recv(65536) == FRAME
     with pytest.raises(BlockingIOError):
         vm_end.recv(65536)

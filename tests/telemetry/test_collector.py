@@ -12,14 +12,13 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from gateway.control import load_config
-from gateway.dataplane import Counters, HostDataplane, HostPort
+from gateway.dataplane import Counters, HostNode, HostPort, from_port
 from gateway.errors import Drop
 from gateway.policy import Snapshot, compile_policy
 from gateway.telemetry import DataplaneCollector
 from gateway.wire import ETHERTYPE_IPV4, build_ethernet, build_ipv4
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-NOW = 100.0
 BLUE1_MAC, BLUE2_MAC = bytes.fromhex("000000000011"), bytes.fromhex("000000000012")
 BLUE1_CA, BLUE2_CA = bytes([10, 10, 10, 11]), bytes([10, 10, 10, 12])
 ICMP_ECHO = b"\x08\x00\xf7\xff\x00\x00\x00\x00"  # type 8, checksum over the zero rest
@@ -31,7 +30,7 @@ class Sent:
     def __init__(self) -> None:
         self.provider: list[tuple[bytes, bytes]] = []
 
-    def to_port(self, port: HostPort, frame) -> None:
+    def to_tap(self, tap: HostPort, frame) -> None:
         raise AssertionError("nothing here is delivered locally")
 
     def to_provider(self, src_pa: bytes, dst_pa: bytes, gre: bytes, frame) -> None:
@@ -50,9 +49,9 @@ def ping_blue1_to_blue2() -> bytes:
     return build_ethernet(BLUE2_MAC, BLUE1_MAC, ETHERTYPE_IPV4) + ip + ICMP_ECHO
 
 
-def host1() -> tuple[HostDataplane, Counters, CollectorRegistry]:
+def host1() -> tuple[HostNode, Counters, CollectorRegistry]:
     counters = Counters()
-    dataplane = HostDataplane(snapshot(CONFIGS / "two-hosts.yaml"), "host1", counters)
+    dataplane = HostNode(snapshot(CONFIGS / "two-hosts.yaml"), "host1", Sent(), counters)
     registry = CollectorRegistry()
     registry.register(DataplaneCollector("host1", counters, lambda: dataplane.tables))
     return dataplane, counters, registry
@@ -95,14 +94,14 @@ def test_node_totals_are_read_at_scrape_time() -> None:
 
 def test_frames_through_the_data_plane_show_per_port_and_per_node() -> None:
     dataplane, _, registry = host1()
-    out = Sent()
+    out = dataplane.out = Sent()
     blue1 = dataplane.tables.port_by_name["blue1"]
     frame = ping_blue1_to_blue2()
     for _ in range(3):
-        dataplane.from_port(blue1, memoryview(bytearray(frame)), out, NOW)
+        from_port(dataplane, blue1, memoryview(bytearray(frame)))
     spoofed = bytearray(frame)
     spoofed[26:30] = bytes([10, 10, 10, 99])  # a source CA that is not blue1's
-    dataplane.from_port(blue1, memoryview(spoofed), out, NOW)
+    from_port(dataplane, blue1, memoryview(spoofed))
     assert len(out.provider) == 3
 
     blue = {"port": "blue1", "vsid": "5010"}
@@ -127,7 +126,7 @@ def test_frames_through_the_data_plane_show_per_port_and_per_node() -> None:
 def test_a_swap_shows_the_new_revision_and_ports_and_keeps_counters(tmp_path: Path) -> None:
     dataplane, counters, registry = host1()
     blue1 = dataplane.tables.port_by_name["blue1"]
-    dataplane.from_port(blue1, memoryview(bytearray(ping_blue1_to_blue2())), Sent(), NOW)
+    from_port(dataplane, blue1, memoryview(bytearray(ping_blue1_to_blue2())))
     counters.drops[Drop.NO_ROUTE] += 5
     red = {"port": "red1", "vsid": "5011"}
     dataplane.tables.port_by_name["red1"].counters.to_vm_packets += 2

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.control import load_config
-from gateway.dataplane import Counters, HostDataplane
+from gateway.dataplane import Counters, HostTables
 from gateway.errors import Drop
 from gateway.policy import compile_policy
 from gateway.telemetry import DataplaneCollector, MetricsServer, serve_metrics
@@ -26,9 +26,9 @@ TIMEOUT_S = 5.0
 def registry_of_host1() -> tuple[Counters, CollectorRegistry]:
     counters = Counters()
     snapshot = compile_policy(load_config(CONFIGS / "two-hosts.yaml"))
-    dataplane = HostDataplane(snapshot, "host1", counters)
+    tables = HostTables(snapshot, "host1", counters)
     registry = CollectorRegistry()
-    registry.register(DataplaneCollector("host1", counters, lambda: dataplane.tables))
+    registry.register(DataplaneCollector("host1", counters, lambda: tables))
     return counters, registry
 
 

@@ -1,0 +1,198 @@
+"""The host role's VM side: a frame a VM sent on its TAP (``host.py`` has the overview).
+
+ARP for a CA is answered from the lookup records and never leaves the host; IPv4 is
+switched within its VSID, or routed between VSIDs of one routing domain through the
+subnet's gateway MAC, then delivered to a local port, encapsulated in NVGRE to the
+destination's PA, or sent IP-Rewritten (``rule: nat``) on the provider link.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from gateway.dataplane._frame import IP as _IP
+from gateway.dataplane._frame import IP_DST as _IP_DST
+from gateway.dataplane._frame import IP_MIN_FRAME as _IP_MIN_FRAME
+from gateway.dataplane._frame import IP_SRC as _IP_SRC
+from gateway.dataplane._frame import IP_TOTAL_LENGTH as _IP_TOTAL_LENGTH
+from gateway.dataplane.host import HostNode
+from gateway.dataplane.ip_rewrite import to_link
+from gateway.dataplane.tables import HostPort, router_mac
+from gateway.errors import BadPacket, Drop
+from gateway.policy import RecordType, Rule
+from gateway.wire import (
+    ARP_OP_REQUEST,
+    ETH_HEADER,
+    ETH_HEADER_SIZE,
+    ETHERTYPE_ARP,
+    ETHERTYPE_IPV4,
+    ETHERTYPE_TEB,
+    GRE_KEYED,
+    ICMP_CODE_FRAGMENTATION_NEEDED,
+    IPPROTO_ICMP,
+    IPV4_ADDR_SIZE,
+    NVGRE_FLAGS,
+    build_arp_reply,
+    build_ethernet,
+    build_icmp_unreachable,
+    build_ipv4,
+    decrement_ttl,
+    flow_id_of_frame,
+    parse_arp,
+    rewrite_ipv4_dst,
+    rewrite_ipv4_src,
+)
+
+_IP_DF_BYTE: Final = _IP + 6
+_DF_BIT: Final = 0x40  # in the flags byte
+_UNSPECIFIED_V4: Final = bytes(4)
+
+
+def from_port(node: HostNode, port: HostPort, frame: memoryview) -> None:
+    """A frame ``port``'s VM sent: answered, forwarded through ``node.out``, or a
+    counted drop."""
+    drops = node.counters.drops
+    if len(frame) < ETH_HEADER_SIZE:
+        drops[Drop.INNER_TRUNCATED] += 1
+        return
+    dst_mac, src_mac, ethertype = ETH_HEADER.unpack_from(frame)
+    if src_mac != port.mac:
+        drops[Drop.SPOOFED_SOURCE] += 1
+    elif ethertype == ETHERTYPE_IPV4:
+        _ipv4_from_port(node, port, frame, dst_mac)
+    elif ethertype == ETHERTYPE_ARP:
+        _arp_from_port(node, port, frame)
+    else:
+        drops[Drop.UNSUPPORTED] += 1
+
+
+def _arp_from_port(node: HostNode, port: HostPort, frame: memoryview) -> None:
+    counters = node.counters
+    try:
+        arp = parse_arp(frame, ETH_HEADER_SIZE)
+    except BadPacket as bad:
+        counters.drops[bad.reason] += 1
+        return
+    if arp.sender_mac != port.mac or arp.sender_ip not in (port.ca, _UNSPECIFIED_V4):
+        counters.drops[Drop.SPOOFED_SOURCE] += 1
+        return
+    if arp.opcode != ARP_OP_REQUEST:
+        counters.drops[Drop.ARP_UNANSWERED] += 1
+        return
+    counters.arp_requests += 1
+    answer = node.tables.answers_arp_for(port, arp.target_ip)
+    if answer is None:
+        counters.drops[Drop.ARP_UNANSWERED] += 1
+        return
+    node.out.to_tap(port, build_arp_reply(arp, answer))
+    counters.arp_replies += 1
+
+
+def _ipv4_from_port(node: HostNode, port: HostPort, frame: memoryview, dst_mac: bytes) -> None:
+    counters = node.counters
+    drops = counters.drops
+    size = len(frame)
+    if size < _IP_MIN_FRAME or frame[_IP] >> 4 != 4 or frame[_IP] & 0x0F < 5:
+        drops[Drop.INNER_MALFORMED] += 1
+        return
+    # The IPv4 packet must fit its frame and hold its own header (RFC 1812 sec.
+    # 5.2.2, what a router checks): a VM's packet is checked here, where it enters,
+    # so the receiving host need not check it again per packet (provider_side.py).
+    ip_total = frame[_IP_TOTAL_LENGTH] << 8 | frame[_IP_TOTAL_LENGTH + 1]
+    if not (frame[_IP] & 0x0F) << 2 <= ip_total <= size - ETH_HEADER_SIZE:
+        drops[Drop.INNER_MALFORMED] += 1
+        return
+    if bytes(frame[_IP_SRC:_IP_DST]) != port.ca:
+        drops[Drop.SPOOFED_SOURCE] += 1
+        return
+    if size - ETH_HEADER_SIZE > port.mtu:
+        _too_big(node, port, frame, dst_mac)
+        return
+    tables = node.tables
+    snapshot = tables.snapshot
+    dst_ip = bytes(frame[_IP_DST : _IP_DST + 4])
+    if dst_mac == port.router_mac:
+        route = snapshot.route(port.rdid, dst_ip)
+        if route is None:
+            drops[Drop.NO_ROUTE] += 1
+            return
+        vsid = route.next_hop_vsid
+        record = snapshot.record_by_ca.get((vsid, route.next_hop_bytes or dst_ip))
+        if record is None:
+            drops[Drop.NO_RECORD] += 1
+            return
+        if decrement_ttl(frame, _IP) == 0:
+            drops[Drop.TTL_EXPIRED] += 1
+            return
+        frame[0:6] = record.mac_bytes
+        frame[6:12] = router_mac(vsid)
+        counters.routed += 1
+    elif dst_mac[0] & 1:
+        drops[Drop.BROADCAST] += 1
+        return
+    else:
+        vsid = port.vsid
+        record = tables.record_by_mac.get((vsid, dst_mac))  # IPv4 CAs only
+        # A frame for a VM's MAC must be for that VM's CA; only a gateway takes others.
+        if record is None or (record.ca_bytes != dst_ip and record.type is not RecordType.GATEWAY):
+            drops[Drop.NO_RECORD] += 1
+            return
+    if record.pa_bytes in tables.local_pas:
+        destination = tables.port_by_key.get((vsid, record.mac_bytes))
+        if destination is None:
+            drops[Drop.NO_PORT] += 1
+            return
+        node.out.to_tap(destination, frame)
+        counters.switched_locally += 1
+        destination.counters.to_vm_packets += 1
+        destination.counters.to_vm_bytes += size
+    elif record.rule is Rule.ENCAP:
+        if len(record.pa_bytes) != IPV4_ADDR_SIZE or len(port.pa) != IPV4_ADDR_SIZE:
+            # A host on an IPv6 underlay, this one or the other: the daemon serves
+            # IPv4 PAs only (the node plan; trace and replay build any node), and
+            # NVGRE is never carried across families.
+            drops[Drop.PROVIDER_UNREACHABLE] += 1
+            return
+        key = vsid << 8 | flow_id_of_frame(frame)
+        node.out.to_provider(
+            port.pa, record.pa_bytes, GRE_KEYED.pack(NVGRE_FLAGS, ETHERTYPE_TEB, key), frame
+        )
+        counters.encapsulated += 1
+    else:
+        # IP-Rewrite: the CAs become the two records' PAs; no GRE, and the frame's
+        # own Ethernet header is readdressed for the provider link.
+        if port.rule is not Rule.IP_REWRITE:
+            # The sender has no PA of its own to stand for its CA (an encap VM's
+            # is its host's, shared, and the kernel's): nothing can carry it.
+            drops[Drop.PROVIDER_UNREACHABLE] += 1
+            return
+        end = _IP + int.from_bytes(frame[_IP + 2 : _IP + 4], "big")
+        try:
+            rewrite_ipv4_src(frame[_IP:end], port.pa)
+            rewrite_ipv4_dst(frame[_IP:end], record.pa_bytes)
+        except BadPacket as bad:
+            drops[bad.reason] += 1
+            return
+        if not to_link(node, port.pa, record.pa_bytes, frame[:end]):
+            return
+        counters.ip_rewritten_out += 1
+    port.counters.from_vm_packets += 1
+    port.counters.from_vm_bytes += size
+
+
+def _too_big(node: HostNode, port: HostPort, frame: memoryview, dst_mac: bytes) -> None:
+    """RFC 1191: with DF set, tell the VM the MTU it must use; never drop silently.
+
+    The error comes from the subnet's gateway CA, or, when the subnet has no IPv4
+    gateway (none, or an IPv6 one), from the address the frame was sent to."""
+    counters = node.counters
+    counters.drops[Drop.TOO_BIG] += 1
+    if not frame[_IP_DF_BYTE] & _DF_BIT:
+        return  # a VM that allows fragmentation sent more than its TAP's MTU: its bug
+    if dst_mac[0] & 1:
+        return  # RFC 1122 sec. 3.2.2: no ICMP error for a link-layer broadcast
+    icmp = build_icmp_unreachable(ICMP_CODE_FRAGMENTATION_NEEDED, frame[_IP:], port.mtu)
+    source = port.gateway_ca or bytes(frame[_IP_DST : _IP_DST + 4])
+    ip = build_ipv4(source, port.ca, IPPROTO_ICMP, len(icmp))
+    node.out.to_tap(port, build_ethernet(port.mac, dst_mac, ETHERTYPE_IPV4) + ip + icmp)
+    counters.icmp_errors_sent += 1
