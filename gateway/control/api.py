@@ -255,14 +255,10 @@ class _Handlers:
 def counters_json(counters: Counters) -> dict[str, Any]:
     """The data plane's counts as JSON: node totals, drops by reason (non-zero ones),
     and per port; the same numbers /metrics serves, for scripts that speak JSON."""
-    totals = {
-        name: getattr(counters, name)
-        for name in Counters.__slots__
-        if name not in ("drops", "ports")
-    }
+    totals = {name: getattr(counters, name) for name, _ in Counters.TOTALS}
     drops = {Drop(i).label: n for i, n in enumerate(list(counters.drops)) if n}
     ports = {
-        name: {field: getattr(port, field) for field in PortCounters.__slots__}
+        name: {field: getattr(port, field) for field, _ in PortCounters.TOTALS}
         for name, port in list(counters.ports.items())  # one C call: a new port may come
     }
     return {**totals, "drops": drops, "ports": ports}

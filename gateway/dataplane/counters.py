@@ -12,51 +12,56 @@ reload never resets a counter (Prometheus would read that as a restart).
 
 from __future__ import annotations
 
+from typing import Final
+
 from gateway.errors import Drop
 
 
 class PortCounters:
-    """One VM network adapter. Packets and bytes count IP frames only; ARP has its own."""
+    """One VM network adapter. Packets and bytes count IP frames only; ARP has its own.
 
-    __slots__ = ("from_vm_bytes", "from_vm_packets", "to_vm_bytes", "to_vm_packets")
+    ``TOTALS`` is the one list of its counters, ``(name, help)``: the slots come from
+    it, and so do the ``nvgw_port_<name>_total`` metrics and the API's JSON."""
+
+    TOTALS: Final = (
+        ("from_vm_packets", "IP frames a VM sent that were forwarded"),
+        ("from_vm_bytes", "bytes of those frames"),
+        ("to_vm_packets", "IP frames delivered to a VM"),
+        ("to_vm_bytes", "bytes of those frames"),
+    )
+    __slots__ = tuple(name for name, _ in TOTALS)
 
     def __init__(self) -> None:
-        self.from_vm_packets = 0  # IP frames the VM sent that were forwarded
-        self.from_vm_bytes = 0
-        self.to_vm_packets = 0  # IP frames delivered to the VM
-        self.to_vm_bytes = 0
+        for name, _ in self.TOTALS:
+            setattr(self, name, 0)
 
 
 class Counters:
-    """The node's data-plane counters (everything not per port)."""
+    """The node's data-plane counters (everything not per port).
 
-    __slots__ = (
-        "arp_replies",
-        "arp_requests",
-        "drops",
-        "encapsulated",
-        "icmp_errors_sent",
-        "ip_rewritten_in",
-        "ip_rewritten_out",
-        "ports",
-        "provider_rx_bytes",
-        "provider_rx_packets",
-        "routed",
-        "switched_locally",
+    ``TOTALS`` is the one list of the node-wide counts, ``(name, help)``, as ``Drop``
+    is of the drop reasons: each is a slot here (a plain int the packet path bumps,
+    ``counters.routed += 1``), a ``nvgw_<name>_total`` metric with that help, and a
+    key of the API's ``/v1/counters``. Add a counter here and it is exported."""
+
+    TOTALS: Final = (
+        ("provider_rx_packets", "NVGRE and IP-Rewrite packets received from the provider network"),
+        ("provider_rx_bytes", "bytes of those packets, outer IP header included"),
+        ("encapsulated", "frames sent to another host in NVGRE"),
+        ("switched_locally", "frames delivered from one local VM adapter to another"),
+        ("routed", "frames routed between two virtual subnets of one routing domain"),
+        ("ip_rewritten_out", "frames sent IP-Rewritten (rule: nat) as plain IP"),
+        ("ip_rewritten_in", "IP-Rewritten packets turned back into a VM's frame"),
+        ("arp_requests", "ARP requests from VMs"),
+        ("arp_replies", "ARP requests answered from the lookup records"),
+        ("icmp_errors_sent", "ICMP fragmentation-needed messages sent back to VMs"),
     )
+    __slots__ = ("drops", "ports", *(name for name, _ in TOTALS))
 
     def __init__(self) -> None:
         self.drops = [0] * len(Drop)  # indexed by Drop
-        self.provider_rx_packets = 0  # NVGRE datagrams received, before any check
-        self.provider_rx_bytes = 0
-        self.encapsulated = 0  # frames sent to another host as NVGRE
-        self.switched_locally = 0  # frames delivered from one local port to another
-        self.routed = 0  # frames routed between two VSIDs of one RDID
-        self.ip_rewritten_out = 0  # frames sent IP-Rewritten (rule: nat) as plain IP
-        self.ip_rewritten_in = 0  # IP-Rewritten packets turned back into a VM's frame
-        self.arp_requests = 0  # ARP requests from VMs
-        self.arp_replies = 0  # answered from the lookup records
-        self.icmp_errors_sent = 0  # fragmentation-needed sent back to VMs
+        for name, _ in self.TOTALS:
+            setattr(self, name, 0)
         self.ports: dict[str, PortCounters] = {}
 
     def port(self, name: str) -> PortCounters:

@@ -13,21 +13,8 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gateway.dataplane import Counters, HostTables
+from gateway.dataplane import Counters, HostTables, PortCounters
 from gateway.errors import Drop
-
-_NODE_TOTALS = (
-    ("provider_rx_packets", "NVGRE and IP-Rewrite packets received from the provider network"),
-    ("provider_rx_bytes", "bytes of those packets, outer IP header included"),
-    ("encapsulated", "frames sent to another host in NVGRE"),
-    ("switched_locally", "frames delivered from one local VM adapter to another"),
-    ("routed", "frames routed between two virtual subnets of one routing domain"),
-    ("ip_rewritten_out", "frames sent IP-Rewritten (rule: nat) as plain IP"),
-    ("ip_rewritten_in", "IP-Rewritten packets turned back into a VM's frame"),
-    ("arp_requests", "ARP requests from VMs"),
-    ("arp_replies", "ARP requests answered from the lookup records"),
-    ("icmp_errors_sent", "ICMP fragmentation-needed messages sent back to VMs"),
-)
 
 
 class DataplaneCollector(Collector):
@@ -60,33 +47,18 @@ class DataplaneCollector(Collector):
         for reason in Drop:
             drops.add_metric([reason.label], snapshot[reason])
         yield drops
-        for name, help_text in _NODE_TOTALS:
+        for name, help_text in Counters.TOTALS:
             yield CounterMetricFamily(f"nvgw_{name}", help_text, value=getattr(counters, name))
-        labels = ["port", "vsid"]
-        port_metrics = {
-            ("from_vm", "packets"): CounterMetricFamily(
-                "nvgw_port_from_vm_packets",
-                "IP frames a VM sent that were forwarded",
-                labels=labels,
-            ),
-            ("from_vm", "bytes"): CounterMetricFamily(
-                "nvgw_port_from_vm_bytes", "bytes of those frames", labels=labels
-            ),
-            ("to_vm", "packets"): CounterMetricFamily(
-                "nvgw_port_to_vm_packets", "IP frames delivered to a VM", labels=labels
-            ),
-            ("to_vm", "bytes"): CounterMetricFamily(
-                "nvgw_port_to_vm_bytes", "bytes of those frames", labels=labels
-            ),
-        }
+        per_port = [
+            (name, CounterMetricFamily(f"nvgw_port_{name}", help_text, labels=["port", "vsid"]))
+            for name, help_text in PortCounters.TOTALS
+        ]
         for port in tables.ports:
             values = [port.name, str(port.vsid)]
-            c = port.counters
-            port_metrics["from_vm", "packets"].add_metric(values, c.from_vm_packets)
-            port_metrics["from_vm", "bytes"].add_metric(values, c.from_vm_bytes)
-            port_metrics["to_vm", "packets"].add_metric(values, c.to_vm_packets)
-            port_metrics["to_vm", "bytes"].add_metric(values, c.to_vm_bytes)
-        yield from port_metrics.values()
+            for name, family in per_port:
+                family.add_metric(values, getattr(port.counters, name))
+        for _, family in per_port:
+            yield family
         info = GaugeMetricFamily(
             "nvgw_policy_revision", "Revision of the policy in force", labels=["node"]
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from gateway.control import load_config
-from gateway.dataplane import Counters, HostNode, HostPort, from_port
+from gateway.dataplane import Counters, HostNode, HostPort, PortCounters, from_port
 from gateway.errors import Drop
 from gateway.policy import Snapshot, compile_policy
 from gateway.telemetry import DataplaneCollector
@@ -72,24 +72,43 @@ def test_every_drop_reason_is_a_labelled_sample_starting_at_zero() -> None:
 
 def test_node_totals_are_read_at_scrape_time() -> None:
     _, counters, registry = host1()
-    names = [
-        "provider_rx_packets",
-        "provider_rx_bytes",
-        "encapsulated",
-        "switched_locally",
-        "routed",
-        "ip_rewritten_out",
-        "ip_rewritten_in",
-        "arp_requests",
-        "arp_replies",
-        "icmp_errors_sent",
-    ]
+    names = [name for name, _ in Counters.TOTALS]
     for index, name in enumerate(names, start=1):
         setattr(counters, name, 1000 + index)
     for index, name in enumerate(names, start=1):
         assert registry.get_sample_value(f"nvgw_{name}_total") == 1000 + index, name
     counters.routed += 1  # no re-registration: the next scrape sees it
     assert registry.get_sample_value("nvgw_routed_total") == 1000 + names.index("routed") + 2
+
+
+# Metric families that are not one of the counter tables' entries.
+OTHER_FAMILIES = {
+    "nvgw_drops": "reason",
+    "nvgw_policy_revision": "node",
+    "nvgw_ports": None,
+    "nvgw_policy_reloads": "result",
+    "nvgw_policy_changes": "result",
+    "nvgw_kernel_rx_drops": None,
+}
+
+
+def test_every_counter_is_exported_with_its_help_and_nothing_else_is() -> None:
+    """One table per counters object: its slots come from it, and the collector
+    exports each entry with its help; every other family is one of a known few."""
+    assert set(Counters.__slots__) == {"drops", "ports"} | {n for n, _ in Counters.TOTALS}
+    assert set(PortCounters.__slots__) == {name for name, _ in PortCounters.TOTALS}
+    assert len(Counters.__slots__) == len(Counters.TOTALS) + 2  # no name twice
+    dataplane, counters, registry = host1()
+    counters.port("blue1")
+    expected = {f"nvgw_{name}": text for name, text in Counters.TOTALS}
+    expected |= {f"nvgw_port_{name}": text for name, text in PortCounters.TOTALS}
+    families = {family.name: family for family in registry.collect()}
+    assert {name: families[name].documentation for name in expected} == expected
+    assert set(families) == set(expected) | set(OTHER_FAMILIES)
+    for name, _ in PortCounters.TOTALS:
+        setattr(dataplane.tables.port_by_name["blue1"].counters, name, 7)
+        labels = {"port": "blue1", "vsid": "5010"}
+        assert registry.get_sample_value(f"nvgw_port_{name}_total", labels) == 7, name
 
 
 def test_frames_through_the_data_plane_show_per_port_and_per_node() -> None:
