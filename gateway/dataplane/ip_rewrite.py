@@ -8,18 +8,22 @@ PAs back into the CA's frame.
 
 from __future__ import annotations
 
-from typing import Final
-
-from gateway.dataplane._frame import IP as _IP
-from gateway.dataplane._frame import IP_DST as _IP_DST
-from gateway.dataplane._frame import IP_MIN_FRAME as _IP_MIN_FRAME
-from gateway.dataplane._frame import IP_SRC as _IP_SRC
+from gateway.dataplane._frame import (
+    ETH_DST,
+    ETH_SRC,
+    IP,
+    IP_DST_ADDR,
+    IP_MIN_FRAME,
+    IP_SRC_ADDR,
+    IP_TOTAL_LENGTH_FIELD,
+)
 from gateway.dataplane.host import HostNode
 from gateway.errors import BadPacket, Drop
 from gateway.wire import (
     ARP_OP_REPLY,
     ARP_OP_REQUEST,
     BROADCAST_MAC,
+    ETH_GROUP_BIT,
     ETH_HEADER,
     ETH_HEADER_SIZE,
     ETHERTYPE_ARP,
@@ -32,8 +36,6 @@ from gateway.wire import (
     rewrite_ipv4_dst,
     rewrite_ipv4_src,
 )
-
-_GROUP_BIT: Final = 0x01  # I/G bit of a MAC's first octet: broadcast and multicast
 
 
 def to_link(node: HostNode, src_pa: bytes, dst_pa: bytes, frame: memoryview) -> bool:
@@ -49,13 +51,13 @@ def to_link(node: HostNode, src_pa: bytes, dst_pa: bytes, frame: memoryview) -> 
         node.out.to_provider_link(
             build_ethernet(BROADCAST_MAC, node.provider_mac, ETHERTYPE_ARP) + request
         )
-    frame[6:12] = node.provider_mac
+    frame[ETH_SRC] = node.provider_mac
     if mac is None:
         if not node.neighbors.park(dst_pa, bytearray(frame)):
             drops[Drop.TX_FULL] += 1
             return False
         return True
-    frame[0:6] = mac
+    frame[ETH_DST] = mac
     node.out.to_provider_link(frame)
     return True
 
@@ -70,7 +72,7 @@ def from_provider_link(node: HostNode, frame: memoryview) -> None:
     if len(frame) < ETH_HEADER_SIZE:
         return
     dst_mac, src_mac, ethertype = ETH_HEADER.unpack_from(frame)
-    if dst_mac != node.provider_mac and not dst_mac[0] & _GROUP_BIT:
+    if dst_mac != node.provider_mac and not dst_mac[0] & ETH_GROUP_BIT:
         # Another host's unicast: it reaches us only when a switch floods an
         # unknown destination or the link is promiscuous, and the kernel would
         # not take it either. Counted all the same: a steady rise means flooding
@@ -81,15 +83,15 @@ def from_provider_link(node: HostNode, frame: memoryview) -> None:
     if ethertype == ETHERTYPE_ARP:
         _arp_from_link(node, frame, src_mac)
         return
-    if ethertype != ETHERTYPE_IPV4 or len(frame) < _IP_MIN_FRAME:
+    if ethertype != ETHERTYPE_IPV4 or len(frame) < IP_MIN_FRAME:
         return
-    record = tables.rewrite_by_pa.get(bytes(frame[_IP_DST : _IP_DST + 4]))
+    record = tables.rewrite_by_pa.get(bytes(frame[IP_DST_ADDR]))
     if record is None:
         return
     counters = node.counters
     counters.provider_rx_packets += 1
     counters.provider_rx_bytes += len(frame) - ETH_HEADER_SIZE
-    src_pa = bytes(frame[_IP_SRC:_IP_DST])
+    src_pa = bytes(frame[IP_SRC_ADDR])
     sender = tables.rewrite_sender(src_pa)
     if sender is None or sender.rdid != record.rdid:
         counters.drops[Drop.SPOOFED_PA] += 1
@@ -98,16 +100,16 @@ def from_provider_link(node: HostNode, frame: memoryview) -> None:
     if port is None:
         counters.drops[Drop.NO_PORT] += 1
         return
-    end = _IP + int.from_bytes(frame[_IP + 2 : _IP + 4], "big")
+    end = IP + int.from_bytes(frame[IP_TOTAL_LENGTH_FIELD], "big")
     try:
-        packet = frame[_IP:end]
+        packet = frame[IP:end]
         rewrite_ipv4_dst(packet, record.ca_bytes)
         rewrite_ipv4_src(packet, sender.ca_bytes)
     except BadPacket as bad:
         counters.drops[bad.reason] += 1
         return
-    frame[0:6] = port.mac
-    frame[6:12] = sender.mac_bytes if sender.vsid == record.vsid else port.router_mac
+    frame[ETH_DST] = port.mac
+    frame[ETH_SRC] = sender.mac_bytes if sender.vsid == record.vsid else port.router_mac
     node.out.to_tap(port, frame[:end])
     counters.ip_rewritten_in += 1
     port.counters.to_vm_packets += 1
@@ -132,7 +134,7 @@ def _arp_from_link(node: HostNode, frame: memoryview, src_mac: bytes) -> None:
         return
     drops = node.counters.drops
     sender_mac = arp.sender_mac
-    if sender_mac != src_mac or sender_mac[0] & _GROUP_BIT or sender_mac == ZERO_MAC:
+    if sender_mac != src_mac or sender_mac[0] & ETH_GROUP_BIT or sender_mac == ZERO_MAC:
         drops[Drop.ARP_REFUSED] += 1
         return
     if request:
@@ -148,5 +150,5 @@ def _arp_from_link(node: HostNode, frame: memoryview, src_mac: bytes) -> None:
         return
     out = node.out
     for parked in waiting:
-        parked[0:6] = sender_mac
+        parked[ETH_DST] = sender_mac
         out.to_provider_link(parked)

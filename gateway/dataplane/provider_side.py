@@ -10,21 +10,23 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from gateway.dataplane._frame import IP as _IP
-from gateway.dataplane._frame import IP_DST as _IP_DST
-from gateway.dataplane._frame import IP_MIN_FRAME as _IP_MIN_FRAME
-from gateway.dataplane._frame import IP_SRC as _IP_SRC
+from gateway.dataplane._frame import IP_MIN_FRAME, IP_SRC_ADDR, IP_VERSION_IHL
 from gateway.dataplane.host import HostNode
 from gateway.dataplane.tables import HostPort, HostTables
 from gateway.errors import BadPacket, Drop
 from gateway.policy import RecordType
 from gateway.wire import (
+    ETH_GROUP_BIT,
     ETH_HEADER,
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,
     IPPROTO_GRE,
+    IPV4_FRAGMENT_MASK,
+    IPV4_IHL_MASK,
+    IPV4_IHL_MIN,
     IPV4_OFFSET_TOTAL_LENGTH,
     IPV4_VERSION,
+    IPV4_VIHL_NO_OPTIONS,
     NVGRE_V4_FLOW,
     NVGRE_V4_FLOW_INNER_OFFSET,
     NVGRE_V4_FLOW_RUN,
@@ -40,9 +42,8 @@ _FLOW_SIZE: Final = NVGRE_V4_FLOW.size
 _INNER: Final = NVGRE_V4_FLOW_INNER_OFFSET
 _FLOW_RUN: Final = NVGRE_V4_FLOW_RUN.unpack
 _TOTAL_LENGTH: Final = struct.Struct("!H").unpack_from  # at IPV4_OFFSET_TOTAL_LENGTH
-_IPV4_FRAGMENT: Final = 0x3FFF  # MF bit and fragment offset
 # The smallest common datagram: its inner frame holds an IPv4 header (20 + 8 + 34 = 62).
-_MIN_COMMON_TOTAL: Final = NVGRE_V4_FLOW_INNER_OFFSET + _IP_MIN_FRAME
+_MIN_COMMON_TOTAL: Final = NVGRE_V4_FLOW_INNER_OFFSET + IP_MIN_FRAME
 _NOT_COMMON: Final = object()  # a flow-cache miss that parse_nvgre must read instead
 # Flow-cache entries before it is emptied and refilled: a real node sees far fewer
 # distinct (PA, VSID, MAC, CA) combinations; a flood of forged ones costs a refill.
@@ -96,7 +97,7 @@ def from_provider(node: HostNode, datagram: memoryview) -> None:
         return
     frame = packet.inner
     dst_mac, src_mac, ethertype = ETH_HEADER.unpack_from(frame)
-    inner_vihl = frame[_IP] if len(frame) >= _IP_MIN_FRAME else 0
+    inner_vihl = frame[IP_VERSION_IHL] if len(frame) >= IP_MIN_FRAME else 0
     verdict = _verdict(
         tables,
         packet.vsid,
@@ -106,7 +107,7 @@ def from_provider(node: HostNode, datagram: memoryview) -> None:
         src_mac,
         ethertype,
         inner_vihl,
-        bytes(frame[_IP_SRC:_IP_DST]),
+        bytes(frame[IP_SRC_ADDR]),
     )
     if verdict.__class__ is HostPort:
         node.out.to_tap(verdict, frame)
@@ -124,8 +125,8 @@ def _flow_verdict(key: tuple, tables: HostTables) -> HostPort | Drop | object:
     dst_mac, src_mac, ethertype = ETH_HEADER.unpack(ethernet)
     vsid = int.from_bytes(vsid_bytes, "big")
     if (
-        vihl != 0x45
-        or fragment & _IPV4_FRAGMENT
+        vihl != IPV4_VIHL_NO_OPTIONS
+        or fragment & IPV4_FRAGMENT_MASK
         or protocol != IPPROTO_GRE
         or gre_word != NVGRE_WORD
         or ethertype != ETHERTYPE_IPV4
@@ -164,7 +165,7 @@ def _verdict(
     if port is None:
         if dst_mac in tables.port_macs:
             return Drop.VSID_MISMATCH
-        return Drop.BROADCAST if dst_mac[0] & 1 else Drop.NO_PORT
+        return Drop.BROADCAST if dst_mac[0] & ETH_GROUP_BIT else Drop.NO_PORT
     if ethertype != ETHERTYPE_IPV4:
         return Drop.ARP_FROM_PROVIDER if ethertype == ETHERTYPE_ARP else Drop.UNSUPPORTED
     # What the verdict reads must be an IPv4 header (version, IHL: in the flow key,
@@ -173,7 +174,7 @@ def _verdict(
     # reaches the VM as it came, as a switch delivers it, and the VM's stack checks
     # it again; per packet it would cost 14-17 % of this path (callgrind, README
     # "Drop reasons").
-    if inner_vihl >> 4 != 4 or inner_vihl & 0x0F < 5:
+    if inner_vihl >> 4 != IPV4_VERSION or inner_vihl & IPV4_IHL_MASK < IPV4_IHL_MIN:
         return Drop.INNER_MALFORMED
     # Anti-spoofing: the inner source must be a CA whose record has this outer PA.
     if src_mac == port.router_mac:  # routed by the sender's host from another VSID

@@ -12,7 +12,7 @@ from typing import Final
 
 from gateway.dataplane.counters import Counters, PortCounters
 from gateway.policy import CompiledRecord, RecordType, Rule, Snapshot
-from gateway.wire import IPV4_ADDR_SIZE, NVGRE_OVERHEAD_V4
+from gateway.wire import ETH_ADDR_SIZE, IPV4_ADDR_SIZE, NVGRE_OVERHEAD_V4
 
 UNDERLAY_MTU: Final = 1500  # a plain Ethernet provider network
 # What a VM's TAP gets, so that its largest frame still fits the underlay once
@@ -26,7 +26,7 @@ ROUTER_MAC_PREFIX: Final = b"\x02\x4e\x56"
 
 
 def router_mac(vsid: int) -> bytes:
-    return ROUTER_MAC_PREFIX + vsid.to_bytes(3, "big")
+    return ROUTER_MAC_PREFIX + vsid.to_bytes(ETH_ADDR_SIZE - len(ROUTER_MAC_PREFIX), "big")
 
 
 class HostPort:

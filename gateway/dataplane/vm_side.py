@@ -10,11 +10,19 @@ from __future__ import annotations
 
 from typing import Final
 
-from gateway.dataplane._frame import IP as _IP
-from gateway.dataplane._frame import IP_DST as _IP_DST
-from gateway.dataplane._frame import IP_MIN_FRAME as _IP_MIN_FRAME
-from gateway.dataplane._frame import IP_SRC as _IP_SRC
-from gateway.dataplane._frame import IP_TOTAL_LENGTH as _IP_TOTAL_LENGTH
+from gateway.dataplane._frame import (
+    ETH_DST,
+    ETH_SRC,
+    IP,
+    IP_DST_ADDR,
+    IP_FLAG_DF,
+    IP_FLAGS,
+    IP_MIN_FRAME,
+    IP_SRC_ADDR,
+    IP_TOTAL_LENGTH,
+    IP_TOTAL_LENGTH_FIELD,
+    IP_VERSION_IHL,
+)
 from gateway.dataplane.host import HostNode
 from gateway.dataplane.ip_rewrite import to_link
 from gateway.dataplane.tables import HostPort, router_mac
@@ -22,6 +30,7 @@ from gateway.errors import BadPacket, Drop
 from gateway.policy import RecordType, Rule
 from gateway.wire import (
     ARP_OP_REQUEST,
+    ETH_GROUP_BIT,
     ETH_HEADER,
     ETH_HEADER_SIZE,
     ETHERTYPE_ARP,
@@ -31,7 +40,11 @@ from gateway.wire import (
     ICMP_CODE_FRAGMENTATION_NEEDED,
     IPPROTO_ICMP,
     IPV4_ADDR_SIZE,
+    IPV4_IHL_MASK,
+    IPV4_IHL_MIN,
+    IPV4_VERSION,
     NVGRE_FLAGS,
+    VSID_SHIFT,
     build_arp_reply,
     build_ethernet,
     build_icmp_unreachable,
@@ -43,9 +56,7 @@ from gateway.wire import (
     rewrite_ipv4_src,
 )
 
-_IP_DF_BYTE: Final = _IP + 6
-_DF_BIT: Final = 0x40  # in the flags byte
-_UNSPECIFIED_V4: Final = bytes(4)
+_UNSPECIFIED_V4: Final = bytes(IPV4_ADDR_SIZE)  # 0.0.0.0: an ARP probe's sender (RFC 5227)
 
 
 def from_port(node: HostNode, port: HostPort, frame: memoryview) -> None:
@@ -92,17 +103,21 @@ def _ipv4_from_port(node: HostNode, port: HostPort, frame: memoryview, dst_mac: 
     counters = node.counters
     drops = counters.drops
     size = len(frame)
-    if size < _IP_MIN_FRAME or frame[_IP] >> 4 != 4 or frame[_IP] & 0x0F < 5:
+    if size < IP_MIN_FRAME:
+        drops[Drop.INNER_MALFORMED] += 1
+        return
+    vihl = frame[IP_VERSION_IHL]
+    if vihl >> 4 != IPV4_VERSION or vihl & IPV4_IHL_MASK < IPV4_IHL_MIN:
         drops[Drop.INNER_MALFORMED] += 1
         return
     # The IPv4 packet must fit its frame and hold its own header (RFC 1812 sec.
     # 5.2.2, what a router checks): a VM's packet is checked here, where it enters,
     # so the receiving host need not check it again per packet (provider_side.py).
-    ip_total = frame[_IP_TOTAL_LENGTH] << 8 | frame[_IP_TOTAL_LENGTH + 1]
-    if not (frame[_IP] & 0x0F) << 2 <= ip_total <= size - ETH_HEADER_SIZE:
+    ip_total = frame[IP_TOTAL_LENGTH] << 8 | frame[IP_TOTAL_LENGTH + 1]
+    if not (vihl & IPV4_IHL_MASK) << 2 <= ip_total <= size - ETH_HEADER_SIZE:
         drops[Drop.INNER_MALFORMED] += 1
         return
-    if bytes(frame[_IP_SRC:_IP_DST]) != port.ca:
+    if bytes(frame[IP_SRC_ADDR]) != port.ca:
         drops[Drop.SPOOFED_SOURCE] += 1
         return
     if size - ETH_HEADER_SIZE > port.mtu:
@@ -110,7 +125,7 @@ def _ipv4_from_port(node: HostNode, port: HostPort, frame: memoryview, dst_mac: 
         return
     tables = node.tables
     snapshot = tables.snapshot
-    dst_ip = bytes(frame[_IP_DST : _IP_DST + 4])
+    dst_ip = bytes(frame[IP_DST_ADDR])
     if dst_mac == port.router_mac:
         route = snapshot.route(port.rdid, dst_ip)
         if route is None:
@@ -121,13 +136,13 @@ def _ipv4_from_port(node: HostNode, port: HostPort, frame: memoryview, dst_mac: 
         if record is None:
             drops[Drop.NO_RECORD] += 1
             return
-        if decrement_ttl(frame, _IP) == 0:
+        if decrement_ttl(frame, IP) == 0:
             drops[Drop.TTL_EXPIRED] += 1
             return
-        frame[0:6] = record.mac_bytes
-        frame[6:12] = router_mac(vsid)
+        frame[ETH_DST] = record.mac_bytes
+        frame[ETH_SRC] = router_mac(vsid)
         counters.routed += 1
-    elif dst_mac[0] & 1:
+    elif dst_mac[0] & ETH_GROUP_BIT:
         drops[Drop.BROADCAST] += 1
         return
     else:
@@ -153,7 +168,7 @@ def _ipv4_from_port(node: HostNode, port: HostPort, frame: memoryview, dst_mac: 
             # NVGRE is never carried across families.
             drops[Drop.PROVIDER_UNREACHABLE] += 1
             return
-        key = vsid << 8 | flow_id_of_frame(frame)
+        key = vsid << VSID_SHIFT | flow_id_of_frame(frame)
         node.out.to_provider(
             port.pa, record.pa_bytes, GRE_KEYED.pack(NVGRE_FLAGS, ETHERTYPE_TEB, key), frame
         )
@@ -166,10 +181,10 @@ def _ipv4_from_port(node: HostNode, port: HostPort, frame: memoryview, dst_mac: 
             # is its host's, shared, and the kernel's): nothing can carry it.
             drops[Drop.PROVIDER_UNREACHABLE] += 1
             return
-        end = _IP + int.from_bytes(frame[_IP + 2 : _IP + 4], "big")
+        end = IP + int.from_bytes(frame[IP_TOTAL_LENGTH_FIELD], "big")
         try:
-            rewrite_ipv4_src(frame[_IP:end], port.pa)
-            rewrite_ipv4_dst(frame[_IP:end], record.pa_bytes)
+            rewrite_ipv4_src(frame[IP:end], port.pa)
+            rewrite_ipv4_dst(frame[IP:end], record.pa_bytes)
         except BadPacket as bad:
             drops[bad.reason] += 1
             return
@@ -187,12 +202,12 @@ def _too_big(node: HostNode, port: HostPort, frame: memoryview, dst_mac: bytes) 
     gateway (none, or an IPv6 one), from the address the frame was sent to."""
     counters = node.counters
     counters.drops[Drop.TOO_BIG] += 1
-    if not frame[_IP_DF_BYTE] & _DF_BIT:
+    if not frame[IP_FLAGS] & IP_FLAG_DF:
         return  # a VM that allows fragmentation sent more than its TAP's MTU: its bug
-    if dst_mac[0] & 1:
+    if dst_mac[0] & ETH_GROUP_BIT:
         return  # RFC 1122 sec. 3.2.2: no ICMP error for a link-layer broadcast
-    icmp = build_icmp_unreachable(ICMP_CODE_FRAGMENTATION_NEEDED, frame[_IP:], port.mtu)
-    source = port.gateway_ca or bytes(frame[_IP_DST : _IP_DST + 4])
+    icmp = build_icmp_unreachable(ICMP_CODE_FRAGMENTATION_NEEDED, frame[IP:], port.mtu)
+    source = port.gateway_ca or bytes(frame[IP_DST_ADDR])
     ip = build_ipv4(source, port.ca, IPPROTO_ICMP, len(icmp))
     node.out.to_tap(port, build_ethernet(port.mac, dst_mac, ETHERTYPE_IPV4) + ip + icmp)
     counters.icmp_errors_sent += 1

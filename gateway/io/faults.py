@@ -28,13 +28,22 @@ from gateway.errors import Drop
 from gateway.wire import (
     ARP_IPV4_SIZE,
     ETH_HEADER_SIZE,
+    ETH_OFFSET_TYPE,
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,
     ETHERTYPE_IPV6,
     ETHERTYPE_TEB,
+    GRE_BASE_SIZE,
+    GRE_FLAG_C,
+    GRE_FLAG_K,
+    GRE_FLAG_S,
+    GRE_OFFSET_PROTOCOL,
     IPPROTO_GRE,
     IPV4_HEADER_SIZE,
+    IPV4_IHL_MASK,
+    IPV4_OFFSET_PROTOCOL,
     IPV6_HEADER_SIZE,
+    IPV6_OFFSET_NEXT_HEADER,
     IPV6_VERSION,
 )
 
@@ -42,7 +51,9 @@ FAULT_LOG_INTERVAL_S: Final = 5.0
 MAX_SITES: Final = 256  # places whose traceback was logged; code has few, so never reached
 QUOTED_AFTER_IP: Final = 8  # RFC 792: an ICMP error quotes 8 bytes past the IP header
 HEADERS_MAX: Final = 128  # outer IPv4 60 + GRE 16 + Ethernet 14 + inner 40 fits with room
-_GRE_OPTIONAL: Final = ((0x80, 4), (0x20, 4), (0x10, 4))  # C, K, S bits: 4 bytes each
+# The GRE fields a flag adds, 4 bytes each (RFC 2890 sec. 2): checksum and reserved
+# (C), key (K), sequence number (S); the flags as bits of the header's first byte.
+_GRE_OPTIONAL: Final = tuple((flag >> 8, 4) for flag in (GRE_FLAG_C, GRE_FLAG_K, GRE_FLAG_S))
 _LAYERS_MAX: Final = 6  # Ethernet, IP, GRE, Ethernet, IP: a GRE-in-GRE chain stops here
 
 Fault = Callable[[Exception, memoryview], None]
@@ -61,7 +72,7 @@ def header_length(data: memoryview, ethernet: bool) -> int:
         if layer == "ethernet":
             if size < at + ETH_HEADER_SIZE:
                 return size
-            ethertype = data[at + 12] << 8 | data[at + 13]
+            ethertype = data[at + ETH_OFFSET_TYPE] << 8 | data[at + ETH_OFFSET_TYPE + 1]
             at += ETH_HEADER_SIZE
             if ethertype == ETHERTYPE_ARP:
                 return min(size, at + ARP_IPV4_SIZE)
@@ -72,19 +83,22 @@ def header_length(data: memoryview, ethernet: bool) -> int:
             if size < at + IPV4_HEADER_SIZE:
                 return size
             if data[at] >> 4 == IPV6_VERSION:
-                protocol = data[at + 6] if size >= at + IPV6_HEADER_SIZE else -1
+                protocol = (
+                    data[at + IPV6_OFFSET_NEXT_HEADER] if size >= at + IPV6_HEADER_SIZE else -1
+                )
                 at += IPV6_HEADER_SIZE
             else:
-                protocol = data[at + 9]
-                at += max(IPV4_HEADER_SIZE, (data[at] & 0x0F) * 4)
+                protocol = data[at + IPV4_OFFSET_PROTOCOL]
+                at += max(IPV4_HEADER_SIZE, (data[at] & IPV4_IHL_MASK) * 4)
             if protocol != IPPROTO_GRE:
                 return min(size, at + QUOTED_AFTER_IP)
             layer = "gre"
         else:
-            if size < at + 4:
+            if size < at + GRE_BASE_SIZE:
                 return size
-            flags, protocol = data[at], data[at + 2] << 8 | data[at + 3]
-            at += 4 + sum(extra for bit, extra in _GRE_OPTIONAL if flags & bit)
+            flags = data[at]
+            protocol = data[at + GRE_OFFSET_PROTOCOL] << 8 | data[at + GRE_OFFSET_PROTOCOL + 1]
+            at += GRE_BASE_SIZE + sum(extra for bit, extra in _GRE_OPTIONAL if flags & bit)
             if protocol != ETHERTYPE_TEB:
                 return min(size, at)
             layer = "ethernet"

@@ -36,6 +36,16 @@ from collections.abc import Callable, Collection
 from typing import Final, TypeVar
 
 from gateway.errors import Drop
+from gateway.wire import (
+    ETH_HEADER_SIZE,
+    ETH_OFFSET_TYPE,
+    ETHERTYPE_IPV4,
+    IPPROTO_GRE,
+    IPV4_HEADER_SIZE,
+    IPV4_OFFSET_DST,
+    IPV4_OFFSET_PROTOCOL,
+    IPV4_VIHL_NO_OPTIONS,
+)
 
 SOL_PACKET: Final = 263
 PACKET_RX_RING: Final = 5
@@ -69,7 +79,10 @@ _PKTTYPE: Final = 0xFFFFF000 + 4  # SKF_AD_OFF + SKF_AD_PKTTYPE: the frame's pkt
 _PACKET_OTHERHOST: Final = 3  # to another host's unicast MAC (linux/if_packet.h)
 _JUMP_MAX: Final = 255  # jt and jf are one byte
 # Offsets in the Ethernet frame: ethertype 12, outer IPv4 at 14 (protocol 23, dst 30).
-_ETHERTYPE, _IP, _PROTOCOL, _DST = 12, 14, 23, 30
+_IP: Final = ETH_HEADER_SIZE
+_PROTOCOL: Final = _IP + IPV4_OFFSET_PROTOCOL
+_DST: Final = _IP + IPV4_OFFSET_DST
+_HEADER_WORDS: Final = IPV4_HEADER_SIZE // 2  # an option-less header's 16-bit words
 _ACCEPT: Final = 0x40000  # the whole frame (any snaplen above the largest frame)
 # What the filter keeps of a frame it refuses but wants counted: lengths no real frame
 # has, which ``drain`` tells from a whole frame and from one cut by its slot.
@@ -97,10 +110,10 @@ def gre_filter(pas: Collection[bytes]) -> tuple[Instruction, ...]:
         raise ValueError(f"a ring filters 1..{MAX_FILTER_PAS} PAs, not {len(pas)}")
     ordered = sorted(pas)
     code: list[str | tuple[int, int | str, int | str, int]] = [
-        (_LDH, 0, 0, _ETHERTYPE),
-        (_JEQ, 0, "drop", 0x0800),
+        (_LDH, 0, 0, ETH_OFFSET_TYPE),
+        (_JEQ, 0, "drop", ETHERTYPE_IPV4),
         (_LDB, 0, 0, _PROTOCOL),
-        (_JEQ, 0, "drop", 47),
+        (_JEQ, 0, "drop", IPPROTO_GRE),
         (_LDW, 0, 0, _DST),
         *((_JEQ, "ours", 0, int.from_bytes(pa)) for pa in ordered[:-1]),
         (_JEQ, "ours", "drop", int.from_bytes(ordered[-1])),
@@ -108,10 +121,10 @@ def gre_filter(pas: Collection[bytes]) -> tuple[Instruction, ...]:
         (_LDB, 0, 0, _PKTTYPE),
         (_JEQ, "other_host", 0, _PACKET_OTHERHOST),
         (_LDB, 0, 0, _IP),
-        (_JEQ, 0, "accept", 0x45),  # options: the data plane's slow path checks them
+        (_JEQ, 0, "accept", IPV4_VIHL_NO_OPTIONS),  # options: the slow path checks them
         (_LDH, 0, 0, _IP),
     ]
-    for word in range(1, 10):
+    for word in range(1, _HEADER_WORDS):
         code += [(_TAX, 0, 0, 0), (_LDH, 0, 0, _IP + 2 * word), (_ADDX, 0, 0, 0)]
     code += [
         (_MOD, 0, 0, 0xFFFF),
@@ -178,7 +191,7 @@ class ReceiveRing:
         on_fault: Callable[[Exception, memoryview], None],
         ring_bytes: int = RING_BYTES,
     ) -> None:
-        self.frame_size = 1 << (mtu + 14 + FRAME_HEADROOM - 1).bit_length()
+        self.frame_size = 1 << (mtu + ETH_HEADER_SIZE + FRAME_HEADROOM - 1).bit_length()
         block_count = max(1, ring_bytes // BLOCK_BYTES)
         self.frames = block_count * (BLOCK_BYTES // self.frame_size)
         self.pas = frozenset(pas)

@@ -18,14 +18,14 @@ from gateway.wire.ethernet import ETH_ADDR_SIZE, ETHERTYPE_ARP, ETHERTYPE_IPV4, 
 from gateway.wire.ipv4 import IPV4_ADDR_SIZE
 
 # htype, ptype, hlen, plen, opcode, sender MAC, sender IP, target MAC, target IP (RFC 826)
-ARP_IPV4: Final = struct.Struct("!HHBBH6s4s6s4s")
-ARP_IPV4_SIZE: Final = ARP_IPV4.size  # 28
+_ARP_IPV4: Final = struct.Struct("!HHBBH6s4s6s4s")
+ARP_IPV4_SIZE: Final = _ARP_IPV4.size  # 28
 _ARP_FIXED: Final = struct.Struct("!HHBB")  # htype, ptype, hlen, plen: what the rest looks like
 _ARP_FIXED_SIZE: Final = _ARP_FIXED.size  # 8
-ARP_HTYPE_ETHERNET: Final = 1
+_ARP_HTYPE_ETHERNET: Final = 1
 ARP_OP_REQUEST: Final = 1
 ARP_OP_REPLY: Final = 2
-_ETHERNET_IPV4: Final = (ARP_HTYPE_ETHERNET, ETHERTYPE_IPV4, ETH_ADDR_SIZE, IPV4_ADDR_SIZE)
+_ETHERNET_IPV4: Final = (_ARP_HTYPE_ETHERNET, ETHERTYPE_IPV4, ETH_ADDR_SIZE, IPV4_ADDR_SIZE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,7 @@ def parse_arp(data: Buffer, offset: int = 0) -> ArpPacket:
             raise BadPacket(Drop.INNER_MALFORMED)
         if available < ARP_IPV4_SIZE:
             raise BadPacket(Drop.TRUNCATED)
-        _, _, _, _, opcode, sha, spa, tha, tpa = ARP_IPV4.unpack_from(data, offset)
+        _, _, _, _, opcode, sha, spa, tha, tpa = _ARP_IPV4.unpack_from(data, offset)
     except struct.error:
         raise BadPacket(Drop.TRUNCATED) from None
     return ArpPacket(opcode, sha, spa, tha, tpa)
@@ -66,8 +66,8 @@ def build_arp(
         raise ValueError("a MAC address is 6 bytes")
     if len(sender_ip) != IPV4_ADDR_SIZE or len(target_ip) != IPV4_ADDR_SIZE:
         raise ValueError("an IPv4 address is 4 bytes")
-    return ARP_IPV4.pack(
-        ARP_HTYPE_ETHERNET,
+    return _ARP_IPV4.pack(
+        _ARP_HTYPE_ETHERNET,
         ETHERTYPE_IPV4,
         ETH_ADDR_SIZE,
         IPV4_ADDR_SIZE,

@@ -21,8 +21,8 @@ _WORD_MASK: Final = 0xFFFF
 
 # RFC 768: an IPv4 UDP checksum of 0 means "not computed", so a computed 0 is sent as
 # its other one's complement form, 0xFFFF.
-UDP_NO_CHECKSUM: Final = 0x0000
-UDP_ZERO_CHECKSUM_SENT_AS: Final = 0xFFFF
+_UDP_NO_CHECKSUM: Final = 0x0000
+_UDP_ZERO_CHECKSUM_SENT_AS: Final = 0xFFFF
 
 
 def ones_complement_sum(data: Buffer, initial: int = 0) -> int:

@@ -19,19 +19,21 @@ ETH_ADDR_SIZE: Final = 6
 ETH_OFFSET_DST: Final = 0
 ETH_OFFSET_SRC: Final = 6
 ETH_OFFSET_TYPE: Final = 12
-ETH_TYPE: Final = struct.Struct("!H")  # unpack_from(view, ETH_OFFSET_TYPE) in the hot loop
+_ETH_TYPE: Final = struct.Struct("!H")  # unpack_from(view, ETH_OFFSET_TYPE) in the hot loop
 
 ETHERTYPE_IPV4: Final = 0x0800
 ETHERTYPE_ARP: Final = 0x0806
 ETHERTYPE_IPV6: Final = 0x86DD
-ETHERTYPE_VLAN: Final = 0x8100  # IEEE 802.1Q C-tag
-ETHERTYPE_QINQ: Final = 0x88A8  # IEEE 802.1ad S-tag
-ETHERTYPE_QINQ_LEGACY: Final = 0x9100  # pre-802.1ad S-tag, still sent by some switches
-VLAN_ETHERTYPES: Final = frozenset((ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_LEGACY))
+_ETHERTYPE_VLAN: Final = 0x8100  # IEEE 802.1Q C-tag
+_ETHERTYPE_QINQ: Final = 0x88A8  # IEEE 802.1ad S-tag
+_ETHERTYPE_QINQ_LEGACY: Final = 0x9100  # pre-802.1ad S-tag, still sent by some switches
+VLAN_ETHERTYPES: Final = frozenset((_ETHERTYPE_VLAN, _ETHERTYPE_QINQ, _ETHERTYPE_QINQ_LEGACY))
 
 BROADCAST_MAC: Final = b"\xff" * ETH_ADDR_SIZE
 ZERO_MAC: Final = bytes(ETH_ADDR_SIZE)
-_GROUP_BIT: Final = 0x01  # I/G bit: least significant bit of the first octet (802-2014 8.2)
+# I/G bit: least significant bit of a MAC's first octet; set in broadcast and multicast
+# addresses (IEEE 802-2014 sec. 8.2).
+ETH_GROUP_BIT: Final = 0x01
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +68,7 @@ def build_ethernet(dst: bytes, src: bytes, ethertype: int) -> bytes:
 
 def is_multicast(mac: Buffer) -> bool:
     """Group address (broadcast included): not forwarded by default (design.md)."""
-    return bool(mac[0] & _GROUP_BIT)
+    return bool(mac[0] & ETH_GROUP_BIT)
 
 
 def is_broadcast(mac: Buffer) -> bool:

@@ -23,29 +23,30 @@ from typing import Final
 
 from gateway.wire._types import Buffer
 from gateway.wire.ethernet import (
+    _ETH_TYPE,
     ETH_HEADER_SIZE,
     ETH_OFFSET_TYPE,
-    ETH_TYPE,
     ETHERTYPE_IPV4,
     ETHERTYPE_IPV6,
 )
 from gateway.wire.ipv4 import (
+    _IPV4_HEADER,
     IPPROTO_TCP,
     IPPROTO_UDP,
     IPV4_FRAGMENT_MASK,
-    IPV4_HEADER,
     IPV4_HEADER_SIZE,
+    IPV4_IHL_MASK,
     IPV4_VERSION,
 )
-from gateway.wire.ipv6 import IPV6_HEADER, IPV6_HEADER_SIZE, IPV6_VERSION
-from gateway.wire.l4 import L4_PORTS, L4_PORTS_SIZE
-from gateway.wire.nvgre import FLOW_ID_MASK
+from gateway.wire.ipv6 import _IPV6_HEADER, IPV6_HEADER_SIZE, IPV6_VERSION
+from gateway.wire.l4 import _L4_PORTS, _L4_PORTS_SIZE
+from gateway.wire.nvgre import _FLOW_ID_MASK
 
-FLOW_KEY_V4: Final = struct.Struct("!4s4sBHH")  # 5-tuple: TCP and UDP
-FLOW_KEY_V4_NO_PORTS: Final = struct.Struct("!4s4sB")  # 3-tuple: everything else
-FLOW_KEY_V6: Final = struct.Struct("!16s16sBHH")
-FLOW_KEY_V6_NO_PORTS: Final = struct.Struct("!16s16sB")
-NO_FLOW_ID: Final = 0  # "not generated" (RFC 7637 sec. 3.2)
+_FLOW_KEY_V4: Final = struct.Struct("!4s4sBHH")  # 5-tuple: TCP and UDP
+_FLOW_KEY_V4_NO_PORTS: Final = struct.Struct("!4s4sB")  # 3-tuple: everything else
+_FLOW_KEY_V6: Final = struct.Struct("!16s16sBHH")
+_FLOW_KEY_V6_NO_PORTS: Final = struct.Struct("!16s16sB")
+_NO_FLOW_ID: Final = 0  # "not generated" (RFC 7637 sec. 3.2)
 
 _PORTED: Final = frozenset((IPPROTO_TCP, IPPROTO_UDP))
 
@@ -59,10 +60,10 @@ def flow_id_of_tuple(
     """
     v6 = len(src) == 16
     if protocol in _PORTED and src_port is not None and dst_port is not None:
-        key = (FLOW_KEY_V6 if v6 else FLOW_KEY_V4).pack(src, dst, protocol, src_port, dst_port)
+        key = (_FLOW_KEY_V6 if v6 else _FLOW_KEY_V4).pack(src, dst, protocol, src_port, dst_port)
     else:
-        key = (FLOW_KEY_V6_NO_PORTS if v6 else FLOW_KEY_V4_NO_PORTS).pack(src, dst, protocol)
-    return zlib.crc32(key) & FLOW_ID_MASK
+        key = (_FLOW_KEY_V6_NO_PORTS if v6 else _FLOW_KEY_V4_NO_PORTS).pack(src, dst, protocol)
+    return zlib.crc32(key) & _FLOW_ID_MASK
 
 
 def flow_id_of_frame(frame: Buffer) -> int:
@@ -73,38 +74,38 @@ def flow_id_of_frame(frame: Buffer) -> int:
     """
     try:
         if len(frame) < ETH_HEADER_SIZE:
-            return NO_FLOW_ID
-        (ethertype,) = ETH_TYPE.unpack_from(frame, ETH_OFFSET_TYPE)
+            return _NO_FLOW_ID
+        (ethertype,) = _ETH_TYPE.unpack_from(frame, ETH_OFFSET_TYPE)
         at = ETH_HEADER_SIZE
         if ethertype == ETHERTYPE_IPV4:
             if len(frame) - at < IPV4_HEADER_SIZE:
-                return NO_FLOW_ID
-            ver_ihl, _, _, _, fragment, _, protocol, _, src, dst = IPV4_HEADER.unpack_from(
+                return _NO_FLOW_ID
+            ver_ihl, _, _, _, fragment, _, protocol, _, src, dst = _IPV4_HEADER.unpack_from(
                 frame, at
             )
             if ver_ihl >> 4 != IPV4_VERSION:
-                return NO_FLOW_ID
-            l4 = at + (ver_ihl & 0x0F) * 4
+                return _NO_FLOW_ID
+            l4 = at + (ver_ihl & IPV4_IHL_MASK) * 4
             ported = protocol in _PORTED and not fragment & IPV4_FRAGMENT_MASK
-            key = FLOW_KEY_V4
-            key_no_ports = FLOW_KEY_V4_NO_PORTS
+            key = _FLOW_KEY_V4
+            key_no_ports = _FLOW_KEY_V4_NO_PORTS
         elif ethertype == ETHERTYPE_IPV6:
             if len(frame) - at < IPV6_HEADER_SIZE:
-                return NO_FLOW_ID
-            first, _, protocol, _, src, dst = IPV6_HEADER.unpack_from(frame, at)
+                return _NO_FLOW_ID
+            first, _, protocol, _, src, dst = _IPV6_HEADER.unpack_from(frame, at)
             if first >> 28 != IPV6_VERSION:
-                return NO_FLOW_ID
+                return _NO_FLOW_ID
             l4 = at + IPV6_HEADER_SIZE
             ported = protocol in _PORTED
-            key = FLOW_KEY_V6
-            key_no_ports = FLOW_KEY_V6_NO_PORTS
+            key = _FLOW_KEY_V6
+            key_no_ports = _FLOW_KEY_V6_NO_PORTS
         else:
-            return NO_FLOW_ID
-        if ported and l4 - at >= IPV4_HEADER_SIZE and len(frame) - l4 >= L4_PORTS_SIZE:
-            src_port, dst_port = L4_PORTS.unpack_from(frame, l4)
+            return _NO_FLOW_ID
+        if ported and l4 - at >= IPV4_HEADER_SIZE and len(frame) - l4 >= _L4_PORTS_SIZE:
+            src_port, dst_port = _L4_PORTS.unpack_from(frame, l4)
             packed = key.pack(src, dst, protocol, src_port, dst_port)
         else:
             packed = key_no_ports.pack(src, dst, protocol)
-        return zlib.crc32(packed) & FLOW_ID_MASK
+        return zlib.crc32(packed) & _FLOW_ID_MASK
     except (struct.error, IndexError, ValueError):
-        return NO_FLOW_ID
+        return _NO_FLOW_ID

@@ -15,18 +15,19 @@ from typing import Final
 from gateway.errors import BadPacket, Drop
 from gateway.wire._types import Buffer
 from gateway.wire.checksum import checksum_ok, internet_checksum
+from gateway.wire.ipv4 import IPV4_IHL_MASK
 
-ICMP_HEADER: Final = struct.Struct("!BBHI")  # type, code, checksum, rest (RFC 792)
-ICMP_HEADER_SIZE: Final = ICMP_HEADER.size  # 8
-ICMP_OFFSET_CHECKSUM: Final = 2
+_ICMP_HEADER: Final = struct.Struct("!BBHI")  # type, code, checksum, rest (RFC 792)
+_ICMP_HEADER_SIZE: Final = _ICMP_HEADER.size  # 8
+_ICMP_OFFSET_CHECKSUM: Final = 2
 
 ICMP_ECHO_REPLY: Final = 0
 ICMP_DEST_UNREACHABLE: Final = 3
 ICMP_ECHO_REQUEST: Final = 8
-ICMP_TIME_EXCEEDED: Final = 11
+_ICMP_TIME_EXCEEDED: Final = 11
 ICMP_CODE_FRAGMENTATION_NEEDED: Final = 4  # with type 3; next-hop MTU in rest (RFC 1191 sec. 4)
 # RFC 792: an error quotes the offending datagram's IP header and its first 64 bits.
-ICMP_QUOTED_PAYLOAD_SIZE: Final = 8
+_ICMP_QUOTED_PAYLOAD_SIZE: Final = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +58,13 @@ def parse_icmp(data: Buffer, offset: int = 0) -> IcmpMessage:
     Pass the IP payload bounded by the IP total length, so padding is not taken for
     echo data. The checksum is reported, not verified (``icmp_checksum_ok`` does that).
     """
-    if offset < 0 or len(data) - offset < ICMP_HEADER_SIZE:
+    if offset < 0 or len(data) - offset < _ICMP_HEADER_SIZE:
         raise BadPacket(Drop.TRUNCATED)
     try:
-        icmp_type, code, checksum, rest = ICMP_HEADER.unpack_from(data, offset)
+        icmp_type, code, checksum, rest = _ICMP_HEADER.unpack_from(data, offset)
     except struct.error:
         raise BadPacket(Drop.TRUNCATED) from None
-    return IcmpMessage(icmp_type, code, checksum, rest, bytes(data[offset + ICMP_HEADER_SIZE :]))
+    return IcmpMessage(icmp_type, code, checksum, rest, bytes(data[offset + _ICMP_HEADER_SIZE :]))
 
 
 def icmp_checksum_ok(data: Buffer) -> bool:
@@ -71,11 +72,11 @@ def icmp_checksum_ok(data: Buffer) -> bool:
     return checksum_ok(data)
 
 
-def build_icmp(icmp_type: int, code: int, rest: int, payload: Buffer = b"") -> bytes:
+def _build_icmp(icmp_type: int, code: int, rest: int, payload: Buffer = b"") -> bytes:
     """Any ICMP message, with its checksum over header and payload."""
-    message = bytearray(ICMP_HEADER.pack(icmp_type, code, 0, rest))
+    message = bytearray(_ICMP_HEADER.pack(icmp_type, code, 0, rest))
     message += payload
-    ICMP_HEADER.pack_into(message, 0, icmp_type, code, internet_checksum(message), rest)
+    _ICMP_HEADER.pack_into(message, 0, icmp_type, code, internet_checksum(message), rest)
     return bytes(message)
 
 
@@ -85,14 +86,14 @@ def build_icmp_echo(
     if not 0 <= identifier <= 0xFFFF or not 0 <= sequence <= 0xFFFF:
         raise ValueError("identifier and sequence are 16 bits")
     icmp_type = ICMP_ECHO_REPLY if reply else ICMP_ECHO_REQUEST
-    return build_icmp(icmp_type, 0, (identifier << 16) | sequence, payload)
+    return _build_icmp(icmp_type, 0, (identifier << 16) | sequence, payload)
 
 
 def build_icmp_echo_reply(request: IcmpMessage) -> bytes:
     """RFC 792: the reply returns the request's identifier, sequence and data unchanged."""
     if request.type != ICMP_ECHO_REQUEST:
         raise ValueError("only an echo request can be answered")
-    return build_icmp(ICMP_ECHO_REPLY, 0, request.rest, request.payload)
+    return _build_icmp(ICMP_ECHO_REPLY, 0, request.rest, request.payload)
 
 
 def build_icmp_unreachable(code: int, original: Buffer, next_hop_mtu: int = 0) -> bytes:
@@ -104,6 +105,6 @@ def build_icmp_unreachable(code: int, original: Buffer, next_hop_mtu: int = 0) -
     """
     if not 0 <= next_hop_mtu <= 0xFFFF:
         raise ValueError("the next-hop MTU is 16 bits")
-    header_length = (original[0] & 0x0F) * 4
-    quoted = original[: header_length + ICMP_QUOTED_PAYLOAD_SIZE]
-    return build_icmp(ICMP_DEST_UNREACHABLE, code, next_hop_mtu, quoted)
+    header_length = (original[0] & IPV4_IHL_MASK) * 4
+    quoted = original[: header_length + _ICMP_QUOTED_PAYLOAD_SIZE]
+    return _build_icmp(ICMP_DEST_UNREACHABLE, code, next_hop_mtu, quoted)

@@ -26,38 +26,44 @@ from gateway.wire.checksum import checksum_ok, checksum_update, internet_checksu
 
 # version+IHL, TOS, total length, identification, flags+fragment offset, TTL, protocol,
 # header checksum, source, destination (RFC 791 sec. 3.1)
-IPV4_HEADER: Final = struct.Struct("!BBHHHBBH4s4s")
-IPV4_HEADER_SIZE: Final = IPV4_HEADER.size  # 20: IHL 5, no options
-IPV4_HEADER_MAX_SIZE: Final = 60  # IHL is 4 bits of 32-bit words: 15 * 4
+_IPV4_HEADER: Final = struct.Struct("!BBHHHBBH4s4s")
+IPV4_HEADER_SIZE: Final = _IPV4_HEADER.size  # 20: IHL 5, no options
+_IPV4_HEADER_MAX_SIZE: Final = 60  # IHL is 4 bits of 32-bit words: 15 * 4
 IPV4_ADDR_SIZE: Final = 4
 IPV4_VERSION: Final = 4
-IPV4_TOTAL_LENGTH_MAX: Final = 0xFFFF
+_IPV4_TOTAL_LENGTH_MAX: Final = 0xFFFF
 
+IPV4_OFFSET_VERSION_IHL: Final = 0  # version (high 4 bits), IHL (low 4 bits)
 IPV4_OFFSET_TOTAL_LENGTH: Final = 2
-IPV4_OFFSET_IDENT: Final = 4
+_IPV4_OFFSET_IDENT: Final = 4
 IPV4_OFFSET_FRAGMENT: Final = 6  # flags (3 bits) + fragment offset (13 bits)
-IPV4_OFFSET_TTL: Final = 8
+_IPV4_OFFSET_TTL: Final = 8
 IPV4_OFFSET_PROTOCOL: Final = 9
-IPV4_OFFSET_CHECKSUM: Final = 10
+_IPV4_OFFSET_CHECKSUM: Final = 10
 IPV4_OFFSET_SRC: Final = 12
 IPV4_OFFSET_DST: Final = 16
 
+# The byte at IPV4_OFFSET_VERSION_IHL: IHL counts the header in 32-bit words.
+IPV4_IHL_MASK: Final = 0x0F
+IPV4_IHL_MIN: Final = IPV4_HEADER_SIZE // 4  # 5: a header without options
+IPV4_VIHL_NO_OPTIONS: Final = IPV4_VERSION << 4 | IPV4_IHL_MIN  # 0x45, the common header
+
 # Masks on the 16-bit word at IPV4_OFFSET_FRAGMENT.
 IPV4_DF: Final = 0x4000
-IPV4_MF: Final = 0x2000
-IPV4_FRAGMENT_OFFSET_MASK: Final = 0x1FFF  # in 8-byte units
-IPV4_FRAGMENT_MASK: Final = IPV4_MF | IPV4_FRAGMENT_OFFSET_MASK  # non-zero: a fragment
+_IPV4_MF: Final = 0x2000
+_IPV4_FRAGMENT_OFFSET_MASK: Final = 0x1FFF  # in 8-byte units
+IPV4_FRAGMENT_MASK: Final = _IPV4_MF | _IPV4_FRAGMENT_OFFSET_MASK  # non-zero: a fragment
 
 # The 3-bit flags field as Ipv4Header.flags holds it (RFC 791: reserved, DF, MF).
 IPV4_FLAG_DF: Final = 0b010
-IPV4_FLAG_MF: Final = 0b001
+_IPV4_FLAG_MF: Final = 0b001
 
 IPPROTO_ICMP: Final = 1
 IPPROTO_TCP: Final = 6
 IPPROTO_UDP: Final = 17
 IPPROTO_GRE: Final = 47
 
-DEFAULT_TTL: Final = 64  # RFC 1700 / Linux net.ipv4.ip_default_ttl
+_DEFAULT_TTL: Final = 64  # RFC 1700 / Linux net.ipv4.ip_default_ttl
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +71,7 @@ class Ipv4Header:
     tos: int
     total_length: int
     ident: int
-    flags: int  # 3 bits: IPV4_FLAG_DF, IPV4_FLAG_MF
+    flags: int  # 3 bits: IPV4_FLAG_DF, _IPV4_FLAG_MF
     fragment_offset: int  # 8-byte units
     ttl: int
     protocol: int
@@ -88,7 +94,7 @@ class Ipv4Header:
 
     @property
     def more_fragments(self) -> bool:
-        return bool(self.flags & IPV4_FLAG_MF)
+        return bool(self.flags & _IPV4_FLAG_MF)
 
     @property
     def is_fragment(self) -> bool:
@@ -101,11 +107,11 @@ def _parse(data: Buffer, offset: int, bad_version: Drop, bad_length: Drop) -> Ip
         raise BadPacket(Drop.TRUNCATED)
     try:
         (ver_ihl, tos, total_length, ident, frag, ttl, protocol, checksum, src, dst) = (
-            IPV4_HEADER.unpack_from(data, offset)
+            _IPV4_HEADER.unpack_from(data, offset)
         )
         if ver_ihl >> 4 != IPV4_VERSION:
             raise BadPacket(bad_version)
-        header_length = (ver_ihl & 0x0F) * 4
+        header_length = (ver_ihl & IPV4_IHL_MASK) * 4
         if header_length < IPV4_HEADER_SIZE or total_length < header_length:
             raise BadPacket(bad_length)
         if total_length > available:  # covers the options too: header_length <= total_length
@@ -118,7 +124,7 @@ def _parse(data: Buffer, offset: int, bad_version: Drop, bad_length: Drop) -> Ip
         total_length,
         ident,
         frag >> 13,
-        frag & IPV4_FRAGMENT_OFFSET_MASK,
+        frag & _IPV4_FRAGMENT_OFFSET_MASK,
         ttl,
         protocol,
         checksum,
@@ -148,7 +154,7 @@ def build_ipv4(
     protocol: int,
     payload_length: int,
     *,
-    ttl: int = DEFAULT_TTL,
+    ttl: int = _DEFAULT_TTL,
     ident: int = 0,
     tos: int = 0,
     flags: int = IPV4_FLAG_DF,
@@ -162,16 +168,16 @@ def build_ipv4(
     """
     if len(src) != IPV4_ADDR_SIZE or len(dst) != IPV4_ADDR_SIZE:
         raise ValueError("an IPv4 address is 4 bytes")
-    if len(options) % 4 or IPV4_HEADER_SIZE + len(options) > IPV4_HEADER_MAX_SIZE:
+    if len(options) % 4 or IPV4_HEADER_SIZE + len(options) > _IPV4_HEADER_MAX_SIZE:
         raise ValueError("IPv4 options must be padded to 32 bits and at most 40 bytes")
-    if not 0 <= flags <= 0b111 or not 0 <= fragment_offset <= IPV4_FRAGMENT_OFFSET_MASK:
+    if not 0 <= flags <= 0b111 or not 0 <= fragment_offset <= _IPV4_FRAGMENT_OFFSET_MASK:
         raise ValueError("flags are 3 bits and fragment offset 13 bits")
     header_length = IPV4_HEADER_SIZE + len(options)
     total_length = header_length + payload_length
-    if not header_length <= total_length <= IPV4_TOTAL_LENGTH_MAX:
+    if not header_length <= total_length <= _IPV4_TOTAL_LENGTH_MAX:
         raise ValueError(f"IPv4 total length {total_length} out of range")
     header = bytearray(header_length)
-    IPV4_HEADER.pack_into(
+    _IPV4_HEADER.pack_into(
         header,
         0,
         (IPV4_VERSION << 4) | (header_length // 4),
@@ -186,7 +192,7 @@ def build_ipv4(
         dst,
     )
     header[IPV4_HEADER_SIZE:] = options
-    header[IPV4_OFFSET_CHECKSUM : IPV4_OFFSET_CHECKSUM + 2] = internet_checksum(header).to_bytes(
+    header[_IPV4_OFFSET_CHECKSUM : _IPV4_OFFSET_CHECKSUM + 2] = internet_checksum(header).to_bytes(
         2, "big"
     )
     return bytes(header)
@@ -194,7 +200,7 @@ def build_ipv4(
 
 def ipv4_checksum_ok(data: Buffer, offset: int = 0) -> bool:
     """Whether the header at ``offset`` (already parsed, so its IHL is sane) is intact."""
-    header_length = (data[offset] & 0x0F) * 4
+    header_length = (data[offset] & IPV4_IHL_MASK) * 4
     return checksum_ok(data[offset : offset + header_length])
 
 
@@ -204,14 +210,14 @@ def decrement_ttl(packet: WritableBuffer, offset: int = 0) -> int:
     Returns the new TTL; at 0 the router must drop the packet (and may send ICMP time
     exceeded). A TTL already 0 is left alone. The header must already be parsed.
     """
-    ttl = packet[offset + IPV4_OFFSET_TTL]
+    ttl = packet[offset + _IPV4_OFFSET_TTL]
     if ttl == 0:
         return 0
-    at = offset + IPV4_OFFSET_CHECKSUM
+    at = offset + _IPV4_OFFSET_CHECKSUM
     old_word = (ttl << 8) | packet[offset + IPV4_OFFSET_PROTOCOL]
     new_checksum = checksum_update(
         int.from_bytes(packet[at : at + 2], "big"), old_word, old_word - 0x100
     )
-    packet[offset + IPV4_OFFSET_TTL] = ttl - 1
+    packet[offset + _IPV4_OFFSET_TTL] = ttl - 1
     packet[at : at + 2] = new_checksum.to_bytes(2, "big")
     return ttl - 1

@@ -18,20 +18,20 @@ from gateway.wire._types import Buffer
 
 # version (4 bits) + traffic class (8) + flow label (20), payload length, next header,
 # hop limit, source, destination (RFC 8200 sec. 3)
-IPV6_HEADER: Final = struct.Struct("!IHBB16s16s")
-IPV6_HEADER_SIZE: Final = IPV6_HEADER.size  # 40
-IPV6_ADDR_SIZE: Final = 16
+_IPV6_HEADER: Final = struct.Struct("!IHBB16s16s")
+IPV6_HEADER_SIZE: Final = _IPV6_HEADER.size  # 40
+_IPV6_ADDR_SIZE: Final = 16
 IPV6_VERSION: Final = 6
-IPV6_PAYLOAD_LENGTH_MAX: Final = 0xFFFF  # larger needs a jumbo option (RFC 2675): not used
-IPV6_FLOW_LABEL_MASK: Final = 0xFFFFF
+_IPV6_PAYLOAD_LENGTH_MAX: Final = 0xFFFF  # larger needs a jumbo option (RFC 2675): not used
+_IPV6_FLOW_LABEL_MASK: Final = 0xFFFFF
 
-IPV6_OFFSET_PAYLOAD_LENGTH: Final = 4
+_IPV6_OFFSET_PAYLOAD_LENGTH: Final = 4
 IPV6_OFFSET_NEXT_HEADER: Final = 6
-IPV6_OFFSET_HOP_LIMIT: Final = 7
-IPV6_OFFSET_SRC: Final = 8
-IPV6_OFFSET_DST: Final = 24
+_IPV6_OFFSET_HOP_LIMIT: Final = 7
+_IPV6_OFFSET_SRC: Final = 8
+_IPV6_OFFSET_DST: Final = 24
 
-DEFAULT_HOP_LIMIT: Final = 64
+_DEFAULT_HOP_LIMIT: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ def parse_ipv6(data: Buffer, offset: int = 0) -> Ipv6Header:
     if offset < 0 or available < IPV6_HEADER_SIZE:
         raise BadPacket(Drop.TRUNCATED)
     try:
-        first, payload_length, next_header, hop_limit, src, dst = IPV6_HEADER.unpack_from(
+        first, payload_length, next_header, hop_limit, src, dst = _IPV6_HEADER.unpack_from(
             data, offset
         )
     except struct.error:
@@ -66,7 +66,7 @@ def parse_ipv6(data: Buffer, offset: int = 0) -> Ipv6Header:
         raise BadPacket(Drop.TRUNCATED)
     return Ipv6Header(
         (first >> 20) & 0xFF,
-        first & IPV6_FLOW_LABEL_MASK,
+        first & _IPV6_FLOW_LABEL_MASK,
         payload_length,
         next_header,
         hop_limit,
@@ -81,16 +81,16 @@ def build_ipv6(
     next_header: int,
     payload_length: int,
     *,
-    hop_limit: int = DEFAULT_HOP_LIMIT,
+    hop_limit: int = _DEFAULT_HOP_LIMIT,
     traffic_class: int = 0,
     flow_label: int = 0,
 ) -> bytes:
     """An IPv6 fixed header (no checksum in IPv6: RFC 8200 leaves it to upper layers)."""
-    if len(src) != IPV6_ADDR_SIZE or len(dst) != IPV6_ADDR_SIZE:
+    if len(src) != _IPV6_ADDR_SIZE or len(dst) != _IPV6_ADDR_SIZE:
         raise ValueError("an IPv6 address is 16 bytes")
-    if not 0 <= traffic_class <= 0xFF or not 0 <= flow_label <= IPV6_FLOW_LABEL_MASK:
+    if not 0 <= traffic_class <= 0xFF or not 0 <= flow_label <= _IPV6_FLOW_LABEL_MASK:
         raise ValueError("traffic class is 8 bits and flow label 20 bits")
-    if not 0 <= payload_length <= IPV6_PAYLOAD_LENGTH_MAX:
+    if not 0 <= payload_length <= _IPV6_PAYLOAD_LENGTH_MAX:
         raise ValueError(f"IPv6 payload length {payload_length} out of range")
     first = (IPV6_VERSION << 28) | (traffic_class << 20) | flow_label
-    return IPV6_HEADER.pack(first, payload_length, next_header, hop_limit, src, dst)
+    return _IPV6_HEADER.pack(first, payload_length, next_header, hop_limit, src, dst)

@@ -17,20 +17,21 @@ from typing import Final
 from gateway.errors import BadPacket, Drop
 from gateway.wire._types import Buffer, WritableBuffer
 from gateway.wire.checksum import (
-    UDP_NO_CHECKSUM,
-    UDP_ZERO_CHECKSUM_SENT_AS,
+    _UDP_NO_CHECKSUM,
+    _UDP_ZERO_CHECKSUM_SENT_AS,
     checksum_ok,
     checksum_update,
     internet_checksum,
     ones_complement_sum,
 )
 from gateway.wire.ipv4 import (
+    _IPV4_FRAGMENT_OFFSET_MASK,
+    _IPV4_OFFSET_CHECKSUM,
     IPPROTO_TCP,
     IPPROTO_UDP,
     IPV4_ADDR_SIZE,
-    IPV4_FRAGMENT_OFFSET_MASK,
     IPV4_HEADER_SIZE,
-    IPV4_OFFSET_CHECKSUM,
+    IPV4_IHL_MASK,
     IPV4_OFFSET_DST,
     IPV4_OFFSET_FRAGMENT,
     IPV4_OFFSET_PROTOCOL,
@@ -41,32 +42,32 @@ from gateway.wire.ipv4 import (
 
 # src port, dst port, seq, ack, data offset (4 bits) + reserved, flags, window, checksum,
 # urgent pointer (RFC 9293 sec. 3.1)
-TCP_HEADER: Final = struct.Struct("!HHIIBBHHH")
-TCP_HEADER_SIZE: Final = TCP_HEADER.size  # 20
-TCP_DATA_OFFSET_MIN: Final = 5  # 32-bit words
-TCP_OFFSET_CHECKSUM: Final = 16
-UDP_HEADER: Final = struct.Struct("!HHHH")  # src port, dst port, length, checksum (RFC 768)
-UDP_HEADER_SIZE: Final = UDP_HEADER.size  # 8
-UDP_OFFSET_CHECKSUM: Final = 6
+_TCP_HEADER: Final = struct.Struct("!HHIIBBHHH")
+_TCP_HEADER_SIZE: Final = _TCP_HEADER.size  # 20
+_TCP_DATA_OFFSET_MIN: Final = 5  # 32-bit words
+_TCP_OFFSET_CHECKSUM: Final = 16
+_UDP_HEADER: Final = struct.Struct("!HHHH")  # src port, dst port, length, checksum (RFC 768)
+_UDP_HEADER_SIZE: Final = _UDP_HEADER.size  # 8
+_UDP_OFFSET_CHECKSUM: Final = 6
 # TCP and UDP put the ports first, so flow hashing and NAT need only these 4 bytes.
-L4_PORTS: Final = struct.Struct("!HH")
-L4_PORTS_SIZE: Final = L4_PORTS.size
-L4_OFFSET_SRC_PORT: Final = 0
-L4_OFFSET_DST_PORT: Final = 2
+_L4_PORTS: Final = struct.Struct("!HH")
+_L4_PORTS_SIZE: Final = _L4_PORTS.size
+_L4_OFFSET_SRC_PORT: Final = 0
+_L4_OFFSET_DST_PORT: Final = 2
 # src, dst, zero, protocol, TCP/UDP length (RFC 768, RFC 9293 sec. 3.1)
-PSEUDO_HEADER_V4: Final = struct.Struct("!4s4sBBH")
+_PSEUDO_HEADER_V4: Final = struct.Struct("!4s4sBBH")
 
-TCP_FIN: Final = 0x01
-TCP_SYN: Final = 0x02
-TCP_RST: Final = 0x04
-TCP_PSH: Final = 0x08
-TCP_ACK: Final = 0x10
-TCP_URG: Final = 0x20
-TCP_ECE: Final = 0x40
-TCP_CWR: Final = 0x80
+_TCP_FIN: Final = 0x01
+_TCP_SYN: Final = 0x02
+_TCP_RST: Final = 0x04
+_TCP_PSH: Final = 0x08
+_TCP_ACK: Final = 0x10
+_TCP_URG: Final = 0x20
+_TCP_ECE: Final = 0x40
+_TCP_CWR: Final = 0x80
 
 _WORD: Final = struct.Struct("!H")
-_CHECKSUM_AT: Final = {IPPROTO_TCP: TCP_OFFSET_CHECKSUM, IPPROTO_UDP: UDP_OFFSET_CHECKSUM}
+_CHECKSUM_AT: Final = {IPPROTO_TCP: _TCP_OFFSET_CHECKSUM, IPPROTO_UDP: _UDP_OFFSET_CHECKSUM}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +77,7 @@ class TcpHeader:
     seq: int
     ack: int
     data_offset: int  # header length in 32-bit words
-    flags: int  # TCP_FIN ... TCP_CWR
+    flags: int  # _TCP_FIN ... _TCP_CWR
     window: int
     checksum: int
     urgent: int
@@ -93,10 +94,10 @@ class UdpHeader:
 
 def parse_ports(data: Buffer, offset: int = 0) -> tuple[int, int]:
     """(src port, dst port) of a TCP or UDP header, from hostile bytes."""
-    if offset < 0 or len(data) - offset < L4_PORTS_SIZE:
+    if offset < 0 or len(data) - offset < _L4_PORTS_SIZE:
         raise BadPacket(Drop.TRUNCATED)
     try:
-        return L4_PORTS.unpack_from(data, offset)
+        return _L4_PORTS.unpack_from(data, offset)
     except struct.error:
         raise BadPacket(Drop.TRUNCATED) from None
 
@@ -104,42 +105,42 @@ def parse_ports(data: Buffer, offset: int = 0) -> tuple[int, int]:
 def parse_tcp(data: Buffer, offset: int = 0) -> TcpHeader:
     """A TCP header at the start of an IP payload, from hostile bytes."""
     available = len(data) - offset
-    if offset < 0 or available < TCP_HEADER_SIZE:
+    if offset < 0 or available < _TCP_HEADER_SIZE:
         raise BadPacket(Drop.TRUNCATED)
     try:
         sport, dport, seq, ack, offset_byte, flags, window, checksum, urgent = (
-            TCP_HEADER.unpack_from(data, offset)
+            _TCP_HEADER.unpack_from(data, offset)
         )
     except struct.error:
         raise BadPacket(Drop.TRUNCATED) from None
     data_offset = offset_byte >> 4
-    if data_offset < TCP_DATA_OFFSET_MIN:
+    if data_offset < _TCP_DATA_OFFSET_MIN:
         raise BadPacket(Drop.INNER_MALFORMED)
     if data_offset * 4 > available:
         raise BadPacket(Drop.TRUNCATED)
-    options = bytes(data[offset + TCP_HEADER_SIZE : offset + data_offset * 4])
+    options = bytes(data[offset + _TCP_HEADER_SIZE : offset + data_offset * 4])
     return TcpHeader(sport, dport, seq, ack, data_offset, flags, window, checksum, urgent, options)
 
 
 def parse_udp(data: Buffer, offset: int = 0) -> UdpHeader:
     """A UDP header whose length must fit in ``data`` (the IP payload), from hostile bytes."""
     available = len(data) - offset
-    if offset < 0 or available < UDP_HEADER_SIZE:
+    if offset < 0 or available < _UDP_HEADER_SIZE:
         raise BadPacket(Drop.TRUNCATED)
     try:
-        sport, dport, length, checksum = UDP_HEADER.unpack_from(data, offset)
+        sport, dport, length, checksum = _UDP_HEADER.unpack_from(data, offset)
     except struct.error:
         raise BadPacket(Drop.TRUNCATED) from None
-    if length < UDP_HEADER_SIZE:
+    if length < _UDP_HEADER_SIZE:
         raise BadPacket(Drop.INNER_MALFORMED)
     if length > available:
         raise BadPacket(Drop.TRUNCATED)
     return UdpHeader(sport, dport, length, checksum)
 
 
-def pseudo_header_sum_v4(src: bytes, dst: bytes, protocol: int, length: int) -> int:
+def _pseudo_header_sum_v4(src: bytes, dst: bytes, protocol: int, length: int) -> int:
     """The one's complement sum of the IPv4 pseudo-header, to chain into a checksum."""
-    return ones_complement_sum(PSEUDO_HEADER_V4.pack(src, dst, 0, protocol, length))
+    return ones_complement_sum(_PSEUDO_HEADER_V4.pack(src, dst, 0, protocol, length))
 
 
 def l4_checksum_v4(src: bytes, dst: bytes, protocol: int, segment: Buffer) -> int:
@@ -147,9 +148,9 @@ def l4_checksum_v4(src: bytes, dst: bytes, protocol: int, segment: Buffer) -> in
 
     For UDP a computed 0 is returned as 0xFFFF, since 0 would mean "no checksum".
     """
-    value = internet_checksum(segment, pseudo_header_sum_v4(src, dst, protocol, len(segment)))
-    if protocol == IPPROTO_UDP and value == UDP_NO_CHECKSUM:
-        return UDP_ZERO_CHECKSUM_SENT_AS
+    value = internet_checksum(segment, _pseudo_header_sum_v4(src, dst, protocol, len(segment)))
+    if protocol == IPPROTO_UDP and value == _UDP_NO_CHECKSUM:
+        return _UDP_ZERO_CHECKSUM_SENT_AS
     return value
 
 
@@ -157,22 +158,22 @@ def l4_checksum_ok_v4(src: bytes, dst: bytes, protocol: int, segment: Buffer) ->
     """Whether a received TCP/UDP segment is intact; a UDP checksum of 0 was never computed."""
     if (
         protocol == IPPROTO_UDP
-        and segment[UDP_OFFSET_CHECKSUM : UDP_OFFSET_CHECKSUM + 2] == b"\0\0"
+        and segment[_UDP_OFFSET_CHECKSUM : _UDP_OFFSET_CHECKSUM + 2] == b"\0\0"
     ):
         return True
-    return checksum_ok(segment, pseudo_header_sum_v4(src, dst, protocol, len(segment)))
+    return checksum_ok(segment, _pseudo_header_sum_v4(src, dst, protocol, len(segment)))
 
 
 def build_udp_v4(
     src_ip: bytes, dst_ip: bytes, src_port: int, dst_port: int, payload: Buffer = b""
 ) -> bytes:
     """A UDP header and payload with the IPv4 checksum (the IP header is not included)."""
-    length = UDP_HEADER_SIZE + len(payload)
+    length = _UDP_HEADER_SIZE + len(payload)
     if length > 0xFFFF:
         raise ValueError("UDP datagram too long")
-    segment = bytearray(UDP_HEADER.pack(src_port, dst_port, length, 0)) + payload
+    segment = bytearray(_UDP_HEADER.pack(src_port, dst_port, length, 0)) + payload
     checksum = l4_checksum_v4(src_ip, dst_ip, IPPROTO_UDP, segment)
-    _WORD.pack_into(segment, UDP_OFFSET_CHECKSUM, checksum)
+    _WORD.pack_into(segment, _UDP_OFFSET_CHECKSUM, checksum)
     return bytes(segment)
 
 
@@ -185,7 +186,7 @@ def build_tcp_v4(
     *,
     seq: int = 0,
     ack: int = 0,
-    flags: int = TCP_ACK,
+    flags: int = _TCP_ACK,
     window: int = 0xFFFF,
     urgent: int = 0,
     options: bytes = b"",
@@ -193,14 +194,14 @@ def build_tcp_v4(
     """A TCP header (options padded by the caller) and payload with the IPv4 checksum."""
     if len(options) % 4 or len(options) > 40:
         raise ValueError("TCP options must be padded to 32 bits and at most 40 bytes")
-    data_offset = (TCP_HEADER_SIZE + len(options)) // 4
+    data_offset = (_TCP_HEADER_SIZE + len(options)) // 4
     segment = bytearray(
-        TCP_HEADER.pack(src_port, dst_port, seq, ack, data_offset << 4, flags, window, 0, urgent)
+        _TCP_HEADER.pack(src_port, dst_port, seq, ack, data_offset << 4, flags, window, 0, urgent)
     )
     segment += options
     segment += payload
     checksum = l4_checksum_v4(src_ip, dst_ip, IPPROTO_TCP, segment)
-    _WORD.pack_into(segment, TCP_OFFSET_CHECKSUM, checksum)
+    _WORD.pack_into(segment, _TCP_OFFSET_CHECKSUM, checksum)
     return bytes(segment)
 
 
@@ -214,7 +215,7 @@ def _l4_checksum_position(packet: Buffer, offset: int) -> tuple[int, int]:
     if offset < 0 or available < IPV4_HEADER_SIZE:
         raise BadPacket(Drop.TRUNCATED)
     ver_ihl = packet[offset]
-    header_length = (ver_ihl & 0x0F) * 4
+    header_length = (ver_ihl & IPV4_IHL_MASK) * 4
     (total_length,) = _WORD.unpack_from(packet, offset + IPV4_OFFSET_TOTAL_LENGTH)
     if ver_ihl >> 4 != IPV4_VERSION or header_length < IPV4_HEADER_SIZE:
         raise BadPacket(Drop.INNER_MALFORMED)
@@ -225,7 +226,7 @@ def _l4_checksum_position(packet: Buffer, offset: int) -> tuple[int, int]:
     protocol = packet[offset + IPV4_OFFSET_PROTOCOL]
     field = _CHECKSUM_AT.get(protocol)
     (fragment,) = _WORD.unpack_from(packet, offset + IPV4_OFFSET_FRAGMENT)
-    if field is None or fragment & IPV4_FRAGMENT_OFFSET_MASK:
+    if field is None or fragment & _IPV4_FRAGMENT_OFFSET_MASK:
         return protocol, -1
     if header_length + field + 2 > total_length:
         raise BadPacket(Drop.TRUNCATED)  # a first fragment too small to hold its L4 header
@@ -238,8 +239,8 @@ def _l4_checksum_position(packet: Buffer, offset: int) -> tuple[int, int]:
 def _patch(packet: WritableBuffer, position: int, protocol: int, old: Buffer, new: Buffer) -> None:
     (old_checksum,) = _WORD.unpack_from(packet, position)
     value = checksum_update(old_checksum, old, new)
-    if protocol == IPPROTO_UDP and value == UDP_NO_CHECKSUM:
-        value = UDP_ZERO_CHECKSUM_SENT_AS
+    if protocol == IPPROTO_UDP and value == _UDP_NO_CHECKSUM:
+        value = _UDP_ZERO_CHECKSUM_SENT_AS
     _WORD.pack_into(packet, position, value)
 
 
@@ -249,7 +250,7 @@ def _rewrite_address(packet: WritableBuffer, at: int, new: bytes, offset: int) -
     protocol, position = _l4_checksum_position(packet, offset)
     start = offset + at
     old = bytes(packet[start : start + IPV4_ADDR_SIZE])
-    _patch(packet, offset + IPV4_OFFSET_CHECKSUM, 0, old, new)
+    _patch(packet, offset + _IPV4_OFFSET_CHECKSUM, 0, old, new)
     if position >= 0:
         _patch(packet, position, protocol, old, new)
     packet[start : start + IPV4_ADDR_SIZE] = new
@@ -276,9 +277,9 @@ def _rewrite_port(packet: WritableBuffer, at: int, new_port: int, offset: int) -
     if protocol not in _CHECKSUM_AT:
         raise ValueError("only TCP and UDP have ports")
     (fragment,) = _WORD.unpack_from(packet, offset + IPV4_OFFSET_FRAGMENT)
-    if fragment & IPV4_FRAGMENT_OFFSET_MASK:
+    if fragment & _IPV4_FRAGMENT_OFFSET_MASK:
         raise ValueError("a non-first fragment carries no ports")
-    start = offset + (packet[offset] & 0x0F) * 4 + at
+    start = offset + (packet[offset] & IPV4_IHL_MASK) * 4 + at
     old = bytes(packet[start : start + 2])
     new = _WORD.pack(new_port)
     if position >= 0:
@@ -293,9 +294,9 @@ def rewrite_l4_src_port(packet: WritableBuffer, new_port: int, offset: int = 0) 
     Check the protocol and fragment offset first: ICMP or a non-first fragment is a
     ValueError (the caller's mistake), not a BadPacket.
     """
-    _rewrite_port(packet, L4_OFFSET_SRC_PORT, new_port, offset)
+    _rewrite_port(packet, _L4_OFFSET_SRC_PORT, new_port, offset)
 
 
 def rewrite_l4_dst_port(packet: WritableBuffer, new_port: int, offset: int = 0) -> None:
     """Set the TCP/UDP destination port in place, fixing its checksum."""
-    _rewrite_port(packet, L4_OFFSET_DST_PORT, new_port, offset)
+    _rewrite_port(packet, _L4_OFFSET_DST_PORT, new_port, offset)

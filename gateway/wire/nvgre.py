@@ -20,49 +20,53 @@ from typing import Final, NamedTuple
 
 from gateway.errors import BadPacket, Drop
 from gateway.wire._types import Buffer
-from gateway.wire.ethernet import ETH_HEADER_SIZE, ETH_OFFSET_TYPE, ETH_TYPE, VLAN_ETHERTYPES
+from gateway.wire.ethernet import _ETH_TYPE, ETH_HEADER_SIZE, ETH_OFFSET_TYPE, VLAN_ETHERTYPES
 from gateway.wire.ipv4 import (
-    DEFAULT_TTL,
+    _DEFAULT_TTL,
+    _IPV4_HEADER,
     IPPROTO_GRE,
     IPV4_FLAG_DF,
     IPV4_FRAGMENT_MASK,
-    IPV4_HEADER,
     IPV4_HEADER_SIZE,
+    IPV4_IHL_MASK,
     build_ipv4,
 )
-from gateway.wire.ipv6 import DEFAULT_HOP_LIMIT, IPV6_HEADER, IPV6_HEADER_SIZE, build_ipv6
+from gateway.wire.ipv6 import _DEFAULT_HOP_LIMIT, _IPV6_HEADER, IPV6_HEADER_SIZE, build_ipv6
 
-GRE_BASE: Final = struct.Struct("!HH")  # flags+version, protocol type (RFC 2784 sec. 2)
-GRE_BASE_SIZE: Final = GRE_BASE.size  # 4: enough to know the header's real layout
+_GRE_BASE: Final = struct.Struct("!HH")  # flags+version, protocol type (RFC 2784 sec. 2)
+GRE_BASE_SIZE: Final = _GRE_BASE.size  # 4: enough to know the header's real layout
 GRE_KEYED: Final = struct.Struct("!HHI")  # flags+version, protocol type, key (RFC 7637 sec. 3.2)
-GRE_KEYED_SIZE: Final = GRE_KEYED.size  # 8
-GRE_KEY: Final = struct.Struct("!I")  # the key word alone, at GRE offset 4
-GRE_OFFSET_KEY: Final = 4
+_GRE_KEYED_SIZE: Final = GRE_KEYED.size  # 8
+_GRE_KEY: Final = struct.Struct("!I")  # the key word alone, at GRE offset 4
+GRE_OFFSET_PROTOCOL: Final = 2  # the protocol type after the flags+version word
+_GRE_OFFSET_KEY: Final = 4
 
 # Bits of the first GRE word (RFC 2784 sec. 2, RFC 2890 sec. 2).
 GRE_FLAG_C: Final = 0x8000  # checksum present: must be 0 (RFC 7637 sec. 3.2)
-GRE_FLAG_R: Final = 0x4000  # RFC 1701 routing present
+_GRE_FLAG_R: Final = 0x4000  # RFC 1701 routing present
 GRE_FLAG_K: Final = 0x2000  # key present: must be 1, the key carries VSID and FlowID
 GRE_FLAG_S: Final = 0x1000  # sequence number present: must be 0
 _GRE_FLAG_STRICT_ROUTE: Final = 0x0800  # RFC 1701 strict source route
 _GRE_RECURSION_MSB: Final = 0x0400  # RFC 1701 recursion control, top bit
 # RFC 2784 sec. 2.2: discard if any of bits 1-5 are set (bits 2 and 3 are K and S, which
 # RFC 2890 gave meaning to). Bits 6-12 must be ignored on receipt, so they are.
-GRE_ROUTING_BITS: Final = GRE_FLAG_R | _GRE_FLAG_STRICT_ROUTE | _GRE_RECURSION_MSB
-GRE_VERSION_MASK: Final = 0x0007
+_GRE_ROUTING_BITS: Final = _GRE_FLAG_R | _GRE_FLAG_STRICT_ROUTE | _GRE_RECURSION_MSB
+_GRE_VERSION_MASK: Final = 0x0007
 # Every bit NVGRE constrains; masked, a valid header's first word is exactly NVGRE_FLAGS.
-GRE_CHECKED_BITS: Final = GRE_FLAG_C | GRE_ROUTING_BITS | GRE_FLAG_K | GRE_FLAG_S | GRE_VERSION_MASK
+_GRE_CHECKED_BITS: Final = (
+    GRE_FLAG_C | _GRE_ROUTING_BITS | GRE_FLAG_K | GRE_FLAG_S | _GRE_VERSION_MASK
+)
 NVGRE_FLAGS: Final = GRE_FLAG_K  # 0x2000: K=1, C=S=0, version 0
 
 ETHERTYPE_TEB: Final = 0x6558  # transparent Ethernet bridging (RFC 7637 sec. 3.2)
 
 VSID_SHIFT: Final = 8  # key = VSID (24 bits) << 8 | FlowID (8 bits)
-FLOW_ID_MASK: Final = 0xFF
+_FLOW_ID_MASK: Final = 0xFF
 VSID_MIN, VSID_MAX = 0x1000, 0xFFFFFE  # 0..4095 and 0xFFFFFF are reserved (RFC 7637 sec. 3.2)
 
-NVGRE_HEADER_V4_SIZE: Final = IPV4_HEADER_SIZE + GRE_KEYED_SIZE  # 28: before the inner frame
-NVGRE_HEADER_V6_SIZE: Final = IPV6_HEADER_SIZE + GRE_KEYED_SIZE  # 48
-NVGRE_OVERHEAD_V4: Final = NVGRE_HEADER_V4_SIZE + ETH_HEADER_SIZE  # 20 + 8 + 14 = 42
+_NVGRE_HEADER_V4_SIZE: Final = IPV4_HEADER_SIZE + _GRE_KEYED_SIZE  # 28: before the inner frame
+NVGRE_HEADER_V6_SIZE: Final = IPV6_HEADER_SIZE + _GRE_KEYED_SIZE  # 48
+NVGRE_OVERHEAD_V4: Final = _NVGRE_HEADER_V4_SIZE + ETH_HEADER_SIZE  # 20 + 8 + 14 = 42
 NVGRE_OVERHEAD_V6: Final = NVGRE_HEADER_V6_SIZE + ETH_HEADER_SIZE  # 40 + 8 + 14 = 62
 
 # The common NVGRE datagram's every field a forwarding decision reads, in one unpack,
@@ -77,7 +81,7 @@ NVGRE_OVERHEAD_V6: Final = NVGRE_HEADER_V6_SIZE + ETH_HEADER_SIZE  # 40 + 8 + 14
 # exactly by this layout; anything else goes through ``parse_nvgre``, which names
 # what is wrong.
 NVGRE_V4_FLOW: Final = struct.Struct("!B5xHxB2x15sx14sB11x4s")
-NVGRE_V4_FLOW_INNER_OFFSET: Final = NVGRE_HEADER_V4_SIZE  # 28: where the inner frame starts
+NVGRE_V4_FLOW_INNER_OFFSET: Final = _NVGRE_HEADER_V4_SIZE  # 28: where the inner frame starts
 # How to split the 15-byte run: PAs, GRE word, VSID.
 NVGRE_V4_FLOW_RUN: Final = struct.Struct("!4s4sI3s")
 NVGRE_WORD: Final = NVGRE_FLAGS << 16 | ETHERTYPE_TEB  # 0x20006558, the first GRE word
@@ -116,22 +120,22 @@ def _check_gre(view: Buffer, offset: int, end: int) -> int:
     """The key of a GRE header valid for NVGRE, in wire order of the checks."""
     if end - offset < GRE_BASE_SIZE:
         raise BadPacket(Drop.TRUNCATED)
-    flags, protocol = GRE_BASE.unpack_from(view, offset)
+    flags, protocol = _GRE_BASE.unpack_from(view, offset)
     if flags & GRE_FLAG_C:
         raise BadPacket(Drop.GRE_CHECKSUM)
-    if flags & GRE_ROUTING_BITS:
+    if flags & _GRE_ROUTING_BITS:
         raise BadPacket(Drop.GRE_ROUTING)
     if flags & GRE_FLAG_S:
         raise BadPacket(Drop.GRE_SEQUENCE)
-    if flags & GRE_VERSION_MASK:
+    if flags & _GRE_VERSION_MASK:
         raise BadPacket(Drop.GRE_VERSION)
     if not flags & GRE_FLAG_K:
         raise BadPacket(Drop.GRE_NO_KEY)
     if protocol != ETHERTYPE_TEB:
         raise BadPacket(Drop.GRE_PROTOCOL)
-    if end - offset < GRE_KEYED_SIZE:
+    if end - offset < _GRE_KEYED_SIZE:
         raise BadPacket(Drop.TRUNCATED)
-    (key,) = GRE_KEY.unpack_from(view, offset + GRE_OFFSET_KEY)
+    (key,) = _GRE_KEY.unpack_from(view, offset + _GRE_OFFSET_KEY)
     if not VSID_MIN <= key >> VSID_SHIFT <= VSID_MAX:
         raise BadPacket(Drop.VSID_RESERVED)
     return key
@@ -145,7 +149,7 @@ def parse_gre_nvgre(data: Buffer, offset: int = 0) -> NvgreHeader:
         key = _check_gre(data, offset, len(data))
     except (struct.error, IndexError, ValueError):
         raise BadPacket(Drop.TRUNCATED) from None
-    return NvgreHeader(key >> VSID_SHIFT, key & FLOW_ID_MASK)
+    return NvgreHeader(key >> VSID_SHIFT, key & _FLOW_ID_MASK)
 
 
 def parse_nvgre(data: Buffer) -> NvgrePacket:
@@ -164,8 +168,8 @@ def parse_nvgre(data: Buffer) -> NvgrePacket:
         if version == 4:
             if size < IPV4_HEADER_SIZE:
                 raise BadPacket(Drop.TRUNCATED)
-            ver_ihl, _, end, _, fragment, _, protocol, _, src, dst = IPV4_HEADER.unpack_from(view)
-            start = (ver_ihl & 0x0F) * 4
+            ver_ihl, _, end, _, fragment, _, protocol, _, src, dst = _IPV4_HEADER.unpack_from(view)
+            start = (ver_ihl & IPV4_IHL_MASK) * 4
             if start < IPV4_HEADER_SIZE or end < start:
                 raise BadPacket(Drop.IP_HEADER_LENGTH)
             if end > size:
@@ -177,7 +181,7 @@ def parse_nvgre(data: Buffer) -> NvgrePacket:
         elif version == 6:
             if size < IPV6_HEADER_SIZE:
                 raise BadPacket(Drop.TRUNCATED)
-            _, payload_length, next_header, _, src, dst = IPV6_HEADER.unpack_from(view)
+            _, payload_length, next_header, _, src, dst = _IPV6_HEADER.unpack_from(view)
             start, end = IPV6_HEADER_SIZE, IPV6_HEADER_SIZE + payload_length
             if end > size:
                 raise BadPacket(Drop.TRUNCATED)
@@ -185,10 +189,10 @@ def parse_nvgre(data: Buffer) -> NvgrePacket:
                 raise BadPacket(Drop.NOT_GRE)  # extension headers included: see ipv6.py
         else:
             raise BadPacket(Drop.IP_VERSION)
-        if end - start >= GRE_KEYED_SIZE:
+        if end - start >= _GRE_KEYED_SIZE:
             flags, protocol, key = GRE_KEYED.unpack_from(view, start)
             good = (
-                flags & GRE_CHECKED_BITS == NVGRE_FLAGS
+                flags & _GRE_CHECKED_BITS == NVGRE_FLAGS
                 and protocol == ETHERTYPE_TEB
                 and VSID_MIN <= key >> VSID_SHIFT <= VSID_MAX
             )
@@ -196,11 +200,11 @@ def parse_nvgre(data: Buffer) -> NvgrePacket:
             good = False
         if not good:
             key = _check_gre(view, start, end)  # raises, with the precise reason
-        inner_offset = start + GRE_KEYED_SIZE
+        inner_offset = start + _GRE_KEYED_SIZE
         inner_length = end - inner_offset
         if inner_length < ETH_HEADER_SIZE:
             raise BadPacket(Drop.INNER_TRUNCATED)
-        (ethertype,) = ETH_TYPE.unpack_from(view, inner_offset + ETH_OFFSET_TYPE)
+        (ethertype,) = _ETH_TYPE.unpack_from(view, inner_offset + ETH_OFFSET_TYPE)
         if ethertype in VLAN_ETHERTYPES:
             raise BadPacket(Drop.INNER_VLAN)  # RFC 7637 sec. 3.3: the decapsulator drops it
     except (struct.error, IndexError, ValueError):
@@ -210,7 +214,7 @@ def parse_nvgre(data: Buffer) -> NvgrePacket:
         src,
         dst,
         key >> VSID_SHIFT,
-        key & FLOW_ID_MASK,
+        key & _FLOW_ID_MASK,
         inner_offset,
         inner_length,
         ethertype,
@@ -222,7 +226,7 @@ def build_gre_nvgre(vsid: int, flow_id: int) -> bytes:
     """The 8-byte NVGRE GRE header. Reserved VSIDs are refused: sending one is a bug."""
     if not VSID_MIN <= vsid <= VSID_MAX:
         raise ValueError(f"VSID {vsid} is reserved or out of range ({VSID_MIN}..{VSID_MAX})")
-    if not 0 <= flow_id <= FLOW_ID_MASK:
+    if not 0 <= flow_id <= _FLOW_ID_MASK:
         raise ValueError(f"FlowID {flow_id} is not 8 bits")
     return GRE_KEYED.pack(NVGRE_FLAGS, ETHERTYPE_TEB, (vsid << VSID_SHIFT) | flow_id)
 
@@ -242,7 +246,7 @@ def build_nvgre_ipv4_header(
     flow_id: int,
     inner_length: int,
     *,
-    ttl: int = DEFAULT_TTL,
+    ttl: int = _DEFAULT_TTL,
     ident: int = 0,
 ) -> bytes:
     """The 28 bytes before an inner frame of ``inner_length`` bytes.
@@ -255,7 +259,7 @@ def build_nvgre_ipv4_header(
         src_pa,
         dst_pa,
         IPPROTO_GRE,
-        GRE_KEYED_SIZE + inner_length,
+        _GRE_KEYED_SIZE + inner_length,
         ttl=ttl,
         ident=ident,
         flags=IPV4_FLAG_DF,
@@ -269,7 +273,7 @@ def encapsulate_ipv4(
     vsid: int,
     flow_id: int,
     inner_frame: Buffer,
-    ttl: int = DEFAULT_TTL,
+    ttl: int = _DEFAULT_TTL,
     ident: int = 0,
 ) -> bytes:
     """An NVGRE datagram over IPv4: DF set, checksum computed, protocol 47."""
@@ -280,14 +284,14 @@ def encapsulate_ipv4(
     return header + bytes(inner_frame)
 
 
-def build_nvgre_ipv6_header(
+def _build_nvgre_ipv6_header(
     src_pa: bytes,
     dst_pa: bytes,
     vsid: int,
     flow_id: int,
     inner_length: int,
     *,
-    hop_limit: int = DEFAULT_HOP_LIMIT,
+    hop_limit: int = _DEFAULT_HOP_LIMIT,
     traffic_class: int = 0,
     flow_label: int = 0,
 ) -> bytes:
@@ -297,7 +301,7 @@ def build_nvgre_ipv6_header(
         src_pa,
         dst_pa,
         IPPROTO_GRE,
-        GRE_KEYED_SIZE + inner_length,
+        _GRE_KEYED_SIZE + inner_length,
         hop_limit=hop_limit,
         traffic_class=traffic_class,
         flow_label=flow_label,
@@ -311,7 +315,7 @@ def encapsulate_ipv6(
     vsid: int,
     flow_id: int,
     inner_frame: Buffer,
-    hop_limit: int = DEFAULT_HOP_LIMIT,
+    hop_limit: int = _DEFAULT_HOP_LIMIT,
     traffic_class: int = 0,
     flow_label: int = 0,
 ) -> bytes:
@@ -321,7 +325,7 @@ def encapsulate_ipv6(
     flow for ECMP, which the FlowID in the key already gives NVGRE-aware switches.
     """
     _check_inner(inner_frame)
-    header = build_nvgre_ipv6_header(
+    header = _build_nvgre_ipv6_header(
         src_pa,
         dst_pa,
         vsid,
