@@ -21,6 +21,8 @@ from gateway.control.api_token import TokenFileError, read_token
 from gateway.control.store import PolicyStore
 from tests._tls import make_pki, write_token
 
+from ._node import prepare_host1
+
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TOKEN = "a-token-long-enough-to-count"
 
@@ -87,7 +89,7 @@ async def loaded_store(tmp_path: Path) -> PolicyStore[Any]:
     async def swap(policy: Any) -> None:
         pass
 
-    store: PolicyStore[Any] = PolicyStore(config, lambda policy: policy, swap)
+    store: PolicyStore[Any] = PolicyStore(config, prepare_host1, swap)
     await store.load()
     return store
 
