@@ -22,10 +22,14 @@ import ipaddress
 import socket
 from dataclasses import dataclass, field
 
-from gateway.io.ring import ETH_P_ALL, PACKET_IGNORE_OUTGOING, SOL_PACKET
+from gateway.io.linux import (
+    ETH_P_ALL,
+    IP_MTU_DISCOVER,
+    IP_PMTUDISC_DO,
+    PACKET_IGNORE_OUTGOING,
+    SOL_PACKET,
+)
 
-_IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
-_IP_PMTUDISC_DO = getattr(socket, "IP_PMTUDISC_DO", 2)
 RECEIVE_BUFFER_BYTES = 4 << 20  # absorbs bursts while the loop serves other fds
 
 
@@ -38,7 +42,7 @@ def _raw(protocol: int) -> socket.socket:
 def open_gre_socket(pa: bytes) -> socket.socket:
     sock = _raw(socket.IPPROTO_GRE)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
-    sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _IP_PMTUDISC_DO)
+    sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
     sock.bind((socket.inet_ntoa(pa), 0))
     return sock
 

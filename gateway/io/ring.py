@@ -36,6 +36,18 @@ from collections.abc import Callable, Collection
 from typing import Final, TypeVar
 
 from gateway.errors import Drop
+from gateway.io.linux import (
+    ETH_P_ALL,
+    PACKET_IGNORE_OUTGOING,
+    PACKET_RX_RING,
+    PACKET_STATISTICS,
+    PACKET_VERSION,
+    SO_ATTACH_FILTER,
+    SOL_PACKET,
+    TP_STATUS_KERNEL,
+    TP_STATUS_USER,
+    TPACKET_V2,
+)
 from gateway.wire import (
     ETH_HEADER_SIZE,
     ETH_OFFSET_TYPE,
@@ -46,17 +58,6 @@ from gateway.wire import (
     IPV4_OFFSET_PROTOCOL,
     IPV4_VIHL_NO_OPTIONS,
 )
-
-SOL_PACKET: Final = 263
-PACKET_RX_RING: Final = 5
-PACKET_STATISTICS: Final = 6
-PACKET_VERSION: Final = 10
-PACKET_IGNORE_OUTGOING: Final = 23
-TPACKET_V2: Final = 1
-TP_STATUS_KERNEL: Final = 0
-TP_STATUS_USER: Final = 1
-ETH_P_ALL: Final = 0x0003
-SO_ATTACH_FILTER: Final = 26
 
 # struct tpacket2_hdr (linux/if_packet.h) opens each frame slot: u32 status, len,
 # snaplen, then u16 mac and net offsets (bytes 12 and 14). ``drain`` reads them in

@@ -18,7 +18,8 @@ import sys
 import time
 
 from gateway.errors import Drop
-from gateway.io.ring import TP_STATUS_USER, ReceiveRing
+from gateway.io.linux import TP_STATUS_USER
+from gateway.io.ring import ReceiveRing
 
 interface, mtu, count, timeout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 pas = [socket.inet_aton(pa) for pa in sys.argv[5].split(",")]
