@@ -35,7 +35,8 @@ from snapshot_build import generate  # noqa: E402
 
 from gateway.control import new_yaml, read_document  # noqa: E402
 from gateway.control import store as store_module  # noqa: E402
-from gateway.control.edits import LOOKUP_RECORDS, add, remove  # noqa: E402
+from gateway.control.edits import add, remove  # noqa: E402
+from gateway.control.kinds import LOOKUP_RECORDS  # noqa: E402
 from gateway.control.store import PolicyStore  # noqa: E402
 from gateway.policy import compile_policy, load_policy  # noqa: E402
 

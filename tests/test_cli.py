@@ -1,14 +1,25 @@
-"""The nvgw command: `nvgw check FILE...` and `nvgw --version`."""
+"""The nvgw command: `nvgw check FILE...`, `nvgw --version`, and the admin's verbs."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import anyio.from_thread
+import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
 from gateway.cli import app
+from gateway.control.api import build_api
+from gateway.control.store import PolicyStore
+from tests._inprocess_api import cli_talks_to
+from tests.control._node import prepare_host1
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -82,3 +93,71 @@ def test_python_dash_m_gateway(tmp_path: Path) -> None:
     )
     assert done.returncode == 1, done.stderr
     assert f"{bad}:4: routing_domains[0]" in done.stdout
+
+
+# ---------------------------------------------------------------- the verbs, as a user sees them
+
+GREEN = "{11111111-2222-3333-4444-000000005099}"
+
+
+@pytest.fixture
+def api_for_verbs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """host1's API over a copy of the two-hosts config, in process: every verb talks
+    to it (tests/io/test_api_daemon.py runs the same verbs against a real daemon)."""
+    config = tmp_path / "two-hosts.yaml"
+    shutil.copyfile(ROOT / "configs" / "two-hosts.yaml", config)
+
+    async def swap(policy: Any) -> None:
+        pass
+
+    with anyio.from_thread.start_blocking_portal() as portal:
+        store: PolicyStore[Any] = PolicyStore(config, prepare_host1, swap)
+        portal.call(store.load)
+        with cli_talks_to(build_api(store, "host1", dict), portal, monkeypatch):
+            yield
+
+
+def nvgw(*args: str) -> Result:
+    return runner.invoke(app, list(args), prog_name="nvgw", terminal_width=100)
+
+
+def test_the_verbs_add_get_and_remove_as_before(api_for_verbs: None) -> None:
+    added = nvgw("lookup-record", "add", "--vsid", "5010", "--ca", "10.10.10.13",
+                 "--mac", "00-00-00-00-00-13", "--pa", "198.18.0.2", "--vm", "blue3")  # fmt: skip
+    assert added.exit_code == 0 and added.output.endswith(
+        "added lookup-record (policy revision 1)\n"
+    )
+    found = nvgw("lookup-record", "get", "--mac", "00:00:00:00:00:13", "--json")
+    assert json.loads(found.output) == [
+        {"vsid": 5010, "ca": "10.10.10.13", "mac": "00-00-00-00-00-13", "pa": "198.18.0.2",
+         "rule": "encap", "type": "static", "vm": "blue3"}
+    ]  # fmt: skip
+    assert nvgw("routing-domain", "add", "--rdid", GREEN, "--name", "green").exit_code == 0
+    subnet = nvgw("virtual-subnet", "add", "--rdid", GREEN, "--vsid", "5099",
+                  "--prefix", "10.99.0.0/24", "--prefix", "fd00:99::/64")  # fmt: skip
+    assert subnet.exit_code == 0
+    assert nvgw("virtual-subnet", "get").output.splitlines()[-2:] == [
+        "│ {11111111-2222-3333-4444-000000005099} │ 5099 │ 10.99.0.0/24, fd00:99::/64 │",
+        "└────────────────────────────────────────┴──────┴────────────────────────────┘",
+    ]
+    assert nvgw("routing-domain", "get", "--name", "green").output.splitlines() == [
+        "routing-domains (policy revision 3)",
+        "┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━┳━━━━━━━━━━━━━━━━━┓",
+        "┃ rdid                                   ┃ name  ┃ virtual_subnets ┃",
+        "┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━╇━━━━━━━━━━━━━━━━━┩",
+        "│ {11111111-2222-3333-4444-000000005099} │ green │ 5099            │",
+        "└────────────────────────────────────────┴───────┴─────────────────┘",
+    ]
+    removed = nvgw("lookup-record", "remove", "--vm", "blue3")
+    assert "removed 1 of the lookup-records (policy revision 4)" in removed.output
+    assert "10.10.10.13" in removed.output
+    pa = nvgw("provider-address", "add", "--node", "host9", "--interface", "pa0",
+              "--pa", "198.18.0.22", "--prefix-length", "24")  # fmt: skip
+    assert pa.exit_code == 1
+    assert pa.output.endswith(
+        "nvgw: refused: the policy would be invalid\n"
+        "  node = host9: no such node: add it first (known: host1, host2)\n"
+    )
+    nothing = nvgw("customer-route", "remove")
+    assert nothing.exit_code == 2 and "at least one filter" in nothing.output
+    assert nvgw("lookup-record", "add", "--vsid", "5010").exit_code == 2  # --ca is required

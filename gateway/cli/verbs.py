@@ -1,9 +1,10 @@
 """The admin's verbs against a running daemon: ``nvgw lookup-record add|get|remove``
 and its siblings, named and filtered like the HNV cmdlets.
 
-Five kinds of entry share three verbs, so the commands are built from one table of
-fields per kind rather than written out fifteen times: ``add`` takes every field
-(the required ones must be given), ``get`` and ``remove`` take the kind's filters.
+Every kind the API serves shares three verbs, so the commands are built from the
+registry of kinds (``gateway/control/kinds.py``) rather than written out per kind:
+``add`` takes every field (the required ones must be given), ``get`` and ``remove``
+take the kind's filters, the same the API takes.
 Every command also takes where the API is (``--api``, or ``--url`` with
 ``--token-file``, and ``--api-ca`` to trust an https URL's certificate), ``--if-revision``
 for changes and ``--json`` for scripts.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from rich.table import Table
 
 from gateway.control.api_token import read_token
 from gateway.control.client import DEFAULT_SOCKET, ApiClient, ApiError, ApiUnreachable
+from gateway.control.kinds import KINDS, Kind, schema, served
 
 console = Console(highlight=False, soft_wrap=True)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -33,82 +35,51 @@ errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 @dataclass(frozen=True)
 class Field:
-    """One key of an entry, as a command-line option."""
+    """One key of an entry, as a command-line option (from the kind's registry entry:
+    its ``Option``, and its type and whether ``add`` needs it from the entry's schema)."""
 
-    key: str
+    key: str  # the option: --prefix
     kind: type  # int or str
     help: str
-    required: bool = True  # in ``add``
-    default: Any = None  # in ``add``, when not required
-    many: bool = False  # repeatable: --prefix A --prefix B
-    filter: bool = True
-    body: str | None = None  # its key in the entry, when not ``key`` (prefixes: [A, B])
+    required: bool  # in ``add``
+    default: Any  # in ``add``, when not required
+    many: bool  # repeatable: --prefix A --prefix B
+    filter: bool  # also an option of ``get`` and ``remove``
+    body: str  # its key in the entry (prefixes: [A, B])
 
     @property
     def option(self) -> str:
         return "--" + self.key.replace("_", "-")
 
-    @property
-    def body_key(self) -> str:
-        return self.body or self.key
 
-
-KINDS: dict[str, tuple[str, list[Field]]] = {
-    "lookup-record": (
-        "lookup-records",
-        [
-            Field("vsid", int, "Virtual subnet ID (-VirtualSubnetID)."),
-            Field("ca", str, "Customer address (-CustomerAddress)."),
-            Field("mac", str, "The VM's MAC (-MACAddress)."),
-            Field("pa", str, "Provider address (-ProviderAddress)."),
-            Field("rule", str, "encap or nat (-Rule).", False, "encap"),
-            Field("type", str, "static, l2only or gateway (-Type).", False, None, filter=False),
-            Field("vm", str, "The VM's name (-VMName).", False),
-        ],
-    ),
-    "customer-route": (
-        "customer-routes",
-        [
-            Field("rdid", str, "Routing domain ID (-RoutingDomainID)."),
-            Field("vsid", int, "Virtual subnet ID (-VirtualSubnetID)."),
-            Field("destination", str, "Destination prefix (-DestinationPrefix)."),
-            Field("next_hop", str, "0.0.0.0 for on-link, or a CA (-NextHop).", False, "0.0.0.0"),
-            Field("metric", int, "Lower wins among equal prefixes (-Metric).", False, filter=False),
-        ],
-    ),
-    "virtual-subnet": (
-        "virtual-subnets",
-        [
-            Field("rdid", str, "The routing domain it belongs to."),
-            Field("vsid", int, "Virtual subnet ID."),
+def fields_of(kind: Kind) -> list[Field]:
+    """The options of ``nvgw KIND add``, in the registry's order."""
+    entry = schema(kind)
+    required = {*kind.refs, *entry.get("required", ())}
+    fields = []
+    for name, option in kind.options.items():
+        json_type = _json_type(entry["properties"][name])
+        fields.append(
             Field(
-                "prefix",
-                str,
-                "An IP prefix of the subnet (repeat for more).",
-                many=True,
-                body="prefixes",
-            ),
-            Field("gateway", str, "The subnet's default-gateway CA.", False, filter=False),
-        ],
-    ),
-    "routing-domain": (
-        "routing-domains",
-        [
-            Field("rdid", str, "Routing domain ID, a GUID in braces."),
-            Field("name", str, "A name for people.", False),
-        ],
-    ),
-    "provider-address": (
-        "provider-addresses",
-        [
-            Field("node", str, "The node (daemon) that owns it."),
-            Field("interface", str, "Its interface on that node."),
-            Field("pa", str, "Provider address (-ProviderAddress)."),
-            Field("prefix_length", int, "Prefix length (-PrefixLength).", filter=False),
-            Field("vlan", int, "VLAN ID (-VlanID).", False, filter=False),
-        ],
-    ),
-}
+                key=option.flag or name,
+                kind=int if json_type == "integer" else str,
+                help=option.help,
+                required=name in required and option.default is None,
+                default=option.default,
+                many=json_type == "array",
+                filter=name in kind.filters,
+                body=name,
+            )
+        )
+    return fields
+
+
+def _json_type(property_schema: dict[str, Any]) -> str:
+    """A property's JSON type; for an optional one (``anyOf`` it and null), its own."""
+    if "type" in property_schema:
+        return str(property_schema["type"])
+    [own] = [s["type"] for s in property_schema["anyOf"] if s.get("type") != "null"]
+    return str(own)
 
 
 # ---------------------------------------------------------------- talking to the API
@@ -236,15 +207,17 @@ def _revision_param() -> inspect.Parameter:
     )
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``nvgw KIND add|get|remove`` for every kind of entry."""
-    for name, (resource, fields) in KINDS.items():
-        plural = resource.replace("-", " ")
-        group = typer.Typer(help=f"The {plural} of the live policy: add, get, remove.")
-        group.command("add")(_add(name, resource, fields))
-        group.command("get")(_get(name, resource, fields))
-        group.command("remove")(_remove(name, resource, fields))
-        app.add_typer(group, name=name, no_args_is_help=True)
+def register(app: typer.Typer, kinds: Sequence[Kind] = KINDS) -> None:
+    """Add ``nvgw KIND add|get|remove`` for every kind of entry the API serves."""
+    for kind in served(kinds):
+        fields = fields_of(kind)
+        group = typer.Typer(
+            help=f"The {kind.name.replace('-', ' ')} of the live policy: add, get, remove."
+        )
+        group.command("add")(_add(kind.verb, kind.name, fields))
+        group.command("get")(_get(kind.verb, kind.name, fields))
+        group.command("remove")(_remove(kind.verb, kind.name, fields))
+        app.add_typer(group, name=kind.verb, no_args_is_help=True)
 
 
 def _split(values: dict[str, Any]) -> tuple[Target, dict[str, Any]]:
@@ -258,7 +231,7 @@ def _add(name: str, resource: str, fields: list[Field]) -> Any:
     def add(**values: Any) -> None:
         target, values = _split(values)
         if_revision, as_json = values.pop("if_revision"), values.pop("json_out")
-        body = {f.body_key: values[f.key] for f in fields if values[f.key] is not None}
+        body = {f.body: values[f.key] for f in fields if values[f.key] is not None}
         with talking(target) as api:
             answer = api.request("POST", f"/v1/{resource}", json=body, if_revision=if_revision)
         if as_json:

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import errno
 import hmac
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import anyio
 import structlog
-from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -32,17 +31,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.dataplane import Counters, PortCounters
 from gateway.errors import ConfigError, Drop
-from gateway.policy import (
-    CustomerRoute,
-    LookupRecord,
-    Policy,
-    ProviderAddress,
-    RoutingDomain,
-    VirtualSubnet,
-)
+from gateway.policy import Policy
 
-from .edits import KINDS, Kind, NotFound, add, find, migrate, remove, replace_all
+from .edits import NotFound, add, find, migrate, remove, replace_all
 from .entries import listing, policy_json
+from .kinds import KINDS, Kind, served
+from .openapi import openapi_document
 from .store import (
     Accepted,
     ApplyError,
@@ -56,7 +50,6 @@ from .trace import TraceError, trace
 from .untrusted import MAX_DOCUMENT_BYTES, parse_json, parse_yaml
 
 log = structlog.get_logger("nvgw.api")
-API_VERSION: Final = "v1"
 MAX_POLICY_BODY: Final = MAX_DOCUMENT_BYTES  # PUT /v1/policy: a whole config file
 # Every other body is one entry or a few fields, under a kilobyte: 1 MiB is generous,
 # and bounds what a hostile body can make the JSON parser build.
@@ -80,10 +73,11 @@ def build_api(
     store: PolicyStore[Any],
     node: str,
     counters: Callable[[], dict[str, Any]],
+    kinds: Sequence[Kind] = KINDS,
 ) -> Starlette:
     """The API of one daemon: its store for policy, ``counters`` for the data plane's
-    counts (read when asked, like a scrape)."""
-    handlers = _Handlers(store, node, counters)
+    counts (read when asked, like a scrape), and a resource per kind of entry."""
+    handlers = _Handlers(store, node, counters, kinds)
     routes = [
         Route("/v1/health", handlers.health, methods=["GET"]),
         Route("/v1/openapi.json", handlers.openapi, methods=["GET"]),
@@ -93,7 +87,7 @@ def build_api(
         Route("/v1/migrate", handlers.migrate, methods=["POST"]),
         Route("/v1/trace", handlers.trace, methods=["POST"]),
     ]
-    for kind in KINDS:
+    for kind in served(kinds):
         routes += [
             Route(f"/v1/{kind.name}", handlers.lister(kind), methods=["GET"]),
             Route(f"/v1/{kind.name}", handlers.adder(kind), methods=["POST"]),
@@ -107,11 +101,17 @@ Handler = Callable[[Request], Awaitable[JSONResponse]]
 
 class _Handlers:
     def __init__(
-        self, store: PolicyStore[Any], node: str, counters: Callable[[], dict[str, Any]]
+        self,
+        store: PolicyStore[Any],
+        node: str,
+        counters: Callable[[], dict[str, Any]],
+        kinds: Sequence[Kind],
     ) -> None:
         self.store = store
         self.node = node
         self.read_counters = counters
+        self.kinds = kinds
+        self.openapi_document = openapi_document(kinds)
         # Work that grows with the policy or the body (parsing, listing, tracing,
         # rendering a large answer) runs in a worker thread, one request at a time:
         # the event loop forwards packets meanwhile, and a crowd of clients queues
@@ -140,7 +140,7 @@ class _Handlers:
         return self._answer({"status": "ok", "node": self.node})
 
     async def openapi(self, request: Request) -> JSONResponse:
-        return JSONResponse(OPENAPI)  # built once, at import
+        return JSONResponse(self.openapi_document)
 
     async def get_policy(self, request: Request) -> JSONResponse:
         policy = self.policy
@@ -186,7 +186,7 @@ class _Handlers:
             policy = self.policy
 
             def matching() -> JSONResponse:
-                items = find(listing(policy, kind.name), filters)
+                items = find(listing(policy, kind, self.kinds), filters)
                 return self._answer({"items": items}, 200, policy)
 
             return await self._off_loop(matching)
@@ -196,7 +196,8 @@ class _Handlers:
     def adder(self, kind: Kind) -> Handler:
         async def post(request: Request) -> JSONResponse:
             entry = await self._json_object(request)
-            return await self._change(request, add(kind, entry), lambda item: {"item": item}, 201)
+            edit = add(kind, entry, self.kinds)
+            return await self._change(request, edit, lambda item: {"item": item}, 201)
 
         return post
 
@@ -427,106 +428,3 @@ class BearerToken:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
-
-
-# ---------------------------------------------------------------- the OpenAPI document
-
-
-def _schema(model: type[BaseModel], **extra: Any) -> dict[str, Any]:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    schema.pop("$defs", None)
-    schema["properties"] = {**extra, **schema["properties"]}
-    return schema
-
-
-def _openapi() -> dict[str, Any]:
-    text = {"type": "string"}
-    schemas = {
-        "lookup-records": _schema(LookupRecord),
-        "customer-routes": _schema(CustomerRoute),
-        "virtual-subnets": _schema(VirtualSubnet, rdid=text),
-        "routing-domains": _schema(RoutingDomain),
-        "provider-addresses": _schema(ProviderAddress, node=text),
-    }
-    revision_header = {
-        "name": "If-Match",
-        "in": "header",
-        "required": False,
-        "description": 'Apply only at this revision ("7"); 412 otherwise.',
-        "schema": text,
-    }
-    refused = {
-        "400": {"description": "malformed request"},
-        "413": {"description": "the body is larger than the route takes"},
-        "412": {"description": "the policy moved past the If-Match revision"},
-        "422": {"description": "refused: every reason, the policy and file unchanged"},
-        "507": {"description": "not saved, the disk is full: the policy and file unchanged"},
-    }
-    paths: dict[str, Any] = {
-        "/v1/health": {"get": {"summary": "The daemon is serving", "responses": _ok()}},
-        "/v1/policy": {
-            "get": {"summary": "The running policy, whole", "responses": _ok()},
-            "put": {
-                "summary": "Replace the whole policy (nvgw apply)",
-                "parameters": [revision_header],
-                "requestBody": {"content": {"application/yaml": {"schema": {"type": "object"}}}},
-                "responses": {**_ok(), **refused},
-            },
-        },
-        "/v1/counters": {"get": {"summary": "The data plane's counters", "responses": _ok()}},
-        "/v1/migrate": {
-            "post": {
-                "summary": "Move a VM: its records take the PA, its port moves to that node",
-                "parameters": [revision_header],
-                "requestBody": _json_body({"vm": text, "pa": text}),
-                "responses": {**_ok(), **refused, "404": {"description": "no such VM or PA"}},
-            }
-        },
-        "/v1/trace": {
-            "post": {
-                "summary": "One packet through the data plane of every node, hop by hop",
-                "requestBody": _json_body(
-                    {"from": text, "to": text, "proto": text, "sport": {"type": "integer"}}
-                ),
-                "responses": _ok(),
-            }
-        },
-    }
-    for kind in KINDS:
-        filters = [
-            {"name": name, "in": "query", "required": False, "schema": text}
-            for name in kind.filters
-        ]
-        ref = {"$ref": f"#/components/schemas/{kind.name}"}
-        paths[f"/v1/{kind.name}"] = {
-            "get": {"summary": f"List {kind.what}s", "parameters": filters, "responses": _ok()},
-            "post": {
-                "summary": f"Add a {kind.what}",
-                "parameters": [revision_header],
-                "requestBody": {"content": {"application/json": {"schema": ref}}},
-                "responses": {"201": {"description": "added"}, **refused},
-            },
-            "delete": {
-                "summary": f"Remove the {kind.what}s matching every filter",
-                "parameters": [*filters, revision_header],
-                "responses": {**_ok(), **refused, "404": {"description": "none matches"}},
-            },
-        }
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "nvgw control API", "version": API_VERSION},
-        "paths": paths,
-        "components": {"schemas": schemas},
-    }
-
-
-def _ok() -> dict[str, Any]:
-    return {"200": {"description": "ok; ETag holds the policy revision"}}
-
-
-def _json_body(properties: dict[str, Any]) -> dict[str, Any]:
-    schema = {"type": "object", "properties": properties}
-    return {"content": {"application/json": {"schema": schema}}}
-
-
-OPENAPI: Final = _openapi()

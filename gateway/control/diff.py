@@ -1,20 +1,23 @@
 """``nvgw policy diff``: what a new policy adds, removes and alters, and what it breaks.
 
-Entries are matched by what identifies them to an HNV admin (a lookup record by VSID
-and CA, a customer route by RDID, destination and next hop, a port by node and name),
-so a live migration shows as one record whose PA changed, not as a removal and an
-addition. A new policy that does not validate is refused before any diff (the
-loader's ConfigError); warnings name what a valid change still leaves without a way
-to work: records of a VSID whose last customer route goes.
+Entries are matched by what identifies them to an HNV admin, the key each kind has
+in the registry (``kinds.py``: a lookup record by VSID and CA, a customer route by
+RDID, destination and next hop, a port by node and name), so a live migration shows
+as one record whose PA changed, not as a removal and an addition. A new policy that
+does not validate is refused before any diff (the loader's ConfigError); warnings
+name what a valid change still leaves without a way to work: records of a VSID whose
+last customer route goes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.policy import Policy
+
+from .kinds import KINDS, Kind, walk, without_children
 
 
 @dataclass(frozen=True)
@@ -35,31 +38,22 @@ class PolicyDiff:
     warnings: list[str] = field(default_factory=list)
 
 
-def _entries(policy: Policy) -> dict[str, dict[str, Any]]:
-    """Every entry of a policy, by kind and by the key that identifies it."""
+def _entries(policy: Policy, kinds: Sequence[Kind]) -> dict[str, dict[str, Any]]:
+    """Every entry of a policy, by kind and by the key that identifies it (entries
+    nested in it left out: they are compared as entries of their own)."""
     return {
-        "routing domain": {
-            d.rdid: d.model_copy(update={"virtual_subnets": ()}) for d in policy.routing_domains
-        },
-        "virtual subnet": {str(s.vsid): s for s in policy.virtual_subnets},
-        "lookup record": {f"{r.vsid}/{r.ca}": r for r in policy.lookup_records},
-        "customer route": {
-            f"{r.rdid} {r.destination} via {r.next_hop}": r for r in policy.customer_routes
-        },
-        "provider address": {
-            f"{n.name}/{a.pa}": a for n in policy.nodes for a in n.provider_addresses
-        },
-        "port": {f"{n.name}/{p.name}": p for n in policy.nodes for p in n.ports},
-        "node": {
-            n.name: n.model_copy(update={"provider_addresses": (), "ports": ()})
-            for n in policy.nodes
-        },
+        kind.what: {
+            kind.key_of(refs, entry): without_children(entry, kind, kinds)
+            for refs, entry in walk(policy, kind)
+        }
+        for kind in kinds
     }
 
 
-def diff(old: Policy, new: Policy) -> PolicyDiff:
+def diff(old: Policy, new: Policy, kinds: Sequence[Kind] = KINDS) -> PolicyDiff:
+    """What ``new`` adds, removes and alters, kind by kind in the registry's order."""
     result = PolicyDiff()
-    before, after = _entries(old), _entries(new)
+    before, after = _entries(old, kinds), _entries(new, kinds)
     for what in before:
         old_entries, new_entries = before[what], after[what]
         for key in sorted(old_entries.keys() - new_entries.keys()):

@@ -15,8 +15,7 @@ RDID matches in any case.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -25,39 +24,12 @@ from gateway.errors import ConfigError, ConfigIssue
 from gateway.policy import Policy, filter_value
 
 from .config_file import to_plain
+from .kinds import KINDS, Kind, children, holders
 
 
 class NotFound(LookupError):
     """An edit named entries that do not exist: the message says which and what exists."""
 
-
-@dataclass(frozen=True)
-class Kind:
-    """One kind of entry the API manages: its names, and the fields a filter may use."""
-
-    name: str  # as in the URL and the CLI: lookup-records
-    what: str  # as in messages: lookup record
-    filters: tuple[str, ...]
-    flow: bool  # written on one line ({vsid: ..., ca: ...}) like the shipped files
-
-    @property
-    def section(self) -> str:
-        """Its top-level key in the document (nested kinds: their parents')."""
-        return self.name.replace("-", "_")
-
-
-LOOKUP_RECORDS = Kind(
-    "lookup-records", "lookup record", ("vsid", "ca", "mac", "pa", "vm", "rule"), True
-)
-CUSTOMER_ROUTES = Kind(
-    "customer-routes", "customer route", ("rdid", "vsid", "destination", "next_hop"), False
-)
-VIRTUAL_SUBNETS = Kind("virtual-subnets", "virtual subnet", ("rdid", "vsid"), False)
-ROUTING_DOMAINS = Kind("routing-domains", "routing domain", ("rdid", "name"), False)
-PROVIDER_ADDRESSES = Kind(
-    "provider-addresses", "provider address", ("node", "pa", "interface"), True
-)
-KINDS = (LOOKUP_RECORDS, CUSTOMER_ROUTES, VIRTUAL_SUBNETS, ROUTING_DOMAINS, PROVIDER_ADDRESSES)
 
 Edit = Callable[[Any], Any]  # changes a document in place, returns what the caller reports
 
@@ -67,28 +39,26 @@ Edit = Callable[[Any], Any]  # changes a document in place, returns what the cal
 
 def _slots(document: Any, kind: Kind) -> Iterable[tuple[CommentedSeq, int, dict[str, Any]]]:
     """Every entry of a kind: its list, its index there, and its plain fields (with the
-    parent's key added for nested kinds: a subnet's rdid, an address's node)."""
-    if kind is VIRTUAL_SUBNETS:
-        for domain in document.get("routing_domains") or []:
-            subnets = domain.get("virtual_subnets") or []
-            for index, subnet in enumerate(subnets):
-                yield subnets, index, {"rdid": to_plain(domain.get("rdid")), **to_plain(subnet)}
-    elif kind is PROVIDER_ADDRESSES:
-        for name, node in (document.get("nodes") or {}).items():
-            addresses = node.get("provider_addresses") or []
-            for index, address in enumerate(addresses):
-                yield addresses, index, {"node": name, **to_plain(address)}
-    else:
-        entries = document.get(kind.section) or []
+    parents' refs first for nested kinds: a subnet's rdid, an address's node)."""
+    for holder, refs in holders(document, kind, _named_mappings):
+        entries = holder.get(kind.section) or []
         for index, entry in enumerate(entries):
-            yield entries, index, to_plain(entry)
+            yield entries, index, {**refs, **to_plain(entry)}
+
+
+def _named_mappings(holder: Any, kind: Kind) -> Iterable[tuple[Any, Any]]:
+    """A document's entries of a kind, with the value nested entries name each by."""
+    if kind.by_name:
+        yield from (holder.get(kind.section) or {}).items()
+    else:
+        for entry in holder.get(kind.section) or []:
+            yield to_plain(entry.get(kind.ref)), entry
 
 
 def matches(entry: Mapping[str, Any], filters: Mapping[str, Any]) -> bool:
     """Whether an entry has every filtered field, both sides in canonical form."""
     return all(
-        field in entry and filter_value(field, entry[field]) == filter_value(field, value)
-        for field, value in filters.items()
+        field in entry and _same(field, entry[field], value) for field, value in filters.items()
     )
 
 
@@ -99,24 +69,16 @@ def find(policy_entries: Iterable[dict[str, Any]], filters: Mapping[str, Any]) -
 # ---------------------------------------------------------------- edits
 
 
-def add(kind: Kind, entry: Mapping[str, Any]) -> Edit:
-    """Append an entry; nested kinds go under the parent their ``rdid`` / ``node`` names."""
+def add(kind: Kind, entry: Mapping[str, Any], kinds: Sequence[Kind] = KINDS) -> Edit:
+    """Append an entry; nested kinds go under the parent their refs (``rdid``,
+    ``node``) name. The kinds nested in it (of ``kinds``) start empty, to be added
+    one by one: a routing domain's subnets."""
 
     def edit(document: Any) -> dict[str, Any]:
         fields = dict(entry)
-        if kind is VIRTUAL_SUBNETS:
-            parent = _parent(document, "routing_domains", "rdid", fields.pop("rdid", None))
-            target = _list(parent, "virtual_subnets")
-        elif kind is PROVIDER_ADDRESSES:
-            node = fields.pop("node", None)
-            nodes = document.get("nodes") or {}
-            if not isinstance(node, str) or node not in nodes:
-                raise _no_parent("node", node, list(nodes))
-            target = _list(nodes[node], "provider_addresses")
-        else:
-            target = _list(document, kind.section)
-            if kind is ROUTING_DOMAINS:
-                fields.setdefault("virtual_subnets", CommentedSeq())  # added one by one
+        target = _list(_holder(document, kind, fields), kind.section)
+        for child in children(kind, kinds):
+            fields.setdefault(child.section, CommentedSeq())
         target.append(_mapping(fields, flow=kind.flow))
         return dict(entry)
 
@@ -193,12 +155,29 @@ def _list(parent: Any, key: str) -> CommentedSeq:
     return parent[key]
 
 
-def _parent(document: Any, section: str, key: str, value: Any) -> Any:
-    candidates = document.get(section) or []
+def _holder(document: Any, kind: Kind, fields: dict[str, Any]) -> Any:
+    """The mapping a new entry's list sits in: the document, or the parent entry that
+    the entry's refs name (taken out of ``fields``: the file nests, it does not repeat)."""
+    parent = kind.parent
+    if parent is None:
+        return document
+    holder = _holder(document, parent, fields)
+    assert parent.ref is not None
+    value = fields.pop(parent.ref, None)
+    if parent.by_name:
+        entries = holder.get(parent.section) or {}
+        if not isinstance(value, str) or value not in entries:
+            raise _no_parent(parent.ref, value, list(entries))
+        return entries[value]
+    candidates = holder.get(parent.section) or []
     for candidate in candidates:
-        if value is not None and filter_value(key, candidate.get(key)) == filter_value(key, value):
+        if value is not None and _same(parent.ref, candidate.get(parent.ref), value):
             return candidate
-    raise _no_parent(key, value, [str(c.get(key)) for c in candidates])
+    raise _no_parent(parent.ref, value, [str(c.get(parent.ref)) for c in candidates])
+
+
+def _same(field: str, value: Any, other: Any) -> bool:
+    return filter_value(field, value) == filter_value(field, other)
 
 
 def _no_parent(key: str, value: Any, known: list[str]) -> ConfigError:

@@ -8,11 +8,14 @@ output can be pasted into a POST or a config file unchanged.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
 
 from gateway.policy import Policy
+
+from .kinds import KINDS, Kind, children, walk, without_children
 
 
 def entry_json(model: BaseModel, **extra: Any) -> dict[str, Any]:
@@ -37,44 +40,32 @@ def _json(value: Any) -> Any:
     return str(value)  # addresses, prefixes, Mac
 
 
-def listing(policy: Policy, kind_name: str) -> list[dict[str, Any]]:
-    """Every entry of one kind (a ``Kind.name``) of a running policy, as JSON."""
-    if kind_name == "lookup-records":
-        return [entry_json(record) for record in policy.lookup_records]
-    if kind_name == "customer-routes":
-        return [entry_json(route) for route in policy.customer_routes]
-    if kind_name == "virtual-subnets":
-        return [
-            entry_json(subnet, rdid=domain.rdid)
-            for domain in policy.routing_domains
-            for subnet in domain.virtual_subnets
-        ]
-    if kind_name == "routing-domains":
-        return [
-            {
-                **entry_json(domain.model_copy(update={"virtual_subnets": ()})),
-                "virtual_subnets": [subnet.vsid for subnet in domain.virtual_subnets],
-            }
-            for domain in policy.routing_domains
-        ]
-    if kind_name == "provider-addresses":
-        return [
-            entry_json(address, node=node.name)
-            for node in policy.nodes
-            for address in node.provider_addresses
-        ]
-    raise KeyError(kind_name)
+def listing(policy: Policy, kind: Kind, kinds: Sequence[Kind] = KINDS) -> list[dict[str, Any]]:
+    """Every entry of one kind of a running policy, as JSON: its parents' refs first
+    (a subnet's ``rdid``), and the entries of kinds nested in it by the one field that
+    names them there (a routing domain's ``virtual_subnets: [5010]``), since they
+    are listed as entries of their own."""
+    items = []
+    for refs, entry in walk(policy, kind):
+        item = entry_json(without_children(entry, kind, kinds), **refs)
+        for child in children(kind, kinds):
+            [name] = child.own_key_fields()
+            item[child.section] = [_json(getattr(i, name)) for i in getattr(entry, child.section)]
+        items.append(item)
+    return items
 
 
-def policy_json(policy: Policy) -> dict[str, Any]:
+def policy_json(policy: Policy, kinds: Sequence[Kind] = KINDS) -> dict[str, Any]:
     """A whole running policy in the config file's shape: ``load_policy()`` takes it
     back unchanged, which is how ``nvgw apply --dry-run`` diffs against a live daemon."""
-    return {
-        "revision": policy.revision,
-        "routing_domains": [entry_json(domain) for domain in policy.routing_domains],
-        "lookup_records": [entry_json(record) for record in policy.lookup_records],
-        "customer_routes": [entry_json(route) for route in policy.customer_routes],
-        "nodes": {
-            node.name: entry_json(node.model_copy(update={"name": None})) for node in policy.nodes
-        },
-    }
+    document: dict[str, Any] = {"revision": policy.revision}
+    for kind in kinds:
+        if kind.parent is not None:
+            continue  # inside their parents' entries
+        entries = getattr(policy, kind.section)
+        if kind.by_name:
+            named = ((entry.name, entry.model_copy(update={"name": None})) for entry in entries)
+            document[kind.section] = {name: entry_json(entry) for name, entry in named}
+        else:
+            document[kind.section] = [entry_json(entry) for entry in entries]
+    return document

@@ -20,15 +20,8 @@ import structlog
 
 from gateway.control import load_config, read_document
 from gateway.control import store as store_module
-from gateway.control.edits import (
-    CUSTOMER_ROUTES,
-    LOOKUP_RECORDS,
-    VIRTUAL_SUBNETS,
-    NotFound,
-    add,
-    migrate,
-    remove,
-)
+from gateway.control.edits import NotFound, add, migrate, remove
+from gateway.control.kinds import CUSTOMER_ROUTES, LOOKUP_RECORDS, VIRTUAL_SUBNETS
 from gateway.control.store import PolicyStore, RevisionMismatch, StoreBusy
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.io.privileges import lookup_user
