@@ -23,7 +23,7 @@ from typing import Any
 from pydantic_core import PydanticCustomError
 
 from gateway.netnames import ifname_problem
-from gateway.wire import VSID_MAX, VSID_MIN
+from gateway.wire import VSID_MAX, VSID_MIN, mac_to_str
 
 # RFC 7637 section 3.2 (and HNV): VSIDs 0..4095 are reserved, and so is 0xFFFFFF
 # (VSID_MIN, VSID_MAX come from the wire codec, the one definition).
@@ -40,8 +40,7 @@ def invalid(kind: str, message: str) -> PydanticCustomError:
 
 class Mac(bytes):
     """A MAC address: 6 bytes (so it is a dict key equal to what the wire parser gives),
-    printed in the canonical form ``00-00-00-00-00-11`` (the Windows notation of the
-    seed's cmdlets, lower case)."""
+    printed as nvgw prints every MAC (``gateway.wire.mac_to_str``: ``00-00-00-00-00-11``)."""
 
     __slots__ = ()
 
@@ -51,7 +50,7 @@ class Mac(bytes):
         return super().__new__(cls, value)
 
     def __str__(self) -> str:
-        return self.hex("-")
+        return mac_to_str(self)
 
     def __repr__(self) -> str:
         return f"Mac('{self}')"

@@ -94,7 +94,10 @@ def mac_from_str(text: str) -> bytes:
 
 
 def mac_to_str(mac: Buffer) -> str:
-    """Lower-case, colon-separated: the form Linux tools print."""
+    """A MAC as nvgw prints it wherever a person reads one (trace, replay, the CLI's
+    tables, the API, config files, logs): lower-case hex in dashes,
+    ``00-00-00-00-00-11``, the HNV admin's notation (Windows and the seed's cmdlets
+    print MACs so; Linux tools' colons are theirs). One spelling, made here only."""
     if len(mac) != ETH_ADDR_SIZE:
         raise ValueError("a MAC address is 6 bytes")
-    return bytes(mac).hex(":")
+    return bytes(mac).hex("-")
