@@ -52,7 +52,7 @@ class Field:
         return "--" + self.key.replace("_", "-")
 
 
-def fields_of(kind: Kind) -> list[Field]:
+def _fields_of(kind: Kind) -> list[Field]:
     """The options of ``nvgw KIND add``, in the registry's order."""
     entry = schema(kind)
     required = {*kind.refs, *entry.get("required", ())}
@@ -210,7 +210,7 @@ def _revision_param() -> inspect.Parameter:
 def register(app: typer.Typer, kinds: Sequence[Kind] = KINDS) -> None:
     """Add ``nvgw KIND add|get|remove`` for every kind of entry the API serves."""
     for kind in served(kinds):
-        fields = fields_of(kind)
+        fields = _fields_of(kind)
         group = typer.Typer(
             help=f"The {kind.name.replace('-', ' ')} of the live policy: add, get, remove."
         )

@@ -5,7 +5,9 @@ kept) and only moves entries around: it checks nothing about the policy itself. 
 store validates the whole edited document with the config loader afterwards, so an
 entry added here is judged exactly as the same entry written in the file would be.
 What an edit does refuse is what the loader cannot see: removing entries that do not
-exist, or a migration to a PA no node owns.
+exist, an entry whose parent (its ``rdid``, its ``node``) does not exist, or a
+migration to a PA no node owns. Where each kind's entries sit, and under which
+parent, is the registry's to say (``kinds.py``): no edit knows a kind by name.
 
 Filters match like the cmdlets' parameters (``-VirtualSubnetID 5010 -CustomerAddress
 10.10.10.11``): every given field must match, compared as the policy's parsers read
