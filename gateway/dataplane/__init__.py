@@ -7,6 +7,7 @@ in the daemon and in a pcap replay. Refusals are drops counted by reason
 Each role is a state class and handler functions that take it (``host.py``): the
 host role is ``HostNode`` with ``from_port``, ``from_provider`` and
 ``from_provider_link``. Every handler's decisions go to the node's ``Output``.
+``plan_node`` says what a node serves (and refuses what its role cannot).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .counters import Counters, PortCounters
 from .host import HostNode
 from .ip_rewrite import from_provider_link
 from .output import NamedTap, Output
+from .plan import NodePlan, plan_node, prepare_node
 from .provider_side import from_provider
 from .tables import PORT_MTU, ROUTER_MAC_PREFIX, HostPort, HostTables, router_mac
 from .vm_side import from_port
@@ -27,10 +29,13 @@ __all__ = [
     "HostPort",
     "HostTables",
     "NamedTap",
+    "NodePlan",
     "Output",
     "PortCounters",
     "from_port",
     "from_provider",
     "from_provider_link",
+    "plan_node",
+    "prepare_node",
     "router_mac",
 ]

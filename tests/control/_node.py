@@ -3,7 +3,7 @@ daemon's own prepare, so the API refuses what the running daemon would refuse.""
 
 from __future__ import annotations
 
-from gateway.io import prepare_node
+from gateway.dataplane import prepare_node
 from gateway.policy import Policy
 
 NODE = "host1"

@@ -2,7 +2,7 @@
 
 Each is a whole deployment that ``load_policy`` accepts (so ``nvgw check``, ``nvgw
 trace`` and ``nvgw replay`` build a data plane per node over it); whether a daemon
-would also start on each node (``node_plan`` refuses IPv6 PAs and IPv6 CAs on its
+would also start on each node (``plan_node`` refuses IPv6 PAs and IPv6 CAs on its
 ports today) is recorded, not required: trace and replay never ask.
 
 - ``dual-stack``: VMs with an IPv4 and an IPv6 CA on one MAC, subnets whose
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.control import load_config
+from gateway.dataplane import plan_node
 from gateway.errors import ConfigError
-from gateway.io import node_plan
 from gateway.policy import VSID_MAX, VSID_MIN, Snapshot, compile_policy, load_policy
 from tests.policy._documents import port, record, route
 
@@ -41,7 +41,7 @@ class Target:
     policy: str
     node: str
     snapshot: Snapshot
-    daemon_accepts: bool  # node_plan would start a daemon on it
+    daemon_accepts: bool  # plan_node would start a daemon on it
 
     @property
     def name(self) -> str:
@@ -284,7 +284,7 @@ def targets(names: list[str] | None = None) -> list[Target]:
         compiled = snapshot(name)
         for node in compiled.policy.nodes:
             try:
-                node_plan(compiled.policy, node.name)
+                plan_node(compiled.policy, node.name)
                 accepts = True
             except ConfigError:
                 accepts = False

@@ -23,6 +23,7 @@ import pytest
 
 from gateway.control import load_config
 from gateway.control.client import ApiClient
+from gateway.io import ApiListen
 from gateway.io.privileges import KEPT, PrivilegeError, check_access, lookup_user
 from gateway.lab import netns
 from tests.conftest import require_root, require_tool
@@ -152,10 +153,10 @@ async def test_a_symlinked_config_is_checked_where_it_is_written(
         shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
         os.chown(config, uid, gid)
         (linked / "two-hosts.yaml").symlink_to(config)
-        daemon = daemon_module.HostDaemon(
+        daemon = daemon_module.Daemon(
             linked / "two-hosts.yaml",
             "host1",
-            api=daemon_module.ApiListen(directory / "api.sock"),
+            api=ApiListen(directory / "api.sock"),
             user="nobody",
         )
         with pytest.raises(PrivilegeError, match=f"could not rewrite the config.*{target}"):

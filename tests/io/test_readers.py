@@ -1,7 +1,7 @@
 """The daemon's readers: try, drain a batch, then wait; one ``for_batch`` per batch.
 
-No TAP and no raw socket: a Unix socketpair stands in for both. ``_read_socket`` is
-given one end as a socket, ``_read_fd`` its bare fd (``os.readv`` works on any fd,
+No TAP and no raw socket: a Unix socketpair stands in for both. ``read_socket`` is
+given one end as a socket, ``read_fd`` its bare fd (``os.readv`` works on any fd,
 and a datagram or seqpacket socket keeps each write a record of its own, which a
 pipe would not). The other end is the "network". Runs on asyncio and trio.
 """
@@ -11,13 +11,12 @@ from __future__ import annotations
 import math
 import socket
 from collections.abc import Callable
-from pathlib import Path
 
 import anyio
 import anyio.lowlevel
 import pytest
 
-from gateway.io.daemon import BATCH, HostDaemon
+from gateway.io.readers import BATCH, read, read_fd, read_socket
 
 pytestmark = pytest.mark.anyio
 
@@ -98,21 +97,14 @@ def pair(request: pytest.FixtureRequest):
         b.close()
 
 
-def daemon() -> HostDaemon:
-    # __init__ only stores values: no config is read and nothing is opened.
-    return HostDaemon(Path("never-read.yaml"), "host1")
-
-
 def never_faults(error: Exception, frame: memoryview) -> None:
     raise AssertionError(f"the barrier caught {error!r}")
 
 
-def start_reader(
-    d: HostDaemon, how: str, sock: socket.socket, for_batch: Callable, on_fault=never_faults
-):
+def start_reader(how: str, sock: socket.socket, for_batch: Callable, on_fault=never_faults):
     if how == "socket":
-        return d._read_socket, sock, for_batch, on_fault
-    return d._read_fd, sock.fileno(), for_batch, on_fault
+        return read_socket, sock, for_batch, on_fault
+    return read_fd, sock.fileno(), for_batch, on_fault
 
 
 READERS = [
@@ -138,10 +130,9 @@ async def test_reader_drains_in_batches_in_order_then_waits(how: str, pair) -> N
             seen_between_batches.append(recorder.received)
             await anyio.lowlevel.checkpoint()
 
-    d = daemon()
     async with anyio.create_task_group() as tg:
         tg.start_soon(observer)
-        tg.start_soon(*start_reader(d, how, receiver, recorder.for_batch))
+        tg.start_soon(*start_reader(how, receiver, recorder.for_batch))
         await recorder.wait_for(queued)
         await send_all(sender, frames[queued:])
         await recorder.wait_for(TOTAL)
@@ -176,7 +167,7 @@ async def test_empty_datagram_is_a_frame_and_the_reader_carries_on(how: str, pai
     sender.send(b"after")
     recorder = Recorder()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(*start_reader(daemon(), how, receiver, recorder.for_batch))
+        tg.start_soon(*start_reader(how, receiver, recorder.for_batch))
         await recorder.wait_for(2)
         tg.cancel_scope.cancel()
     assert recorder.frames == [b"", b"after"]
@@ -199,7 +190,7 @@ async def test_handler_is_chosen_once_per_batch(how: str, pair) -> None:
         return lambda frame: seen.append((mine, bytes(frame)))
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(*start_reader(daemon(), how, receiver, for_batch))
+        tg.start_soon(*start_reader(how, receiver, for_batch))
         with anyio.fail_after(WAIT_S):
             while len(seen) < len(frames):
                 await anyio.lowlevel.checkpoint()
@@ -233,7 +224,7 @@ async def test_a_frame_the_handler_raises_on_costs_that_frame_only(how: str, pai
         faults.append((repr(error), bytes(frame)))
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(*start_reader(daemon(), how, receiver, for_batch, on_fault))
+        tg.start_soon(*start_reader(how, receiver, for_batch, on_fault))
         await recorder.wait_for(len(frames))
         tg.cancel_scope.cancel()
     assert recorder.frames == frames
@@ -252,4 +243,4 @@ async def test_a_read_that_fails_still_ends_the_reader() -> None:
     with a, b:
         a.send(b"x")
         with pytest.raises(OSError, match="Input/output"):
-            await daemon()._read(b, broken, Recorder().for_batch, never_faults)
+            await read(b, broken, Recorder().for_batch, never_faults)

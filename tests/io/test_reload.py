@@ -1,4 +1,4 @@
-"""HostDaemon.reload in process: whatever a reload meets, it refuses, counts and logs,
+"""Daemon.reload in process: whatever a reload meets, it refuses, counts and logs,
 and returns; the policy that ran keeps running. No data plane is needed: before the
 daemon serves, the store's commit only keeps what it was given.
 
@@ -14,17 +14,17 @@ import pytest
 import structlog
 
 from gateway.io import daemon as daemon_module
-from gateway.io.daemon import HostDaemon
+from gateway.io.daemon import Daemon
 
 pytestmark = pytest.mark.anyio
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path) -> HostDaemon:
+async def daemon(tmp_path: Path) -> Daemon:
     config = tmp_path / "two-hosts.yaml"
     shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
-    running = HostDaemon(config, "host1")
+    running = Daemon(config, "host1")
     await running.store.load()
     return running
 
@@ -45,7 +45,7 @@ def _a_bug_in_the_node_s_checks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_a_reload_refuses_what_it_cannot_read_parse_or_check(
-    daemon: HostDaemon, monkeypatch: pytest.MonkeyPatch
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with structlog.testing.capture_logs() as logs:
         _renamed_away(daemon.config)
@@ -65,7 +65,7 @@ async def test_a_reload_refuses_what_it_cannot_read_parse_or_check(
     assert refused[1]["exc_info"] is True  # the traceback goes to the log
 
 
-async def test_once_the_file_is_back_a_reload_applies_it(daemon: HostDaemon) -> None:
+async def test_once_the_file_is_back_a_reload_applies_it(daemon: Daemon) -> None:
     _renamed_away(daemon.config)
     assert await daemon.reload() is False
     aside = daemon.config.with_name("aside.yaml")
