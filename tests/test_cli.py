@@ -19,7 +19,7 @@ from gateway.cli import app
 from gateway.control.api import build_api
 from gateway.control.store import PolicyStore
 from tests._inprocess_api import cli_talks_to
-from tests.control._node import prepare_host1
+from tests.control._node import host1_prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -111,7 +111,7 @@ def api_for_verbs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
         pass
 
     with anyio.from_thread.start_blocking_portal() as portal:
-        store: PolicyStore[Any] = PolicyStore(config, prepare_host1, swap)
+        store: PolicyStore[Any] = PolicyStore(config, host1_prepare(), swap)
         portal.call(store.load)
         with cli_talks_to(build_api(store, "host1", dict), portal, monkeypatch):
             yield

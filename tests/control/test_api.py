@@ -24,7 +24,7 @@ from gateway.control.untrusted import MAX_DOCUMENT_BYTES
 from gateway.dataplane import Counters
 from gateway.errors import Drop
 
-from ._node import prepare_host1
+from ._node import host1_prepare
 from .test_untrusted import YAML_PIECES, billion_laughs, deep_block_yaml
 
 pytestmark = pytest.mark.anyio
@@ -52,7 +52,7 @@ async def api(config: Path, counters: Counters) -> AsyncIterator[httpx.AsyncClie
     async def swap(policy: Any) -> None:
         pass
 
-    store: PolicyStore[Any] = PolicyStore(config, prepare_host1, swap)
+    store: PolicyStore[Any] = PolicyStore(config, host1_prepare(), swap)
     await store.load()
     app = build_api(store, "host1", lambda: counters_json(counters))
     transport = httpx.ASGITransport(app=app)
@@ -235,7 +235,7 @@ async def test_a_bearer_token_guards_tcp(config: Path) -> None:
     async def swap(policy: Any) -> None:
         pass
 
-    store: PolicyStore[Any] = PolicyStore(config, prepare_host1, swap)
+    store: PolicyStore[Any] = PolicyStore(config, host1_prepare(), swap)
     await store.load()
     app = BearerToken(build_api(store, "host1", dict), "s3cret-token-of-enough-length")
     transport = httpx.ASGITransport(app=app)
@@ -317,7 +317,7 @@ def test_no_request_makes_the_api_fail_or_half_apply(tmp_path_factory, data) -> 
         async def swap(policy: Any) -> None:
             pass
 
-        store: PolicyStore[Any] = PolicyStore(config, prepare_host1, swap)
+        store: PolicyStore[Any] = PolicyStore(config, host1_prepare(), swap)
         await store.load()
         transport = httpx.ASGITransport(app=build_api(store, "host1", dict))
         async with httpx.AsyncClient(transport=transport, base_url="http://nvgw") as client:
@@ -429,7 +429,7 @@ async def test_the_bearer_scheme_is_case_insensitive_the_token_is_not(config: Pa
     async def swap(policy: Any) -> None:
         pass
 
-    store: PolicyStore[Any] = PolicyStore(config, prepare_host1, swap)
+    store: PolicyStore[Any] = PolicyStore(config, host1_prepare(), swap)
     await store.load()
     token = "s3cret-token-of-enough-length"
     app = BearerToken(build_api(store, "host1", dict), token)
@@ -462,3 +462,14 @@ async def test_what_the_node_cannot_serve_is_refused_as_the_daemon_refuses_it(
     assert "IPv4 only" in issue["message"]
     assert config.read_bytes() == before
     assert (await api.post("/v1/provider-addresses", json={"node": "host2", **v6})).is_success
+
+
+async def test_a_pa_of_its_own_cannot_change_while_the_node_runs(api, config: Path) -> None:
+    """As the running daemon: its provider addresses are fixed at start."""
+    v4 = {"node": "host1", "interface": "pa0", "pa": "198.18.0.11", "prefix_length": 24}
+    before = config.read_bytes()
+    answer = await api.post("/v1/provider-addresses", json=v4)
+    assert answer.status_code == 422
+    [issue] = answer.json()["issues"]
+    assert "restart the daemon" in issue["message"]
+    assert config.read_bytes() == before

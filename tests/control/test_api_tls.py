@@ -21,7 +21,7 @@ from gateway.control.api_token import TokenFileError, read_token
 from gateway.control.store import PolicyStore
 from tests._tls import make_pki, write_token
 
-from ._node import prepare_host1
+from ._node import host1_prepare
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TOKEN = "a-token-long-enough-to-count"
@@ -89,7 +89,7 @@ async def loaded_store(tmp_path: Path) -> PolicyStore[Any]:
     async def swap(policy: Any) -> None:
         pass
 
-    store: PolicyStore[Any] = PolicyStore(config, prepare_host1, swap)
+    store: PolicyStore[Any] = PolicyStore(config, host1_prepare(), swap)
     await store.load()
     return store
 

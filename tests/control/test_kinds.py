@@ -35,7 +35,7 @@ from gateway.errors import ConfigError
 from gateway.policy import Policy, load_policy
 from tests._inprocess_api import cli_talks_to
 
-from ._node import prepare_host1
+from ._node import host1_prepare
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 FIXED_ROUTES = {
@@ -67,7 +67,7 @@ def host1_api(
     async def swap(policy: Any) -> None:
         pass
 
-    store: PolicyStore[Any] = PolicyStore(config, prepare_host1, swap)
+    store: PolicyStore[Any] = PolicyStore(config, host1_prepare(), swap)
     portal.call(store.load)
     return build_api(store, "host1", dict, kinds)
 

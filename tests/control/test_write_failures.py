@@ -23,7 +23,7 @@ from gateway.control.store import PolicyStore
 from gateway.policy import Policy
 
 from ._disk import fill, mount
-from ._node import prepare_host1
+from ._node import host1_prepare
 
 pytestmark = pytest.mark.anyio
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -50,7 +50,7 @@ async def node(small_disk: Path) -> AsyncIterator[tuple[Node, httpx.AsyncClient]
     config = small_disk / "two-hosts.yaml"
     shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
     running = Node()
-    running.store = PolicyStore(config, prepare_host1, running.commit)
+    running.store = PolicyStore(config, host1_prepare(), running.commit)
     await running.store.load()
     app = build_api(running.store, "host1", dict)
     transport = httpx.ASGITransport(app=app)
