@@ -108,7 +108,7 @@ class HostTables:
         for port in node.ports:
             key = (port.vsid, bytes(port.mac))
             # An IPv6-only port keeps its own record (the daemon refuses to serve it,
-            # node_plan; a trace still builds it): its IPv4 frames fail anti-spoofing.
+            # plan_node; a trace still builds it): its IPv4 frames fail anti-spoofing.
             record = self.record_by_mac.get(key) or snapshot.record_by_mac[key]
             gateway = policy.virtual_subnet(port.vsid).gateway
             # An IPv4 error needs an IPv4 source: an IPv6 gateway is none (vm_side.py's
