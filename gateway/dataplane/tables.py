@@ -4,11 +4,17 @@
 needs to know which of those records are its own VMs (its ports), which PAs are its
 own, and where each local port's counters live. ``HostTables`` precomputes that once
 per snapshot, so the per-packet code does dict lookups and attribute reads only.
+
+``nvgw trace`` sees which lookups the data plane made through a ``LookupTracer``
+given to the tables when they are built (``gateway.dataplane.fabric``): the tables
+it names are wrapped there, once. The daemon passes none and so runs on the plain
+dicts below; the per-packet code reads the same attributes either way.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final, Protocol
 
 from gateway.dataplane.counters import Counters, PortCounters
 from gateway.policy import CompiledRecord, RecordType, Rule, Snapshot
@@ -67,6 +73,19 @@ class HostPort:
         return f"HostPort({self.name!r}, vsid={self.vsid})"
 
 
+class LookupTracer(Protocol):
+    """Sees each lookup a node's tables answer (``nvgw trace``). ``HostTables`` hands
+    it what to wrap while it is being built, never after."""
+
+    def table(self, name: str, table: Mapping[Any, Any]) -> Mapping[Any, Any]:
+        """A mapping that answers ``get``, ``[]`` and ``in`` as ``table`` does and
+        notes each ``get``."""
+
+    def snapshot(self, snapshot: Snapshot) -> Snapshot:
+        """The snapshot as the tables hand it to the data plane: ``route()`` and
+        ``record_by_ca`` noted, everything else the snapshot's own."""
+
+
 class HostTables:
     """One node's compiled view of one snapshot. Immutable once built, but for
     ``flows``: the receive path's verdict cache, which is derived from this snapshot
@@ -87,7 +106,13 @@ class HostTables:
         "snapshot",
     )
 
-    def __init__(self, snapshot: Snapshot, node_name: str, counters: Counters) -> None:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        node_name: str,
+        counters: Counters,
+        tracer: LookupTracer | None = None,
+    ) -> None:
         policy = snapshot.policy
         node = policy.node(node_name)
         self.snapshot = snapshot
@@ -128,6 +153,11 @@ class HostTables:
             for r in snapshot.records
             if r.rule is Rule.IP_REWRITE and r.pa_bytes in self.local_pas
         }
+        if tracer is not None:  # last: building the tables above is not traced
+            self.snapshot = tracer.snapshot(snapshot)
+            self.record_by_mac = tracer.table("record by (VSID, MAC)", self.record_by_mac)
+            self.record_by_rdid_ca = tracer.table("record by (RDID, CA)", self.record_by_rdid_ca)
+            self.port_by_key = tracer.table("local port by (VSID, MAC)", self.port_by_key)
 
     def rewrite_sender(self, pa: bytes) -> CompiledRecord | None:
         """The IP-Rewrite record that owns ``pa`` (one CA per PA), anywhere."""

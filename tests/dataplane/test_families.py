@@ -15,7 +15,7 @@ from scapy.layers.l2 import Ether
 
 from gateway.dataplane import PORT_MTU, router_mac
 
-from ._harness import Lab, snapshot_from
+from ._policies import NOW, fabric, snapshot_from
 from .test_host import MAC, checksums_valid, oversized_from_blue1, ping
 
 BLUE = "{11111111-2222-3333-4444-000000005010}"
@@ -34,8 +34,8 @@ def dual_stack(document: dict, gateway_v6: bool = True) -> None:
 def test_an_ipv6_gateway_never_sources_an_ipv4_error() -> None:
     """A dual-stack subnet may have an IPv6 gateway; fragmentation-needed for an IPv4
     frame then comes from the frame's own destination (there is no IPv4 gateway)."""
-    lab = Lab(snapshot_from("two-hosts", dual_stack))
-    lab.send("blue1", oversized_from_blue1())
+    lab = fabric(snapshot_from("two-hosts", dual_stack))
+    lab.send("blue1", oversized_from_blue1(), NOW)
     [(vm, frame)] = lab.delivered()
     icmp = Ether(frame)
     assert vm == "blue1" and icmp[ICMP].type == 3 and icmp[ICMP].code == 4
@@ -46,10 +46,10 @@ def test_an_ipv6_gateway_never_sources_an_ipv4_error() -> None:
 
 def test_an_ipv6_gateway_is_not_answered_for_an_ipv4_arp() -> None:
     """The router MAC is answered for the subnet's IPv4 gateway only."""
-    lab = Lab(snapshot_from("two-hosts", dual_stack))
-    _, port = lab.port("blue1")
+    lab = fabric(snapshot_from("two-hosts", dual_stack))
+    port = lab.tap("host1", "blue1")
     assert port.gateway_ca is None
-    assert lab.nodes["host1"].tables.answers_arp_for(port, bytes([10, 10, 10, 1])) is None
+    assert lab.node("host1").tables.answers_arp_for(port, bytes([10, 10, 10, 1])) is None
 
 
 def _ipv6_gateway_record(document: dict) -> None:
@@ -64,10 +64,10 @@ def test_an_ipv4_frame_never_goes_by_an_ipv6_record_of_its_mac() -> None:
     """A gateway record on an IPv6 CA (and PA) takes the MAC's IPv6 traffic, not its
     IPv4: an IPv4 frame to that MAC has no record (it used to be encapsulated toward
     the IPv6 PA, which no IPv4 header can carry)."""
-    lab = Lab(snapshot_from("two-hosts", _ipv6_gateway_record))
-    lab.send("blue1", ping("blue1", "02:00:00:00:50:10", "10.10.10.11", "198.51.100.7"))
-    assert lab.delivered() == []
-    assert not lab.out["host1"].provider
+    lab = fabric(snapshot_from("two-hosts", _ipv6_gateway_record))
+    frame = ping("blue1", "02:00:00:00:50:10", "10.10.10.11", "198.51.100.7")
+    [step] = lab.send("blue1", frame, NOW)
+    assert lab.delivered() == [] and not step.nvgre
     assert lab.drops("host1") == {"NO_RECORD": 1}
 
 
@@ -85,12 +85,11 @@ def _next_hop_on_an_ipv6_underlay(document: dict) -> None:
 
 
 def test_an_ipv6_pa_is_unreachable_from_an_ipv4_node_directly_or_by_route() -> None:
-    lab = Lab(snapshot_from("routing", _next_hop_on_an_ipv6_underlay))
+    lab = fabric(snapshot_from("routing", _next_hop_on_an_ipv6_underlay))
     direct = ping("blue1", ROUTER_5010, "10.10.10.11", "10.10.20.99")
     routed = ping("blue1", ROUTER_5010, "10.10.10.11", "10.10.99.5")
-    lab.send("blue1", direct)
-    lab.send("blue1", routed)
-    assert lab.delivered() == [] and not lab.out["host1"].provider
+    steps = lab.send("blue1", direct, NOW) + lab.send("blue1", routed, NOW)
+    assert lab.delivered() == [] and not any(step.nvgre for step in steps)
     assert lab.drops("host1") == {"PROVIDER_UNREACHABLE": 2}
 
 
@@ -105,9 +104,9 @@ def _blue2_on_an_ipv6_underlay(document: dict) -> None:
 
 
 def test_a_port_on_an_ipv6_pa_sends_no_ipv4_nvgre() -> None:
-    lab = Lab(snapshot_from("two-hosts", _blue2_on_an_ipv6_underlay))
-    lab.send("blue2", ping("blue2", MAC["blue1"], "10.10.10.12", "10.10.10.11"))
-    assert lab.delivered() == [] and not lab.out["host2"].provider
+    lab = fabric(snapshot_from("two-hosts", _blue2_on_an_ipv6_underlay))
+    [step] = lab.send("blue2", ping("blue2", MAC["blue1"], "10.10.10.12", "10.10.10.11"), NOW)
+    assert lab.delivered() == [] and not step.nvgre
     assert lab.drops("host2") == {"PROVIDER_UNREACHABLE": 1}
 
 
@@ -129,7 +128,7 @@ def test_an_encap_vm_has_no_pa_to_ip_rewrite_from(ipv6_underlay: bool) -> None:
         if ipv6_underlay:
             _blue2_on_an_ipv6_underlay(document)
 
-    lab = Lab(snapshot_from("two-hosts", edit))
-    lab.send("blue2", ping("blue2", "00:00:00:00:00:13", "10.10.10.12", "10.10.10.13"))
+    lab = fabric(snapshot_from("two-hosts", edit))
+    lab.send("blue2", ping("blue2", "00:00:00:00:00:13", "10.10.10.12", "10.10.10.13"), NOW)
     assert lab.link_log == [] and lab.delivered() == []
     assert lab.drops("host2") == {"PROVIDER_UNREACHABLE": 1}

@@ -1,4 +1,5 @@
-"""The host role's decisions, end to end between sans-IO nodes (no sockets).
+"""The host role's decisions, end to end between sans-IO nodes on the one fabric
+(``gateway.dataplane.fabric``, no sockets).
 
 Frames are built and read with scapy, an independent codec, so these tests also
 check that what the data plane emits is well-formed (checksums included).
@@ -11,10 +12,11 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import raw
 
-from gateway.dataplane import PORT_MTU, from_port, from_provider, from_provider_link, router_mac
+from gateway.dataplane import PORT_MTU, router_mac
+from gateway.dataplane.fabric import Fabric
 from gateway.wire import encapsulate_ipv4
 
-from ._harness import NOW, Lab, blue2_migrated_to_host1
+from ._policies import NOW, blue2_migrated_to_host1, fabric
 
 MAC = {
     vm: f"00:00:00:00:00:{n}"
@@ -46,8 +48,8 @@ def checksums_valid(frame: bytes) -> bool:
 
 
 def test_arp_is_answered_locally_from_the_lookup_records() -> None:
-    lab = Lab("two-hosts")
-    lab.send("blue1", arp_request("blue1", "10.10.10.11", "10.10.10.12"))
+    lab = fabric("two-hosts")
+    [step] = lab.send("blue1", arp_request("blue1", "10.10.10.11", "10.10.10.12"), NOW)
     [(port, frame)] = lab.delivered()
     reply = Ether(frame)
     assert port == "blue1"
@@ -55,60 +57,54 @@ def test_arp_is_answered_locally_from_the_lookup_records() -> None:
         reply[ARP].op == 2 and reply[ARP].hwsrc == MAC["blue2"] and reply[ARP].psrc == "10.10.10.12"
     )
     assert reply.dst == MAC["blue1"] and reply[ARP].pdst == "10.10.10.11"
-    assert not lab.out["host1"].provider, "ARP never leaves the host"
-    assert lab.nodes["host1"].counters.arp_replies == 1
+    assert not step.nvgre and not step.link, "ARP never leaves the host"
+    assert lab.node("host1").counters.arp_replies == 1
 
 
 def test_arp_for_a_ca_of_another_tenant_is_not_answered() -> None:
-    lab = Lab("single-host")
+    lab = fabric("single-host")
     # Blue and Red share 10.10.10.0/24 on one host; blue1 asks for an address only Red has.
     snapshot_cas = {r.ca_bytes for r in lab.snapshot.records if r.vsid == 5020}
     assert snapshot_cas, "the config must have Red VMs"
-    lab.send("blue1", arp_request("blue1", "10.10.10.10", "10.10.10.30"))
+    lab.send("blue1", arp_request("blue1", "10.10.10.10", "10.10.10.30"), NOW)
     assert lab.delivered() == []
     assert lab.drops("host1") == {"ARP_UNANSWERED": 1}
 
 
 def test_blue_reaches_blue_across_hosts_in_nvgre_with_its_vsid() -> None:
-    lab = Lab("two-hosts")
+    lab = fabric("two-hosts")
     frame = ping("blue1", MAC["blue2"], "10.10.10.11", "10.10.10.12")
-    node, port = lab.port("blue1")
-    out = lab.out[node]
-    from_port(lab.nodes[node], port, memoryview(bytearray(frame)))
-    [(src, dst, datagram)] = out.provider
+    step = lab.from_tap("host1", "blue1", frame, NOW)
+    [(src, dst, datagram)] = step.nvgre
     assert (src, dst) == (PA1, PA2)
     outer = IP(datagram)
     assert outer.proto == 47 and outer.payload.key >> 8 == 5010
-    lab.carry()
+    assert lab.delivered() == [], "in flight until the network carries it"
+    [arrived] = lab.carry(NOW)
+    assert arrived.node == "host2" and arrived.hops == 1
     assert lab.delivered() == [("blue2", frame)]
-    assert (
-        lab.nodes["host2"]
-        .tables.port_by_key[5010, bytes.fromhex("000000000012")]
-        .counters.to_vm_packets
-        == 1
-    )
+    assert lab.tap("host2", "blue2").counters.to_vm_packets == 1
 
 
 def test_red_reaches_red_and_overlapping_addresses_never_mix() -> None:
-    lab = Lab("two-hosts")
+    lab = fabric("two-hosts")
     frame = ping("red1", MAC["red2"], "10.10.10.11", "10.10.10.12")
-    lab.send("red1", frame)
+    lab.send("red1", frame, NOW)
     assert lab.delivered() == [("red2", frame)]
     # Blue1 aims at Red2's MAC with the very same addresses: no record in Blue's VSID.
-    lab.send("blue1", ping("blue1", MAC["red2"], "10.10.10.11", "10.10.10.12"))
+    lab.send("blue1", ping("blue1", MAC["red2"], "10.10.10.11", "10.10.10.12"), NOW)
     assert lab.delivered() == []
     assert lab.drops("host1") == {"NO_RECORD": 1}
 
 
 def test_single_host_switches_locally_per_vsid() -> None:
-    lab = Lab("single-host")
+    lab = fabric("single-host")
     blue = ping("blue1", MAC["blue2"], "10.10.10.10", "10.10.10.20")
     red = ping("red1", MAC["red2"], "10.10.10.10", "10.10.10.20")
-    lab.send("blue1", blue)
-    lab.send("red1", red)
+    steps = lab.send("blue1", blue, NOW) + lab.send("red1", red, NOW)
     assert lab.delivered() == [("blue2", blue), ("red2", red)]
-    assert lab.nodes["host1"].counters.switched_locally == 2
-    assert not lab.out["host1"].provider
+    assert lab.node("host1").counters.switched_locally == 2
+    assert [step.node for step in steps] == ["host1", "host1"] and not lab.link_log
 
 
 @pytest.mark.parametrize(
@@ -122,7 +118,7 @@ def test_single_host_switches_locally_per_vsid() -> None:
     ],
 )
 def test_what_a_vm_may_not_send(frame_args: dict[str, str], reason: str) -> None:
-    lab = Lab("two-hosts")
+    lab = fabric("two-hosts")
     args = {
         "src_mac": MAC["blue1"],
         "dst_mac": MAC["blue2"],
@@ -134,20 +130,20 @@ def test_what_a_vm_may_not_send(frame_args: dict[str, str], reason: str) -> None
         / IP(src=args["src_ip"], dst=args["dst_ip"])
         / ICMP()
     )
-    lab.send("blue1", frame)
+    lab.send("blue1", frame, NOW)
     assert lab.delivered() == []
     assert lab.drops("host1") == {reason: 1}
 
 
 def inject(
-    lab: Lab, node: str, *, vsid: int, src_pa: bytes, inner: bytes, dst_pa: bytes = PA2
+    lab: Fabric, node: str, *, vsid: int, src_pa: bytes, inner: bytes, dst_pa: bytes = PA2
 ) -> None:
-    datagram = encapsulate_ipv4(src_pa, dst_pa, vsid, 0, inner)
-    from_provider(lab.nodes[node], memoryview(bytearray(datagram)))
+    """NVGRE at ``node``'s provider side, whatever PA it is addressed to."""
+    lab.from_provider(node, encapsulate_ipv4(src_pa, dst_pa, vsid, 0, inner), NOW)
 
 
 def test_provider_frames_with_the_wrong_vsid_or_pa_are_dropped_and_counted() -> None:
-    lab = Lab("two-hosts")
+    lab = fabric("two-hosts")
     blue = ping("blue1", MAC["blue2"], "10.10.10.11", "10.10.10.12")
     inject(lab, "host2", vsid=5011, src_pa=PA1, inner=blue)  # Blue's frame in Red's VSID
     inject(lab, "host2", vsid=5010, src_pa=bytes([198, 18, 0, 99]), inner=blue)  # spoofed PA
@@ -168,7 +164,7 @@ def test_provider_frames_with_the_wrong_vsid_or_pa_are_dropped_and_counted() -> 
 
 
 def test_malformed_gre_from_the_provider_is_counted_by_reason() -> None:
-    lab = Lab("two-hosts")
+    lab = fabric("two-hosts")
     blue = ping("blue1", MAC["blue2"], "10.10.10.11", "10.10.10.12")
     good = bytearray(encapsulate_ipv4(PA1, PA2, 5010, 0, blue))
     reserved = bytearray(good)
@@ -176,24 +172,23 @@ def test_malformed_gre_from_the_provider_is_counted_by_reason() -> None:
     checksum_bit = bytearray(good)
     checksum_bit[20] |= 0x80
     for datagram in (reserved, checksum_bit, good[:30]):
-        from_provider(lab.nodes["host2"], memoryview(datagram))
+        lab.to_pa(bytes(datagram), NOW)  # to host2's PA
     assert lab.delivered() == []
     assert lab.drops("host2") == {"VSID_RESERVED": 1, "GRE_CHECKSUM": 1, "TRUNCATED": 1}
-    assert lab.nodes["host2"].counters.provider_rx_packets == 3
+    assert lab.node("host2").counters.provider_rx_packets == 3
 
 
 def test_routing_between_vsids_of_one_domain_rewrites_the_vsid() -> None:
-    lab = Lab("routing")
+    lab = fabric("routing")
     gateway = router_mac(5010)
-    lab.send("blue1", arp_request("blue1", "10.10.10.11", "10.10.10.1"))
+    lab.send("blue1", arp_request("blue1", "10.10.10.11", "10.10.10.1"), NOW)
     [(_, reply)] = lab.delivered()
     assert Ether(reply)[ARP].hwsrc == ":".join(f"{b:02x}" for b in gateway)
-    node, port = lab.port("blue1")
     frame = ping("blue1", Ether(reply)[ARP].hwsrc, "10.10.10.11", "10.10.20.13", ttl=9)
-    from_port(lab.nodes[node], port, memoryview(bytearray(frame)))
-    [(_, _, datagram)] = lab.out[node].provider
+    sent, arrived = lab.send("blue1", frame, NOW)
+    [(_, _, datagram)] = sent.nvgre
     assert IP(datagram).payload.key >> 8 == 5012, "the VSID is rewritten to the destination's"
-    lab.carry()
+    assert arrived.node == "host2"
     [(vm, delivered)] = lab.delivered()
     routed = Ether(delivered)
     assert vm == "blue3"
@@ -204,11 +199,11 @@ def test_routing_between_vsids_of_one_domain_rewrites_the_vsid() -> None:
 
 
 def test_routing_never_crosses_routing_domains() -> None:
-    lab = Lab("routing")
+    lab = fabric("routing")
     frame = ping(
         "blue1", ":".join(f"{b:02x}" for b in router_mac(5010)), "10.10.10.11", "10.10.30.5"
     )
-    lab.send("blue1", frame)
+    lab.send("blue1", frame, NOW)
     assert lab.delivered() == []
     assert lab.drops("host1") == {"NO_ROUTE": 1}
 
@@ -224,8 +219,8 @@ def oversized_from_blue1() -> bytes:
 
 
 def test_an_oversized_frame_gets_fragmentation_needed_not_silence() -> None:
-    lab = Lab("two-hosts")
-    lab.send("blue1", oversized_from_blue1())
+    lab = fabric("two-hosts")
+    lab.send("blue1", oversized_from_blue1(), NOW)
     [(vm, frame)] = lab.delivered()
     icmp = Ether(frame)
     assert vm == "blue1" and icmp[ICMP].type == 3 and icmp[ICMP].code == 4
@@ -234,7 +229,7 @@ def test_an_oversized_frame_gets_fragmentation_needed_not_silence() -> None:
 
 
 def test_ip_rewrite_resolves_the_pa_then_swaps_cas_for_pas_and_back() -> None:
-    lab = Lab("ip-rewrite")
+    lab = fabric("ip-rewrite")
     frame = raw(
         Ether(src=MAC["blue1"], dst=MAC["blue2"])
         / IP(src="10.10.10.11", dst="10.10.10.12")
@@ -243,16 +238,14 @@ def test_ip_rewrite_resolves_the_pa_then_swaps_cas_for_pas_and_back() -> None:
     )
     blue1 = lab.snapshot.record_by_mac[5010, bytes.fromhex("000000000011")]
     blue2 = lab.snapshot.record_by_mac[5010, bytes.fromhex("000000000012")]
-    node, port = lab.port("blue1")
-    host1 = lab.nodes[node]
-    from_port(host1, port, memoryview(bytearray(frame)))
+    step = lab.from_tap("host1", "blue1", frame, NOW)
     # The PA is not resolved yet: an ARP request from blue1's own PA, the frame parked.
-    [request] = lab.out[node].provider_link
+    [request] = step.link
     assert Ether(request).dst == "ff:ff:ff:ff:ff:ff"
     assert Ether(request)[ARP].psrc == str(blue1.record.pa)
     assert Ether(request)[ARP].pdst == str(blue2.record.pa)
     # The other host answers for its rewrite PA; the parked frame leaves rewritten.
-    lab.carry()
+    assert [step.node for step in lab.carry(NOW)] == ["host2", "host1", "host2"]
     [rewritten] = [frame for frame in lab.link_log if Ether(frame).haslayer(IP)]
     packet = Ether(rewritten)
     assert packet.dst == "02:00:00:00:00:02" and packet.src == "02:00:00:00:00:01"
@@ -261,36 +254,34 @@ def test_ip_rewrite_resolves_the_pa_then_swaps_cas_for_pas_and_back() -> None:
     [(vm, delivered)] = lab.delivered()
     assert vm == "blue2" and delivered == frame  # addresses and checksums restored exactly
     # Resolved now: the next frame goes straight out, no second request.
-    host1.now = NOW + 1
-    from_port(host1, port, memoryview(bytearray(frame)))
-    [(out_frame)] = lab.out[node].provider_link
+    [out_frame] = lab.from_tap("host1", "blue1", frame, NOW + 1).link
     assert Ether(out_frame)[IP].dst == str(blue2.record.pa)
-    assert host1.counters.ip_rewritten_out == 2
+    assert lab.node("host1").counters.ip_rewritten_out == 2
 
 
 def test_ip_rewrite_pas_answer_arp_on_the_provider_link() -> None:
-    lab = Lab("ip-rewrite")
+    lab = fabric("ip-rewrite")
     blue2 = lab.snapshot.record_by_mac[5010, bytes.fromhex("000000000012")]
-    node = lab.owner(blue2.pa_bytes)
     request = raw(
         Ether(src="02:00:00:00:00:09", dst="ff:ff:ff:ff:ff:ff")
         / ARP(op=1, hwsrc="02:00:00:00:00:09", psrc="198.18.0.200", pdst=str(blue2.record.pa))
     )
-    from_provider_link(lab.nodes[node], memoryview(bytearray(request)))
-    [reply] = lab.out[node].provider_link
+    steps = lab.on_link(request, NOW)  # from someone else on the link: every node hears it
+    assert [step.node for step in steps] == ["host1", "host2"]
+    [reply] = [frame for step in steps for frame in step.link]
+    node = lab.owner(blue2.pa_bytes)
+    assert [step.node for step in steps if step.link] == [node]
     assert Ether(reply)[ARP].op == 2 and Ether(reply)[ARP].psrc == str(blue2.record.pa)
-    assert Ether(reply)[ARP].hwsrc == ":".join(f"{b:02x}" for b in lab.nodes[node].provider_mac)
+    assert Ether(reply)[ARP].hwsrc == ":".join(f"{b:02x}" for b in lab.link_mac_of(node))
 
 
 def test_swap_keeps_counters_and_changes_decisions() -> None:
-    lab = Lab("two-hosts")
+    lab = fabric("two-hosts")
     blue = ping("blue1", MAC["blue2"], "10.10.10.11", "10.10.10.12")
-    lab.send("blue1", blue)
+    lab.send("blue1", blue, NOW)
     assert lab.delivered() == [("blue2", blue)]
-    new = blue2_migrated_to_host1()  # only the policy changes
-    for dataplane in lab.nodes.values():
-        dataplane.swap(new)
-    lab.send("blue1", blue)
-    assert lab.delivered() == [("blue2", blue)]
-    assert lab.nodes["host1"].counters.switched_locally == 1
-    assert lab.nodes["host1"].counters.encapsulated == 1, "counted before the swap, kept after"
+    lab.swap(blue2_migrated_to_host1())  # only the policy changes
+    [step] = lab.send("blue1", blue, NOW)
+    assert lab.delivered() == [("blue2", blue)] and step.taps[0][0].name == "blue2"
+    assert lab.node("host1").counters.switched_locally == 1
+    assert lab.node("host1").counters.encapsulated == 1, "counted before the swap, kept after"

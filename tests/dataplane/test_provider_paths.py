@@ -17,12 +17,11 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import raw
 
-from gateway.dataplane import from_provider
+from gateway.dataplane.fabric import Fabric
 from gateway.dataplane.provider_side import MAX_FLOWS
-from gateway.errors import Drop
 from gateway.wire import build_ipv4
 
-from ._harness import Lab, blue2_migrated_to_host1
+from ._policies import NOW, blue2_migrated_to_host1, fabric
 
 PAS = [bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]), bytes([198, 18, 0, 99])]
 MACS = [
@@ -35,7 +34,7 @@ MACS = [
 ]
 CAS = ["10.10.10.11", "10.10.10.12", "10.10.10.99"]
 NOP_OPTION = b"\x01\x01\x01\x00"  # three NOPs and an end of options: 4 bytes, IHL 6
-LAB = Lab("two-hosts")  # verdicts are counter deltas, so one lab serves every example
+LAB = fabric("two-hosts")  # a verdict is one step's, so one fabric serves every example
 
 
 def inner_frame(dst: str, src: str, src_ip: str, dst_ip: str, arp: bool) -> bytes:
@@ -49,14 +48,9 @@ def datagram(src_pa: bytes, dst_pa: bytes, gre: bytes, inner: bytes, options: by
     return build_ipv4(src_pa, dst_pa, 47, len(payload), options=options) + payload
 
 
-def verdict(lab: Lab, data: bytes) -> tuple[dict[str, int], list[tuple[str, bytes]]]:
-    node = lab.nodes["host2"]
-    before = list(node.counters.drops)
-    from_provider(node, memoryview(bytearray(data)))
-    drops = {
-        Drop(i).name: n - before[i] for i, n in enumerate(node.counters.drops) if n != before[i]
-    }
-    return drops, lab.delivered()
+def verdict(lab: Fabric, data: bytes) -> tuple[dict[str, int], list[tuple[str, bytes]]]:
+    step = lab.from_provider("host2", data, NOW)
+    return {reason.name: n for reason, n in step.drops.items()}, lab.delivered()
 
 
 @settings(max_examples=400, deadline=None)
@@ -86,7 +80,7 @@ def test_the_fast_path_decides_as_parse_nvgre_does(
 
 
 def test_both_paths_deliver_a_genuine_frame() -> None:
-    lab = Lab("two-hosts")
+    lab = fabric("two-hosts")
     gre = struct.pack("!HHI", 0x2000, 0x6558, 5010 << 8 | 7)
     inner = inner_frame(MACS[1], MACS[0], CAS[0], CAS[1], arp=False)
     for options in (b"", NOP_OPTION):
@@ -102,21 +96,21 @@ def genuine() -> bytes:
 
 
 def test_a_swap_never_serves_a_cached_verdict() -> None:
-    lab = Lab("two-hosts")
+    lab = fabric("two-hosts")
     assert verdict(lab, genuine())[1], "delivered, and now cached"
-    lab.nodes["host2"].swap(blue2_migrated_to_host1())
+    lab.swap(blue2_migrated_to_host1())
     assert verdict(lab, genuine()) == ({"NO_PORT": 1}, []), "blue2 is no longer on host2"
 
 
 def test_the_flow_cache_is_bounded() -> None:
-    lab = Lab("two-hosts")
-    node = lab.nodes["host2"]
+    lab = fabric("two-hosts")
+    node = lab.node("host2")
     template = bytearray(genuine())
     for n in range(MAX_FLOWS + 10):  # forged inner sources: each a new flow key
         template[54:58] = (0x0A000000 + n).to_bytes(4, "big")  # 10.x.y.z, never blue1's
-        from_provider(node, memoryview(template))
+        lab.from_provider("host2", bytes(template), NOW)
         assert len(node.tables.flows) <= MAX_FLOWS
-    assert node.counters.drops[Drop.SPOOFED_PA] == MAX_FLOWS + 10
+    assert lab.drops("host2") == {"SPOOFED_PA": MAX_FLOWS + 10}
     assert verdict(lab, genuine())[1], "a genuine flow is still served"
 
 
@@ -124,7 +118,7 @@ def test_a_wrong_outer_checksum_with_options_is_dropped() -> None:
     """A header with options passes the receive ring's filter unchecked (classic BPF
     sums a fixed 20 bytes); the slow path checks it. Option-less headers are checked
     by the filter (tests/io/test_ring_filter.py, test_ring.py) or by the kernel."""
-    lab = Lab("two-hosts")
+    lab = fabric("two-hosts")
     gre = struct.pack("!HHI", 0x2000, 0x6558, 5010 << 8 | 7)
     inner = inner_frame(MACS[1], MACS[0], CAS[0], CAS[1], arp=False)
     bad = bytearray(datagram(PAS[0], PAS[1], gre, inner, NOP_OPTION))

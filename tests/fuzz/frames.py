@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from gateway.dataplane import HostPort, HostTables, router_mac
+from gateway.dataplane.fabric import link_mac as provider_mac  # node number -> link MAC
 from gateway.policy import CompiledRecord, RecordType, Rule, Snapshot
 from gateway.wire import (
     ARP_OP_REPLY,
@@ -45,7 +46,6 @@ from gateway.wire import (
     encapsulate_ipv4,
     encapsulate_ipv6,
 )
-from tests.dataplane._harness import provider_mac  # the policy's node number -> link MAC
 
 PORT, PROVIDER, LINK = "from_port", "from_provider", "from_provider_link"
 ENTRIES: Final = (PORT, PROVIDER, LINK)

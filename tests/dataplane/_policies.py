@@ -1,0 +1,45 @@
+"""The shipped configs as the multi-node tests use them, on the one fabric.
+
+``gateway.dataplane.fabric`` carries what crosses the provider network between the
+nodes; this module only loads and edits the policies they run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway.control import load_config, read_document, to_plain
+from gateway.dataplane.fabric import Fabric
+from gateway.policy import Snapshot, compile_policy, load_policy
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+NOW = 100.0  # the clock the tests run at; neighbour entries age against it
+
+
+def snapshot_of(name: str) -> Snapshot:
+    return compile_policy(load_config(CONFIGS / f"{name}.yaml"))
+
+
+def snapshot_from(name: str, edit: Callable[[dict], object]) -> Snapshot:
+    """A shipped config with ``edit`` applied to its plain document, loaded and compiled
+    (so everything the validator refuses is refused here too)."""
+    document = to_plain(read_document(CONFIGS / f"{name}.yaml"))
+    edit(document)
+    return compile_policy(load_policy(document))
+
+
+def blue2_migrated_to_host1() -> Snapshot:
+    """two-hosts after a live migration of blue2: its record's PA and its port move."""
+    document = to_plain(read_document(CONFIGS / "two-hosts.yaml"))
+    for record in document["lookup_records"]:
+        if record.get("vm") == "blue2":
+            record["pa"] = "198.18.0.1"
+    nodes = document["nodes"]
+    nodes["host1"]["ports"].append(nodes["host2"]["ports"].pop(0))
+    return compile_policy(load_policy(document))
+
+
+def fabric(config: str | Snapshot) -> Fabric:
+    """Every node of a shipped config (by name) or of a snapshot, on one fabric."""
+    return Fabric(snapshot_of(config) if isinstance(config, str) else config)
