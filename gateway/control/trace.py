@@ -1,45 +1,36 @@
 """``nvgw trace``: what the data plane does with one packet, hop by hop.
 
-Like ovn-trace, but for HNV policy, and with no model of its own: each node the
-packet reaches gets the real ``HostNode`` over the policy (built when the packet
-first reaches it: building every node's would cost the policy's size once per node,
-29 s for 40,000 records on 800 nodes), a VM's ARP request and then its packet go
-through ``from_port``, whatever crosses the provider network is handed to the node
-that owns the destination PA, and each hop is read off what the data plane did (its
-outputs, its drop counters). To say *why*, the tables it reads
-are wrapped in recorders for the trace only: the lookups it made (which lookup
-record, which customer route) are listed as they happened, at no cost to the
-daemon, which never sees a recorder.
+Like ovn-trace, but for HNV policy, and with no model of its own: the packet goes
+through the deployment's ``Fabric`` (``gateway.dataplane.fabric``), where each node
+it reaches runs the real ``HostNode`` over the policy (built when the packet first
+reaches it: building every node's would cost the policy's size once per node, 29 s
+for 40,000 records on 800 nodes). A VM's ARP request and then its packet go through
+``from_port``, the fabric carries whatever crosses the provider network, and each
+hop is read off the fabric's steps (outputs, drops). To say *why*, the fabric builds
+the tables with a lookup tracer: the lookups the data plane made (which lookup
+record, which customer route) are listed as they happened, at no cost to the daemon,
+whose tables are built without one.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.dataplane import (
-    HostNode,
-    HostPort,
-    from_port,
-    from_provider,
-    from_provider_link,
-    router_mac,
-)
-from gateway.errors import Drop
-from gateway.policy import Policy, Snapshot, compile_policy
+from gateway.dataplane import HostPort, router_mac
+from gateway.dataplane.fabric import MAX_HOPS, Fabric, Step
+from gateway.errors import BadPacket
+from gateway.policy import Policy, compile_policy
 from gateway.wire import (
     ARP_OP_REQUEST,
-    BROADCAST_MAC,
+    ETH_ADDR_SIZE,
+    ETH_HEADER_SIZE,
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,
-    IPPROTO_GRE,
     IPPROTO_ICMP,
     IPPROTO_TCP,
     IPPROTO_UDP,
-    ZERO_MAC,
-    build_arp,
     build_ethernet,
     build_icmp_echo,
     build_ipv4,
@@ -47,12 +38,14 @@ from gateway.wire import (
     build_udp_v4,
     mac_to_str,
     parse_arp,
+    parse_ethernet,
+    parse_ipv4,
     parse_nvgre,
 )
 
 PROTOCOLS = {"icmp": IPPROTO_ICMP, "udp": IPPROTO_UDP, "tcp": IPPROTO_TCP}
 PORTS = range(0, 65536)  # UDP and TCP ports: 16 bits
-MAX_HOPS = 16  # a trace that keeps crossing the provider network is a loop: stop it
+_NOW = 0.0  # one packet's trace: the clock never moves
 
 
 class TraceError(ValueError):
@@ -84,163 +77,6 @@ class Trace:
         return {"hops": hops, "delivered_to": self.delivered_to, "dropped": self.dropped}
 
 
-class _Recorder:
-    """A mapping the data plane reads through, noting each lookup in the trace."""
-
-    def __init__(self, name: str, inner: Any, note: Any) -> None:
-        self._name, self._inner, self._note = name, inner, note
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        found = self._inner.get(key, default)
-        self._note(self._name, key, found)
-        return found
-
-    def __getitem__(self, key: Any) -> Any:
-        return self._inner[key]
-
-    def __contains__(self, key: Any) -> bool:
-        return key in self._inner
-
-
-class _RecordingSnapshot:
-    """The snapshot as the data plane sees it in a trace: route() and CA lookups noted."""
-
-    def __init__(self, snapshot: Snapshot, note: Any) -> None:
-        self._snapshot, self._note = snapshot, note
-        self.record_by_ca = _Recorder("record by (VSID, CA)", snapshot.record_by_ca, note)
-        self.record_by_mac = _Recorder("record by (VSID, MAC)", snapshot.record_by_mac, note)
-
-    def route(self, rdid: str, destination: bytes) -> Any:
-        found = self._snapshot.route(rdid, destination)
-        self._note("customer route", (rdid, destination), found)
-        return found
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._snapshot, name)
-
-
-class CollectOutput:
-    """An Output that keeps what the data plane sent, in order: what would leave.
-    NVGRE is kept as the whole datagram the kernel would send (outer IPv4 added)."""
-
-    def __init__(self) -> None:
-        self.ports: list[tuple[HostPort, bytes]] = []
-        self.provider: list[tuple[bytes, bytes, bytes]] = []
-        self.link: list[bytes] = []
-
-    def to_tap(self, tap: HostPort, frame: Any) -> None:
-        self.ports.append((tap, bytes(frame)))
-
-    def to_provider(self, src_pa: bytes, dst_pa: bytes, gre: bytes, frame: Any) -> None:
-        payload = gre + bytes(frame)
-        self.provider.append(
-            (src_pa, dst_pa, build_ipv4(src_pa, dst_pa, IPPROTO_GRE, len(payload)) + payload)
-        )
-
-    def to_provider_link(self, frame: Any) -> None:
-        self.link.append(bytes(frame))
-
-
-class _Tracer:
-    """The deployment's nodes as the packet meets them, each node's data plane built
-    on its first visit and its tables wrapped in recorders."""
-
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
-        self.snapshot = compile_policy(policy)
-        self.trace = Trace()
-        self.node = ""
-        self.nodes: dict[str, HostNode] = {}
-        self._pa_owner = {
-            pa.pa.packed: node.name for node in policy.nodes for pa in node.provider_addresses
-        }
-        self._mac_owner = {_link_mac(node.name): node.name for node in policy.nodes}
-
-    def dataplane(self, name: str) -> HostNode:
-        dataplane = self.nodes.get(name)
-        if dataplane is None:
-            dataplane = HostNode(self.snapshot, name, CollectOutput(), provider_mac=_link_mac(name))
-            tables = dataplane.tables
-            for table, label in (
-                ("record_by_mac", "record by (VSID, MAC)"),
-                ("record_by_rdid_ca", "record by (RDID, CA)"),
-                ("port_by_key", "local port by (VSID, MAC)"),
-            ):
-                setattr(tables, table, _Recorder(label, getattr(tables, table), self._note))
-            tables.snapshot = _RecordingSnapshot(self.snapshot, self._note)  # type: ignore[assignment]
-            self.nodes[name] = dataplane
-        return dataplane
-
-    def _note(self, name: str, key: Any, found: Any) -> None:
-        self.trace.add(self.node, "lookup", f"{name} {_show(key)} -> {_show(found)}")
-
-    def port(self, vm: str) -> tuple[str, HostPort]:
-        for node in self.policy.nodes:
-            if any(port.name == vm for port in node.ports):
-                return node.name, self.dataplane(node.name).tables.port_by_name[vm]
-        known = sorted(port.name for node in self.policy.nodes for port in node.ports)
-        raise TraceError(f"no VM port named {vm!r} (ports: {', '.join(known)})")
-
-    def run(self, node: str, call: Any, frame: bytes) -> CollectOutput:
-        """One data-plane call on one node; its drops become hops."""
-        self.node = node
-        out = CollectOutput()
-        dataplane = self.dataplane(node)
-        dataplane.out = out
-        counters = dataplane.counters
-        before = list(counters.drops)
-        call(dataplane, memoryview(bytearray(frame)))
-        for reason in Drop:
-            if counters.drops[reason] > before[reason]:
-                self.trace.add(node, "drop", reason.label)
-                self.trace.dropped = reason.label
-        return out
-
-    def follow(self, node: str, out: CollectOutput, hops: int = 0) -> None:
-        """Where the outputs of one call go next, until they reach a VM or are dropped."""
-        for port, frame in out.ports:
-            self.trace.add(
-                node, "deliver", f"to {port.name} (VSID {port.vsid}), {len(frame)} bytes"
-            )
-            self.trace.delivered_to = port.name
-        for src, dst, datagram in out.provider:
-            packet = parse_nvgre(memoryview(datagram))
-            self.trace.add(
-                node,
-                "encapsulate",
-                f"NVGRE VSID {packet.vsid} FlowID {packet.flow_id}: PA {_ip(src)} -> {_ip(dst)}",
-            )
-            target = self.owner(dst)
-            if target is None:
-                self.trace.add(node, "drop", f"no node owns PA {_ip(dst)}")
-                continue
-            if hops < MAX_HOPS:
-                self.follow(target, self.run(target, from_provider, datagram), hops + 1)
-        for frame in out.link:
-            if frame[12:14] == ETHERTYPE_ARP.to_bytes(2, "big"):
-                arp = parse_arp(frame, 14)
-                what = "who-has" if arp.opcode == ARP_OP_REQUEST else "is-at"
-                self.trace.add(
-                    node, "ip-rewrite", f"ARP {what} {_ip(arp.target_ip)} on the provider link"
-                )
-                about = arp.target_ip
-            else:
-                self.trace.add(
-                    node, "ip-rewrite", f"plain IPv4 {_ip(frame[26:30])} -> {_ip(frame[30:34])}"
-                )
-                about = bytes(frame[30:34])
-            # A unicast frame reaches the node with that MAC; a broadcast reaches every
-            # node, and only the owner of the PA it is about acts on it (the others
-            # leave it to the kernel): that one is where the packet goes on.
-            mac = bytes(frame[0:6])
-            target = self.owner(about) if mac == BROADCAST_MAC else self._mac_owner.get(mac)
-            if hops < MAX_HOPS and target is not None and target != node:
-                self.follow(target, self.run(target, from_provider_link, frame), hops + 1)
-
-    def owner(self, pa: bytes) -> str | None:
-        return self._pa_owner.get(bytes(pa))
-
-
 def trace(
     policy: Policy,
     vm: str,
@@ -261,28 +97,30 @@ def trace(
         dst = ipaddress.IPv4Address(destination)
     except ValueError:
         raise TraceError(f"{destination!r} is not an IPv4 address") from None
-    tracer = _Tracer(policy)
-    node, port = tracer.port(vm)
+    fabric = Fabric(compile_policy(policy), trace=True)
+    result = Trace()
+    try:
+        node = fabric.locate(vm)
+    except KeyError:
+        known = sorted(port.name for node in policy.nodes for port in node.ports)
+        raise TraceError(f"no VM port named {vm!r} (ports: {', '.join(known)})") from None
+    port = fabric.tap(node, vm)
     subnet = policy.virtual_subnet(port.vsid)
     prefix = subnet.prefix_for(4)
     src = port.ca
     hop = dst.packed
     if prefix is None or dst not in prefix:
         if subnet.gateway is None:
-            tracer.trace.add(node, "drop", f"{vm}'s subnet has no gateway: {dst} is off-link")
-            tracer.trace.dropped = "no_gateway"
-            return tracer.trace
+            result.add(node, "drop", f"{vm}'s subnet has no gateway: {dst} is off-link")
+            result.dropped = "no_gateway"
+            return result
         hop = subnet.gateway.packed
-    request = build_ethernet(BROADCAST_MAC, port.mac, ETHERTYPE_ARP) + build_arp(
-        ARP_OP_REQUEST, port.mac, src, ZERO_MAC, hop
-    )
-    tracer.trace.add(node, "arp", f"{vm} asks who has {_ip(hop)}")
-    from_vm = _from_vm(port)
-    out = tracer.run(node, from_vm, request)
-    if not out.ports:
-        return tracer.trace
-    answer = parse_arp(out.ports[0][1], 14).sender_mac
-    tracer.trace.add(
+    result.add(node, "arp", f"{vm} asks who has {_ip(hop)}")
+    answer, asked = fabric.resolve(node, vm, hop, _NOW)
+    _read(result, fabric, asked, deliveries=False)  # the answer is the next hop
+    if answer is None:
+        return result
+    result.add(
         node,
         "arp",
         f"{_ip(hop)} is at {mac_to_str(answer)}"
@@ -297,19 +135,52 @@ def trace(
         payload = build_tcp_v4(src, dst.packed, src_port, dst_port)
     frame = build_ethernet(answer, port.mac, ETHERTYPE_IPV4)
     frame += build_ipv4(src, dst.packed, number, len(payload)) + payload
-    tracer.trace.add(node, "send", f"{vm} {_ip(src)} -> {dst} {protocol}")
-    tracer.follow(node, tracer.run(node, from_vm, frame))
-    return tracer.trace
+    result.add(node, "send", f"{vm} {_ip(src)} -> {dst} {protocol}")
+    for step in [fabric.from_tap(node, vm, frame, _NOW), *fabric.carry(_NOW)]:
+        _read(result, fabric, step)
+    if fabric.looped:
+        result.add(node, "drop", f"still crossing the provider network after {MAX_HOPS} hops")
+        result.dropped = "loop"
+    return result
 
 
-def _from_vm(port: HostPort) -> Any:
-    """``from_port`` for one port, called as the other entry points are."""
-    return lambda node, frame: from_port(node, port, frame)
+def _read(result: Trace, fabric: Fabric, step: Step, deliveries: bool = True) -> None:
+    """One step's hops: the lookups it made, its drops, then what it sent on."""
+    node = step.node
+    for table, key, found in step.lookups:
+        result.add(node, "lookup", f"{table} {_show(key)} -> {_show(found)}")
+    for reason in step.drops:
+        result.add(node, "drop", reason.label)
+        result.dropped = reason.label
+    if not deliveries:
+        return
+    for tap, frame in step.taps:
+        result.add(node, "deliver", f"to {tap.name} (VSID {tap.vsid}), {len(frame)} bytes")
+        result.delivered_to = tap.name
+    for src, dst, datagram in step.nvgre:
+        packet = parse_nvgre(memoryview(datagram))
+        result.add(
+            node,
+            "encapsulate",
+            f"NVGRE VSID {packet.vsid} FlowID {packet.flow_id}: PA {_ip(src)} -> {_ip(dst)}",
+        )
+        if fabric.owner(dst) is None:
+            result.add(node, "drop", f"no node owns PA {_ip(dst)}")
+    for frame in step.link:
+        result.add(node, "ip-rewrite", _on_link(frame))
 
 
-def _link_mac(node: str) -> bytes:
-    """A stand-in provider MAC per node, so IP-Rewrite's ARP can be traced."""
-    return bytes([2, 0x4E, 0x56, 0xFF]) + (zlib.crc32(node.encode()) & 0xFFFF).to_bytes(2, "big")
+def _on_link(frame: bytes) -> str:
+    """What a frame the data plane put on the provider link says."""
+    try:
+        if parse_ethernet(frame).ethertype == ETHERTYPE_ARP:
+            arp = parse_arp(frame, ETH_HEADER_SIZE)
+            what = "who-has" if arp.opcode == ARP_OP_REQUEST else "is-at"
+            return f"ARP {what} {_ip(arp.target_ip)} on the provider link"
+        ip = parse_ipv4(frame, ETH_HEADER_SIZE)
+    except BadPacket as bad:
+        return f"a frame the trace cannot read ({bad.reason.label})"
+    return f"plain IPv4 {_ip(ip.src)} -> {_ip(ip.dst)}"
 
 
 def _ip(packed: bytes) -> str:
@@ -332,9 +203,10 @@ def _show(value: Any) -> str:
     if isinstance(value, tuple):
         return "(" + ", ".join(_show(v) for v in value) + ")"
     if isinstance(value, bytes):
-        if len(value) in (4, 16):
-            return _ip(value)
-        if len(value) == 6:
+        if len(value) == ETH_ADDR_SIZE:
             return mac_to_str(value)
-        return value.hex()
+        try:
+            return _ip(value)  # 4 or 16 bytes
+        except ValueError:
+            return value.hex()
     return str(value)

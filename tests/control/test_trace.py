@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from gateway.control import load_config
-from gateway.control import trace as trace_module
 from gateway.control.entries import policy_json
 from gateway.control.trace import TraceError, trace
+from gateway.dataplane import fabric as fabric_module
 from gateway.policy import Policy, load_policy
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -31,8 +31,31 @@ def test_blue_to_blue_is_encapsulated_with_blues_vsid_and_delivered() -> None:
 
 
 def test_red2s_address_from_blue1_reaches_blue2_never_red2() -> None:
+    """Blue and Red both have 10.10.10.12: from blue1 it is blue2, in Blue's VSID, and
+    nothing of Red's is looked up, sent to or delivered on the way."""
+    blue = trace(load_config(CONFIGS / "two-hosts.yaml"), "blue1", "10.10.10.12")
+    assert blue.delivered_to == "blue2" and blue.dropped is None
+    [encapsulated] = hops(blue, "encapsulate")
+    assert "VSID 5010" in encapsulated
+    assert any("is at 00-00-00-00-00-12" in d for d in hops(blue, "arp"))
+    assert not [
+        h for h in blue.hops if "red" in h.detail or "5011" in h.detail or "-22" in h.detail
+    ]
+
+
+def test_red2s_address_from_red1_is_red2() -> None:
     red = trace(load_config(CONFIGS / "two-hosts.yaml"), "red1", "10.10.10.12")
     assert red.delivered_to == "red2" and "VSID 5011" in hops(red, "encapsulate")[0]
+
+
+def test_macs_print_as_the_hnv_admin_writes_them() -> None:
+    """One spelling, dashes, in the hops a person reads (README, "Decisions")."""
+    routed = trace(load_config(CONFIGS / "routing.yaml"), "blue1", "10.10.20.13")
+    assert "10.10.10.1 is at 02-4e-56-00-13-92 (the subnet's router)" in hops(routed, "arp")
+    assert "local port by (VSID, MAC) (5012, 00-00-00-00-00-13) -> port blue3" in hops(
+        routed, "lookup"
+    )
+    assert not [h for h in routed.hops if ":4e:" in h.detail or "00:00:" in h.detail]
 
 
 def test_routing_rewrites_the_vsid_and_never_crosses_domains() -> None:
@@ -122,13 +145,13 @@ def test_only_the_nodes_the_packet_visits_are_built(monkeypatch, config: str) ->
     policy = load_config(CONFIGS / config)
     plain = trace(policy, "blue1", "10.10.10.12", "tcp")
     built: list[str] = []
-    real = trace_module.HostNode
+    real = fabric_module.HostNode
 
     def counting(snapshot, node, *args, **kwargs):
         built.append(node)
         return real(snapshot, node, *args, **kwargs)
 
-    monkeypatch.setattr(trace_module, "HostNode", counting)
+    monkeypatch.setattr(fabric_module, "HostNode", counting)
     crowded = trace(with_bystanders(policy, 200), "blue1", "10.10.10.12", "tcp")
     assert crowded.delivered_to == plain.delivered_to == "blue2"
     assert [(h.node, h.what) for h in crowded.hops] == [(h.node, h.what) for h in plain.hops]
