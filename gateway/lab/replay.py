@@ -1,105 +1,116 @@
 """``nvgw replay``: a capture through the data plane, offline.
 
-Each frame of the capture is given to the node it would reach: NVGRE (or a plain
-IPv4 packet, IP-Rewrite) addressed to a node's PA goes to that node's provider side,
-a frame whose source MAC is a VM port's goes to that port. Every node runs the real
-``HostNode`` over the config's policy, so the verdicts are the daemon's; what
-the data plane sends is written to the output capture (NVGRE with its outer IPv4
-header, as the kernel would send it), and each input frame gets a one-line verdict.
+Each frame of the capture is given to the node it would reach, in the deployment's
+``Fabric`` (``gateway.dataplane.fabric``), where every node runs the real
+``HostNode`` over the config's policy, so the verdicts are the daemon's: NVGRE
+addressed to a node's PA reaches that node's provider side (as the fabric carries
+NVGRE), a plain IPv4 packet addressed to a node's PA (IP-Rewrite) its provider link,
+and a frame whose source MAC is a VM port's that port. What the data plane sends is
+written to the output capture (NVGRE with its outer IPv4 header, as the kernel would
+send it) rather than carried on: each input frame gets a one-line verdict of its own.
 scapy does the pcap I/O only (it stays out of the data plane, per the layout).
 """
 
 from __future__ import annotations
 
 import io
+import ipaddress
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from gateway.control import replace_file
-from gateway.control.trace import CollectOutput
-from gateway.dataplane import HostNode, HostPort, from_port, from_provider, from_provider_link
-from gateway.errors import Drop
+from gateway.dataplane.fabric import Fabric, Step
 from gateway.policy import Policy, compile_policy
-from gateway.wire import ETH_HEADER_SIZE, ETHERTYPE_IPV4, IPPROTO_GRE, build_ethernet
+from gateway.wire import (
+    ETH_ADDR_SIZE,
+    ETH_HEADER,
+    ETH_HEADER_SIZE,
+    ETH_OFFSET_SRC,
+    ETHERTYPE_IPV4,
+    IPPROTO_GRE,
+    IPV4_ADDR_SIZE,
+    IPV4_HEADER_SIZE,
+    IPV4_OFFSET_DST,
+    IPV4_OFFSET_PROTOCOL,
+    build_ethernet,
+)
 
-_ETHERTYPE = slice(12, 14)
-_PROTOCOL = ETH_HEADER_SIZE + 9
-_DST = slice(ETH_HEADER_SIZE + 16, ETH_HEADER_SIZE + 20)
-_WIRE_MAC = bytes([2, 0, 0, 0, 0, 0])  # outer MACs of NVGRE written to the output
+_PROTOCOL: Final = ETH_HEADER_SIZE + IPV4_OFFSET_PROTOCOL
+_DST: Final = slice(
+    ETH_HEADER_SIZE + IPV4_OFFSET_DST, ETH_HEADER_SIZE + IPV4_OFFSET_DST + IPV4_ADDR_SIZE
+)
+_SRC: Final = slice(ETH_OFFSET_SRC, ETH_OFFSET_SRC + ETH_ADDR_SIZE)
+_WIRE_MAC: Final = bytes([2, 0, 0, 0, 0, 0])  # outer MACs of NVGRE written to the output
+_NOW: Final = 0.0  # a capture's frames are replayed at one instant
+IGNORED: Final = "ignored"
 
 
 @dataclass(frozen=True)
 class Verdict:
     index: int  # 1-based, as tshark and wireshark number frames
     node: str  # the node that handled it, "" when none would
-    result: str  # "delivered to blue2", "dropped: spoofed_pa", ...
+    result: str  # "sent to blue2", "dropped: spoofed_pa", ...
+    kind: str  # what ``summary`` counts: "sent", "consumed", "ignored" or "dropped: REASON"
 
 
 def replay(policy: Policy, frames: list[bytes]) -> tuple[list[Verdict], list[bytes]]:
     """Verdicts for each input frame, and the frames the data plane sent."""
-    snapshot = compile_policy(policy)
-    nodes = {n.name: HostNode(snapshot, n.name, CollectOutput()) for n in policy.nodes}
-    by_mac: dict[bytes, tuple[str, HostPort]] = {}
-    for name, dataplane in nodes.items():
-        for port in dataplane.tables.ports:
-            by_mac[port.mac] = (name, port)
+    fabric = Fabric(compile_policy(policy))
+    taps = {bytes(port.mac): (node.name, port.name) for node in policy.nodes for port in node.ports}
     verdicts: list[Verdict] = []
     written: list[bytes] = []
     for index, frame in enumerate(frames, 1):
-        node, call, start = _route(frame, nodes, by_mac)
-        if call is None:
-            verdicts.append(Verdict(index, "", "ignored: not for a PA or from a VM port here"))
+        step = _enter(fabric, taps, frame)
+        # One hop per captured frame: what leaves is written out, not carried on.
+        fabric.in_flight.clear()
+        fabric.deliveries.clear()
+        if step is None:
+            reason = "not for a PA or from a VM port here"
+            verdicts.append(Verdict(index, "", f"{IGNORED}: {reason}", IGNORED))
             continue
-        out = nodes[node].out = CollectOutput()
-        drops = list(nodes[node].counters.drops)
-        call(nodes[node], memoryview(bytearray(frame[start:])))
-        verdicts.append(Verdict(index, node, _result(nodes[node], drops, out)))
-        written += [bytes(f) for _, f in out.ports]
+        verdicts.append(_verdict(index, step))
+        written += [frame for _, frame in step.taps]
         written += [
-            build_ethernet(_WIRE_MAC, _WIRE_MAC, ETHERTYPE_IPV4) + d for *_, d in out.provider
+            build_ethernet(_WIRE_MAC, _WIRE_MAC, ETHERTYPE_IPV4) + d for *_, d in step.nvgre
         ]
-        written += out.link
+        written += step.link
     return verdicts, written
 
 
-def _route(
-    frame: bytes, nodes: dict[str, HostNode], by_mac: dict[bytes, tuple[str, HostPort]]
-) -> tuple[str, Any, int]:
-    """The node a frame reaches, the data plane call for it, and where its input
-    starts (from_provider takes the datagram from its IP header, the rest frames)."""
-    if len(frame) >= ETH_HEADER_SIZE + 20 and frame[_ETHERTYPE] == ETHERTYPE_IPV4.to_bytes(
-        2, "big"
-    ):
-        for name, dataplane in nodes.items():
-            if frame[_DST] in dataplane.tables.local_pas:
-                if frame[_PROTOCOL] == IPPROTO_GRE:
-                    return name, from_provider, ETH_HEADER_SIZE
-                return name, from_provider_link, 0
-    found = by_mac.get(frame[6:12])
-    if found is not None:
-        name, port = found
-        return name, lambda node, view: from_port(node, port, view), 0
-    return "", None, 0
+def _enter(fabric: Fabric, taps: dict[bytes, tuple[str, str]], frame: bytes) -> Step | None:
+    """The frame given to the node it reaches, if any: the data plane's step."""
+    if len(frame) >= ETH_HEADER_SIZE + IPV4_HEADER_SIZE:
+        _, _, ethertype = ETH_HEADER.unpack_from(frame)
+        node = fabric.owner(frame[_DST]) if ethertype == ETHERTYPE_IPV4 else None
+        if node is not None:
+            if frame[_PROTOCOL] == IPPROTO_GRE:
+                return fabric.from_provider(node, frame[ETH_HEADER_SIZE:], _NOW)
+            return fabric.from_link(node, frame, _NOW)
+    found = taps.get(frame[_SRC])  # the data plane counts a frame too short for the rest
+    if found is None:
+        return None
+    node, tap = found
+    return fabric.from_tap(node, tap, frame, _NOW)
 
 
-def _result(dataplane: HostNode, before: list[int], out: CollectOutput) -> str:
-    after = dataplane.counters.drops
-    dropped = [Drop(i).label for i in range(len(after)) if after[i] > before[i]]
+def _verdict(index: int, step: Step) -> Verdict:
+    dropped = [reason.label for reason in step.drops]
     if dropped:
-        return "dropped: " + ", ".join(dropped)
-    said = [f"to {port.name}" for port, _ in out.ports]
-    said += [f"NVGRE to PA {'.'.join(map(str, dst))}" for _, dst, _ in out.provider]
-    said += ["on the provider link"] * len(out.link)
-    return "sent " + ", ".join(said) if said else "consumed"
+        result = "dropped: " + ", ".join(dropped)
+        return Verdict(index, step.node, result, result)
+    said = [f"to {tap.name}" for tap, _ in step.taps]
+    said += [f"NVGRE to PA {ipaddress.ip_address(dst)}" for _, dst, _ in step.nvgre]
+    said += ["on the provider link"] * len(step.link)
+    if not said:
+        return Verdict(index, step.node, "consumed", "consumed")
+    return Verdict(index, step.node, "sent " + ", ".join(said), "sent")
 
 
 def summary(verdicts: list[Verdict]) -> Counter[str]:
-    """How many frames got each kind of verdict ("sent", "dropped: x", "ignored")."""
-    return Counter(
-        v.result if v.result.startswith("dropped") else v.result.split(" ")[0] for v in verdicts
-    )
+    """How many frames got each kind of verdict ("sent", "dropped: x", "ignored", ...)."""
+    return Counter(verdict.kind for verdict in verdicts)
 
 
 def read_frames(path: Any) -> list[bytes]:

@@ -50,11 +50,26 @@ def test_each_frame_gets_the_daemons_verdict() -> None:
         ("host1", "sent to blue1"),
         ("", "ignored: not for a PA or from a VM port here"),
     ]
-    assert summary(verdicts) == {"sent": 3, "dropped: spoofed_pa": 1, "ignored:": 1}
+    assert summary(verdicts) == {"sent": 3, "dropped: spoofed_pa": 1, "ignored": 1}
     delivered, encapsulated, arp_reply = (Ether(f) for f in sent)
     assert delivered.dst == BLUE2 and delivered[IP].dst == "10.10.10.12"
     assert encapsulated[GRE].key >> 8 == 5010 and encapsulated[IP].dst == "198.18.0.2"
     assert arp_reply[ARP].op == 2 and arp_reply[ARP].hwsrc == BLUE2
+
+
+def test_an_ip_rewrite_frame_is_resolved_on_the_provider_link_as_its_daemon_does() -> None:
+    """host1 holds IP-Rewrite PAs, so its daemon is on the provider link: blue1's frame
+    makes it ask for blue2's PA and park the frame (the next one waits too). Replay
+    used to build nodes with no link and said provider_unreachable."""
+    ping = Ether(src=BLUE1, dst=BLUE2) / IP(src="10.10.10.11", dst="10.10.10.12") / ICMP()
+    verdicts, sent = replay(load_config(CONFIGS / "ip-rewrite.yaml"), [raw(ping), raw(ping)])
+    assert [(v.node, v.result) for v in verdicts] == [
+        ("host1", "sent on the provider link"),
+        ("host1", "consumed"),
+    ]
+    [request] = (Ether(f) for f in sent)
+    assert request.dst == "ff:ff:ff:ff:ff:ff" and request[ARP].op == 1
+    assert (request[ARP].psrc, request[ARP].pdst) == ("198.18.0.11", "198.18.0.12")
 
 
 def test_nvgw_replay_reads_and_writes_captures(tmp_path: Path) -> None:
@@ -77,6 +92,7 @@ def test_nvgw_replay_reads_and_writes_captures(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "dropped: spoofed_pa" in result.stdout and "wrote 3 frames" in result.stdout
+    assert "ignored: 1," in result.stdout, "the summary counts kinds, not their text"
     assert len(rdpcap(str(output))) == 3
     missing = subprocess.run(
         [
