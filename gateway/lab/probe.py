@@ -5,6 +5,11 @@ Tenants overlap (Blue and Red both use 10.10.10.12), so "blue1 reached
 10.10.10.12" says nothing by itself: the matrix also reads which MAC the pinging
 VM resolved the address to, which names the VM that answered (ARP is answered by
 the host's daemon from the source VSID's lookup records, never by another tenant).
+
+Who *should* answer is asked of the real data plane, with no model of forwarding of
+its own: every ping of the matrix is sent through the policy's ``Fabric`` as the
+VMs' stacks would send it (``expectations``), and the answer is compared with what
+the lab's kernels did.
 """
 
 from __future__ import annotations
@@ -17,14 +22,32 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.dataplane.fabric import Delivery, Fabric
+from gateway.errors import BadPacket
 from gateway.lab.plan import LabError, LabPlan, VmPlan
 from gateway.policy import Snapshot
+from gateway.wire import (
+    ETH_HEADER_SIZE,
+    ETHERTYPE_IPV4,
+    ICMP_ECHO_REPLY,
+    ICMP_ECHO_REQUEST,
+    IPPROTO_ICMP,
+    IcmpMessage,
+    build_ethernet,
+    build_icmp_echo,
+    build_icmp_echo_reply,
+    build_ipv4,
+    parse_icmp,
+    parse_ipv4,
+)
 
 PING_TIMEOUT_S = 2
 ROUTED = "router"  # the answer came back through the subnet's gateway MAC
+_NOW = 0.0  # the expectations' pings all go at one instant
 
 
 @dataclass(frozen=True)
@@ -32,7 +55,7 @@ class Cell:
     source: str
     target: str  # the VM whose CA was pinged
     answered_by: str | None  # the VM that answered ("router" if routed), None if nobody
-    expected: str | None  # who should answer, from the policy
+    expected: str | None  # who should answer: the data plane's answer (``expectations``)
 
     @property
     def as_expected(self) -> bool:
@@ -41,33 +64,76 @@ class Cell:
         return self.answered_by in (self.expected, ROUTED)
 
 
-def expected_responder(
-    snapshot: Snapshot, plan: LabPlan, source: VmPlan, target: VmPlan
-) -> str | None:
-    """The VM that the policy lets answer ``source`` pinging ``target``'s CA: a VM of
-    the source's own routing domain with that CA, in its VSID or routed to."""
-    ca = target.address.ip.packed
-    by_mac = {(vm.vsid, _mac_of(snapshot, vm)): vm.name for vm in plan.vms}
-    same_vsid = snapshot.record_by_ca.get((source.vsid, ca))
-    if same_vsid is not None:
-        return by_mac.get((same_vsid.vsid, same_vsid.mac_bytes))
-    if source.gateway is None:
-        return None
-    route = snapshot.route(source.rdid, ca)
-    if route is None:
-        return None
-    record = snapshot.record_by_ca.get((route.next_hop_vsid, route.next_hop_bytes or ca))
-    if record is None:
-        return None
-    back = snapshot.route(source.rdid, source.address.ip.packed)
-    responder = plan_vm(plan, by_mac.get((record.vsid, record.mac_bytes)))
-    if back is None or responder is None or responder.gateway is None:
-        return None
-    return responder.name
+def expectations(snapshot: Snapshot, plan: LabPlan) -> dict[tuple[str, str], str | None]:
+    """Who answers each ping of the matrix, (source, target) -> VM or None, asked of
+    the real data plane: the source's stack sends the echo request through the
+    policy's fabric (ARP for its next hop, then the packet to the MAC it got), the VM
+    it reaches answers as a stack does (an echo reply, by the same steps), and the
+    answer counts only if the reply comes back to the source."""
+    fabric = Fabric(snapshot)
+    return {
+        (source.name, target.name): _ping(fabric, plan, source, target.address.ip)
+        for source in plan.vms
+        for target in plan.vms
+        if source is not target
+    }
 
 
-def plan_vm(plan: LabPlan, name: str | None) -> VmPlan | None:
-    return None if name is None else plan.vm(name)
+def _ping(fabric: Fabric, plan: LabPlan, source: VmPlan, address: IPv4Address) -> str | None:
+    if address == source.address.ip:
+        return source.name  # its own address: its loopback answers, nothing is sent
+    request = build_icmp_echo(1, 1, b"nvgw lab")
+    for delivery in _send(fabric, source, address, request):
+        responder = _vm(plan, delivery.tap)
+        echo = _icmp(delivery.frame, ICMP_ECHO_REQUEST)
+        if responder is None or responder.address.ip != address or echo is None:
+            continue  # a stack takes echo requests for its own address only
+        sender, message = echo
+        for back in _send(fabric, responder, sender, build_icmp_echo_reply(message)):
+            answer = _icmp(back.frame, ICMP_ECHO_REPLY)
+            if back.tap == source.name and answer is not None and answer[0] == address:
+                return responder.name
+    return None
+
+
+def _send(fabric: Fabric, vm: VmPlan, destination: IPv4Address, icmp: bytes) -> list[Delivery]:
+    """What ``vm``'s stack does to send ``icmp`` to ``destination``: ARP for the next
+    hop (the destination on its subnet, else its default gateway), then the packet
+    to the MAC it learnt, carried to the end. The deliveries it made."""
+    hop = destination if destination in vm.address.network else vm.gateway
+    if hop is None:
+        return []  # no route in the VM
+    mac, _ = fabric.resolve(vm.node, vm.name, hop.packed, _NOW)
+    if mac is None:
+        return []
+    port = fabric.tap(vm.node, vm.name)
+    ip = build_ipv4(vm.address.ip.packed, destination.packed, IPPROTO_ICMP, len(icmp))
+    seen = len(fabric.deliveries)
+    fabric.from_tap(
+        vm.node, vm.name, build_ethernet(mac, port.mac, ETHERTYPE_IPV4) + ip + icmp, _NOW
+    )
+    fabric.carry(_NOW)
+    return fabric.deliveries[seen:]
+
+
+def _icmp(frame: bytes, kind: int) -> tuple[IPv4Address, IcmpMessage] | None:
+    """The sender and the ICMP message of ``kind`` that ``frame`` carries, if it does."""
+    try:
+        ip = parse_ipv4(frame, ETH_HEADER_SIZE)
+        if ip.protocol != IPPROTO_ICMP:
+            return None
+        packet = frame[: ETH_HEADER_SIZE + ip.total_length]  # no Ethernet padding
+        message = parse_icmp(packet, ETH_HEADER_SIZE + ip.header_length)
+    except BadPacket:
+        return None
+    return (IPv4Address(ip.src), message) if message.type == kind else None
+
+
+def _vm(plan: LabPlan, name: str) -> VmPlan | None:
+    try:
+        return plan.vm(name)
+    except KeyError:
+        return None
 
 
 def _mac_of(snapshot: Snapshot, vm: VmPlan) -> bytes:
@@ -99,6 +165,7 @@ def connectivity(snapshot: Snapshot, plan: LabPlan) -> list[Cell]:
         for s, t in pairs
     ]
     vm_by_mac = {_mac_of(snapshot, vm): vm.name for vm in plan.vms}
+    expected = expectations(snapshot, plan)
     cells = []
     for (source, target), ping in zip(pairs, pings, strict=True):
         answered = None
@@ -116,7 +183,7 @@ def connectivity(snapshot: Snapshot, plan: LabPlan) -> list[Cell]:
                 source.name,
                 target.name,
                 answered,
-                expected_responder(snapshot, plan, source, target),
+                expected[source.name, target.name],
             )
         )
     return cells
