@@ -18,8 +18,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.dataplane import HostPort, router_mac
-from gateway.dataplane.fabric import MAX_HOPS, Fabric, Step
+from gateway.dataplane import MAX_HOPS, Fabric, HostPort, Step, router_mac
 from gateway.errors import BadPacket
 from gateway.policy import Policy, compile_policy
 from gateway.wire import (

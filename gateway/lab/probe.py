@@ -26,7 +26,7 @@ from ipaddress import IPv4Address
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.dataplane.fabric import Delivery, Fabric
+from gateway.dataplane import Delivery, Fabric
 from gateway.errors import BadPacket
 from gateway.lab.plan import LabError, LabPlan, VmPlan
 from gateway.policy import Snapshot

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from gateway.control import replace_file
-from gateway.dataplane.fabric import Fabric, Step
+from gateway.dataplane import Fabric, Step
 from gateway.policy import Policy, compile_policy
 from gateway.wire import (
     ETH_ADDR_SIZE,

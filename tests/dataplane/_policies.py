@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.control import load_config, read_document, to_plain
-from gateway.dataplane.fabric import Fabric
+from gateway.dataplane import Fabric
 from gateway.policy import Snapshot, compile_policy, load_policy
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

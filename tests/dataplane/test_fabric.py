@@ -7,8 +7,7 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import raw
 
-from gateway.dataplane import Counters, HostTables
-from gateway.dataplane.fabric import MAX_HOPS, Fabric, link_mac
+from gateway.dataplane import MAX_HOPS, Counters, Fabric, HostTables, link_mac
 from gateway.wire import encapsulate_ipv4
 
 from ._policies import NOW, fabric, snapshot_of

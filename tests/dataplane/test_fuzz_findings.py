@@ -12,8 +12,7 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import raw
 
-from gateway.dataplane import HostNode, from_port
-from gateway.dataplane.fabric import Fabric
+from gateway.dataplane import Fabric, HostNode, from_port
 from gateway.wire import encapsulate_ipv4, is_multicast
 from tests.fuzz.oracle import Recorder
 from tests.fuzz.policies import snapshot

@@ -12,8 +12,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import raw
 
-from gateway.dataplane import PORT_MTU, router_mac
-from gateway.dataplane.fabric import Fabric
+from gateway.dataplane import PORT_MTU, Fabric, router_mac
 from gateway.wire import encapsulate_ipv4
 
 from ._policies import NOW, blue2_migrated_to_host1, fabric

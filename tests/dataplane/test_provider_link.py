@@ -12,7 +12,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import raw
 
-from gateway.dataplane.fabric import Fabric, link_mac
+from gateway.dataplane import Fabric, link_mac
 
 from ._policies import NOW, fabric
 from .test_host import MAC

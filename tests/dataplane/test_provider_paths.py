@@ -17,7 +17,7 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import raw
 
-from gateway.dataplane.fabric import Fabric
+from gateway.dataplane import Fabric
 from gateway.dataplane.provider_side import MAX_FLOWS
 from gateway.wire import build_ipv4
 

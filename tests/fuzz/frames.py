@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from gateway.dataplane import HostPort, HostTables, router_mac
-from gateway.dataplane.fabric import link_mac as provider_mac  # node number -> link MAC
+from gateway.dataplane import link_mac as provider_mac  # node number -> link MAC
 from gateway.policy import CompiledRecord, RecordType, Rule, Snapshot
 from gateway.wire import (
     ARP_OP_REPLY,
