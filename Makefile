@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv system-deps lab test lint bench fuzz clean
+.PHONY: all venv system-deps lab test lint bench bench-compare fuzz clean
 
 all: test
 
@@ -42,6 +42,15 @@ bench: venv
 	$(BIN)/python bench/snapshot_build.py
 	$(BIN)/python bench/api_change.py
 	$(BIN)/python bench/host_forwarding.py
+
+## Two revisions of the daemon measured interleaved in one run (each from its own
+## git archive of gateway/; NEW=worktree for the work tree as it is), with a verdict
+## on the median ratios to the bare loop; results in bench/results-compare.json.
+NEW ?= HEAD
+bench-compare: venv
+	@test -n "$(OLD)" || { echo "usage: make bench-compare OLD=REV [NEW=REV|worktree]"; exit 2; }
+	$(BIN)/python bench/host_forwarding.py --rev $(OLD) --rev $(NEW) \
+		--out bench/results-compare.json
 
 ## Fuzz every wire parser and every data-plane entry point of every node of every
 ## policy (tests/fuzz): FUZZ_INPUTS inputs, one worker per CPU, a progress line every
