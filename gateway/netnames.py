@@ -23,6 +23,10 @@ IFNAMSIZ: Final = 16
 IFNAME_MAX_BYTES: Final = IFNAMSIZ - 1
 _IFNAME_LENGTH_RULE: Final = f"an interface name has 1 to {IFNAME_MAX_BYTES} bytes (Linux IFNAMSIZ)"
 _IFNAME_FORBIDDEN: Final = re.compile(r"[/:\s\x00]")
+# dev_valid_name() also refuses each byte its isspace() takes, and the kernel's ctype
+# is Latin-1 (lib/ctype.c), where 0xA0 is a no-break space: "à" (C3 A0 in UTF-8) and
+# "Š" (C5 A0) are refused, "é" (C3 A9) is not.
+_KERNEL_SPACES: Final = frozenset(b"\t\n\v\f\r \xa0")
 
 
 def ifname_size(name: str) -> int:
@@ -38,6 +42,11 @@ def ifname_problem(name: str) -> tuple[str, str] | None:
         return "ifname_length", _IFNAME_LENGTH_RULE
     if name in {".", ".."} or _IFNAME_FORBIDDEN.search(name) is not None:
         return "ifname_chars", "an interface name is not . or .. and has no /, : or space"
+    if not _KERNEL_SPACES.isdisjoint(name.encode("utf-8", "surrogatepass")):
+        return "ifname_chars", (
+            "an interface name has no character whose UTF-8 holds byte 0xA0 (such as "
+            "\u00e0): Linux reads that byte as a space"
+        )
     return None
 
 

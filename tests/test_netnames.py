@@ -4,6 +4,8 @@ validator, the lab's links and plan)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ from gateway.netnames import (
     parse_listen_address,
 )
 from gateway.telemetry import serve_metrics
+from tests.conftest import require_root, require_tool
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -144,8 +147,9 @@ def test_interface_names_are_counted_in_bytes() -> None:
             "ifname_length",
             "an interface name has 1 to 15 bytes (Linux IFNAMSIZ)",
         )
-    for name in (".", "..", "a/b", "a:b", "a b", "a\tb"):
+    for name in (".", "..", "a/b", "a:b", "a b", "a\tb", "t\u00e00"):
         assert ifname_problem(name) is not None and ifname_problem(name)[0] == "ifname_chars"
+    assert ifname_problem("t\u00e90") is None, "é is C3 A9: no byte the kernel reads as space"
 
 
 def test_the_lab_counts_bytes_too() -> None:
@@ -186,3 +190,45 @@ def test_a_lab_prefix_of_multi_byte_characters_still_fits_its_bridge_ports() -> 
     ports = [host.bridge_port for host in plan.hosts]
     assert ports == ["\u00e4" * 6 + "-p0", "\u00e4" * 6 + "-p1"]
     assert all(ifname_problem(port) is None for port in ports)
+
+
+# Names next to the edges of dev_valid_name(): length in bytes, and the bytes it reads
+# as a space. The kernel's ctype is Latin-1, where 0xA0 is a (no-break) space: "à" is
+# C3 A0 in UTF-8, so the kernel refuses it where "é" (C3 A9) passes.
+KERNEL_EDGES = [
+    FIFTEEN_ASCII,
+    FOURTEEN_CHARACTERS_FIFTEEN_BYTES,
+    FIFTEEN_CHARACTERS_SIXTEEN_BYTES,
+    "a" * 16,
+    "t\u00e90",
+    "t\u00e00",
+    "t\u00a00",  # a no-break space: C2 A0
+    "t\u01600",  # Š is C5 A0
+    "a:b",
+    "a/b",
+    "a b",
+    ".",
+    "..",
+    "...",
+]
+
+
+@pytest.mark.netns
+def test_names_refused_are_exactly_those_the_kernel_refuses() -> None:
+    """Each name of KERNEL_EDGES as the end of a veth in a namespace of this test's own:
+    the kernel creates it if and only if ifname_problem() finds nothing wrong."""
+    require_root()
+    require_tool("ip")
+    namespace = f"nvt{os.getpid() % 10000}ifn"
+    subprocess.run(["ip", "netns", "add", namespace], check=True)
+    try:
+        verdicts = {}
+        for index, name in enumerate(KERNEL_EDGES):
+            veth = ["link", "add", name, "type", "veth", "peer", "name", f"peer{index}"]
+            made = subprocess.run(["ip", "-n", namespace, *veth], capture_output=True)
+            verdicts[name] = (made.returncode == 0, ifname_problem(name) is None)
+        assert {name: kernel for name, (kernel, _) in verdicts.items()} == {
+            name: ours for name, (_, ours) in verdicts.items()
+        }
+    finally:
+        subprocess.run(["ip", "netns", "del", namespace], check=False)
