@@ -16,6 +16,19 @@ import re
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Final, NamedTuple
 
+__all__ = [
+    "DEFAULT_LISTEN_HOST",
+    "IFNAME_MAX_BYTES",
+    "IFNAMSIZ",
+    "PORT_MAX",
+    "ListenAddress",
+    "ListenAddressError",
+    "format_host_port",
+    "ifname_problem",
+    "ifname_size",
+    "parse_listen_address",
+]
+
 # include/uapi/linux/if.h: an interface name lives in a char[IFNAMSIZ] with its NUL,
 # so it has at most IFNAMSIZ - 1 = 15 bytes. Bytes, not characters: "tap-é" is 6 bytes
 # in UTF-8, and the kernel counts those (dev_valid_name() calls strnlen()).
