@@ -191,7 +191,7 @@ def run(
     stops cleanly."""
     import anyio
 
-    from gateway.io import ApiListen, HostDaemon, ready_line
+    from gateway.io import ApiListen, Daemon, ready_line
     from gateway.telemetry import configure_logging
 
     configure_logging(log_level)
@@ -199,7 +199,7 @@ def run(
     listen = None
     if not no_api:
         listen = ApiListen(api, api_tcp, api_token_file, api_tls_cert, api_tls_key)
-    daemon = HostDaemon(config, node, metrics, provider_rx.value, listen, user)
+    daemon = Daemon(config, node, metrics, provider_rx.value, listen, user)
 
     async def serve() -> None:
         async with anyio.create_task_group() as tg:

@@ -49,11 +49,12 @@ from gateway.dataplane.counters import Counters
 from gateway.dataplane.host import HostNode
 from gateway.dataplane.ip_rewrite import from_provider_link
 from gateway.dataplane.output import NamedTap
+from gateway.dataplane.plan import ip_rewrite_pas
 from gateway.dataplane.provider_side import from_provider
 from gateway.dataplane.tables import HostPort, HostTables
 from gateway.dataplane.vm_side import from_port
 from gateway.errors import BadPacket, Drop
-from gateway.policy import Rule, Snapshot
+from gateway.policy import Snapshot
 from gateway.wire import (
     ARP_OP_REPLY,
     ARP_OP_REQUEST,
@@ -138,7 +139,7 @@ class Fabric:
         self.looped = 0  # packets stopped after MAX_HOPS crossings
         self._tracer = _Tracer() if trace else None
         policy = snapshot.policy
-        rewrite_pas = {r.pa_bytes for r in snapshot.records if r.rule is Rule.IP_REWRITE}
+        rewrite_pas = ip_rewrite_pas(policy)
         self._link_macs = {
             node.name: link_mac(index)
             for index, node in enumerate(policy.nodes)

@@ -42,6 +42,13 @@ class NodePlan:
     nvgre_by_interface: tuple[tuple[str, tuple[bytes, ...]], ...]
 
 
+def ip_rewrite_pas(policy: Policy) -> frozenset[bytes]:
+    """The PAs of IP-Rewrite records (packed): whichever node holds one answers for it
+    on the provider link itself, so that node is on the link (a daemon's link socket,
+    the fabric's switch)."""
+    return frozenset(r.pa.packed for r in policy.lookup_records if r.rule is Rule.IP_REWRITE)
+
+
 def plan_node(policy: Policy, name: str, running: NodePlan | None = None) -> NodePlan:
     """The plan of node ``name``; ``running`` is the plan the daemon serves now, if
     any, and what cannot change under it is refused. Raises ConfigError."""
@@ -63,7 +70,7 @@ def plan_node(policy: Policy, name: str, running: NodePlan | None = None) -> Nod
     ]
     if issues:
         raise ConfigError(issues)
-    rewrite = {r.pa.packed for r in policy.lookup_records if r.rule is Rule.IP_REWRITE}
+    rewrite = ip_rewrite_pas(policy)
     by_interface: dict[str, list[bytes]] = {}
     for address in node.provider_addresses:
         if address.pa.packed not in rewrite:

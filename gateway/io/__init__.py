@@ -13,7 +13,4 @@ from __future__ import annotations
 from .daemon import Daemon, ready_line
 from .listeners import ApiListen
 
-# The daemon's name from when it served hosts only, which gateway/cli still imports.
-HostDaemon = Daemon
-
-__all__ = ["ApiListen", "Daemon", "HostDaemon", "ready_line"]
+__all__ = ["ApiListen", "Daemon", "ready_line"]

@@ -36,6 +36,7 @@ from gateway.io.listeners import ApiListen, ApiListeners, open_metrics
 from gateway.io.privileges import become, check_access, lookup_user
 from gateway.io.roles import ROLES, Serving
 from gateway.io.systemd import notify, watchdog_interval
+from gateway.netnames import format_host_port
 from gateway.policy import Policy
 
 DROP_SUMMARY_INTERVAL_S: Final = 10.0
@@ -117,7 +118,7 @@ class Daemon:
                     ready = {
                         "node": self.node,
                         "pid": os.getpid(),
-                        "metrics": f"{metrics.host}:{metrics.port}",
+                        "metrics": format_host_port(metrics.host, metrics.port),
                         "ports": serving.port_names(),
                         "revision": tables.snapshot.revision,
                         "api": listeners.unix_path(),

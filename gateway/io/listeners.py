@@ -32,6 +32,7 @@ from gateway.control.api_server import (
 from gateway.control.api_server import serve as serve_api
 from gateway.control.api_token import read_token
 from gateway.dataplane import Counters, HostTables
+from gateway.netnames import format_host_port
 from gateway.telemetry import DataplaneCollector, MetricsServer, serve_metrics
 
 
@@ -99,7 +100,7 @@ class ApiListeners:
         for sock in self.sockets:
             if sock.family != socket.AF_UNIX:
                 host, port = sock.getsockname()[:2]
-                return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                return format_host_port(host, port)
         return None
 
     def close(self) -> None:

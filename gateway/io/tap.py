@@ -11,10 +11,12 @@ whoever moves it brings it up again.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from pytun import IFF_NO_PI, IFF_TAP, TunTapDevice
 
+from gateway.netnames import ifname_problem
 from gateway.wire import mac_to_str
 
 
@@ -22,6 +24,11 @@ class Tap:
     __slots__ = ("device", "fd", "name")
 
     def __init__(self, name: str, mac: bytes, mtu: int) -> None:
+        # The validator refuses such names in a policy; this says why for any other
+        # caller, where TUNSETIFF would cut the name or fail with a bare EINVAL.
+        problem = ifname_problem(name)
+        if problem is not None:
+            raise OSError(errno.EINVAL, f"cannot create TAP {name!r}: {problem[1]}")
         try:
             self.device = TunTapDevice(name=name, flags=IFF_TAP | IFF_NO_PI)
         except OSError as error:

@@ -254,7 +254,7 @@ def _show_matrix(plan: LabPlan, cells: list[Cell]) -> None:
     console.print(table)
     console.print(
         "ok: reached it; ->X: X answered (X has that CA in the pinging VM's tenant); "
-        "-: no answer; (!) not what the policy says"
+        "-: no answer; (!) not what the data plane does with that ping (nvgw trace)"
     )
 
 

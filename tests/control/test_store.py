@@ -34,7 +34,7 @@ RED = "{11111111-2222-3333-4444-000000005011}"
 
 
 class Daemon:
-    """Records what the store hands over, like HostDaemon's prepare/commit."""
+    """Records what the store hands over, like the Daemon's prepare/commit."""
 
     def __init__(self, refuse: str | None = None) -> None:
         self.committed: list[int] = []
