@@ -21,8 +21,7 @@ from rich.console import Console
 
 from gateway.cli import verbs
 from gateway.cli.import_hnv import import_hnv_command
-from gateway.control import load_config
-from gateway.control.client import DEFAULT_SOCKET
+from gateway.control import DEFAULT_SOCKET, load_config
 from gateway.errors import ConfigError
 from gateway.netnames import ListenAddressError, parse_listen_address
 from gateway.policy import Policy
@@ -33,6 +32,8 @@ from gateway.policy import Policy
 # three to four times as many frames while a trace runs (tests/io/test_control_off_loop.py),
 # and nothing changes while no other thread runs, which is nearly always.
 GIL_SWITCH_INTERVAL_S: Final = 0.0005
+
+__all__ = ["app", "main"]  # the command, and its entry point (pyproject.toml)
 
 app = typer.Typer(
     name="nvgw",
@@ -237,7 +238,7 @@ def trace_command(
     Against the live policy of the daemon at --api, or a config file (--config)."""
     from rich.table import Table
 
-    from gateway.control.trace import TraceError, trace
+    from gateway.control import TraceError, trace
 
     console = Console(highlight=False, soft_wrap=True)
     if config is None:
@@ -273,7 +274,7 @@ def replay(
     from rich.table import Table
     from scapy.error import Scapy_Exception
 
-    from gateway.lab.replay import read_frames, replay, summary, write_frames
+    from gateway.lab import read_frames, replay, summary, write_frames
 
     console = Console(highlight=False, soft_wrap=True)
     try:
@@ -307,7 +308,7 @@ def policy_diff(
 ) -> None:
     """What NEW adds (+), removes (-) and alters (~) against OLD, and what it breaks.
     Exit 0: no difference; 1: differences; 2: a file is invalid."""
-    from gateway.control.diff import diff
+    from gateway.control import diff
 
     console = Console(highlight=False, soft_wrap=True)
     try:
@@ -331,7 +332,7 @@ app.command("import-hnv")(import_hnv_command)
 
 
 def _add_lab() -> None:
-    from gateway.lab.commands import lab_app
+    from gateway.lab import lab_app
 
     app.add_typer(lab_app, name="lab")
 

@@ -16,13 +16,14 @@ import typer
 from rich.console import Console
 from ruamel.yaml.comments import CommentedMap
 
-from gateway.control import new_yaml, write_document
-from gateway.control.hnv_import import (
+from gateway.control import (
     Export,
     NodeSpec,
     import_hnv,
+    new_yaml,
     parse_nodes,
     read_export,
+    write_document,
 )
 from gateway.errors import ConfigError, ConfigIssue
 

@@ -25,9 +25,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway.control.api_token import read_token
-from gateway.control.client import DEFAULT_SOCKET, ApiClient, ApiError, ApiUnreachable
-from gateway.control.kinds import KINDS, Kind, schema, served
+from gateway.control import (
+    DEFAULT_SOCKET,
+    KINDS,
+    ApiClient,
+    ApiError,
+    ApiUnreachable,
+    Kind,
+    read_token,
+    schema,
+    served,
+)
 
 console = Console(highlight=False, soft_wrap=True)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -324,8 +332,7 @@ def apply(
 
     FILE's comments are kept in the daemon's config. Exit 0: no difference (dry run)
     or applied; 1: differences (dry run) or refused; 2: FILE is invalid."""
-    from gateway.control import load_config
-    from gateway.control.diff import diff
+    from gateway.control import diff, load_config
     from gateway.errors import ConfigError
     from gateway.policy import load_policy
 

@@ -23,7 +23,6 @@ from .plan import NodePlan, plan_node, prepare_node
 from .provider_side import from_provider
 from .tables import (
     PORT_MTU,
-    ROUTER_MAC_PREFIX,
     HostPort,
     HostTables,
     LookupTracer,
@@ -34,7 +33,6 @@ from .vm_side import from_port
 __all__ = [
     "MAX_HOPS",
     "PORT_MTU",
-    "ROUTER_MAC_PREFIX",
     "Counters",
     "Delivery",
     "Fabric",

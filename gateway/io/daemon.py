@@ -27,8 +27,7 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
-from gateway.control.api import build_api, counters_json
-from gateway.control.store import ApplyError, PolicyStore
+from gateway.control import ApplyError, PolicyStore, build_api, counters_json
 from gateway.dataplane import Counters, NodePlan, prepare_node
 from gateway.errors import ConfigError, Drop
 from gateway.io.faults import PacketFaults

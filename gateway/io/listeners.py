@@ -21,16 +21,16 @@ from anyio.abc import TaskGroup
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
-from gateway.control.api_server import (
+from gateway.control import (
     ApiListenError,
     bind_tcp,
     bind_unix,
     hand_over_socket,
     protect,
+    read_token,
     tls_context,
 )
-from gateway.control.api_server import serve as serve_api
-from gateway.control.api_token import read_token
+from gateway.control import serve as serve_api
 from gateway.dataplane import Counters, HostTables
 from gateway.netnames import format_host_port
 from gateway.telemetry import DataplaneCollector, MetricsServer, serve_metrics

@@ -16,7 +16,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
-from gateway.control.store import ApplyError
+from gateway.control import ApplyError
 from gateway.io.faults import PacketFaults
 from gateway.io.readers import Handler, read_fd
 from gateway.io.tap import Tap

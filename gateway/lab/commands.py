@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway.control.client import ApiError
+from gateway.control import ApiError
 from gateway.errors import ConfigError
 from gateway.lab.plan import LabPlan
 from gateway.lab.probe import ROUTED, Cell, PingStream, connectivity

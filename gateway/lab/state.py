@@ -20,8 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gateway.control import replace_file
-from gateway.control.untrusted import parse_json, read_bounded
+from gateway.control import parse_json, read_bounded, replace_file
 from gateway.errors import ConfigError
 
 STATE_DIR = Path("/run/nvgw")

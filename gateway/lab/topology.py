@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 from typing import Final
 
-from gateway.control import load_config, replace_file
-from gateway.control.client import ApiClient
+from gateway.control import ApiClient, load_config, replace_file
 from gateway.lab import netns
 from gateway.lab.plan import HostPlan, LabError, LabPlan, VmPlan, plan_lab
 from gateway.lab.probe import scrape

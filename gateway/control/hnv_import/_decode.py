@@ -19,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 from ruamel.yaml.comments import CommentedMap
 
 from gateway.errors import ConfigError, ConfigIssue
-from gateway.policy.model import MacAddress
+from gateway.policy import MacAddress
 
 from ..untrusted import parse_json, read_bounded
 from ._locate import RECORD_KEYS, entry_path
