@@ -95,7 +95,7 @@ def test_an_ipv6_pa_is_unreachable_from_an_ipv4_node_directly_or_by_route() -> N
 
 def _blue2_on_an_ipv6_underlay(document: dict) -> None:
     """host2 on an IPv6 underlay: blue2's record keeps its IPv4 CA on host2's IPv6 PA.
-    A daemon refuses to run such a node (node_plan), but nvgw trace and replay build
+    A daemon refuses to run such a node (plan_node), but nvgw trace and replay build
     its data plane all the same."""
     for record in document["lookup_records"]:
         if record["pa"] == "198.18.0.2":
