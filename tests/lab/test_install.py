@@ -144,3 +144,18 @@ def test_installed_nvgw_brings_a_lab_up_and_down_from_another_directory(
         down = installed.run("nvgw", "lab", "down", "--prefix", prefix)
     assert down.returncode == 0, down.stdout + down.stderr
     assert "removed" in down.stdout
+
+
+@pytest.mark.netns
+def test_installed_nvgw_runs_a_lab_from_another_directory(installed: Installed) -> None:
+    """``nvgw lab run``, the whole job (up, who reaches whom, down), from the wheel."""
+    require_root()
+    prefix = lab_prefix("r")
+    try:
+        run = installed.run(
+            "nvgw", "lab", "run", "--scenario", "single-host", "--prefix", prefix, timeout=180
+        )
+    finally:
+        installed.run("nvgw", "lab", "down", "--prefix", prefix)  # only if run left it up
+    assert run.returncode == 0, run.stdout + run.stderr  # 1 when a cell is not as expected
+    assert "who reaches whom" in run.stdout
