@@ -168,7 +168,9 @@ def reserved_address(address: IPAddress, prefix: IPNetwork) -> str | None:
     return None
 
 
-_RecordIndex = dict[tuple[int, bytes], tuple[Loc, LookupRecord]]
+# (VSID, MAC) -> the records that give that MAC a CA (at most one IPv4, one IPv6),
+# in document order; the wildcard records (CA 0.0.0.0 or ::) are no port's.
+_RecordIndex = dict[tuple[int, bytes], list[tuple[Loc, LookupRecord]]]
 
 
 class _Span(NamedTuple):
@@ -205,26 +207,37 @@ def _check_records(
 ) -> _RecordIndex:
     spans = _spans(subnets)
     by_ca: dict[tuple[int, bytes], Loc] = {}
-    by_mac: _RecordIndex = {}
+    by_mac: _RecordIndex = defaultdict(list)
+    wildcards: dict[tuple[object, ...], Loc] = {}
     pa_users: dict[bytes, list[Loc]] = defaultdict(list)
     for loc, record in parsed.records:
         vsid, ca = record.vsid, record.ca
         packed = ca.packed
-        if vsid in subnets:
+        if vsid not in subnets:
+            if not _unresolved_vsid(parsed, vsid):
+                _issue(issues, (*loc, "vsid"), vsid, f"no virtual subnet has VSID {vsid}")
+        elif not ca.is_unspecified:
             span = spans.get((vsid, len(packed)))
             message = _ca_problem(record, packed, span)
             if message is not None:
                 _issue(issues, (*loc, "ca"), str(ca), message)
-        elif not _unresolved_vsid(parsed, vsid):
-            _issue(issues, (*loc, "vsid"), vsid, f"no virtual subnet has VSID {vsid}")
-        first = by_ca.setdefault((vsid, packed), loc)
-        if first != loc:
-            message = f"duplicate CA in VSID {vsid}: {format_path(first)} has it"
-            _issue(issues, (*loc, "ca"), str(ca), message)
-        first_mac = by_mac.setdefault((vsid, record.mac), (loc, record))
-        if first_mac[0] != loc:
-            message = f"duplicate MAC in VSID {vsid}: {format_path(first_mac[0])} has it"
-            _issue(issues, (*loc, "mac"), str(record.mac), message)
+        if ca.is_unspecified:
+            _check_wildcard(loc, record, wildcards, issues)
+        else:
+            first = by_ca.setdefault((vsid, packed), loc)
+            if first != loc:
+                message = f"duplicate CA in VSID {vsid}: {format_path(first)} has it"
+                _issue(issues, (*loc, "ca"), str(ca), message)
+            same_mac = by_mac[vsid, record.mac]
+            clash = next((o for o in same_mac if o[1].ca.version == ca.version), None)
+            if clash is not None:
+                message = (
+                    f"VSID {vsid} already gives this MAC an IPv{ca.version} CA: "
+                    f"{format_path(clash[0])} (a MAC holds one IPv4 and one IPv6 CA at most)"
+                )
+                _issue(issues, (*loc, "mac"), str(record.mac), message)
+            else:
+                same_mac.append((loc, record))
         users = pa_users[record.pa.packed]
         if len(users) < 2:
             users.append(loc)
@@ -235,6 +248,9 @@ def _check_records(
                 "a gateway record takes any destination, which IP-Rewrite cannot carry "
                 "(it replaces the destination with the PA): use rule encap"
             )
+            _issue(issues, (*loc, "rule"), record.rule.value, message)
+        elif record.rule is Rule.IP_REWRITE and ca.is_unspecified:
+            message = f"IP-Rewrite swaps a CA for a PA, and {ca} is no CA: use rule encap"
             _issue(issues, (*loc, "rule"), record.rule.value, message)
         elif record.rule is Rule.IP_REWRITE and len(record.pa.packed) != len(packed):
             message = "IP-Rewrite swaps addresses in place: the CA and PA must be of one family"
@@ -250,7 +266,37 @@ def _check_records(
                 f"and {format_path(other)} uses it too"
             )
             _issue(issues, (*loc, "pa"), str(record.pa), message)
-    return by_mac
+    return dict(by_mac)
+
+
+def _check_wildcard(
+    loc: Loc,
+    record: LookupRecord,
+    seen: dict[tuple[object, ...], Loc],
+    issues: list[ConfigIssue],
+) -> None:
+    """A record on CA 0.0.0.0 or ``::`` stands for no address of its own: a gateway's
+    (the cmdlet's GatewayWildcard: its VSID's off-subnet traffic goes to it) or an
+    L2-only MAC (OpenStack writes one beside each port). A VM's (static) record names
+    the VM's address, so it may not; a VSID has one gateway wildcard per family, or
+    which gateway its traffic takes would be a guess."""
+    vsid, ca = record.vsid, record.ca
+    if record.type is RecordType.STATIC:
+        message = (
+            f"{ca} is the wildcard CA, for gateway and l2only records only: "
+            "a static record needs the VM's own address"
+        )
+        _issue(issues, (*loc, "ca"), str(ca), message)
+        return
+    if record.type is RecordType.GATEWAY:
+        key: tuple[object, ...] = (vsid, ca.version, record.type)
+        message = f"VSID {vsid} already has a gateway record on {ca}"
+    else:
+        key = (vsid, ca.version, record.type, record.mac)
+        message = f"duplicate l2only record on {ca} for this MAC in VSID {vsid}"
+    first = seen.setdefault(key, loc)
+    if first != loc:
+        _issue(issues, (*loc, "ca"), str(ca), f"{message}: {format_path(first)}")
 
 
 def _ca_problem(record: LookupRecord, packed: bytes, span: _Span | None) -> str | None:
@@ -350,14 +396,17 @@ def _check_nodes(parsed: Parsed, records: _RecordIndex, issues: list[ConfigIssue
         found = records.get(key)
         if found is None:
             if not _unresolved_record(parsed, key):
-                message = f"no lookup record has VSID {port.vsid} and this MAC"
+                message = f"no lookup record gives VSID {port.vsid} and this MAC a CA"
                 _issue(issues, (*loc, "mac"), str(port.mac), message)
-        elif found[1].pa not in pas_of[node] and node not in parsed.unresolved_nodes:
-            pa = found[1].pa
+            continue
+        # Each of the port's CAs (IPv4, IPv6) must be reached at one of this node's PAs.
+        elsewhere = [e for e in found if e[1].pa not in pas_of[node]]
+        if elsewhere and node not in parsed.unresolved_nodes:
+            record_loc, pa = elsewhere[0][0], elsewhere[0][1].pa
             owner = owners.get(pa)
             hint = f"node {owner[0]} owns it" if owner else "no node owns it"
             message = (
-                f"the port is on the wrong node: its lookup record ({format_path(found[0])}) "
+                f"the port is on the wrong node: its lookup record ({format_path(record_loc)}) "
                 f"has PA {pa}, which is not a provider address of node {node} ({hint})"
             )
             _issue(issues, (*loc, "name"), port.name, message)

@@ -193,11 +193,66 @@ CASES = [
         "duplicate CA in VSID 5010: lookup_records[0] has it",
     ),
     Case(
-        "record-duplicate-vsid-mac",
+        "record-second-ipv4-ca-on-mac",
         lambda d: _record(d, 5010, "10.10.10.50", "00:00:00:00:00:11", "198.18.0.1"),
         "lookup_records[5].mac",
         "00-00-00-00-00-11",
-        "duplicate MAC in VSID 5010: lookup_records[0] has it",
+        "VSID 5010 already gives this MAC an IPv4 CA: lookup_records[0] (a MAC holds one IPv4 "
+        "and one IPv6 CA at most)",
+    ),
+    Case(
+        "record-second-ipv6-ca-on-mac",
+        lambda d: (
+            _record(d, 5012, "fd00:20::13", "00-00-00-00-00-13", "198.18.0.2"),
+            _record(d, 5012, "fd00:20::14", "00-00-00-00-00-13", "198.18.0.2"),
+        ),
+        "lookup_records[6].mac",
+        "00-00-00-00-00-13",
+        "VSID 5012 already gives this MAC an IPv6 CA: lookup_records[5]",
+    ),
+    Case(
+        "record-static-on-wildcard-v4",
+        lambda d: _record(d, 5010, "0.0.0.0", "00-00-00-00-00-11", "198.18.0.1"),
+        "lookup_records[5].ca",
+        "0.0.0.0",
+        "0.0.0.0 is the wildcard CA, for gateway and l2only records only: "
+        "a static record needs the VM's own address",
+    ),
+    Case(
+        "record-static-on-wildcard-v6",
+        lambda d: _record(d, 5012, "::", "00-00-00-00-00-13", "198.18.0.2", type="static"),
+        "lookup_records[5].ca",
+        "::",
+        ":: is the wildcard CA, for gateway and l2only records only",
+    ),
+    Case(
+        "record-second-gateway-wildcard",
+        lambda d: (
+            _record(d, 5010, "0.0.0.0", "02-00-00-00-50-10", "198.18.0.10", type="gateway"),
+            _record(d, 5010, "0.0.0.0", "02-00-00-00-50-11", "198.18.0.11", type="gateway"),
+        ),
+        "lookup_records[6].ca",
+        "0.0.0.0",
+        "VSID 5010 already has a gateway record on 0.0.0.0: lookup_records[5]",
+    ),
+    Case(
+        "record-l2only-wildcard-twice",
+        lambda d: (
+            _record(d, 5010, "0.0.0.0", "00-00-00-00-00-11", "198.18.0.1", type="l2only"),
+            _record(d, 5010, "0.0.0.0", "00-00-00-00-00-11", "198.18.0.1", type="l2only"),
+        ),
+        "lookup_records[6].ca",
+        "0.0.0.0",
+        "duplicate l2only record on 0.0.0.0 for this MAC in VSID 5010: lookup_records[5]",
+    ),
+    Case(
+        "record-nat-wildcard",
+        lambda d: _record(
+            d, 5010, "0.0.0.0", "00-00-00-00-00-50", "198.18.0.50", "nat", type="l2only"
+        ),
+        "lookup_records[5].rule",
+        "nat",
+        "IP-Rewrite swaps a CA for a PA, and 0.0.0.0 is no CA: use rule encap",
     ),
     Case(
         "record-nat-shares-pa",
@@ -340,7 +395,26 @@ CASES = [
         lambda d: _node(d, "host1")["ports"].append(port("vm9", 5010, "00-00-00-00-00-99")),
         "nodes.host1.ports[2].mac",
         "00-00-00-00-00-99",
-        "no lookup record has VSID 5010 and this MAC",
+        "no lookup record gives VSID 5010 and this MAC a CA",
+    ),
+    Case(
+        "port-with-wildcard-record-only",
+        lambda d: (
+            _record(d, 5010, "0.0.0.0", "00-00-00-00-00-99", "198.18.0.1", type="l2only"),
+            _node(d, "host1")["ports"].append(port("vm9", 5010, "00-00-00-00-00-99")),
+        ),
+        "nodes.host1.ports[2].mac",
+        "00-00-00-00-00-99",
+        "no lookup record gives VSID 5010 and this MAC a CA",
+    ),
+    Case(
+        "port-ipv6-ca-on-other-node",
+        # blue3 (host2) is dual-stack, and its IPv6 CA's record says host1's PA.
+        lambda d: _record(d, 5012, "fd00:20::13", "00-00-00-00-00-13", "198.18.0.1"),
+        "nodes.host2.ports[2].name",
+        "blue3",
+        "on the wrong node: its lookup record (lookup_records[5]) has PA 198.18.0.1, "
+        "which is not a provider address of node host2 (node host1 owns it)",
     ),
     Case(
         "port-on-wrong-node",
@@ -537,6 +611,38 @@ def test_rule_names_file_and_line(case: Case, tmp_path: Path) -> None:
 def test_base_document_is_valid() -> None:
     policy = load_policy(base_document())
     assert policy.counts()["lookup_records"] == 5
+
+
+ACCEPTED = {
+    # decisions.md's shape: the gateway's CA record and its wildcard share a MAC and PA.
+    "gateway-ca-and-wildcard": [
+        record(5010, "10.10.10.254", "02-00-00-00-50-10", "198.18.0.10", type="gateway"),
+        record(5010, "0.0.0.0", "02-00-00-00-50-10", "198.18.0.10", type="gateway"),
+        record(5012, "::", "02-00-00-00-50-10", "198.18.0.10", type="gateway"),
+    ],
+    # OpenStack: an L2-only record on 0.0.0.0 beside each port's own record.
+    "l2only-wildcards-beside-ports": [
+        record(5010, "0.0.0.0", "00-00-00-00-00-11", "198.18.0.1", type="l2only"),
+        record(5010, "0.0.0.0", "00-00-00-00-00-12", "198.18.0.2", type="l2only"),
+    ],
+    # A Windows export's dual-stack VM: an IPv4 and an IPv6 CA on one MAC.
+    "dual-stack-vm": [record(5012, "fd00:20::13", "00-00-00-00-00-13", "198.18.0.2")],
+    # Every kind at once on one MAC: two CAs, the gateway wildcard and an L2-only one.
+    "one-mac-every-kind": [
+        record(5012, "fd00:20::13", "00-00-00-00-00-13", "198.18.0.2"),
+        record(5012, "0.0.0.0", "00-00-00-00-00-13", "198.18.0.2", type="gateway"),
+        record(5012, "0.0.0.0", "00-00-00-00-00-13", "198.18.0.2", type="l2only"),
+    ],
+}
+
+
+@pytest.mark.parametrize("records", ACCEPTED.values(), ids=ACCEPTED.keys())
+def test_records_that_may_coexist(records: list[dict]) -> None:
+    """decisions.md "Which records may coexist": each of these is valid policy."""
+    document = base_document()
+    document["lookup_records"] += records
+    policy = load_policy(document)
+    assert policy.counts()["lookup_records"] == 5 + len(records)
 
 
 def test_every_problem_in_one_pass(tmp_path: Path) -> None:
