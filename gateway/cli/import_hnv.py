@@ -30,29 +30,30 @@ from gateway.errors import ConfigError, ConfigIssue
 
 def import_hnv_command(
     lookup_records: Annotated[
-        Path,
+        list[Path],
         typer.Option(
             "--lookup-records",
             metavar="FILE",
-            help="Get-NetVirtualizationLookupRecord | ConvertTo-Json output.",
+            help="Get-NetVirtualizationLookupRecord | ConvertTo-Json output; repeat per "
+            "host: what several hosts list alike is imported once.",
         ),
     ],
     customer_routes: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
             "--customer-routes",
             metavar="FILE",
             help="Get-NetVirtualizationCustomerRoute | ConvertTo-Json output: its on-link "
-            "routes give the virtual subnets their prefixes.",
+            "routes give the virtual subnets their prefixes. Repeat per host.",
         ),
     ] = None,
     provider_addresses: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
             "--provider-addresses",
             metavar="FILE",
             help="Get-NetVirtualizationProviderAddress | ConvertTo-Json output: prefix "
-            "lengths and VLANs of the nodes' PAs.",
+            "lengths and VLANs of the nodes' PAs. Repeat per host.",
         ),
     ] = None,
     nodes: Annotated[
@@ -76,7 +77,7 @@ def import_hnv_command(
     stderr = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         document, warnings = _import(
-            lookup_records, customer_routes, provider_addresses, nodes or [], interface
+            lookup_records, customer_routes or [], provider_addresses or [], nodes or [], interface
         )
     except ConfigError as error:
         for issue in error.issues:
@@ -96,35 +97,34 @@ def import_hnv_command(
 
 
 def _import(
-    records_path: Path,
-    routes_path: Path | None,
-    addresses_path: Path | None,
+    records_paths: list[Path],
+    routes_paths: list[Path],
+    addresses_paths: list[Path],
     node_texts: list[str],
     interface: str,
 ) -> tuple[CommentedMap, list[str]]:
     """Every file read and every --node parsed before giving up, so that one run
     shows all that needs fixing."""
     issues: list[ConfigIssue] = []
-    records = _read(records_path, issues)
-    routes = _read(routes_path, issues)
-    addresses = _read(addresses_path, issues)
+    records = _read(records_paths, issues)
+    routes = _read(routes_paths, issues)
+    addresses = _read(addresses_paths, issues)
     specs: list[NodeSpec] = []
     try:
         specs = parse_nodes(node_texts)
     except ConfigError as error:
         issues.extend(error.issues)
-    if issues or records is None:  # no records only when reading them added an issue
+    if issues:
         raise ConfigError(issues)
     return import_hnv(records, routes, specs, provider_addresses=addresses, interface=interface)
 
 
-def _read(path: Path | None, issues: list[ConfigIssue]) -> Export | None:
-    """The export at ``path``; None when none was given, or when it cannot be used
-    (its issues are added)."""
-    if path is None:
-        return None
-    try:
-        return Export(str(path), read_export(path))
-    except ConfigError as error:
-        issues.extend(error.issues)
-        return None
+def _read(paths: list[Path], issues: list[ConfigIssue]) -> list[Export]:
+    """The exports at ``paths`` that can be used (the others' issues are added)."""
+    exports = []
+    for path in paths:
+        try:
+            exports.append(Export(str(path), read_export(path)))
+        except ConfigError as error:
+            issues.extend(error.issues)
+    return exports

@@ -211,10 +211,10 @@ def run_import(
 ) -> tuple[Policy, list[str]]:
     records_export, routes_export, addresses_export = exports(tmp_path, records, routes, addresses)
     document, warnings = import_hnv(
-        records_export,
-        routes_export,
+        [records_export],
+        [routes_export],
         parse_nodes(nodes),
-        provider_addresses=addresses_export,
+        provider_addresses=[addresses_export] if addresses_export else [],
         **options,
     )
     return load_policy(to_plain(document)), warnings
@@ -241,10 +241,10 @@ def test_lab3_export_imports_as_the_shipped_config(tmp_path: Path) -> None:
     routes = write_export(tmp_path / "customer-routes.json", LAB3_ROUTES, "utf-8-bom")
     addresses = write_export(tmp_path / "provider-addresses.json", LAB3_ADDRESSES)
     document, warnings = import_hnv(
-        Export(str(records), read_export(records)),
-        Export(str(routes), read_export(routes)),
+        [Export(str(records), read_export(records))],
+        [Export(str(routes), read_export(routes))],
         parse_nodes(LAB3_NODES),
-        provider_addresses=Export(str(addresses), read_export(addresses)),
+        provider_addresses=[Export(str(addresses), read_export(addresses))],
     )
     imported = load_policy(to_plain(document))
     shipped = load_config(CONFIGS / "two-hosts.yaml")
@@ -261,7 +261,10 @@ def test_lab3_prefix_lengths_from_the_node_option(tmp_path: Path) -> None:
 
 def test_document_is_written_in_the_shipped_style(tmp_path: Path) -> None:
     records, routes, addresses = exports(tmp_path, LAB3_RECORDS, LAB3_ROUTES, LAB3_ADDRESSES)
-    document, _ = import_hnv(records, routes, parse_nodes(LAB3_NODES), provider_addresses=addresses)
+    assert addresses is not None
+    document, _ = import_hnv(
+        [records], [routes], parse_nodes(LAB3_NODES), provider_addresses=[addresses]
+    )
     path = tmp_path / "out.yaml"
     with path.open("w") as f:
         new_yaml().dump(document, f)
@@ -422,12 +425,16 @@ def test_record_problems_are_all_reported_at_their_entries(tmp_path: Path) -> No
             "not inside VSID 5010's prefix 10.10.10.0/24",
         ),
         "lookup-records.json[6].ProviderAddress": (None, "required key is missing"),
-        "lookup-records.json[7].MACAddress": ("00-00-00-00-00-11", "duplicate MAC in VSID 5010"),
+        "lookup-records.json[7].MACAddress": (
+            "00-00-00-00-00-11",
+            "VSID 5010 already gives this MAC an IPv4 CA",
+        ),
     }
     assert "learns no addresses" in found["lookup-records.json[3].Type"][1]
     assert "expected one of 0 (TranslationMethodNat)" in found["lookup-records.json[4].Rule"][1]
     assert found["lookup-records.json[7].MACAddress"][1] == (
-        "duplicate MAC in VSID 5010: lookup-records.json[0] has it"
+        "VSID 5010 already gives this MAC an IPv4 CA: lookup-records.json[0] (a MAC holds "
+        "one IPv4 and one IPv6 CA at most)"
     )
 
 
@@ -491,51 +498,6 @@ def test_customer_id_is_the_routing_domain(tmp_path: Path) -> None:
         f"lookup-records.json: 1 record(s) of VSID 5011 have CustomerID {BLUE}, but the "
         f"customer routes put VSID 5011 in routing domain {RED}: the routes' is used",
     ]
-
-
-# --- Gateways: HNV's wildcard records ------------------------------------------------------
-
-GATEWAY = record(5010, "10.10.10.2", "00155d05df03", "192.0.2.101", "ContosoCloudGW-v4")
-
-
-@pytest.mark.parametrize("kind", [2, 0, "GatewayWildcard"])
-def test_wildcard_record_makes_its_adapter_a_gateway(tmp_path: Path, kind: Any) -> None:
-    """Windows Server 2012 wrote wildcards without a Type (static); 2012 R2 as
-    GatewayWildcard. Either way the MAC's own record becomes nvgw's type: gateway."""
-    wildcard = record(5010, "0.0.0.0", "00155d05df03", "192.0.2.101", "wildcard v4", Type=kind)
-    server = record(5010, "10.10.10.6", "00155d059701", "192.0.2.111", "ContosoCloudDAServer")
-    records = [GATEWAY, wildcard, server]
-    nodes = ["gw=192.0.2.101/24", "r1=192.0.2.111/24"]
-    policy, warnings = run_import(tmp_path, records, [route(BLUE, 5010, "10.10.10.0/24")], nodes)
-    assert [(str(r.ca), r.type) for r in policy.lookup_records] == [
-        ("10.10.10.2", RecordType.GATEWAY),
-        ("10.10.10.6", RecordType.STATIC),
-    ]
-    # Hyper-V names do not fit Linux's 15 bytes: generated port names, with a warning.
-    assert [port.name for node in policy.nodes for port in node.ports] == ["vnic0", "vnic0"]
-    assert warnings == [
-        "lookup-records.json[0]: VM 'ContosoCloudGW-v4' (not a Linux interface name): "
-        "its port on node gw is named vnic0",
-        "lookup-records.json[2]: VM 'ContosoCloudDAServer' (not a Linux interface name): "
-        "its port on node r1 is named vnic0",
-    ]
-
-
-def test_wildcard_without_its_adapter_record_is_refused(tmp_path: Path) -> None:
-    records = [
-        GATEWAY,
-        record(5010, "0.0.0.0", "00155d05df04", "192.0.2.101", "wildcard v4", Type=2),
-        record(5010, "0.0.0.0", "00155d05df03", "192.0.2.101", None, Type=3),  # L2Only
-    ]
-    with pytest.raises(ConfigError) as caught:
-        run_import(tmp_path, records, [route(BLUE, 5010, "10.10.10.0/24")], [])
-    assert [(i.path, i.value) for i in caught.value.issues] == [
-        ("lookup-records.json[2].CustomerAddress", "0.0.0.0"),
-        ("lookup-records.json[1].CustomerAddress", "0.0.0.0"),
-    ]
-    messages = [issue.message for issue in caught.value.issues]
-    assert messages[0].startswith("an L2Only record without a customer address")
-    assert "same VSID, MAC and PA" in messages[1]
 
 
 # --- Nodes -------------------------------------------------------------------------------

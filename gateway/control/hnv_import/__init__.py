@@ -7,10 +7,14 @@ into an nvgw config document, so that a migration starts from the policy in forc
 rather than from retyped cmdlets.
 
 What Windows writes is taken as it is (``_decode``: UTF-16, a bare object for one
-result, integer enums, CIM bookkeeping properties). What Windows does not know, the
-caller says: which provider addresses make up which nvgw node (an export has no
-hosts), and the Linux interface that carries them (``_nodes``). ``_build`` puts
-records, routes and nodes into the model.
+result, integer enums, CIM bookkeeping properties), from as many hosts as the operator
+exported, each entry once (``_merge``: every host lists the same records). Records
+keep their type and CA; the ones that are no VM become what they are in nvgw
+(``_gateways``): a subnet's default gateway its ``gateway:``, a gateway's interface a
+``gateway`` record without a port. What Windows does not know, the caller says:
+which provider addresses make up which nvgw node (an export has no hosts), and the
+Linux interface that carries them (``_nodes``). ``_build`` puts records, routes and
+nodes into the model.
 
 The result is checked with ``load_policy`` before it is returned, so an import never
 writes a file ``nvgw check`` refuses; each problem is reported at the export entry (or

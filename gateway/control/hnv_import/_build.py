@@ -21,7 +21,8 @@ from gateway.errors import ConfigError
 from gateway.policy import load_policy
 
 from ..config_file import to_plain
-from ._decode import Export, Record, address_of, decode_record
+from ._decode import Entry, Export, IPAddress, Record, address_of, decode_record
+from ._gateways import default_gateway_ca, mark_gateways, set_default_gateways
 from ._locate import (
     RECORD_FIELDS,
     ROUTE_FIELDS,
@@ -32,37 +33,48 @@ from ._locate import (
     Origin,
     Report,
 )
+from ._merge import address_compared, address_key, merge, route_compared, route_key
 from ._nodes import NodeBuilder, NodeSpec
 
 
 def import_hnv(
-    records: Export,
-    routes: Export | None,
-    nodes: Sequence[NodeSpec],
+    records: Sequence[Export],
+    routes: Sequence[Export] = (),
+    nodes: Sequence[NodeSpec] = (),
     *,
-    provider_addresses: Export | None = None,
+    provider_addresses: Sequence[Export] = (),
     interface: str = "pa0",
 ) -> tuple[CommentedMap, list[str]]:
     """A config document (in the shipped files' style) from Windows exports, and
-    warnings about what it leaves out. Raises ``ConfigError`` with every problem."""
-    routes = routes or Export("", ())
-    provider_addresses = provider_addresses or Export("", ())
-    importer = _Importer(records.file)
-    importer.read_records(records.objects)
+    warnings about what it leaves out. Each kind of export may come as several files
+    (one per host), each listing the same entries: they are merged (``_merge``).
+    Raises ``ConfigError`` with every problem."""
+    importer = _Importer()
+    importer.read_records(records)
     importer.read_routes(routes)
     importer.place_records()
-    builder = NodeBuilder(importer.kept, records.file, interface, importer.report)
-    importer.nodes = builder.build(nodes, provider_addresses)
-    sources = [export.file for export in (records, routes, provider_addresses) if export.file]
+    addresses = merge(
+        _entries(provider_addresses),
+        address_key,
+        address_compared,
+        importer.report,
+        "provider address",
+    )
+    builder = NodeBuilder(importer.kept, interface, importer.report)
+    importer.nodes = builder.build(nodes, addresses)
+    sources = [export.file for export in (*records, *routes, *provider_addresses) if export.file]
     return importer.finish(sources), importer.report.warnings
+
+
+def _entries(exports: Sequence[Export]) -> list[Entry]:
+    return [entry for export in exports for entry in export.entries()]
 
 
 class _Importer:
     """One import: what has been built, and its report (where each part came from,
     what went wrong)."""
 
-    def __init__(self, records_file: str) -> None:
-        self.records_file = records_file
+    def __init__(self) -> None:
         self.report = Report()
         self.records: list[Record] = []
         self.kept: list[Record] = []
@@ -74,33 +86,38 @@ class _Importer:
 
     # Lookup records -------------------------------------------------------------
 
-    def read_records(self, objects: Sequence[Mapping[str, Any]]) -> None:
-        for index, source in enumerate(objects):
-            record = decode_record(index, source)
+    def read_records(self, exports: Sequence[Export]) -> None:
+        decoded = []
+        for entry in _entries(exports):
+            record = decode_record(entry)
             if isinstance(record, Record):
-                self.records.append(record)
+                decoded.append(record)
                 continue
             for refused in record:  # reported; the record is left out
-                value = source.get(refused.prop)
-                self.report.issue(self.records_file, (index, refused.prop), value, refused.message)
+                value = entry.source.get(refused.prop)
+                loc = (entry.index, refused.prop)
+                self.report.issue(entry.file, loc, value, refused.message)
+        self.records = merge(decoded, Record.key, Record.compared, self.report, "lookup record")
 
     # Customer routes, and the subnets their on-link routes define ---------------
 
-    def read_routes(self, routes: Export) -> None:
-        for index, source in enumerate(routes.objects):
+    def read_routes(self, exports: Sequence[Export]) -> None:
+        entries = merge(_entries(exports), route_key, route_compared, self.report, "customer route")
+        for entry in entries:
             route = CommentedMap()
             for prop, key in ROUTE_KEYS.items():
-                if source.get(prop) is not None:
-                    route[key] = _rdid(source[prop]) if key == "rdid" else source[prop]
+                if entry.source.get(prop) is not None:
+                    value = entry.source[prop]
+                    route[key] = _rdid(value) if key == "rdid" else value
             self.report.origins["customer_routes", len(self.routes)] = Origin(
-                routes.file, (index,), ROUTE_FIELDS
+                entry.file, (entry.index,), ROUTE_FIELDS
             )
             self.routes.append(route)
             rdid = route.get("rdid")
             if isinstance(rdid, str):
-                self._domain(rdid, Origin(routes.file, (index,), {"rdid": "RoutingDomainID"}))
+                self._domain(rdid, Origin(entry.file, (entry.index,), {"rdid": "RoutingDomainID"}))
                 if _on_link(route.get("next_hop")):
-                    self._on_link_prefix(routes.file, index, rdid, route)
+                    self._on_link_prefix(entry.file, entry.index, rdid, route)
 
     def _domain(self, rdid: str, origin: Origin) -> CommentedMap:
         domain = self.domains.get(rdid)
@@ -150,31 +167,38 @@ class _Importer:
     # Which records the output keeps ------------------------------------------------
 
     def place_records(self) -> None:
-        """Keeps the records whose VSID has a subnet (warning about the others), and
-        folds each wildcard record into the records it widens."""
-        unplaced: dict[int, int] = defaultdict(int)
-        mismatched: dict[tuple[int, str], int] = defaultdict(int)
-        wildcards = []
+        """Keeps the records whose VSID has a subnet (warning about the others), makes
+        each default-gateway record its subnet's ``gateway:``, and marks the records of
+        gateways' interfaces ``type: gateway`` (``_gateways``)."""
+        unplaced: dict[int, list[Record]] = defaultdict(list)
+        mismatched: dict[tuple[int, str], list[Record]] = defaultdict(list)
+        gateways: dict[int, list[tuple[IPAddress, Record]]] = defaultdict(list)
         for record in self.records:
             mismatch = self._customer_domain(record)
             if mismatch is not None:
-                mismatched[mismatch] += 1
-            if record.vsid is not None and record.vsid not in self.subnets:
-                unplaced[record.vsid] += 1
-            elif record.wildcard:
-                wildcards.append(record)
+                mismatched[mismatch].append(record)
+            if record.vsid is None:
+                self.kept.append(record)  # the schema reports it
+            elif record.vsid not in self.subnets:
+                unplaced[record.vsid].append(record)
             else:
-                self.kept.append(record)
-        self._widen(wildcards)
-        for vsid, count in unplaced.items():
+                subnet = self.subnets[record.vsid][1]
+                ca = default_gateway_ca(record, subnet["prefixes"])
+                if ca is None:
+                    self.kept.append(record)
+                else:
+                    gateways[record.vsid].append((ca, record))
+        set_default_gateways(gateways, self.subnets, self.report)
+        mark_gateways(self.kept, self.routes, self.subnets)
+        for vsid, records in unplaced.items():
             self.report.warnings.append(
-                f"{Path(self.records_file).name}: VSID {vsid} has {count} lookup record(s) "
+                f"{_names(records)}: VSID {vsid} has {len(records)} lookup record(s) "
                 "but no on-link customer route (NextHop 0.0.0.0) to give its prefix: "
                 "they and their ports are left out"
             )
-        for (vsid, customer), count in mismatched.items():
+        for (vsid, customer), records in mismatched.items():
             self.report.warnings.append(
-                f"{Path(self.records_file).name}: {count} record(s) of VSID {vsid} have "
+                f"{_names(records)}: {len(records)} record(s) of VSID {vsid} have "
                 f"CustomerID {customer}, but the customer routes put VSID {vsid} in routing "
                 f"domain {self.subnets[vsid][2]}: the routes' is used"
             )
@@ -194,30 +218,8 @@ class _Importer:
             return None
         return None if self.subnets[record.vsid][2] == rdid else (record.vsid, rdid)
 
-    def _widen(self, wildcards: list[Record]) -> None:
-        """HNV lets a MAC use any CA (a gateway, a router VM) with a second record of CA
-        0.0.0.0 or ::; nvgw says the same with ``type: gateway`` on the MAC's record."""
-        by_adapter: dict[tuple[object, ...], list[Record]] = defaultdict(list)
-        for record in self.kept:
-            by_adapter[record.vsid, record.mac, record.pa].append(record)
-        for wildcard in wildcards:
-            key = (wildcard.vsid, wildcard.mac, wildcard.pa)
-            widened = by_adapter.get(key, []) if None not in key else []
-            if not widened:
-                message = (
-                    "a wildcard record (any CA) widens the record of the same VSID, MAC "
-                    "and PA that has the VM's own CA, and there is none: nvgw marks that "
-                    "record type: gateway"
-                )
-                ca = wildcard.source.get("CustomerAddress")
-                self.report.issue(
-                    self.records_file, (wildcard.index, "CustomerAddress"), ca, message
-                )
-            for record in widened:
-                record.kind = "gateway"
-
     def _origin(self, record: Record, fields: Mapping[str, str]) -> Origin:
-        return Origin(self.records_file, (record.index,), fields)
+        return Origin(record.file, (record.index,), fields)
 
     # The document -----------------------------------------------------------------
 
@@ -231,9 +233,10 @@ class _Importer:
         document["nodes"] = self.nodes
         for key in SECTIONS:
             document.yaml_set_comment_before_after_key(key, before="\n")
-        names = ", ".join(Path(source).name for source in sources)
+        names = [Path(source).name for source in sources]
+        shown = ", ".join(names if len(set(names)) == len(names) else sources)
         document.yaml_set_start_comment(
-            f"Imported by nvgw import-hnv from {names}.\n"
+            f"Imported by nvgw import-hnv from {shown}.\n"
             "A Windows export names no routing domain: add name: to each to tell them apart."
         )
         issues = list(self.report.issues)
@@ -250,6 +253,11 @@ class _Importer:
 
 
 # --- Values --------------------------------------------------------------------------
+
+
+def _names(records: Sequence[Record]) -> str:
+    """The export files ``records`` came from, by name, for a warning."""
+    return ", ".join(dict.fromkeys(Path(record.file).name for record in records))
 
 
 def _family(prefix: Any) -> int | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import codecs
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
@@ -69,6 +69,20 @@ class Export:
 
     file: str
     objects: Sequence[Mapping[str, Any]]
+
+    def entries(self) -> Iterator[Entry]:
+        for index, source in enumerate(self.objects):
+            yield Entry(self.file, index, source)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One object of an export, and where it is: several exports (one per host) may
+    list the same entry, and a problem is reported at the one it is in."""
+
+    file: str
+    index: int
+    source: Mapping[str, Any]
 
 
 # --- Reading export files -----------------------------------------------------------
@@ -154,14 +168,16 @@ def _brief(value: Any) -> Any:
 class Record:
     """A lookup record of the export, with the parts the import works with."""
 
+    file: str
     index: int
     source: Mapping[str, Any]
     rule: str | None  # None: the export has no Rule (the schema says it is missing)
     kind: str
     vsid: int | None
+    ca: IPAddress | None
     mac: str | None  # canonical text, when it is a usable MAC
     pa: IPAddress | None
-    wildcard: bool  # CA 0.0.0.0 or ::, HNV's way of letting a MAC use any CA
+    wildcard: bool  # CA 0.0.0.0 or ::: a gateway's or an L2-only MAC's, no address of its own
 
     def entry(self) -> CommentedMap:
         entry = CommentedMap()
@@ -179,6 +195,27 @@ class Record:
         entry.fa.set_flow_style()
         return entry
 
+    def key(self) -> tuple[object, ...] | None:
+        """What makes two exported records the same record: its VSID and CA, and the
+        MAC for a wildcard (every L2-only MAC of a VSID has one on 0.0.0.0). None when
+        the record is too broken to tell (the schema reports it)."""
+        if self.vsid is None or self.ca is None or (self.wildcard and self.mac is None):
+            return None
+        return (self.vsid, self.ca, self.mac) if self.wildcard else (self.vsid, self.ca)
+
+    def compared(self) -> dict[str, Any]:
+        """The properties the policy takes from the record, in a form two exports of it
+        write alike (PowerShell 5.1's integers or 7's names, any MAC or GUID spelling)."""
+        customer = self.source.get("CustomerID")
+        return {
+            "MACAddress": self.mac or self.source.get("MACAddress"),
+            "ProviderAddress": self.pa or self.source.get("ProviderAddress"),
+            "Rule": self.rule,
+            "Type": self.kind,
+            "VMName": self.source.get("VMName"),
+            "CustomerID": customer.lower() if isinstance(customer, str) else customer,
+        }
+
 
 class Refused(Exception):
     """An export value nvgw cannot take: the property, and why."""
@@ -189,31 +226,38 @@ class Refused(Exception):
         self.message = message
 
 
-def decode_record(index: int, source: Mapping[str, Any]) -> Record | list[Refused]:
-    """The record, or every value in it that nvgw cannot take."""
-    refusals, values = [], {}
+def decode_record(entry: Entry) -> Record | list[Refused]:
+    """The record, or every value in it that nvgw cannot take.
+
+    A record on CA 0.0.0.0 (or ::) keeps its type: ``GatewayWildcard`` is nvgw's
+    ``gateway`` (its VSID's off-subnet traffic goes to that MAC and PA), ``L2Only``
+    its ``l2only`` (OpenStack writes one beside each port, for DHCP). Windows Server
+    2012 had no Type, and its gateways' wildcard was a record on 0.0.0.0 without one
+    (or written Static by a later export): that is a gateway's too, since a static
+    record needs the VM's own address.
+    """
+    source, refusals, values = entry.source, [], {}
     for prop, names in (("Rule", RULE_NAMES), ("Type", TYPE_NAMES)):
         try:
             values[prop] = _nvgw_enum(source.get(prop), names, prop)
         except Refused as refused:
             refusals.append(refused)
-    ca = address_of(source.get("CustomerAddress"))
-    wildcard = ca is not None and ca.is_unspecified
-    if wildcard and values.get("Type") == "l2only":
-        message = (
-            "an L2Only record without a customer address has no nvgw equivalent: "
-            "nvgw's l2only records need the VM's CA"
-        )
-        refusals.append(Refused("CustomerAddress", message))
     if refusals:
         return refusals
+    ca = address_of(source.get("CustomerAddress"))
+    wildcard = ca is not None and ca.is_unspecified
+    kind = values["Type"] or "static"
+    if wildcard and kind == "static":
+        kind = "gateway"
     vsid = source.get("VirtualSubnetID")
     return Record(
-        index,
+        entry.file,
+        entry.index,
         source,
         values["Rule"],
-        values["Type"] or "static",
+        kind,
         vsid if type(vsid) is int else None,
+        ca,
         _canonical_mac(source.get("MACAddress")),
         address_of(source.get("ProviderAddress")),
         wildcard,
