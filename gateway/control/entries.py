@@ -8,7 +8,7 @@ output can be pasted into a POST or a config file unchanged.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -31,6 +31,8 @@ def entry_json(model: BaseModel, **extra: Any) -> dict[str, Any]:
 def _json(value: Any) -> Any:
     if isinstance(value, tuple | list):
         return [_json(item) for item in value]
+    if isinstance(value, Mapping):  # a gateway's routing domains, by name or RDID
+        return {key: _json(item) for key, item in value.items()}
     if isinstance(value, BaseModel):
         return entry_json(value)
     if isinstance(value, enum.Enum):

@@ -8,6 +8,7 @@ What the role cannot serve is refused here with a ``ConfigError`` naming each en
 as ``nvgw check`` would name it, never accepted and then ignored:
 
 * a node the file does not have;
+* a gateway node, until the gateway role's data plane is built (issue 11);
 * IPv6 PAs on the node, and IPv6 CAs of its ports: the host role forwards IPv4 only
   so far (decisions.md, "IPv6");
 * while it runs, a change of its PAs: those are fds and filters opened at start (the
@@ -25,6 +26,7 @@ from gateway.errors import ConfigError, ConfigIssue
 from gateway.policy import NodeRole, Policy, Rule, Snapshot, compile_policy
 
 _IPV4_ONLY = "the host role forwards IPv4 only so far: this node cannot serve it"
+_GATEWAY_NOT_BUILT = "the gateway role's data plane is not built yet: node {} cannot run"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,8 @@ def plan_node(policy: Policy, name: str, running: NodePlan | None = None) -> Nod
         for i, record in enumerate(policy.lookup_records)
         if record.ca.version != 4 and (record.vsid, bytes(record.mac)) in ports
     ]
+    if node.role is NodeRole.GATEWAY:
+        issues.append(ConfigIssue(f"nodes.{name}.role", "gateway", _GATEWAY_NOT_BUILT.format(name)))
     if issues:
         raise ConfigError(issues)
     rewrite = ip_rewrite_pas(policy)

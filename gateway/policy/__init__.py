@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ._load import load_policy
 from ._paths import format_path, parse_path
-from ._values import VSID_MAX, VSID_MIN, Mac
+from ._values import VSID_MAX, VSID_MIN, Mac, NextHop, NextHopKind
 from .model import (
     DEFAULT_METRIC,
     CustomerRoute,
@@ -40,6 +40,8 @@ __all__ = [
     "LookupRecord",
     "Mac",
     "MacAddress",
+    "NextHop",
+    "NextHopKind",
     "Node",
     "NodeRole",
     "Policy",

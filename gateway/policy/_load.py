@@ -10,6 +10,7 @@ a whole list (measured: the per-field validators dominate), and it keeps what pa
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -17,6 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from gateway.errors import ConfigError, ConfigIssue
 
+from ._gateway_checks import GatewayParts, ServedEntry, check_gateways
 from ._gc import paused_gc
 from ._paths import Loc, format_path, issue_value
 from ._schema_errors import schema_issues, unknown_key_message
@@ -26,10 +28,13 @@ from .model import (
     CustomerRoute,
     LookupRecord,
     Node,
+    NodeRoute,
     Policy,
     Port,
     ProviderAddress,
     RoutingDomain,
+    ServedDomain,
+    Tap,
     VirtualSubnet,
 )
 
@@ -79,6 +84,8 @@ def _load(document: Mapping[str, Any]) -> Policy:
             routes.append(route)
     nodes = loader.nodes(document.get("nodes", {}))
     issues.extend(check(parsed))
+    # Apart from check(): the gateway's rules build on its helpers (checks.py's).
+    issues.extend(check_gateways(parsed, loader.gateways))
     if issues:
         raise ConfigError(issues)
     # No issue means every entry was built: nothing was dropped from these lists.
@@ -98,6 +105,7 @@ class _Loader:
     def __init__(self, parsed: Parsed, issues: list[ConfigIssue]) -> None:
         self.parsed = parsed
         self.issues = issues
+        self.gateways = GatewayParts()
 
     def one(self, model: type[BaseModel], loc: Loc, raw: Any) -> Any:
         try:
@@ -159,12 +167,20 @@ class _Loader:
                 ConfigIssue(format_path((*loc, "name")), _brief(body["name"]), message)
             )
             body = {key: value for key, value in body.items() if key != "name"}
-        shell, children = _split(body, ("provider_addresses", "ports"))
-        if isinstance(shell, Mapping):
+        # A gateway's ports stay in the shell, for the model to refuse as a whole.
+        gateway = isinstance(body, Mapping) and body.get("role") == "gateway"
+        lists = ("provider_addresses",) if gateway else ("provider_addresses", "ports")
+        shell, children = _split(body, lists)
+        served = None
+        if isinstance(shell, dict):
+            if gateway and isinstance(shell.get("routing_domains"), Mapping):
+                served = self.served(loc, label, shell.pop("routing_domains"))
             # The key was judged above: a stand-in keeps its error from being repeated.
             shell = {**shell, "name": valid_name or "invalid"}
         node = self.one(Node, loc, shell)
         complete = node is not None and valid_name is not None
+        if served is not None and None in served.values():
+            complete = False
         addresses = []
         for index, item in enumerate(children.get("provider_addresses", ())):
             where = (*loc, "provider_addresses", index)
@@ -186,9 +202,47 @@ class _Loader:
                 ports.append(port)
         if not complete or node is None:
             return None
-        return node.model_copy(
-            update={"provider_addresses": tuple(addresses), "ports": tuple(ports)}
-        )
+        update: dict[str, Any] = {"provider_addresses": tuple(addresses), "ports": tuple(ports)}
+        if served is not None:
+            update["routing_domains"] = MappingProxyType(served)
+        return node.model_copy(update=update)
+
+    def served(self, loc: Loc, node: str, raw: Mapping[Any, Any]) -> dict[str, Any]:
+        """A gateway's routing domains, each TAP and route validated alone (so that
+        one bad route costs only itself), recorded for the gateway checks. Gives each
+        domain built, or None for one with a problem."""
+        built: dict[str, Any] = {}
+        for key, body in raw.items():
+            where = (*loc, "routing_domains", key)
+            if not isinstance(key, str):
+                message = "must be a routing domain's name or RDID (a string)"
+                self.issues.append(ConfigIssue(format_path(where), _brief(key), message))
+                continue
+            shell, children = _split(body, ("taps", "routes"))
+            domain = self.one(ServedDomain, where, shell)
+            taps = self.each(Tap, where, "taps", children)
+            routes = self.each(NodeRoute, where, "routes", children)
+            entry = ServedEntry(where, node, key)
+            entry.taps = [(at, tap) for at, tap in taps if tap is not None]
+            entry.routes = [(at, route) for at, route in routes if route is not None]
+            # A TAP that failed the schema (or its whole domain) may be what a next hop names.
+            entry.taps_complete = domain is not None and len(entry.taps) == len(taps)
+            self.gateways.served.append(entry)
+            built[key] = None
+            if domain is not None and entry.taps_complete and len(entry.routes) == len(routes):
+                parts = {"taps": entry.taps, "routes": entry.routes}
+                update = {name: tuple(item for _, item in found) for name, found in parts.items()}
+                built[key] = domain.model_copy(update=update)
+        return built
+
+    def each(
+        self, model: type[BaseModel], where: Loc, key: str, children: dict[str, list[Any]]
+    ) -> list[tuple[Loc, Any]]:
+        """Each item of the child list ``key``, validated alone: (path, entry or None)."""
+        return [
+            ((*where, key, index), self.one(model, (*where, key, index), item))
+            for index, item in enumerate(children.get(key, ()))
+        ]
 
 
 def _items(

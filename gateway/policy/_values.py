@@ -15,9 +15,21 @@ same ones come back in every tenant and every record of a host.
 
 from __future__ import annotations
 
+import enum
 import re
+from dataclasses import dataclass
 from functools import lru_cache
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+    ip_address,
+    ip_interface,
+    ip_network,
+)
 from typing import Any
 
 from pydantic_core import PydanticCustomError
@@ -31,6 +43,7 @@ VSID_RESERVED_MESSAGE = "reserved: usable VSIDs are 4096..16777214"
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
+IPInterface = IPv4Interface | IPv6Interface
 
 
 def invalid(kind: str, message: str) -> PydanticCustomError:
@@ -190,11 +203,7 @@ def parse_prefix(value: Any) -> IPNetwork:
     if isinstance(value, IPv4Network | IPv6Network):
         return value
     bad = "not a prefix: expected address/length, like 10.10.10.0/24"
-    if type(value) is not str or "/" not in value:
-        raise invalid("prefix_parsing", bad)
-    address_text, _, length_text = value.partition("/")
-    if not (length_text.isascii() and length_text.isdigit()) or "%" in address_text:
-        raise invalid("prefix_parsing", bad)  # no netmask form, no scope id
+    address_text = _slash_form(value, "prefix_parsing", bad)
     try:
         network = ip_network(value, strict=False)
     except ValueError:
@@ -202,6 +211,31 @@ def parse_prefix(value: Any) -> IPNetwork:
     if network.network_address != ip_address(address_text):
         raise invalid("prefix_host_bits", f"host bits set: did you mean {network}?")
     return network
+
+
+def parse_interface_address(value: Any) -> IPInterface:
+    """An address on an interface with its prefix length, ``172.16.0.1/24`` (a TAP's
+    own address, so its host bits are the point; whether it is a host address of its
+    subnet is the gateway checks' to say, with the reason)."""
+    if isinstance(value, IPv4Interface | IPv6Interface):
+        return value
+    bad = "not an interface address: expected address/length, like 172.16.0.1/24"
+    _slash_form(value, "interface_parsing", bad)
+    try:
+        return ip_interface(value)
+    except ValueError:
+        raise invalid("interface_parsing", bad) from None
+
+
+def _slash_form(value: Any, kind: str, bad: str) -> str:
+    """The address part of ``address/length`` text; refuses a netmask after the slash
+    (``/255.255.255.0``: one spelling) and a scope id."""
+    if type(value) is not str or "/" not in value:
+        raise invalid(kind, bad)
+    address_text, _, length_text = value.partition("/")
+    if not (length_text.isascii() and length_text.isdigit()) or "%" in address_text:
+        raise invalid(kind, bad)
+    return address_text
 
 
 def parse_prefixes(value: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
@@ -246,3 +280,66 @@ def parse_label(value: Any) -> str:
     if not 1 <= len(value) <= 64 or not value.isprintable() or value != value.strip():
         raise invalid("label", "a name is 1 to 64 printable characters, no leading/trailing space")
     return value
+
+
+# RFC 879 / RFC 1122 sec. 3.3.3: every IPv4 host takes a 576-byte datagram, so an MSS
+# of 576 - 40 = 536 always fits; IPv4's largest datagram is 65535, so 65535 - 40 is the
+# largest MSS that can mean anything. A clamp outside these would break TCP, not fix it.
+MSS_MIN, MSS_MAX = 536, 65535 - 40
+MSS_CLAMP_RULE = f"expected auto (from the path MTU), off, or an MSS of {MSS_MIN}..{MSS_MAX}"
+
+
+def parse_mss_clamp(value: Any) -> str | int:
+    """A gateway's TCP MSS clamp: ``auto``, ``off`` or a number of bytes."""
+    if value in ("auto", "off"):
+        return str(value)
+    if type(value) is int and MSS_MIN <= value <= MSS_MAX:
+        return value
+    raise invalid("mss_clamp", MSS_CLAMP_RULE)
+
+
+class NextHopKind(enum.Enum):
+    """Where a gateway's node route sends a packet."""
+
+    TAP = "tap"  # on-link on a TAP of the routing domain: ``tap:NAME``
+    ADDRESS = "address"  # a neighbour inside one of the routing domain's TAP subnets
+    NAT = "nat"  # internet egress (issue 12)
+    TUNNEL = "tunnel"  # a site-to-site tunnel (issue 13): ``tunnel:NAME``
+
+
+@dataclass(frozen=True, slots=True)
+class NextHop:
+    """A node route's next hop; prints as it is written in a config file."""
+
+    kind: NextHopKind
+    name: str | None = None  # the TAP's or the tunnel's
+    address: IPAddress | None = None  # for ``ADDRESS``
+
+    def __str__(self) -> str:
+        if self.kind is NextHopKind.ADDRESS:
+            return str(self.address)
+        if self.name is None:
+            return self.kind.value
+        return f"{self.kind.value}:{self.name}"
+
+
+NEXT_HOP_RULE = "expected tap:NAME, an address inside one of the TAP subnets, nat or tunnel:NAME"
+
+
+def parse_next_hop(value: Any) -> NextHop:
+    """A node route's next hop, from its text (see ``NextHop``)."""
+    if isinstance(value, NextHop):
+        return value
+    if type(value) is not str:
+        raise invalid("next_hop_type", f"must be a string: {NEXT_HOP_RULE}")
+    if value == "nat":
+        return NextHop(NextHopKind.NAT)
+    kind, colon, name = value.partition(":")
+    if colon and kind == "tap":
+        return NextHop(NextHopKind.TAP, parse_ifname(name))
+    if colon and kind == "tunnel":
+        return NextHop(NextHopKind.TUNNEL, parse_label(name))
+    try:
+        return NextHop(NextHopKind.ADDRESS, address=_ip_from_text(value))
+    except PydanticCustomError:
+        raise invalid("next_hop", f"not a next hop: {NEXT_HOP_RULE}") from None

@@ -4,29 +4,44 @@ The pydantic models *are* the objects the rest of nvgw uses: one definition give
 document's keys, their types, the canonical values (GUIDs in lower case, MACs as
 6-byte ``Mac``, addresses as ``ipaddress`` objects) and immutability. Every model
 forbids unknown keys, so a misspelt key is an error naming it, never a value that
-nothing reads. Rules that relate two fields or two entries live in ``checks.py``;
-``load_policy()`` in ``_load.py`` runs both and is the only way to get a ``Policy``.
+nothing reads. Rules that relate two fields or two entries live in ``checks.py`` (a
+gateway node's in ``_gateway_checks.py``); ``load_policy()`` in ``_load.py`` runs them
+all and is the only way to get a ``Policy``.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, PlainValidator, Strict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    Strict,
+    ValidationInfo,
+    field_validator,
+)
 
 from ._values import (
     IPAddress,
+    IPInterface,
     IPNetwork,
     Mac,
+    NextHop,
     invalid,
     parse_ifname,
+    parse_interface_address,
     parse_ip,
     parse_label,
     parse_mac,
+    parse_mss_clamp,
+    parse_next_hop,
     parse_node_name,
     parse_prefix,
     parse_prefixes,
@@ -66,9 +81,11 @@ class RecordType(enum.Enum):
 
 
 class NodeRole(enum.Enum):
-    """What a daemon does; the gateway role joins when it is built, not before."""
+    """What a daemon does: serve VMs' ports (host), or route tenants' traffic out of
+    their virtual networks and back (gateway)."""
 
     HOST = "host"
+    GATEWAY = "gateway"
 
 
 def _enum_parser(kind: str, table: Mapping[str, enum.Enum], help_text: str) -> Any:
@@ -94,14 +111,16 @@ _RULES = {
 _TYPES = {member.value: member for member in RecordType}
 
 
+_ROLES = {member.value: member for member in NodeRole}
+
+
 def _parse_role(value: Any) -> NodeRole:
     if isinstance(value, NodeRole):
         return value
-    if value == "gateway":
-        raise invalid("role_unsupported", "the gateway role is not built yet: only 'host' exists")
-    if value != "host":
-        raise invalid("role", "must be 'host' (the only node role so far)")
-    return NodeRole.HOST
+    found = _ROLES.get(value) if isinstance(value, str) else None
+    if found is None:
+        raise invalid("role", "must be 'host' or 'gateway'")
+    return found
 
 
 def _int_range(low: int, high: int, what: str) -> AfterValidator:
@@ -121,6 +140,14 @@ MacAddress = Annotated[Mac, PlainValidator(parse_mac, json_schema_input_type=str
 Rdid = Annotated[str, PlainValidator(parse_rdid, json_schema_input_type=str)]
 IfName = Annotated[str, PlainValidator(parse_ifname, json_schema_input_type=str)]
 Label = Annotated[str, PlainValidator(parse_label, json_schema_input_type=str)]
+InterfaceAddress = Annotated[
+    IPInterface, PlainValidator(parse_interface_address, json_schema_input_type=str)
+]
+NextHopField = Annotated[NextHop, PlainValidator(parse_next_hop, json_schema_input_type=str)]
+MssClamp = Annotated[
+    str | int,
+    PlainValidator(parse_mss_clamp, json_schema_input_type=Literal["auto", "off"] | int),
+]
 _parse_rule = _enum_parser("rule", _RULES, "must be 'encap' or 'nat'")
 RuleField = Annotated[
     Rule, PlainValidator(_parse_rule, json_schema_input_type=Literal["encap", "nat"])
@@ -232,13 +259,94 @@ class Port(_Frozen):
     mac: MacAddress
 
 
+class Tap(_Frozen):
+    """A gateway's TAP in one routing domain (private cloud): the on-prem side's
+    link. ``address`` is the gateway's own on it (the daemon answers ARP for it, not
+    the kernel) with the TAP subnet's prefix length: ``172.16.0.1/24``."""
+
+    name: IfName
+    address: InterfaceAddress
+
+
+class NodeRoute(_Frozen):
+    """A gateway's own route in one routing domain: destination -> a TAP, a neighbour
+    on a TAP, ``nat`` or ``tunnel:NAME``. It wins over a customer route of the same
+    prefix (decisions.md, "Routes and where they lead")."""
+
+    destination: Prefix
+    next_hop: NextHopField
+
+
+class ServedDomain(_Frozen):
+    """What a gateway node does for one routing domain it serves."""
+
+    taps: tuple[Tap, ...] = ()
+    routes: tuple[NodeRoute, ...] = ()
+
+
+def domains_matching(key: str, domains: Iterable[RoutingDomain]) -> list[RoutingDomain]:
+    """The routing domains a gateway's ``routing_domains:`` key names: by RDID or by
+    name, in any case (a valid policy has exactly one)."""
+    wanted = key.lower()
+    return [
+        domain
+        for domain in domains
+        if domain.rdid == wanted or (domain.name is not None and domain.name.lower() == wanted)
+    ]
+
+
+def _frozen_mapping(value: Mapping[str, ServedDomain]) -> Mapping[str, ServedDomain]:
+    return MappingProxyType(dict(value))
+
+
+# A node's fields that belong to one role: written on a node of another role they are
+# refused (never accepted and ignored); absent, they get the role's default.
+_ROLE_FIELDS: Mapping[str, tuple[NodeRole, str, Any]] = {
+    "ports": (NodeRole.HOST, "a gateway node serves no VM ports (a host's ports: do)", ()),
+    "mss_clamp": (NodeRole.GATEWAY, "only a gateway node clamps TCP MSS", "auto"),
+    "routing_domains": (
+        NodeRole.GATEWAY,
+        "only a gateway node serves routing domains (role: gateway)",
+        MappingProxyType({}),
+    ),
+}
+
+
 class Node(_Frozen):
-    """One daemon of the deployment; its name is its key under ``nodes:``."""
+    """One daemon of the deployment; its name is its key under ``nodes:``.
+
+    One model for both roles (not a union per role): every consumer of nodes reads
+    the same fields (a gateway's ``ports`` is empty, a host's ``routing_domains`` and
+    ``mss_clamp`` are None), and a field of the other role is refused at its own path
+    by ``_role_field``."""
 
     name: Annotated[str, PlainValidator(parse_node_name, json_schema_input_type=str)]
-    role: Annotated[NodeRole, PlainValidator(_parse_role, json_schema_input_type=Literal["host"])]
+    role: Annotated[
+        NodeRole,
+        PlainValidator(_parse_role, json_schema_input_type=Literal["host", "gateway"]),
+    ]
     provider_addresses: tuple[ProviderAddress, ...] = ()
     ports: tuple[Port, ...] = ()
+    # Gateway only: ``auto`` (from the path MTU), ``off``, or the MSS to clamp to.
+    mss_clamp: MssClamp | None = Field(None, validate_default=True)
+    # Gateway only: by the routing domain's name or RDID, as written.
+    routing_domains: (
+        Annotated[Mapping[str, ServedDomain], AfterValidator(_frozen_mapping)] | None
+    ) = Field(None, validate_default=True)
+
+    @field_validator("ports", "mss_clamp", "routing_domains", mode="before")
+    @classmethod
+    def _role_field(cls, value: Any, info: ValidationInfo) -> Any:
+        role = info.data.get("role")  # absent when the role itself was refused
+        if role is None:
+            return value
+        assert info.field_name is not None
+        owner, message, default = _ROLE_FIELDS[info.field_name]
+        if role is not owner:
+            if value in (None, (), [], {}):
+                return None if owner is NodeRole.GATEWAY else value
+            raise invalid("role_field", f"not on a {role.value} node: {message}")
+        return default if value is None else value
 
 
 @dataclass(frozen=True, slots=True)

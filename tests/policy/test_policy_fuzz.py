@@ -17,7 +17,8 @@ from gateway.control import load_config
 from gateway.errors import ConfigError
 from gateway.policy import Policy, compile_policy, load_policy, parse_path
 
-from ._documents import base_document, emit_yaml
+from ._documents import emit_yaml
+from ._gateway_document import gateway_document
 
 SECTIONS = ["revision", "routing_domains", "lookup_records", "customer_routes", "nodes"]
 KEYS = [
@@ -25,6 +26,7 @@ KEYS = [
     *["rdid", "name", "virtual_subnets", "vsid", "prefixes", "gateway", "ca", "mac", "pa"],
     *["rule", "type", "vm", "destination", "next_hop", "metric", "role", "interface"],
     *["prefix_length", "vlan", "ports", "provider_addresses", "host1"],
+    *["mss_clamp", "routing_domains", "taps", "routes", "address", "gw", "blue"],
 ]
 SCALARS = (
     st.none()
@@ -45,6 +47,10 @@ SCALARS = (
             "nat",
             "host",
             "gateway",
+            "auto",
+            "tap:gw-blue",
+            "tunnel:site",
+            "172.16.0.1/24",
             5010,
             4095,
             255,
@@ -99,7 +105,7 @@ def _places(node: Any, path: tuple = ()) -> list[tuple]:
     return places
 
 
-_BASE = base_document()
+_BASE = gateway_document()  # the base document and a gateway node
 _PLACES = _places(_BASE)[1:]
 
 
@@ -153,7 +159,7 @@ def test_not_a_policy_mapping(document: Any) -> None:
 
 
 def test_huge_integers_are_shown_briefly() -> None:
-    document = base_document()
+    document = gateway_document()
     document["lookup_records"][0]["vsid"] = 10**5000
     document["revision"] = -(10**5000)
     with pytest.raises(ConfigError) as caught:

@@ -432,11 +432,11 @@ CASES = [
         "VSID 5010 already has a port with this MAC: nodes.host1.ports[0]",
     ),
     Case(
-        "node-role-gateway",
-        _set("nodes.host2.role", "gateway"),
+        "node-role-unknown",
+        _set("nodes.host2.role", "router"),
         "nodes.host2.role",
-        "gateway",
-        "the gateway role is not built yet",
+        "router",
+        "must be 'host' or 'gateway'",
     ),
     Case(
         "node-name-invalid",
