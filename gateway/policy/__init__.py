@@ -3,7 +3,8 @@ the data plane reads.
 
 Pure: no file, socket or clock. ``load_policy()`` validates a whole document (schema
 and cross-entity rules, every problem in one ``ConfigError``) and ``compile_policy()``
-turns the result into dict lookups keyed by packed bytes. Reading YAML, with line
+turns the result into dict lookups keyed by packed bytes; ``compile_gateway()`` adds
+a gateway node's route table per routing domain it serves. Reading YAML, with line
 numbers in errors, is ``gateway.control``'s job.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 from ._load import load_policy
 from ._paths import format_path, parse_path
 from ._values import VSID_MAX, VSID_MIN, Mac, NextHop, NextHopKind
+from .gateway_routes import GatewayHop, GatewayTable, compile_gateway
 from .model import (
     DEFAULT_METRIC,
     CustomerRoute,
@@ -19,12 +21,14 @@ from .model import (
     MacAddress,
     Node,
     NodeRole,
+    NodeRoute,
     Policy,
     Port,
     ProviderAddress,
     RecordType,
     RoutingDomain,
     Rule,
+    Tap,
     VirtualSubnet,
     filter_value,
 )
@@ -37,6 +41,8 @@ __all__ = [
     "CompiledRecord",
     "CompiledRoute",
     "CustomerRoute",
+    "GatewayHop",
+    "GatewayTable",
     "LookupRecord",
     "Mac",
     "MacAddress",
@@ -44,6 +50,7 @@ __all__ = [
     "NextHopKind",
     "Node",
     "NodeRole",
+    "NodeRoute",
     "Policy",
     "Port",
     "ProviderAddress",
@@ -51,7 +58,9 @@ __all__ = [
     "RoutingDomain",
     "Rule",
     "Snapshot",
+    "Tap",
     "VirtualSubnet",
+    "compile_gateway",
     "compile_policy",
     "filter_value",
     "format_path",
