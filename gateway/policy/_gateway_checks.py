@@ -53,6 +53,8 @@ class GatewayParts:
 def check_gateways(parsed: Parsed, gateways: GatewayParts) -> list[ConfigIssue]:
     """Every problem of the gateway nodes in ``gateways``, in rule order."""
     issues: list[ConfigIssue] = []
+    if not gateways.served:
+        return issues  # nothing to judge: a host-only policy pays no scan of its records
     rdids = _resolve(parsed, gateways, issues)
     _check_taps(parsed, gateways, rdids, issues)
     for entry in gateways.served:
