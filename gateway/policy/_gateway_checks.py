@@ -80,7 +80,7 @@ def _resolve(parsed: Parsed, gateways: GatewayParts, issues: list[ConfigIssue]) 
     for entry in gateways.served:
         found = domains_matching(entry.key, domains)
         if len(found) > 1:
-            named = ", ".join(f"{d.rdid} ({d.name})" for d in found)
+            named = ", ".join(f"{d.rdid} ({d.name})" if d.name else d.rdid for d in found)
             message = f"names {len(found)} routing domains: {named}; write the RDID"
             _issue(issues, entry.loc, entry.key, message)
         elif not found:

@@ -285,14 +285,15 @@ class ServedDomain(_Frozen):
 
 
 def domains_matching(key: str, domains: Iterable[RoutingDomain]) -> list[RoutingDomain]:
-    """The routing domains a gateway's ``routing_domains:`` key names: by RDID or by
-    name, in any case (a valid policy has exactly one)."""
+    """The routing domains a gateway's ``routing_domains:`` key names, in any case: the
+    one with that RDID (RDIDs are unique), else those with that name (a valid policy
+    has exactly one: names differing only in case make the key ambiguous)."""
     wanted = key.lower()
-    return [
-        domain
-        for domain in domains
-        if domain.rdid == wanted or (domain.name is not None and domain.name.lower() == wanted)
-    ]
+    domains = list(domains)
+    for domain in domains:
+        if domain.rdid == wanted:
+            return [domain]
+    return [d for d in domains if d.name is not None and d.name.lower() == wanted]
 
 
 def _frozen_mapping(value: Mapping[str, ServedDomain]) -> Mapping[str, ServedDomain]:

@@ -94,6 +94,10 @@ ACCEPTED: dict[str, Callable[[Doc], None]] = {
     "mss-clamp-highest": _set(f"{GW}.mss_clamp", 65495),
     "key-by-rdid-any-case": _rename_key("blue", BLUE.upper()),
     "key-by-name-any-case": _rename_key("blue", "BLUE"),
+    # An RDID names its domain, even where another domain's name is that text.
+    "key-rdid-before-name": lambda d: d["routing_domains"].append(
+        {"rdid": "{11111111-2222-3333-4444-000000005099}", "name": RED, "virtual_subnets": []}
+    ),
     # An empty list says what a gateway has: no ports (how the API writes a node back).
     "gateway-empty-ports": _set(f"{GW}.ports", []),
     "host-empty-routing-domains": _set("nodes.host1.routing_domains", {}),
