@@ -1,6 +1,8 @@
-"""ICMP for IPv4 (RFC 792): echo, which the gateway answers on its tenant addresses, and
+"""ICMP for IPv4 (RFC 792): echo, which the gateway answers on its tenant addresses;
 destination unreachable / fragmentation needed (RFC 1191), which it sends when a tenant
-frame will not fit the underlay after the NVGRE overhead.
+frame will not fit the underlay after the NVGRE overhead; and time exceeded, which a
+node that routes sends when a datagram's TTL runs out (RFC 1812 sec. 5.3.1), so that
+traceroute sees it as a hop. ``icmp_error_allowed`` says when no error may be sent.
 
 Every ICMP message starts with type, code, checksum and four "rest of header" bytes
 whose meaning depends on the type, so one layout and one parser cover them all.
@@ -15,7 +17,14 @@ from typing import Final
 from gateway.errors import BadPacket, Drop
 from gateway.wire._types import Buffer
 from gateway.wire.checksum import checksum_ok, internet_checksum
-from gateway.wire.ipv4 import IPV4_IHL_MASK
+from gateway.wire.ipv4 import (
+    _IPV4_FRAGMENT_OFFSET_MASK,
+    IPPROTO_ICMP,
+    IPV4_IHL_MASK,
+    IPV4_OFFSET_DST,
+    IPV4_OFFSET_FRAGMENT,
+    IPV4_OFFSET_PROTOCOL,
+)
 
 _ICMP_HEADER: Final = struct.Struct("!BBHI")  # type, code, checksum, rest (RFC 792)
 _ICMP_HEADER_SIZE: Final = _ICMP_HEADER.size  # 8
@@ -24,7 +33,21 @@ _ICMP_OFFSET_CHECKSUM: Final = 2
 ICMP_ECHO_REPLY: Final = 0
 ICMP_DEST_UNREACHABLE: Final = 3
 ICMP_ECHO_REQUEST: Final = 8
-_ICMP_TIME_EXCEEDED: Final = 11
+ICMP_TIME_EXCEEDED: Final = 11  # code 0: TTL exceeded in transit (RFC 792)
+_ICMP_SOURCE_QUENCH: Final = 4
+_ICMP_REDIRECT: Final = 5
+_ICMP_PARAMETER_PROBLEM: Final = 12
+# The error messages (RFC 1812 sec. 4.3.1): no error is ever sent about one.
+_ICMP_ERROR_TYPES: Final = frozenset(
+    (
+        ICMP_DEST_UNREACHABLE,
+        _ICMP_SOURCE_QUENCH,
+        _ICMP_REDIRECT,
+        ICMP_TIME_EXCEEDED,
+        _ICMP_PARAMETER_PROBLEM,
+    )
+)
+_FIRST_GROUP_OCTET: Final = 224  # 224.0.0.0/4 multicast, 240.0.0.0/4 reserved and broadcast
 ICMP_CODE_FRAGMENTATION_NEEDED: Final = 4  # with type 3; next-hop MTU in rest (RFC 1191 sec. 4)
 # RFC 792: an error quotes the offending datagram's IP header and its first 64 bits.
 _ICMP_QUOTED_PAYLOAD_SIZE: Final = 8
@@ -105,6 +128,35 @@ def build_icmp_unreachable(code: int, original: Buffer, next_hop_mtu: int = 0) -
     """
     if not 0 <= next_hop_mtu <= 0xFFFF:
         raise ValueError("the next-hop MTU is 16 bits")
-    header_length = (original[0] & IPV4_IHL_MASK) * 4
-    quoted = original[: header_length + _ICMP_QUOTED_PAYLOAD_SIZE]
-    return _build_icmp(ICMP_DEST_UNREACHABLE, code, next_hop_mtu, quoted)
+    return _build_icmp(ICMP_DEST_UNREACHABLE, code, next_hop_mtu, _quoted(original))
+
+
+def build_icmp_time_exceeded(original: Buffer) -> bytes:
+    """Time exceeded in transit (code 0) quoting ``original``, an IPv4 datagram that
+    was parsed, as it arrived (its TTL not yet decremented, as Linux quotes it)."""
+    return _build_icmp(ICMP_TIME_EXCEEDED, 0, 0, _quoted(original))
+
+
+def _quoted(original: Buffer) -> Buffer:
+    """What an error quotes of a datagram: its IP header and 8 bytes of payload
+    (RFC 792), enough for the sender to find its socket by ports."""
+    return original[: (original[0] & IPV4_IHL_MASK) * 4 + _ICMP_QUOTED_PAYLOAD_SIZE]
+
+
+def icmp_error_allowed(original: Buffer) -> bool:
+    """Whether an ICMP error may be sent about ``original``, an IPv4 datagram whose
+    header was parsed (RFC 1812 sec. 4.3.2.7, RFC 1122 sec. 3.2.2): not about a
+    fragment other than the first, nor a datagram to a multicast or broadcast
+    address, nor an ICMP error message (a storm of errors about errors). The caller
+    knows what else rules one out (a link-layer broadcast, a source that is not one
+    host's)."""
+    fragment = original[IPV4_OFFSET_FRAGMENT] << 8 | original[IPV4_OFFSET_FRAGMENT + 1]
+    if fragment & _IPV4_FRAGMENT_OFFSET_MASK:
+        return False
+    if original[IPV4_OFFSET_DST] >= _FIRST_GROUP_OCTET:
+        return False
+    if original[IPV4_OFFSET_PROTOCOL] == IPPROTO_ICMP:
+        at = (original[0] & IPV4_IHL_MASK) * 4
+        # Too short to say what it is: not known to be an error, but not answered either.
+        return at < len(original) and original[at] not in _ICMP_ERROR_TYPES
+    return True

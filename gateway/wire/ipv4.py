@@ -37,7 +37,7 @@ IPV4_OFFSET_VERSION_IHL: Final = 0  # version (high 4 bits), IHL (low 4 bits)
 IPV4_OFFSET_TOTAL_LENGTH: Final = 2
 _IPV4_OFFSET_IDENT: Final = 4
 IPV4_OFFSET_FRAGMENT: Final = 6  # flags (3 bits) + fragment offset (13 bits)
-_IPV4_OFFSET_TTL: Final = 8
+IPV4_OFFSET_TTL: Final = 8
 IPV4_OFFSET_PROTOCOL: Final = 9
 _IPV4_OFFSET_CHECKSUM: Final = 10
 IPV4_OFFSET_SRC: Final = 12
@@ -210,7 +210,7 @@ def decrement_ttl(packet: WritableBuffer, offset: int = 0) -> int:
     Returns the new TTL; at 0 the router must drop the packet (and may send ICMP time
     exceeded). A TTL already 0 is left alone. The header must already be parsed.
     """
-    ttl = packet[offset + _IPV4_OFFSET_TTL]
+    ttl = packet[offset + IPV4_OFFSET_TTL]
     if ttl == 0:
         return 0
     at = offset + _IPV4_OFFSET_CHECKSUM
@@ -218,6 +218,6 @@ def decrement_ttl(packet: WritableBuffer, offset: int = 0) -> int:
     new_checksum = checksum_update(
         int.from_bytes(packet[at : at + 2], "big"), old_word, old_word - 0x100
     )
-    packet[offset + _IPV4_OFFSET_TTL] = ttl - 1
+    packet[offset + IPV4_OFFSET_TTL] = ttl - 1
     packet[at : at + 2] = new_checksum.to_bytes(2, "big")
     return ttl - 1
