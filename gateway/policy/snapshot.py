@@ -31,6 +31,8 @@ from ._gc import paused_gc
 from ._values import IPNetwork
 from .model import CustomerRoute, LookupRecord, Policy, RecordType, Rule
 
+_IPV4_SIZE = 4  # bytes in a packed IPv4 address
+_WILDCARD_CAS = frozenset((bytes(4), bytes(16)))  # 0.0.0.0 and ::, packed
 # (mask, {masked destination: value}) per prefix length present, longest first.
 _Table = tuple[tuple[int, dict[int, object]], ...]
 
@@ -47,6 +49,11 @@ class CompiledRecord(NamedTuple):
     type: RecordType
     vm: str | None
     record: LookupRecord  # the policy object, for tracing and the API
+
+    @property
+    def wildcard(self) -> bool:
+        """On CA 0.0.0.0 or ``::``: a gateway's or an L2-only MAC's, no address's."""
+        return self.ca_bytes in _WILDCARD_CAS
 
 
 class CompiledRoute(NamedTuple):
@@ -66,8 +73,20 @@ class Snapshot:
     """Everything the data plane looks up, for one revision of the policy.
 
     Keys: ``record_by_ca[(vsid, ca_bytes)]``, ``record_by_mac[(vsid, mac_bytes)]``,
+    ``records_by_mac[(vsid, mac_bytes)]``, ``gateway_wildcard[(vsid, address size)]``,
     ``rdid_by_vsid[vsid]``, ``records_by_pa[pa_bytes]`` (a tuple, document order), and
     ``route(rdid, dst_bytes)``. RDIDs are the policy's canonical lower-case strings.
+
+    A MAC may have several records in its VSID (decisions.md, "Which records may
+    coexist"): an IPv4 and an IPv6 CA (a dual-stack VM), and ``gateway`` or ``l2only``
+    records on the wildcard CA 0.0.0.0 / ``::``. ``records_by_mac`` holds them all,
+    ranked: IPv4 before IPv6 (the data plane forwards IPv4, and an IPv4 frame must
+    never reach a record whose CA is IPv6), then a CA before the wildcard, then
+    ``gateway`` before ``l2only``. ``record_by_mac`` is the first of each: the record a
+    frame to or from that MAC is judged by. A wildcard CA is no address: the
+    wildcard records are in no ``record_by_ca``; a VSID's ``gateway`` record on it (the
+    cmdlet's GatewayWildcard, one per family) is its ``gateway_wildcard``, where its
+    off-subnet traffic goes when no customer route says otherwise.
     """
 
     revision: int
@@ -76,6 +95,8 @@ class Snapshot:
     routes: tuple[CompiledRoute, ...]
     record_by_ca: Mapping[tuple[int, bytes], CompiledRecord]
     record_by_mac: Mapping[tuple[int, bytes], CompiledRecord]
+    records_by_mac: Mapping[tuple[int, bytes], tuple[CompiledRecord, ...]]
+    gateway_wildcard: Mapping[tuple[int, int], CompiledRecord]
     rdid_by_vsid: Mapping[int, str]
     records_by_pa: Mapping[bytes, tuple[CompiledRecord, ...]]
     _lpm: Mapping[tuple[str, int], _Table]
@@ -90,8 +111,9 @@ class Snapshot:
 def compile_policy(policy: Policy) -> Snapshot:
     """Build the snapshot of a validated policy (what ``load_policy()`` returned).
 
-    Relies on the policy's invariants (unique VSIDs, CAs and MACs per VSID, routes
-    inside known routing domains); it checks none of them again.
+    Relies on the policy's invariants (unique VSIDs, CAs per VSID, one CA per family
+    and MAC, one gateway wildcard per VSID and family, routes inside known routing
+    domains); it checks none of them again.
     """
     with paused_gc():
         return _compile(policy)
@@ -117,20 +139,46 @@ def _compile(policy: Policy) -> Snapshot:
         )
         for record in policy.lookup_records
     )
+    # One pass (100,000 records: every step here costs milliseconds). A MAC rarely
+    # has two records, so re-sorting its tuple on each addition costs nothing.
     by_pa: dict[bytes, list[CompiledRecord]] = defaultdict(list)
+    by_ca: dict[tuple[int, bytes], CompiledRecord] = {}
+    by_mac: dict[tuple[int, bytes], tuple[CompiledRecord, ...]] = {}
+    wildcards: dict[tuple[int, int], CompiledRecord] = {}
     for compiled in records:
         by_pa[compiled.pa_bytes].append(compiled)
+        key = (compiled.vsid, compiled.mac_bytes)
+        found = by_mac.get(key)
+        by_mac[key] = (
+            (compiled,) if found is None else tuple(sorted((*found, compiled), key=_mac_rank))
+        )
+        if compiled.ca_bytes not in _WILDCARD_CAS:
+            by_ca[compiled.vsid, compiled.ca_bytes] = compiled
+        elif compiled.type is RecordType.GATEWAY:
+            wildcards[compiled.vsid, len(compiled.ca_bytes)] = compiled
     routes = _compile_routes(policy)
     return Snapshot(
         revision=policy.revision,
         policy=policy,
         records=records,
         routes=routes,
-        record_by_ca=MappingProxyType({(r.vsid, r.ca_bytes): r for r in records}),
-        record_by_mac=MappingProxyType({(r.vsid, r.mac_bytes): r for r in records}),
+        record_by_ca=MappingProxyType(by_ca),
+        record_by_mac=MappingProxyType({key: found[0] for key, found in by_mac.items()}),
+        records_by_mac=MappingProxyType(by_mac),
+        gateway_wildcard=MappingProxyType(wildcards),
         rdid_by_vsid=MappingProxyType(rdid_by_vsid),
         records_by_pa=MappingProxyType({pa: tuple(found) for pa, found in by_pa.items()}),
         _lpm=MappingProxyType(_tables([(r.rdid, r.destination, r) for r in routes], _rank)),
+    )
+
+
+def _mac_rank(record: CompiledRecord) -> tuple[bool, bool, bool]:
+    """How records of one MAC sort (lowest first; ``Snapshot`` says why): IPv4
+    before IPv6, a CA before the wildcard, ``gateway`` before ``l2only``."""
+    return (
+        len(record.ca_bytes) != _IPV4_SIZE,
+        record.wildcard,
+        record.type is RecordType.L2ONLY,
     )
 
 

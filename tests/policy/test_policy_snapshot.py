@@ -129,3 +129,63 @@ def test_benchmark_generator_makes_a_valid_policy() -> None:
     assert counts["lookup_records"] == len(snapshot.records) == 1200
     assert counts["ports"] == 1200 and counts["ip_rewrite_records"] == 60
     assert len(snapshot.record_by_ca) == len(snapshot.record_by_mac) == 1200
+
+
+def _with_records(*records: dict) -> Snapshot:
+    document = base_document()
+    document["lookup_records"] += list(records)
+    return compile_policy(load_policy(document))
+
+
+def _record(vsid: int, ca: str, mac: str, pa: str, kind: str = "static") -> dict:
+    return {"vsid": vsid, "ca": ca, "mac": mac, "pa": pa, "rule": "encap", "type": kind}
+
+
+def test_a_macs_records_ipv4_first_then_a_ca_then_gateway() -> None:
+    """One MAC in VSID 5012 with every kind of record (decisions.md, "Which records may
+    coexist"), written worst first: the data plane judges the MAC's frames by its IPv4
+    CA's record, and an IPv4 frame never by a record whose CA is IPv6."""
+    mac = "00-00-00-00-00-13"  # blue3's, whose IPv4 record is in the base document
+    snapshot = _with_records(
+        _record(5012, "::", mac, "198.18.0.2", "l2only"),
+        _record(5012, "::", mac, "198.18.0.2", "gateway"),
+        _record(5012, "fd00:20::13", mac, "198.18.0.2"),
+        _record(5012, "0.0.0.0", mac, "198.18.0.2", "l2only"),
+        _record(5012, "0.0.0.0", mac, "198.18.0.2", "gateway"),
+    )
+    found = snapshot.records_by_mac[5012, _mac(mac)]
+    assert [(str(r.record.ca), r.type.label) for r in found] == [
+        ("10.10.20.13", "static"),
+        ("0.0.0.0", "gateway"),
+        ("0.0.0.0", "l2only"),
+        ("fd00:20::13", "static"),
+        ("::", "gateway"),
+        ("::", "l2only"),
+    ]
+    assert snapshot.record_by_mac[5012, _mac(mac)] is found[0]
+    assert [r.wildcard for r in found] == [False, True, True, False, True, True]
+    # A wildcard CA is no address: 0.0.0.0 and :: are nobody's in record_by_ca.
+    assert (5012, bytes(4)) not in snapshot.record_by_ca
+    assert (5012, bytes(16)) not in snapshot.record_by_ca
+    assert snapshot.record_by_ca[5012, _ip("fd00:20::13")] is found[3]
+    assert snapshot.gateway_wildcard[5012, 4] is found[1]
+    assert snapshot.gateway_wildcard[5012, 16] is found[4]
+    assert (5010, 4) not in snapshot.gateway_wildcard
+
+
+def test_an_ipv6_ca_alone_is_its_macs_record() -> None:
+    snapshot = _with_records(_record(5012, "fd00:20::99", "00-00-00-00-00-99", "198.18.0.2"))
+    record = snapshot.record_by_mac[5012, _mac("00-00-00-00-00-99")]
+    assert str(record.record.ca) == "fd00:20::99"
+
+
+def test_the_gateways_ca_record_and_its_wildcard() -> None:
+    """decisions.md's shape: the gateway's CA record and its wildcard share a MAC."""
+    snapshot = _with_records(
+        _record(5010, "0.0.0.0", "02-00-00-00-50-10", "198.18.0.10", "gateway"),
+        _record(5010, "10.10.10.254", "02-00-00-00-50-10", "198.18.0.10", "gateway"),
+    )
+    by_ca = snapshot.record_by_ca[5010, _ip("10.10.10.254")]
+    assert snapshot.record_by_mac[5010, _mac("02-00-00-00-50-10")] is by_ca
+    assert snapshot.gateway_wildcard[5010, 4].ca_bytes == bytes(4)
+    assert len(snapshot.records) == 7
