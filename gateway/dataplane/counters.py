@@ -49,12 +49,12 @@ class Counters:
         ("provider_rx_bytes", "bytes of those packets, outer IP header included"),
         ("encapsulated", "frames sent to another host in NVGRE"),
         ("switched_locally", "frames delivered from one local VM adapter to another"),
-        ("routed", "frames routed between two virtual subnets of one routing domain"),
+        ("routed", "frames routed between virtual subnets of one routing domain or to a gateway"),
         ("ip_rewritten_out", "frames sent IP-Rewritten (rule: nat) as plain IP"),
         ("ip_rewritten_in", "IP-Rewritten packets turned back into a VM's frame"),
         ("arp_requests", "ARP requests from VMs"),
         ("arp_replies", "ARP requests answered from the lookup records"),
-        ("icmp_errors_sent", "ICMP fragmentation-needed messages sent back to VMs"),
+        ("icmp_errors_sent", "ICMP fragmentation-needed and time-exceeded sent back to VMs"),
     )
     __slots__ = ("drops", "ports", *(name for name, _ in TOTALS))
 

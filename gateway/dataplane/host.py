@@ -7,9 +7,10 @@ are module functions that take it as their first argument, one per direction:
 
 * ``from_port(node, port, frame)`` (``vm_side.py``): a frame a VM sent on its TAP.
   ARP for a CA is answered here from the lookup records (it never leaves the host);
-  IPv4 is switched within its VSID or routed between VSIDs of one routing domain
-  through the subnet's gateway MAC, then delivered to a local port, encapsulated in
-  NVGRE to the destination's PA, or sent IP-Rewritten (``rule: nat``) as plain IP.
+  IPv4 is switched within its VSID or routed through the subnet's gateway MAC
+  (between VSIDs of one routing domain, or toward a gateway), then delivered to a
+  local port, encapsulated in NVGRE to the destination's PA, or sent IP-Rewritten
+  (``rule: nat``) as plain IP.
 * ``from_provider(node, datagram)`` (``provider_side.py``): an NVGRE datagram from
   the provider network, outer IP header first.
 * ``from_provider_link(node, frame)`` (``ip_rewrite.py``): an Ethernet frame seen on

@@ -177,8 +177,13 @@ def _verdict(
     if inner_vihl >> 4 != IPV4_VERSION or inner_vihl & IPV4_IHL_MASK < IPV4_IHL_MIN:
         return Drop.INNER_MALFORMED
     # Anti-spoofing: the inner source must be a CA whose record has this outer PA.
-    if src_mac == port.router_mac:  # routed by the sender's host from another VSID
-        sender = tables.record_by_rdid_ca.get((rdid, src_ip))
+    if src_mac == port.router_mac:
+        # Routed: by a gateway of the routing domain, from any source (decisions.md,
+        # "The gateway forwards as the RDID's router"), or by the sender's host from
+        # another VSID of it.
+        sender = tables.gateway_by_rdid_pa.get((rdid, src_pa))
+        if sender is None:
+            sender = tables.record_by_rdid_ca.get((rdid, src_ip))
     else:
         sender = tables.record_by_mac.get((vsid, src_mac))
         if (

@@ -29,6 +29,7 @@ PORT_MTU: Final = UNDERLAY_MTU - NVGRE_OVERHEAD_V4
 # locally administered (02), "NV", then the 24-bit VSID, so it is the same on every
 # host without configuration and tells at a glance which subnet a frame was routed into.
 ROUTER_MAC_PREFIX: Final = b"\x02\x4e\x56"
+_WILDCARD_CAS: Final = (bytes(IPV4_ADDR_SIZE), bytes(16))  # 0.0.0.0 and ::, packed
 
 
 def router_mac(vsid: int) -> bytes:
@@ -93,6 +94,7 @@ class HostTables:
 
     __slots__ = (
         "flows",
+        "gateway_by_rdid_pa",
         "local_pas",
         "node",
         "port_by_key",
@@ -104,6 +106,7 @@ class HostTables:
         "record_by_rdid_ca",
         "rewrite_by_pa",
         "snapshot",
+        "wildcard_by_vsid",
     )
 
     def __init__(
@@ -122,19 +125,29 @@ class HostTables:
         self.rdid_by_vsid = dict(snapshot.rdid_by_vsid)
         # The IPv4 view: the host forwards IPv4 frames only, and an IPv4 frame must
         # never be sent by a record whose CA is IPv6 (a gateway record on an IPv6 CA
-        # takes any destination: its IPv6 PA would reach IPv4 header code).
+        # takes any destination: its IPv6 PA would reach IPv4 header code). The
+        # snapshot ranks a MAC's IPv4 records first, so what is left is its best one.
         self.record_by_mac = {
             key: record
             for key, record in snapshot.record_by_mac.items()
             if len(record.ca_bytes) == IPV4_ADDR_SIZE
         }
+        # Where a VSID's off-subnet IPv4 goes when no customer route matches.
+        self.wildcard_by_vsid = {
+            vsid: record
+            for (vsid, size), record in snapshot.gateway_wildcard.items()
+            if size == IPV4_ADDR_SIZE
+        }
         self.local_pas = frozenset(pa.pa.packed for pa in node.provider_addresses)
         ports = []
         for port in node.ports:
-            key = (port.vsid, bytes(port.mac))
-            # An IPv6-only port keeps its own record (the daemon refuses to serve it,
-            # plan_node; a trace still builds it): its IPv4 frames fail anti-spoofing.
-            record = self.record_by_mac.get(key) or snapshot.record_by_mac[key]
+            # A port's record is its MAC's first with a CA (IPv4 first; a wildcard
+            # record is no VM's). An IPv6-only port keeps its IPv6 one (the daemon
+            # refuses to serve it, plan_node; a trace still builds it): its IPv4
+            # frames fail anti-spoofing.
+            record = next(
+                r for r in snapshot.records_by_mac[port.vsid, bytes(port.mac)] if not r.wildcard
+            )
             gateway = policy.virtual_subnet(port.vsid).gateway
             # An IPv4 error needs an IPv4 source: an IPv6 gateway is none (vm_side.py's
             # ``_too_big`` then answers from the frame's destination instead).
@@ -145,8 +158,20 @@ class HostTables:
         self.port_by_name = {p.name: p for p in ports}
         self.port_macs = frozenset(p.mac for p in ports)  # tells VSID_MISMATCH from NO_PORT
         # A routed frame arrives with the router's MAC as source, so its sender is found
-        # by its CA within the routing domain (subnets of one RDID never overlap).
+        # by its CA within the routing domain (subnets of one RDID never overlap) ...
         self.record_by_rdid_ca = {(r.rdid, r.ca_bytes): r for r in snapshot.records}
+        for rdid in set(self.rdid_by_vsid.values()):  # 0.0.0.0 and :: are nobody's CA
+            for wildcard in _WILDCARD_CAS:
+                self.record_by_rdid_ca.pop((rdid, wildcard), None)
+        # ... or it was routed by a gateway of the routing domain, which forwards any
+        # source (decisions.md, "The gateway forwards as the RDID's router"): it is
+        # accepted from the PA of any of the RDID's gateway records (the first in the
+        # file, which a trace shows).
+        self.gateway_by_rdid_pa = {
+            (r.rdid, r.pa_bytes): r
+            for r in reversed(snapshot.records)
+            if r.type is RecordType.GATEWAY
+        }
         # IP-Rewrite: each of this node's rewrite PAs stands for exactly one local CA.
         self.rewrite_by_pa = {
             r.pa_bytes: r
@@ -157,6 +182,12 @@ class HostTables:
             self.snapshot = tracer.snapshot(snapshot)
             self.record_by_mac = tracer.table("record by (VSID, MAC)", self.record_by_mac)
             self.record_by_rdid_ca = tracer.table("record by (RDID, CA)", self.record_by_rdid_ca)
+            self.gateway_by_rdid_pa = tracer.table(  # type: ignore[assignment]
+                "gateway record by (RDID, PA)", self.gateway_by_rdid_pa
+            )
+            self.wildcard_by_vsid = tracer.table(  # type: ignore[assignment]
+                "gateway wildcard by VSID", self.wildcard_by_vsid
+            )
             self.port_by_key = tracer.table("local port by (VSID, MAC)", self.port_by_key)
 
     def rewrite_sender(self, pa: bytes) -> CompiledRecord | None:

@@ -1,9 +1,11 @@
 """The host role's VM side: a frame a VM sent on its TAP (``host.py`` has the overview).
 
 ARP for a CA is answered from the lookup records and never leaves the host; IPv4 is
-switched within its VSID, or routed between VSIDs of one routing domain through the
-subnet's gateway MAC, then delivered to a local port, encapsulated in NVGRE to the
-destination's PA, or sent IP-Rewritten (``rule: nat``) on the provider link.
+switched within its VSID, or routed through the subnet's gateway MAC: between VSIDs of
+one routing domain, or toward a gateway (a customer route via its CA, else the VSID's
+GatewayWildcard), its TTL counted down and time-exceeded answered here; then
+delivered to a local port, encapsulated in NVGRE to the destination's PA, or sent
+IP-Rewritten (``rule: nat``) on the provider link.
 """
 
 from __future__ import annotations
@@ -42,21 +44,28 @@ from gateway.wire import (
     IPV4_ADDR_SIZE,
     IPV4_IHL_MASK,
     IPV4_IHL_MIN,
+    IPV4_OFFSET_TTL,
     IPV4_VERSION,
     NVGRE_FLAGS,
     VSID_SHIFT,
     build_arp_reply,
     build_ethernet,
+    build_icmp_time_exceeded,
     build_icmp_unreachable,
     build_ipv4,
     decrement_ttl,
     flow_id_of_frame,
+    icmp_error_allowed,
     parse_arp,
     rewrite_ipv4_dst,
     rewrite_ipv4_src,
 )
 
 _UNSPECIFIED_V4: Final = bytes(IPV4_ADDR_SIZE)  # 0.0.0.0: an ARP probe's sender (RFC 5227)
+_IP_TTL: Final = IP + IPV4_OFFSET_TTL
+# 224.0.0.0/4 multicast and 240.0.0.0/4 (reserved, and 255.255.255.255): never routed
+# (RFC 1812 sec. 5.3.5, 5.3.7), so never sent on to a gateway either.
+_FIRST_GROUP_OCTET: Final = 224
 
 
 def from_port(node: HostNode, port: HostPort, frame: memoryview) -> None:
@@ -127,18 +136,29 @@ def _ipv4_from_port(node: HostNode, port: HostPort, frame: memoryview, dst_mac: 
     snapshot = tables.snapshot
     dst_ip = bytes(frame[IP_DST_ADDR])
     if dst_mac == port.router_mac:
+        if dst_ip[0] >= _FIRST_GROUP_OCTET:
+            drops[Drop.BROADCAST] += 1  # multicast, broadcast: no router forwards them
+            return
         route = snapshot.route(port.rdid, dst_ip)
-        if route is None:
-            drops[Drop.NO_ROUTE] += 1
+        if route is not None:
+            # On-link: to the destination's record; else to the next hop CA's, which
+            # may be a gateway's (any destination, as the RDID's way out).
+            vsid = route.next_hop_vsid
+            record = snapshot.record_by_ca.get((vsid, route.next_hop_bytes or dst_ip))
+            if record is None:
+                drops[Drop.NO_RECORD] += 1
+                return
+        else:
+            # No customer route: the VSID's gateway record on 0.0.0.0 (GatewayWildcard).
+            vsid = port.vsid
+            record = tables.wildcard_by_vsid.get(vsid)
+            if record is None:
+                drops[Drop.NO_ROUTE] += 1
+                return
+        if frame[_IP_TTL] <= 1:
+            _time_exceeded(node, port, frame)
             return
-        vsid = route.next_hop_vsid
-        record = snapshot.record_by_ca.get((vsid, route.next_hop_bytes or dst_ip))
-        if record is None:
-            drops[Drop.NO_RECORD] += 1
-            return
-        if decrement_ttl(frame, IP) == 0:
-            drops[Drop.TTL_EXPIRED] += 1
-            return
+        decrement_ttl(frame, IP)
         frame[ETH_DST] = record.mac_bytes
         frame[ETH_SRC] = router_mac(vsid)
         counters.routed += 1
@@ -207,7 +227,30 @@ def _too_big(node: HostNode, port: HostPort, frame: memoryview, dst_mac: bytes) 
     if dst_mac[0] & ETH_GROUP_BIT:
         return  # RFC 1122 sec. 3.2.2: no ICMP error for a link-layer broadcast
     icmp = build_icmp_unreachable(ICMP_CODE_FRAGMENTATION_NEEDED, frame[IP:], port.mtu)
-    source = port.gateway_ca or bytes(frame[IP_DST_ADDR])
+    _icmp_error(node, port, frame, dst_mac, port.gateway_ca or bytes(frame[IP_DST_ADDR]), icmp)
+
+
+def _time_exceeded(node: HostNode, port: HostPort, frame: memoryview) -> None:
+    """RFC 1812 sec. 5.3.1: the TTL of a packet this host would route has run out;
+    say so from the subnet's gateway CA, the hop the VM routes through, so that
+    traceroute's first hop is this host (decisions.md, "The gateway forwards as the
+    RDID's router"). A subnet with no IPv4 gateway has no address the VM knows this
+    hop by (it reached the router MAC without asking ARP for it): the packet is
+    dropped and counted, and no address is made up for the error."""
+    node.counters.drops[Drop.TTL_EXPIRED] += 1
+    if port.gateway_ca is not None:
+        icmp = build_icmp_time_exceeded(frame[IP:])
+        _icmp_error(node, port, frame, port.router_mac, port.gateway_ca, icmp)
+
+
+def _icmp_error(
+    node: HostNode, port: HostPort, frame: memoryview, sent_to: bytes, source: bytes, icmp: bytes
+) -> None:
+    """Send ``port``'s VM the ICMP error ``icmp`` about ``frame``, from the CA
+    ``source`` and the MAC it ``sent_to``, unless no error may be sent about it
+    (a fragment but the first, a group destination, an ICMP error itself)."""
+    if not icmp_error_allowed(frame[IP:]):
+        return
     ip = build_ipv4(source, port.ca, IPPROTO_ICMP, len(icmp))
-    node.out.to_tap(port, build_ethernet(port.mac, dst_mac, ETHERTYPE_IPV4) + ip + icmp)
-    counters.icmp_errors_sent += 1
+    node.out.to_tap(port, build_ethernet(port.mac, sent_to, ETHERTYPE_IPV4) + ip + icmp)
+    node.counters.icmp_errors_sent += 1

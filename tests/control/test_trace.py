@@ -14,6 +14,8 @@ from gateway.control.trace import TraceError, trace
 from gateway.dataplane import fabric as fabric_module
 from gateway.policy import Policy, load_policy
 
+from ..dataplane._policies import toward_gateways
+
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
@@ -66,6 +68,31 @@ def test_routing_rewrites_the_vsid_and_never_crosses_domains() -> None:
     assert any(d.startswith("customer route") for d in hops(routed, "lookup"))
     assert trace(policy, "blue1", "10.10.30.5").dropped == "no_route"
     assert trace(policy, "red1", "10.10.20.13").dropped == "no_gateway"
+
+
+def test_off_subnet_goes_to_the_gateways_pa_by_route_and_by_wildcard() -> None:
+    """Blue's 0.0.0.0/0 via its gateway's CA, Red's GatewayWildcard: the trace shows
+    the packet routed by the host and encapsulated to the gateway record's PA."""
+    document = policy_json(load_config(CONFIGS / "two-hosts.yaml"))
+    toward_gateways(document)
+    policy = load_policy(document)
+    blue = trace(policy, "blue1", "172.16.0.2", "tcp")
+    assert "10.10.10.1 is at 02-4e-56-00-13-92 (the subnet's router)" in hops(blue, "arp")
+    assert (
+        "customer route ({11111111-2222-3333-4444-000000005010}, 172.16.0.2) -> "
+        "0.0.0.0/0 via 10.10.10.254 in VSID 5010 (metric 256)"
+    ) in hops(blue, "lookup")
+    assert any("(5010, 10.10.10.254) -> record (CA 10.10.10.254, PA 198.18.0.10" in d
+               for d in hops(blue, "lookup"))  # fmt: skip
+    [encapsulated] = hops(blue, "encapsulate")
+    assert "VSID 5010" in encapsulated and "PA 198.18.0.1 -> 198.18.0.10" in encapsulated
+    red = trace(policy, "red1", "172.16.0.2")
+    assert "gateway wildcard by VSID 5011 -> record (CA 0.0.0.0, PA 198.18.0.11, encap)" in hops(
+        red, "lookup"
+    )
+    [encapsulated] = hops(red, "encapsulate")
+    assert "VSID 5011" in encapsulated and "PA 198.18.0.1 -> 198.18.0.11" in encapsulated
+    assert blue.delivered_to is red.delivered_to is None  # no node of the file serves them
 
 
 def test_ip_rewrite_is_traced_through_the_provider_link() -> None:

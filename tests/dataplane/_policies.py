@@ -43,3 +43,30 @@ def blue2_migrated_to_host1() -> Snapshot:
 def fabric(config: str | Snapshot) -> Fabric:
     """Every node of a shipped config (by name) or of a snapshot, on one fabric."""
     return Fabric(snapshot_of(config) if isinstance(config, str) else config)
+
+
+BLUE_GW_MAC, RED_GW_MAC = "02-00-00-00-50-10", "02-00-00-00-50-11"
+BLUE_GW_PA, RED_GW_PA = bytes([198, 18, 0, 10]), bytes([198, 18, 0, 11])
+
+
+def toward_gateways(document: dict) -> None:
+    """two-hosts with a way out for each tenant, as HNV writes it (decisions.md,
+    "Routes and where they lead"): each subnet's gateway CA 10.10.10.1 (the hosts
+    answer it); Blue routes 0.0.0.0/0 via its gateway's CA 10.10.10.254 (a ``gateway``
+    record at PA 198.18.0.10); Red has no customer route out, only a GatewayWildcard
+    (a ``gateway`` record on CA 0.0.0.0 at PA 198.18.0.11). No node owns those PAs:
+    the fabric shows what leaves for them."""
+    blue = document["routing_domains"][0]["rdid"]
+    for domain in document["routing_domains"]:
+        domain["virtual_subnets"][0]["gateway"] = "10.10.10.1"
+    document["lookup_records"] += [
+        _gateway_record(5010, "10.10.10.254", BLUE_GW_MAC, "198.18.0.10"),
+        _gateway_record(5011, "0.0.0.0", RED_GW_MAC, "198.18.0.11"),
+    ]
+    document["customer_routes"].append(
+        {"rdid": blue, "vsid": 5010, "destination": "0.0.0.0/0", "next_hop": "10.10.10.254"}
+    )
+
+
+def _gateway_record(vsid: int, ca: str, mac: str, pa: str) -> dict:
+    return {"vsid": vsid, "ca": ca, "mac": mac, "pa": pa, "rule": "encap", "type": "gateway"}

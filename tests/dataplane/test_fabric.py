@@ -90,7 +90,13 @@ def test_tables_are_wrapped_for_a_trace_only() -> None:
     snapshot = snapshot_of("routing")
     for plain in (HostTables(snapshot, "host1", Counters()), Fabric(snapshot).node("host1").tables):
         assert plain.snapshot is snapshot
-        for table in (plain.record_by_mac, plain.record_by_rdid_ca, plain.port_by_key):
+        for table in (
+            plain.record_by_mac,
+            plain.record_by_rdid_ca,
+            plain.gateway_by_rdid_pa,
+            plain.wildcard_by_vsid,
+            plain.port_by_key,
+        ):
             assert type(table) is dict
     traced = Fabric(snapshot, trace=True)
     routed = ping("blue1", "02:4e:56:00:13:92", "10.10.10.11", "10.10.20.13")
@@ -98,6 +104,7 @@ def test_tables_are_wrapped_for_a_trace_only() -> None:
     assert [table for table, _, _ in sent.lookups] == ["customer route", "record by (VSID, CA)"]
     assert [table for table, _, _ in arrived.lookups] == [
         "local port by (VSID, MAC)",
+        "gateway record by (RDID, PA)",  # routed, but not by a gateway of Blue's
         "record by (RDID, CA)",
     ]
     assert traced.node("host1").tables.snapshot is not snapshot
