@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,11 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from gateway.cli import app
+from gateway.control import load_config
 from gateway.control.api import build_api
 from gateway.control.store import PolicyStore
 from tests._inprocess_api import cli_talks_to
+from tests.control._gateway_config import gateway_config
 from tests.control._node import host1_prepare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,12 +103,9 @@ def test_python_dash_m_gateway(tmp_path: Path) -> None:
 GREEN = "{11111111-2222-3333-4444-000000005099}"
 
 
-@pytest.fixture
-def api_for_verbs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """host1's API over a copy of the two-hosts config, in process: every verb talks
-    to it (tests/io/test_api_daemon.py runs the same verbs against a real daemon)."""
-    config = tmp_path / "two-hosts.yaml"
-    shutil.copyfile(ROOT / "configs" / "two-hosts.yaml", config)
+@contextmanager
+def verbs_talk_to_host1(config: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """host1's API over ``config``, in process: every verb talks to it."""
 
     async def swap(policy: Any) -> None:
         pass
@@ -115,6 +115,16 @@ def api_for_verbs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
         portal.call(store.load)
         with cli_talks_to(build_api(store, "host1", dict), portal, monkeypatch):
             yield
+
+
+@pytest.fixture
+def api_for_verbs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """host1's API over a copy of the two-hosts config, in process: every verb talks
+    to it (tests/io/test_api_daemon.py runs the same verbs against a real daemon)."""
+    config = tmp_path / "two-hosts.yaml"
+    shutil.copyfile(ROOT / "configs" / "two-hosts.yaml", config)
+    with verbs_talk_to_host1(config, monkeypatch):
+        yield
 
 
 def nvgw(*args: str) -> Result:
@@ -161,3 +171,60 @@ def test_the_verbs_add_get_and_remove_as_before(api_for_verbs: None) -> None:
     nothing = nvgw("customer-route", "remove")
     assert nothing.exit_code == 2 and "at least one filter" in nothing.output
     assert nvgw("lookup-record", "add", "--vsid", "5010").exit_code == 2  # --ca is required
+
+
+@pytest.fixture
+def api_for_gateway_verbs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """As ``api_for_verbs``, over a config with a gateway node (whose own daemon
+    cannot run yet): the verbs edit the gateway's part of the shared file."""
+    config = gateway_config(tmp_path)
+    with verbs_talk_to_host1(config, monkeypatch):
+        yield config
+
+
+def test_the_gateway_verbs_add_get_and_remove_its_taps_and_routes(
+    api_for_gateway_verbs: Path,
+) -> None:
+    blue = ("--node", "gw", "--routing-domain", "blue")
+    tap = nvgw("gateway-tap", "add", *blue, "--name", "gw-blue2", "--address", "172.16.1.1/24")
+    # (the in-process API's log lines come first in the output)
+    assert tap.exit_code == 0 and tap.output.endswith("added gateway-tap (policy revision 1)\n")
+    route = nvgw("gateway-route", "add", *blue,
+                 "--destination", "172.16.1.0/24", "--next-hop", "tap:gw-blue2")  # fmt: skip
+    assert route.exit_code == 0, route.output
+    assert nvgw("gateway-route", "get", "--next-hop", "tap:gw-blue2").output.splitlines() == [
+        "gateway-routes (policy revision 2)",
+        "┏━━━━━━┳━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━┓",
+        "┃ node ┃ routing_domain ┃ destination   ┃ next_hop     ┃",
+        "┡━━━━━━╇━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━┩",
+        "│ gw   │ blue           │ 172.16.1.0/24 │ tap:gw-blue2 │",
+        "└──────┴────────────────┴───────────────┴──────────────┘",
+    ]
+    served = nvgw("gateway-routing-domain", "get", "--routing-domain", "blue", "--json")
+    assert json.loads(served.output) == [
+        {"node": "gw", "routing_domain": "blue", "taps": ["gw-blue", "gw-blue2"],
+         "routes": ["172.16.0.0/24", "172.16.50.0/24", "172.16.1.0/24"]}
+    ]  # fmt: skip
+
+    nat = nvgw("gateway-route", "add", *blue, "--destination", "0.0.0.0/0", "--next-hop", "nat")
+    assert nat.exit_code == 1
+    assert nat.output.endswith(
+        "nvgw: refused: the policy would be invalid\n"
+        "  nodes.gw.routing_domains.blue.routes[3].next_hop = nat: "
+        "not built yet: routes to nat come with the gateway's NAT (issue 12)\n"
+    )
+    again = nvgw("gateway-routing-domain", "add", *blue)
+    assert again.exit_code == 1
+    assert again.output.endswith(
+        "nvgw: gateway routing domain gw/blue exists already: remove it first\n"
+    )
+
+    removed = nvgw("gateway-route", "remove", "--routing-domain", "blue",
+                   "--destination", "172.16.1.0/24")  # fmt: skip
+    assert "removed 1 of the gateway-routes (policy revision 3)" in removed.output
+    assert nvgw("gateway-tap", "remove", "--name", "gw-blue2").exit_code == 0
+    assert [
+        tap.name
+        for tap in load_config(api_for_gateway_verbs).node("gw").routing_domains["blue"].taps
+    ] == ["gw-blue"]
+    assert nvgw("gateway-tap", "add", "--node", "gw", "--name", "gw-x").exit_code == 2  # usage

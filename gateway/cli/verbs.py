@@ -1,5 +1,6 @@
 """The admin's verbs against a running daemon: ``nvgw lookup-record add|get|remove``
-and its siblings, named and filtered like the HNV cmdlets.
+and its siblings, named and filtered like the HNV cmdlets, and the gateway's own
+(``nvgw gateway-tap``, ``nvgw gateway-route``), named and filtered like its config.
 
 Every kind the API serves shares three verbs, so the commands are built from the
 registry of kinds (``gateway/control/kinds.py``) rather than written out per kind:
@@ -63,7 +64,7 @@ class Field:
 def _fields_of(kind: Kind) -> list[Field]:
     """The options of ``nvgw KIND add``, in the registry's order."""
     entry = schema(kind)
-    required = {*kind.refs, *entry.get("required", ())}
+    required = {*kind.names, *entry.get("required", ())}
     fields = []
     for name, option in kind.options.items():
         json_type = _json_type(entry["properties"][name])
@@ -249,7 +250,7 @@ def _add(name: str, resource: str, fields: list[Field]) -> Any:
 
     params = [_field_param(f, for_add=True) for f in fields]
     params += [_revision_param(), _json_param(), *_target_params()]
-    return _command(add, params, f"Add a {name} (New-NetVirtualization…).")
+    return _command(add, params, f"Add a {name}.")
 
 
 def _get(name: str, resource: str, fields: list[Field]) -> Any:

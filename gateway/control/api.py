@@ -7,8 +7,9 @@ keys (``?vsid=5010&ca=10.10.10.11``). Every answer carries the policy revision i
 is still at that revision (412 otherwise), so two admins cannot overwrite each other.
 
 Answers: 200/201 with the entries; 400 for a request that is not understood; 413
-for a body larger than the route takes (counted as it streams in); 404
-when nothing matches; 412 for a stale revision; 422 with every reason when the
+for a body larger than the route takes (counted as it streams in); 404 when nothing
+matches; 409 when an entry is added under a key that has one (a routing domain the
+gateway serves already); 412 for a stale revision; 422 with every reason when the
 change would make the policy invalid (``issues``: path, value, message, as
 ``nvgw check`` prints them); 503 when the file's lock stays taken; 507 (disk full)
 or 500 when a valid change could not be written to the file, none of it kept.
@@ -33,7 +34,7 @@ from gateway.dataplane import Counters, PortCounters
 from gateway.errors import ConfigError, Drop
 from gateway.policy import Policy
 
-from .edits import NotFound, add, find, migrate, remove, replace_all
+from .edits import Exists, NotFound, add, find, migrate, remove, replace_all
 from .entries import listing, policy_json
 from .kinds import KINDS, Kind, served
 from .openapi import openapi_document
@@ -229,7 +230,7 @@ class _Handlers:
         except ConfigError as error:
             log.warning("policy change refused", **what, issues=[str(i) for i in error.issues])
             raise
-        except (NotFound, RevisionMismatch, StoreBusy) as error:
+        except (NotFound, Exists, RevisionMismatch, StoreBusy) as error:
             log.warning("policy change refused", **what, reason=str(error))
             raise
         except ApplyError as error:
@@ -361,6 +362,10 @@ async def _not_found(request: Request, error: Exception) -> JSONResponse:
     return _error(404, str(error))
 
 
+async def _exists(request: Request, error: Exception) -> JSONResponse:
+    return _error(409, str(error))
+
+
 async def _stale(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RevisionMismatch)
     return _error(412, str(error), revision=error.actual)
@@ -394,6 +399,7 @@ EXCEPTION_HANDLERS: Final[dict[Any, Any]] = {
     TooLarge: _too_large,
     TraceError: _bad_request,
     NotFound: _not_found,
+    Exists: _exists,
     RevisionMismatch: _stale,
     ConfigError: _invalid,
     StoreBusy: _busy,

@@ -5,9 +5,11 @@ kept) and only moves entries around: it checks nothing about the policy itself. 
 store validates the whole edited document with the config loader afterwards, so an
 entry added here is judged exactly as the same entry written in the file would be.
 What an edit does refuse is what the loader cannot see: removing entries that do not
-exist, an entry whose parent (its ``rdid``, its ``node``) does not exist, or a
-migration to a PA no node owns. Where each kind's entries sit, and under which
-parent, is the registry's to say (``kinds.py``): no edit knows a kind by name.
+exist, an entry whose parent (its ``rdid``, its ``node``) does not exist, an entry
+under a key its mapping already has (a routing domain a gateway already serves:
+``Exists``, never overwritten), or a migration to a PA no node owns. Where each
+kind's entries sit, and under which parent, is the registry's to say (``kinds.py``):
+no edit knows a kind by name.
 
 Filters match like the cmdlets' parameters (``-VirtualSubnetID 5010 -CustomerAddress
 10.10.10.11``): every given field must match, compared as the policy's parsers read
@@ -33,24 +35,34 @@ class NotFound(LookupError):
     """An edit named entries that do not exist: the message says which and what exists."""
 
 
+class Exists(LookupError):
+    """An entry under a key its mapping already has: adding never replaces one."""
+
+
 Edit = Callable[[Any], Any]  # changes a document in place, returns what the caller reports
 
 
 # ---------------------------------------------------------------- where entries sit
 
 
-def _slots(document: Any, kind: Kind) -> Iterable[tuple[CommentedSeq, int, dict[str, Any]]]:
-    """Every entry of a kind: its list, its index there, and its plain fields (with the
-    parents' refs first for nested kinds: a subnet's rdid, an address's node)."""
+def _slots(document: Any, kind: Kind) -> Iterable[tuple[Any, Any, dict[str, Any]]]:
+    """Every entry of a kind: its list or mapping, its index or key there, and its
+    plain fields, with the names it carries beside them first (``Kind.names``: a
+    subnet's rdid, a served domain's node and routing_domain)."""
     for holder, refs in holders(document, kind, _named_mappings):
-        entries = holder.get(kind.section) or []
-        for index, entry in enumerate(entries):
-            yield entries, index, {**refs, **to_plain(entry)}
+        if kind.keyed_by is not None:
+            entries = holder.get(kind.section) or {}
+            for key, entry in entries.items():
+                yield entries, key, {**refs, kind.keyed_by: to_plain(key), **to_plain(entry)}
+        else:
+            entries = holder.get(kind.section) or []
+            for index, entry in enumerate(entries):
+                yield entries, index, {**refs, **to_plain(entry)}
 
 
 def _named_mappings(holder: Any, kind: Kind) -> Iterable[tuple[Any, Any]]:
     """A document's entries of a kind, with the value nested entries name each by."""
-    if kind.by_name:
+    if kind.keyed_by is not None:
         yield from (holder.get(kind.section) or {}).items()
     else:
         for entry in holder.get(kind.section) or []:
@@ -72,16 +84,20 @@ def find(policy_entries: Iterable[dict[str, Any]], filters: Mapping[str, Any]) -
 
 
 def add(kind: Kind, entry: Mapping[str, Any], kinds: Sequence[Kind] = KINDS) -> Edit:
-    """Append an entry; nested kinds go under the parent their refs (``rdid``,
-    ``node``) name. The kinds nested in it (of ``kinds``) start empty, to be added
-    one by one: a routing domain's subnets."""
+    """Append an entry, or put it under its key for a kind keyed by a field; nested
+    kinds go under the parent their refs (``rdid``, ``node``) name. The kinds nested
+    in it (of ``kinds``) start empty, to be added one by one: a routing domain's
+    subnets, a served domain's TAPs and routes."""
 
     def edit(document: Any) -> dict[str, Any]:
         fields = dict(entry)
-        target = _list(_holder(document, kind, fields), kind.section)
+        holder = _holder(document, kind, fields)
         for child in children(kind, kinds):
             fields.setdefault(child.section, CommentedSeq())
-        target.append(_mapping(fields, flow=kind.flow))
+        if kind.keyed_by is None:
+            _list(holder, kind.section).append(_mapping(fields, flow=kind.flow))
+        else:
+            _keyed(holder, kind, entry, fields)
         return dict(entry)
 
     return edit
@@ -157,6 +173,23 @@ def _list(parent: Any, key: str) -> CommentedSeq:
     return parent[key]
 
 
+def _keyed(holder: Any, kind: Kind, entry: Mapping[str, Any], fields: dict[str, Any]) -> None:
+    """Put an entry of a keyed kind under its key (taken out of ``fields``: the
+    mapping holds it), refusing a key that is there already."""
+    assert kind.keyed_by is not None
+    key = fields.pop(kind.keyed_by, None)
+    if not isinstance(key, str):
+        message = f"the {kind.what}'s key, a string, is required"
+        raise ConfigError([ConfigIssue(kind.keyed_by, key, message)])
+    if holder.get(kind.section) is None:
+        holder[kind.section] = CommentedMap()
+    entries = holder[kind.section]
+    if key in entries:
+        named = "/".join(str(entry[name]) for name in (*kind.refs, kind.keyed_by))
+        raise Exists(f"{kind.what} {named} exists already: remove it first")
+    entries[key] = _mapping(fields, flow=kind.flow)
+
+
 def _holder(document: Any, kind: Kind, fields: dict[str, Any]) -> Any:
     """The mapping a new entry's list sits in: the document, or the parent entry that
     the entry's refs name (taken out of ``fields``: the file nests, it does not repeat)."""
@@ -166,7 +199,7 @@ def _holder(document: Any, kind: Kind, fields: dict[str, Any]) -> Any:
     holder = _holder(document, parent, fields)
     assert parent.ref is not None
     value = fields.pop(parent.ref, None)
-    if parent.by_name:
+    if parent.keyed_by is not None:
         entries = holder.get(parent.section) or {}
         if not isinstance(value, str) or value not in entries:
             raise _no_parent(parent.ref, value, list(entries))

@@ -43,13 +43,14 @@ def _json(value: Any) -> Any:
 
 
 def listing(policy: Policy, kind: Kind, kinds: Sequence[Kind] = KINDS) -> list[dict[str, Any]]:
-    """Every entry of one kind of a running policy, as JSON: its parents' refs first
-    (a subnet's ``rdid``), and the entries of kinds nested in it by the one field that
-    names them there (a routing domain's ``virtual_subnets: [5010]``), since they
-    are listed as entries of their own."""
+    """Every entry of one kind of a running policy, as JSON: the names it carries
+    beside its fields first (a subnet's ``rdid``; a served domain's ``node`` and
+    ``routing_domain``), and the entries of kinds nested in it by the one field that
+    names them there (a routing domain's ``virtual_subnets: [5010]``, a served
+    domain's ``taps: [gw-blue]``), since they are listed as entries of their own."""
     items = []
-    for refs, entry in walk(policy, kind):
-        item = entry_json(without_children(entry, kind, kinds), **refs)
+    for names, entry in walk(policy, kind):
+        item = entry_json(without_children(entry, kind, kinds), **names)
         for child in children(kind, kinds):
             [name] = child.own_key_fields()
             item[child.section] = [_json(getattr(i, name)) for i in getattr(entry, child.section)]
@@ -65,8 +66,9 @@ def policy_json(policy: Policy, kinds: Sequence[Kind] = KINDS) -> dict[str, Any]
         if kind.parent is not None:
             continue  # inside their parents' entries
         entries = getattr(policy, kind.section)
-        if kind.by_name:
-            named = ((entry.name, entry.model_copy(update={"name": None})) for entry in entries)
+        if kind.keyed_by is not None:  # the mapping holds the key, not the entry
+            key = kind.keyed_by
+            named = ((getattr(e, key), e.model_copy(update={key: None})) for e in entries)
             document[kind.section] = {name: entry_json(entry) for name, entry in named}
         else:
             document[kind.section] = [entry_json(entry) for entry in entries]

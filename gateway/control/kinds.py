@@ -9,9 +9,17 @@ remove, find), the API's JSON listing, its routes and OpenAPI document, the keys
 ``nvgw policy diff`` matches entries by, and the CLI's ``nvgw KIND add|get|remove``.
 Adding a kind is one entry in ``KINDS`` plus its pydantic model.
 
+Entries sit in a list (lookup records), or in a mapping from the field that names
+them (``keyed_by``): nodes by name, a gateway's served routing domains by the routing
+domain's name or RDID. A model may hold that field (a node's ``name``) or not (a
+served domain is the mapping's value alone, in the document and in the policy): then
+the entry's JSON, its key and the API's bodies carry it beside the model's fields,
+as they carry the parents' refs (``names``).
+
 The order of ``KINDS`` is the order a diff lists changes in and the CLI lists its
 verbs: the policy as the document holds it (routing domains, their subnets, lookup
-records, customer routes), then what nodes hold, then the nodes themselves.
+records, customer routes), then what nodes hold (a gateway's served routing domains
+before their TAPs and routes), then the nodes themselves.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from __future__ import annotations
 import string
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 
@@ -27,9 +35,11 @@ from gateway.policy import (
     CustomerRoute,
     LookupRecord,
     Node,
+    NodeRoute,
     Port,
     ProviderAddress,
     RoutingDomain,
+    Tap,
     VirtualSubnet,
 )
 
@@ -54,7 +64,7 @@ class Kind:
     key: str  # how an admin names one entry: a format over its fields and parents' refs
     parent: Kind | None = None  # the kind whose entries hold these (None: the document)
     ref: str | None = None  # the field by which entries nested in this kind name it
-    by_name: bool = False  # its entries are a mapping from their ``name`` (nodes:), not a list
+    keyed_by: str | None = None  # its entries are a mapping from this field (nodes: name)
     filters: tuple[str, ...] = ()  # the fields a GET or DELETE may filter by
     flow: bool = False  # written on one line ({vsid: ..., ca: ...}) like the shipped files
     api: bool = True  # a resource of the API and a verb of the CLI
@@ -73,6 +83,21 @@ class Kind:
             return ()
         assert self.parent.ref is not None, f"{self.parent.name} holds entries: it needs a ref"
         return (*self.parent.refs, self.parent.ref)
+
+    @property
+    def key_apart(self) -> str | None:
+        """The field its entries are keyed by when their model lacks it: a served
+        routing domain is ``blue: {taps: ..., routes: ...}``, its ``routing_domain``
+        held by the mapping alone, in the document and in the policy."""
+        if self.keyed_by is None or self.keyed_by in self.model.model_fields:
+            return None
+        return self.keyed_by
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The fields an entry's JSON and the API's bodies carry beside its model's:
+        its parents' refs, then the key it sits under if its model lacks it."""
+        return self.refs if self.key_apart is None else (*self.refs, self.key_apart)
 
     def key_of(self, refs: Mapping[str, Any], entry: BaseModel) -> str:
         """The entry's key, as ``nvgw policy diff`` prints it: ``5010/10.10.10.12``."""
@@ -152,7 +177,7 @@ CUSTOMER_ROUTES = Kind(
 # Nodes and their ports are not API resources (a port moves with ``nvgw migrate``;
 # a node's own settings only change with its config): they are here for the diff.
 NODES = Kind(
-    "nodes", "node", Node, section="nodes", key="{name}", ref="node", by_name=True, api=False
+    "nodes", "node", Node, section="nodes", key="{name}", ref="node", keyed_by="name", api=False
 )
 PROVIDER_ADDRESSES = Kind(
     "provider-addresses",
@@ -175,6 +200,71 @@ PORTS = Kind(
     "ports", "port", Port, section="ports", key="{node}/{name}", parent=NODES, flow=True, api=False
 )
 
+
+def _held(model: type[BaseModel], field: str) -> type[BaseModel]:
+    """The model of the entries a field of ``model`` holds (a tuple's items, a
+    mapping's values): what a served routing domain is, ``Node.routing_domains``."""
+    pending = [model.model_fields[field].annotation]
+    while pending:
+        hint = pending.pop()
+        if isinstance(hint, type) and issubclass(hint, BaseModel):
+            return hint
+        pending.extend(get_args(hint))
+    raise TypeError(f"{model.__name__}.{field} holds no model")
+
+
+# A gateway node's own part of each routing domain it serves (decisions.md, "Routes
+# and where they lead"): under the node, by the domain's name or RDID as written.
+GATEWAY_DOMAINS = Kind(
+    "gateway-routing-domains",
+    "gateway routing domain",
+    _held(Node, "routing_domains"),
+    section="routing_domains",
+    key="{node}/{routing_domain}",
+    parent=NODES,
+    ref="routing_domain",
+    keyed_by="routing_domain",
+    filters=("node", "routing_domain"),
+    options={
+        "node": Option("The gateway node."),
+        "routing_domain": Option("The routing domain it serves: its name or RDID."),
+    },
+)
+_SERVED_REFS = {  # what a TAP or a gateway route sits under
+    "node": Option("The gateway node."),
+    "routing_domain": Option("The served routing domain, as the node's config names it."),
+}
+GATEWAY_TAPS = Kind(
+    "gateway-taps",
+    "gateway tap",
+    Tap,
+    section="taps",
+    key="{node}/{routing_domain}/{name}",
+    parent=GATEWAY_DOMAINS,
+    filters=("node", "routing_domain", "name"),
+    flow=True,
+    options={
+        **_SERVED_REFS,
+        "name": Option("The TAP's interface name (15 bytes at most)."),
+        "address": Option("The gateway's own address on it, with the subnet's length."),
+    },
+)
+GATEWAY_ROUTES = Kind(
+    "gateway-routes",
+    "gateway route",
+    NodeRoute,
+    section="routes",
+    key="{node}/{routing_domain}/{destination}",
+    parent=GATEWAY_DOMAINS,
+    filters=("node", "routing_domain", "destination", "next_hop"),
+    flow=True,
+    options={
+        **_SERVED_REFS,
+        "destination": Option("Destination prefix."),
+        "next_hop": Option("tap:NAME (on-link on that TAP), or a neighbour's address on a TAP."),
+    },
+)
+
 KINDS: tuple[Kind, ...] = (
     ROUTING_DOMAINS,
     VIRTUAL_SUBNETS,
@@ -182,6 +272,9 @@ KINDS: tuple[Kind, ...] = (
     CUSTOMER_ROUTES,
     PROVIDER_ADDRESSES,
     PORTS,
+    GATEWAY_DOMAINS,
+    GATEWAY_TAPS,
+    GATEWAY_ROUTES,
     NODES,
 )
 
@@ -196,21 +289,35 @@ def children(kind: Kind, kinds: Iterable[Kind] = KINDS) -> list[Kind]:
     return [other for other in kinds if other.parent is kind]
 
 
+_REF_TEMPLATE = "#/components/schemas/{model}"
+
+
 def schema(kind: Kind) -> dict[str, Any]:
-    """The JSON schema of one entry as the API takes it: the model's, with the
-    parents' refs first (strings) for nested kinds."""
-    found = kind.model.model_json_schema(ref_template="#/components/schemas/{model}")
+    """The JSON schema of one entry as the API takes it: the model's, with the names
+    it carries beside (strings) first: the parents' refs, the key apart. The models
+    it refers to are ``used_models``'."""
+    found = kind.model.model_json_schema(ref_template=_REF_TEMPLATE)
     found.pop("$defs", None)
-    found["properties"] = {**{ref: {"type": "string"} for ref in kind.refs}, **found["properties"]}
+    names = {name: {"type": "string"} for name in kind.names}
+    found["properties"] = {**names, **found["properties"]}
+    return found
+
+
+def used_models(kinds: Iterable[Kind]) -> dict[str, Any]:
+    """The schemas of the models that entries of ``kinds`` refer to, by name."""
+    found: dict[str, Any] = {}
+    for kind in kinds:
+        found.update(kind.model.model_json_schema(ref_template=_REF_TEMPLATE).get("$defs", {}))
     return found
 
 
 def walk(policy: Any, kind: Kind) -> Iterator[tuple[dict[str, Any], BaseModel]]:
-    """Every entry of ``kind`` in a policy, in document order, with its parents' refs
-    (``{"rdid": ...}`` for a subnet)."""
+    """Every entry of ``kind`` in a policy, in document order, with the names it
+    carries beside its model's fields (``Kind.names``: ``{"rdid": ...}`` for a
+    subnet, ``{"node": ..., "routing_domain": ...}`` for a served domain)."""
     for holder, refs in holders(policy, kind, _named_objects):
-        for entry in getattr(holder, kind.section):
-            yield refs, entry
+        for name, entry in _named_objects(holder, kind):
+            yield ({**refs, kind.key_apart: name} if kind.key_apart else refs), entry
 
 
 # A holder's entries of a kind, each with the value entries nested in it name it by.
@@ -232,11 +339,18 @@ def holders(root: Any, kind: Kind, named: Named) -> Iterator[tuple[Any, dict[str
 
 
 def _named_objects(holder: Any, kind: Kind) -> Iterable[tuple[Any, Any]]:
-    for entry in getattr(holder, kind.section):
-        yield (entry.name if kind.by_name else getattr(entry, str(kind.ref))), entry
+    """A policy object's entries of a kind, each with the value that names it (None
+    for a kind nothing names: its entries hold none)."""
+    entries = getattr(holder, kind.section) or ()  # a host node's routing_domains: None
+    if isinstance(entries, Mapping):
+        yield from entries.items()
+        return
+    field = kind.keyed_by or kind.ref
+    for entry in entries:
+        yield (None if field is None else getattr(entry, field)), entry
 
 
 def without_children(entry: BaseModel, kind: Kind, kinds: Sequence[Kind] = KINDS) -> BaseModel:
     """An entry with its nested kinds' entries left out: a routing domain without its
-    subnets, which are entries of their own."""
+    subnets, a node without its served domains, which are entries of their own."""
     return entry.model_copy(update={child.section: () for child in children(kind, kinds)})

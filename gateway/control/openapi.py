@@ -3,6 +3,8 @@
 The fixed routes are written out here; each kind of the registry (``kinds.py``) adds
 its resource (GET with its filters, POST one entry, DELETE by filters) and the
 schema of one entry, so the document describes exactly what ``build_api`` serves.
+The models an entry's schema refers to (a routing domain's ``VirtualSubnet``s, a
+served domain's ``Tap``s) are components too, so that every ``$ref`` resolves.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from .kinds import KINDS, Kind, schema, served
+from .kinds import KINDS, Kind, schema, served, used_models
 
 API_VERSION: Final = "v1"
 
@@ -68,13 +70,14 @@ def openapi_document(kinds: Sequence[Kind] = KINDS) -> dict[str, Any]:
             for name in kind.filters
         ]
         ref = {"$ref": f"#/components/schemas/{kind.name}"}
+        exists = {"409": {"description": "its key has an entry already"}} if kind.keyed_by else {}
         paths[f"/v1/{kind.name}"] = {
             "get": {"summary": f"List {kind.what}s", "parameters": filters, "responses": _ok()},
             "post": {
                 "summary": f"Add a {kind.what}",
                 "parameters": [revision_header],
                 "requestBody": {"content": {"application/json": {"schema": ref}}},
-                "responses": {"201": {"description": "added"}, **refused},
+                "responses": {"201": {"description": "added"}, **refused, **exists},
             },
             "delete": {
                 "summary": f"Remove the {kind.what}s matching every filter",
@@ -86,7 +89,12 @@ def openapi_document(kinds: Sequence[Kind] = KINDS) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "nvgw control API", "version": API_VERSION},
         "paths": paths,
-        "components": {"schemas": {kind.name: schema(kind) for kind in served(kinds)}},
+        "components": {
+            "schemas": {
+                **used_models(served(kinds)),
+                **{kind.name: schema(kind) for kind in served(kinds)},
+            }
+        },
     }
 
 

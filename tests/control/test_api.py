@@ -22,8 +22,9 @@ from gateway.control.openapi import openapi_document
 from gateway.control.store import PolicyStore
 from gateway.control.untrusted import MAX_DOCUMENT_BYTES
 from gateway.dataplane import Counters
-from gateway.errors import Drop
+from gateway.errors import ConfigError, Drop
 
+from ._gateway_config import RED, gateway_config, gateway_text
 from ._node import host1_prepare
 from .test_untrusted import YAML_PIECES, billion_laughs, deep_block_yaml
 
@@ -225,6 +226,10 @@ async def test_the_openapi_document_describes_every_route(api) -> None:
             continue
         for method in route.methods - {"HEAD"}:
             assert method.lower() in served["paths"][route.path], (method, route.path)
+    for resource in ("gateway-routing-domains", "gateway-taps", "gateway-routes"):
+        assert set(served["paths"][f"/v1/{resource}"]) == {"get", "post", "delete"}
+    keyed = served["paths"]["/v1/gateway-routing-domains"]["post"]["responses"]
+    assert "409" in keyed and "409" not in served["paths"]["/v1/gateway-taps"]["post"]["responses"]
     record = served["components"]["schemas"]["lookup-records"]
     assert set(record["required"]) == {"vsid", "ca", "mac", "pa", "rule"}
     assert record["properties"]["ca"]["type"] == "string"
@@ -258,9 +263,13 @@ SCALARS = (
     | st.integers(-(2**70), 2**70)
     | st.floats(allow_nan=True)
     | st.text(max_size=40)
-    | st.sampled_from(["10.10.10.13", "198.18.0.2", "00-00-00-00-00-13", BLUE, "encap", "::"])
+    | st.sampled_from(
+        ["10.10.10.13", "198.18.0.2", "00-00-00-00-00-13", BLUE, "encap", "::", "gw", "blue"]
+    )
+    | st.sampled_from(["172.16.1.1/24", "172.16.1.0/24", "tap:gw-blue", "nat", "gw-x"])
 )
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3), max_leaves=6)
+FUZZED_CONFIGS = [(CONFIGS / "two-hosts.yaml").read_text(), gateway_text()]
 
 
 def _bodies(kind_name: str) -> st.SearchStrategy[Any]:
@@ -291,9 +300,10 @@ YAML_BODIES = st.lists(st.sampled_from(YAML_PIECES) | st.text(max_size=3), max_s
 @given(data=st.data())
 def test_no_request_makes_the_api_fail_or_half_apply(tmp_path_factory, data) -> None:
     """Whatever arrives (body, query, headers, on any route), the answer is a 2xx or
-    a 4xx with a reason, and the file changes only with a 2xx."""
-    config = tmp_path_factory.mktemp("fuzz") / "two-hosts.yaml"
-    shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
+    a 4xx with a reason, and the file changes only with a 2xx; also on a policy with
+    a gateway, whose served domains are keyed entries (409 for a key taken)."""
+    directory = tmp_path_factory.mktemp("fuzz")
+    config = gateway_config(directory, data.draw(st.sampled_from(FUZZED_CONFIGS)))
     kind = data.draw(st.sampled_from(kinds.served()))
     route = data.draw(st.sampled_from(["post", "delete", "get", "migrate", "trace", "put"]))
     keys = st.sampled_from([*kind.filters, "x"]) | st.text(max_size=4)
@@ -335,7 +345,7 @@ def test_no_request_makes_the_api_fail_or_half_apply(tmp_path_factory, data) -> 
 
     before = config.read_bytes()
     answer = anyio.run(exchange)
-    assert answer.status_code in (200, 201, 400, 404, 412, 413, 422), answer.text
+    assert answer.status_code in (200, 201, 400, 404, 409, 412, 413, 422), answer.text
     assert answer.json().get("error") or answer.status_code < 300
     if answer.status_code >= 300:
         assert config.read_bytes() == before
@@ -473,3 +483,204 @@ async def test_a_pa_of_its_own_cannot_change_while_the_node_runs(api, config: Pa
     [issue] = answer.json()["issues"]
     assert "restart the daemon" in issue["message"]
     assert config.read_bytes() == before
+
+
+# ---------------------------------------------------------------- a gateway's TAPs and routes
+
+
+@pytest.fixture
+def gateway_file(tmp_path: Path) -> Path:
+    return gateway_config(tmp_path)
+
+
+@pytest.fixture
+async def gateway_api(gateway_file: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """host1's API over a config with a gateway node (a gateway daemon cannot run
+    yet: the file is shared, and any daemon's API edits all of it)."""
+
+    async def swap(policy: Any) -> None:
+        pass
+
+    store: PolicyStore[Any] = PolicyStore(gateway_file, host1_prepare(), swap)
+    await store.load()
+    transport = httpx.ASGITransport(app=build_api(store, "host1", dict))
+    async with httpx.AsyncClient(transport=transport, base_url="http://nvgw") as client:
+        yield client
+
+
+TAP = {"node": "gw", "routing_domain": "blue", "name": "gw-blue2", "address": "172.16.1.1/24"}
+GW_ROUTE = {
+    "node": "gw",
+    "routing_domain": "blue",
+    "destination": "172.16.1.0/24",
+    "next_hop": "tap:gw-blue2",
+}
+
+
+async def test_a_gateways_taps_and_routes_are_added_listed_and_removed_in_the_files_style(
+    gateway_api, gateway_file: Path
+) -> None:
+    original = gateway_file.read_text()
+    taps = (await gateway_api.get("/v1/gateway-taps")).json()["items"]
+    assert taps == [
+        {"node": "gw", "routing_domain": "blue", "name": "gw-blue", "address": "172.16.0.1/24"},
+        {"node": "gw", "routing_domain": RED, "name": "gw-red", "address": "172.16.0.1/24"},
+    ]
+    added = await gateway_api.post("/v1/gateway-taps", json=TAP)
+    assert added.status_code == 201 and added.json()["item"] == TAP
+    routed = await gateway_api.post("/v1/gateway-routes", json=GW_ROUTE)
+    assert routed.status_code == 201 and routed.headers["etag"] == '"2"'
+    text = gateway_file.read_text()
+    assert (
+        "        taps: [{name: gw-blue, address: 172.16.0.1/24}, "
+        "{name: gw-blue2, address: 172.16.1.1/24}]\n" in text
+    )
+    assert "          - {destination: 172.16.1.0/24, next_hop: tap:gw-blue2}\n" in text
+    served = load_config(gateway_file).node("gw").routing_domains
+    assert [tap.name for tap in served["blue"].taps] == ["gw-blue", "gw-blue2"]
+
+    # filtered as the file's keys are
+    blue = await gateway_api.get("/v1/gateway-routes", params={"routing_domain": "blue"})
+    assert [r["destination"] for r in blue.json()["items"]] == [
+        "172.16.0.0/24",
+        "172.16.50.0/24",
+        "172.16.1.0/24",
+    ]
+    via = await gateway_api.get("/v1/gateway-routes", params={"next_hop": "172.16.0.2"})
+    assert [r["destination"] for r in via.json()["items"]] == ["172.16.50.0/24"]
+    domains = (await gateway_api.get("/v1/gateway-routing-domains", params={"node": "gw"})).json()
+    assert domains["items"][0] == {
+        "node": "gw",
+        "routing_domain": "blue",
+        "taps": ["gw-blue", "gw-blue2"],
+        "routes": ["172.16.0.0/24", "172.16.50.0/24", "172.16.1.0/24"],
+    }
+
+    # removed by the same filters; the file is back as it was but for its revision
+    params = {"routing_domain": "blue", "destination": "172.16.1.0/24"}
+    gone = await gateway_api.delete("/v1/gateway-routes", params=params)
+    assert gone.status_code == 200 and gone.json()["removed"] == [GW_ROUTE]
+    gone = await gateway_api.delete("/v1/gateway-taps", params={"name": "gw-blue2"})
+    assert gone.status_code == 200 and gone.json()["removed"] == [TAP]
+    assert gateway_file.read_text() == original.replace("revision: 0", "revision: 4")
+    missing = await gateway_api.delete("/v1/gateway-taps", params={"name": "gw-blue2"})
+    assert missing.status_code == 404 and "name=gw-blue2" in missing.json()["error"]
+
+
+async def test_a_served_routing_domain_is_added_once_and_removed_with_its_taps_and_routes(
+    gateway_api, gateway_file: Path
+) -> None:
+    before = gateway_file.read_bytes()
+    again = await gateway_api.post(
+        "/v1/gateway-routing-domains", json={"node": "gw", "routing_domain": "blue"}
+    )
+    assert again.status_code == 409
+    assert again.json()["error"] == "gateway routing domain gw/blue exists already: remove it first"
+    assert gateway_file.read_bytes() == before
+
+    gone = await gateway_api.delete("/v1/gateway-routing-domains", params={"routing_domain": RED})
+    assert gone.status_code == 200
+    [removed] = gone.json()["removed"]
+    assert removed["taps"] == [{"name": "gw-red", "address": "172.16.0.1/24"}]
+    assert [t["name"] for t in (await gateway_api.get("/v1/gateway-taps")).json()["items"]] == [
+        "gw-blue"
+    ]
+    red = {"node": "gw", "routing_domain": "red"}
+    assert (await gateway_api.post("/v1/gateway-routing-domains", json=red)).status_code == 201
+    assert "      red:\n        taps: []\n        routes: []\n" in gateway_file.read_text()
+    tap = {**red, "name": "gw-red", "address": "172.16.0.1/24"}
+    assert (await gateway_api.post("/v1/gateway-taps", json=tap)).status_code == 201
+    route = {**red, "destination": "172.16.0.0/24", "next_hop": "tap:gw-red"}
+    assert (await gateway_api.post("/v1/gateway-routes", json=route)).status_code == 201
+    assert load_config(gateway_file).node("gw").routing_domains["red"].taps[0].name == "gw-red"
+
+
+def _with_route(text: str, route: str) -> str:
+    """The gateway config with one more route in Blue's served domain, by hand."""
+    anchor = "          - {destination: 172.16.50.0/24, next_hop: 172.16.0.2}\n"
+    return text.replace(anchor, anchor + f"          - {route}\n")
+
+
+async def test_a_route_to_nat_is_refused_as_nvgw_check_refuses_it(
+    gateway_api, gateway_file: Path, tmp_path: Path
+) -> None:
+    before = gateway_file.read_bytes()
+    nat = {**GW_ROUTE, "destination": "0.0.0.0/0", "next_hop": "nat"}
+    answer = await gateway_api.post("/v1/gateway-routes", json=nat)
+    assert answer.status_code == 422
+    by_hand = tmp_path / "by-hand"
+    by_hand.mkdir()
+    written = _with_route(before.decode(), "{destination: 0.0.0.0/0, next_hop: nat}")
+    with pytest.raises(ConfigError) as checked:
+        load_config(gateway_config(by_hand, written))
+    assert answer.json()["issues"] == [
+        {"path": i.path, "value": i.value, "message": i.message} for i in checked.value.issues
+    ]
+    assert answer.json()["issues"][0]["path"] == "nodes.gw.routing_domains.blue.routes[2].next_hop"
+    assert "not built yet" in answer.json()["issues"][0]["message"]
+    assert gateway_file.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("resource", "entry", "path", "message"),
+    [
+        (
+            "gateway-routes",
+            {**GW_ROUTE, "next_hop": "tap:gw-red"},
+            "nodes.gw.routing_domains.blue.routes[2].next_hop",
+            "a route never leaves its routing domain",
+        ),
+        (
+            "gateway-routes",
+            {**GW_ROUTE, "destination": "172.16.0.0/24"},
+            "nodes.gw.routing_domains.blue.routes[2].destination",
+            "duplicate route to 172.16.0.0/24",
+        ),
+        (
+            "gateway-taps",
+            {**TAP, "name": "gw-red"},
+            f'nodes.gw.routing_domains["{RED}"].taps[0].name',  # the later in the file
+            "duplicate TAP name in node gw: nodes.gw.routing_domains.blue.taps[1] has it",
+        ),
+        (
+            "gateway-taps",
+            {**TAP, "name": "gw-blue-far-too-long"},
+            "nodes.gw.routing_domains.blue.taps[1].name",
+            "15",
+        ),
+        (
+            "gateway-taps",
+            {**TAP, "address": "10.10.10.250/24"},
+            "nodes.gw.routing_domains.blue.taps[1].address",
+            "overlaps virtual subnet 5010",
+        ),
+        (
+            "gateway-routes",
+            {**GW_ROUTE, "routing_domain": "green"},
+            "routing_domain",
+            "no such routing_domain: add it first (known: blue, " + RED + ")",
+        ),
+        (
+            "gateway-routing-domains",
+            {"node": "gw", "routing_domain": BLUE},
+            f'nodes.gw.routing_domains["{BLUE}"]',
+            "is already served here: nodes.gw.routing_domains.blue",
+        ),
+        (
+            "gateway-routing-domains",
+            {"node": "host1", "routing_domain": "blue"},
+            "nodes.host1.routing_domains",
+            "not on a host node",
+        ),
+    ],
+)
+async def test_a_refused_gateway_change_says_why_and_leaves_the_file_as_it_was(
+    gateway_api, gateway_file: Path, resource: str, entry: dict, path: str, message: str
+) -> None:
+    before = gateway_file.read_bytes()
+    answer = await gateway_api.post(f"/v1/{resource}", json=entry)
+    assert answer.status_code == 422, answer.text
+    issues = answer.json()["issues"]
+    assert any(i["path"] == path and message in i["message"] for i in issues), issues
+    assert gateway_file.read_bytes() == before
+    assert (await gateway_api.get("/v1/health")).json()["revision"] == 0

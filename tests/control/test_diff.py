@@ -9,6 +9,8 @@ from pathlib import Path
 from gateway.control import load_config
 from gateway.control.diff import diff
 
+from ._gateway_config import RED, gateway_config, gateway_text
+
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
@@ -79,3 +81,37 @@ def test_nvgw_policy_diff_exit_codes(tmp_path: Path) -> None:
     broken = variant(tmp_path, "broken.yaml", ("vsid: 5010", "vsid: 4095"))
     invalid = nvgw_diff(CONFIGS / "two-hosts.yaml", broken)
     assert invalid.returncode == 2 and "reserved" in invalid.stdout
+
+
+def test_a_changed_gateway_diffs_entry_by_entry(tmp_path: Path) -> None:
+    """A gateway's served routing domains, TAPs and routes are entries of their own,
+    keyed node/domain/name and node/domain/destination as the document holds the
+    domain's key, not one long repr of the node's routing_domains."""
+    text = gateway_text()
+    changed = (
+        text.replace(
+            "{name: gw-blue, address: 172.16.0.1/24}", "{name: gw-blue, address: 172.16.0.1/23}"
+        )
+        .replace("          - {destination: 172.16.50.0/24, next_hop: 172.16.0.2}\n", "")
+        .replace(
+            "          - {destination: 172.16.0.0/24, next_hop: tap:gw-red}\n",
+            "          - {destination: 172.16.0.0/24, next_hop: tap:gw-red}\n"
+            "          - {destination: 172.16.60.0/24, next_hop: 172.16.0.3}\n",
+        )
+        .replace("mss_clamp: auto", "mss_clamp: 1360")
+    )
+    old = load_config(gateway_config(tmp_path))
+    new = load_config(gateway_config(tmp_path, changed))
+    assert [str(c) for c in diff(old, new).changes] == [
+        "~ gateway tap gw/blue/gw-blue: address 172.16.0.1/24 -> 172.16.0.1/23",
+        "- gateway route gw/blue/172.16.50.0/24",
+        f"+ gateway route gw/{RED}/172.16.60.0/24",
+        "~ node gw: mss_clamp auto -> 1360",
+    ]
+    red = text.index(f'      "{RED}":')
+    without_red = load_config(gateway_config(tmp_path, text[:red]))
+    assert [str(c) for c in diff(old, without_red).changes] == [
+        f"- gateway routing domain gw/{RED}",
+        f"- gateway tap gw/{RED}/gw-red",
+        f"- gateway route gw/{RED}/172.16.0.0/24",
+    ]

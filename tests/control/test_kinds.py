@@ -5,6 +5,8 @@ one registry entry plus its model, nothing else touched."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import fields
@@ -27,14 +29,26 @@ from gateway.cli import verbs
 from gateway.control import load_config, new_yaml
 from gateway.control.api import build_api
 from gateway.control.diff import diff
-from gateway.control.edits import add, remove
+from gateway.control.edits import Exists, add, remove
 from gateway.control.entries import listing
-from gateway.control.kinds import KINDS, NODES, Kind, Option, children, schema, served, walk
+from gateway.control.kinds import (
+    GATEWAY_DOMAINS,
+    GATEWAY_ROUTES,
+    KINDS,
+    Kind,
+    Option,
+    children,
+    schema,
+    served,
+    used_models,
+    walk,
+)
 from gateway.control.store import PolicyStore
 from gateway.errors import ConfigError
 from gateway.policy import Policy, load_policy
 from tests._inprocess_api import cli_talks_to
 
+from ._gateway_config import RED, gateway_config, gateway_text
 from ._node import host1_prepare
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -113,7 +127,11 @@ def check_agreement(
     document = portal.call(_openapi, app)
     paths, schemas = document["paths"], document["components"]["schemas"]
     assert set(paths) - FIXED_ROUTES == set(resources)
-    assert set(schemas) == {kind.name for kind in resources.values()}
+    models = used_models(resources.values())
+    assert set(schemas) == {kind.name for kind in resources.values()} | set(models)
+    # every $ref resolves: a routing domain's subnets and a served domain's TAPs too
+    referred = re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(document))
+    assert {"VirtualSubnet"} <= set(referred) <= set(schemas)
     groups = {
         name: command
         for name, command in commands.commands.items()
@@ -133,7 +151,7 @@ def check_agreement(
         entry = set(schemas[kind.name]["properties"]) - nested
         add_options = options(group.commands["add"])
         assert set(add_options) == {flag(kind, field) for field in entry}
-        required = {*kind.refs, *schemas[kind.name].get("required", ())} - nested
+        required = {*kind.names, *schemas[kind.name].get("required", ())} - nested
         needed = {f for f in required if kind.options[f].default is None}
         assert {f for f, o in add_options.items() if o.required} == {flag(kind, f) for f in needed}
 
@@ -150,11 +168,18 @@ def test_the_api_the_openapi_document_and_the_cli_serve_what_the_registry_says(
     check_agreement(KINDS, host1_api(tmp_path, portal, KINDS), portal, commands_of(nvgw))
 
 
-@pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
-def test_the_diff_keys_entries_as_the_api_lists_them(config: Path) -> None:
+CONFIG_TEXTS = {path.name: path.read_text() for path in sorted(CONFIGS.glob("*.yaml"))}
+GATEWAY_TEXT = gateway_text()  # a config with every kind of entry
+
+
+@pytest.mark.parametrize(
+    "text", [*CONFIG_TEXTS.values(), GATEWAY_TEXT], ids=[*CONFIG_TEXTS, "gateway"]
+)
+def test_the_diff_keys_entries_as_the_api_lists_them(tmp_path: Path, text: str) -> None:
     """Every entry's diff key is its registry key over its API listing (what an admin
-    sees with ``get``), unique within its kind; every kind shows in the diff."""
-    policy = load_config(config)
+    sees with ``get``), unique within its kind; every kind shows in the diff (a
+    gateway's served domains, TAPs and routes in a config that has one)."""
+    policy = load_config(gateway_config(tmp_path, text))
     added = [change for change in diff(EMPTY, policy).changes]
     assert all(change.kind == "+" for change in added)
     for kind in KINDS:
@@ -163,6 +188,8 @@ def test_the_diff_keys_entries_as_the_api_lists_them(config: Path) -> None:
         if kind.api:
             listed = [kind.key.format_map(item) for item in listing(policy, kind)]
             assert sorted(listed) == keys
+    if text == GATEWAY_TEXT:
+        assert {change.what for change in added} == {kind.what for kind in KINDS}
     assert [change.what for change in added] == sorted(
         (change.what for change in added), key=[kind.what for kind in KINDS].index
     )
@@ -243,28 +270,9 @@ def test_a_new_kind_is_served_listed_diffed_and_edited_from_its_registry_entry(
     assert remove(WIDGETS, {"name": "w1"})(document) == [{"name": "w1", "size": 1}]
 
 
-# Kinds nested two deep, as the gateway's routes will sit under a node's routing
-# domain (nodes.gw.routing_domains.blue.routes, decisions.md).
-NODE_DOMAINS = Kind(
-    "node-routing-domains",
-    "node routing domain",
-    BaseModel,
-    section="routing_domains",
-    key="{node}/{name}",
-    parent=NODES,
-    ref="routing_domain",
-    by_name=True,
-    api=False,
-)
-NODE_ROUTES = Kind(
-    "node-routes",
-    "node route",
-    BaseModel,
-    section="routes",
-    key="{node}/{routing_domain} {destination}",
-    parent=NODE_DOMAINS,
-    filters=("node", "routing_domain", "destination"),
-)
+# Kinds nested two deep: a gateway's routes sit under a node's served routing domain
+# (nodes.gw.routing_domains.blue.routes, decisions.md), which sits in a mapping keyed
+# by the domain's name or RDID, a key its model does not hold.
 GATEWAY = """\
 nodes:
   gw:
@@ -277,13 +285,15 @@ nodes:
 """
 
 
-def test_an_entry_nested_two_deep_is_added_and_removed_under_its_parents() -> None:
+def test_an_entry_nested_two_deep_is_added_and_removed_under_its_parents(
+    tmp_path: Path,
+) -> None:
     document = new_yaml().load(GATEWAY)
     route = {"node": "gw", "routing_domain": "red", "destination": "0.0.0.0/0"}
-    add(NODE_ROUTES, {**route, "next_hop": "nat"})(document)
+    add(GATEWAY_ROUTES, {**route, "next_hop": "nat"})(document)
     red = document["nodes"]["gw"]["routing_domains"]["red"]
     assert red["routes"] == [{"destination": "0.0.0.0/0", "next_hop": "nat"}]
-    removed = remove(NODE_ROUTES, {"destination": "172.16.0.0/24"})(document)
+    removed = remove(GATEWAY_ROUTES, {"destination": "172.16.0.0/24"})(document)
     assert removed == [
         {
             "node": "gw",
@@ -293,13 +303,38 @@ def test_an_entry_nested_two_deep_is_added_and_removed_under_its_parents() -> No
         }
     ]
     with pytest.raises(ConfigError) as refused:
-        add(NODE_ROUTES, {**route, "routing_domain": "green"})(document)
+        add(GATEWAY_ROUTES, {**route, "routing_domain": "green"})(document)
     [issue] = refused.value.issues
     assert issue.message == "no such routing_domain: add it first (known: blue, red)"
-    # the same walk over the objects of a policy
-    gw = SimpleNamespace(
-        name="gw",
-        routing_domains=(SimpleNamespace(name="red", routes=(SimpleNamespace(d=1),)),),
-    )
-    found = list(walk(SimpleNamespace(nodes=(gw,)), NODE_ROUTES))
-    assert found == [({"node": "gw", "routing_domain": "red"}, SimpleNamespace(d=1))]
+    # the same walk over the objects of a policy, where the served domains are a
+    # mapping too: each entry is named by the node and the key it sits under
+    policy = load_config(gateway_config(tmp_path))
+    domains = [names for names, _ in walk(policy, GATEWAY_DOMAINS)]
+    assert domains == [{"node": "gw", "routing_domain": key} for key in ("blue", RED)]
+    routes = [(names, str(route.destination)) for names, route in walk(policy, GATEWAY_ROUTES)]
+    assert routes == [
+        ({"node": "gw", "routing_domain": "blue"}, "172.16.0.0/24"),
+        ({"node": "gw", "routing_domain": "blue"}, "172.16.50.0/24"),
+        ({"node": "gw", "routing_domain": RED}, "172.16.0.0/24"),
+    ]
+
+
+def test_a_keyed_entry_goes_under_its_key_and_never_replaces_one() -> None:
+    """A served domain's key is a mapping key in the document: added there (its
+    nested kinds empty), never over one that exists, and removed by it."""
+    document = new_yaml().load(GATEWAY)
+    add(GATEWAY_DOMAINS, {"node": "gw", "routing_domain": "green"})(document)
+    served = document["nodes"]["gw"]["routing_domains"]
+    assert served["green"] == {"taps": [], "routes": []}
+    with pytest.raises(Exists) as exists:
+        add(GATEWAY_DOMAINS, {"node": "gw", "routing_domain": "blue"})(document)
+    assert str(exists.value) == "gateway routing domain gw/blue exists already: remove it first"
+    assert len(served["blue"]["routes"]) == 1  # untouched
+    for key in (None, ["blue"], 7):
+        with pytest.raises(ConfigError) as refused:
+            add(GATEWAY_DOMAINS, {"node": "gw", "routing_domain": key})(document)
+        assert refused.value.issues[0].path == "routing_domain"
+    assert remove(GATEWAY_DOMAINS, {"routing_domain": "red"})(document) == [
+        {"node": "gw", "routing_domain": "red"}
+    ]
+    assert list(served) == ["blue", "green"]

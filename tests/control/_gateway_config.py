@@ -1,0 +1,60 @@
+"""A config file with a gateway node, in the shipped files' style: the two-hosts lab
+plus the gateway of design.md's gateway lab (node ``gw`` at PA 198.18.0.10, a
+``gateway`` record on CA 10.10.10.254 per tenant and the customer route 0.0.0.0/0 to
+it; the private-cloud TAPs ``gw-blue`` and ``gw-red``, both 172.16.0.1/24). Blue's
+served domain is keyed by its name, Red's by its RDID, as the document may hold
+either."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+RED = "{11111111-2222-3333-4444-000000005011}"
+
+RECORDS = """\
+  - {vsid: 5010, ca: 10.10.10.254, mac: 02-00-00-00-50-10, pa: 198.18.0.10, rule: encap, type: gateway}
+  - {vsid: 5011, ca: 10.10.10.254, mac: 02-00-00-00-50-11, pa: 198.18.0.10, rule: encap, type: gateway}
+"""  # noqa: E501 (one line per record, as the shipped files write them)
+ROUTES = """\
+  - {rdid: "{11111111-2222-3333-4444-000000005010}", vsid: 5010, destination: 0.0.0.0/0, next_hop: 10.10.10.254, metric: 255}
+  - {rdid: "{11111111-2222-3333-4444-000000005011}", vsid: 5011, destination: 0.0.0.0/0, next_hop: 10.10.10.254, metric: 255}
+"""  # noqa: E501
+NODE = f"""\
+  gw:
+    role: gateway
+    provider_addresses:
+      - {{interface: pa0, pa: 198.18.0.10, prefix_length: 24}}
+    mss_clamp: auto
+    routing_domains:
+      blue:
+        taps: [{{name: gw-blue, address: 172.16.0.1/24}}]
+        routes:
+          - {{destination: 172.16.0.0/24, next_hop: tap:gw-blue}}
+          - {{destination: 172.16.50.0/24, next_hop: 172.16.0.2}}
+      "{RED}":
+        taps: [{{name: gw-red, address: 172.16.0.1/24}}]
+        routes:
+          - {{destination: 172.16.0.0/24, next_hop: tap:gw-red}}
+"""
+
+
+def gateway_text() -> str:
+    text = (CONFIGS / "two-hosts.yaml").read_text()
+    records_end = text.index("\n# New-NetVirtualizationCustomerRoute")
+    routes_end = text.index("\nnodes:")
+    return (
+        text[:records_end]
+        + RECORDS
+        + text[records_end:routes_end]
+        + ROUTES
+        + text[routes_end:]
+        + NODE
+    )
+
+
+def gateway_config(directory: Path, text: str | None = None) -> Path:
+    """The gateway config (or ``text``, a variant of it) written to ``directory``."""
+    path = directory / "gateway.yaml"
+    path.write_text(gateway_text() if text is None else text)
+    return path
