@@ -9,8 +9,10 @@ as ``nvgw check`` would name it, never accepted and then ignored:
 
 * a node the file does not have;
 * a gateway node, until the gateway role's data plane is built (issue 11);
-* IPv6 PAs on the node, and IPv6 CAs of its ports: the host role forwards IPv4 only
-  so far (decisions.md, "IPv6");
+* IPv6 PAs on the node, and ports with IPv6 CAs only: the host role forwards IPv4
+  only so far (decisions.md, "IPv6"). A dual-stack port (an IPv4 and an IPv6 CA on
+  its MAC) is served: its IPv4 is forwarded, its IPv6 frames are dropped as
+  ``unsupported``, and the plan lists it so that the daemon says so at start;
 * while it runs, a change of its PAs: those are fds and filters opened at start (the
   receive ring filters on the NVGRE PAs), so they need a restart.
 
@@ -42,6 +44,8 @@ class NodePlan:
     link_interface: str | None
     # Each interface that carries NVGRE PAs, with them: one receive ring each.
     nvgre_by_interface: tuple[tuple[str, tuple[bytes, ...]], ...]
+    # Dual-stack ports, (port name, IPv6 CA): served, but their IPv6 is not forwarded.
+    ipv6_not_forwarded: tuple[tuple[str, str], ...] = ()
 
 
 def ip_rewrite_pas(policy: Policy) -> frozenset[bytes]:
@@ -64,11 +68,21 @@ def plan_node(policy: Policy, name: str, running: NodePlan | None = None) -> Nod
         for i, pa in enumerate(node.provider_addresses)
         if pa.pa.version != 4
     ]
-    ports = {(port.vsid, bytes(port.mac)) for port in node.ports}
-    issues += [
-        ConfigIssue(f"lookup_records[{i}].ca", str(record.ca), _IPV4_ONLY)
+    ports = {(port.vsid, bytes(port.mac)): port.name for port in node.ports}
+    # The CA records of this node's ports (a wildcard record is no port's CA).
+    own = [
+        (i, record, ports[key])
         for i, record in enumerate(policy.lookup_records)
-        if record.ca.version != 4 and (record.vsid, bytes(record.mac)) in ports
+        if (key := (record.vsid, bytes(record.mac))) in ports and not record.ca.is_unspecified
+    ]
+    with_ipv4 = {(record.vsid, bytes(record.mac)) for _, record, _ in own if record.ca.version == 4}
+    ipv6 = [entry for entry in own if entry[1].ca.version != 4]
+    issues += [
+        ConfigIssue(
+            f"lookup_records[{i}].ca", str(record.ca), f"port {name} has no IPv4 CA: {_IPV4_ONLY}"
+        )
+        for i, record, name in ipv6
+        if (record.vsid, bytes(record.mac)) not in with_ipv4
     ]
     if node.role is NodeRole.GATEWAY:
         issues.append(ConfigIssue(f"nodes.{name}.role", "gateway", _GATEWAY_NOT_BUILT.format(name)))
@@ -87,6 +101,7 @@ def plan_node(policy: Policy, name: str, running: NodePlan | None = None) -> Nod
         tuple(pa for pa in pas if pa in rewrite),
         node.provider_addresses[0].interface if node.provider_addresses else None,
         tuple((interface, tuple(found)) for interface, found in sorted(by_interface.items())),
+        tuple((name, str(record.ca)) for _, record, name in ipv6),
     )
     if running is not None:
         _refuse_what_cannot_change(running, plan)

@@ -203,6 +203,14 @@ class Daemon:
         plan, tables = prepared
         if self.serving is None:  # start-up: run() serves it
             self.plan, self._first = plan, tables
+            for port, ca in plan.ipv6_not_forwarded:  # decisions.md, "IPv6"
+                log.warning(
+                    "ipv6 not forwarded",
+                    port=port,
+                    ca=ca,
+                    detail="a dual-stack port: its IPv4 is forwarded, its IPv6 frames "
+                    "are dropped and counted as unsupported (IPv4 only so far)",
+                )
             return
         await self.serving.adopt(tables)
         snapshot = tables.snapshot

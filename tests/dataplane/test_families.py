@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import pytest
 from scapy.layers.inet import ICMP, IP
+from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import Ether
+from scapy.packet import raw
 
 from gateway.dataplane import PORT_MTU, router_mac
+from gateway.wire import encapsulate_ipv4
 
 from ._policies import NOW, fabric, snapshot_from
-from .test_host import MAC, checksums_valid, oversized_from_blue1, ping
+from .test_host import MAC, PA1, PA2, checksums_valid, oversized_from_blue1, ping
 
 BLUE = "{11111111-2222-3333-4444-000000005010}"
 ROUTER_5010 = ":".join(f"{b:02x}" for b in router_mac(5010))
@@ -132,3 +135,45 @@ def test_an_encap_vm_has_no_pa_to_ip_rewrite_from(ipv6_underlay: bool) -> None:
     lab.send("blue2", ping("blue2", "00:00:00:00:00:13", "10.10.10.12", "10.10.10.13"), NOW)
     assert lab.link_log == [] and lab.delivered() == []
     assert lab.drops("host2") == {"PROVIDER_UNREACHABLE": 1}
+
+
+def _dual_stack_vms(document: dict) -> None:
+    """blue1 and blue2 each hold an IPv4 and an IPv6 CA on one MAC (as Windows exports
+    have them), and an L2-only record on 0.0.0.0 (as OpenStack writes one per port)."""
+    dual_stack(document, gateway_v6=False)
+    for n, pa in ((11, "198.18.0.1"), (12, "198.18.0.2")):
+        mac = f"00-00-00-00-00-{n}"
+        document["lookup_records"] += [
+            {"vsid": 5010, "ca": f"fd00:5010::{n}", "mac": mac, "pa": pa, "rule": "encap"},
+            {"vsid": 5010, "ca": "0.0.0.0", "mac": mac, "pa": pa, "rule": "encap",
+             "type": "l2only"},
+        ]  # fmt: skip
+
+
+def test_a_dual_stack_vm_is_served_its_ipv4_and_its_ipv6_counted_unsupported() -> None:
+    """decisions.md, "IPv6": the port is its IPv4 CA's; IPv4 goes both ways, ARP is
+    answered, and IPv6 frames, sent or received, are dropped as unsupported."""
+    lab = fabric(snapshot_from("two-hosts", _dual_stack_vms))
+    port = lab.tap("host1", "blue1")
+    assert port.ca == bytes([10, 10, 10, 11])
+    there = ping("blue1", MAC["blue2"], "10.10.10.11", "10.10.10.12")
+    back = ping("blue2", MAC["blue1"], "10.10.10.12", "10.10.10.11")
+    lab.send("blue1", there, NOW)
+    lab.send("blue2", back, NOW)
+    assert lab.delivered() == [("blue2", there), ("blue1", back)]
+    answer, _ = lab.resolve("host1", "blue1", bytes([10, 10, 10, 12]), NOW)
+    assert answer == bytes.fromhex("000000000012")
+    lab.delivered()  # the ARP reply
+    lab.send("blue1", _ipv6_ping("blue1", "blue2"), NOW)
+    blue2s = encapsulate_ipv4(PA2, PA1, 5010, 0, _ipv6_ping("blue2", "blue1"))
+    lab.from_provider("host1", blue2s, NOW)
+    assert lab.delivered() == []
+    assert lab.drops("host1") == {"UNSUPPORTED": 2}
+
+
+def _ipv6_ping(src: str, dst: str) -> bytes:
+    return raw(
+        Ether(src=MAC[src], dst=MAC[dst])
+        / IPv6(src=f"fd00:5010::{MAC[src][-2:]}", dst=f"fd00:5010::{MAC[dst][-2:]}")
+        / ICMPv6EchoRequest()
+    )

@@ -88,7 +88,7 @@ def test_an_unknown_node_is_refused_naming_the_known_ones() -> None:
     assert issue.file == str(CONFIGS / "two-hosts.yaml")
 
 
-def test_ipv6_records_of_a_served_port_are_refused_not_ignored(tmp_path: Path) -> None:
+def test_an_ipv6_only_port_is_refused_not_ignored(tmp_path: Path) -> None:
     config = edited(
         tmp_path,
         "two-hosts.yaml",
@@ -99,10 +99,33 @@ def test_ipv6_records_of_a_served_port_are_refused_not_ignored(tmp_path: Path) -
         load_node(config, "host1")
     [issue] = caught.value.issues
     assert issue.path == "lookup_records[0].ca" and issue.value == "fd00:10::11"
+    assert "port blue1 has no IPv4 CA" in issue.message
     assert issue.file == str(config) and issue.line is not None
     line = config.read_text().splitlines()[issue.line - 1]
     assert line.lstrip().startswith("- {vsid: 5010, ca: 'fd00:10::11'")
     load_node(config, "host2")  # host2 serves no IPv6 VM: nothing to refuse
+
+
+def test_a_dual_stack_port_is_served_and_listed(tmp_path: Path) -> None:
+    """decisions.md, "IPv6": one MAC with an IPv4 and an IPv6 CA (as Windows exports
+    have them) is served; the plan names its IPv6 CA, for the daemon to say at start
+    that it is not forwarded. Wildcard records on the port's MAC change nothing."""
+    config = edited(
+        tmp_path,
+        "two-hosts.yaml",
+        ("prefixes: [10.10.10.0/24]", "prefixes: [10.10.10.0/24, 'fd00:10::/64']"),
+        (
+            "lookup_records:\n",
+            "lookup_records:\n"
+            "  - {vsid: 5010, ca: 'fd00:10::11', mac: 00-00-00-00-00-11, pa: 198.18.0.1,"
+            " rule: encap}\n"
+            "  - {vsid: 5010, ca: 0.0.0.0, mac: 00-00-00-00-00-11, pa: 198.18.0.1,"
+            " rule: encap, type: l2only}\n",
+        ),
+    )
+    plan = load_node(config, "host1")
+    assert plan.ipv6_not_forwarded == (("blue1", "fd00:10::11"),)
+    assert load_node(config, "host2").ipv6_not_forwarded == ()
 
 
 def test_an_ipv6_pa_of_the_node_is_refused_not_ignored(tmp_path: Path) -> None:
