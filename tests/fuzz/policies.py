@@ -7,6 +7,12 @@ ports today) is recorded, not required: trace and replay never ask.
 
 - ``dual-stack``: VMs with an IPv4 and an IPv6 CA on one MAC, subnets whose
   ``gateway:`` is IPv6, an IPv6-only subnet and VM, a node whose PA is IPv6.
+- ``toward-gateway``: the ways out of a virtual network (decisions.md, "Routes and
+  where they lead"): a gateway's CA record and its GatewayWildcard on one MAC, a
+  default route via that CA, a VSID whose only way out is its wildcard (and one with
+  none), another tenant's gateway on a PA of its own, ``::`` wildcards, L2-only
+  records on 0.0.0.0 beside the ports' (as OpenStack writes them), a dual-stack VM, a
+  subnet with no IPv4 gateway, and the gateways' PAs on a node of their own.
 - ``mixed-rule``: encap and nat (IP-Rewrite) records side by side in one VSID, routed
   between VSIDs, ``gateway``-type records on both rules (one nat gateway on an IPv6
   PA), an ``l2only`` record, a default route to a gateway CA, a node with no port.
@@ -67,13 +73,9 @@ def _subnet(vsid: int, prefixes: list[str], gateway: str | None = None) -> dict[
 
 
 def dual_stack() -> dict[str, Any]:
-    """Dual-stack subnets with IPv6 gateways, IPv6-only VMs and subnets, an IPv6 PA.
-
-    A VM with an IPv4 and an IPv6 CA on one MAC (what Windows exports hold, and
-    decisions.md allows) is refused by the validator today ("duplicate MAC in VSID"),
-    so each address family has its own MAC here; the one-MAC form joins when the
-    validator takes it.
-    """
+    """Dual-stack subnets with IPv6 gateways, IPv6-only VMs and subnets, an IPv6 PA;
+    blue1 and blue2 hold an IPv4 and an IPv6 CA on one MAC (what Windows exports
+    hold, and decisions.md allows)."""
     return {
         "routing_domains": [
             {
@@ -95,9 +97,9 @@ def dual_stack() -> dict[str, Any]:
         ],
         "lookup_records": [
             record(5010, "10.10.10.11", "00-00-00-00-00-11", "198.18.0.1", vm="blue1"),
-            record(5010, "fd00:10::11", "00-00-00-00-06-11", "198.18.0.1", vm="blue1v6"),
+            record(5010, "fd00:10::11", "00-00-00-00-00-11", "198.18.0.1", vm="blue1"),
             record(5010, "10.10.10.12", "00-00-00-00-00-12", "198.18.0.2", vm="blue2"),
-            record(5010, "fd00:10::12", "00-00-00-00-06-12", "198.18.0.2", vm="blue2v6"),
+            record(5010, "fd00:10::12", "00-00-00-00-00-12", "198.18.0.2", vm="blue2"),
             record(5012, "10.10.20.13", "00-00-00-00-00-13", "198.18.0.2", vm="blue3"),
             record(5012, "fd00:20::fe", "02-00-00-00-50-12", "2001:db8::3", type="gateway"),
             record(5011, "10.10.10.11", "00-00-00-00-00-21", "198.18.0.1", vm="red1"),
@@ -121,7 +123,6 @@ def dual_stack() -> dict[str, Any]:
                 ["198.18.0.1"],
                 [
                     port("blue1", 5010, "00-00-00-00-00-11"),
-                    port("blue1v6", 5010, "00-00-00-00-06-11"),
                     port("red1", 5011, "00-00-00-00-00-21"),
                 ],
             ),
@@ -200,6 +201,79 @@ def mixed_rule() -> dict[str, Any]:
     }
 
 
+def toward_gateway() -> dict[str, Any]:
+    """The ways out of a virtual network, and the records real exports hold."""
+    blue_gw, red_gw, red_v6_gw = "02-00-00-00-50-10", "02-00-00-00-50-11", "02-00-00-00-60-11"
+    return {
+        "routing_domains": [
+            {
+                "rdid": BLUE,
+                "name": "blue",
+                "virtual_subnets": [
+                    _subnet(5010, ["10.10.10.0/24", "fd00:10::/64"], "10.10.10.1"),
+                    _subnet(5012, ["10.10.20.0/24"], "10.10.20.1"),
+                    _subnet(5014, ["10.10.40.0/24"]),  # no gateway: no address for errors
+                ],
+            },
+            {
+                "rdid": RED,
+                "name": "red",
+                "virtual_subnets": [
+                    _subnet(5011, ["10.10.10.0/24", "fd00:11::/64"], "10.10.10.1"),
+                    _subnet(5013, ["10.10.30.0/24"], "10.10.30.1"),  # no way out at all
+                ],
+            },
+        ],
+        "lookup_records": [
+            record(5010, "10.10.10.11", "00-00-00-00-00-11", "198.18.0.1", vm="blue1"),
+            record(5010, "fd00:10::11", "00-00-00-00-00-11", "198.18.0.1", vm="blue1"),
+            record(5010, "0.0.0.0", "00-00-00-00-00-11", "198.18.0.1", type="l2only"),
+            record(5010, "10.10.10.12", "00-00-00-00-00-12", "198.18.0.2", vm="blue2"),
+            record(5010, "0.0.0.0", "00-00-00-00-00-12", "198.18.0.2", type="l2only"),
+            record(5010, "10.10.10.254", blue_gw, "198.18.0.10", type="gateway"),
+            record(5010, "0.0.0.0", blue_gw, "198.18.0.10", type="gateway"),
+            record(5010, "::", blue_gw, "198.18.0.10", type="gateway"),
+            record(5012, "10.10.20.13", "00-00-00-00-00-13", "198.18.0.2", vm="blue3"),
+            record(5012, "0.0.0.0", blue_gw, "198.18.0.10", type="gateway"),
+            record(5014, "10.10.40.14", "00-00-00-00-00-14", "198.18.0.1", vm="blue4"),
+            record(5014, "0.0.0.0", blue_gw, "198.18.0.10", type="gateway"),
+            record(5011, "10.10.10.11", "00-00-00-00-00-21", "198.18.0.1", vm="red1"),
+            record(5011, "10.10.10.12", "00-00-00-00-00-22", "198.18.0.2", vm="red2"),
+            record(5011, "0.0.0.0", red_gw, "198.18.0.11", type="gateway"),
+            record(5011, "::", red_v6_gw, "2001:db8::11", type="gateway"),
+            record(5013, "10.10.30.15", "00-00-00-00-00-25", "198.18.0.2", vm="red5"),
+        ],
+        "customer_routes": [
+            route(BLUE, 5010, "10.10.10.0/24", "0.0.0.0"),
+            route(BLUE, 5012, "10.10.20.0/24", "0.0.0.0"),
+            route(BLUE, 5014, "10.10.40.0/24", "0.0.0.0"),
+            route(BLUE, 5010, "172.16.0.0/12", "10.10.10.254"),  # else the wildcards
+            route(RED, 5011, "10.10.10.0/24", "0.0.0.0"),
+            route(RED, 5013, "10.10.30.0/24", "0.0.0.0"),
+        ],
+        "nodes": {
+            "host1": _node(
+                ["198.18.0.1"],
+                [
+                    port("blue1", 5010, "00-00-00-00-00-11"),
+                    port("blue4", 5014, "00-00-00-00-00-14"),
+                    port("red1", 5011, "00-00-00-00-00-21"),
+                ],
+            ),
+            "host2": _node(
+                ["198.18.0.2"],
+                [
+                    port("blue2", 5010, "00-00-00-00-00-12"),
+                    port("blue3", 5012, "00-00-00-00-00-13"),
+                    port("red2", 5011, "00-00-00-00-00-22"),
+                    port("red5", 5013, "00-00-00-00-00-25"),
+                ],
+            ),
+            "gws": _node(["198.18.0.10", "198.18.0.11"], []),
+        },
+    }
+
+
 # The maximal policy's shape: routing domains x VSIDs each x VMs per VSID, on NODES hosts.
 MAXIMAL_DOMAINS = 24
 MAXIMAL_SUBNETS = 5
@@ -261,7 +335,12 @@ def maximal() -> dict[str, Any]:
     }
 
 
-GENERATED = {"dual-stack": dual_stack, "mixed-rule": mixed_rule, "maximal": maximal}
+GENERATED = {
+    "dual-stack": dual_stack,
+    "mixed-rule": mixed_rule,
+    "toward-gateway": toward_gateway,
+    "maximal": maximal,
+}
 
 
 def policy_names() -> list[str]:
