@@ -184,7 +184,7 @@ def _keyed(holder: Any, kind: Kind, entry: Mapping[str, Any], fields: dict[str, 
     if holder.get(kind.section) is None:
         holder[kind.section] = CommentedMap()
     entries = holder[kind.section]
-    if key in entries:
+    if any(_same(kind.keyed_by, existing, key) for existing in entries):
         named = "/".join(str(entry[name]) for name in (*kind.refs, kind.keyed_by))
         raise Exists(f"{kind.what} {named} exists already: remove it first")
     entries[key] = _mapping(fields, flow=kind.flow)
@@ -201,9 +201,10 @@ def _holder(document: Any, kind: Kind, fields: dict[str, Any]) -> Any:
     value = fields.pop(parent.ref, None)
     if parent.keyed_by is not None:
         entries = holder.get(parent.section) or {}
-        if not isinstance(value, str) or value not in entries:
-            raise _no_parent(parent.ref, value, list(entries))
-        return entries[value]
+        for key, entry in entries.items():
+            if isinstance(value, str) and _same(parent.ref, key, value):
+                return entry
+        raise _no_parent(parent.ref, value, list(entries))
     candidates = holder.get(parent.section) or []
     for candidate in candidates:
         if value is not None and _same(parent.ref, candidate.get(parent.ref), value):

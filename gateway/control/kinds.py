@@ -27,7 +27,7 @@ from __future__ import annotations
 import string
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, get_args
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -39,6 +39,7 @@ from gateway.policy import (
     Port,
     ProviderAddress,
     RoutingDomain,
+    ServedDomain,
     Tap,
     VirtualSubnet,
 )
@@ -201,24 +202,12 @@ PORTS = Kind(
 )
 
 
-def _held(model: type[BaseModel], field: str) -> type[BaseModel]:
-    """The model of the entries a field of ``model`` holds (a tuple's items, a
-    mapping's values): what a served routing domain is, ``Node.routing_domains``."""
-    pending = [model.model_fields[field].annotation]
-    while pending:
-        hint = pending.pop()
-        if isinstance(hint, type) and issubclass(hint, BaseModel):
-            return hint
-        pending.extend(get_args(hint))
-    raise TypeError(f"{model.__name__}.{field} holds no model")
-
-
 # A gateway node's own part of each routing domain it serves (decisions.md, "Routes
 # and where they lead"): under the node, by the domain's name or RDID as written.
 GATEWAY_DOMAINS = Kind(
     "gateway-routing-domains",
     "gateway routing domain",
-    _held(Node, "routing_domains"),
+    ServedDomain,
     section="routing_domains",
     key="{node}/{routing_domain}",
     parent=NODES,

@@ -171,6 +171,9 @@ _FILTER_PARSERS: Mapping[str, Any] = {
     "mac": parse_mac,
     "rdid": parse_rdid,
     "rule": _parse_rule,
+    # A gateway's routing_domains key: a name or an RDID, matched in any case as the
+    # loader matches it (domains_matching).
+    "routing_domain": str.lower,
 }
 
 

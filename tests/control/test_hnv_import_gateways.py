@@ -186,7 +186,6 @@ def test_m01_through_the_cli_with_an_export_per_host(tmp_path: Path) -> None:
 # --- The end-to-end proof: a VM's off-subnet traffic goes to the gateway -------------
 
 
-@pytest.mark.xfail(strict=True, reason="host routing toward the gateway: issue 11 slice A")
 def test_m01_trace_off_subnet_goes_to_the_gateway_wildcards_pa() -> None:
     """No customer route leads off the subnet: the GatewayWildcard does, to the
     gateway's PA (no node of the import owns it: the gateway is not a host)."""

@@ -338,3 +338,17 @@ def test_a_keyed_entry_goes_under_its_key_and_never_replaces_one() -> None:
         {"node": "gw", "routing_domain": "red"}
     ]
     assert list(served) == ["blue", "green"]
+
+
+def test_a_served_domain_is_named_in_any_case_as_the_loader_names_it() -> None:
+    """The loader matches a ``routing_domains`` key to its domain in any case, so a
+    filter or a parent reference does too: ``--routing-domain BLUE`` finds ``blue``."""
+    document = new_yaml().load(GATEWAY)
+    route = {"node": "gw", "routing_domain": "RED", "destination": "0.0.0.0/0"}
+    add(GATEWAY_ROUTES, {**route, "next_hop": "tap:gw-red"})(document)
+    red = document["nodes"]["gw"]["routing_domains"]["red"]
+    assert red["routes"] == [{"destination": "0.0.0.0/0", "next_hop": "tap:gw-red"}]
+    removed = remove(GATEWAY_ROUTES, {"routing_domain": "Blue"})(document)
+    assert [entry["routing_domain"] for entry in removed] == ["blue"]
+    with pytest.raises(Exists):
+        add(GATEWAY_DOMAINS, {"node": "gw", "routing_domain": "BLUE"})(document)
