@@ -69,6 +69,7 @@ from gateway.wire.flow import (
     flow_id_of_frame,
     flow_id_of_tuple,
 )
+from gateway.wire.fragment import fragment_ipv4
 from gateway.wire.icmp import (
     ICMP_CODE_FRAGMENTATION_NEEDED,
     ICMP_DEST_UNREACHABLE,
@@ -135,6 +136,7 @@ from gateway.wire.l4 import (
     rewrite_l4_dst_port,
     rewrite_l4_src_port,
 )
+from gateway.wire.mss import clamp_mss
 from gateway.wire.nvgre import (
     ETHERTYPE_TEB,
     GRE_BASE_SIZE,
@@ -253,11 +255,13 @@ __all__ = [
     "build_udp_v4",
     "checksum_ok",
     "checksum_update",
+    "clamp_mss",
     "decrement_ttl",
     "encapsulate_ipv4",
     "encapsulate_ipv6",
     "flow_id_of_frame",
     "flow_id_of_tuple",
+    "fragment_ipv4",
     "icmp_checksum_ok",
     "icmp_error_allowed",
     "internet_checksum",
