@@ -71,6 +71,9 @@ class Drop(enum.IntEnum):
     # it must never do; dropped alone, counted, logged (rate-limited) as the bug it is.
     INTERNAL_ERROR = 34
     IP_CHECKSUM = 35  # outer IPv4 header checksum wrong (AF_PACKET: the kernel checks none)
+    # A gateway's own addresses (its CAs, its TAP addresses): echo requests are
+    # answered; anything else sent to them is counted here (it runs no service there).
+    TO_GATEWAY = 36
 
     @property
     def label(self) -> str:

@@ -7,6 +7,8 @@ in the daemon and in a pcap replay. Refusals are drops counted by reason
 Each role is a state class and handler functions that take it (``host.py``): the
 host role is ``HostNode`` with ``from_port``, ``from_provider`` and
 ``from_provider_link``. Every handler's decisions go to the node's ``Output``.
+The gateway role is ``GatewayNode`` with ``gateway_from_provider`` and
+``gateway_from_tap`` (``gateway_node.py``), beside the host's, never a subclass.
 ``plan_node`` says what a node serves (and refuses what its role cannot).
 ``Fabric`` puts every node of a policy on a provider network in memory: tests,
 ``nvgw trace``, ``nvgw replay`` and the lab's expectations run on it.
@@ -14,8 +16,12 @@ host role is ``HostNode`` with ``from_port``, ``from_provider`` and
 
 from __future__ import annotations
 
-from .counters import Counters, PortCounters
+from .counters import Counters, DomainCounters, PortCounters
 from .fabric import MAX_HOPS, Delivery, Fabric, Step, link_mac
+from .gateway_node import GatewayNode
+from .gateway_provider import gateway_from_provider
+from .gateway_tables import TAP_MTU, GatewayTables, GatewayTap, tap_mac
+from .gateway_tap import gateway_from_tap
 from .host import HostNode
 from .ip_rewrite import from_provider_link
 from .output import NamedTap, Output
@@ -33,9 +39,14 @@ from .vm_side import from_port
 __all__ = [
     "MAX_HOPS",
     "PORT_MTU",
+    "TAP_MTU",
     "Counters",
     "Delivery",
+    "DomainCounters",
     "Fabric",
+    "GatewayNode",
+    "GatewayTables",
+    "GatewayTap",
     "HostNode",
     "HostPort",
     "HostTables",
@@ -48,8 +59,11 @@ __all__ = [
     "from_port",
     "from_provider",
     "from_provider_link",
+    "gateway_from_provider",
+    "gateway_from_tap",
     "link_mac",
     "plan_node",
     "prepare_node",
     "router_mac",
+    "tap_mac",
 ]

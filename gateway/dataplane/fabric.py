@@ -31,11 +31,13 @@ built with a ``LookupTracer``; a daemon's are built without one and never see it
 Time is an argument: every call takes ``now`` and gives it to the node, as the io
 layer does once per batch.
 
-Another role (the gateway's) joins with its own state class and handlers: ``_build``
-is where a node is made (by its role: the host's is the only one today), ``tap``
-where one of its TAPs is found by name, and the entry points call its handlers;
-carrying, deliveries and steps stay as they are, so its TAPs are recorded as a VM's
-port is.
+Each role brings its own state class and handlers: ``_build`` makes a node by its
+role (a ``HostNode`` or a ``GatewayNode``), ``tap`` finds one of its TAPs by name (a
+VM's port, a gateway's TAP), and the entry points call the role's handlers; carrying,
+deliveries and steps are the same for both, so a gateway's TAP is recorded as a VM's
+port is, and a frame can be given to it (``from_tap``, ``send``) as a VM's stack
+gives one to its port: the tests play the corp side that way. A gateway holds no
+IP-Rewrite PA, so it is never on the provider link.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
 from gateway.dataplane.counters import Counters
+from gateway.dataplane.gateway_node import GatewayNode
+from gateway.dataplane.gateway_provider import gateway_from_provider
+from gateway.dataplane.gateway_tables import GatewayTables, GatewayTap
+from gateway.dataplane.gateway_tap import gateway_from_tap
 from gateway.dataplane.host import HostNode
 from gateway.dataplane.ip_rewrite import from_provider_link
 from gateway.dataplane.output import NamedTap
@@ -54,7 +60,7 @@ from gateway.dataplane.provider_side import from_provider
 from gateway.dataplane.tables import HostPort, HostTables
 from gateway.dataplane.vm_side import from_port
 from gateway.errors import BadPacket, Drop
-from gateway.policy import Snapshot
+from gateway.policy import NodeRole, Snapshot
 from gateway.wire import (
     ARP_OP_REPLY,
     ARP_OP_REQUEST,
@@ -76,6 +82,7 @@ from gateway.wire import (
 )
 
 MAX_HOPS: Final = 16  # network crossings of one packet before the fabric calls it a loop
+Node = HostNode | GatewayNode
 _LINK_MAC_PREFIX: Final = b"\x02\x00"  # locally administered, then the node's number
 
 
@@ -87,7 +94,7 @@ def link_mac(index: int) -> bytes:
 
 class Delivery(NamedTuple):
     node: str
-    tap: str  # the TAP's interface name: a VM's port
+    tap: str  # the TAP's interface name: a VM's port, a gateway's TAP
     frame: bytes
 
 
@@ -132,7 +139,7 @@ class Fabric:
 
     def __init__(self, snapshot: Snapshot, *, trace: bool = False) -> None:
         self.snapshot = snapshot
-        self.nodes: dict[str, HostNode] = {}  # those built so far, by name
+        self.nodes: dict[str, Node] = {}  # those built so far, by name
         self.deliveries: list[Delivery] = []  # every frame written to a TAP, in order
         self.link_log: list[bytes] = []  # every frame put on the provider link, in order
         self.in_flight: deque[tuple[str, bool, bytes, int]] = deque()  # sender, on link, data, hops
@@ -143,25 +150,27 @@ class Fabric:
         self._link_macs = {
             node.name: link_mac(index)
             for index, node in enumerate(policy.nodes)
-            if any(pa.pa.packed in rewrite_pas for pa in node.provider_addresses)
+            if node.role is NodeRole.HOST
+            and any(pa.pa.packed in rewrite_pas for pa in node.provider_addresses)
         }
         self._owners = _owners(snapshot)
 
     # ------------------------------------------------------------------ the nodes
 
-    def node(self, name: str) -> HostNode:
+    def node(self, name: str) -> Node:
         """The node's data plane, built on first use (KeyError: no such node)."""
         built = self.nodes.get(name)
         if built is None:
             built = self.nodes[name] = self._build(name)
         return built
 
-    def _build(self, name: str) -> HostNode:
+    def _build(self, name: str) -> Node:
         counters = Counters()
-        tables = HostTables(self.snapshot, name, counters, self._tracer)
-        return HostNode(
-            self.snapshot, name, _Collect(), counters, self._link_macs.get(name), tables
-        )
+        if self.snapshot.policy.node(name).role is NodeRole.GATEWAY:
+            tables = GatewayTables(self.snapshot, name, counters, self._tracer)
+            return GatewayNode(self.snapshot, name, _Collect(), counters, tables)
+        host = HostTables(self.snapshot, name, counters, self._tracer)
+        return HostNode(self.snapshot, name, _Collect(), counters, self._link_macs.get(name), host)
 
     def swap(self, snapshot: Snapshot) -> None:
         """Every node adopts ``snapshot`` (a policy change), keeping its counters and
@@ -169,18 +178,28 @@ class Fabric:
         self.snapshot = snapshot
         self._owners = _owners(snapshot)
         for name, node in self.nodes.items():
-            node.adopt(HostTables(snapshot, name, node.counters, self._tracer))
+            if isinstance(node, GatewayNode):
+                node.adopt(GatewayTables(snapshot, name, node.counters, self._tracer))
+            else:
+                node.adopt(HostTables(snapshot, name, node.counters, self._tracer))
 
     def locate(self, tap: str) -> str:
-        """The node that serves the TAP named ``tap`` (the first, in policy order)."""
+        """The node that serves the TAP named ``tap`` (the first, in policy order): a
+        VM's port on a host, or a gateway's TAP."""
         for node in self.snapshot.policy.nodes:
             if any(port.name == tap for port in node.ports):
                 return node.name
+            for served in (node.routing_domains or {}).values():
+                if any(own.name == tap for own in served.taps):
+                    return node.name
         raise KeyError(tap)
 
-    def tap(self, node: str, name: str) -> HostPort:
+    def tap(self, node: str, name: str) -> HostPort | GatewayTap:
         """One of ``node``'s TAPs by name (KeyError: none)."""
-        return self.node(node).tables.port_by_name[name]
+        built = self.node(node)
+        if isinstance(built, GatewayNode):
+            return built.tables.tap_by_name[name]
+        return built.tables.port_by_name[name]
 
     def owner(self, pa: bytes) -> str | None:
         """The node that owns the provider address ``pa``, if any."""
@@ -204,16 +223,20 @@ class Fabric:
     # ------------------------------------------------------------ the entry points
 
     def from_tap(self, node: str, tap: str, frame: bytes, now: float) -> Step:
-        """``frame`` sent into ``node``'s TAP ``tap`` (by a VM). What it sends waits
-        in flight."""
-        port = self.tap(node, tap)
-        return self._call(
-            node, lambda dataplane, view: from_port(dataplane, port, view), frame, now
-        )
+        """``frame`` sent into ``node``'s TAP ``tap`` (by a VM, or a gateway's corp
+        side). What it sends waits in flight."""
+        found = self.tap(node, tap)
+        if isinstance(found, GatewayTap):
+            return self._call(
+                node, lambda plane, view: gateway_from_tap(plane, found, view), frame, now
+            )
+        return self._call(node, lambda plane, view: from_port(plane, found, view), frame, now)
 
     def from_provider(self, node: str, datagram: bytes, now: float, hops: int = 0) -> Step:
         """An NVGRE datagram (outer IP header first) at ``node``'s provider side,
         whatever its destination PA."""
+        if isinstance(self.node(node), GatewayNode):
+            return self._call(node, gateway_from_provider, datagram, now, hops)
         return self._call(node, from_provider, datagram, now, hops)
 
     def from_link(self, node: str, frame: bytes, now: float, hops: int = 0) -> Step:
@@ -263,13 +286,24 @@ class Fabric:
 
     # ------------------------------------------------------------- a VM's stack
 
-    def resolve(self, node: str, tap: str, target: bytes, now: float) -> tuple[bytes | None, Step]:
-        """What the VM behind ``tap`` learns when its stack asks who has ``target``
-        (an ARP request from its MAC and CA, broadcast): the MAC answered back on its
-        TAP, or None; and the step, with its drops and lookups."""
-        port = self.tap(node, tap)
-        request = build_ethernet(BROADCAST_MAC, port.mac, ETHERTYPE_ARP) + build_arp(
-            ARP_OP_REQUEST, port.mac, port.ca, ZERO_MAC, target
+    def resolve(
+        self,
+        node: str,
+        tap: str,
+        target: bytes,
+        now: float,
+        asker: tuple[bytes, bytes] | None = None,
+    ) -> tuple[bytes | None, Step]:
+        """What the stack behind ``tap`` learns when it asks who has ``target`` (an ARP
+        request, broadcast, from ``asker``'s MAC and IPv4 address: by default the VM's
+        own): the MAC answered back on its TAP, or None; and the step, with its drops
+        and lookups. A gateway's TAP has no VM: its corp side names itself."""
+        if asker is None:
+            port = self.tap(node, tap)
+            asker = (port.mac, port.ca)  # type: ignore[union-attr]
+        mac, address = asker
+        request = build_ethernet(BROADCAST_MAC, mac, ETHERTYPE_ARP) + build_arp(
+            ARP_OP_REQUEST, mac, address, ZERO_MAC, target
         )
         step = self.from_tap(node, tap, request, now)
         for _, frame in step.taps:
@@ -283,7 +317,7 @@ class Fabric:
     def _call(
         self,
         name: str,
-        handler: Callable[[HostNode, memoryview], None],
+        handler: Callable[[Any, memoryview], None],
         data: bytes,
         now: float,
         hops: int = 0,

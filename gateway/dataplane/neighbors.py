@@ -61,8 +61,16 @@ class Neighbors:
         return None, self._may_ask(pa, now)
 
     def park(self, pa: bytes, frame: bytes) -> bool:
-        """Keep a frame until ``pa`` resolves; False (not kept) when its queue is full."""
-        queue = self._pending.setdefault(pa, deque())
+        """Keep a frame until ``pa`` resolves; False (not kept) when its queue is full,
+        or when as many addresses as may be asked for at once have frames waiting
+        already (a scan of a TAP's subnet would otherwise park frames without bound;
+        ``resolve`` forgets the oldest unanswered ones, and their frames, in turn)."""
+        pending = self._pending
+        queue = pending.get(pa)
+        if queue is None:
+            if len(pending) >= self.max_asked:
+                return False
+            queue = pending[pa] = deque()
         if len(queue) >= self.max_pending:
             return False
         queue.append(frame)
@@ -96,6 +104,7 @@ class Neighbors:
         if last is None and len(asked) >= self.max_asked:
             for old in [p for p, t in asked.items() if now - t > ANSWER_WITHIN_S]:
                 del asked[old]
+                self._pending.pop(old, None)  # no answer will come for them now
             if len(asked) >= self.max_asked:
                 return False  # more PAs unanswered than the bound: asked on a later send
         asked[pa] = now

@@ -3,6 +3,12 @@
 ``host.py`` has the role's overview; ``from_provider`` says how the common datagram
 is decided with one unpack and a cached verdict, and everything else by
 ``parse_nvgre`` and the same ``_verdict``.
+
+The gateway receives NVGRE by the same checks (``gateway_provider.py``): the flow key,
+its cache, ``slow_verdict`` and ``_verdict`` read a role's tables by the names both
+roles' tables give them (``local_pas``, ``rdid_by_vsid``, ``flows``, ``port_by_key``
+and ``port_macs``: a host's VM ports, a gateway's interfaces, each with the
+``router_mac`` of its VSID; and the anti-spoofing lookups of ``senders.py``).
 """
 
 from __future__ import annotations
@@ -87,14 +93,26 @@ def from_provider(node: HostNode, datagram: memoryview) -> None:
             if verdict is not _NOT_COMMON:
                 counters.drops[verdict] += 1
                 return
+    verdict, frame = slow_verdict(tables, datagram)
+    if verdict.__class__ is HostPort:
+        node.out.to_tap(verdict, frame)
+        verdict.counters.to_vm_packets += 1
+        verdict.counters.to_vm_bytes += len(frame)
+    else:
+        counters.drops[verdict] += 1
+
+
+def slow_verdict(tables: HostTables, datagram: memoryview) -> tuple[object, memoryview]:
+    """The verdict on a datagram the flow key does not describe (or does not read),
+    and its inner frame: read by ``parse_nvgre``, which names what is wrong, and its
+    outer IPv4 header checksum checked. Every role that receives NVGRE decides the
+    uncommon datagram here (the gateway's tables answer what a host's do)."""
     try:
         packet = parse_nvgre(datagram)
     except BadPacket as bad:
-        counters.drops[bad.reason] += 1
-        return
+        return bad.reason, datagram
     if packet.version == IPV4_VERSION and not ipv4_checksum_ok(datagram):
-        counters.drops[Drop.IP_CHECKSUM] += 1
-        return
+        return Drop.IP_CHECKSUM, datagram
     frame = packet.inner
     dst_mac, src_mac, ethertype = ETH_HEADER.unpack_from(frame)
     inner_vihl = frame[IP_VERSION_IHL] if len(frame) >= IP_MIN_FRAME else 0
@@ -109,12 +127,7 @@ def from_provider(node: HostNode, datagram: memoryview) -> None:
         inner_vihl,
         bytes(frame[IP_SRC_ADDR]),
     )
-    if verdict.__class__ is HostPort:
-        node.out.to_tap(verdict, frame)
-        verdict.counters.to_vm_packets += 1
-        verdict.counters.to_vm_bytes += len(frame)
-    else:
-        counters.drops[verdict] += 1
+    return verdict, frame
 
 
 def _flow_verdict(key: tuple, tables: HostTables) -> HostPort | Drop | object:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
 from gateway.dataplane.counters import Counters, PortCounters
+from gateway.dataplane.senders import sender_tables
 from gateway.policy import CompiledRecord, RecordType, Rule, Snapshot
 from gateway.wire import ETH_ADDR_SIZE, IPV4_ADDR_SIZE, NVGRE_OVERHEAD_V4
 
@@ -29,7 +30,6 @@ PORT_MTU: Final = UNDERLAY_MTU - NVGRE_OVERHEAD_V4
 # locally administered (02), "NV", then the 24-bit VSID, so it is the same on every
 # host without configuration and tells at a glance which subnet a frame was routed into.
 ROUTER_MAC_PREFIX: Final = b"\x02\x4e\x56"
-_WILDCARD_CAS: Final = (bytes(IPV4_ADDR_SIZE), bytes(16))  # 0.0.0.0 and ::, packed
 
 
 def router_mac(vsid: int) -> bytes:
@@ -123,15 +123,10 @@ class HostTables:
         self.flows: dict[tuple, object] = {}  # flow key -> HostPort or Drop
         # Plain dicts (the snapshot's are read-only proxies, slower per lookup).
         self.rdid_by_vsid = dict(snapshot.rdid_by_vsid)
-        # The IPv4 view: the host forwards IPv4 frames only, and an IPv4 frame must
-        # never be sent by a record whose CA is IPv6 (a gateway record on an IPv6 CA
-        # takes any destination: its IPv6 PA would reach IPv4 header code). The
-        # snapshot ranks a MAC's IPv4 records first, so what is left is its best one.
-        self.record_by_mac = {
-            key: record
-            for key, record in snapshot.record_by_mac.items()
-            if len(record.ca_bytes) == IPV4_ADDR_SIZE
-        }
+        # Who may send from the provider network (anti-spoofing), as every role reads it.
+        self.record_by_mac, self.record_by_rdid_ca, self.gateway_by_rdid_pa = sender_tables(
+            snapshot, tracer
+        )
         # Where a VSID's off-subnet IPv4 goes when no customer route matches.
         self.wildcard_by_vsid = {
             vsid: record
@@ -157,21 +152,6 @@ class HostTables:
         self.port_by_key = {(p.vsid, p.mac): p for p in ports}
         self.port_by_name = {p.name: p for p in ports}
         self.port_macs = frozenset(p.mac for p in ports)  # tells VSID_MISMATCH from NO_PORT
-        # A routed frame arrives with the router's MAC as source, so its sender is found
-        # by its CA within the routing domain (subnets of one RDID never overlap) ...
-        self.record_by_rdid_ca = {(r.rdid, r.ca_bytes): r for r in snapshot.records}
-        for rdid in set(self.rdid_by_vsid.values()):  # 0.0.0.0 and :: are nobody's CA
-            for wildcard in _WILDCARD_CAS:
-                self.record_by_rdid_ca.pop((rdid, wildcard), None)
-        # ... or it was routed by a gateway of the routing domain, which forwards any
-        # source (decisions.md, "The gateway forwards as the RDID's router"): it is
-        # accepted from the PA of any of the RDID's gateway records (the first in the
-        # file, which a trace shows).
-        self.gateway_by_rdid_pa = {
-            (r.rdid, r.pa_bytes): r
-            for r in reversed(snapshot.records)
-            if r.type is RecordType.GATEWAY
-        }
         # IP-Rewrite: each of this node's rewrite PAs stands for exactly one local CA.
         self.rewrite_by_pa = {
             r.pa_bytes: r
@@ -180,11 +160,6 @@ class HostTables:
         }
         if tracer is not None:  # last: building the tables above is not traced
             self.snapshot = tracer.snapshot(snapshot)
-            self.record_by_mac = tracer.table("record by (VSID, MAC)", self.record_by_mac)
-            self.record_by_rdid_ca = tracer.table("record by (RDID, CA)", self.record_by_rdid_ca)
-            self.gateway_by_rdid_pa = tracer.table(  # type: ignore[assignment]
-                "gateway record by (RDID, PA)", self.gateway_by_rdid_pa
-            )
             self.wildcard_by_vsid = tracer.table(  # type: ignore[assignment]
                 "gateway wildcard by VSID", self.wildcard_by_vsid
             )

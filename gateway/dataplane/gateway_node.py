@@ -1,0 +1,84 @@
+"""The gateway role: a tenant's router out of its virtual network, as state and two
+handlers (the host role's ``host.py`` is the model; this sits beside it).
+
+``GatewayNode`` is the role's whole state: its tables (one snapshot's view, swapped
+whole), its counters, a neighbour table per TAP (the corp side's MACs, learned from
+answers to its own ARP requests: ``neighbors.py``), the ``Output`` its decisions go
+to, and ``now``, which the io layer sets once per batch. The handlers take it as
+their first argument, one per direction:
+
+* ``gateway_from_provider(node, datagram)`` (``gateway_provider.py``): NVGRE to the
+  gateway's PA, from a host's VM (or a host that routed it) to the gateway's MAC in
+  its VSID. Checked as the host checks what it receives (RFC 7637, the VSID, and
+  anti-spoofing: the same verdict), then routed in the VSID's routing domain.
+* ``gateway_from_tap(node, tap, frame)`` (``gateway_tap.py``): a frame from the corp
+  side of one of its TAPs: ARP for the gateway's address there is answered, answers
+  to its own requests are learned, and IPv4 sent to its MAC is routed in the TAP's
+  routing domain.
+
+Routing (``gateway_routing.py``) is one path for both: the domain's table (node
+routes, then customer routes, ``compile_gateway``) says out of which TAP to which
+neighbour, or into which VSID to which record; the TTL is counted down (time-exceeded
+from the gateway's own address on the side the packet came from), a packet that
+will not fit gets fragmentation-needed (or is split, with DF clear), TCP SYNs are
+MSS-clamped, and it leaves by ``node.out``: ``to_tap`` (resolving the neighbour by ARP
+first, the packet waiting in a bounded queue) or ``to_provider`` (NVGRE from the
+gateway's PA, the inner source the VSID's router MAC, the FlowID from the inner flow).
+Nothing crosses routing domains: a TAP and a VSID each belong to one, and a packet
+is only ever routed in the one it came from.
+
+As in the host role, whatever is refused bumps ``node.counters.drops[reason]``, frames
+are writable memoryviews over the io layer's buffers (modified in place: MACs, TTL,
+MSS) and nothing raises on a packet's account.
+"""
+
+from __future__ import annotations
+
+from gateway.dataplane.counters import Counters
+from gateway.dataplane.gateway_tables import GatewayTables
+from gateway.dataplane.neighbors import Neighbors
+from gateway.dataplane.output import Output
+from gateway.policy import Snapshot
+
+
+class GatewayNode:
+    """One gateway node's data-plane state over the current snapshot.
+
+    ``swap()``/``adopt()`` replace the tables whole between batches; the counters, the
+    neighbour tables (by TAP name) and the Output stay. ``out`` and ``now`` are the io
+    layer's to set, the rest is the handlers' to read."""
+
+    __slots__ = ("counters", "name", "neighbors", "now", "out", "tables")
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        name: str,
+        out: Output,
+        counters: Counters | None = None,
+        tables: GatewayTables | None = None,
+    ) -> None:
+        self.name = name
+        self.out = out
+        self.now = 0.0  # the clock at the start of the current batch
+        self.counters = counters if counters is not None else Counters()
+        self.neighbors: dict[str, Neighbors] = {}  # by TAP name
+        self.adopt(tables or GatewayTables(snapshot, name, self.counters))
+
+    def swap(self, snapshot: Snapshot) -> GatewayTables:
+        """Adopt a new snapshot (between batches)."""
+        return self.adopt(GatewayTables(snapshot, self.name, self.counters))
+
+    def adopt(self, tables: GatewayTables) -> GatewayTables:
+        """Run on tables built elsewhere with this node's counters (the daemon builds
+        them in the store's worker thread). Each TAP keeps its neighbour table across
+        the swap, by name; a TAP the policy no longer has loses its own."""
+        kept = {}
+        for tap in tables.taps:
+            tap.neighbors = kept[tap.name] = self.neighbors.get(tap.name) or tap.neighbors
+        self.neighbors = kept
+        self.tables = tables
+        return tables
+
+    def __repr__(self) -> str:
+        return f"GatewayNode({self.name!r}, revision={self.tables.snapshot.revision})"

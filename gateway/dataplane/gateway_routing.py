@@ -1,0 +1,292 @@
+"""The gateway routes one IPv4 packet in its routing domain (``gateway_node.py`` has
+the overview): the one path for packets from the provider network and from a TAP.
+
+What a router owes the packet, in Linux's ``ip_forward`` order: the TTL first
+(time-exceeded at 1, RFC 1812 sec. 5.3.1), then the next hop's MTU (RFC 1191:
+fragmentation-needed with DF set; with DF clear the tenant's packet is split, never
+the NVGRE one), then the TTL counted down (RFC 1624 patch) and a TCP SYN's MSS
+clamped; then out of a TAP, to the neighbour resolved by ARP, or into a VSID in
+NVGRE. ICMP errors come from the gateway's own address on the side the packet came
+from: its CA in the VSID it arrived in (10.10.10.254 in the lab), routed back to the
+sender like any packet; its address on the TAP, sent back to the frame's source MAC
+on that TAP (the hop it came from; the way back by the table may need an ARP answer
+first). No error about an error, a non-first fragment, a group destination or a
+source that is no single host (RFC 1812 sec. 4.3.2.7).
+
+A packet for one of the gateway's own addresses (a CA, a TAP address) is answered
+if it is an echo request, and otherwise counted as ``to_gateway``: the gateway runs
+no service on them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from gateway.dataplane._frame import (
+    ETH_DST,
+    ETH_SRC,
+    IP,
+    IP_DST_ADDR,
+    IP_FLAG_DF,
+    IP_FLAGS,
+    IP_MIN_FRAME,
+    IP_SRC_ADDR,
+    IP_TOTAL_LENGTH,
+    IP_VERSION_IHL,
+)
+from gateway.dataplane.gateway_node import GatewayNode
+from gateway.dataplane.gateway_tables import (
+    OWN,
+    Action,
+    GatewayDomain,
+    GatewayInterface,
+    GatewayTap,
+    ToTap,
+    ToVsid,
+)
+from gateway.dataplane.tables import PORT_MTU
+from gateway.errors import BadPacket, Drop
+from gateway.wire import (
+    ARP_OP_REQUEST,
+    BROADCAST_MAC,
+    ETH_GROUP_BIT,
+    ETH_HEADER_SIZE,
+    ETHERTYPE_ARP,
+    ETHERTYPE_IPV4,
+    ETHERTYPE_TEB,
+    GRE_KEYED,
+    ICMP_CODE_FRAGMENTATION_NEEDED,
+    ICMP_ECHO_REQUEST,
+    IPPROTO_ICMP,
+    IPPROTO_TCP,
+    IPV4_FRAGMENT_MASK,
+    IPV4_IHL_MASK,
+    IPV4_IHL_MIN,
+    IPV4_OFFSET_DST,
+    IPV4_OFFSET_FRAGMENT,
+    IPV4_OFFSET_PROTOCOL,
+    IPV4_OFFSET_TTL,
+    IPV4_VERSION,
+    NVGRE_FLAGS,
+    ZERO_MAC,
+    build_arp,
+    build_ethernet,
+    build_icmp_echo_reply,
+    build_icmp_time_exceeded,
+    build_icmp_unreachable,
+    build_ipv4,
+    clamp_mss,
+    decrement_ttl,
+    flow_id_of_frame,
+    fragment_ipv4,
+    icmp_checksum_ok,
+    icmp_error_allowed,
+    parse_icmp,
+)
+
+_IP_TTL: Final = IP + IPV4_OFFSET_TTL
+_IP_PROTOCOL: Final = IP + IPV4_OFFSET_PROTOCOL
+_GRE: Final = GRE_KEYED.pack
+# First octets of sources that are no single host: no error or answer goes to them
+# (RFC 1812 sec. 4.3.2.7: "this network", loopback, multicast, reserved, broadcast).
+_THIS_NETWORK: Final = 0
+_LOOPBACK: Final = 127
+_FIRST_GROUP_OCTET: Final = 224
+
+Ingress = GatewayInterface | GatewayTap  # where a packet came in: errors go back there
+
+
+def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
+    """Route the IPv4 packet in ``frame``, an Ethernet frame for the gateway's MAC on
+    ``ingress``, in the routing domain of ``ingress``; or answer or count it."""
+    drops = node.counters.drops
+    domain = ingress.domain
+    size = len(frame)
+    if size < IP_MIN_FRAME:
+        drops[Drop.INNER_MALFORMED] += 1
+        return
+    vihl = frame[IP_VERSION_IHL]
+    # The packet must fit its frame and hold its own header (RFC 1812 sec. 5.2.2).
+    ip_total = frame[IP_TOTAL_LENGTH] << 8 | frame[IP_TOTAL_LENGTH + 1]
+    if (
+        vihl >> 4 != IPV4_VERSION
+        or vihl & IPV4_IHL_MASK < IPV4_IHL_MIN
+        or not (vihl & IPV4_IHL_MASK) << 2 <= ip_total <= size - ETH_HEADER_SIZE
+    ):
+        drops[Drop.INNER_MALFORMED] += 1
+        return
+    dst = bytes(frame[IP_DST_ADDR])
+    if dst[0] >= _FIRST_GROUP_OCTET:
+        drops[Drop.BROADCAST] += 1  # multicast and broadcast are never routed (RFC 1812)
+        return
+    action = domain.routes.get(dst)
+    if action is None:
+        action = node.tables.route(domain, dst)
+    end = IP + ip_total
+    cls = action.__class__
+    if cls is ToVsid:
+        mtu = PORT_MTU
+    elif cls is ToTap:
+        mtu = action.tap.mtu  # type: ignore[union-attr]
+    elif action is OWN:
+        _to_gateway(node, domain, frame, end, ingress)
+        return
+    else:
+        drops[action] += 1  # type: ignore[index]
+        return
+    if frame[_IP_TTL] <= 1:
+        _time_exceeded(node, domain, frame, end, ingress)
+        return
+    too_big = ip_total > mtu
+    if too_big and frame[IP_FLAGS] & IP_FLAG_DF:
+        drops[Drop.TOO_BIG] += 1
+        icmp = build_icmp_unreachable(ICMP_CODE_FRAGMENTATION_NEEDED, frame[IP:end], mtu)
+        _icmp_error(node, domain, frame, end, ingress, icmp)
+        return
+    decrement_ttl(frame, IP)
+    mss = node.tables.mss
+    if mss and frame[_IP_PROTOCOL] == IPPROTO_TCP:
+        clamp_mss(frame, mss, IP)
+    counters = node.counters
+    counters.routed += 1
+    if cls is ToVsid and ingress.__class__ is GatewayTap:
+        crossed = domain.counters
+        crossed.in_packets += 1
+        crossed.in_bytes += end
+    if too_big:
+        _fragmented(node, frame, end, action, mtu)
+    else:
+        emit(node, action, frame[:end])  # type: ignore[arg-type]
+
+
+def emit(node: GatewayNode, action: ToTap | ToVsid, frame: memoryview) -> None:
+    """Send a routed frame (its IP header final) where ``action`` says."""
+    if action.__class__ is ToTap:
+        to_tap(node, action.tap, action.next_hop, frame)  # type: ignore[union-attr]
+        return
+    frame[ETH_DST] = action.mac  # type: ignore[union-attr]
+    frame[ETH_SRC] = action.router_mac  # type: ignore[union-attr]
+    key = action.key | flow_id_of_frame(frame)  # type: ignore[union-attr]
+    node.out.to_provider(
+        action.src_pa,  # type: ignore[union-attr]
+        action.dst_pa,  # type: ignore[union-attr]
+        _GRE(NVGRE_FLAGS, ETHERTYPE_TEB, key),
+        frame,
+    )
+    node.counters.encapsulated += 1
+
+
+def to_tap(node: GatewayNode, tap: GatewayTap, next_hop: bytes, frame: memoryview) -> None:
+    """Out of ``tap`` to the neighbour at ``next_hop``: at once when its MAC is known,
+    else after ARP answers (the frame waits, copied, in a bounded queue; a request
+    goes out of the TAP from the gateway's address, at most once a second)."""
+    neighbors = tap.neighbors
+    mac, ask = neighbors.resolve(next_hop, node.now)
+    if ask:
+        request = build_arp(ARP_OP_REQUEST, tap.mac, tap.own_ip, ZERO_MAC, next_hop)
+        node.out.to_tap(tap, build_ethernet(BROADCAST_MAC, tap.mac, ETHERTYPE_ARP) + request)
+        node.counters.arp_requests_sent += 1
+    frame[ETH_SRC] = tap.mac
+    if mac is None:
+        if not neighbors.park(next_hop, bytearray(frame)):
+            node.counters.drops[Drop.TX_FULL] += 1
+        return
+    frame[ETH_DST] = mac
+    node.out.to_tap(tap, frame)
+    crossed = tap.domain.counters
+    crossed.out_packets += 1
+    crossed.out_bytes += len(frame)
+
+
+def _fragmented(node: GatewayNode, frame: memoryview, end: int, action: Action, mtu: int) -> None:
+    """A packet over the next hop's MTU with DF clear: sent as fragments that fit."""
+    pieces = fragment_ipv4(frame[IP:end], mtu)
+    if not pieces:
+        node.counters.drops[Drop.TOO_BIG] += 1  # options that do not parse
+        return
+    node.counters.fragmented += 1
+    ethernet = bytes(frame[:IP])
+    for piece in pieces:
+        emit(node, action, memoryview(bytearray(ethernet + piece)))  # type: ignore[arg-type]
+
+
+def _time_exceeded(
+    node: GatewayNode, domain: GatewayDomain, frame: memoryview, end: int, ingress: Ingress
+) -> None:
+    node.counters.drops[Drop.TTL_EXPIRED] += 1
+    _icmp_error(node, domain, frame, end, ingress, build_icmp_time_exceeded(frame[IP:end]))
+
+
+def _icmp_error(
+    node: GatewayNode,
+    domain: GatewayDomain,
+    frame: memoryview,
+    end: int,
+    ingress: Ingress,
+    icmp: bytes,
+) -> None:
+    """Send the sender of ``frame`` the ICMP error ``icmp``, from the gateway's address
+    on the side it came from, unless no error may be sent about it."""
+    if ingress.own_ip is None or not icmp_error_allowed(frame[IP:end]):
+        return
+    sent = _reply(node, domain, frame, ingress, ingress.own_ip, IPPROTO_ICMP, icmp)
+    node.counters.icmp_errors_sent += sent
+
+
+def _to_gateway(
+    node: GatewayNode, domain: GatewayDomain, frame: memoryview, end: int, ingress: Ingress
+) -> None:
+    """A packet for one of the gateway's own addresses: an echo request is answered
+    from the address it was sent to; anything else is counted."""
+    header_end = IP + (frame[IP] & IPV4_IHL_MASK) * 4
+    fragment = frame[IP + IPV4_OFFSET_FRAGMENT] << 8 | frame[IP + IPV4_OFFSET_FRAGMENT + 1]
+    if frame[_IP_PROTOCOL] == IPPROTO_ICMP and not fragment & IPV4_FRAGMENT_MASK:
+        try:
+            request = parse_icmp(frame[:end], header_end)
+        except BadPacket:
+            request = None
+        if (
+            request is not None
+            and request.type == ICMP_ECHO_REQUEST
+            and request.code == 0
+            and icmp_checksum_ok(frame[header_end:end])
+        ):
+            own = bytes(frame[IP + IPV4_OFFSET_DST : IP + IPV4_OFFSET_DST + 4])
+            reply = build_icmp_echo_reply(request)
+            if _reply(node, domain, frame, ingress, own, IPPROTO_ICMP, reply):
+                node.counters.echo_replies += 1
+                return
+    node.counters.drops[Drop.TO_GATEWAY] += 1
+
+
+def _reply(
+    node: GatewayNode,
+    domain: GatewayDomain,
+    frame: memoryview,
+    ingress: Ingress,
+    source: bytes,
+    protocol: int,
+    payload: bytes,
+) -> bool:
+    """Send the gateway's own packet from ``source`` back to the sender of ``frame``;
+    False when there is no way back (a source that is no single host, a group MAC,
+    no route)."""
+    to = bytes(frame[IP_SRC_ADDR])
+    if to[0] in (_THIS_NETWORK, _LOOPBACK) or to[0] >= _FIRST_GROUP_OCTET:
+        return False
+    packet = build_ipv4(source, to, protocol, len(payload)) + payload
+    if ingress.__class__ is GatewayTap:
+        hop = bytes(frame[ETH_SRC])
+        if hop[0] & ETH_GROUP_BIT:
+            return False  # RFC 1122 sec. 3.2.2: never to a link-layer group address
+        tap: GatewayTap = ingress  # type: ignore[assignment]
+        node.out.to_tap(tap, build_ethernet(hop, tap.mac, ETHERTYPE_IPV4) + packet)
+        return True
+    action = domain.routes.get(to)
+    if action is None:
+        action = node.tables.route(domain, to)
+    if action.__class__ is not ToTap and action.__class__ is not ToVsid:
+        return False
+    frame = bytearray(build_ethernet(ZERO_MAC, ZERO_MAC, ETHERTYPE_IPV4) + packet)  # MACs: emit's
+    emit(node, action, memoryview(frame))  # type: ignore[arg-type]
+    return True

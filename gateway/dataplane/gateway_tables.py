@@ -1,0 +1,328 @@
+"""The gateway role's view of one policy snapshot: what its per-packet code reads.
+
+``compile_gateway()`` gives the gateway node's route table per routing domain it
+serves; ``GatewayTables`` adds, once per snapshot, what each packet needs looked up
+by a dict probe or an attribute read:
+
+* its interfaces (``GatewayInterface``): one per VSID and MAC of its own ``gateway``
+  records, what the hosts send a VSID's off-subnet traffic to; each knows its
+  routing domain and the gateway's CA there, the source of the ICMP errors it sends
+  toward that VSID;
+* its TAPs (``GatewayTap``), with the gateway's own address and MAC on each;
+* per routing domain (``GatewayDomain``) its counters, the PA it encapsulates from,
+  and a cache of where each destination goes (an ``Action``: to a TAP and the
+  neighbour there, into a VSID toward a record, the gateway itself, or a drop), so
+  that a packet of a known destination costs one dict probe; the cache is built
+  from this snapshot alone and dies with it, like the receive side's flow cache;
+* the anti-spoofing lookups every role shares (``senders.py``).
+
+The gateway's MAC on a TAP (``tap_mac``): locally administered ``02-4e-47`` ("NG",
+beside the routers' ``02-4e-56``) and the low 24 bits of the CRC-32 of the TAP's
+name, so it is the same across restarts and policy changes (a corp host's ARP cache
+stays right) and needs no configuration. It is the daemon's, not the kernel's: the
+kernel's end of the TAP (the corp side) has its own.
+
+``nvgw trace`` sees the lookups through a ``LookupTracer`` given here, as for the
+host's tables: the route table, the records and the interfaces are wrapped once,
+while building, never on the daemon's tables.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Mapping
+from typing import Any, Final
+
+from gateway.dataplane.counters import Counters, DomainCounters
+from gateway.dataplane.neighbors import Neighbors
+from gateway.dataplane.senders import sender_tables
+from gateway.dataplane.tables import PORT_MTU, UNDERLAY_MTU, LookupTracer, router_mac
+from gateway.errors import Drop
+from gateway.policy import (
+    CompiledRecord,
+    GatewayHop,
+    GatewayTable,
+    RecordType,
+    Snapshot,
+    Tap,
+    compile_gateway,
+)
+from gateway.wire import ETH_ADDR_SIZE, IPV4_ADDR_SIZE, VSID_SHIFT
+
+TAP_MTU: Final = UNDERLAY_MTU  # a TAP is a plain Ethernet link
+TAP_MAC_PREFIX: Final = b"\x02\x4e\x47"  # locally administered, "NG": a gateway's TAP side
+# What ``mss_clamp: auto`` clamps to: the path through the gateway is as narrow as its
+# tenant side (1458: 42 bytes of NVGRE on a 1500 underlay; a TAP takes 1500), less
+# the IPv4 and TCP headers without options (RFC 9293 sec. 3.7.1): 1418.
+_TCP_IPV4_HEADERS: Final = 40
+AUTO_MSS: Final = min(PORT_MTU, TAP_MTU) - _TCP_IPV4_HEADERS
+# Destinations remembered per routing domain before the cache is emptied and refilled:
+# a gateway sees far fewer; a scan of a whole TAP subnet costs a refill.
+MAX_ROUTES: Final = 1 << 16
+
+
+def tap_mac(name: str) -> bytes:
+    """The gateway's MAC on the TAP named ``name`` (module docstring)."""
+    suffix = zlib.crc32(name.encode()) & 0xFFFFFF
+    return TAP_MAC_PREFIX + suffix.to_bytes(ETH_ADDR_SIZE - len(TAP_MAC_PREFIX), "big")
+
+
+class GatewayDomain:
+    """A routing domain this gateway serves."""
+
+    __slots__ = ("counters", "name", "pa", "rdid", "routes")
+
+    def __init__(self, rdid: str, name: str | None, counters: DomainCounters, pa: bytes | None):
+        self.rdid = rdid
+        self.name = name or rdid  # for people: its name, else its RDID
+        self.counters = counters
+        # The PA this gateway encapsulates from in this domain: the PA of its first
+        # ``gateway`` record of the domain, from which the hosts accept routed frames.
+        self.pa = pa
+        self.routes: dict[bytes, Action] = {}  # destination -> where it goes (the cache)
+
+    def __repr__(self) -> str:
+        return f"GatewayDomain({self.name!r})"
+
+
+class GatewayInterface:
+    """The gateway's interface in one VSID: the (VSID, MAC) of its ``gateway`` records
+    there. The receive side's verdict reads ``router_mac`` (a host-routed frame's
+    source); ``own_ip`` is the gateway's CA in the VSID, the source of the errors it
+    sends back toward it (None: it has only a wildcard record there)."""
+
+    __slots__ = ("domain", "mac", "own_ip", "rdid", "router_mac", "vsid")
+
+    def __init__(self, vsid: int, mac: bytes, domain: GatewayDomain, own_ip: bytes | None):
+        self.vsid = vsid
+        self.mac = mac
+        self.domain = domain
+        self.rdid = domain.rdid
+        self.router_mac = router_mac(vsid)
+        self.own_ip = own_ip
+
+    def __repr__(self) -> str:
+        return f"GatewayInterface(vsid={self.vsid}, {self.domain.name})"
+
+
+class GatewayTap:
+    """One of the gateway's TAPs (private cloud): ``name`` is its interface name (an
+    Output's ``NamedTap``); ``own_ip`` the gateway's address on it, which it answers
+    ARP for and sends its errors from. ``neighbors`` is the node's, for this TAP,
+    attached when the node adopts the tables: learned MACs outlive a policy swap."""
+
+    __slots__ = ("broadcast", "domain", "mac", "mtu", "name", "neighbors", "own_ip", "rdid")
+
+    def __init__(self, tap: Tap, domain: GatewayDomain) -> None:
+        self.name = tap.name
+        self.domain = domain
+        self.rdid = domain.rdid
+        self.own_ip = tap.address.ip.packed
+        self.broadcast = tap.address.network.broadcast_address.packed
+        self.mac = tap_mac(tap.name)
+        self.mtu = TAP_MTU
+        self.neighbors = Neighbors()
+
+    def __repr__(self) -> str:
+        return f"GatewayTap({self.name!r}, {self.domain.name})"
+
+
+class ToTap:
+    """Out of ``tap`` to the neighbour ``next_hop`` (an address resolved by ARP)."""
+
+    __slots__ = ("next_hop", "tap")
+
+    def __init__(self, tap: GatewayTap, next_hop: bytes) -> None:
+        self.tap, self.next_hop = tap, next_hop
+
+
+class ToVsid:
+    """Into ``vsid`` toward ``record``: NVGRE from the domain's PA to the record's, the
+    inner frame from the VSID's router MAC to the record's MAC (decisions.md, "The
+    gateway forwards as the RDID's router")."""
+
+    __slots__ = ("dst_pa", "key", "mac", "record", "router_mac", "src_pa", "vsid")
+
+    def __init__(self, record: CompiledRecord, src_pa: bytes) -> None:
+        self.record = record
+        self.vsid = record.vsid
+        self.key = record.vsid << VSID_SHIFT  # the GRE key but its FlowID
+        self.mac = record.mac_bytes
+        self.router_mac = router_mac(record.vsid)
+        self.src_pa, self.dst_pa = src_pa, record.pa_bytes
+
+
+class _Own:
+    """The destination is one of the gateway's own addresses (a CA, a TAP address)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "the gateway itself"
+
+
+OWN: Final = _Own()
+Action = ToTap | ToVsid | _Own | Drop
+
+
+def _mss(setting: str | int | None) -> int:
+    """The MSS routed TCP SYNs are clamped to; 0: not clamped."""
+    if setting == "off":
+        return 0
+    if setting is None or setting == "auto":
+        return AUTO_MSS
+    return int(setting)
+
+
+class GatewayTables:
+    """One gateway node's compiled view of one snapshot. Immutable once built, but for
+    its caches (``flows``, each domain's ``routes``), derived from this snapshot alone."""
+
+    __slots__ = (
+        "domains",
+        "flows",
+        "gateway_by_rdid_pa",
+        "local_pas",
+        "lpm",
+        "mss",
+        "node",
+        "port_by_key",
+        "port_macs",
+        "rdid_by_vsid",
+        "record_by_ca",
+        "record_by_mac",
+        "record_by_rdid_ca",
+        "snapshot",
+        "table",
+        "tap_by_name",
+        "taps",
+    )
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        node_name: str,
+        counters: Counters,
+        tracer: LookupTracer | None = None,
+    ) -> None:
+        policy = snapshot.policy
+        node = policy.node(node_name)
+        self.snapshot = snapshot
+        self.node = node
+        self.table = compile_gateway(snapshot, node_name)
+        self.flows: dict[tuple, object] = {}  # the receive side's verdict cache
+        self.rdid_by_vsid = dict(snapshot.rdid_by_vsid)
+        self.local_pas = frozenset(pa.pa.packed for pa in node.provider_addresses)
+        self.record_by_mac, self.record_by_rdid_ca, self.gateway_by_rdid_pa = sender_tables(
+            snapshot
+        )
+        self.mss = _mss(node.mss_clamp)
+        served = self.table.served
+        own = [
+            r
+            for r in snapshot.records
+            if r.type is RecordType.GATEWAY and r.pa_bytes in self.local_pas and r.rdid in served
+        ]
+        self.domains = {
+            rdid: GatewayDomain(
+                rdid,
+                policy.routing_domain(rdid).name,
+                counters.domain(rdid),
+                next((r.pa_bytes for r in own if r.rdid == rdid), None),
+            )
+            for rdid in served
+        }
+        # The gateway's interfaces, by (VSID, MAC), under the name the receive side's
+        # verdict reads for a node's local destinations (``provider_side._verdict``).
+        cas: dict[int, bytes] = {}  # the gateway's first IPv4 CA in each VSID
+        for r in own:
+            if len(r.ca_bytes) == IPV4_ADDR_SIZE and not r.wildcard:
+                cas.setdefault(r.vsid, r.ca_bytes)
+        self.port_by_key = {
+            (r.vsid, r.mac_bytes): GatewayInterface(
+                r.vsid, r.mac_bytes, self.domains[r.rdid], cas.get(r.vsid)
+            )
+            for r in own
+        }
+        self.port_macs = frozenset(mac for _, mac in self.port_by_key)
+        self.taps = tuple(
+            GatewayTap(tap, self.domains[rdid])
+            for rdid, domain in served.items()
+            for tap in domain.taps
+        )
+        self.tap_by_name = {tap.name: tap for tap in self.taps}
+        self.record_by_ca: Mapping[tuple[int, bytes], CompiledRecord] = snapshot.record_by_ca
+        self.lpm: Mapping[tuple[str, bytes], GatewayHop] = _Routes(self.table)
+        if tracer is not None:  # last: building the tables above is not traced
+            self.record_by_mac = tracer.table("record by (VSID, MAC)", self.record_by_mac)  # type: ignore[assignment]
+            self.record_by_rdid_ca = tracer.table("record by (RDID, CA)", self.record_by_rdid_ca)  # type: ignore[assignment]
+            self.gateway_by_rdid_pa = tracer.table(  # type: ignore[assignment]
+                "gateway record by (RDID, PA)", self.gateway_by_rdid_pa
+            )
+            self.port_by_key = tracer.table(  # type: ignore[assignment]
+                "gateway interface by (VSID, MAC)", self.port_by_key
+            )
+            self.record_by_ca = tracer.table("record by (VSID, CA)", self.record_by_ca)
+            self.lpm = tracer.table("gateway route", self.lpm)
+
+    def route(self, domain: GatewayDomain, dst: bytes) -> Action:
+        """Where a packet to ``dst`` in ``domain`` goes (a cache miss: the cache is
+        filled here). The per-packet code reads ``domain.routes`` first."""
+        routes = domain.routes
+        if len(routes) >= MAX_ROUTES:
+            routes.clear()  # bounded against scans; refills by itself
+        action = routes[dst] = self._resolve(domain, dst)
+        return action
+
+    def _resolve(self, domain: GatewayDomain, dst: bytes) -> Action:
+        hop = self.lpm.get((domain.rdid, dst))
+        if hop is None:
+            return Drop.NO_ROUTE
+        if hop.tap is not None:
+            tap = self.tap_by_name[hop.tap]
+            next_hop = hop.next_hop_bytes or dst
+            if next_hop == tap.own_ip:
+                return OWN
+            if next_hop == tap.broadcast:
+                return Drop.BROADCAST  # a directed broadcast: never forwarded (RFC 2644)
+            return ToTap(tap, next_hop)
+        assert hop.vsid is not None  # a customer route
+        record = hop.record if hop.next_hop_bytes else self.record_by_ca.get((hop.vsid, dst))
+        if record is None:
+            return Drop.NO_RECORD
+        if record.pa_bytes in self.local_pas:
+            return OWN  # a record on this node's PA is its own
+        pas = (record.pa_bytes, domain.pa or b"")
+        if any(len(pa) != IPV4_ADDR_SIZE for pa in pas):
+            # NVGRE over IPv4 only (the node plan refuses IPv6 PAs; trace builds any).
+            return Drop.PROVIDER_UNREACHABLE
+        return ToVsid(record, domain.pa)
+
+    def __repr__(self) -> str:
+        return f"GatewayTables({self.node.name!r}, revision={self.snapshot.revision})"
+
+
+class _Routes(Mapping[tuple[str, bytes], GatewayHop]):
+    """The route table as a mapping (routing domain, destination) -> hop, so that a
+    trace can wrap it like any other table. Only ``get`` is used."""
+
+    __slots__ = ("_table",)
+
+    def __init__(self, table: GatewayTable) -> None:
+        self._table = table
+
+    def get(self, key: tuple[str, bytes], default: Any = None) -> Any:
+        found = self._table.route(*key)
+        return default if found is None else found
+
+    def __getitem__(self, key: tuple[str, bytes]) -> GatewayHop:
+        found = self._table.route(*key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        return iter(())  # the table answers by prefix: no key is listed
+
+    def __len__(self) -> int:
+        return 0

@@ -1,0 +1,94 @@
+"""The gateway's corp side: a frame from one of its TAPs (``gateway_node.py`` has the
+overview).
+
+The TAP is an Ethernet link between the gateway and a corp network's kernel: the
+gateway holds an address on it (``GatewayTap.own_ip``, 172.16.0.1 in the lab) and a
+MAC (``tap_mac``), answers ARP for that address, and resolves its neighbours there
+itself (``neighbors.py``: only answers to its own requests are believed, as on the
+provider link). IPv4 sent to its MAC is routed in the TAP's routing domain
+(``gateway_routing.route_ipv4``); anything else sent to another unicast MAC is not
+for it (``foreign_mac``), and broadcast or multicast IPv4 is not routed.
+"""
+
+from __future__ import annotations
+
+from gateway.dataplane._frame import ETH_DST
+from gateway.dataplane.gateway_node import GatewayNode
+from gateway.dataplane.gateway_routing import route_ipv4
+from gateway.dataplane.gateway_tables import GatewayTap
+from gateway.errors import BadPacket, Drop
+from gateway.wire import (
+    ARP_OP_REPLY,
+    ARP_OP_REQUEST,
+    ETH_GROUP_BIT,
+    ETH_HEADER,
+    ETH_HEADER_SIZE,
+    ETHERTYPE_ARP,
+    ETHERTYPE_IPV4,
+    ZERO_MAC,
+    build_arp_reply,
+    parse_arp,
+)
+
+
+def gateway_from_tap(node: GatewayNode, tap: GatewayTap, frame: memoryview) -> None:
+    """A frame the corp side sent into ``tap``: answered, routed, or a counted drop."""
+    drops = node.counters.drops
+    if len(frame) < ETH_HEADER_SIZE:
+        drops[Drop.INNER_TRUNCATED] += 1
+        return
+    dst_mac, src_mac, ethertype = ETH_HEADER.unpack_from(frame)
+    if dst_mac != tap.mac:
+        if not dst_mac[0] & ETH_GROUP_BIT:
+            drops[Drop.FOREIGN_MAC] += 1  # another station's: never the gateway's business
+            return
+        if ethertype == ETHERTYPE_IPV4:
+            drops[Drop.BROADCAST] += 1  # not routed (RFC 1812 sec. 5.3.5)
+            return
+    if ethertype == ETHERTYPE_IPV4:
+        route_ipv4(node, tap, frame)
+    elif ethertype == ETHERTYPE_ARP:
+        _arp_from_tap(node, tap, frame, src_mac)
+    else:
+        drops[Drop.UNSUPPORTED] += 1
+
+
+def _arp_from_tap(node: GatewayNode, tap: GatewayTap, frame: memoryview, src_mac: bytes) -> None:
+    """A request for the gateway's address on the TAP is answered; a reply that answers
+    one of its own requests is learned, and the frames that waited for it leave. The
+    sender must be the frame's source, a unicast, non-zero MAC: whoever claims an
+    address here decides where a tenant's packets go."""
+    counters = node.counters
+    drops = counters.drops
+    try:
+        arp = parse_arp(frame, ETH_HEADER_SIZE)
+    except BadPacket as bad:
+        drops[bad.reason] += 1
+        return
+    sender_mac = arp.sender_mac
+    if sender_mac != src_mac or sender_mac[0] & ETH_GROUP_BIT or sender_mac == ZERO_MAC:
+        drops[Drop.ARP_REFUSED] += 1
+        return
+    if arp.opcode == ARP_OP_REQUEST:
+        counters.arp_requests += 1
+        if arp.target_ip != tap.own_ip:
+            drops[Drop.ARP_UNANSWERED] += 1  # another host's address, or gratuitous
+            return
+        node.out.to_tap(tap, build_arp_reply(arp, tap.mac))
+        counters.arp_replies += 1
+        return
+    if arp.opcode != ARP_OP_REPLY:
+        drops[Drop.ARP_UNANSWERED] += 1
+        return
+    neighbors = tap.neighbors
+    waiting = neighbors.learn(arp.sender_ip, sender_mac, node.now)
+    if waiting is None:
+        drops[Drop.ARP_REFUSED] += 1
+        neighbors.doubt(arp.sender_ip, sender_mac)
+        return
+    crossed = tap.domain.counters
+    for parked in waiting:
+        parked[ETH_DST] = sender_mac
+        node.out.to_tap(tap, parked)
+        crossed.out_packets += 1
+        crossed.out_bytes += len(parked)

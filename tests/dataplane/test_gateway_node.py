@@ -1,0 +1,179 @@
+"""The gateway's state and handlers called directly, as the io layer calls them: what
+the tables hold (interfaces, TAPs and their MACs, the domains' PAs, the MSS), that a
+swap keeps the neighbours and drops the caches, and that the receive side's fast
+path decides as ``parse_nvgre`` does (style.md, testing habit 4)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.l2 import ARP, Ether
+from scapy.packet import raw
+
+from gateway.dataplane import (
+    Counters,
+    GatewayNode,
+    GatewayTables,
+    GatewayTap,
+    gateway_from_provider,
+    gateway_from_tap,
+    router_mac,
+    tap_mac,
+)
+from gateway.wire import build_ipv4
+
+from ._gateway_lab import BLUE, GW_MAC, GW_PA, RED, gateway_snapshot
+from ._policies import NOW
+from .test_host import MAC, PA1
+
+
+class Collect:
+    """An Output that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.taps: list[tuple[str, bytes]] = []
+        self.nvgre: list[tuple[bytes, bytes, bytes, bytes]] = []
+
+    def to_tap(self, tap: GatewayTap, frame: bytes | memoryview) -> None:
+        self.taps.append((tap.name, bytes(frame)))
+
+    def to_provider(self, src: bytes, dst: bytes, gre: bytes, frame: memoryview) -> None:
+        self.nvgre.append((bytes(src), bytes(dst), bytes(gre), bytes(frame)))
+
+    def to_provider_link(self, frame: bytes | memoryview) -> None:
+        raise AssertionError("a gateway is never on the provider link")
+
+
+def gateway(snapshot=None) -> GatewayNode:  # type: ignore[no-untyped-def]
+    node = GatewayNode(snapshot or gateway_snapshot(), "gw", Collect())
+    node.now = NOW
+    return node
+
+
+def test_the_tables_hold_the_gateways_interfaces_taps_and_domains() -> None:
+    tables = gateway().tables
+    blue = tables.port_by_key[(5010, bytes.fromhex(GW_MAC["blue"].replace(":", "")))]
+    assert (blue.vsid, blue.rdid, blue.own_ip) == (5010, BLUE, bytes([10, 10, 10, 254]))
+    assert blue.router_mac == router_mac(5010)
+    assert [tap.name for tap in tables.taps] == ["gw-blue", "gw-red"]
+    tap = tables.tap_by_name["gw-red"]
+    assert type(tap) is GatewayTap and tap.rdid == RED
+    assert tap.own_ip == bytes([172, 16, 0, 1]) and tap.broadcast == bytes([172, 16, 0, 255])
+    crc = zlib.crc32(b"gw-red") & 0xFFFFFF
+    assert tap.mac == tap_mac("gw-red") == b"\x02\x4e\x47" + crc.to_bytes(3, "big")
+    assert tap_mac("gw-blue") != tap_mac("gw-red")
+    assert {rdid: domain.pa for rdid, domain in tables.domains.items()} == {
+        BLUE: GW_PA,
+        RED: GW_PA,
+    }
+    assert tables.mss == 1418
+
+
+def test_a_swap_keeps_each_taps_neighbours_and_empties_the_caches() -> None:
+    node = gateway()
+    before = node.tables
+    neighbours = before.tap_by_name["gw-blue"].neighbors
+    before.domains[BLUE].routes[b"\x01\x02\x03\x04"] = object()  # type: ignore[assignment]
+    after = node.swap(gateway_snapshot())
+    assert after is not before and after.tap_by_name["gw-blue"].neighbors is neighbours
+    assert after.domains[BLUE].routes == {} and after.flows == {}
+    assert node.neighbors == {
+        "gw-blue": neighbours,
+        "gw-red": after.tap_by_name["gw-red"].neighbors,
+    }
+
+    def without_red_tap(document: dict) -> None:
+        del document["nodes"]["gw"]["routing_domains"]["red"]["taps"][0]
+        document["nodes"]["gw"]["routing_domains"]["red"]["routes"] = []
+
+    node.swap(gateway_snapshot(without_red_tap))
+    assert list(node.neighbors) == ["gw-blue"], "a TAP the policy dropped loses its table"
+
+
+def test_counters_live_outside_the_tables() -> None:
+    counters = Counters()
+    tables = GatewayTables(gateway_snapshot(), "gw", counters)
+    node = GatewayNode(tables.snapshot, "gw", Collect(), counters, tables)
+    assert node.tables is tables and counters.domain(BLUE) is tables.domains[BLUE].counters
+
+
+def test_the_corp_side_is_answered_by_the_handler_itself() -> None:
+    node = gateway()
+    tap = node.tables.tap_by_name["gw-blue"]
+    asks = raw(
+        Ether(src="02:c0:00:00:00:02", dst="ff:ff:ff:ff:ff:ff")
+        / ARP(op=1, hwsrc="02:c0:00:00:00:02", psrc="172.16.0.2", pdst="172.16.0.1")
+    )
+    gateway_from_tap(node, tap, memoryview(bytearray(asks)))
+    [(name, frame)] = node.out.taps  # type: ignore[attr-defined]
+    assert name == "gw-blue" and Ether(frame)[ARP].hwsrc == tap.mac.hex(":")
+
+
+PAS = [PA1, bytes([198, 18, 0, 2]), GW_PA, bytes([198, 18, 0, 99])]
+MACS = [MAC["blue1"], MAC["red1"], GW_MAC["blue"], GW_MAC["red"], "ff:ff:ff:ff:ff:ff"]
+MACS.append(router_mac(5010).hex(":"))
+CAS = ["10.10.10.11", "10.10.10.12", "172.16.0.2", "10.10.10.254", "224.0.0.1"]
+NOP_OPTION = b"\x01\x01\x01\x00"
+
+
+def decided(node: GatewayNode, data: bytes) -> tuple:
+    """What one datagram came to: the drops it counted, what it sent."""
+    node.out = Collect()
+    before = list(node.counters.drops)
+    node.tables.flows.clear()
+    gateway_from_provider(node, memoryview(bytearray(data)))
+    drops = tuple(n - b for n, b in zip(node.counters.drops, before, strict=True))
+    return drops, node.out.taps, node.out.nvgre  # type: ignore[attr-defined]
+
+
+NODE = gateway()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    src_pa=st.sampled_from(PAS),
+    dst_pa=st.sampled_from(PAS),
+    vsid=st.sampled_from([5010, 5011, 4095, 7777]),
+    flags=st.sampled_from([0x2000, 0x2000, 0x2000, 0xA000, 0x3000, 0x2001]),
+    dst=st.sampled_from(MACS),
+    src=st.sampled_from(MACS),
+    src_ip=st.sampled_from(CAS),
+    dst_ip=st.sampled_from(CAS),
+    ttl=st.sampled_from([64, 1]),
+    arp=st.booleans(),
+    cut=st.integers(0, 12),
+)
+def test_the_fast_path_decides_as_parse_nvgre_does(
+    src_pa, dst_pa, vsid, flags, dst, src, src_ip, dst_ip, ttl, arp, cut
+) -> None:
+    gre = struct.pack("!HHI", flags, 0x6558, vsid << 8 | 7)
+    if arp:
+        inner = raw(Ether(dst=dst, src=src) / ARP(op=1, hwsrc=src, psrc=src_ip, pdst=dst_ip))
+    else:
+        inner = raw(Ether(dst=dst, src=src) / IP(src=src_ip, dst=dst_ip, ttl=ttl) / ICMP())
+    inner = inner[: len(inner) - cut] if cut else inner
+    payload = gre + inner
+    plain = build_ipv4(src_pa, dst_pa, 47, len(payload)) + payload
+    optioned = build_ipv4(src_pa, dst_pa, 47, len(payload), options=NOP_OPTION) + payload
+    assert decided(NODE, plain) == decided(NODE, optioned)
+
+
+def test_a_genuine_datagram_is_routed_by_both_paths() -> None:
+    gre = struct.pack("!HHI", 0x2000, 0x6558, 5010 << 8 | 7)
+    inner = raw(
+        Ether(dst=GW_MAC["blue"], src=MAC["blue1"])
+        / IP(src="10.10.10.11", dst="10.10.10.254")
+        / ICMP(id=5)
+    )
+    payload = gre + inner
+    for options in (b"", NOP_OPTION):
+        drops, taps, nvgre = decided(
+            NODE, build_ipv4(PA1, GW_PA, 47, len(payload), options=options) + payload
+        )
+        assert not any(drops) and not taps
+        [(src, dst, _, frame)] = nvgre
+        assert (src, dst) == (GW_PA, PA1) and Ether(frame)[ICMP].type == 0
