@@ -15,10 +15,11 @@ Each input (a mutated seed of one entry point, or random bytes) goes:
    NVGRE inputs get their outer checksum made right after mutation, as the kernel or
    the receive ring's filter lets only those through to the fast path.)
 
-IP-Rewrite's neighbour table is state the verdict rightly depends on, so before
-each feed it is rebuilt to one of a few states drawn per input (empty, learned,
-learned long ago, asked and waiting, asked too long ago): every feed of one input
-meets the same table.
+IP-Rewrite's neighbour table, and a gateway's per TAP, is state the verdict rightly
+depends on, so before each feed it is rebuilt to one of a few states drawn per input
+(empty, learned, learned long ago, asked and waiting, asked too long ago): every
+feed of one input meets the same table. A gateway's per-domain route caches are
+emptied for the cold data plane too.
 
 A chunk starts from fresh data planes and a generator seeded by (campaign seed,
 policy, node, chunk number), so ``replay`` re-runs it exactly up to any input.
@@ -32,7 +33,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from gateway.dataplane import HostNode
+from gateway.dataplane import GatewayNode, HostNode
 from gateway.policy import NodeRole, Rule
 from gateway.wire import checksum_ok, internet_checksum
 
@@ -48,6 +49,7 @@ from .frames import (
     seeds_for,
     tokens_for,
 )
+from .gateway_frames import CORP_MAC, TAP, gateway_seeds_for, neighbour_addresses
 from .mutate import mutate
 from .oracle import CountingNeighbors, NodeView, Outcome, Recorder, check_outcome, run, silence
 from .policies import Target
@@ -92,25 +94,40 @@ class Bench:
         self.target = target
         policy = target.snapshot.policy
         node = policy.node(target.node)
-        if node.role is not NodeRole.HOST:  # each role joins here with its entry points
-            raise NotImplementedError(f"no fuzz entry points for role {node.role}")
+        self.gateway = node.role is NodeRole.GATEWAY
         self.node_index = [n.name for n in policy.nodes].index(target.node)
         probe = self.dataplane()
         self.view = NodeView.of(probe)
+        self._neighbors: dict[tuple[str, int], CountingNeighbors] = {}
+        if isinstance(probe, GatewayNode):
+            tables = probe.tables
+            self.seeds = gateway_seeds_for(target.snapshot, tables)
+            self.entries = [entry for entry in (PROVIDER, TAP) if self.seeds[entry]]
+            macs = {mac for _, mac in tables.port_by_key} | {tap.mac for tap in tables.taps}
+            own = {tap.own_ip for tap in tables.taps}
+            self.tokens = tokens_for(target.snapshot, tables.local_pas | own, macs | {CORP_MAC})
+            self.rewrite = True  # neighbour states, per TAP
+            self.waiting = {
+                tap.name: [
+                    (address, CORP_MAC, ipv4_frame(bytes(6), tap.mac, tap.own_ip, address, 1))
+                    for address in addresses
+                ]
+                for tap in tables.taps
+                for addresses in [neighbour_addresses(tables)[tap.name]]
+            }
+            return
         self.seeds = seeds_for(target.snapshot, probe.tables, self.node_index)
         self.entries = [entry for entry in ENTRIES if self.seeds[entry]]
-        self.tokens = tokens_for(target.snapshot, probe.tables)
+        macs = {p.mac for p in probe.tables.ports[:64]}
+        self.tokens = tokens_for(target.snapshot, probe.tables.local_pas, macs)
         self.rewrite = any(r.rule is Rule.IP_REWRITE for r in target.snapshot.records)
-        self.neighbor_pas = self._neighbor_pas(probe)
-        self._neighbors: dict[int, CountingNeighbors] = {}
+        self.waiting = {"": self._neighbor_pas(probe)}
 
-    def dataplane(self) -> HostNode:
-        return HostNode(
-            self.target.snapshot,
-            self.target.node,
-            Recorder(),
-            provider_mac=provider_mac(self.node_index),
-        )
+    def dataplane(self) -> HostNode | GatewayNode:
+        snapshot, name = self.target.snapshot, self.target.node
+        if self.gateway:
+            return GatewayNode(snapshot, name, Recorder())
+        return HostNode(snapshot, name, Recorder(), provider_mac=provider_mac(self.node_index))
 
     def _neighbor_pas(self, probe: HostNode) -> list[tuple[bytes, bytes, bytes]]:
         """(remote PA, its MAC, a frame that waits for it) for a few IP-Rewrite PAs."""
@@ -124,18 +141,27 @@ class Bench:
                 found.append((pa, macs.get(pa, bytes(6)), frame))
         return found[:_NEIGHBOR_PAS]
 
-    def neighbors(self, state: int) -> CountingNeighbors:
+    def attach(self, plane: HostNode | GatewayNode, state: int) -> None:
+        """Give ``plane`` its neighbour tables in ``state`` (one per TAP on a gateway)."""
+        if isinstance(plane, GatewayNode):
+            for tap in plane.tables.taps:
+                tap.neighbors = plane.neighbors[tap.name] = self.neighbors(state, tap.name)
+        else:
+            plane.neighbors = self.neighbors(state)
+
+    def neighbors(self, state: int, tap: str = "") -> CountingNeighbors:
         """A neighbour table in state ``state``: the last one built, if nothing used it
         since, else a new one."""
-        table = self._neighbors.get(state)
+        table = self._neighbors.get((tap, state))
         if table is None or table.touched:
-            table = self._neighbors[state] = self._new_neighbors(state)
+            table = self._neighbors[tap, state] = self._new_neighbors(state, self.waiting[tap])
         return table
 
-    def _new_neighbors(self, state: int) -> CountingNeighbors:
-        """A neighbour table in one of five states for every PA of ``neighbor_pas``."""
+    @staticmethod
+    def _new_neighbors(state: int, waiting: list[tuple[bytes, bytes, bytes]]) -> CountingNeighbors:
+        """A neighbour table in one of five states for every address of ``waiting``."""
         table = CountingNeighbors()
-        for pa, mac, frame in self.neighbor_pas:
+        for pa, mac, frame in waiting:
             if state == 1:  # learned a moment ago
                 table.resolve(pa, NOW - 1.0)
                 table.learn(pa, mac, NOW - 0.9)
@@ -148,8 +174,25 @@ class Bench:
             elif state == 4:  # asked too long ago for an answer to count
                 table.resolve(pa, NOW - 10.0)
         table.parked = 0
+        table.learned = 0
         table.touched = False
         return table
+
+    def source(self, plane: HostNode | GatewayNode, entry: str, index: int) -> object:
+        """The port (``from_port``) or TAP (``from_tap``) an input enters by, if any."""
+        if entry == PORT:
+            return plane.tables.ports[index]  # type: ignore[union-attr]
+        if entry == TAP:
+            return plane.tables.taps[index]  # type: ignore[union-attr]
+        return None
+
+
+def _cold(plane: HostNode | GatewayNode) -> None:
+    """Empty every cache of ``plane``'s tables (the flow cache; a gateway's routes)."""
+    plane.tables.flows.clear()
+    if isinstance(plane, GatewayNode):
+        for domain in plane.tables.domains.values():
+            domain.routes.clear()
 
 
 class Planes:
@@ -171,27 +214,29 @@ class Planes:
             parsers.check_datagram(data, found)
         else:
             parsers.check_frame(data, found)
-        port = warm.tables.ports[port_index] if entry == PORT else None
-        cold_port = cold.tables.ports[port_index] if entry == PORT else None
+        port = bench.source(warm, entry, port_index)
+        cold_port = bench.source(cold, entry, port_index)
         if bench.rewrite:
-            warm.neighbors = bench.neighbors(state)
+            bench.attach(warm, state)
         first = run(warm, entry, port, data, NOW)
         found += check_outcome(entry, port, data, first, bench.view)
         if bench.rewrite:
-            warm.neighbors = bench.neighbors(state)
+            bench.attach(warm, state)
         again = run(warm, entry, port, data, NOW)
         if first.raised is None and again != first:
             found.append(("twice", f"{entry}: fed twice, {first.label()} then {again.label()}"))
-        cold.tables.flows.clear()
+        _cold(cold)
         if bench.rewrite:
-            cold.neighbors = bench.neighbors(state)
+            bench.attach(cold, state)
         fresh = run(cold, entry, cold_port, data, NOW)
         if first.raised is None and fresh != first:
             found.append(("cache", f"{entry}: warm cache {first.label()}, cold {fresh.label()}"))
         twin = _with_option(data) if entry == PROVIDER else None
         slow: Outcome | None = None
         if twin is not None:
-            cold.tables.flows.clear()
+            _cold(cold)
+            if bench.rewrite:
+                bench.attach(cold, state)
             slow = run(cold, entry, None, twin, NOW)
             if first.raised is None and (slow.drops, slow.events) != (first.drops, first.events):
                 found.append(
@@ -230,7 +275,7 @@ def run_chunk(
         if label == "nothing":
             label = f"silent:{silence(entry, data, bench.view)}"
         result.outcomes[f"{entry} {label}"] += 1
-        port = planes.warm.tables.ports[base.port] if entry == PORT else None
+        port = bench.source(planes.warm, entry, base.port)
         for kind, detail in found:
             _record(result, kind, detail, target, seed, chunk, index, entry, port, base, data)
         if show is not None and index == stop_at:

@@ -334,16 +334,19 @@ def seeds_for(snapshot: Snapshot, tables: HostTables, node_index: int) -> dict[s
     return {PORT: port_seeds, PROVIDER: builder.provider_seeds(), LINK: builder.link_seeds()}
 
 
-def tokens_for(snapshot: Snapshot, tables: HostTables) -> dict[int, tuple[bytes, ...]]:
+def tokens_for(
+    snapshot: Snapshot, local: frozenset[bytes] | set[bytes], local_macs: set[bytes]
+) -> dict[int, tuple[bytes, ...]]:
     """Values worth writing into a field of each size: the policy's own VSIDs, MACs and
-    addresses (valid elsewhere, so they pass the first checks), and the edges."""
+    addresses (valid elsewhere, so they pass the first checks), the node's own
+    addresses and MACs, and the edges."""
     records: tuple[CompiledRecord, ...] = snapshot.records
     vsids = sorted(snapshot.rdid_by_vsid)[:64]
-    macs = {r.mac_bytes for r in records[:256]} | {p.mac for p in tables.ports[:64]}
+    macs = {r.mac_bytes for r in records[:256]} | local_macs
     macs |= {router_mac(v) for v in vsids[:16]} | {BROADCAST_MAC, ZERO_MAC, provider_mac(0)}
     macs.add(bytes.fromhex("01005e000001"))
     v4 = {r.ca_bytes for r in records[:256]} | {r.pa_bytes for r in records[:256]}
-    v4 |= set(tables.local_pas) | {bytes(4), b"\xff" * 4, bytes([224, 0, 0, 1]), OFF_SUBNET}
+    v4 |= set(local) | {bytes(4), b"\xff" * 4, bytes([224, 0, 0, 1]), OFF_SUBNET}
     v6 = {a for a in v4 if len(a) == 16} | {
         bytes(16),
         SPARE_V6,

@@ -6,7 +6,9 @@ An input may end in exactly one of these ways:
 - valid outputs (each frame handed to the Output parses back with gateway/wire, and
   goes where the policy allows: see ``check_outputs``), with or without that one drop
   (fragmentation-needed goes back *and* ``too_big`` is counted);
-- parked: an IP-Rewrite frame waits in the neighbour table for its PA's MAC;
+- parked: an IP-Rewrite frame (or a gateway's, for a TAP neighbour) waits in a
+  neighbour table for the MAC it needs;
+- learned: an ARP reply answered one of the node's own requests (nothing waited);
 - nothing at all, only in the cases listed in ``SILENT`` with their reason.
 
 Everything else is a finding: an exception, two drops for one input, an invalid or
@@ -23,11 +25,15 @@ from typing import Any, Final
 
 from gateway.dataplane import (
     Counters,
+    GatewayNode,
+    GatewayTables,
     HostNode,
     HostPort,
     from_port,
     from_provider,
     from_provider_link,
+    gateway_from_provider,
+    gateway_from_tap,
     router_mac,
 )
 from gateway.dataplane.neighbors import Neighbors
@@ -56,6 +62,8 @@ from gateway.wire import (
 )
 
 from .frames import LINK, PORT, PROVIDER
+from .gateway_frames import TAP
+from .gateway_oracle import check_gateway_event
 
 # Inputs after which nothing is sent and nothing counted, and why that is right.
 # Only the provider link has any: it is a shared segment, and what is not addressed
@@ -92,15 +100,16 @@ class Recorder:
 
 
 class CountingNeighbors(Neighbors):
-    """The real neighbour table, counting the frames it agreed to park, and noting
-    whether anything used it since ``touched`` was last cleared (so that an untouched
-    table can serve the next feed instead of being rebuilt)."""
+    """The real neighbour table, counting the frames it agreed to park and the answers
+    it learned, and noting whether anything used it since ``touched`` was last cleared
+    (so that an untouched table can serve the next feed instead of being rebuilt)."""
 
-    __slots__ = ("parked", "touched")
+    __slots__ = ("learned", "parked", "touched")
 
     def __init__(self) -> None:
         super().__init__()
         self.parked = 0
+        self.learned = 0
         self.touched = False
 
     def resolve(self, pa: bytes, now: float) -> tuple[bytes | None, bool]:
@@ -115,7 +124,9 @@ class CountingNeighbors(Neighbors):
 
     def learn(self, pa: bytes, mac: bytes, now: float) -> list[bytes] | None:
         self.touched = True
-        return super().learn(pa, mac, now)
+        waiting = super().learn(pa, mac, now)
+        self.learned += waiting is not None
+        return waiting
 
     def doubt(self, pa: bytes, mac: bytes) -> None:
         self.touched = True
@@ -132,6 +143,7 @@ class Outcome:
     parked: int
     counters: tuple[int, ...]
     raised: str | None = None  # "ValueError: ... at vm_side.py:215 in _too_big"
+    learned: int = 0  # ARP answers to the node's own requests
 
     def label(self) -> str:
         """A word for the statistics: the drop reason, else what came out."""
@@ -141,7 +153,9 @@ class Outcome:
             return "drop:" + _NAMES[self.drops[0][0]]
         if self.events:
             return "out:" + "+".join(sorted({event[0] for event in self.events}))
-        return "parked" if self.parked else "nothing"
+        if self.parked:
+            return "parked"
+        return "learned" if self.learned else "nothing"
 
 
 def _others(counters: Counters) -> tuple[int, ...]:
@@ -156,6 +170,9 @@ def _others(counters: Counters) -> tuple[int, ...]:
         c.arp_requests,
         c.arp_replies,
         c.icmp_errors_sent,
+        c.arp_requests_sent,
+        c.echo_replies,
+        c.fragmented,
     )
 
 
@@ -170,23 +187,42 @@ def where(error: BaseException) -> str:
     return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
 
 
-def run(dataplane: HostNode, entry: str, port: HostPort | None, data: bytes, now: float) -> Outcome:
-    """Give ``data`` (copied: the data plane writes into frames) to one entry point."""
+def _tables_of(dataplane: HostNode | GatewayNode) -> list[CountingNeighbors]:
+    """The node's neighbour tables the fuzzer counts with (a gateway has one per TAP)."""
+    found = (
+        dataplane.neighbors.values()
+        if isinstance(dataplane, GatewayNode)
+        else [dataplane.neighbors]
+    )
+    return [table for table in found if isinstance(table, CountingNeighbors)]
+
+
+def run(
+    dataplane: HostNode | GatewayNode, entry: str, port: Any, data: bytes, now: float
+) -> Outcome:
+    """Give ``data`` (copied: the data plane writes into frames) to one entry point;
+    ``port`` is the VM's port (``from_port``) or the gateway's TAP (``from_tap``)."""
     counters = dataplane.counters
     drops_before = list(counters.drops)
     others_before = _others(counters)
-    neighbors = dataplane.neighbors
-    parked_before = neighbors.parked if isinstance(neighbors, CountingNeighbors) else 0
+    tables = _tables_of(dataplane)
+    parked_before = sum(table.parked for table in tables)
+    learned_before = sum(table.learned for table in tables)
     out = dataplane.out = Recorder()
     dataplane.now = now
     view = memoryview(bytearray(data))
     try:
         if entry == PORT:
             from_port(dataplane, port, view)  # type: ignore[arg-type]
+        elif entry == TAP:
+            gateway_from_tap(dataplane, port, view)  # type: ignore[arg-type]
         elif entry == PROVIDER:
-            from_provider(dataplane, view)
+            if isinstance(dataplane, GatewayNode):
+                gateway_from_provider(dataplane, view)
+            else:
+                from_provider(dataplane, view)
         else:
-            from_provider_link(dataplane, view)
+            from_provider_link(dataplane, view)  # type: ignore[arg-type]
     except Exception as error:  # the finding itself: anything a frame can raise
         raised = f"{type(error).__name__}: {str(error)[:120]} at {where(error)}"
         return Outcome((), tuple(out.events), 0, (), raised)
@@ -199,8 +235,9 @@ def run(dataplane: HostNode, entry: str, port: HostPort | None, data: bytes, now
         )
     )
     others = tuple(a - b for a, b in zip(_others(counters), others_before, strict=True))
-    parked = (neighbors.parked - parked_before) if isinstance(neighbors, CountingNeighbors) else 0
-    return Outcome(delta, tuple(out.events), parked, others)
+    parked = sum(table.parked for table in tables) - parked_before
+    learned = sum(table.learned for table in tables) - learned_before
+    return Outcome(delta, tuple(out.events), parked, others, None, learned)
 
 
 @dataclass(frozen=True)
@@ -214,9 +251,23 @@ class NodeView:
     rewrite_local: frozenset[bytes]  # this node's IP-Rewrite PAs
     rewrite_remote: frozenset[bytes]  # every other node's IP-Rewrite PAs
     provider_mac: bytes
+    gateway: GatewayTables | None = None  # a gateway node's tables
 
     @classmethod
-    def of(cls, dataplane: HostNode) -> NodeView:
+    def of(cls, dataplane: HostNode | GatewayNode) -> NodeView:
+        if isinstance(dataplane, GatewayNode):
+            tables = dataplane.tables
+            snapshot = tables.snapshot
+            return cls(
+                snapshot,
+                {},
+                tables.local_pas,
+                frozenset(r.pa_bytes for r in snapshot.records),
+                frozenset(),
+                frozenset(),
+                b"",
+                tables,
+            )
         tables = dataplane.tables
         snapshot = tables.snapshot
         rewrite = {r.pa_bytes for r in snapshot.records if r.rule is Rule.IP_REWRITE}
@@ -256,7 +307,7 @@ def silence(entry: str, data: bytes, view: NodeView) -> str | None:
 
 
 def check_outcome(
-    entry: str, source: HostPort | None, data: bytes, outcome: Outcome, view: NodeView
+    entry: str, source: Any, data: bytes, outcome: Outcome, view: NodeView
 ) -> list[tuple[str, str]]:
     """(kind, what is wrong) for each rule ``outcome`` breaks; [] when it is allowed."""
     if outcome.raised is not None:
@@ -266,11 +317,14 @@ def check_outcome(
     if total > 1:
         reasons = "+".join(_NAMES[i] for i, _ in outcome.drops)
         found.append(("drop_count", f"{entry}: one input counted {total} drops ({reasons})"))
-    quiet = total == 0 and not outcome.events and not outcome.parked
+    quiet = total == 0 and not outcome.events and not outcome.parked and not outcome.learned
     if quiet and silence(entry, data, view) is None:
         found.append(("silent", f"{entry}: nothing sent, nothing counted"))
     for event in outcome.events:
-        problem = _check_event(entry, source, data, event, view)
+        if view.gateway is not None:
+            problem = check_gateway_event(entry, source, data, event, view)  # type: ignore[arg-type]
+        else:
+            problem = _check_event(entry, source, data, event, view)
         if problem is not None:
             found.append(problem)
     return found

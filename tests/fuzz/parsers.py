@@ -3,9 +3,10 @@
 A parser may raise ``BadPacket`` and nothing else (gateway/wire/__init__.py), and what
 it accepts must be consistent with the bytes: lengths inside the buffer, a view of
 the right size. The in-place helpers the data plane runs on parsed packets
-(``decrement_ttl``, the address and port rewrites) must keep a valid checksum valid
-(RFC 1624); a port rewrite may also refuse with ``ValueError`` (the caller's mistake:
-ICMP has no ports).
+(``decrement_ttl``, the address and port rewrites, ``clamp_mss``) must keep a valid
+checksum valid (RFC 1624); a port rewrite may also refuse with ``ValueError`` (the
+caller's mistake: ICMP has no ports). ``fragment_ipv4`` must give fragments that fit,
+each with a valid header checksum.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from gateway.wire import (
     VSID_MIN,
     build_icmp_unreachable,
     checksum_ok,
+    clamp_mss,
     decrement_ttl,
     flow_id_of_frame,
+    fragment_ipv4,
     l4_checksum_ok_v4,
     parse_arp,
     parse_ethernet,
@@ -145,6 +148,12 @@ def _check_helpers(packet: bytearray, header: Any, found: Found) -> None:
     if decremented and header_ok and not checksum_ok(copy[:l4]):
         found.append(("parser", "decrement_ttl: broke a valid header checksum"))
     l4_before = _l4_ok(packet, header)
+    copy = bytearray(packet)
+    if _call(found, "clamp_mss", clamp_mss, copy, 536) and l4_before and not _l4_ok(copy, header):
+        found.append(("parser", "clamp_mss: broke a valid TCP checksum"))
+    for piece in _call(found, "fragment_ipv4", fragment_ipv4, packet, 576) or ():
+        if len(piece) > 576 or not checksum_ok(piece[: (piece[0] & 0x0F) * 4]):
+            found.append(("parser", "fragment_ipv4: a fragment too big or its checksum wrong"))
     for name, rewrite in (
         ("rewrite_ipv4_src", rewrite_ipv4_src),
         ("rewrite_ipv4_dst", rewrite_ipv4_dst),

@@ -1,4 +1,4 @@
-"""The policies the fuzzer runs on: every shipped config, and three it generates.
+"""The policies the fuzzer runs on: every shipped config, and those it generates.
 
 Each is a whole deployment that ``load_policy`` accepts (so ``nvgw check``, ``nvgw
 trace`` and ``nvgw replay`` build a data plane per node over it); whether a daemon
@@ -16,6 +16,12 @@ ports today) is recorded, not required: trace and replay never ask.
 - ``mixed-rule``: encap and nat (IP-Rewrite) records side by side in one VSID, routed
   between VSIDs, ``gateway``-type records on both rules (one nat gateway on an IPv6
   PA), an ``l2only`` record, a default route to a gateway CA, a node with no port.
+- ``private-cloud``: a gateway node serving two tenants that overlap (10.10.10.0/24 each,
+  and the same TAP address), on two PAs: Blue with two TAPs, a route via a neighbour
+  on one, a default route into the corp side, a second VSID reached through the
+  gateway, a VSID it has only a wildcard record in (no CA to answer errors from), a
+  customer route via a VM that routes; Red on the other PA with an on-link /16; a
+  fixed MSS clamp; a third tenant the gateway does not serve.
 - ``maximal``: many routing domains, VSIDs (from VSID_MIN to VSID_MAX), records, routes
   and ports per node, and the validator's edges (metrics 0 and 65535, /0 and /32
   routes, 15-byte interface names, two prefixes per subnet).
@@ -274,6 +280,104 @@ def toward_gateway() -> dict[str, Any]:
     }
 
 
+def private_cloud() -> dict[str, Any]:
+    """Two overlapping tenants through one gateway node (module docstring)."""
+    green = "{11111111-2222-3333-4444-000000005020}"
+    blue_gw, red_gw = "02-00-00-00-50-10", "02-00-00-00-50-11"
+    gw = _node(["198.18.0.10", "198.18.0.11"], [])
+    del gw["ports"]
+    gw |= {
+        "role": "gateway",
+        "mss_clamp": 1400,
+        "routing_domains": {
+            "blue": {
+                "taps": [
+                    {"name": "gw-blue", "address": "172.16.0.1/24"},
+                    {"name": "gw-blue2", "address": "172.17.0.1/28"},
+                ],
+                "routes": [
+                    {"destination": "172.16.0.0/24", "next_hop": "tap:gw-blue"},
+                    {"destination": "172.16.50.0/24", "next_hop": "172.16.0.2"},
+                    {"destination": "172.17.0.0/28", "next_hop": "tap:gw-blue2"},
+                    {"destination": "0.0.0.0/0", "next_hop": "172.17.0.3"},
+                ],
+            },
+            RED: {
+                "taps": [{"name": "gw-red", "address": "172.16.0.1/24"}],
+                "routes": [{"destination": "172.16.0.0/16", "next_hop": "tap:gw-red"}],
+            },
+        },
+    }
+    return {
+        "routing_domains": [
+            {
+                "rdid": BLUE,
+                "name": "blue",
+                "virtual_subnets": [
+                    _subnet(5010, ["10.10.10.0/24", "fd00:10::/64"], "10.10.10.1"),
+                    _subnet(5012, ["10.10.20.0/24"], "10.10.20.1"),
+                    _subnet(5014, ["10.10.40.0/24"]),
+                ],
+            },
+            {
+                "rdid": RED,
+                "name": "red",
+                "virtual_subnets": [_subnet(5011, ["10.10.10.0/24"], "10.10.10.1")],
+            },
+            {
+                "rdid": green,
+                "name": "green",
+                "virtual_subnets": [_subnet(5020, ["10.20.0.0/24"], "10.20.0.1")],
+            },
+        ],
+        "lookup_records": [
+            record(5010, "10.10.10.11", "00-00-00-00-00-11", "198.18.0.1", vm="blue1"),
+            record(5010, "10.10.10.12", "00-00-00-00-00-12", "198.18.0.2", vm="blue2"),
+            record(5010, "10.10.10.254", blue_gw, "198.18.0.10", type="gateway"),
+            record(5010, "0.0.0.0", blue_gw, "198.18.0.10", type="gateway"),
+            record(5010, "::", blue_gw, "198.18.0.10", type="gateway"),
+            record(5012, "10.10.20.13", "00-00-00-00-00-13", "198.18.0.2", vm="blue3"),
+            record(5012, "10.10.20.254", blue_gw, "198.18.0.10", type="gateway"),
+            record(5014, "10.10.40.14", "00-00-00-00-00-14", "198.18.0.1", vm="blue4"),
+            record(5014, "0.0.0.0", blue_gw, "198.18.0.10", type="gateway"),
+            record(5011, "10.10.10.11", "00-00-00-00-00-21", "198.18.0.1", vm="red1"),
+            record(5011, "10.10.10.12", "00-00-00-00-00-22", "198.18.0.2", vm="red2"),
+            record(5011, "10.10.10.254", red_gw, "198.18.0.11", type="gateway"),
+            record(5020, "10.20.0.11", "00-00-00-00-00-31", "198.18.0.1", vm="green1"),
+        ],
+        "customer_routes": [
+            route(BLUE, 5010, "10.10.10.0/24", "0.0.0.0"),
+            route(BLUE, 5012, "10.10.20.0/24", "0.0.0.0"),
+            route(BLUE, 5014, "10.10.40.0/24", "0.0.0.0"),
+            route(BLUE, 5010, "0.0.0.0/0", "10.10.10.254"),
+            route(BLUE, 5010, "192.168.50.0/24", "10.10.10.12"),  # blue2 routes it
+            route(RED, 5011, "10.10.10.0/24", "0.0.0.0"),
+            route(RED, 5011, "0.0.0.0/0", "10.10.10.254"),
+            route(green, 5020, "10.20.0.0/24", "0.0.0.0"),
+        ],
+        "nodes": {
+            "host1": _node(
+                ["198.18.0.1"],
+                [
+                    port("blue1", 5010, "00-00-00-00-00-11"),
+                    port("blue4", 5014, "00-00-00-00-00-14"),
+                    port("red1", 5011, "00-00-00-00-00-21"),
+                    port("green1", 5020, "00-00-00-00-00-31"),
+                ],
+            ),
+            "host2": _node(
+                ["198.18.0.2"],
+                [
+                    port("blue2", 5010, "00-00-00-00-00-12"),
+                    port("blue3", 5012, "00-00-00-00-00-13"),
+                    port("red2", 5011, "00-00-00-00-00-22"),
+                ],
+            ),
+            "gw": gw,
+        },
+    }
+
+
 # The maximal policy's shape: routing domains x VSIDs each x VMs per VSID, on NODES hosts.
 MAXIMAL_DOMAINS = 24
 MAXIMAL_SUBNETS = 5
@@ -339,6 +443,7 @@ GENERATED = {
     "dual-stack": dual_stack,
     "mixed-rule": mixed_rule,
     "toward-gateway": toward_gateway,
+    "private-cloud": private_cloud,
     "maximal": maximal,
 }
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.dataplane import HostPort, provider_side, vm_side
+from gateway.dataplane import GatewayTables, HostPort, provider_side, vm_side
 from gateway.errors import Drop
 
 from .__main__ import main
@@ -84,6 +84,13 @@ def test_the_slice_reaches_every_verdict_of_the_shipped_configs() -> None:
         assert reached in labels
     reasons = {label.split("drop:")[1] for label in labels if "drop:" in label}
     assert len(reasons) >= 25, sorted(reasons)
+
+
+def test_the_slice_reaches_every_way_through_a_gateway() -> None:
+    """Both entry points of a gateway route to a TAP, into a VSID and wait for ARP."""
+    labels = set(_slice("private-cloud/gw").outcomes)
+    for reached in ["out:port", "out:provider", "parked", "drop:ttl_expired", "drop:too_big"]:
+        assert {f"from_provider {reached}", f"from_tap {reached}"} <= labels, reached
 
 
 # ----------------------------------------------------------- the oracle, proven
@@ -192,3 +199,16 @@ def test_the_command_runs_a_campaign_on_two_workers(tmp_path: Path) -> None:
     assert status == 0 and not result["findings"]
     lines = findings.read_text().splitlines()
     assert len(lines) == sum(len(f["examples"]) for f in result["findings"].values())
+
+
+def test_a_gateway_routing_across_domains_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gateway that routes every packet by its first routing domain's table: Red's
+    packets leave by Blue's TAPs and into Blue's VSIDs."""
+    resolve = GatewayTables._resolve
+
+    def first_domain(self, domain, dst):  # type: ignore[no-untyped-def]
+        return resolve(self, next(iter(self.domains.values())), dst)
+
+    monkeypatch.setattr(GatewayTables, "_resolve", first_domain)
+    result = run_chunk(Bench(_target("private-cloud/gw")), "planted", 0, 3000)
+    assert "isolation" in _kinds(result)
