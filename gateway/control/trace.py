@@ -2,11 +2,21 @@
 
 Like ovn-trace, but for HNV policy, and with no model of its own: the packet goes
 through the deployment's ``Fabric`` (``gateway.dataplane.fabric``), where each node
-it reaches runs the real ``HostNode`` over the policy (built when the packet first
-reaches it: building every node's would cost the policy's size once per node, 29 s
-for 40,000 records on 800 nodes). A VM's ARP request and then its packet go through
-``from_port``, the fabric carries whatever crosses the provider network, and each
-hop is read off the fabric's steps (outputs, drops). To say *why*, the fabric builds
+it reaches runs its real data plane over the policy (a ``HostNode`` or a
+``GatewayNode``, built when the packet first reaches it: building every node's would
+cost the policy's size once per node, 29 s for 40,000 records on 800 nodes). A VM's
+ARP request and then its packet go through ``from_port``, the fabric carries
+whatever crosses the provider network, and each hop is read off the fabric's steps
+(outputs, drops).
+
+The source may also be a gateway's TAP (``--from gw-blue``): the packet is then sent
+by the corp side of that TAP, from the first address of the TAP's subnet that is not
+the gateway's own (172.16.0.2 in the lab) and a stand-in MAC, toward the gateway's
+address on the TAP (its next hop, as the corp network routes to the tenant through
+it). Where a gateway asks out of a TAP for a neighbour's MAC, the trace answers as
+that neighbour would (the stand-in MAC), so the packet's way out of the TAP shows; a
+packet that leaves by a TAP ends the trace there ("delivered to TAP gw-blue (routing
+domain blue)"). To say *why*, the fabric builds
 the tables with a lookup tracer: the lookups the data plane made (which lookup
 record, which customer route) are listed as they happened, at no cost to the daemon,
 whose tables are built without one.
@@ -16,12 +26,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-from gateway.dataplane import MAX_HOPS, Fabric, HostPort, Step, router_mac
+from gateway.dataplane import MAX_HOPS, Fabric, GatewayTap, HostPort, Step, router_mac
 from gateway.errors import BadPacket
-from gateway.policy import Policy, compile_policy
+from gateway.policy import GatewayHop, Policy, compile_policy
 from gateway.wire import (
+    ARP_OP_REPLY,
     ARP_OP_REQUEST,
     ETH_ADDR_SIZE,
     ETH_HEADER_SIZE,
@@ -30,6 +41,7 @@ from gateway.wire import (
     IPPROTO_ICMP,
     IPPROTO_TCP,
     IPPROTO_UDP,
+    build_arp,
     build_ethernet,
     build_icmp_echo,
     build_ipv4,
@@ -45,6 +57,9 @@ from gateway.wire import (
 PROTOCOLS = {"icmp": IPPROTO_ICMP, "udp": IPPROTO_UDP, "tcp": IPPROTO_TCP}
 PORTS = range(0, 65536)  # UDP and TCP ports: 16 bits
 _NOW = 0.0  # one packet's trace: the clock never moves
+# The corp side of a gateway's TAP, as the trace plays it (a locally administered MAC
+# no daemon uses): the sender of a trace from a TAP, and every neighbour there.
+CORP_MAC: Final = bytes.fromhex("02c0ffee0002")
 
 
 class TraceError(ValueError):
@@ -86,7 +101,8 @@ def trace(
 ) -> Trace:
     """Trace a packet from ``vm`` to the CA ``destination``, as the VM would send it:
     an ARP request for the next hop first (the destination, or its subnet's gateway),
-    then the IPv4 packet to the MAC that ARP returned."""
+    then the IPv4 packet to the MAC that ARP returned. ``vm`` may also name a
+    gateway's TAP: the packet is then its corp side's (module docstring)."""
     if protocol not in PROTOCOLS:
         raise TraceError(f"protocol {protocol!r}: one of {', '.join(PROTOCOLS)}")
     for name, port in (("source port", src_port), ("destination port", dst_port)):
@@ -102,28 +118,44 @@ def trace(
         node = fabric.locate(vm)
     except KeyError:
         known = sorted(port.name for node in policy.nodes for port in node.ports)
-        raise TraceError(f"no VM port named {vm!r} (ports: {', '.join(known)})") from None
-    port = fabric.tap(node, vm)
-    subnet = policy.virtual_subnet(port.vsid)
-    prefix = subnet.prefix_for(4)
-    src = port.ca
-    hop = dst.packed
-    if prefix is None or dst not in prefix:
-        if subnet.gateway is None:
-            result.add(node, "drop", f"{vm}'s subnet has no gateway: {dst} is off-link")
-            result.dropped = "no_gateway"
-            return result
-        hop = subnet.gateway.packed
-    result.add(node, "arp", f"{vm} asks who has {_ip(hop)}")
-    answer, asked = fabric.resolve(node, vm, hop, _NOW)
+        taps = sorted(
+            tap.name
+            for node in policy.nodes
+            for served in (node.routing_domains or {}).values()
+            for tap in served.taps
+        )
+        what, listed = "VM port", ", ".join(known)
+        if taps:
+            what, listed = "VM port or gateway TAP", f"{listed}; gateway TAPs: {', '.join(taps)}"
+        raise TraceError(f"no {what} named {vm!r} (ports: {listed})") from None
+    source = fabric.tap(node, vm)
+    if isinstance(source, GatewayTap):
+        network = _tap_network(policy, node, source)
+        own = ipaddress.IPv4Address(source.own_ip)
+        src = next(a for a in network.hosts() if a != own).packed  # the corp host
+        src_mac, who = CORP_MAC, f"{vm}'s corp side"
+        # Its next hop: the gateway's address, or the destination on its own subnet.
+        hop = dst.packed if dst in network else source.own_ip
+    else:
+        subnet = policy.virtual_subnet(source.vsid)
+        prefix = subnet.prefix_for(4)
+        src, src_mac, hop, who = source.ca, source.mac, dst.packed, vm
+        if prefix is None or dst not in prefix:
+            if subnet.gateway is None:
+                result.add(node, "drop", f"{vm}'s subnet has no gateway: {dst} is off-link")
+                result.dropped = "no_gateway"
+                return result
+            hop = subnet.gateway.packed
+    result.add(node, "arp", f"{who} asks who has {_ip(hop)}")
+    answer, asked = fabric.resolve(node, vm, hop, _NOW, (src_mac, src))
     _read(result, fabric, asked, deliveries=False)  # the answer is the next hop
     if answer is None:
         return result
+    router = isinstance(source, HostPort) and answer == router_mac(source.vsid)
     result.add(
         node,
         "arp",
-        f"{_ip(hop)} is at {mac_to_str(answer)}"
-        + (" (the subnet's router)" if answer == router_mac(port.vsid) else ""),
+        f"{_ip(hop)} is at {mac_to_str(answer)}" + (" (the subnet's router)" if router else ""),
     )
     number = PROTOCOLS[protocol]
     if number == IPPROTO_ICMP:
@@ -132,19 +164,44 @@ def trace(
         payload = build_udp_v4(src, dst.packed, src_port, dst_port, b"nvgw trace")
     else:
         payload = build_tcp_v4(src, dst.packed, src_port, dst_port)
-    frame = build_ethernet(answer, port.mac, ETHERTYPE_IPV4)
+    frame = build_ethernet(answer, src_mac, ETHERTYPE_IPV4)
     frame += build_ipv4(src, dst.packed, number, len(payload)) + payload
-    result.add(node, "send", f"{vm} {_ip(src)} -> {dst} {protocol}")
-    for step in [fabric.from_tap(node, vm, frame, _NOW), *fabric.carry(_NOW)]:
-        _read(result, fabric, step)
+    result.add(node, "send", f"{who} {_ip(src)} -> {dst} {protocol}")
+    steps = [fabric.from_tap(node, vm, frame, _NOW), *fabric.carry(_NOW)]
+    while steps:
+        step = steps.pop(0)
+        for tap, target in _read(result, fabric, step):
+            steps += _answer_for_neighbour(result, fabric, step.node, tap, target)
     if fabric.looped:
         result.add(node, "drop", f"still crossing the provider network after {MAX_HOPS} hops")
         result.dropped = "loop"
     return result
 
 
-def _read(result: Trace, fabric: Fabric, step: Step, deliveries: bool = True) -> None:
-    """One step's hops: the lookups it made, its drops, then what it sent on."""
+def _tap_network(policy: Policy, node: str, tap: GatewayTap) -> ipaddress.IPv4Network:
+    """The subnet of a gateway's TAP, as its node's config gives it."""
+    served = policy.node(node).routing_domains or {}
+    found = next(t for domain in served.values() for t in domain.taps if t.name == tap.name)
+    return found.address.network  # type: ignore[return-value]
+
+
+def _answer_for_neighbour(
+    result: Trace, fabric: Fabric, node: str, tap: GatewayTap, target: bytes
+) -> list[Step]:
+    """The gateway asked out of ``tap`` who has ``target``: the trace answers as that
+    neighbour would, and the packets that waited for it move on."""
+    result.add(node, "arp", f"{_ip(target)} is at {mac_to_str(CORP_MAC)} (on {tap.name})")
+    reply = build_ethernet(tap.mac, CORP_MAC, ETHERTYPE_ARP) + build_arp(
+        ARP_OP_REPLY, CORP_MAC, target, tap.mac, tap.own_ip
+    )
+    return [fabric.from_tap(node, tap.name, reply, _NOW), *fabric.carry(_NOW)]
+
+
+def _read(
+    result: Trace, fabric: Fabric, step: Step, deliveries: bool = True
+) -> list[tuple[GatewayTap, bytes]]:
+    """One step's hops: the lookups it made, its drops, then what it sent on. Returns
+    the ARP requests a gateway sent out of a TAP, (TAP, address asked for)."""
     node = step.node
     for table, key, found in step.lookups:
         result.add(node, "lookup", f"{table} {_show(key)} -> {_show(found)}")
@@ -152,8 +209,21 @@ def _read(result: Trace, fabric: Fabric, step: Step, deliveries: bool = True) ->
         result.add(node, "drop", reason.label)
         result.dropped = reason.label
     if not deliveries:
-        return
+        return []
+    asked: list[tuple[GatewayTap, bytes]] = []
     for tap, frame in step.taps:
+        if isinstance(tap, GatewayTap):
+            request = _arp_request(frame)
+            if request is not None:
+                result.add(node, "arp", f"who has {_ip(request)}, out of {tap.name}")
+                asked.append((tap, request))
+                continue
+            domain = tap.domain.name
+            result.add(
+                node, "deliver", f"to TAP {tap.name} (routing domain {domain}), {len(frame)} bytes"
+            )
+            result.delivered_to = f"TAP {tap.name} (routing domain {domain})"
+            continue
         result.add(node, "deliver", f"to {tap.name} (VSID {tap.vsid}), {len(frame)} bytes")
         result.delivered_to = tap.name
     for src, dst, datagram in step.nvgre:
@@ -167,6 +237,18 @@ def _read(result: Trace, fabric: Fabric, step: Step, deliveries: bool = True) ->
             result.add(node, "drop", f"no node owns PA {_ip(dst)}")
     for frame in step.link:
         result.add(node, "ip-rewrite", _on_link(frame))
+    return asked
+
+
+def _arp_request(frame: bytes) -> bytes | None:
+    """The address an ARP request asks for, if ``frame`` is one."""
+    try:
+        if parse_ethernet(frame).ethertype != ETHERTYPE_ARP:
+            return None
+        arp = parse_arp(frame, ETH_HEADER_SIZE)
+    except BadPacket:
+        return None
+    return arp.target_ip if arp.opcode == ARP_OP_REQUEST else None
 
 
 def _on_link(frame: bytes) -> str:
@@ -189,6 +271,11 @@ def _ip(packed: bytes) -> str:
 def _show(value: Any) -> str:
     if value is None:
         return "none"
+    if isinstance(value, GatewayHop):
+        via = "on-link" if value.next_hop_bytes is None else f"via {_ip(value.next_hop_bytes)}"
+        if value.tap is not None:
+            return f"{value.destination} {via} out of {value.tap}"
+        return f"{value.destination} {via} in VSID {value.vsid} (metric {value.metric})"
     record = getattr(value, "record", None)
     if record is not None and hasattr(value, "pa_bytes"):
         return f"{record.vm or 'record'} (CA {record.ca}, PA {record.pa}, {value.rule.label})"
@@ -199,6 +286,8 @@ def _show(value: Any) -> str:
         )
     if isinstance(value, HostPort):
         return f"port {value.name}"
+    if hasattr(value, "router_mac") and hasattr(value, "domain"):  # a gateway's interface
+        return f"the gateway in VSID {value.vsid} ({value.domain.name})"
     if isinstance(value, tuple):
         return "(" + ", ".join(_show(v) for v in value) + ")"
     if isinstance(value, bytes):

@@ -1,11 +1,14 @@
 """``nvgw replay``: a capture through the data plane, offline.
 
 Each frame of the capture is given to the node it would reach, in the deployment's
-``Fabric`` (``gateway.dataplane.fabric``), where every node runs the real
-``HostNode`` over the config's policy, so the verdicts are the daemon's: NVGRE
-addressed to a node's PA reaches that node's provider side (as the fabric carries
-NVGRE), a plain IPv4 packet addressed to a node's PA (IP-Rewrite) its provider link,
-and a frame whose source MAC is a VM port's that port. What the data plane sends is
+``Fabric`` (``gateway.dataplane.fabric``), where every node runs its real data plane
+(a host's or a gateway's) over the config's policy, so the verdicts are the daemon's:
+NVGRE addressed to a node's PA reaches that node's provider side (as the fabric
+carries NVGRE: a gateway's PA, its gateway data plane), a plain IPv4 packet addressed
+to a node's PA (IP-Rewrite) its provider link, a frame whose source MAC is a VM
+port's that port, and a frame addressed to a gateway's MAC on one of its TAPs (what
+its corp side sends it) that TAP. (A broadcast on a TAP's corp side names no TAP:
+two tenants' TAPs may hold the same address.) What the data plane sends is
 written to the output capture (NVGRE with its outer IPv4 header, as the kernel would
 send it) rather than carried on: each input frame gets a one-line verdict of its own.
 scapy does the pcap I/O only (it stays out of the data plane, per the layout).
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from gateway.control import replace_file
-from gateway.dataplane import Fabric, Step
+from gateway.dataplane import Fabric, Step, tap_mac
 from gateway.policy import Policy, compile_policy
 from gateway.wire import (
     ETH_ADDR_SIZE,
@@ -42,6 +45,7 @@ _DST: Final = slice(
     ETH_HEADER_SIZE + IPV4_OFFSET_DST, ETH_HEADER_SIZE + IPV4_OFFSET_DST + IPV4_ADDR_SIZE
 )
 _SRC: Final = slice(ETH_OFFSET_SRC, ETH_OFFSET_SRC + ETH_ADDR_SIZE)
+_TO: Final = slice(0, ETH_ADDR_SIZE)  # the frame's destination MAC
 _WIRE_MAC: Final = bytes([2, 0, 0, 0, 0, 0])  # outer MACs of NVGRE written to the output
 _NOW: Final = 0.0  # a capture's frames are replayed at one instant
 IGNORED: Final = "ignored"
@@ -59,10 +63,16 @@ def replay(policy: Policy, frames: list[bytes]) -> tuple[list[Verdict], list[byt
     """Verdicts for each input frame, and the frames the data plane sent."""
     fabric = Fabric(compile_policy(policy))
     taps = {bytes(port.mac): (node.name, port.name) for node in policy.nodes for port in node.ports}
+    gateway_taps = {
+        tap_mac(tap.name): (node.name, tap.name)
+        for node in policy.nodes
+        for served in (node.routing_domains or {}).values()
+        for tap in served.taps
+    }
     verdicts: list[Verdict] = []
     written: list[bytes] = []
     for index, frame in enumerate(frames, 1):
-        step = _enter(fabric, taps, frame)
+        step = _enter(fabric, taps, gateway_taps, frame)
         # One hop per captured frame: what leaves is written out, not carried on.
         fabric.in_flight.clear()
         fabric.deliveries.clear()
@@ -79,8 +89,15 @@ def replay(policy: Policy, frames: list[bytes]) -> tuple[list[Verdict], list[byt
     return verdicts, written
 
 
-def _enter(fabric: Fabric, taps: dict[bytes, tuple[str, str]], frame: bytes) -> Step | None:
-    """The frame given to the node it reaches, if any: the data plane's step."""
+def _enter(
+    fabric: Fabric,
+    taps: dict[bytes, tuple[str, str]],
+    gateway_taps: dict[bytes, tuple[str, str]],
+    frame: bytes,
+) -> Step | None:
+    """The frame given to the node it reaches, if any: the data plane's step. ``taps``
+    are VM ports by their MAC (the frame's source), ``gateway_taps`` a gateway's TAPs
+    by its MAC there (the frame's destination)."""
     if len(frame) >= ETH_HEADER_SIZE + IPV4_HEADER_SIZE:
         _, _, ethertype = ETH_HEADER.unpack_from(frame)
         node = fabric.owner(frame[_DST]) if ethertype == ETHERTYPE_IPV4 else None
@@ -88,7 +105,8 @@ def _enter(fabric: Fabric, taps: dict[bytes, tuple[str, str]], frame: bytes) -> 
             if frame[_PROTOCOL] == IPPROTO_GRE:
                 return fabric.from_provider(node, frame[ETH_HEADER_SIZE:], _NOW)
             return fabric.from_link(node, frame, _NOW)
-    found = taps.get(frame[_SRC])  # the data plane counts a frame too short for the rest
+    # The data plane counts a frame too short for the rest.
+    found = taps.get(frame[_SRC]) or gateway_taps.get(frame[_TO])
     if found is None:
         return None
     node, tap = found

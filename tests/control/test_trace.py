@@ -12,9 +12,11 @@ from gateway.control import load_config
 from gateway.control.entries import policy_json
 from gateway.control.trace import TraceError, trace
 from gateway.dataplane import fabric as fabric_module
+from gateway.dataplane import tap_mac
 from gateway.policy import Policy, load_policy
 
 from ..dataplane._policies import toward_gateways
+from ._gateway_config import gateway_config, gateway_text
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -183,3 +185,81 @@ def test_only_the_nodes_the_packet_visits_are_built(monkeypatch, config: str) ->
     assert crowded.delivered_to == plain.delivered_to == "blue2"
     assert [(h.node, h.what) for h in crowded.hops] == [(h.node, h.what) for h in plain.hops]
     assert sorted(built) == ["host1", "host2"]
+
+
+def gateway_file(tmp_path: Path) -> Path:
+    """The gateway lab's config, each subnet with its gateway CA 10.10.10.1 (the hosts
+    answer it): a VM's way off its subnet."""
+    text = gateway_text().replace(
+        "prefixes: [10.10.10.0/24]", "prefixes: [10.10.10.0/24]\n        gateway: 10.10.10.1"
+    )
+    return gateway_config(tmp_path, text)
+
+
+def gateway_policy(tmp_path: Path) -> Policy:
+    return load_config(gateway_file(tmp_path))
+
+
+def test_a_trace_from_a_vm_ends_on_its_tenants_gateway_tap(tmp_path: Path) -> None:
+    """host1 routes blue1's packet to the gateway's PA; the gateway routes it out of
+    Blue's TAP, asking the corp side's MAC first (the trace answers as it would)."""
+    policy = gateway_policy(tmp_path)
+    result = trace(policy, "blue1", "172.16.0.2", "tcp", 40000, 443)
+    assert result.delivered_to == "TAP gw-blue (routing domain blue)" and result.dropped is None
+    [encapsulated] = hops(result, "encapsulate")
+    assert "VSID 5010" in encapsulated and "PA 198.18.0.1 -> 198.18.0.10" in encapsulated
+    at_gateway = [hop for hop in result.hops if hop.node == "gw"]
+    assert [hop.what for hop in at_gateway][-3:] == ["arp", "arp", "deliver"]
+    assert any(
+        d.startswith("gateway route ({11111111-2222-3333-4444-000000005010}, 172.16.0.2)")
+        and d.endswith("172.16.0.0/24 on-link out of gw-blue")
+        for d in hops(result, "lookup")
+    )
+    assert "who has 172.16.0.2, out of gw-blue" in hops(result, "arp")
+    assert hops(result, "deliver")[-1].startswith("to TAP gw-blue (routing domain blue), ")
+    red = trace(policy, "red1", "172.16.0.2")
+    assert red.delivered_to == "TAP gw-red (routing domain red)"
+    assert not [h for h in red.hops if "gw-blue" in h.detail or "5010" in h.detail]
+
+
+def test_a_trace_from_a_gateway_tap_reaches_its_tenants_vm(tmp_path: Path) -> None:
+    """``--from gw-red``: the corp side (172.16.0.2) asks for the gateway's address on
+    the TAP, sends to its MAC, and the gateway encapsulates into Red's VSID toward
+    red2's host; Red's 10.10.10.12 is never Blue's."""
+    policy = gateway_policy(tmp_path)
+    result = trace(policy, "gw-red", "10.10.10.12", "udp", 53, 40000)
+    assert result.delivered_to == "red2" and result.dropped is None
+    assert hops(result, "arp")[:2] == [
+        "gw-red's corp side asks who has 172.16.0.1",
+        f"172.16.0.1 is at {tap_mac('gw-red').hex('-')}",
+    ]
+    assert hops(result, "send") == ["gw-red's corp side 172.16.0.2 -> 10.10.10.12 udp"]
+    [encapsulated] = hops(result, "encapsulate")
+    assert "VSID 5011" in encapsulated and "PA 198.18.0.10 -> 198.18.0.2" in encapsulated
+    assert [hop.node for hop in result.hops if hop.what == "deliver"] == ["host2"]
+    blue = trace(policy, "gw-blue", "10.10.10.12")
+    assert blue.delivered_to == "blue2" and "VSID 5010" in hops(blue, "encapsulate")[0]
+
+
+def test_a_trace_from_a_tap_to_the_gateway_itself_or_its_own_subnet(tmp_path: Path) -> None:
+    policy = gateway_policy(tmp_path)
+    assert trace(policy, "gw-blue", "172.16.0.1", "udp").dropped == "to_gateway"
+    echo = trace(policy, "gw-blue", "172.16.0.1")  # ICMP echo: the answer comes back
+    assert echo.dropped is None and echo.delivered_to == "TAP gw-blue (routing domain blue)"
+    assert trace(policy, "gw-blue", "172.16.0.9").dropped == "arp_unanswered"
+    with pytest.raises(TraceError, match="gateway TAPs: gw-blue, gw-red"):
+        trace(policy, "gw-green", "10.10.10.11")
+
+
+def test_nvgw_trace_from_a_gateway_tap_prints_where_it_ends(tmp_path: Path) -> None:
+    config = str(gateway_file(tmp_path))
+    command = [sys.executable, "-m", "gateway", "trace", "-c", config, "--to"]
+    out = subprocess.run(
+        [*command, "172.16.0.2", "--from", "blue1"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert "delivered to TAP gw-blue (routing domain blue)" in out.stdout
+    back = subprocess.run(
+        [*command, "10.10.10.11", "--from", "gw-blue"], capture_output=True, text=True, timeout=60
+    )
+    assert back.returncode == 0 and "delivered to blue1" in back.stdout
