@@ -8,8 +8,7 @@ What the role cannot serve is refused here with a ``ConfigError`` naming each en
 as ``nvgw check`` would name it, never accepted and then ignored:
 
 * a node the file does not have;
-* a gateway node, until the gateway role's data plane is built (issue 11);
-* IPv6 PAs on the node, and ports with IPv6 CAs only: the host role forwards IPv4
+* IPv6 PAs on the node (either role), and ports with IPv6 CAs only: nvgw forwards IPv4
   only so far (decisions.md, "IPv6"). A dual-stack port (an IPv4 and an IPv6 CA on
   its MAC) is served: its IPv4 is forwarded, its IPv6 frames are dropped as
   ``unsupported``, and the plan lists it so that the daemon says so at start;
@@ -27,8 +26,7 @@ from dataclasses import dataclass
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.policy import NodeRole, Policy, Rule, Snapshot, compile_policy
 
-_IPV4_ONLY = "the host role forwards IPv4 only so far: this node cannot serve it"
-_GATEWAY_NOT_BUILT = "the gateway role's data plane is not built yet: node {} cannot run"
+_IPV4_ONLY = "nvgw forwards IPv4 only so far: this node cannot serve it"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +82,6 @@ def plan_node(policy: Policy, name: str, running: NodePlan | None = None) -> Nod
         for i, record, name in ipv6
         if (record.vsid, bytes(record.mac)) not in with_ipv4
     ]
-    if node.role is NodeRole.GATEWAY:
-        issues.append(ConfigIssue(f"nodes.{name}.role", "gateway", _GATEWAY_NOT_BUILT.format(name)))
     if issues:
         raise ConfigError(issues)
     rewrite = ip_rewrite_pas(policy)

@@ -44,6 +44,7 @@ class Clocked(Protocol):
 
 
 Node = TypeVar("Node", bound=Clocked)
+Found = TypeVar("Found")
 
 
 def discard(frame: memoryview) -> None:
@@ -59,6 +60,26 @@ def each_batch(handle: Callable[[Node, memoryview], None], node: Node) -> Callab
     def for_batch() -> Handler:
         node.now = anyio.current_time()
         return partial(handle, node)
+
+    return for_batch
+
+
+def each_batch_for(
+    handle: Callable[[Node, Found, memoryview], None],
+    node: Node,
+    find: Callable[[], Found | None],
+) -> Callable[[], Handler]:
+    """A reader's ``for_batch`` for an entry point that takes the node and what the fd
+    stands for (a host's port, a gateway's TAP): ``find`` looks it up again once per
+    batch, since a swap replaces it between batches. Gone (removed by a change, the
+    reader's task being cancelled), its last frames are discarded."""
+
+    def for_batch() -> Handler:
+        node.now = anyio.current_time()
+        found = find()
+        if found is None:
+            return discard
+        return partial(handle, node, found)
 
     return for_batch
 

@@ -2,9 +2,10 @@
 
 The daemon (``daemon.py``) knows no role: it reads the node's plan
 (``gateway.dataplane.plan_node``), looks its role up in ``ROLES``, and asks the
-class it finds for the rest. A role brings its own class beside the host's
-(``host.py``), built from the shared pieces (``readers.py``, ``ports.py``,
-``output.py``), never a subclass of another role's.
+class it finds for the rest. Each role brings its own class (the host's
+``host.py``, the gateway's ``gateway.py``), built from the shared pieces
+(``nvgre.py``, ``readers.py``, ``ports.py``, ``output.py``), never a subclass of
+another role's.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from anyio.abc import TaskGroup
 
 from gateway.dataplane import Counters, NodePlan
 from gateway.io.faults import PacketFaults
+from gateway.io.gateway import GatewayServing
 from gateway.io.host import HostServing
 from gateway.policy import NodeRole, Snapshot
 
@@ -57,4 +59,7 @@ class Serving(Protocol):
         """Close every fd: the TAPs and the provider sockets."""
 
 
-ROLES: Final[Mapping[NodeRole, type[Serving]]] = {NodeRole.HOST: HostServing}
+ROLES: Final[Mapping[NodeRole, type[Serving]]] = {
+    NodeRole.HOST: HostServing,
+    NodeRole.GATEWAY: GatewayServing,
+}

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from gateway.control import ApiError
 from gateway.errors import ConfigError
+from gateway.lab.corp_probe import PROTOCOLS, corp_connectivity
 from gateway.lab.plan import LabPlan
 from gateway.lab.probe import ROUTED, Cell, PingStream, connectivity
 from gateway.lab.topology import Lab, LabError
@@ -29,7 +30,7 @@ from gateway.lab.topology import Lab, LabError
 # project's configs/ that a wheel stores as files): found through the installed
 # package, so the lab runs from any install and any directory.
 CONFIGS = files(__package__) / "configs"
-SCENARIOS = ("single-host", "ip-rewrite", "two-hosts", "routing")
+SCENARIOS = ("single-host", "ip-rewrite", "two-hosts", "routing", "gateway")
 MAX_MIGRATION_LOSS_S = 1.0  # the issue's bound for a ping running across a migration
 
 lab_app = typer.Typer(help="The seed's labs in network namespaces.", no_args_is_help=True)
@@ -88,6 +89,9 @@ def up(
     others = [vm for vm in plan.vms if vm.vsid == first.vsid and vm is not first]
     if others:
         console.print(f"\nTry: ip netns exec {first.namespace} ping {others[0].address.ip}")
+    if plan.corps:
+        corp = plan.corps[0].address.ip
+        console.print(f"Try: ip netns exec {first.namespace} traceroute -n {corp}")
     console.print(f"Then: nvgw lab status --prefix {prefix};  nvgw lab down --prefix {prefix}")
 
 
@@ -118,7 +122,7 @@ def down(prefix: Prefix = "nvgw") -> None:
     else:
         console.print(
             f"removed {len(state.namespaces)} namespaces and "
-            f"{len(state.processes)} daemons of lab {prefix!r}"
+            f"{len(state.processes)} processes (daemons, servers) of lab {prefix!r}"
         )
 
 
@@ -193,6 +197,10 @@ def run_lab(
         _show_plan(plan)
         cells = connectivity(snapshot, plan)
         _show_matrix(plan, cells)
+        if plan.corps:
+            corp_cells = corp_connectivity(snapshot, plan)
+            _show_corp_matrix(plan, corp_cells)
+            cells += corp_cells
         ok = all(cell.as_expected for cell in cells)
         if migrate_vm:
             ok = _migrate_under_ping(lab, plan, migrate_vm) and ok
@@ -238,6 +246,13 @@ def _show_plan(plan: LabPlan) -> None:
             vm.name, vm.namespace, vm.node, str(vm.vsid), str(vm.address), str(vm.gateway or "")
         )
     console.print(table)
+    if not plan.corps:
+        return
+    table = Table("corp", "namespace", "gateway", "TAP", "address", "routes", title="corp networks")
+    for corp in plan.corps:
+        routes = ", ".join(f"{route} via {corp.via}" for route in corp.routes)
+        table.add_row(corp.name, corp.namespace, corp.node, corp.tap, str(corp.address), routes)
+    console.print(table)
 
 
 def _show_matrix(plan: LabPlan, cells: list[Cell]) -> None:
@@ -255,6 +270,21 @@ def _show_matrix(plan: LabPlan, cells: list[Cell]) -> None:
     console.print(
         "ok: reached it; ->X: X answered (X has that CA in the pinging VM's tenant); "
         "-: no answer; (!) not what the data plane does with that ping (nvgw trace)"
+    )
+
+
+def _show_corp_matrix(plan: LabPlan, cells: list[Cell]) -> None:
+    """Rows are VMs, columns the corp networks behind the gateway: whose server
+    answered the VM (every corp may use the same address; each server says its name)."""
+    addresses = ", ".join(sorted({str(corp.address.ip) for corp in plan.corps}))
+    title = f"who reaches which corp network ({'+'.join(PROTOCOLS)} to {addresses})"
+    table = Table("from \\ to", *(corp.name for corp in plan.corps), title=title)
+    by_pair = {(c.source, c.target): c for c in cells}
+    for vm in plan.vms:
+        table.add_row(vm.name, *(_mark(by_pair[vm.name, corp.name]) for corp in plan.corps))
+    console.print(table)
+    console.print(
+        "ok: that corp's server answered; -: it did not; (!) not what the data plane does"
     )
 
 

@@ -103,5 +103,9 @@ def move_link(from_ns: str, ifname: str, to_ns: str) -> None:
 
 
 def add_default_route(namespace: str, gateway: str) -> None:
+    add_route(namespace, "0.0.0.0/0", gateway)
+
+
+def add_route(namespace: str, destination: str, gateway: str) -> None:
     with _ns(namespace) as ns:
-        ns.route("add", dst="0.0.0.0/0", gateway=gateway)
+        ns.route("add", dst=destination, gateway=gateway)

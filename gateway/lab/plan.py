@@ -1,19 +1,24 @@
 """What a lab builds for a config: namespaces, links and VMs, derived from the policy.
 
 Pure: the plan is computed from the policy and a name prefix, and ``topology.py``
-carries it out. Every host node gets a namespace joined to the provider bridge by a
-veth whose host end carries the node's NVGRE PAs (IP-Rewrite PAs are the daemon's,
-never the kernel's). Every port becomes a VM: a namespace of its own into which the
-host's daemon's TAP is moved, addressed with the CA of the port's lookup record.
+carries it out. Every node, host or gateway, gets a namespace joined to the provider
+bridge by a veth whose node end carries the node's NVGRE PAs (IP-Rewrite PAs are the
+daemon's, never the kernel's). Every port becomes a VM: a namespace of its own into
+which the host's daemon's TAP is moved, addressed with the CA of the port's lookup
+record. Every TAP of a gateway becomes a corp network (``CorpPlan``): a namespace
+into which the gateway's daemon's TAP is moved, the first address of the TAP's
+subnet that is not the gateway's own, a route to each of its routing domain's
+virtual subnets via the gateway, and a server that answers with the domain's name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from gateway.netnames import IFNAME_MAX_BYTES, ifname_size
-from gateway.policy import Policy, Rule
+from gateway.policy import NodeRole, Policy, Rule
+from gateway.policy.model import domains_matching
 
 
 class LabError(RuntimeError):
@@ -41,18 +46,40 @@ class VmPlan:
 
 
 @dataclass(frozen=True)
+class CorpPlan:
+    """An on-premises network behind one of a gateway's TAPs (private cloud)."""
+
+    name: str  # its routing domain's name (its RDID when it has none): what its server says
+    namespace: str
+    node: str  # the gateway node whose daemon owns the TAP
+    tap: str  # the TAP, whose kernel end is moved into the namespace
+    rdid: str
+    address: IPv4Interface  # the corp side's address on the TAP, with its prefix length
+    via: IPv4Address  # the gateway's own address on the TAP
+    routes: tuple[IPv4Network, ...]  # the routing domain's virtual subnets, via the gateway
+
+
+@dataclass(frozen=True)
 class LabPlan:
     prefix: str
     provider_namespace: str
     bridge: str
     hosts: tuple[HostPlan, ...]
     vms: tuple[VmPlan, ...]
+    corps: tuple[CorpPlan, ...] = ()
 
     @property
     def namespaces(self) -> list[str]:
         """Every namespace the lab creates, provider network first."""
         hosts = [h.namespace for h in self.hosts]
-        return [self.provider_namespace, *hosts, *(v.namespace for v in self.vms)]
+        vms = [v.namespace for v in self.vms]
+        return [self.provider_namespace, *hosts, *vms, *(c.namespace for c in self.corps)]
+
+    def corp(self, name: str) -> CorpPlan:
+        for corp in self.corps:
+            if corp.name == name:
+                return corp
+        raise KeyError(name)
 
     def vm(self, name: str) -> VmPlan:
         for vm in self.vms:
@@ -100,9 +127,45 @@ def plan_lab(policy: Policy, prefix: str) -> LabPlan:
                     subnet.gateway if isinstance(subnet.gateway, IPv4Address) else None,
                 )
             )
-    plan = LabPlan(prefix, f"{prefix}-pnet", "br0", tuple(hosts), tuple(vms))
+    corps = tuple(_corps(policy, prefix))
+    plan = LabPlan(prefix, f"{prefix}-pnet", "br0", tuple(hosts), tuple(vms), corps)
     _check_unique(plan)
     return plan
+
+
+def _corps(policy: Policy, prefix: str) -> list[CorpPlan]:
+    """A corp network per IPv4 TAP of each gateway node, named after its routing
+    domain (``PREFIX-corp-NAME``, numbered when a domain has several TAPs)."""
+    corps = []
+    for node in policy.nodes:
+        if node.role is not NodeRole.GATEWAY:
+            continue
+        for key, served in (node.routing_domains or {}).items():
+            domain = domains_matching(key, policy.routing_domains)[0]  # valid: exactly one
+            name = domain.name or domain.rdid.strip("{}")
+            taps = [tap for tap in served.taps if tap.address.version == 4]
+            for index, tap in enumerate(taps):
+                own = tap.address.ip
+                corp = next(host for host in tap.address.network.hosts() if host != own)
+                routes = tuple(
+                    prefix_v4
+                    for subnet in domain.virtual_subnets
+                    if (prefix_v4 := subnet.prefix_for(4)) is not None
+                )
+                suffix = f"-{index + 1}" if len(taps) > 1 else ""
+                corps.append(
+                    CorpPlan(
+                        f"{name}{suffix}",
+                        f"{prefix}-corp-{name}{suffix}",
+                        node.name,
+                        tap.name,
+                        domain.rdid,
+                        IPv4Interface(f"{corp}/{tap.address.network.prefixlen}"),
+                        own,  # type: ignore[arg-type]
+                        routes,  # type: ignore[arg-type]
+                    )
+                )
+    return corps
 
 
 def _fit_ifname(prefix: str, suffix: str) -> str:
@@ -124,6 +187,8 @@ def _check_unique(plan: LabPlan) -> None:
         owners.setdefault(host.namespace, []).append(f"node {host.node}")
     for vm in plan.vms:
         owners.setdefault(vm.namespace, []).append(f"port {vm.name} of {vm.node}")
+    for corp in plan.corps:
+        owners.setdefault(corp.namespace, []).append(f"the corp network behind TAP {corp.tap}")
     clashes = [f"{name} ({' and '.join(who)})" for name, who in owners.items() if len(who) > 1]
     if clashes:
         raise LabError(

@@ -1,4 +1,5 @@
-"""Bring a lab up and down: namespaces, the provider bridge, host daemons, VMs.
+"""Bring a lab up and down: namespaces, the provider bridge, the nodes' daemons, VMs,
+and the corp networks behind a gateway's TAPs (each with its server).
 
 Every side effect is written into the lab's state file before it happens
 (``state.py``), so ``down`` can always undo exactly what ``up`` did, even after a
@@ -19,7 +20,7 @@ from typing import Final
 
 from gateway.control import ApiClient, load_config, replace_file
 from gateway.lab import netns
-from gateway.lab.plan import HostPlan, LabError, LabPlan, VmPlan, plan_lab
+from gateway.lab.plan import CorpPlan, HostPlan, LabError, LabPlan, VmPlan, plan_lab
 from gateway.lab.probe import scrape
 from gateway.lab.state import (
     STATE_DIR,
@@ -64,6 +65,9 @@ class Lab:
                 for vm in plan.vms:
                     if vm.node == host.node:
                         self.attach_vm(vm)
+                for corp in plan.corps:
+                    if corp.node == host.node:
+                        self._attach_corp(corp, state)
         except BaseException:
             self.down()
             raise
@@ -85,6 +89,8 @@ class Lab:
         netns.add_bridge(plan.provider_namespace, plan.bridge, [h.bridge_port for h in plan.hosts])
         for vm in plan.vms:
             _create(state, self.state_dir, vm.namespace, ipv6=False)
+        for corp in plan.corps:
+            _create(state, self.state_dir, corp.namespace, ipv6=False)
 
     def _start_daemon(self, host: HostPlan, state: LabState, backend: str) -> None:
         log_path = self.state_dir / f"lab-{self.prefix}-{host.node}.log"
@@ -144,6 +150,37 @@ class Lab:
         netns.add_address(vm.namespace, vm.name, str(vm.address.ip), vm.address.network.prefixlen)
         if vm.gateway is not None:
             netns.add_default_route(vm.namespace, str(vm.gateway))
+
+    def _attach_corp(self, corp: CorpPlan, state: LabState) -> None:
+        """Move the gateway's TAP (its kernel end) into the corp network, address it,
+        route the tenant's subnets via the gateway, and start the corp's server."""
+        node_ns = f"{self.prefix}-{corp.node}"
+        _wait_for_link(node_ns, corp.tap, TAP_APPEAR_TIMEOUT_S)
+        netns.move_link(node_ns, corp.tap, corp.namespace)
+        netns.add_address(
+            corp.namespace, corp.tap, str(corp.address.ip), corp.address.network.prefixlen
+        )
+        for route in corp.routes:
+            netns.add_route(corp.namespace, str(route), str(corp.via))
+        command = ["ip", "netns", "exec", corp.namespace, sys.executable, "-m"]
+        command += ["gateway.lab.corp_server", corp.name, str(corp.address.ip), corp.namespace]
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        ticks = process_start_ticks(process.pid) or 0
+        state.processes.append(RecordedProcess(process.pid, ticks, f"server of {corp.namespace}"))
+        state.save(self.state_dir)
+        assert process.stdout is not None
+        try:
+            line = _read_line(process.stdout.fileno(), DAEMON_READY_TIMEOUT_S)
+        finally:
+            process.stdout.close()
+        if line != "ready":
+            raise LabError(f"the server of {corp.namespace} did not start")
 
     # ---------------------------------------------------------------- a running lab
 

@@ -13,19 +13,21 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gateway.dataplane import Counters, HostTables, PortCounters
+from gateway.dataplane import Counters, DomainCounters, GatewayTables, HostTables, PortCounters
 from gateway.errors import Drop
 
 
 class DataplaneCollector(Collector):
-    """Metrics of one node's data plane; ``tables`` is called per scrape so that a
-    policy swap shows up at once (ports' VSID labels, the policy revision)."""
+    """Metrics of one node's data plane, whatever its role; ``tables`` is called per
+    scrape so that a policy swap shows up at once (ports' VSID labels, the routing
+    domains a gateway serves, the policy revision). A host has ports, a gateway
+    routing domains: each family is there for both, empty where the role has none."""
 
     def __init__(
         self,
         node: str,
         counters: Counters,
-        tables: Callable[[], HostTables],
+        tables: Callable[[], HostTables | GatewayTables],
         kernel_drops: Callable[[], int] = lambda: 0,
         reloads: Callable[[], dict[str, int]] = dict,
         changes: Callable[[], dict[str, int]] = dict,
@@ -53,19 +55,21 @@ class DataplaneCollector(Collector):
             (name, CounterMetricFamily(f"nvgw_port_{name}", help_text, labels=["port", "vsid"]))
             for name, help_text in PortCounters.TOTALS
         ]
-        for port in tables.ports:
+        ports = tables.ports if isinstance(tables, HostTables) else ()
+        for port in ports:
             values = [port.name, str(port.vsid)]
             for name, family in per_port:
                 family.add_metric(values, getattr(port.counters, name))
         for _, family in per_port:
             yield family
+        yield from _per_domain(tables)
         info = GaugeMetricFamily(
             "nvgw_policy_revision", "Revision of the policy in force", labels=["node"]
         )
         info.add_metric([self._node], tables.snapshot.revision)
         yield info
         yield GaugeMetricFamily(
-            "nvgw_ports", "VM network adapters this node serves", value=len(tables.ports)
+            "nvgw_ports", "VM network adapters this node serves", value=len(ports)
         )
         yield _by_result(
             "nvgw_policy_reloads",
@@ -83,6 +87,22 @@ class DataplaneCollector(Collector):
             "Provider frames the kernel dropped before nvgw could read them (receive ring full)",
             value=self._kernel_drops(),
         )
+
+
+def _per_domain(tables: HostTables | GatewayTables) -> Iterator[CounterMetricFamily]:
+    """What crossed a gateway per routing domain it serves, each way, labelled by RDID
+    and the domain's name (its RDID when it has none)."""
+    domains = tables.domains.values() if isinstance(tables, GatewayTables) else ()
+    per_domain = [
+        (name, CounterMetricFamily(f"nvgw_domain_{name}", text, labels=["rdid", "routing_domain"]))
+        for name, text in DomainCounters.TOTALS
+    ]
+    for domain in domains:
+        values = [domain.rdid, domain.name]
+        for name, family in per_domain:
+            family.add_metric(values, getattr(domain.counters, name))
+    for _, family in per_domain:
+        yield family
 
 
 def _by_result(name: str, help_text: str, counts: dict[str, int]) -> CounterMetricFamily:

@@ -46,6 +46,22 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def drops_rose(lab: Lab, node: str, before: dict, expected: dict[str, int]) -> dict[str, float]:
+    """How ``node``'s drop counters rose since ``before``, by the reasons ``expected``
+    names, once they rose that much (frames injected are counted when the daemon reads
+    them) or after 50 scrapes."""
+    for _ in range(50):
+        after = lab.metrics(node)
+        rose = {
+            reason: value(after, "nvgw_drops_total", reason=reason)
+            - value(before, "nvgw_drops_total", reason=reason)
+            for reason in expected
+        }
+        if rose == expected:
+            break
+    return rose
+
+
 def ping(lab: Lab, vm: str, address: str, count: int = 1) -> bool:
     namespace = f"{lab.prefix}-{vm}"
     command = [
@@ -89,18 +105,28 @@ def inject(lab: Lab, frames: list[bytes]) -> None:
 
 @contextmanager
 def provider_capture(lab: Lab, path: Path, capture_filter: str, count: int) -> Iterator[None]:
-    """tshark on the provider bridge while the body runs; it stops by itself after
-    ``count`` packets (the body must cause them), or is stopped when the body fails."""
+    """``capture`` on the provider bridge."""
+    with capture(f"{lab.prefix}-pnet", "br0", path, capture_filter, count):
+        yield
+
+
+@contextmanager
+def capture(
+    namespace: str, interface: str, path: Path, capture_filter: str, count: int
+) -> Iterator[None]:
+    """tshark on ``interface`` of ``namespace`` while the body runs; it stops by itself
+    after ``count`` packets (the body must cause them), or is stopped when the body
+    fails."""
     tshark = require_tool("tshark")
     process = subprocess.Popen(
         [
             "ip",
             "netns",
             "exec",
-            f"{lab.prefix}-pnet",
+            namespace,
             tshark,
             "-i",
-            "br0",
+            interface,
             "-f",
             capture_filter,
             "-w",

@@ -6,7 +6,7 @@ MAC, rules, subnets), not read back from the plan.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,8 @@ def policy_of(name: str) -> Policy:
 
 
 def test_every_seed_config_is_planned() -> None:
-    assert {"single-host.yaml", "two-hosts.yaml", "ip-rewrite.yaml", "routing.yaml"} <= set(SHIPPED)
+    seeds = {"single-host.yaml", "two-hosts.yaml", "ip-rewrite.yaml", "routing.yaml"}
+    assert seeds | {"gateway.yaml"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
@@ -41,7 +42,13 @@ def test_namespaces_are_prefixed_and_unique(config: str, prefix: str) -> None:
     assert len(set(plan.namespaces)) == len(plan.namespaces)
     nodes = [node.name for node in policy.nodes]
     ports = [port.name for node in policy.nodes for port in node.ports]
-    assert len(plan.namespaces) == 1 + len(nodes) + len(ports)
+    taps = [
+        tap
+        for node in policy.nodes
+        for d in (node.routing_domains or {}).values()
+        for tap in d.taps
+    ]
+    assert len(plan.namespaces) == 1 + len(nodes) + len(ports) + len(taps)
     assert [h.namespace for h in plan.hosts] == [f"{prefix}-{n}" for n in nodes]
 
 
@@ -53,6 +60,7 @@ def test_interface_names_fit_ifnamsiz(config: str, prefix: str) -> None:
     for host in plan.hosts:
         names += [host.interface, host.bridge_port]
     names += [vm.name for vm in plan.vms]
+    names += [corp.tap for corp in plan.corps]
     for name in names:
         assert ifname_problem(name) is None, name
         assert 1 <= len(name.encode()) <= IFNAME_MAX_BYTES, name
@@ -130,6 +138,22 @@ def test_routing_vms_get_their_subnets_gateway() -> None:
 def test_seed_configs_without_gateways_plan_none() -> None:
     for config in ("single-host.yaml", "two-hosts.yaml", "ip-rewrite.yaml"):
         assert {vm.gateway for vm in plan_lab(policy_of(config), "nvgw").vms} == {None}
+
+
+def test_each_gateway_tap_is_a_corp_network_of_its_tenant() -> None:
+    plan = plan_lab(policy_of("gateway.yaml"), "nvgw")
+    assert plan.host("gw").addresses == ("198.18.0.10/24",), "the gateway is a node like any"
+    blue, red = plan.corp("blue"), plan.corp("red")
+    assert (blue.namespace, blue.node, blue.tap) == ("nvgw-corp-blue", "gw", "gw-blue")
+    assert (red.namespace, red.node, red.tap) == ("nvgw-corp-red", "gw", "gw-red")
+    assert blue.address == red.address == IPv4Interface("172.16.0.2/24"), "they overlap"
+    assert blue.via == red.via == IPv4Address("172.16.0.1")  # the gateway's own, on each TAP
+    assert blue.routes == red.routes == (IPv4Network("10.10.10.0/24"),)
+    assert blue.rdid == plan.vm("blue1").rdid != red.rdid == plan.vm("red1").rdid
+    assert {vm.gateway for vm in plan.vms} == {IPv4Address("10.10.10.1")}
+    with pytest.raises(KeyError):
+        plan.corp("green")
+    assert plan_lab(policy_of("two-hosts.yaml"), "nvgw").corps == ()
 
 
 def test_the_plan_is_deterministic() -> None:

@@ -44,23 +44,31 @@ def leftovers(prefix: str) -> list[str]:
                 cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             except OSError:
                 continue
-            if config in cmdline:
+            if config in cmdline or f" {prefix}-" in cmdline:  # a daemon, a corp's server
                 found.append(f"process {proc.name}: {cmdline[:80]}")
     found += [f"file {p}" for p in STATE_DIR.glob(f"lab-{prefix}*")]
     return found
 
 
-def test_lab_run_leaves_nothing_behind() -> None:
+@pytest.mark.parametrize(
+    ("scenario", "tag", "shown"),
+    [
+        ("single-host", "x", "who reaches whom"),
+        # Its corp networks and their servers too; and the run says who reached which.
+        ("gateway", "y", "who reaches which corp network"),
+    ],
+)
+def test_lab_run_leaves_nothing_behind(scenario: str, tag: str, shown: str) -> None:
     require_root()
-    prefix = lab_prefix("x")
+    prefix = lab_prefix(tag)
     result = subprocess.run(
-        [*NVGW, "lab", "run", "--scenario", "single-host", "--prefix", prefix],
+        [*NVGW, "lab", "run", "--scenario", scenario, "--prefix", prefix],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "who reaches whom" in result.stdout and "as the policy says" in result.stdout
+    assert shown in result.stdout and f"lab {scenario}: as the policy says" in result.stdout
     assert leftovers(prefix) == []
 
 

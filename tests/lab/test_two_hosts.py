@@ -24,7 +24,16 @@ from gateway.control.trace import trace
 from gateway.lab.probe import PingStream, connectivity
 from gateway.lab.topology import Lab
 
-from .conftest import capture_fields, inject, link_mac, ping, provider_capture, running_lab, value
+from .conftest import (
+    capture_fields,
+    drops_rose,
+    inject,
+    link_mac,
+    ping,
+    provider_capture,
+    running_lab,
+    value,
+)
 
 pytestmark = pytest.mark.netns
 
@@ -94,18 +103,8 @@ def test_forged_provider_frames_are_dropped_and_counted(lab: Lab) -> None:
         ],
     )
     expected = {"vsid_mismatch": 1, "spoofed_pa": 1, "vsid_reserved": 1, "gre_checksum": 1}
-    deadline = 50
-    while deadline:
-        after = lab.metrics("host2")
-        rose = {
-            reason: value(after, "nvgw_drops_total", reason=reason)
-            - value(before, "nvgw_drops_total", reason=reason)
-            for reason in expected
-        }
-        if rose == expected:
-            break
-        deadline -= 1
-    assert rose == expected
+    assert drops_rose(lab, "host2", before, expected) == expected
+    after = lab.metrics("host2")
     assert to_vm(after, "blue2", 5010) == to_vm(before, "blue2", 5010)
     assert to_vm(after, "red2", 5011) == to_vm(before, "red2", 5011)
     # The same frame, unforged, is delivered: the drops above were the forgeries.

@@ -568,13 +568,13 @@ def test_nvgw_check_accepts_a_gateway_and_names_file_and_line(tmp_path: Path) ->
     ]
 
 
-def test_plan_node_refuses_the_gateway_role_until_its_data_plane_lands() -> None:
+def test_plan_node_plans_a_gateway_node_beside_its_hosts() -> None:
     policy = load_policy(gateway_document())
-    with pytest.raises(ConfigError) as caught:
-        plan_node(policy, "gw")
-    issue = _only_issue(caught.value)
-    assert (issue.path, issue.value) == (f"{GW}.role", "gateway")
-    assert issue.message == "the gateway role's data plane is not built yet: node gw cannot run"
+    plan = plan_node(policy, "gw")
+    assert plan.role is NodeRole.GATEWAY
+    assert plan.nvgre_pas == (ip_address(GW_PA).packed,)
+    assert plan.nvgre_by_interface == (("pa0", plan.nvgre_pas),)
+    assert plan.rewrite_pas == ()
     assert plan_node(policy, "host1").role is NodeRole.HOST  # hosts of the same file run
 
 
@@ -591,5 +591,4 @@ def test_plan_node_refuses_a_gateways_ipv6_pa() -> None:
         plan_node(policy, "gw")
     assert [(issue.path, issue.value) for issue in caught.value.issues] == [
         (f"{GW}.provider_addresses[1].pa", "2001:db8::10"),
-        (f"{GW}.role", "gateway"),
     ]

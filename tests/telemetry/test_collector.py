@@ -12,7 +12,14 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from gateway.control import load_config
-from gateway.dataplane import Counters, HostNode, HostPort, PortCounters, from_port
+from gateway.dataplane import (
+    Counters,
+    DomainCounters,
+    HostNode,
+    HostPort,
+    PortCounters,
+    from_port,
+)
 from gateway.errors import Drop
 from gateway.policy import Snapshot, compile_policy
 from gateway.telemetry import DataplaneCollector
@@ -103,6 +110,7 @@ def test_every_counter_is_exported_with_its_help_and_nothing_else_is() -> None:
     counters.port("blue1")
     expected = {f"nvgw_{name}": text for name, text in Counters.TOTALS}
     expected |= {f"nvgw_port_{name}": text for name, text in PortCounters.TOTALS}
+    expected |= {f"nvgw_domain_{name}": text for name, text in DomainCounters.TOTALS}
     families = {family.name: family for family in registry.collect()}
     assert {name: families[name].documentation for name in expected} == expected
     assert set(families) == set(expected) | set(OTHER_FAMILIES)
