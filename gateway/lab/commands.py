@@ -92,6 +92,8 @@ def up(
     if plan.corps:
         corp = plan.corps[0].address.ip
         console.print(f"Try: ip netns exec {first.namespace} traceroute -n {corp}")
+        for peer in plan.peers:  # a host that is not ours reaches it through the gateway
+            console.print(f"Try: ip netns exec {peer.vms[0].vm.namespace} ping {corp}")
     console.print(f"Then: nvgw lab status --prefix {prefix};  nvgw lab down --prefix {prefix}")
 
 
@@ -246,6 +248,15 @@ def _show_plan(plan: LabPlan) -> None:
             vm.name, vm.namespace, vm.node, str(vm.vsid), str(vm.address), str(vm.gateway or "")
         )
     console.print(table)
+    if plan.peers:
+        title = "VMs of hosts that are not ours (Open vSwitch, PREFIX-ovsN)"
+        table = Table("VM", "namespace", "host's PA", "VSID", "CA", "gateway", title=title)
+        for peer in plan.peers:
+            for vm in peer.vms:
+                vm_plan, pa = vm.vm, str(peer.address.ip)
+                cells = (vm_plan.name, vm_plan.namespace, pa, str(vm_plan.vsid))
+                table.add_row(*cells, str(vm_plan.address), str(vm_plan.gateway))
+        console.print(table)
     if not plan.corps:
         return
     table = Table("corp", "namespace", "gateway", "TAP", "address", "routes", title="corp networks")

@@ -66,6 +66,23 @@ def add_bridge(namespace: str, name: str, ports: list[str]) -> None:
         ns.link("set", index=bridge, state="up")
 
 
+def set_link(namespace: str, ifname: str, *, mac: str, mtu: int) -> None:
+    """A link's MAC address and MTU (a VM's own, where no daemon's TAP gives them)."""
+    with _ns(namespace) as ns:
+        ns.link("set", index=ns.link_lookup(ifname=ifname)[0], address=mac, mtu=mtu)
+
+
+def checksum_offload_off(namespace: str, ifname: str) -> None:
+    """The kernel computes what it sends out of ``ifname``'s checksums itself, rather
+    than leave them to a NIC that a veth does not have: a packet socket at its other
+    end (Open vSwitch's userspace datapath) reads them as they are, unfinished."""
+    subprocess.run(
+        ["ip", "netns", "exec", namespace, "ethtool", "-K", ifname, "tx", "off"],
+        check=True,
+        capture_output=True,
+    )
+
+
 def add_address(namespace: str, ifname: str, address: str, prefix_length: int) -> None:
     with _ns(namespace) as ns:
         index = ns.link_lookup(ifname=ifname)[0]

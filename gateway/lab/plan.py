@@ -9,15 +9,17 @@ record. Every TAP of a gateway becomes a corp network (``CorpPlan``): a namespac
 into which the gateway's daemon's TAP is moved, the first address of the TAP's
 subnet that is not the gateway's own, a route to each of its routing domain's
 virtual subnets via the gateway, and a server that answers with the domain's name.
+A PA of a VM's lookup record that no node owns is a host that is not ours
+(``PeerPlan``): the lab builds it as an Open vSwitch host (``ovs_peer.py``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from gateway.netnames import IFNAME_MAX_BYTES, ifname_size
-from gateway.policy import NodeRole, Policy, Rule
+from gateway.policy import NodeRole, Policy, RecordType, Rule
 from gateway.policy.model import domains_matching
 
 
@@ -60,6 +62,30 @@ class CorpPlan:
 
 
 @dataclass(frozen=True)
+class PeerVmPlan:
+    """A VM on a host that is not ours, and where its off-subnet traffic goes: its
+    VSID's gateway record (the foreign host's flows send it there as NVGRE; the
+    subnet's ``gateway:`` CA is answered by nvgw's hosts only)."""
+
+    vm: VmPlan  # its node is the peer's name; its gateway the gateway record's CA
+    mac: str  # "00:00:00:00:00:13", as ip and ovs-ofctl write it
+    router_mac: str  # the gateway record's MAC
+    router_pa: IPv4Address  # the gateway record's PA: the NVGRE tunnel's remote end
+
+
+@dataclass(frozen=True)
+class PeerPlan:
+    """A host that is not ours at a PA no node owns, on the provider network."""
+
+    name: str
+    namespace: str
+    interface: str  # the provider veth's end in the peer's namespace
+    bridge_port: str  # its other end, on the provider bridge
+    address: IPv4Interface  # its PA, with the provider network's prefix length
+    vms: tuple[PeerVmPlan, ...]
+
+
+@dataclass(frozen=True)
 class LabPlan:
     prefix: str
     provider_namespace: str
@@ -67,13 +93,22 @@ class LabPlan:
     hosts: tuple[HostPlan, ...]
     vms: tuple[VmPlan, ...]
     corps: tuple[CorpPlan, ...] = ()
+    peers: tuple[PeerPlan, ...] = ()
 
     @property
     def namespaces(self) -> list[str]:
         """Every namespace the lab creates, provider network first."""
         hosts = [h.namespace for h in self.hosts]
         vms = [v.namespace for v in self.vms]
-        return [self.provider_namespace, *hosts, *vms, *(c.namespace for c in self.corps)]
+        peers = [n for p in self.peers for n in (p.namespace, *(v.vm.namespace for v in p.vms))]
+        return [self.provider_namespace, *hosts, *vms, *(c.namespace for c in self.corps), *peers]
+
+    def peer_vm(self, name: str) -> PeerVmPlan:
+        for peer in self.peers:
+            for vm in peer.vms:
+                if vm.vm.name == name:
+                    return vm
+        raise KeyError(name)
 
     def corp(self, name: str) -> CorpPlan:
         for corp in self.corps:
@@ -128,7 +163,8 @@ def plan_lab(policy: Policy, prefix: str) -> LabPlan:
                 )
             )
     corps = tuple(_corps(policy, prefix))
-    plan = LabPlan(prefix, f"{prefix}-pnet", "br0", tuple(hosts), tuple(vms), corps)
+    peers = tuple(_peers(policy, prefix))
+    plan = LabPlan(prefix, f"{prefix}-pnet", "br0", tuple(hosts), tuple(vms), corps, peers)
     _check_unique(plan)
     return plan
 
@@ -168,6 +204,55 @@ def _corps(policy: Policy, prefix: str) -> list[CorpPlan]:
     return corps
 
 
+def _peers(policy: Policy, prefix: str) -> list[PeerPlan]:
+    """A host that is not ours per PA of a named VM's encap record that no node owns
+    and that lies in a node's provider network (``PREFIX-ovsN``, in PA order), with
+    each such VM whose VSID has a gateway record to send its off-subnet traffic to."""
+    owned = [
+        IPv4Interface(f"{pa.pa}/{pa.prefix_length}")
+        for node in policy.nodes
+        for pa in node.provider_addresses
+        if pa.pa.version == 4
+    ]
+    routers = {r.vsid: r for r in policy.lookup_records if r.type is RecordType.GATEWAY}
+    by_pa: dict[IPv4Interface, list[PeerVmPlan]] = {}
+    for record in policy.lookup_records:
+        router = routers.get(record.vsid)
+        networks = [pa.network for pa in owned if record.pa in pa.network]
+        prefix_v4 = policy.virtual_subnet(record.vsid).prefix_for(4)
+        if (
+            record.vm is None
+            or record.rule is not Rule.ENCAP
+            or record.type is not RecordType.STATIC
+            or any(record.pa == pa.ip for pa in owned)
+            or not networks
+            or router is None
+            or prefix_v4 is None
+            or not isinstance(record.ca, IPv4Address)
+        ):
+            continue
+        pa = IPv4Interface(f"{record.pa}/{networks[0].prefixlen}")
+        vm = VmPlan(
+            record.vm,
+            f"{prefix}-{record.vm}",
+            "",  # named below, once the peers are numbered
+            record.vsid,
+            policy.rdid_of(record.vsid),
+            IPv4Interface(f"{record.ca}/{prefix_v4.prefixlen}"),
+            router.ca,  # type: ignore[arg-type]
+        )
+        mac = str(record.mac).replace("-", ":").lower()
+        router_mac = str(router.mac).replace("-", ":").lower()
+        by_pa.setdefault(pa, []).append(PeerVmPlan(vm, mac, router_mac, router.pa))  # type: ignore[arg-type]
+    peers = []
+    for index, (pa, vms) in enumerate(sorted(by_pa.items())):
+        name = f"ovs{index + 1}"
+        named = tuple(replace(v, vm=replace(v.vm, node=name)) for v in vms)
+        bridge_port = _fit_ifname(prefix, f"-o{index}")
+        peers.append(PeerPlan(name, f"{prefix}-{name}", "pa0", bridge_port, pa, named))
+    return peers
+
+
 def _fit_ifname(prefix: str, suffix: str) -> str:
     """``prefix`` cut so that it and ``suffix`` make an interface name of at most
     IFNAME_MAX_BYTES bytes (at most 8 of them from the prefix, whole characters only):
@@ -189,6 +274,10 @@ def _check_unique(plan: LabPlan) -> None:
         owners.setdefault(vm.namespace, []).append(f"port {vm.name} of {vm.node}")
     for corp in plan.corps:
         owners.setdefault(corp.namespace, []).append(f"the corp network behind TAP {corp.tap}")
+    for peer in plan.peers:
+        owners.setdefault(peer.namespace, []).append(f"the host that is not ours at {peer.address}")
+        for vm in peer.vms:
+            owners.setdefault(vm.vm.namespace, []).append(f"VM {vm.vm.name} of {peer.name}")
     clashes = [f"{name} ({' and '.join(who)})" for name, who in owners.items() if len(who) > 1]
     if clashes:
         raise LabError(

@@ -1,5 +1,6 @@
 """Bring a lab up and down: namespaces, the provider bridge, the nodes' daemons, VMs,
-and the corp networks behind a gateway's TAPs (each with its server).
+the corp networks behind a gateway's TAPs (each with its server), and the hosts that
+are not ours (Open vSwitch, when it is installed: ``ovs_peer.py``).
 
 Every side effect is written into the lab's state file before it happens
 (``state.py``), so ``down`` can always undo exactly what ``up`` did, even after a
@@ -11,16 +12,20 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
 from gateway.control import ApiClient, load_config, replace_file
+from gateway.dataplane import PORT_MTU
 from gateway.lab import netns
-from gateway.lab.plan import CorpPlan, HostPlan, LabError, LabPlan, VmPlan, plan_lab
+from gateway.lab.ovs_peer import OvsHost, missing_tools
+from gateway.lab.plan import CorpPlan, HostPlan, LabError, LabPlan, PeerPlan, VmPlan, plan_lab
 from gateway.lab.probe import scrape
 from gateway.lab.state import (
     STATE_DIR,
@@ -30,7 +35,7 @@ from gateway.lab.state import (
     process_start_ticks,
     stop_processes,
 )
-from gateway.policy import Rule, Snapshot, compile_policy
+from gateway.policy import Policy, Rule, Snapshot, compile_policy
 
 DAEMON_READY_TIMEOUT_S: Final = 20.0
 TAP_APPEAR_TIMEOUT_S: Final = 5.0
@@ -57,7 +62,7 @@ class Lab:
         replace_file(self.config_path, config.read_bytes())  # migrations rewrite this copy only
         state = LabState(self.prefix, scenario, str(self.config_path))
         state.save(self.state_dir)
-        plan = plan_lab(policy, self.prefix)
+        plan = _buildable(policy, self.prefix)
         try:
             self._build(plan, state)
             for host in plan.hosts:
@@ -68,6 +73,8 @@ class Lab:
                 for corp in plan.corps:
                     if corp.node == host.node:
                         self._attach_corp(corp, state)
+            for peer in plan.peers:
+                self._start_peer(peer, state)
         except BaseException:
             self.down()
             raise
@@ -86,11 +93,23 @@ class Lab:
             for address in host.addresses:
                 pa, length = address.split("/")
                 netns.add_address(host.namespace, host.interface, pa, int(length))
-        netns.add_bridge(plan.provider_namespace, plan.bridge, [h.bridge_port for h in plan.hosts])
         for vm in plan.vms:
             _create(state, self.state_dir, vm.namespace, ipv6=False)
         for corp in plan.corps:
             _create(state, self.state_dir, corp.namespace, ipv6=False)
+        for peer in plan.peers:
+            _create(state, self.state_dir, peer.namespace, ipv6=False)
+            netns.add_veth(
+                peer.namespace, peer.interface, plan.provider_namespace, peer.bridge_port
+            )
+            for vm in peer.vms:
+                _create(state, self.state_dir, vm.vm.namespace, ipv6=False)
+                netns.add_veth(vm.vm.namespace, vm.vm.name, peer.namespace, vm.vm.name)
+                netns.set_link(vm.vm.namespace, vm.vm.name, mac=vm.mac, mtu=PORT_MTU)
+                netns.checksum_offload_off(vm.vm.namespace, vm.vm.name)
+                self.attach_vm(vm.vm, moved=False)
+        ports = [h.bridge_port for h in plan.hosts] + [p.bridge_port for p in plan.peers]
+        netns.add_bridge(plan.provider_namespace, plan.bridge, ports)
 
     def _start_daemon(self, host: HostPlan, state: LabState, backend: str) -> None:
         log_path = self.state_dir / f"lab-{self.prefix}-{host.node}.log"
@@ -142,11 +161,13 @@ class Lab:
         recorded.metrics = ready["metrics"]
         state.save(self.state_dir)
 
-    def attach_vm(self, vm: VmPlan) -> None:
-        """Move the VM's TAP (made by its host's daemon) into the VM and address it."""
-        host_ns = f"{self.prefix}-{vm.node}"
-        _wait_for_link(host_ns, vm.name, TAP_APPEAR_TIMEOUT_S)
-        netns.move_link(host_ns, vm.name, vm.namespace)
+    def attach_vm(self, vm: VmPlan, *, moved: bool = True) -> None:
+        """Move the VM's TAP (made by its host's daemon) into the VM and address it;
+        ``moved=False``: the VM's link is in place already (a peer's veth)."""
+        if moved:
+            host_ns = f"{self.prefix}-{vm.node}"
+            _wait_for_link(host_ns, vm.name, TAP_APPEAR_TIMEOUT_S)
+            netns.move_link(host_ns, vm.name, vm.namespace)
         netns.add_address(vm.namespace, vm.name, str(vm.address.ip), vm.address.network.prefixlen)
         if vm.gateway is not None:
             netns.add_default_route(vm.namespace, str(vm.gateway))
@@ -164,16 +185,8 @@ class Lab:
             netns.add_route(corp.namespace, str(route), str(corp.via))
         command = ["ip", "netns", "exec", corp.namespace, sys.executable, "-m"]
         command += ["gateway.lab.corp_server", corp.name, str(corp.address.ip), corp.namespace]
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        ticks = process_start_ticks(process.pid) or 0
-        state.processes.append(RecordedProcess(process.pid, ticks, f"server of {corp.namespace}"))
-        state.save(self.state_dir)
+        what = f"server of {corp.namespace}"
+        process = self._start_process(state, command, what, stdout=subprocess.PIPE)
         assert process.stdout is not None
         try:
             line = _read_line(process.stdout.fileno(), DAEMON_READY_TIMEOUT_S)
@@ -181,6 +194,46 @@ class Lab:
             process.stdout.close()
         if line != "ready":
             raise LabError(f"the server of {corp.namespace} did not start")
+
+    def _start_peer(self, peer: PeerPlan, state: LabState) -> None:
+        """Open vSwitch for a host that is not ours: its two daemons recorded as they
+        start, then its bridges and flows, then its PA on ``br-phy``."""
+        ovs = OvsHost(peer, self.state_dir / f"lab-{self.prefix}-{peer.name}.ovs")
+        ovs.create_database()
+        self._start_process(
+            state, ovs.server_command(), f"ovsdb-server of {peer.namespace}", env=ovs.env
+        )
+        ovs.wait_for_database()
+        self._start_process(
+            state, ovs.switch_command(), f"ovs-vswitchd of {peer.namespace}", env=ovs.env
+        )
+        ovs.configure()
+        netns.add_address(
+            peer.namespace, "br-phy", str(peer.address.ip), peer.address.network.prefixlen
+        )
+
+    def _start_process(
+        self,
+        state: LabState,
+        command: list[str],
+        what: str,
+        *,
+        stdout: int = subprocess.DEVNULL,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """A helper process of the lab (not a node's daemon), recorded as it starts."""
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        ticks = process_start_ticks(process.pid) or 0
+        state.processes.append(RecordedProcess(process.pid, ticks, what))
+        state.save(self.state_dir)
+        return process
 
     # ---------------------------------------------------------------- a running lab
 
@@ -192,7 +245,7 @@ class Lab:
 
     def plan(self) -> tuple[Snapshot, LabPlan]:
         policy = load_config(self.config_path)
-        return compile_policy(policy), plan_lab(policy, self.prefix)
+        return compile_policy(policy), _buildable(policy, self.prefix)
 
     def api_socket(self, node: str) -> Path:
         """The control API of the node's daemon (the filesystem is shared by every
@@ -272,7 +325,16 @@ class Lab:
             *self.state_dir.glob(f"lab-{self.prefix}-*.sock"),
         ]:
             leftover.unlink()
+        for run_dir in self.state_dir.glob(f"lab-{self.prefix}-*.ovs"):
+            shutil.rmtree(run_dir)
         return state
+
+
+def _buildable(policy: Policy, prefix: str) -> LabPlan:
+    """The lab's plan, without the hosts that are not ours where Open vSwitch, which
+    plays them, is not installed (the rest of the lab does not need them)."""
+    plan = plan_lab(policy, prefix)
+    return replace(plan, peers=()) if missing_tools() else plan
 
 
 def _create(state: LabState, state_dir: Path, name: str, *, ipv6: bool = True) -> None:

@@ -163,3 +163,10 @@ def capture_fields(path: Path, *fields: str) -> list[list[str]]:
 @pytest.fixture(scope="module", params=["asyncio", "trio"])
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+@pytest.fixture(scope="package", params=["asyncio", "trio"])
+def gateway_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The gateway scenario, up once per backend for every module that uses it (pytest
+    runs all of a backend's tests before it brings up the other's)."""
+    yield from running_lab("gateway", request.param, f"g{request.param[0]}")

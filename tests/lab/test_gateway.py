@@ -13,7 +13,6 @@ negotiates a clamped MSS; forged NVGRE to the gateway's PA is dropped and counte
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +31,6 @@ from .conftest import (
     inject,
     link_mac,
     ping,
-    running_lab,
     value,
 )
 
@@ -50,10 +48,10 @@ PORT_MTU, CLAMPED_MSS, CORP_MSS = 1458, 1418, 1460  # a 1500 TAP: the corp stack
 
 
 @pytest.fixture(scope="module")
-def lab(backend: str) -> Iterator[Lab]:
+def lab(gateway_lab: Lab) -> Lab:
     for tool in ("traceroute", "tracepath"):
         require_tool(tool)
-    yield from running_lab("gateway", backend, f"g{backend[0]}")
+    return gateway_lab
 
 
 def run(lab: Lab, where: str, *command: str) -> str:

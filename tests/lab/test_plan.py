@@ -48,7 +48,8 @@ def test_namespaces_are_prefixed_and_unique(config: str, prefix: str) -> None:
         for d in (node.routing_domains or {}).values()
         for tap in d.taps
     ]
-    assert len(plan.namespaces) == 1 + len(nodes) + len(ports) + len(taps)
+    peers = [ns for p in plan.peers for ns in (p.namespace, *(v.vm.namespace for v in p.vms))]
+    assert len(plan.namespaces) == 1 + len(nodes) + len(ports) + len(taps) + len(peers)
     assert [h.namespace for h in plan.hosts] == [f"{prefix}-{n}" for n in nodes]
 
 
@@ -61,10 +62,12 @@ def test_interface_names_fit_ifnamsiz(config: str, prefix: str) -> None:
         names += [host.interface, host.bridge_port]
     names += [vm.name for vm in plan.vms]
     names += [corp.tap for corp in plan.corps]
+    for peer in plan.peers:  # a host that is not ours: its veth and its VMs'
+        names += [peer.interface, peer.bridge_port, *(vm.vm.name for vm in peer.vms)]
     for name in names:
         assert ifname_problem(name) is None, name
         assert 1 <= len(name.encode()) <= IFNAME_MAX_BYTES, name
-    bridge_ports = [h.bridge_port for h in plan.hosts]
+    bridge_ports = [h.bridge_port for h in plan.hosts] + [p.bridge_port for p in plan.peers]
     assert len(set(bridge_ports)) == len(bridge_ports), "all sit on one bridge"
     assert plan.bridge not in bridge_ports
 

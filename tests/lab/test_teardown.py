@@ -44,7 +44,8 @@ def leftovers(prefix: str) -> list[str]:
                 cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             except OSError:
                 continue
-            if config in cmdline or f" {prefix}-" in cmdline:  # a daemon, a corp's server
+            # a daemon, a corp's server; Open vSwitch, by its run directory
+            if config in cmdline or f" {prefix}-" in cmdline or f"/lab-{prefix}-" in cmdline:
                 found.append(f"process {proc.name}: {cmdline[:80]}")
     found += [f"file {p}" for p in STATE_DIR.glob(f"lab-{prefix}*")]
     return found
