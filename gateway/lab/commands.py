@@ -291,7 +291,7 @@ def _show_corp_matrix(plan: LabPlan, cells: list[Cell]) -> None:
     title = f"who reaches which corp network ({'+'.join(PROTOCOLS)} to {addresses})"
     table = Table("from \\ to", *(corp.name for corp in plan.corps), title=title)
     by_pair = {(c.source, c.target): c for c in cells}
-    for vm in plan.vms:
+    for vm in plan.every_vm:  # a host's that is not ours too: it reaches them through nvgw
         table.add_row(vm.name, *(_mark(by_pair[vm.name, corp.name]) for corp in plan.corps))
     console.print(table)
     console.print(

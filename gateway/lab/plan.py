@@ -103,6 +103,11 @@ class LabPlan:
         peers = [n for p in self.peers for n in (p.namespace, *(v.vm.namespace for v in p.vms))]
         return [self.provider_namespace, *hosts, *vms, *(c.namespace for c in self.corps), *peers]
 
+    @property
+    def every_vm(self) -> list[VmPlan]:
+        """The hosts' VMs, then those of the hosts that are not ours."""
+        return [*self.vms, *(vm.vm for peer in self.peers for vm in peer.vms)]
+
     def peer_vm(self, name: str) -> PeerVmPlan:
         for peer in self.peers:
             for vm in peer.vms:

@@ -17,10 +17,11 @@ import pytest
 
 from gateway.control import load_config
 from gateway.lab.commands import CONFIGS
-from gateway.lab.corp_probe import ask
+from gateway.lab.corp_probe import ask, corp_expectations
 from gateway.lab.ovs_peer import OvsHost, flows, missing_tools
 from gateway.lab.plan import LabError, PeerVmPlan, plan_lab
 from gateway.lab.topology import Lab
+from gateway.policy import compile_policy
 from tests.conftest import require_root, require_tool
 
 from .conftest import capture_fields, lab_prefix, ping, provider_capture, value
@@ -64,6 +65,25 @@ def test_the_peers_flows_send_to_the_gateway_as_nvgre_of_the_vms_vsid() -> None:
     assert "arp_tpa=10.10.10.254" in arp and "load:0x020000005010->NXM_NX_ARP_SHA[]" in arp
     assert "load:0x0a0a0afe->NXM_OF_ARP_SPA[]" in arp and arp.endswith(",in_port")
     assert table[-1] == "priority=0,actions=drop"
+
+
+@pytest.mark.parametrize(("vsid", "reaches"), [(5010, "blue"), (5011, "red")])
+def test_the_data_plane_says_which_corp_the_peers_vm_reaches(
+    tmp_path: Path, vsid: int, reaches: str
+) -> None:
+    """What the lab's corp matrix checks blue3's answers against: its echo request as
+    NVGRE from 198.18.0.3 through the gateway and the reply back there as NVGRE of
+    its VSID. Its record moved into Red's VSID, it reaches Red's corp instead."""
+    text = (CONFIGS / "gateway.yaml").read_text()
+    record = "{vsid: 5010, ca: 10.10.10.13,"
+    assert text.count(record) == 1
+    config = tmp_path / "gateway.yaml"
+    config.write_text(text.replace(record, f"{{vsid: {vsid}, ca: 10.10.10.13,"))
+    policy = load_config(config)
+    expected = corp_expectations(compile_policy(policy), plan_lab(policy, "nvgw"))
+    # Both corps are 172.16.0.2: whichever is asked for, one server answers.
+    assert expected["blue3", "blue"] == expected["blue3", "red"] == reaches
+    assert expected["blue1", "blue"] == "blue" and expected["red1", "red"] == "red"
 
 
 @pytest.fixture(scope="module")
