@@ -141,14 +141,14 @@ class ToVsid:
     inner frame from the VSID's router MAC to the record's MAC (decisions.md, "The
     gateway forwards as the RDID's router")."""
 
-    __slots__ = ("dst_pa", "key", "mac", "record", "router_mac", "src_pa", "vsid")
+    __slots__ = ("addresses", "dst_pa", "key", "record", "src_pa", "vsid")
 
     def __init__(self, record: CompiledRecord, src_pa: bytes) -> None:
         self.record = record
         self.vsid = record.vsid
         self.key = record.vsid << VSID_SHIFT  # the GRE key but its FlowID
-        self.mac = record.mac_bytes
-        self.router_mac = router_mac(record.vsid)
+        # The inner Ethernet addresses, destination then source, written in one go.
+        self.addresses = record.mac_bytes + router_mac(record.vsid)
         self.src_pa, self.dst_pa = src_pa, record.pa_bytes
 
 

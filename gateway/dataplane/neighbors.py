@@ -39,22 +39,25 @@ _STALE: Final = float("-inf")  # a learned time that any ``now`` finds due for r
 
 
 class Neighbors:
-    __slots__ = ("_asked", "_learned", "_pending", "max_asked", "max_pending")
+    __slots__ = ("_asked", "_pending", "learned", "max_asked", "max_pending")
 
     def __init__(self, max_pending: int = MAX_PENDING_PER_PA, max_asked: int = MAX_ASKED) -> None:
         self.max_pending = max_pending
         self.max_asked = max_asked
-        self._learned: dict[bytes, tuple[bytes, float]] = {}  # PA -> (MAC, when learned)
+        # PA -> (MAC, when learned). Public for reading only: the gateway's per-packet
+        # code reads a fresh entry here itself (a call to ``resolve`` costs as much as
+        # the rest of its work on that packet); every change goes through the methods.
+        self.learned: dict[bytes, tuple[bytes, float]] = {}
         self._pending: dict[bytes, deque[bytes]] = {}
         self._asked: dict[bytes, float] = {}  # PA -> when we last asked
 
     def mac(self, pa: bytes) -> bytes | None:
-        found = self._learned.get(pa)
+        found = self.learned.get(pa)
         return None if found is None else found[0]
 
     def resolve(self, pa: bytes, now: float) -> tuple[bytes | None, bool]:
         """(the MAC to send to or None, whether to send an ARP request now)."""
-        found = self._learned.get(pa)
+        found = self.learned.get(pa)
         if found is not None:
             mac, learned = found
             return mac, now - learned > REFRESH_AFTER_S and self._may_ask(pa, now)
@@ -84,7 +87,7 @@ class Neighbors:
         if asked is None or now - asked > ANSWER_WITHIN_S:
             return None
         del self._asked[pa]
-        self._learned[pa] = (mac, now)
+        self.learned[pa] = (mac, now)
         waiting = self._pending.pop(pa, None)
         return list(waiting) if waiting else []
 
@@ -92,9 +95,9 @@ class Neighbors:
         """Someone claimed ``pa`` at ``mac`` unasked: if that is not what we know, the
         next ``resolve`` asks again (within the retry window) while still sending to
         the known MAC, whose owner answers if it still has the PA."""
-        found = self._learned.get(pa)
+        found = self.learned.get(pa)
         if found is not None and found[0] != mac:
-            self._learned[pa] = (found[0], _STALE)
+            self.learned[pa] = (found[0], _STALE)
 
     def _may_ask(self, pa: bytes, now: float) -> bool:
         asked = self._asked

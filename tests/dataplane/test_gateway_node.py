@@ -24,7 +24,7 @@ from gateway.dataplane import (
     router_mac,
     tap_mac,
 )
-from gateway.wire import build_ipv4
+from gateway.wire import build_ipv4, decrement_ttl
 
 from ._gateway_lab import BLUE, GW_MAC, GW_PA, RED, gateway_snapshot
 from ._policies import NOW
@@ -177,3 +177,37 @@ def test_a_genuine_datagram_is_routed_by_both_paths() -> None:
         assert not any(drops) and not taps
         [(src, dst, _, frame)] = nvgre
         assert (src, dst) == (GW_PA, PA1) and Ether(frame)[ICMP].type == 0
+
+
+class Last:
+    """An Output that keeps only the last NVGRE frame it was given."""
+
+    frame = b""
+
+    def to_provider(self, src: bytes, dst: bytes, gre: bytes, frame: memoryview) -> None:
+        self.frame = bytes(frame)
+
+    def to_tap(self, tap: GatewayTap, frame: bytes | memoryview) -> None:
+        raise AssertionError("nothing goes back to the TAP here")
+
+
+def test_the_inline_ttl_countdown_is_decrement_ttl_for_every_checksum() -> None:
+    """The routed path patches the header checksum inline (Linux's ip_decrease_ttl);
+    for each of the 65,536 checksums a header can carry (the gateway checks none, as
+    a host does not), the result is what ``decrement_ttl`` (RFC 1624 eqn. 3) gives."""
+    node = gateway()
+    node.out = Last()
+    tap = node.tables.tap_by_name["gw-blue"]
+    frame = bytearray(
+        raw(
+            Ether(src="02:c0:00:00:00:02", dst=tap.mac.hex(":"))
+            / IP(src="172.16.0.2", dst="10.10.10.11", ttl=9)
+            / ICMP()
+        )
+    )
+    for checksum in range(0x10000):
+        frame[24:26] = checksum.to_bytes(2, "big")
+        expected = bytearray(frame[14:34])
+        decrement_ttl(expected)
+        gateway_from_tap(node, tap, memoryview(bytearray(frame)))
+        assert node.out.frame[14:34] == expected, hex(checksum)  # type: ignore[attr-defined]

@@ -174,7 +174,7 @@ class Bench:
             elif state == 4:  # asked too long ago for an answer to count
                 table.resolve(pa, NOW - 10.0)
         table.parked = 0
-        table.learned = 0
+        table.answered = 0
         table.touched = False
         return table
 

@@ -104,12 +104,12 @@ class CountingNeighbors(Neighbors):
     it learned, and noting whether anything used it since ``touched`` was last cleared
     (so that an untouched table can serve the next feed instead of being rebuilt)."""
 
-    __slots__ = ("learned", "parked", "touched")
+    __slots__ = ("answered", "parked", "touched")
 
     def __init__(self) -> None:
         super().__init__()
         self.parked = 0
-        self.learned = 0
+        self.answered = 0
         self.touched = False
 
     def resolve(self, pa: bytes, now: float) -> tuple[bytes | None, bool]:
@@ -125,7 +125,7 @@ class CountingNeighbors(Neighbors):
     def learn(self, pa: bytes, mac: bytes, now: float) -> list[bytes] | None:
         self.touched = True
         waiting = super().learn(pa, mac, now)
-        self.learned += waiting is not None
+        self.answered += waiting is not None
         return waiting
 
     def doubt(self, pa: bytes, mac: bytes) -> None:
@@ -207,7 +207,7 @@ def run(
     others_before = _others(counters)
     tables = _tables_of(dataplane)
     parked_before = sum(table.parked for table in tables)
-    learned_before = sum(table.learned for table in tables)
+    learned_before = sum(table.answered for table in tables)
     out = dataplane.out = Recorder()
     dataplane.now = now
     view = memoryview(bytearray(data))
@@ -236,7 +236,7 @@ def run(
     )
     others = tuple(a - b for a, b in zip(_others(counters), others_before, strict=True))
     parked = sum(table.parked for table in tables) - parked_before
-    learned = sum(table.learned for table in tables) - learned_before
+    learned = sum(table.answered for table in tables) - learned_before
     return Outcome(delta, tuple(out.events), parked, others, None, learned)
 
 
