@@ -89,7 +89,7 @@ _HEADER: Final = struct.Struct("!BxHxxHBBH4x4s").unpack_from
 _TTL_PROTOCOL_CHECKSUM: Final = struct.Struct("!BBH").pack_into
 _TTL_UNIT: Final = 0x0100  # one TTL in the TTL/protocol word
 _WORD_MASK: Final = 0xFFFF
-ETH_ADDRS: Final = slice(0, 2 * ETH_ADDR_SIZE)  # destination and source MAC, in order
+_ETH_ADDRS: Final = slice(0, 2 * ETH_ADDR_SIZE)  # destination and source MAC, in order
 _IP_PROTOCOL: Final = IP + IPV4_OFFSET_PROTOCOL
 _GRE: Final = GRE_KEYED.pack
 # First octets of sources that are no single host: no error or answer goes to them
@@ -178,7 +178,7 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
         crossed.out_packets += 1
         crossed.out_bytes += end
     else:
-        frame[ETH_ADDRS] = action.addresses  # type: ignore[union-attr]
+        frame[_ETH_ADDRS] = action.addresses  # type: ignore[union-attr]
         key = action.key | flow_id_of_frame(frame)  # type: ignore[union-attr]
         node.out.to_provider(
             action.src_pa,  # type: ignore[union-attr]
@@ -198,7 +198,7 @@ def emit(node: GatewayNode, action: ToTap | ToVsid, frame: memoryview) -> None:
     if action.__class__ is ToTap:
         to_tap(node, action.tap, action.next_hop, frame)  # type: ignore[union-attr]
         return
-    frame[ETH_ADDRS] = action.addresses  # type: ignore[union-attr]
+    frame[_ETH_ADDRS] = action.addresses  # type: ignore[union-attr]
     key = action.key | flow_id_of_frame(frame)  # type: ignore[union-attr]
     node.out.to_provider(
         action.src_pa,  # type: ignore[union-attr]
