@@ -19,8 +19,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from gateway.netnames import IFNAME_MAX_BYTES, ifname_size
-from gateway.policy import NodeRole, Policy, RecordType, Rule
-from gateway.policy.model import domains_matching
+from gateway.policy import NodeRole, Policy, RecordType, Rule, domains_matching
 
 
 class LabError(RuntimeError):

@@ -31,6 +31,7 @@ from .model import (
     ServedDomain,
     Tap,
     VirtualSubnet,
+    domains_matching,
     filter_value,
 )
 from .snapshot import CompiledRecord, CompiledRoute, Snapshot, compile_policy
@@ -64,6 +65,7 @@ __all__ = [
     "VirtualSubnet",
     "compile_gateway",
     "compile_policy",
+    "domains_matching",
     "filter_value",
     "format_path",
     "load_policy",
