@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv system-deps lab test lint bench bench-compare fuzz clean
+.PHONY: all venv system-deps lab test lint bench bench-full bench-compare fuzz clean
 
 all: test
 
@@ -37,11 +37,21 @@ lint: venv
 	$(BIN)/lint-imports
 
 ## Benchmarks write JSON into bench/ and print a table; never run by the tests.
-## host_forwarding.py needs root and 2 CPUs; it installs netsniff-ng (trafgen) when missing.
+## host_forwarding.py and gateway_forwarding.py need root and 2 CPUs; they install
+## netsniff-ng (trafgen), and the gateway's Open vSwitch and nftables, when missing.
+## bench is the quick profile (fewer repetitions and shorter windows, under ~15
+## minutes); bench-full runs every measurement at its defaults (5 repetitions of 5 s).
 bench: venv
 	$(BIN)/python bench/snapshot_build.py
 	$(BIN)/python bench/api_change.py
+	$(BIN)/python bench/host_forwarding.py --reps 3 --dur 4
+	$(BIN)/python bench/gateway_forwarding.py --reps 2 --dur 3
+
+bench-full: venv
+	$(BIN)/python bench/snapshot_build.py
+	$(BIN)/python bench/api_change.py
 	$(BIN)/python bench/host_forwarding.py
+	$(BIN)/python bench/gateway_forwarding.py
 
 ## Two revisions of the daemon measured interleaved in one run (each from its own
 ## git archive of gateway/; NEW=worktree for the work tree as it is), with a verdict

@@ -76,37 +76,27 @@ slower.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # gateway, for traffic.py
 
 from hostfwd.common import (
-    ATTEMPTS,
     BENCH,
     DAEMONS,
     NAMESPACES,
-    OTHER_LOAD_MAX,
     RECEIVERS,
-    SCRATCH,
     SIZES,
     BenchError,
-    CheckFailed,
-    Stop,
-    ensure_packages,
     log,
 )
-from hostfwd.counters import wait_quiet
-from hostfwd.namespaces import build_topology, cleanup
+from hostfwd.namespaces import build_topology
 from hostfwd.receivers import Receiver, measure_receiver
 from hostfwd.report import finish, result_key
+from hostfwd.runner import begin, guarded, measure_kept, window_arguments
 from hostfwd.sources import Source, source_of, versions, work_tree
 from hostfwd.traffic import measure_sender_alone, nvgw_config, trafgen_config
 
@@ -118,26 +108,8 @@ LABELS = {
 }
 
 
-def _on_term(*_: object) -> None:
-    raise Stop
-
-
-@contextlib.contextmanager
-def signals_ignored() -> Iterator[None]:
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-
-
 def arguments() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--reps", type=int, default=5, help="repetitions (interleaved)")
-    ap.add_argument("--dur", type=float, default=5.0, help="measured window, seconds")
-    ap.add_argument("--warmup", type=float, default=1.5, help="seconds of traffic before it")
-    ap.add_argument("--quick", action="store_true", help="1 repetition of 2 s windows")
+    ap = window_arguments(__doc__)
     ap.add_argument("--only", default=",".join(RECEIVERS), help="receivers: bare,asyncio,trio")
     ap.add_argument("--profile", type=Path, help="py-spy the daemon after each window into DIR")
     ap.add_argument(
@@ -214,59 +186,21 @@ def measure_one(
     profile = None
     if a.profile is not None:
         profile = a.profile / f"nvgw-{kind}-{size}{'' if label is None else '@' + label}.txt"
-    for attempt in range(1, ATTEMPTS + 1):
-        wait_quiet()
-        try:
-            if kind == "sender":
-                r = measure_sender_alone(cfgs[size], a.dur, a.warmup)
-            else:
-                rx = Receiver(kind, source, a.daemon_arg)
-                r = measure_receiver(rx, size, cfgs[size], a.dur, a.warmup, profile)
-        except CheckFailed as error:
-            e["error"] = str(error)
-            raise
-        except BenchError as error:
-            e["error"] = str(error)
-            log(f"{tag}: FAILED: {error}")
-            return
-        r["rep"], r["attempt"] = rep, attempt
-        other = max(r["other_load"].values())
-        r["disturbed"] = other > OTHER_LOAD_MAX
-        extra = ""
-        if kind != "sender":
-            extra = (
-                f", recv {r['recv_cores']:.2f} cores,"
-                f" {r['cpu_s_per_mpkt']} CPU s/Mpkt, {r['bottleneck']}-bound"
-            )
-        log(
-            f"{tag}: delivered {r['delivered_pps']} pps,"
-            f" offered {r['offered_pps']}{extra}, other load {other:.0%}"
-        )
-        if other > OTHER_LOAD_MAX and attempt < ATTEMPTS:
-            e.setdefault("disturbed_runs", []).append(r)
-            log(f"{tag}: another job took {other:.0%} of a core: again")
-            continue
-        e["runs"].append(r)
-        return
+
+    def measure() -> dict[str, Any]:
+        if kind == "sender":
+            return measure_sender_alone(cfgs[size], a.dur, a.warmup)
+        rx = Receiver(kind, source, a.daemon_arg)
+        return measure_receiver(rx, size, cfgs[size], a.dur, a.warmup, profile)
+
+    measure_kept(e, tag, rep, measure)
 
 
 def main() -> int:
     a = arguments()
     kinds = [k for k in RECEIVERS if k in a.only.split(",")]
-    if os.geteuid() != 0:
-        sys.exit("host_forwarding: run as root (namespaces, veth, TAP)")
-    if (os.cpu_count() or 1) < 2:
-        sys.exit("host_forwarding: needs 2 CPUs or more (sender core + receiver core)")
-    signal.signal(signal.SIGTERM, _on_term)
-    # also when started in the background by a shell, which leaves SIGINT ignored
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    ensure_packages()
-    SCRATCH.mkdir(exist_ok=True)
-    cleanup()
-    if a.cleanup:
+    if not begin(a.cleanup):
         return 0
-    for old in SCRATCH.glob("*.log"):
-        old.unlink()
     if a.profile:
         a.profile.mkdir(parents=True, exist_ok=True)
 
@@ -285,17 +219,7 @@ def main() -> int:
     if len(set(labels)) < len(labels):
         sys.exit(f"host_forwarding: --rev names one revision twice: {' '.join(a.rev)}")
     machine = versions(sources)
-    try:
-        measure_all(a, kinds, sources, results)
-    except (KeyboardInterrupt, Stop):
-        problems.append("interrupted")
-        log("interrupted: cleaning up")
-    except BenchError as error:
-        problems.append(str(error))
-        log(f"FAILED: {error}")
-    finally:
-        with signals_ignored():
-            cleanup()
+    guarded(lambda: measure_all(a, kinds, sources, results), problems)
     return finish(a, kinds, sources, machine, results, problems, t_start)
 
 

@@ -17,6 +17,8 @@ ROOT = BENCH.parent
 
 NS_SND, NS_HOST = "nvb-snd", "nvb-host"
 NAMESPACES = (NS_SND, NS_HOST)
+NS_CORP = "nvb-corp"  # the gateway part's corp network, behind the gateway's TAP
+OWNED_NAMESPACES = (*NAMESPACES, NS_CORP)  # every namespace a run may leave behind
 SND_DEV, HOST_DEV = "nvbs0", "nvbh0"
 SND_MAC, HOST_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 OTHER_MAC = "02:00:00:00:00:12"  # the host veth's MAC while the sender runs alone
@@ -108,12 +110,12 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10)
             stream.close()
 
 
-def ensure_packages() -> None:
-    missing = sorted({pkg for cmd, pkg in PACKAGES.items() if shutil.which(cmd) is None})
+def ensure_packages(packages: dict[str, str] = PACKAGES) -> None:
+    missing = sorted({pkg for cmd, pkg in packages.items() if shutil.which(cmd) is None})
     if not missing:
         return
     if os.environ.get("CI"):
-        sys.exit(f"host_forwarding: missing {' '.join(missing)} (not installed under CI)")
+        sys.exit(f"{Path(sys.argv[0]).stem}: missing {' '.join(missing)} (not installed under CI)")
     log(f"installing {' '.join(missing)} (apt-get)")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "update", "-q"], check=True, env=env)

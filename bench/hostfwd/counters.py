@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .common import NAMESPACES, NS_HOST, RCV_CPU, SND_CPU, TCK, BenchError, log
+from .common import NS_HOST, RCV_CPU, SND_CPU, TCK, BenchError, log
 from .namespaces import HOLD
 
 
@@ -78,7 +78,7 @@ def cpustat() -> dict[str, list[int]]:
 def snap(pid: int | None, sender_pid: int) -> dict[str, Any]:
     return {
         "t": time.monotonic(),
-        "dev": {ns: netdev(ns) for ns in NAMESPACES},
+        "dev": {ns: netdev(ns) for ns in HOLD},  # every namespace of ours
         "raw_drops": raw_gre_drops(NS_HOST),
         "cpu": cpustat(),
         "proc": proc_cpu(pid) if pid else None,

@@ -14,6 +14,7 @@ from .common import (
     NAMESPACES,
     NS_HOST,
     NS_SND,
+    OWNED_NAMESPACES,
     PA_PREFIX,
     SND_DEV,
     SND_MAC,
@@ -58,7 +59,7 @@ def cleanup() -> None:
             log(f"cleanup: pid {proc.pid}: {error}")
     HOLD.clear()
     existing = run(["ip", "netns", "list"], check=False).split()
-    for ns in NAMESPACES:
+    for ns in OWNED_NAMESPACES:
         if ns in existing:
             # processes an earlier, killed run of this script left in its own namespaces
             for pid in run(["ip", "netns", "pids", ns], check=False).split():

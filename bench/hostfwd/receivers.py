@@ -49,10 +49,20 @@ from .traffic import blast, bottleneck, nvgre_frames, sender_figures, start_traf
 class Receiver:
     """One receiver process in the host namespace, pinned to the receiver core."""
 
-    def __init__(self, kind: str, source: Source, daemon_args: list[str]) -> None:
+    def __init__(
+        self,
+        kind: str,
+        source: Source,
+        daemon_args: list[str],
+        config: Path = SCRATCH / "bench.yaml",
+        node: str = "bench",
+        backend: str | None = None,
+    ) -> None:
         self.kind = kind
         self.source = source
         self.daemon_args = daemon_args
+        self.config, self.node = config, node  # a daemon's: the host's unless given
+        self.backend = backend or kind
         self.metrics: str | None = None
         self.rcvbuf: int | None = None
         self.proc: subprocess.Popen | None = None
@@ -79,8 +89,8 @@ class Receiver:
             ipn(NS_HOST, "link", "set", PORT, "address", LOCAL_VM[1], "mtu", str(TAP_MTU), "up")
         else:
             ready_r, ready_w = os.pipe()
-            cmd = [sys.executable, "-m", "gateway", "run", "--config", str(SCRATCH / "bench.yaml")]
-            cmd += ["--node", "bench", "--backend", self.kind, "--metrics", "127.0.0.1:0"]
+            cmd = [sys.executable, "-m", "gateway", "run", "--config", str(self.config)]
+            cmd += ["--node", self.node, "--backend", self.backend, "--metrics", "127.0.0.1:0"]
             cmd += ["--ready-fd", str(ready_w), "--log-level", "info", *self.daemon_args]
             try:
                 self.proc = start(
@@ -223,22 +233,40 @@ def measure_receiver(
                 r["daemon_since_check"]["kernel_rx_drops"] = m1["kernel_rx_drops"] - m0.get(
                     "kernel_rx_drops", 0
                 )
-    r.update(sender_figures(s0, s1))
+    r.update(window_figures(s0, s1, (NS_HOST, PORT)))
+    require_flow(r, f"{kind} {size} B")
+    return r
+
+
+def require_flow(r: dict[str, Any], what: str) -> None:
+    """A receiver that delivered next to nothing in its window fails the whole run."""
+    if r["delivered_pps"] < max(1000, 0.01 * r["offered_pps"]):
+        raise CheckFailed(
+            f"{what} delivered next to nothing: {r['delivered_pps']} pps of "
+            f"{r['offered_pps']} offered; the daemon's view: {r.get('daemon_since_check')}"
+        )
+
+
+def window_figures(s0: dict[str, Any], s1: dict[str, Any], tap: tuple[str, str]) -> dict[str, Any]:
+    """The figures of a window of NVGRE from the sender veth into a TAP (``tap``: its
+    namespace and name): the sender's, what the TAP took (rx: frames written into
+    it), the receiver's CPU, what was lost in the host namespace, and who limited it."""
+    r = sender_figures(s0, s1)
     dt = s1["t"] - s0["t"]
-    tap = delta(s0, s1, NS_HOST, PORT)
+    taken = delta(s0, s1, *tap)
     user, system = (b - a for a, b in zip(s0["proc"], s1["proc"], strict=True))
     cpu = user + system
     r.update(
-        delivered_pps=round(tap["rx_packets"] / dt),
+        delivered_pps=round(taken["rx_packets"] / dt),
         delivered_counter="TAP rx_packets",
-        delivered_bytes_per_frame=round(tap["rx_bytes"] / tap["rx_packets"], 1)
-        if tap["rx_packets"]
+        delivered_bytes_per_frame=round(taken["rx_bytes"] / taken["rx_packets"], 1)
+        if taken["rx_packets"]
         else None,
         recv_cpu_s=round(cpu, 2),
         recv_user_s=round(user, 2),
         recv_sys_s=round(system, 2),
         recv_cores=round(cpu / dt, 3),
-        cpu_s_per_mpkt=round(cpu / tap["rx_packets"] * 1e6, 3) if tap["rx_packets"] else None,
+        cpu_s_per_mpkt=round(cpu / taken["rx_packets"] * 1e6, 3) if taken["rx_packets"] else None,
     )
     # reached the host namespace but not the TAP: its raw socket or its ring was full
     r["host_ns_lost_pps"] = r["host_veth_rx_pps"] - r["delivered_pps"]
@@ -246,11 +274,6 @@ def measure_receiver(
     load = r["other_load"]
     load[f"cpu{RCV_CPU}"] = round(max(0.0, load[f"cpu{RCV_CPU}"] - r["recv_cores"]), 3)
     r["bottleneck"] = bottleneck(r)
-    if r["delivered_pps"] < max(1000, 0.01 * r["offered_pps"]):
-        raise CheckFailed(
-            f"{kind} {size} B delivered next to nothing: {r['delivered_pps']} pps of "
-            f"{r['offered_pps']} offered; the daemon's view: {r.get('daemon_since_check')}"
-        )
     return r
 
 

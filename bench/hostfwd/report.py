@@ -63,20 +63,29 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
             for key, nv in results.items():
                 if split_key(key)[:2] != (kind, size) or not nv or not bare:
                     continue
-                base = {r["rep"]: r["delivered_pps"] for r in bare["runs"]}
-                per_rep = [
-                    round(r["delivered_pps"] / base[r["rep"]], 3)
-                    for r in nv["runs"]
-                    if base.get(r["rep"])
-                ]
-                if per_rep:
-                    out[key] = {
-                        "per_rep": per_rep,
-                        "median": round(statistics.median(per_rep), 3),
-                        "min": min(per_rep),
-                        "max": max(per_rep),
-                    }
+                ratio = ratio_within_reps(nv, bare)
+                if ratio:
+                    out[key] = ratio
     return out
+
+
+def ratio_within_reps(measured: dict[str, Any], base: dict[str, Any]) -> dict[str, Any] | None:
+    """``measured``'s delivered pps over ``base``'s, taken within each repetition that
+    has both, then the median (min..max); None when no repetition has both."""
+    by_rep = {r["rep"]: r["delivered_pps"] for r in base["runs"]}
+    per_rep = [
+        round(r["delivered_pps"] / by_rep[r["rep"]], 3)
+        for r in measured["runs"]
+        if by_rep.get(r["rep"])
+    ]
+    if not per_rep:
+        return None
+    return {
+        "per_rep": per_rep,
+        "median": round(statistics.median(per_rep), 3),
+        "min": min(per_rep),
+        "max": max(per_rep),
+    }
 
 
 def compare(rat: dict[str, Any], labels: list[str], reps: int) -> dict[str, Any]:
@@ -199,6 +208,11 @@ def print_table(results: dict[str, Any], rat: dict[str, Any]) -> None:
                 "" if bound is None else ("yes" if bound else "NO"),
             )
         )
+    print_rows(head, rows)
+
+
+def print_rows(head: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
+    """A plain-text table, each column as wide as its widest cell."""
     width = [max(len(str(r[i])) for r in [*rows, head]) for i in range(len(head))]
     line = "  ".join(f"{head[i]:<{width[i]}}" for i in range(len(head)))
     print(line)
@@ -238,13 +252,7 @@ def finish(
 ) -> int:
     """Summaries, checks, ratios (and the comparison), written to ``a.out`` and printed."""
     checks: dict[str, Any] = {}
-    for key, e in results.items():
-        numeric = {k for r in e["runs"] for k, v in r.items() if isinstance(v, int | float)}
-        e["summary"] = {k: summarize(e["runs"], k) for k in sorted(numeric) if k != "rep"}
-        if e["runs"] and all("bottleneck" in r for r in e["runs"]):
-            e["receiver_bound"] = all(r["bottleneck"].startswith("receiver") for r in e["runs"])
-        if e.get("error") or not e["runs"]:
-            problems.append(f"{key}: {e.get('error') or 'no runs'}")
+    summarize_entries(results, problems)
     for source in sources:
         seen = {
             r["gateway_py_sha256"]
@@ -262,32 +270,14 @@ def finish(
             if "check" in r:
                 checks.setdefault(key, []).append(r["check"]["ok"])
     rat = ratios(results)
-    out: dict[str, Any] = {
-        "benchmark": "host_forwarding",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "elapsed_s": round(time.time() - t_start),
-        "machine": machine,
-        "params": {
-            "reps": a.reps,
-            "window_s": a.dur,
-            "warmup_s": a.warmup,
-            "sizes_inner_bytes": list(SIZES),
-            "receivers": kinds,
-            "daemon_command": "python -m gateway run --config FILE --node bench --backend"
-            " asyncio|trio --metrics 127.0.0.1:0 --ready-fd N --log-level info"
-            + "".join(f" {arg}" for arg in a.daemon_arg),
-            "sender_cpu": SND_CPU,
-            "receiver_cpu": RCV_CPU,
-            "vsid": VSID,
-            "flows": FLOWS,
-            "check_frames": CHECK_FRAMES,
-            "tap_mtu": TAP_MTU,
-        },
-        "ratio_nvgw_over_bare": rat,
-        "delivery_checks_ok": checks,
-        "problems": problems,
-        "results": results,
-    }
+    out = run_header("host_forwarding", a, machine, t_start, "bench")
+    out["params"].update(receivers=kinds, tap_mtu=TAP_MTU)
+    out.update(
+        ratio_nvgw_over_bare=rat,
+        delivery_checks_ok=checks,
+        problems=problems,
+        results=results,
+    )
     comparison = None
     if len(sources) > 1:
         comparison = compare(rat, [source.label for source in sources], a.reps)
@@ -307,6 +297,44 @@ def finish(
         print("PROBLEMS:\n  " + "\n  ".join(problems))
         return 2
     return 0 if comparison is None or comparison["no_slower"] else 1
+
+
+def summarize_entries(results: dict[str, Any], problems: list[str]) -> None:
+    """Each measurement's summary (median, min, max of every figure over its runs),
+    whether the receiver limited it in every run, and a problem for each that failed."""
+    for key, e in results.items():
+        numeric = {k for r in e["runs"] for k, v in r.items() if isinstance(v, int | float)}
+        e["summary"] = {k: summarize(e["runs"], k) for k in sorted(numeric) if k != "rep"}
+        if e["runs"] and all("bottleneck" in r for r in e["runs"]):
+            e["receiver_bound"] = all(r["bottleneck"].startswith("receiver") for r in e["runs"])
+        if e.get("error") or not e["runs"]:
+            problems.append(f"{key}: {e.get('error') or 'no runs'}")
+
+
+def run_header(
+    benchmark: str, a: argparse.Namespace, machine: dict[str, Any], t_start: float, node: str
+) -> dict[str, Any]:
+    """The top of a results file: what ran, when, where, and with which parameters."""
+    return {
+        "benchmark": benchmark,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "elapsed_s": round(time.time() - t_start),
+        "machine": machine,
+        "params": {
+            "reps": a.reps,
+            "window_s": a.dur,
+            "warmup_s": a.warmup,
+            "sizes_inner_bytes": list(SIZES),
+            "daemon_command": f"python -m gateway run --config FILE --node {node} --backend"
+            " asyncio|trio --metrics 127.0.0.1:0 --ready-fd N --log-level info"
+            + "".join(f" {arg}" for arg in a.daemon_arg),
+            "sender_cpu": SND_CPU,
+            "receiver_cpu": RCV_CPU,
+            "vsid": VSID,
+            "flows": FLOWS,
+            "check_frames": CHECK_FRAMES,
+        },
+    }
 
 
 def _measured_from(key: str, source: Source, sources: list[Source]) -> bool:

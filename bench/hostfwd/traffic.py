@@ -68,9 +68,12 @@ def _ipv4(src: str, dst: str, proto: int, payload: bytes) -> bytes:
     return header[:10] + checksum + header[12:] + payload
 
 
-def inner_frame(size: int, sport: int) -> bytes:
-    """The remote VM's Ethernet/IPv4/UDP frame to the local VM, ``size`` bytes long."""
-    (src, smac), (dst, dmac) = REMOTE_VM, LOCAL_VM
+def inner_frame(
+    size: int, sport: int, source: tuple[str, str] = REMOTE_VM, to: tuple[str, str] = LOCAL_VM
+) -> bytes:
+    """An Ethernet/IPv4/UDP frame ``size`` bytes long from ``source`` to ``to`` (each
+    an address and a MAC): by default the remote VM's to the local VM."""
+    (src, smac), (dst, dmac) = source, to
     data = b"x" * (size - 14 - 20 - 8)
     udp = struct.pack("!HHHH", sport, 5678, 8 + len(data), 0) + data
     pseudo = _ip4(src) + _ip4(dst) + struct.pack("!BBH", 0, 17, len(udp))
@@ -78,20 +81,31 @@ def inner_frame(size: int, sport: int) -> bytes:
     return _mac(dmac) + _mac(smac) + b"\x08\x00" + _ipv4(src, dst, 17, udp)
 
 
-def nvgre_frames(size: int) -> list[bytes]:
-    """FLOWS outer frames: sender veth -> host veth, IPv4 DF proto 47, GRE K + TEB."""
+def nvgre_frames(
+    size: int, source: tuple[str, str] = REMOTE_VM, to: tuple[str, str] = LOCAL_VM
+) -> list[bytes]:
+    """FLOWS outer frames: sender veth -> host veth, IPv4 DF proto 47, GRE K + TEB,
+    around ``inner_frame(size, ..., source, to)``."""
     frames = []
     for flow in range(1, FLOWS + 1):
         gre = struct.pack("!HHI", 0x2000, 0x6558, VSID << 8 | flow)
-        outer_ip = _ipv4(SND_PA, HOST_PA, 47, gre + inner_frame(size, 40000 + flow))
+        inner = inner_frame(size, 40000 + flow, source, to)
+        outer_ip = _ipv4(SND_PA, HOST_PA, 47, gre + inner)
         frames.append(_mac(HOST_MAC) + _mac(SND_MAC) + b"\x08\x00" + outer_ip)
     return frames
 
 
 def trafgen_config(size: int) -> Path:
-    path = SCRATCH / f"nvgre_{size}.trafgen"
-    lines = [f"/* NVGRE VSID {VSID}, inner {size} B, FlowID 1..{FLOWS}, round robin */"]
-    for frame in nvgre_frames(size):
+    comment = f"NVGRE VSID {VSID}, inner {size} B, FlowID 1..{FLOWS}, round robin"
+    return trafgen_file(f"nvgre_{size}", comment, nvgre_frames(size))
+
+
+def trafgen_file(name: str, comment: str, frames: list[bytes]) -> Path:
+    """A trafgen configuration sending ``frames`` round robin (static frames keep
+    trafgen on its fast path)."""
+    path = SCRATCH / f"{name}.trafgen"
+    lines = [f"/* {comment} */"]
+    for frame in frames:
         lines.append("{ " + ", ".join(f"0x{byte:02x}" for byte in frame) + " }")
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -123,45 +137,63 @@ nodes:
     ports:
       - {{name: {PORT}, vsid: {VSID}, mac: {local_mac}}}
 """
-    path = SCRATCH / "bench.yaml"
+    return validated_config("bench.yaml", text)
+
+
+def validated_config(name: str, text: str) -> Path:
+    """``text`` written to the scratch file ``name`` and loaded by the daemon's own
+    loader: a config it would refuse stops the run before anything is measured."""
+    path = SCRATCH / name
     path.write_text(text)
     try:
         load_config(path)
     except ConfigError as error:
         raise BenchError(
-            "generated config refused: " + "; ".join(str(i) for i in error.issues)
+            f"generated config {path} refused: " + "; ".join(str(i) for i in error.issues)
         ) from None
     return path
 
 
-def start_trafgen(cfg: Path, secs: float, count: int | None = None) -> subprocess.Popen:
+SENDER = (NS_SND, SND_DEV)  # where trafgen sends from, by default: the sender veth
+
+
+def start_trafgen(
+    cfg: Path, secs: float, count: int | None = None, where: tuple[str, str] = SENDER
+) -> subprocess.Popen:
     # -P 1: one worker on CPU 0. Only the long options keep trafgen 0.6.8 off the global
     # socket-memory sysctls and the IRQ affinity; SIGINT (timeout -s INT) stops it cleanly.
+    ns, dev = where
     cmd = ["timeout", "-s", "INT", str(int(secs)), "taskset", "-c", str(SND_CPU), "trafgen"]
-    cmd += ["--dev", SND_DEV, "--conf", str(cfg), "-P", "1"]
+    cmd += ["--dev", dev, "--conf", str(cfg), "-P", "1"]
     cmd += ["--no-sock-mem", "--notouch-irq", "--no-cpu-stats"]
     if count:
         cmd += ["-n", str(count)]
-    return start(nsx(NS_SND, *cmd), "trafgen.log")
+    return start(nsx(ns, *cmd), "trafgen.log")
 
 
-def wait_flowing(timeout: float = 8.0) -> None:
+def wait_flowing(timeout: float = 8.0, where: tuple[str, str] = SENDER) -> None:
+    ns, dev = where
     t_end = time.monotonic() + timeout
-    first = netdev(NS_SND)[SND_DEV]["tx_packets"]
+    first = netdev(ns)[dev]["tx_packets"]
     while time.monotonic() < t_end:
         time.sleep(0.1)
-        if netdev(NS_SND)[SND_DEV]["tx_packets"] > first + 1000:
+        if netdev(ns)[dev]["tx_packets"] > first + 1000:
             return
     raise BenchError(f"no traffic from trafgen within {timeout:.0f} s (see {SCRATCH}/trafgen.log)")
 
 
 def blast(
-    cfg: Path, dur: float, warm: float, pid: int | None, after: Callable[[], None] | None = None
+    cfg: Path,
+    dur: float,
+    warm: float,
+    pid: int | None,
+    after: Callable[[], None] | None = None,
+    where: tuple[str, str] = SENDER,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     extra = dur + 10 if after else 0
-    trafgen = start_trafgen(cfg, warm + dur + 8 + extra)
+    trafgen = start_trafgen(cfg, warm + dur + 8 + extra, where=where)
     try:
-        wait_flowing()
+        wait_flowing(where=where)
         time.sleep(warm)
         s0 = snap(pid, trafgen.pid)
         time.sleep(dur)

@@ -1,0 +1,115 @@
+"""From the gateway part's runs to figures: each daemon's ratio to its path's bare loop
+and (``in``) to Open vSwitch, taken within each repetition, then the median; the table;
+results-gateway.json."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .common import OTHER_LOAD_MAX
+from .gateway_setup import NODE
+from .report import (
+    _k,
+    _ratio,
+    print_rows,
+    ratio_within_reps,
+    run_header,
+    summarize_entries,
+    write_json,
+)
+
+DAEMONS = ("asyncio", "trio")
+ANCHORS = ("bare", "ovs")
+
+
+def key_of(path: str, kind: str, size: int) -> str:
+    return f"{path}-{kind}_{size}"
+
+
+def ratios(results: dict[str, Any]) -> dict[str, Any]:
+    """``in-asyncio_64/bare`` and the like (OVS too: ``in-ovs_64/bare``): per
+    repetition, then median (min..max)."""
+    out = {}
+    for key, e in results.items():
+        name, size = key.split("_")
+        path, kind = name.split("-")
+        if kind == "bare":
+            continue
+        for anchor in ANCHORS:
+            base_e = results.get(key_of(path, anchor, int(size)))
+            if anchor == kind or not base_e:
+                continue
+            ratio = ratio_within_reps(e, base_e)
+            if ratio:
+                out[f"{key}/{anchor}"] = ratio
+    return out
+
+
+def print_table(results: dict[str, Any], rat: dict[str, Any]) -> None:
+    head = ("id", "delivered pps", "offered pps", "x bare", "x OVS", "recv cores", "CPU s/Mpkt")
+    head += ("recv-bound",)
+    rows = []
+    for key, e in results.items():
+        s = e["summary"]
+        main = s.get("delivered_pps")
+        if main is None:
+            rows.append((key, "FAILED: " + (e.get("error") or "no runs")[:70], *[""] * 6))
+            continue
+        rng = f"{_k(main['median'])} ({_k(main['min'])}..{_k(main['max'])})"
+        if any(r.get("disturbed") for r in e["runs"]):
+            rng += " *"
+        versus = [rat.get(f"{key}/{anchor}") for anchor in ANCHORS]
+        cores, per_m = s.get("recv_cores"), s.get("cpu_s_per_mpkt")
+        bound = e.get("receiver_bound")
+        rows.append(
+            (
+                key,
+                rng,
+                _k(s["offered_pps"]["median"]),
+                *(
+                    _ratio(v) if v else "1.00" if f"-{anchor}_" in key else "-"
+                    for v, anchor in zip(versus, ANCHORS, strict=True)
+                ),
+                f"{cores['median']:.2f}" if cores else "",
+                f"{per_m['median']:.2f}" if per_m else "",
+                "" if bound is None else ("yes" if bound else "NO"),
+            )
+        )
+    print_rows(head, rows)
+
+
+def finish(
+    a: argparse.Namespace,
+    machine: dict[str, Any],
+    results: dict[str, Any],
+    problems: list[str],
+    t_start: float,
+) -> int:
+    """Summaries, checks and ratios, written to ``a.out`` and printed; 2 on a problem."""
+    summarize_entries(results, problems)
+    seen = {r.get("gateway_py_sha256") for e in results.values() for r in e["runs"]}
+    seen.discard(None)
+    if len(seen) > 1:
+        problems.append(f"gateway/ changed during the run: {len(seen)} versions measured")
+    rat = ratios(results)
+    below = [
+        k
+        for k, v in rat.items()
+        if k.endswith("/bare") and k.split("_")[0].split("-")[1] in DAEMONS and v["median"] < 1.0
+    ]
+    out = run_header("gateway_forwarding", a, machine, t_start, NODE)
+    out["params"]["paths"] = {path: list(kinds) for path, kinds in a.plan.items()}
+    out.update(ratios=rat, below_bare_loop=below, problems=problems, results=results)
+    write_json(a.out, out)
+    print()
+    print_table(results, rat)
+    if any(r.get("disturbed") for e in results.values() for r in e["runs"]):
+        print(f"* another job took more than {OTHER_LOAD_MAX:.0%} of a core in a kept run")
+    if below:
+        print("BELOW THE BARE LOOP: " + ", ".join(below))
+    print(f"\nresults: {a.out}")
+    if problems:
+        print("PROBLEMS:\n  " + "\n  ".join(problems))
+        return 2
+    return 0
