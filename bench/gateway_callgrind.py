@@ -1,0 +1,164 @@
+"""Instructions per frame of the gateway's two data-plane entry points (and of the
+host's decapsulation, for scale), counted by callgrind: what each path costs in
+Python, whatever the machine's load.
+
+    python bench/gateway_callgrind.py [--frames 5000]
+
+Each entry point runs on the benchmark's own configs (``hostfwd/gateway_setup.py``,
+``hostfwd/traffic.py``) with an Output that keeps nothing: ``in``,
+``gateway_from_provider`` on the NVGRE datagrams trafgen sends (the corp server's MAC
+already learned); ``out``, ``gateway_from_tap`` on the corp server's frames;
+``host``, the host's ``from_provider`` on the host benchmark's datagrams. Each runs
+on a fresh writable copy of its frame per call (the loop and copies alone are
+measured too, and taken off), twice under ``PYTHONHASHSEED=0 valgrind
+--tool=callgrind`` (N and 2N frames, 64 B and 1400 B inner, the same frames round
+robin); a run in which the node counted a drop fails. The difference of the two
+totals over N is the per-frame cost, start-up and imports cancelled out. Needs valgrind; no root,
+no namespaces. Prints a table and writes ``bench/results-gateway-callgrind.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # gateway
+
+from hostfwd.common import BENCH, HOST_PA, SCRATCH, SIZES, SND_PA
+from hostfwd.gateway_setup import (
+    CORP_ADDR,
+    CORP_MAC,
+    GW_RECORD,
+    GW_TAP,
+    NODE,
+    gateway_config,
+    inbound_frames,
+    outbound_frames,
+)
+from hostfwd.report import write_json
+from hostfwd.sources import versions, work_tree
+from hostfwd.traffic import nvgre_frames, nvgw_config
+
+from gateway.control import load_config
+from gateway.dataplane import (
+    GatewayNode,
+    HostNode,
+    from_provider,
+    gateway_from_provider,
+    gateway_from_tap,
+)
+from gateway.policy import compile_policy
+
+ENTRIES = ("in", "out", "host")
+ETH = 14  # the outer Ethernet header: a datagram reaches the entry point without it
+
+
+def node_and_call(entry: str, size: int) -> tuple[Any, list[bytes], list[int]]:
+    """A node of the benchmark's config: the call that takes one frame, bound; the
+    frames it takes; its drop counters."""
+
+    class Nothing:  # an Output that keeps nothing
+        def to_tap(self, tap: object, frame: object) -> None:
+            pass
+
+        def to_provider(self, src: object, dst: object, gre: object, frame: object) -> None:
+            pass
+
+        def to_provider_link(self, frame: object) -> None:
+            pass
+
+    if entry == "host":
+        snapshot = compile_policy(load_config(nvgw_config()))
+        host = HostNode(snapshot, "bench", Nothing(), provider_mac=bytes(6))
+        inputs = [f[ETH:] for f in nvgre_frames(size)]
+        return (lambda d: from_provider(host, d)), inputs, host.counters.drops
+    snapshot = compile_policy(load_config(gateway_config()))
+    node = GatewayNode(snapshot, NODE, Nothing())
+    tap = next(t for t in node.tables.taps if t.name == GW_TAP)
+    if entry == "in":
+        datagrams = [f[ETH:] for f in inbound_frames(size, GW_RECORD[1])]
+        gateway_from_provider(node, memoryview(bytearray(datagrams[0])))  # asks for the MAC
+        corp_mac = bytes.fromhex(CORP_MAC.replace(":", ""))
+        node.neighbors[GW_TAP].learn(socket.inet_aton(CORP_ADDR), corp_mac, 0.0)
+        return (lambda d: gateway_from_provider(node, d)), datagrams, node.counters.drops
+    inputs = outbound_frames(size)
+    return (lambda f: gateway_from_tap(node, tap, f)), inputs, node.counters.drops
+
+
+def child(entry: str, size: int, frames: int) -> None:
+    """``frames`` calls, each on a fresh copy of its frame in a writable buffer, as the
+    daemon's receive ring hands them over (the data plane rewrites TTL and MACs in
+    place); the ``loop`` entry does the copies alone, to be taken off the others."""
+    if entry == "loop":
+        call, inputs, drops = (lambda f: None), outbound_frames(size), [0]
+    else:
+        call, inputs, drops = node_and_call(entry, size)
+    buffers = [bytearray(frame) for frame in inputs]
+    views = [memoryview(buffer) for buffer in buffers]
+    n = len(inputs)
+    for i in range(frames):
+        j = i % n
+        buffers[j][:] = inputs[j]
+        call(views[j])
+    if any(drops):
+        sys.exit(f"{entry} {size} B: the node dropped frames: {drops}")
+
+
+def instructions(entry: str, size: int, frames: int) -> int:
+    with tempfile.TemporaryDirectory() as where:
+        out = Path(where) / "callgrind.out"
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+        cmd += [sys.executable, __file__, "--child", entry, str(size), str(frames)]
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=BENCH.parent)
+        if done.returncode:
+            sys.exit(f"callgrind {entry} {size}: {done.stderr[-1500:]}")
+        found = re.search(r"^summary: (\d+)", out.read_text(), re.MULTILINE)
+        if found is None:
+            sys.exit(f"callgrind {entry} {size}: no summary line in {out}")
+        return int(found.group(1))
+
+
+def main() -> int:
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--frames", type=int, default=5000, help="N (the longer run does 2N)")
+    ap.add_argument("--out", type=Path, default=BENCH / "results-gateway-callgrind.json")
+    a = ap.parse_args()
+    SCRATCH.mkdir(exist_ok=True)
+    per_frame: dict[str, int] = {}
+    for entry in ENTRIES:
+        for size in SIZES:
+            short = instructions(entry, size, a.frames)
+            long = instructions(entry, size, 2 * a.frames)
+            per_frame[f"{entry}_{size}"] = round((long - short) / a.frames)
+            print(
+                f"{entry:<5} {size:>5} B  {per_frame[f'{entry}_{size}']:>8,} instructions per frame"
+            )
+    write_json(
+        a.out,
+        {
+            "benchmark": "gateway_callgrind",
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": versions([work_tree()]),  # the commit, and gateway/'s changes
+            "frames": a.frames,
+            "pas": {"sender": SND_PA, "gateway": HOST_PA},
+            "instructions_per_frame": per_frame,
+        },
+    )
+    print(f"results: {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
