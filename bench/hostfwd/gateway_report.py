@@ -12,6 +12,7 @@ from .gateway_setup import NODE
 from .report import (
     _k,
     _ratio,
+    delivered_cell,
     print_rows,
     ratio_within_reps,
     run_header,
@@ -52,13 +53,10 @@ def print_table(results: dict[str, Any], rat: dict[str, Any]) -> None:
     rows = []
     for key, e in results.items():
         s = e["summary"]
-        main = s.get("delivered_pps")
-        if main is None:
+        rng = delivered_cell(e)
+        if rng is None:
             rows.append((key, "FAILED: " + (e.get("error") or "no runs")[:70], *[""] * 6))
             continue
-        rng = f"{_k(main['median'])} ({_k(main['min'])}..{_k(main['max'])})"
-        if any(r.get("disturbed") for r in e["runs"]):
-            rng += " *"
         versus = [rat.get(f"{key}/{anchor}") for anchor in ANCHORS]
         cores, per_m = s.get("recv_cores"), s.get("cpu_s_per_mpkt")
         bound = e.get("receiver_bound")

@@ -164,6 +164,16 @@ def _k(x: float | None) -> str:
     return f"{x / 1000:.0f}k" if x >= 10000 else f"{x:.0f}"
 
 
+def delivered_cell(e: dict[str, Any]) -> str | None:
+    """A measurement's delivered pps as the tables show it, median (min..max), with a
+    star when another job disturbed a kept run; None when it has no runs."""
+    main = e["summary"].get("delivered_pps")
+    if main is None:
+        return None
+    rng = f"{_k(main['median'])} ({_k(main['min'])}..{_k(main['max'])})"
+    return rng + " *" if any(r.get("disturbed") for r in e["runs"]) else rng
+
+
 def print_table(results: dict[str, Any], rat: dict[str, Any]) -> None:
     head = (
         "id",
@@ -178,11 +188,10 @@ def print_table(results: dict[str, Any], rat: dict[str, Any]) -> None:
     rows = []
     for key, e in results.items():
         s = e["summary"]
-        main = s.get("delivered_pps")
-        if main is None:
+        rng = delivered_cell(e)
+        if rng is None:
             rows.append((key, "FAILED: " + (e.get("error") or "no runs")[:70], *[""] * 6))
             continue
-        rng = f"{_k(main['median'])} ({_k(main['min'])}..{_k(main['max'])})"
         ratio = rat.get(key)
         rtxt = _ratio(ratio) if ratio else "-"
         if key.startswith("bare"):
@@ -194,8 +203,6 @@ def print_table(results: dict[str, Any], rat: dict[str, Any]) -> None:
             a, b = s["rss_start_kib"]["median"], s["rss_end_kib"]["median"]
             rss = f"{a / 1024:.1f} > {b / 1024:.1f}"
         bound = e.get("receiver_bound")
-        if any(r.get("disturbed") for r in e["runs"]):
-            rng += " *"
         rows.append(
             (
                 key,
