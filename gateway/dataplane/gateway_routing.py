@@ -65,6 +65,7 @@ from gateway.wire import (
     IPV4_OFFSET_PROTOCOL,
     IPV4_OFFSET_TTL,
     IPV4_VERSION,
+    IPV4_VIHL_NO_OPTIONS,
     NVGRE_FLAGS,
     ZERO_MAC,
     build_arp,
@@ -92,6 +93,14 @@ _WORD_MASK: Final = 0xFFFF
 _ETH_ADDRS: Final = slice(0, 2 * ETH_ADDR_SIZE)  # destination and source MAC, in order
 _IP_PROTOCOL: Final = IP + IPV4_OFFSET_PROTOCOL
 _GRE: Final = GRE_KEYED.pack
+# The bytes that decide a FlowID (``flow_id_of_frame``) when the header has no options
+# and the packet is no fragment: the protocol, the addresses and the next 4 bytes (a
+# TCP or UDP packet's ports), in one unpack whose tuple keys ``GatewayDomain.flows``.
+_FLOW: Final = struct.Struct("!B2x12s").unpack_from
+_FLOW_END: Final = IP + IPV4_HEADER_SIZE + 4  # the frame must hold the ports
+# Flows remembered per routing domain before the cache is emptied and refilled: a
+# flood of distinct flows costs a refill, as for the receive side's cache.
+MAX_FLOWS: Final = 1 << 16
 # First octets of sources that are no single host: no error or answer goes to them
 # (RFC 1812 sec. 4.3.2.7: "this network", loopback, multicast, reserved, broadcast).
 _THIS_NETWORK: Final = 0
@@ -179,18 +188,34 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
         crossed.out_bytes += end
     else:
         frame[_ETH_ADDRS] = action.addresses  # type: ignore[union-attr]
-        key = action.key | flow_id_of_frame(frame)  # type: ignore[union-attr]
-        node.out.to_provider(
-            action.src_pa,  # type: ignore[union-attr]
-            action.dst_pa,  # type: ignore[union-attr]
-            _GRE(NVGRE_FLAGS, ETHERTYPE_TEB, key),
-            packet,
-        )
+        # The GRE header with the flow's FlowID: hashed once per flow (the cache's key
+        # holds all the FlowID reads), per packet for options and fragments.
+        if vihl == IPV4_VIHL_NO_OPTIONS and not fragment & IPV4_FRAGMENT_MASK and size >= _FLOW_END:
+            flow = _FLOW(frame, _IP_PROTOCOL)
+            gre = domain.flows.get(flow)
+            if gre is None:
+                gre = _flow_gre(domain.flows, flow, action, frame)  # type: ignore[arg-type]
+        else:
+            gre = _GRE(NVGRE_FLAGS, ETHERTYPE_TEB, action.key | flow_id_of_frame(frame))  # type: ignore[union-attr]
+        node.out.to_provider(action.src_pa, action.dst_pa, gre, packet)  # type: ignore[union-attr]
         counters.encapsulated += 1
         if ingress.__class__ is GatewayTap:
             crossed = domain.counters
             crossed.in_packets += 1
             crossed.in_bytes += end
+
+
+def _flow_gre(
+    flows: dict[tuple[int, bytes], bytes],
+    flow: tuple[int, bytes],
+    action: ToVsid,
+    frame: memoryview,
+) -> bytes:
+    """A flow-cache miss: the flow's GRE header, remembered (bounded)."""
+    if len(flows) >= MAX_FLOWS:
+        flows.clear()  # bounded against floods of distinct flows; refills by itself
+    gre = flows[flow] = _GRE(NVGRE_FLAGS, ETHERTYPE_TEB, action.key | flow_id_of_frame(frame))
+    return gre
 
 
 def emit(node: GatewayNode, action: ToTap | ToVsid, frame: memoryview) -> None:

@@ -70,7 +70,7 @@ def tap_mac(name: str) -> bytes:
 class GatewayDomain:
     """A routing domain this gateway serves."""
 
-    __slots__ = ("counters", "name", "pa", "rdid", "routes")
+    __slots__ = ("counters", "flows", "name", "pa", "rdid", "routes")
 
     def __init__(self, rdid: str, name: str | None, counters: DomainCounters, pa: bytes | None):
         self.rdid = rdid
@@ -80,6 +80,10 @@ class GatewayDomain:
         # ``gateway`` record of the domain, from which the hosts accept routed frames.
         self.pa = pa
         self.routes: dict[bytes, Action] = {}  # destination -> where it goes (the cache)
+        # What this domain sends into its VSIDs: flow -> GRE header with its FlowID
+        # (``gateway_routing``). A flow's destination decides its record, so the
+        # domain and the flow's bytes decide the header; it dies with the tables.
+        self.flows: dict[tuple[int, bytes], bytes] = {}
 
     def __repr__(self) -> str:
         return f"GatewayDomain({self.name!r})"

@@ -10,7 +10,7 @@ import zlib
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.layers.inet import ICMP, IP
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import raw
 
@@ -21,10 +21,11 @@ from gateway.dataplane import (
     GatewayTap,
     gateway_from_provider,
     gateway_from_tap,
+    gateway_routing,
     router_mac,
     tap_mac,
 )
-from gateway.wire import build_ipv4, decrement_ttl
+from gateway.wire import build_ipv4, decrement_ttl, flow_id_of_frame
 
 from ._gateway_lab import BLUE, GW_MAC, GW_PA, RED, gateway_snapshot
 from ._policies import NOW
@@ -211,3 +212,64 @@ def test_the_inline_ttl_countdown_is_decrement_ttl_for_every_checksum() -> None:
         decrement_ttl(expected)
         gateway_from_tap(node, tap, memoryview(bytearray(frame)))
         assert node.out.frame[14:34] == expected, hex(checksum)  # type: ignore[attr-defined]
+
+
+def _to_blue_vm(**fields) -> bytearray:  # type: ignore[no-untyped-def]
+    """A frame from Blue's corp side to the Blue VM 10.10.10.11, into VSID 5010."""
+    tap = tap_mac("gw-blue").hex(":")
+    layer = fields.pop("layer")
+    ip = IP(src=fields.pop("src", "172.16.0.2"), dst="10.10.10.11", **fields)
+    return bytearray(raw(Ether(src="02:c0:00:00:00:02", dst=tap) / ip / layer))
+
+
+FLOWS = [
+    _to_blue_vm(layer=UDP(sport=40001, dport=9)),
+    _to_blue_vm(layer=UDP(sport=40002, dport=9)),
+    _to_blue_vm(layer=TCP(sport=40001, dport=9, flags="A")),  # the ports of UDP's first
+    _to_blue_vm(layer=UDP(sport=40001, dport=9), src="172.16.0.3"),
+    _to_blue_vm(layer=UDP(sport=40001, dport=9), flags="MF"),  # a first fragment: no ports
+    _to_blue_vm(layer=UDP(sport=40001, dport=9), frag=3),
+    _to_blue_vm(layer=UDP(sport=40001, dport=9), options=IPOption(NOP_OPTION)),
+    _to_blue_vm(layer=ICMP(id=1)),
+    _to_blue_vm(layer=ICMP(id=2)),
+    _to_blue_vm(layer=b"\x9c\x41"),  # UDP cut short of its ports
+]
+
+
+def test_the_encapsulating_flow_cache_gives_each_packet_its_own_flow_id() -> None:
+    """What the TAP side sends into a VSID carries the GRE header ``flow_id_of_frame``
+    gives the routed frame, whatever was cached before it: fragments, options, a
+    protocol or address that differs, twice over in an order that reuses the cache."""
+    node = gateway()
+    tap = node.tables.tap_by_name["gw-blue"]
+    for frame in [*FLOWS, *reversed(FLOWS), *FLOWS]:
+        gateway_from_tap(node, tap, memoryview(bytearray(frame)))
+        *_, gre, sent = node.out.nvgre[-1]  # type: ignore[attr-defined]
+        assert gre == struct.pack("!HHI", 0x2000, 0x6558, 5010 << 8 | flow_id_of_frame(sent))
+    assert not any(node.counters.drops)
+
+
+def test_a_flow_is_hashed_once_per_domain_and_swap(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The FlowID and GRE header of a flow are computed on its first packet and then
+    read from the routing domain's cache, which is bounded and dies with the tables."""
+    hashed = []
+
+    def counted(frame: memoryview) -> int:
+        hashed.append(bytes(frame))
+        return flow_id_of_frame(frame)
+
+    monkeypatch.setattr(gateway_routing, "flow_id_of_frame", counted)
+    node = gateway()
+    tap = node.tables.tap_by_name["gw-blue"]
+    for _ in range(3):
+        gateway_from_tap(node, tap, memoryview(bytearray(FLOWS[0])))
+    assert len(hashed) == 1 and len(node.out.nvgre) == 3  # type: ignore[attr-defined]
+    assert len(node.tables.domains[BLUE].flows) == 1 and not node.tables.domains[RED].flows
+    node.swap(gateway_snapshot())
+    tap = node.tables.tap_by_name["gw-blue"]
+    gateway_from_tap(node, tap, memoryview(bytearray(FLOWS[0])))
+    assert len(hashed) == 2, "a swap empties the cache"
+    monkeypatch.setattr(gateway_routing, "MAX_FLOWS", 2)
+    for frame in FLOWS[1:4]:
+        gateway_from_tap(node, tap, memoryview(bytearray(frame)))
+    assert len(node.tables.domains[BLUE].flows) <= 2
