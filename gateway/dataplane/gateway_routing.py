@@ -113,10 +113,10 @@ Ingress = GatewayInterface | GatewayTap  # where a packet came in: errors go bac
 def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
     """Route the IPv4 packet in ``frame``, an Ethernet frame for the gateway's MAC on
     ``ingress``, in the routing domain of ``ingress``; or answer or count it."""
-    drops = node.counters.drops
+    counters = node.counters  # its drops are read only to count one
     size = len(frame)
     if size < IP_MIN_FRAME:
-        drops[Drop.INNER_MALFORMED] += 1
+        counters.drops[Drop.INNER_MALFORMED] += 1
         return
     vihl, ip_total, fragment, ttl, protocol, check, dst = _HEADER(frame, IP)
     # The packet must fit its frame and hold its own header (RFC 1812 sec. 5.2.2).
@@ -124,10 +124,10 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
         vihl >> 4 != IPV4_VERSION
         or not IPV4_HEADER_SIZE <= (vihl & IPV4_IHL_MASK) << 2 <= ip_total <= size - IP
     ):
-        drops[Drop.INNER_MALFORMED] += 1
+        counters.drops[Drop.INNER_MALFORMED] += 1
         return
     if dst[0] >= _FIRST_GROUP_OCTET:
-        drops[Drop.BROADCAST] += 1  # multicast and broadcast are never routed (RFC 1812)
+        counters.drops[Drop.BROADCAST] += 1  # group destinations are never routed (RFC 1812)
         return
     domain = ingress.domain
     action = domain.routes.get(dst)
@@ -144,14 +144,14 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
         _to_gateway(node, domain, frame, end, ingress)
         return
     else:
-        drops[action] += 1  # type: ignore[index]
+        counters.drops[action] += 1  # type: ignore[index]
         return
     if ttl <= 1:
         _time_exceeded(node, domain, frame, end, ingress)
         return
     too_big = ip_total > mtu
     if too_big and fragment & IPV4_DF:
-        drops[Drop.TOO_BIG] += 1
+        counters.drops[Drop.TOO_BIG] += 1
         icmp = build_icmp_unreachable(ICMP_CODE_FRAGMENTATION_NEEDED, frame[IP:end], mtu)
         _icmp_error(node, domain, frame, end, ingress, icmp)
         return
@@ -166,7 +166,6 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
     mss = node.tables.mss
     if mss and protocol == IPPROTO_TCP:
         clamp_mss(frame, mss, IP)
-    counters = node.counters
     counters.routed += 1
     if too_big:
         if cls is ToVsid and ingress.__class__ is GatewayTap:
@@ -180,8 +179,7 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
         if entry is None or node.now - entry[1] > REFRESH_AFTER_S:
             to_tap(node, tap, action.next_hop, packet)  # type: ignore[union-attr]
             return
-        frame[ETH_DST] = entry[0]
-        frame[ETH_SRC] = tap.mac
+        frame[_ETH_ADDRS] = entry[0] + tap.mac  # one write of both, as into a VSID
         node.out.to_tap(tap, packet)
         crossed = tap.domain.counters
         crossed.out_packets += 1

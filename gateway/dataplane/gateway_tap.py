@@ -33,24 +33,23 @@ from gateway.wire import (
 
 def gateway_from_tap(node: GatewayNode, tap: GatewayTap, frame: memoryview) -> None:
     """A frame the corp side sent into ``tap``: answered, routed, or a counted drop."""
-    drops = node.counters.drops
     if len(frame) < ETH_HEADER_SIZE:
-        drops[Drop.INNER_TRUNCATED] += 1
+        node.counters.drops[Drop.INNER_TRUNCATED] += 1
         return
     dst_mac, src_mac, ethertype = ETH_HEADER.unpack_from(frame)
     if dst_mac != tap.mac:
         if not dst_mac[0] & ETH_GROUP_BIT:
-            drops[Drop.FOREIGN_MAC] += 1  # another station's: never the gateway's business
+            node.counters.drops[Drop.FOREIGN_MAC] += 1  # another station's: not the gateway's
             return
         if ethertype == ETHERTYPE_IPV4:
-            drops[Drop.BROADCAST] += 1  # not routed (RFC 1812 sec. 5.3.5)
+            node.counters.drops[Drop.BROADCAST] += 1  # not routed (RFC 1812 sec. 5.3.5)
             return
     if ethertype == ETHERTYPE_IPV4:
         route_ipv4(node, tap, frame)
     elif ethertype == ETHERTYPE_ARP:
         _arp_from_tap(node, tap, frame, src_mac)
     else:
-        drops[Drop.UNSUPPORTED] += 1
+        node.counters.drops[Drop.UNSUPPORTED] += 1
 
 
 def _arp_from_tap(node: GatewayNode, tap: GatewayTap, frame: memoryview, src_mac: bytes) -> None:
