@@ -93,10 +93,25 @@ def receiver(
             yield Running(proc.pid)
         finally:
             stop(proc)
+            wait_tap_gone()
         return
-    with Receiver(f"gw-{kind}", source, daemon_args, config, NODE, kind) as daemon:
-        attach_corp(None)
-        yield Running(daemon.pid, daemon)
+    try:
+        with Receiver(f"gw-{kind}", source, daemon_args, config, NODE, kind) as daemon:
+            attach_corp(None)
+            yield Running(daemon.pid, daemon)
+    finally:
+        wait_tap_gone()
+
+
+def wait_tap_gone(timeout: float = 5.0) -> None:
+    """The TAP goes with its last fd, but not always by the time its process has been
+    reaped: the next receiver's TAP of the same name must not meet it in the corp
+    namespace."""
+    t_end = time.monotonic() + timeout
+    while any(GW_TAP in netdev(ns) for ns in (NS_HOST, NS_CORP)):
+        if time.monotonic() > t_end:
+            raise BenchError(f"TAP {GW_TAP} still there {timeout:.0f} s after its receiver")
+        time.sleep(0.05)
 
 
 def counted_at(path: str, kind: str) -> tuple[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import os
 import signal
 import sys
@@ -66,12 +67,27 @@ def begin(cleanup_only: bool, packages: dict[str, str] = PACKAGES) -> bool:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     ensure_packages(packages)
     SCRATCH.mkdir(exist_ok=True)
+    _hold_the_lock(name)
     cleanup()
     if cleanup_only:
         return False
     for old in SCRATCH.glob("*.log"):
         old.unlink()
     return True
+
+
+_LOCKS: list[int] = []  # the lock's fd, held until the process exits
+
+
+def _hold_the_lock(name: str) -> None:
+    """One run at a time: every run uses the same namespaces and removes what it finds
+    of them first, so a second run would tear down the first one's mid-measurement."""
+    fd = os.open(SCRATCH / "run.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit(f"{name}: another benchmark run is under way ({SCRATCH}/run.lock): wait for it")
+    _LOCKS.append(fd)
 
 
 def guarded(measure: Callable[[], None], problems: list[str]) -> None:
