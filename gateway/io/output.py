@@ -25,7 +25,7 @@ class FdOutput:
     every TAP the daemon owns, by interface name, whatever stands behind it (a VM's
     port today; ``gateway.dataplane.output`` says why one map serves every role)."""
 
-    __slots__ = ("_address", "drops", "gre", "link", "tap_fds")
+    __slots__ = ("_address", "_sockaddrs", "drops", "gre", "link", "tap_fds")
 
     def __init__(
         self,
@@ -39,6 +39,9 @@ class FdOutput:
         self.gre = gre
         self.link = link
         self._address = AddressCache()
+        # Packed PA -> the (address, port) sendmsg takes, built once per PA rather than
+        # a call and a tuple per packet (PAs come from the policy: few).
+        self._sockaddrs: dict[bytes, tuple[str, int]] = {}
 
     def to_tap(self, tap: NamedTap, frame: memoryview | bytes) -> None:
         fd = self.tap_fds.get(tap.name)
@@ -57,8 +60,11 @@ class FdOutput:
         if sock is None:
             self.drops[Drop.PROVIDER_UNREACHABLE] += 1
             return
+        to = self._sockaddrs.get(dst_pa)
+        if to is None:
+            to = self._sockaddrs[dst_pa] = (self._address(dst_pa), 0)
         try:
-            sock.sendmsg([gre, frame], (), 0, (self._address(dst_pa), 0))
+            sock.sendmsg([gre, frame], (), 0, to)
         except BlockingIOError:
             self.drops[Drop.TX_FULL] += 1
         except OSError as error:
