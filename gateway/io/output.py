@@ -9,12 +9,12 @@ never logged per packet.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
 
 from gateway.dataplane import NamedTap
 from gateway.errors import Drop
-from gateway.io.provider import AddressCache
 
 _TAP_GONE = frozenset((errno.EIO, errno.EBADF, errno.ENODEV, errno.EPERM))
 
@@ -25,7 +25,7 @@ class FdOutput:
     every TAP the daemon owns, by interface name, whatever stands behind it (a VM's
     port today; ``gateway.dataplane.output`` says why one map serves every role)."""
 
-    __slots__ = ("_address", "_sockaddrs", "drops", "gre", "link", "tap_fds")
+    __slots__ = ("_sockaddrs", "drops", "gre", "link", "tap_fds")
 
     def __init__(
         self,
@@ -38,7 +38,6 @@ class FdOutput:
         self.tap_fds = tap_fds
         self.gre = gre
         self.link = link
-        self._address = AddressCache()
         # Packed PA -> the (address, port) sendmsg takes, built once per PA rather than
         # a call and a tuple per packet (PAs come from the policy: few).
         self._sockaddrs: dict[bytes, tuple[str, int]] = {}
@@ -62,7 +61,7 @@ class FdOutput:
             return
         to = self._sockaddrs.get(dst_pa)
         if to is None:
-            to = self._sockaddrs[dst_pa] = (self._address(dst_pa), 0)
+            to = self._sockaddrs[dst_pa] = (str(ipaddress.ip_address(dst_pa)), 0)
         try:
             sock.sendmsg([gre, frame], (), 0, to)
         except BlockingIOError:

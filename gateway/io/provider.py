@@ -18,9 +18,7 @@
 
 from __future__ import annotations
 
-import ipaddress
 import socket
-from dataclasses import dataclass, field
 
 from gateway.io.linux import (
     ETH_P_ALL,
@@ -66,16 +64,3 @@ def link_mtu(interface: str) -> int:
 def link_mac(interface: str) -> bytes:
     with open(f"/sys/class/net/{interface}/address") as f:
         return bytes.fromhex(f.read().strip().replace(":", ""))
-
-
-@dataclass
-class AddressCache:
-    """Packed PA -> the dotted string sendto() wants; PAs are few, so build each once."""
-
-    _strings: dict[bytes, str] = field(default_factory=dict)
-
-    def __call__(self, packed: bytes) -> str:
-        text = self._strings.get(packed)
-        if text is None:
-            text = self._strings[packed] = str(ipaddress.ip_address(packed))
-        return text
