@@ -74,6 +74,14 @@ class Drop(enum.IntEnum):
     # A gateway's own addresses (its CAs, its TAP addresses): echo requests are
     # answered; anything else sent to them is counted here (it runs no service there).
     TO_GATEWAY = 36
+    # NAPT, internet egress (gateway/dataplane/napt): each verdict its own reason, so
+    # a tenant at its limit is told apart from a full table or a pool out of ports.
+    NAPT_TENANT_LIMIT = 37  # the routing domain holds as many NAT sessions as it may
+    NAPT_TABLE_FULL = 38  # the NAT table holds as many sessions as the node allows
+    NAPT_PORTS_EXHAUSTED = 39  # no external port of that protocol free on any pool address
+    NAPT_NO_SESSION = 40  # belongs to no NAT session and may not open one
+    NAPT_FRAGMENT = 41  # an IPv4 fragment: NAPT translates whole datagrams only
+    NAPT_UNSUPPORTED = 42  # neither TCP, UDP, ICMP echo nor an ICMP error about a session
 
     @property
     def label(self) -> str:
