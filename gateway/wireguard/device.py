@@ -1,0 +1,517 @@
+"""A WireGuard device, sans IO: one static key (one listen port) and its peers.
+
+Three inputs, each with the monotonic ``now``:
+
+- ``receive(datagram, source, now, under_load)``: a UDP datagram from ``source``.
+  Transport data that authenticates is returned as ``(peer, packet)``, trimmed to its
+  IP length; the caller checks the packet's source against the peer's allowed IPs
+  (cryptokey routing is routing, and routing is the caller's). Handshake messages are
+  answered through the outbox. Anything unauthenticated is counted in ``refused`` by
+  reason and gets no answer, except a cookie reply when the caller says we are under
+  load and mac1 is valid (paper 5.3).
+- ``send(peer, packet, now)``: a plaintext IP packet for the peer: encrypted into the
+  outbox, or held (bounded) while a handshake is started.
+- ``tick(now)``: fires the timers that are due; ``next_deadline()`` says when next.
+
+Every datagram to send goes to ``outbox`` as ``(datagram, endpoint)``; the caller
+drains it after each call or batch. The TAI64N of our initiations is the wall time
+``now + wall_offset_s`` (the caller sets the offset from its wall clock: decisions.md,
+"Clocks"). Randomness (ephemeral keys, indexes, cookie secrets) and the retransmit
+jitter are injected, so tests are deterministic.
+
+The receiver-index table maps the 32-bit indexes we chose to (peer, keypair), or to
+(peer, None) for a handshake in progress. Each peer holds at most four (a handshake
+and three keypairs), and the table is bounded besides (``max_indexes``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+from collections.abc import Callable
+from typing import Final
+
+from cryptography.exceptions import InvalidTag
+
+from gateway.wireguard.cookie import CookieChecker
+from gateway.wireguard.crypto import KEY_SIZE, NONCE
+from gateway.wireguard.messages import (
+    COOKIE_REPLY,
+    INITIATION,
+    RESPONSE,
+    TRANSPORT,
+    TRANSPORT_HEADER,
+    TRANSPORT_HEADER_SIZE,
+    build_initiation,
+    build_response,
+    message_type,
+    padded_length,
+    parse_cookie_reply,
+    parse_initiation,
+    parse_response,
+)
+from gateway.wireguard.noise import (
+    Handshake,
+    StaticIdentity,
+    consume_initiation,
+    consume_response,
+    create_initiation,
+    create_response,
+    derive_keys,
+)
+from gateway.wireguard.peer import Endpoint, Peer
+from gateway.wireguard.reasons import Reason, Refused
+from gateway.wireguard.session import Keypair, Limits
+
+MAX_PEERS: Final = 1 << 16  # peers on one device (wireguard-go's MaxPeers)
+INDEXES_PER_PEER: Final = 4  # a handshake in progress and three keypairs
+DEFAULT_MTU: Final = 1420  # wg-quick's default: 1500 - 20 (IPv4) - 8 (UDP) - 32 - 20 spare
+_IPV4_MIN: Final = 20
+_IPV6_HEADER: Final = 40
+
+Transmit = tuple[bytes | bytearray, Endpoint]
+
+
+class Device:
+    """One listen port's WireGuard protocol state."""
+
+    def __init__(
+        self,
+        private_key: bytes,
+        *,
+        limits: Limits | None = None,
+        wall_offset_s: float = 0.0,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        jitter: Callable[[], float] = random.random,
+        max_peers: int = MAX_PEERS,
+        max_indexes: int | None = None,
+        mtu: int = DEFAULT_MTU,
+    ) -> None:
+        self.identity = StaticIdentity(private_key)
+        self.limits = limits or Limits()
+        self.wall_offset_s = wall_offset_s
+        self._random = random_bytes
+        self._jitter = jitter  # a fraction in [0, 1) of the retransmit jitter
+        self.max_peers = max_peers
+        self.max_indexes = max_indexes or INDEXES_PER_PEER * max_peers
+        self.mtu = mtu
+        self.cookies = CookieChecker(
+            self.identity.public, random_bytes, self.limits.cookie_refresh_s
+        )
+        self.peers: dict[bytes, Peer] = {}
+        self._handshakes: dict[bytes, Handshake] = {}  # by public key: consume_initiation
+        self.indexes: dict[int, tuple[Peer, Keypair | None]] = {}
+        self.outbox: list[Transmit] = []
+        self.refused = [0] * len(Reason)  # per Reason: datagrams refused, packets dropped
+        self.cookie_replies_sent = 0
+        self._handlers: dict[int, Callable[[bytes | memoryview, Endpoint, float, bool], None]] = {
+            INITIATION: self._on_initiation,
+            RESPONSE: self._on_response,
+            COOKIE_REPLY: self._on_cookie_reply,
+        }
+
+    # Configuration.
+
+    def add_peer(
+        self,
+        public_key: bytes,
+        *,
+        preshared_key: bytes | None = None,
+        endpoint: Endpoint | None = None,
+        persistent_keepalive_s: float = 0.0,
+    ) -> Peer:
+        """A new peer (``ValueError`` for a bad key, our own key, or one twice)."""
+        if public_key in self.peers:
+            raise ValueError("that public key is a peer already")
+        if public_key == self.identity.public:
+            raise ValueError("a peer cannot have the device's own public key")
+        if len(self.peers) >= self.max_peers:
+            raise ValueError(f"at most {self.max_peers} peers per device")
+        peer = Peer(
+            self.identity,
+            public_key,
+            preshared_key,
+            endpoint,
+            persistent_keepalive_s,
+            self.limits.cookie_refresh_s,
+        )
+        self.peers[public_key] = peer
+        self._handshakes[public_key] = peer.handshake
+        if persistent_keepalive_s > 0:  # wireguard-go sends one as soon as it is set
+            peer.persistent_keepalive_at = float("-inf")
+        return peer
+
+    def remove_peer(self, peer: Peer) -> None:
+        """Forget the peer, its sessions and their indexes; other peers are untouched."""
+        self._zero(peer)
+        del self.peers[peer.public_key], self._handshakes[peer.public_key]
+
+    # Input: datagrams.
+
+    def receive(
+        self, datagram: bytes | memoryview, source: Endpoint, now: float, under_load: bool = False
+    ) -> tuple[Peer, bytes] | None:
+        """A datagram from ``source``: ``(peer, packet)`` for authenticated data, None for
+        everything else (answered through the outbox, or refused and counted)."""
+        try:
+            if len(datagram) >= TRANSPORT_HEADER_SIZE:
+                kind, receiver, counter = TRANSPORT_HEADER.unpack_from(datagram)
+                if kind == TRANSPORT:
+                    return self._on_transport(datagram, receiver, counter, source, now)
+            self._handlers[message_type(datagram)](datagram, source, now, under_load)
+        except Refused as refusal:
+            self.refused[refusal.reason] += 1
+        return None
+
+    def _on_transport(
+        self,
+        datagram: bytes | memoryview,
+        receiver: int,
+        counter: int,
+        source: Endpoint,
+        now: float,
+    ) -> tuple[Peer, bytes] | None:
+        if len(datagram) < TRANSPORT_HEADER_SIZE + 16:
+            raise Refused(Reason.TRUNCATED)
+        entry = self.indexes.get(receiver)
+        if entry is None or entry[1] is None:
+            raise Refused(Reason.UNKNOWN_INDEX)
+        peer, keypair = entry
+        limits = self.limits
+        if now - keypair.created >= limits.reject_after_time_s:
+            raise Refused(Reason.KEY_EXPIRED)
+        try:
+            packet = keypair.receive.decrypt(
+                NONCE.pack(counter), memoryview(datagram)[TRANSPORT_HEADER_SIZE:], None
+            )
+        except InvalidTag:
+            peer.decryption_failures += 1
+            raise Refused(Reason.DECRYPT_FAILED) from None
+        if not keypair.replay.accept(counter, limits.reject_after_messages):
+            peer.replays += 1
+            raise Refused(Reason.REPLAYED)
+        if keypair is peer.keypairs.next:
+            self._confirmed(peer, keypair, now)
+        peer.endpoint = source  # roaming: only an authenticated packet moves it
+        peer.rx_bytes += len(datagram)
+        current = peer.keypairs.current
+        if (
+            current is not None
+            and current.initiator
+            and not peer.sent_last_minute_handshake
+            and now - current.created
+            > limits.reject_after_time_s - limits.keepalive_timeout_s - limits.rekey_timeout_s
+        ):  # our keypair is about to be rejected and data still comes in: rekey now
+            peer.sent_last_minute_handshake = True
+            self._initiate(peer, now)
+        self._authenticated_received(peer, now)
+        if not packet:
+            return None  # a keepalive
+        length = _ip_length(packet)
+        if length is None:
+            raise Refused(Reason.INNER_MALFORMED)
+        peer.rx_packets += 1
+        if peer.keepalive_at is None:
+            peer.keepalive_at = now + limits.keepalive_timeout_s
+        else:
+            peer.need_another_keepalive = True
+        return peer, packet if length == len(packet) else packet[:length]
+
+    def _check_macs(
+        self, message: bytes | memoryview, source: Endpoint, now: float, under_load: bool
+    ) -> None:
+        """mac1 always; mac2 under load, answering a cookie reply when it fails."""
+        if not self.cookies.check_mac1(message):
+            raise Refused(Reason.BAD_MAC1)
+        if not under_load:
+            return
+        address = _source_bytes(source)
+        if self.cookies.check_mac2(message, address, now):
+            return
+        sender = TRANSPORT_HEADER.unpack_from(message)[1]  # the sender index, offset 4
+        reply = self.cookies.create_cookie_reply(message, sender, address, now)
+        self.outbox.append((reply, source))
+        self.cookie_replies_sent += 1
+        raise Refused(Reason.COOKIE_REQUIRED)
+
+    def _on_initiation(
+        self, message: bytes | memoryview, source: Endpoint, now: float, under_load: bool
+    ) -> None:
+        self._check_macs(message, source, now, under_load)
+        handshake = consume_initiation(
+            self.identity,
+            parse_initiation(message),
+            self._handshakes,
+            now,
+            self.limits.initiation_rate_s,
+        )
+        peer = self.peers[handshake.remote_static]
+        peer.endpoint = source
+        peer.last_sent_handshake = now  # our response counts: no initiation of ours now
+        peer.rx_bytes += len(message)
+        self._authenticated_received(peer, now)
+        self._forget_index(handshake.local_index)
+        index = self._new_index(peer)
+        if index is None:
+            handshake.clear()
+            raise Refused(Reason.INDEXES_FULL)
+        response = build_response(create_response(handshake, self._random(KEY_SIZE), index))
+        peer.cookie.add_macs(response, now)
+        self._derive(peer, now)
+        self._transmit(peer, response, now)
+
+    def _on_response(
+        self, message: bytes | memoryview, source: Endpoint, now: float, under_load: bool
+    ) -> None:
+        self._check_macs(message, source, now, under_load)
+        response = parse_response(message)
+        entry = self.indexes.get(response.receiver)
+        if entry is None or entry[1] is not None:
+            raise Refused(Reason.UNKNOWN_INDEX)
+        peer = entry[0]
+        consume_response(self.identity, peer.handshake, response)
+        peer.endpoint = source
+        peer.rx_bytes += len(message)
+        self._authenticated_received(peer, now)
+        self._derive(peer, now)
+        self._handshake_complete(peer, now)
+        self._send_keepalive(peer, now)  # key confirmation (or the packets waiting)
+
+    def _on_cookie_reply(
+        self, message: bytes | memoryview, source: Endpoint, now: float, under_load: bool
+    ) -> None:
+        reply = parse_cookie_reply(message)
+        entry = self.indexes.get(reply.receiver)
+        if entry is None:
+            raise Refused(Reason.UNKNOWN_INDEX)
+        if not entry[0].cookie.consume_cookie_reply(reply, now):
+            raise Refused(Reason.BAD_COOKIE_REPLY)
+
+    # Input: packets to send.
+
+    def send(self, peer: Peer, packet: bytes | bytearray | memoryview, now: float) -> None:
+        """Encrypt ``packet`` for ``peer`` into the outbox, or hold it (at most
+        ``limits.max_staged``, the oldest shed) and start a handshake."""
+        keypair = self._usable(peer, now)
+        if keypair is None or peer.staged:
+            self._stage(peer, bytes(packet))
+            self._flush(peer, now)
+        else:
+            self._seal(peer, keypair, packet, now)
+
+    def _usable(self, peer: Peer, now: float) -> Keypair | None:
+        """The current keypair if it may still send (reject-after-time and -messages)."""
+        keypair = peer.keypairs.current
+        if (
+            keypair is None
+            or keypair.send_counter >= self.limits.reject_after_messages
+            or now - keypair.created >= self.limits.reject_after_time_s
+        ):
+            return None
+        return keypair
+
+    def _stage(self, peer: Peer, packet: bytes) -> None:
+        if len(peer.staged) >= self.limits.max_staged:
+            peer.staged.popleft()
+            self.refused[Reason.STAGED_FULL] += 1
+        peer.staged.append(packet)
+
+    def _flush(self, peer: Peer, now: float) -> None:
+        """Send the packets waiting, or start a handshake when no keypair may send."""
+        keypair = self._usable(peer, now)
+        if keypair is None:
+            self._initiate(peer, now)
+            return
+        staged = peer.staged
+        while staged:
+            self._seal(peer, keypair, staged.popleft(), now)
+
+    def _seal(
+        self, peer: Peer, keypair: Keypair, packet: bytes | bytearray | memoryview, now: float
+    ) -> None:
+        """One transport message (paper 5.4.6) into the outbox, and the timers it moves."""
+        limits = self.limits
+        counter = keypair.send_counter
+        keypair.send_counter = counter + 1
+        length = len(packet)
+        padded = padded_length(length, self.mtu)
+        if padded != length:
+            packet = bytes(packet) + bytes(padded - length)
+        datagram = bytearray(TRANSPORT_HEADER_SIZE + padded + 16)
+        TRANSPORT_HEADER.pack_into(datagram, 0, TRANSPORT, keypair.remote_index, counter)
+        keypair.send.encrypt_into(
+            NONCE.pack(counter), packet, None, memoryview(datagram)[TRANSPORT_HEADER_SIZE:]
+        )
+        self._transmit(peer, datagram, now)
+        if length:
+            peer.tx_packets += 1
+            if peer.new_handshake_at is None:  # nothing back within this: rehandshake
+                peer.new_handshake_at = now + limits.keepalive_timeout_s + self._retry_after()
+        if counter + 1 > limits.rekey_after_messages or (
+            keypair.initiator and now - keypair.created > limits.rekey_after_time_s
+        ):
+            self._initiate(peer, now)
+
+    def _send_keepalive(self, peer: Peer, now: float) -> None:
+        """An empty transport message, unless packets are waiting (they do the same)."""
+        if not peer.staged:
+            peer.staged.append(b"")
+        self._flush(peer, now)
+
+    # Handshakes and sessions.
+
+    def initiate(self, peer: Peer, now: float) -> None:
+        """Start a handshake with ``peer`` now (at most one per rekey-timeout)."""
+        self._initiate(peer, now)
+
+    def _initiate(self, peer: Peer, now: float, retry: bool = False) -> None:
+        if not retry:
+            peer.handshake_attempts = 0
+        if now - peer.last_sent_handshake < self.limits.rekey_timeout_s:
+            return
+        if peer.endpoint is None:
+            self.refused[Reason.NO_ENDPOINT] += 1
+            return
+        self._forget_index(peer.handshake.local_index)
+        index = self._new_index(peer)
+        if index is None:
+            self.refused[Reason.INDEXES_FULL] += 1
+            return
+        peer.last_sent_handshake = now
+        initiation = build_initiation(
+            create_initiation(
+                self.identity,
+                peer.handshake,
+                self._random(KEY_SIZE),
+                index,
+                now + self.wall_offset_s,
+            )
+        )
+        peer.cookie.add_macs(initiation, now)
+        self._transmit(peer, initiation, now)
+        peer.retransmit_at = now + self._retry_after()
+
+    def _derive(self, peer: Peer, now: float) -> None:
+        """The finished handshake's keypair, under the index the handshake had."""
+        handshake = peer.handshake
+        local, remote = handshake.local_index, handshake.remote_index
+        send_key, receive_key, initiator = derive_keys(handshake)
+        keypair = Keypair(send_key, receive_key, initiator, local, remote, now)
+        self.indexes[local] = (peer, keypair)
+        for dropped in peer.keypairs.install(keypair):
+            self._forget_index(dropped.local_index)
+        peer.zero_keys_at = now + 3 * self.limits.reject_after_time_s
+
+    def _confirmed(self, peer: Peer, keypair: Keypair, now: float) -> None:
+        """The initiator sent with our new keypair: it becomes current (responder)."""
+        dropped = peer.keypairs.confirm(keypair)
+        if dropped is not None:
+            self._forget_index(dropped.local_index)
+        self._handshake_complete(peer, now)
+        if peer.staged:
+            self._flush(peer, now)
+
+    def _handshake_complete(self, peer: Peer, now: float) -> None:
+        peer.retransmit_at = None
+        peer.handshake_attempts = 0
+        peer.sent_last_minute_handshake = False
+        peer.handshakes += 1
+        peer.last_handshake_s = now
+
+    def _zero(self, peer: Peer) -> None:
+        """Forget every session and the handshake in progress; drop what waits."""
+        for dropped in peer.keypairs.clear():
+            self._forget_index(dropped.local_index)
+        self._forget_index(peer.handshake.local_index)
+        peer.handshake.clear()
+        self.refused[Reason.NO_SESSION] += len(peer.staged)
+        peer.staged.clear()
+
+    # Timers.
+
+    def tick(self, now: float) -> None:
+        """Fire every timer due at ``now`` (wireguard-go's ``expired*`` functions)."""
+        for peer in list(self.peers.values()):
+            if peer.retransmit_at is not None and now >= peer.retransmit_at:
+                peer.retransmit_at = None
+                if peer.handshake_attempts > self.limits.max_retransmits:
+                    peer.keepalive_at = None  # give up until there is something to send
+                    self.refused[Reason.NO_SESSION] += len(peer.staged)
+                    peer.staged.clear()
+                    if peer.zero_keys_at is None:
+                        peer.zero_keys_at = now + 3 * self.limits.reject_after_time_s
+                else:
+                    peer.handshake_attempts += 1
+                    self._initiate(peer, now, retry=True)
+            if peer.keepalive_at is not None and now >= peer.keepalive_at:
+                peer.keepalive_at = None
+                self._send_keepalive(peer, now)
+                if peer.need_another_keepalive:
+                    peer.need_another_keepalive = False
+                    peer.keepalive_at = now + self.limits.keepalive_timeout_s
+            if peer.new_handshake_at is not None and now >= peer.new_handshake_at:
+                peer.new_handshake_at = None
+                self._initiate(peer, now)
+            if peer.zero_keys_at is not None and now >= peer.zero_keys_at:
+                peer.zero_keys_at = None
+                self._zero(peer)
+            if peer.persistent_keepalive_at is not None and now >= peer.persistent_keepalive_at:
+                peer.persistent_keepalive_at = None
+                if peer.persistent_keepalive_s > 0:
+                    self._send_keepalive(peer, now)
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` next has something to do (None: no timer pending)."""
+        return min((at for peer in self.peers.values() for at in peer.deadlines()), default=None)
+
+    # Bookkeeping.
+
+    def _transmit(self, peer: Peer, datagram: bytearray, now: float) -> None:
+        """Queue an authenticated datagram to the peer and move the timers sending
+        moves: any send cancels a pending keepalive and re-arms a persistent one."""
+        self.outbox.append((datagram, peer.endpoint))  # type: ignore[arg-type]
+        peer.tx_bytes += len(datagram)
+        peer.keepalive_at = None
+        if peer.persistent_keepalive_s > 0:
+            peer.persistent_keepalive_at = now + peer.persistent_keepalive_s
+
+    def _authenticated_received(self, peer: Peer, now: float) -> None:
+        peer.new_handshake_at = None
+        if peer.persistent_keepalive_s > 0:
+            peer.persistent_keepalive_at = now + peer.persistent_keepalive_s
+
+    def _retry_after(self) -> float:
+        return self.limits.rekey_timeout_s + self._jitter() * self.limits.rekey_timeout_jitter_max_s
+
+    def _new_index(self, peer: Peer) -> int | None:
+        """A fresh random receiver index for ``peer``'s handshake, None when full."""
+        if len(self.indexes) >= self.max_indexes:
+            return None
+        while True:
+            index = int.from_bytes(self._random(4), "little")
+            if index and index not in self.indexes:  # 0 means "none" in a Handshake
+                self.indexes[index] = (peer, None)
+                return index
+
+    def _forget_index(self, index: int) -> None:
+        if index:
+            self.indexes.pop(index, None)
+
+
+def _ip_length(packet: bytes) -> int | None:
+    """The IP packet's own length when it is within the plaintext (the rest is
+    padding), None when the plaintext is no IPv4/IPv6 packet."""
+    version = packet[0] >> 4
+    if version == 4 and len(packet) >= _IPV4_MIN:
+        length = (packet[2] << 8) | packet[3]
+        return length if _IPV4_MIN <= length <= len(packet) else None
+    if version == 6 and len(packet) >= _IPV6_HEADER:
+        length = _IPV6_HEADER + ((packet[4] << 8) | packet[5])
+        return length if length <= len(packet) else None
+    return None
+
+
+def _source_bytes(source: Endpoint) -> bytes:
+    """The cookie's input: the sender's address and port (paper 5.4.7)."""
+    return ipaddress.ip_address(source[0]).packed + source[1].to_bytes(2, "big")
