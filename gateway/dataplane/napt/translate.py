@@ -1,0 +1,286 @@
+"""NAPT on the packet: an IPv4 datagram rewritten in place, each way, with its
+checksums fixed incrementally (RFC 1624, deltas precomputed per mapping).
+
+``napt_outbound(napt, tenant, packet, now)``: a tenant's datagram to the internet;
+its source becomes the mapping's external address and port (ICMP echo: identifier).
+``napt_inbound(napt, packet, now)``: a datagram from the internet to an external
+address; its destination becomes the tenant's CA and port. Each returns the
+``Session`` the datagram belongs to (the caller routes an inbound one in
+``session.tenant``'s routing domain) or the ``Drop`` reason it was refused for, and
+raises nothing: the bytes are hostile. ``packet`` starts at the IPv4 header and may
+run past its total length (Ethernet padding).
+
+ICMP errors (destination unreachable, incl. fragmentation needed; time exceeded;
+parameter problem) quote the datagram they are about: per RFC 5508 sec. 4.2 the
+quoted headers are translated back too (address, port or identifier, the quoted IP
+checksum, the quoted transport checksum where the quote holds it), then the outer
+address and the ICMP checksum, so the error reaches the tenant's VM with its own
+addresses, and traceroute and path-MTU discovery work through the NAT. An error
+from the internet belongs to the session its quote names (REQ-3, REQ-4: none, and
+it is dropped); one from a tenant about a datagram that came in through a session
+is translated the other way. Errors do not refresh a session (Linux: RELATED).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+from gateway.dataplane.napt.session import Session, Tenant, apply_delta
+from gateway.dataplane.napt.states import (
+    ICMP_ECHO,
+    TCP_EVENT,
+    TCP_NEXT,
+    TCP_OPENS,
+    TCP_SYN_SENT,
+    UDP_STREAM,
+    UDP_UNREPLIED,
+)
+from gateway.dataplane.napt.table import Napt
+from gateway.errors import Drop
+from gateway.wire import (
+    ICMP_DEST_UNREACHABLE,
+    ICMP_ECHO_REPLY,
+    ICMP_ECHO_REQUEST,
+    ICMP_TIME_EXCEEDED,
+    IPPROTO_ICMP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    IPV4_FRAGMENT_MASK,
+    IPV4_HEADER_SIZE,
+    IPV4_OFFSET_DST,
+    IPV4_OFFSET_SRC,
+    checksum_update,
+)
+
+# version+IHL, total length, flags+fragment offset, protocol, source, destination
+# (RFC 791 sec. 3.1), in one unpack.
+_IP: Final = struct.Struct("!BxHxxHxB2x4s4s")
+_WORD: Final = struct.Struct("!H")
+_PORTS: Final = struct.Struct("!HH")
+_IP_CHECKSUM: Final = 10
+_FRAGMENT_OFFSET_MASK: Final = 0x1FFF
+_VIHL_V4: Final = 4
+# What each protocol's header must hold for NAPT to read it (RFC 9293, 768, 792).
+_L4_NEEDED: Final = {IPPROTO_TCP: 20, IPPROTO_UDP: 8, IPPROTO_ICMP: 8}
+# Where the transport checksum sits in each header; ICMP echo's identifier is its port.
+_L4_CHECKSUM: Final = {IPPROTO_TCP: 16, IPPROTO_UDP: 6, IPPROTO_ICMP: 2}
+_TCP_FLAGS: Final = 13
+_ICMP_ID: Final = 4
+_ICMP_PARAMETER_PROBLEM: Final = 12
+_ICMP_ERRORS: Final = frozenset(
+    (ICMP_DEST_UNREACHABLE, ICMP_TIME_EXCEEDED, _ICMP_PARAMETER_PROBLEM)
+)
+_ICMP_ERROR_HEADER: Final = 8  # the quote starts after type, code, checksum, 4 unused bytes
+_QUOTE_L4: Final = 8  # RFC 792: at least 64 bits of the quoted datagram's payload
+_OUT, _IN = 0, 1  # a packet's direction: from a tenant, from the internet
+
+
+def napt_outbound(napt: Napt, tenant: Tenant, packet: memoryview, now: float) -> Session | Drop:
+    """Translate a tenant's datagram toward the internet in place."""
+    header = _header(packet)
+    if header.__class__ is Drop:
+        return header
+    ihl, end, protocol, src, dst = header
+    if protocol == IPPROTO_ICMP:
+        icmp_type = packet[ihl]
+        if icmp_type in _ICMP_ERRORS:
+            return _error(napt, tenant, packet, ihl, end, _OUT)
+        if icmp_type != ICMP_ECHO_REQUEST:
+            return Drop.NAPT_NO_SESSION if icmp_type == ICMP_ECHO_REPLY else Drop.NAPT_UNSUPPORTED
+        sport, dport = _WORD.unpack_from(packet, ihl + _ICMP_ID)[0], 0
+    else:
+        sport, dport = _PORTS.unpack_from(packet, ihl)
+    session = napt.by_out.get((tenant.rdid, protocol, src, sport, dst, dport))
+    if session is not None and session.expires <= now:
+        napt.end(session, session.expires)
+        session = None
+    if session is None:
+        if protocol == IPPROTO_TCP:
+            if not TCP_OPENS[packet[ihl + _TCP_FLAGS]]:
+                return Drop.NAPT_NO_SESSION
+            state = TCP_SYN_SENT
+        else:
+            state = UDP_UNREPLIED if protocol == IPPROTO_UDP else ICMP_ECHO
+        opened = napt.open(tenant, protocol, src, sport, dst, dport, state, now)
+        if opened.__class__ is Drop:
+            return opened
+        session = opened
+    else:
+        _advance(napt, session, packet, ihl, protocol, _OUT, now)
+    m = session.mapping
+    _rewrite(
+        packet, ihl, protocol, IPV4_OFFSET_SRC, 0, m.ext_addr, m.ext_port_bytes, m.out_ip, m.out_l4
+    )
+    session.out_packets += 1
+    session.out_bytes += end
+    return session
+
+
+def napt_inbound(napt: Napt, packet: memoryview, now: float) -> Session | Drop:
+    """Translate a datagram from the internet to one of the NAT's addresses in place."""
+    header = _header(packet)
+    if header.__class__ is Drop:
+        return header
+    ihl, end, protocol, src, dst = header
+    if protocol == IPPROTO_ICMP:
+        icmp_type = packet[ihl]
+        if icmp_type in _ICMP_ERRORS:
+            return _error(napt, None, packet, ihl, end, _IN)
+        if icmp_type != ICMP_ECHO_REPLY:
+            return Drop.NAPT_NO_SESSION if icmp_type == ICMP_ECHO_REQUEST else Drop.NAPT_UNSUPPORTED
+        dport, sport = _WORD.unpack_from(packet, ihl + _ICMP_ID)[0], 0
+    else:
+        sport, dport = _PORTS.unpack_from(packet, ihl)
+    session = napt.by_in.get((protocol, dst, dport, src, sport))
+    if session is not None and session.expires <= now:
+        napt.end(session, session.expires)
+        session = None
+    if session is None:
+        forward = napt.forwards.get((protocol, dst, dport))
+        if forward is None:
+            return Drop.NAPT_NO_SESSION
+        if protocol == IPPROTO_TCP:
+            if not TCP_OPENS[packet[ihl + _TCP_FLAGS]]:
+                return Drop.NAPT_NO_SESSION
+            state = TCP_SYN_SENT
+        else:
+            state = UDP_UNREPLIED
+        opened = napt.open_forwarded(*forward, src, sport, state, now)
+        if opened.__class__ is Drop:
+            return opened
+        session = opened
+    else:
+        _advance(napt, session, packet, ihl, protocol, _IN, now)
+    m = session.mapping
+    _rewrite(packet, ihl, protocol, IPV4_OFFSET_DST, 2, m.ca, m.ca_port_bytes, m.in_ip, m.in_l4)
+    session.in_packets += 1
+    session.in_bytes += end
+    return session
+
+
+def _header(packet: memoryview) -> tuple[int, int, int, bytes, bytes] | Drop:
+    """(header length, total length, protocol, source, destination) of a datagram
+    NAPT can translate, or why not."""
+    if len(packet) < IPV4_HEADER_SIZE:
+        return Drop.TRUNCATED
+    vihl, end, fragment, protocol, src, dst = _IP.unpack_from(packet)
+    ihl = (vihl & 0x0F) * 4
+    if vihl >> 4 != _VIHL_V4 or ihl < IPV4_HEADER_SIZE or end < ihl:
+        return Drop.INNER_MALFORMED
+    if end > len(packet):
+        return Drop.TRUNCATED
+    if fragment & IPV4_FRAGMENT_MASK:
+        return Drop.NAPT_FRAGMENT
+    needed = _L4_NEEDED.get(protocol)
+    if needed is None:
+        return Drop.NAPT_UNSUPPORTED
+    if end - ihl < needed:
+        return Drop.TRUNCATED
+    return ihl, end, protocol, src, dst
+
+
+def _advance(
+    napt: Napt, session: Session, packet: memoryview, ihl: int, protocol: int, way: int, now: float
+) -> None:
+    """Follow the session's state on a packet of ``way`` and restart its idle timer
+    (TCP: not on a segment its state does not expect, ``states.py``)."""
+    state = session.state
+    if protocol == IPPROTO_TCP:
+        nxt = TCP_NEXT[way ^ session.opener][TCP_EVENT[packet[ihl + _TCP_FLAGS]]][state]
+        if nxt is not None:
+            napt.set_state(session, nxt, now)
+    elif state == UDP_UNREPLIED and way != session.opener:
+        napt.set_state(session, UDP_STREAM, now)
+    else:
+        napt.set_state(session, state, now)
+
+
+def _rewrite(
+    packet: memoryview,
+    ihl: int,
+    protocol: int,
+    addr_at: int,
+    port_at: int,
+    addr: bytes,
+    port: bytes,
+    ip_delta: int,
+    l4_delta: int,
+) -> None:
+    """Write ``addr`` at ``addr_at`` of the IPv4 header and ``port`` at ``port_at``
+    of the TCP/UDP header (ICMP echo: at its identifier), fixing both checksums.
+    ``packet`` may be an ICMP error's quote that ends before the TCP checksum: that
+    one is left alone (there is nothing to fix)."""
+    (checksum,) = _WORD.unpack_from(packet, _IP_CHECKSUM)
+    _WORD.pack_into(packet, _IP_CHECKSUM, apply_delta(checksum, ip_delta))
+    packet[addr_at : addr_at + 4] = addr
+    if protocol == IPPROTO_ICMP:
+        port_at = _ICMP_ID
+    at = ihl + _L4_CHECKSUM[protocol]
+    if at + 2 <= len(packet):
+        (checksum,) = _WORD.unpack_from(packet, at)
+        if protocol != IPPROTO_UDP:
+            _WORD.pack_into(packet, at, apply_delta(checksum, l4_delta))
+        elif checksum:  # RFC 768: 0 is "no checksum", kept; a computed 0 is sent as 0xFFFF
+            _WORD.pack_into(packet, at, apply_delta(checksum, l4_delta) or 0xFFFF)
+    packet[ihl + port_at : ihl + port_at + 2] = port
+
+
+def _error(
+    napt: Napt, tenant: Tenant | None, packet: memoryview, ihl: int, end: int, way: int
+) -> Session | Drop:
+    """An ICMP error of ``way``: the session its quote names, with the quote, the
+    outer address and the ICMP checksum translated; or why not."""
+    quote = ihl + _ICMP_ERROR_HEADER
+    if end - quote < IPV4_HEADER_SIZE:
+        return Drop.TRUNCATED
+    vihl, _, fragment, protocol, qsrc, qdst = _IP.unpack_from(packet, quote)
+    qihl = (vihl & 0x0F) * 4
+    if vihl >> 4 != _VIHL_V4 or qihl < IPV4_HEADER_SIZE:
+        return Drop.INNER_MALFORMED
+    if fragment & _FRAGMENT_OFFSET_MASK:
+        return Drop.NAPT_FRAGMENT  # a later fragment's quote holds no ports
+    l4 = quote + qihl
+    if end - l4 < _QUOTE_L4:
+        return Drop.TRUNCATED
+    if protocol == IPPROTO_ICMP:
+        if packet[l4] not in (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY):
+            return Drop.NAPT_UNSUPPORTED
+        # The echo's identifier is the port on the tenant's side, the remote's is 0.
+        (qsport,) = (qdport,) = _WORD.unpack_from(packet, l4 + _ICMP_ID)
+        if way == _IN:
+            qdport = 0
+        else:
+            qsport = 0
+    elif protocol in (IPPROTO_TCP, IPPROTO_UDP):
+        qsport, qdport = _PORTS.unpack_from(packet, l4)
+    else:
+        return Drop.NAPT_UNSUPPORTED
+    if way == _IN:  # the quote is what went out: from the external address and port
+        session = napt.by_in.get((protocol, qsrc, qsport, qdst, qdport))
+        if session is None or packet[IPV4_OFFSET_DST : IPV4_OFFSET_DST + 4] != qsrc:
+            return Drop.NAPT_NO_SESSION
+    else:  # the quote is what the tenant received: to its CA and port
+        session = napt.by_out.get((tenant.rdid, protocol, qdst, qdport, qsrc, qsport))
+        if session is None or packet[IPV4_OFFSET_SRC : IPV4_OFFSET_SRC + 4] != qdst:
+            return Drop.NAPT_NO_SESSION
+    # The ICMP checksum covers the quote: fixed from the quoted bytes rewritten
+    # (the TCP checksum only when the quote holds it: RFC 792 asks for 8 bytes of
+    # payload, Linux quotes as much as fits in 576).
+    touched = l4 + (_L4_CHECKSUM[IPPROTO_TCP] + 2 if end - l4 >= 18 else _QUOTE_L4)
+    old = bytes(packet[quote:touched])
+    m = session.mapping
+    if way == _IN:
+        args = (IPV4_OFFSET_SRC, 0, m.ca, m.ca_port_bytes, m.in_ip, m.in_l4)
+        outer_at, address, ip_delta = IPV4_OFFSET_DST, m.ca, m.in_ip
+    else:
+        args = (IPV4_OFFSET_DST, 2, m.ext_addr, m.ext_port_bytes, m.out_ip, m.out_l4)
+        outer_at, address, ip_delta = IPV4_OFFSET_SRC, m.ext_addr, m.out_ip
+    _rewrite(packet[quote:end], qihl, protocol, *args)
+    at = ihl + _L4_CHECKSUM[IPPROTO_ICMP]
+    (checksum,) = _WORD.unpack_from(packet, at)
+    _WORD.pack_into(packet, at, checksum_update(checksum, old, packet[quote:touched]))
+    (checksum,) = _WORD.unpack_from(packet, _IP_CHECKSUM)
+    _WORD.pack_into(packet, _IP_CHECKSUM, apply_delta(checksum, ip_delta))
+    packet[outer_at : outer_at + 4] = address
+    return session
