@@ -14,5 +14,7 @@ from __future__ import annotations
 from gateway.wireguard.device import Device
 from gateway.wireguard.peer import Peer
 from gateway.wireguard.reasons import Reason
+from gateway.wireguard.replay import WINDOW_SIZE, ReplayWindow
+from gateway.wireguard.session import Limits
 
-__all__ = ["Device", "Peer", "Reason"]
+__all__ = ["WINDOW_SIZE", "Device", "Limits", "Peer", "Reason", "ReplayWindow"]
