@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections import deque
 
 from gateway.wireguard.cookie import CookieGenerator
+from gateway.wireguard.keypairs import Keypairs
 from gateway.wireguard.noise import Handshake, StaticIdentity
-from gateway.wireguard.session import Keypairs
 
 Endpoint = tuple[str, int]  # (address, port) as a UDP socket gives it
 
