@@ -85,14 +85,15 @@ class GatewayServing:
     ) -> None:
         self.plan = plan
         self.nvgre = NvgreSockets(plan, counters, faults, provider_rx)
-        self.taps = TapPorts(faults, self._tap_reader)
-        self.out = FdOutput(counters.drops, self.taps.fds, self.nvgre.gre)
+        self.out = FdOutput(counters.drops, {}, self.nvgre.gre)
+        self.taps = TapPorts(faults, self._tap_reader, self.out.flush)
+        self.out.tap_fds = self.taps.fds  # the Output's live view of the TAPs
         self.node = GatewayNode(tables.snapshot, plan.name, self.out, counters, tables)
 
     async def start(self, tg: TaskGroup) -> None:
         """Start the provider readers, then create the TAPs (each with its reader);
         returns once every TAP exists."""
-        self.nvgre.start(tg, gateway_from_provider, self.node)
+        self.nvgre.start(tg, gateway_from_provider, self.node, self.out.flush)
         await self.taps.open(tg, _kernel_ends(self.node.tables.taps).values())
 
     async def adopt(self, tables: GatewayTables) -> None:

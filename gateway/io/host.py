@@ -58,8 +58,9 @@ class HostServing:
         self.faults = faults
         self.nvgre = NvgreSockets(plan, counters, faults, provider_rx)
         self.link: socket.socket | None = None
-        self.ports = TapPorts(faults, self._port_reader)
-        self.out = FdOutput(counters.drops, self.ports.fds, self.nvgre.gre)
+        self.out = FdOutput(counters.drops, {}, self.nvgre.gre)
+        self.ports = TapPorts(faults, self._port_reader, self.out.flush)
+        self.out.tap_fds = self.ports.fds  # the Output's live view of the TAPs
         interface = plan.link_interface
         try:
             provider_mac = link_mac(interface) if plan.rewrite_pas and interface else None
@@ -74,10 +75,11 @@ class HostServing:
         """Start a reader per provider fd, then create the TAPs (each with its reader);
         returns once every TAP exists."""
         node = self.node
-        self.nvgre.start(tg, from_provider, node)
+        self.nvgre.start(tg, from_provider, node, self.out.flush)
         if self.link is not None:
             fault = self.faults.reader(f"provider link {self.plan.link_interface}", ethernet=True)
-            tg.start_soon(read_socket, self.link, each_batch(from_provider_link, node), fault)
+            reader = each_batch(from_provider_link, node)
+            tg.start_soon(read_socket, self.link, reader, fault, self.out.flush)
         await self.ports.open(tg, node.tables.ports)
 
     async def adopt(self, tables: HostTables) -> None:

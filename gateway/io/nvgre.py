@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup
 from gateway.dataplane import Counters, NodePlan
 from gateway.io.faults import PacketFaults
 from gateway.io.provider import link_mtu, open_gre_socket
-from gateway.io.readers import Node, each_batch, read_ring, read_socket
+from gateway.io.readers import Flush, Node, each_batch, read_ring, read_socket
 from gateway.io.ring import ReceiveRing, attach_drop_all
 
 
@@ -49,15 +49,21 @@ class NvgreSockets:
             self.close()
             raise
 
-    def start(self, tg: TaskGroup, handle: Callable[[Node, memoryview], None], node: Node) -> None:
+    def start(
+        self,
+        tg: TaskGroup,
+        handle: Callable[[Node, memoryview], None],
+        node: Node,
+        flush: Flush,
+    ) -> None:
         """A reader per receiving fd (the rings, else the GRE sockets), each calling
-        ``handle(node, datagram)``."""
+        ``handle(node, datagram)`` and ``flush`` after each batch."""
         for ring in self.rings:
-            tg.start_soon(read_ring, ring, handle, node)
+            tg.start_soon(read_ring, ring, handle, node, flush)
         if not self.rings:
             for pa, sock in self.gre.items():
                 fault = self.faults.reader(f"nvgre {socket.inet_ntoa(pa)}", ethernet=False)
-                tg.start_soon(read_socket, sock, each_batch(handle, node), fault)
+                tg.start_soon(read_socket, sock, each_batch(handle, node), fault, flush)
 
     def kernel_drops(self) -> int:
         """Frames the kernel dropped before we could read them (ring full)."""

@@ -3,7 +3,8 @@
 Every write is tried at once and never waited for: a full TAP queue or socket
 buffer costs that one packet (``TX_FULL``), counted, instead of a queue that grows
 without bound or an await in the middle of a batch. Errors are counted by kind,
-never logged per packet.
+never logged per packet. NVGRE is gathered over a reader's batch and sent by
+``flush`` (``send_batch.py``), which every reader calls before it waits.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import socket
 
 from gateway.dataplane import NamedTap
 from gateway.errors import Drop
+from gateway.io.send_batch import SLOT_BYTES, SendBatch
 
 _TAP_GONE = frozenset((errno.EIO, errno.EBADF, errno.ENODEV, errno.EPERM))
 
@@ -25,7 +27,7 @@ class FdOutput:
     every TAP the daemon owns, by interface name, whatever stands behind it (a VM's
     port today; ``gateway.dataplane.output`` says why one map serves every role)."""
 
-    __slots__ = ("_sockaddrs", "drops", "gre", "link", "tap_fds")
+    __slots__ = ("_sockaddrs", "batch", "drops", "gre", "link", "tap_fds")
 
     def __init__(
         self,
@@ -38,6 +40,7 @@ class FdOutput:
         self.tap_fds = tap_fds
         self.gre = gre
         self.link = link
+        self.batch = SendBatch(drops)
         # Packed PA -> the (address, port) sendmsg takes, built once per PA rather than
         # a call and a tuple per packet (PAs come from the policy: few).
         self._sockaddrs: dict[bytes, tuple[str, int]] = {}
@@ -59,6 +62,10 @@ class FdOutput:
         if sock is None:
             self.drops[Drop.PROVIDER_UNREACHABLE] += 1
             return
+        if len(gre) + len(frame) <= SLOT_BYTES:
+            self.batch.add(sock, dst_pa, gre, frame)
+            return
+        self.batch.flush()  # a jumbo packet goes alone, after those decided before it
         to = self._sockaddrs.get(dst_pa)
         if to is None:
             to = self._sockaddrs[dst_pa] = (str(ipaddress.ip_address(dst_pa)), 0)
@@ -69,6 +76,10 @@ class FdOutput:
         except OSError as error:
             too_big = error.errno == errno.EMSGSIZE
             self.drops[Drop.TOO_BIG if too_big else Drop.PROVIDER_UNREACHABLE] += 1
+
+    def flush(self) -> None:
+        """Send the NVGRE gathered since the last flush (the readers' end of batch)."""
+        self.batch.flush()
 
     def to_provider_link(self, frame: memoryview | bytes) -> None:
         if self.link is None:

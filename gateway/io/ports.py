@@ -18,7 +18,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from gateway.control import ApplyError
 from gateway.io.faults import PacketFaults
-from gateway.io.readers import Handler, read_fd
+from gateway.io.readers import Flush, Handler, read_fd
 from gateway.io.tap import Tap
 
 log = structlog.get_logger("nvgw")
@@ -37,16 +37,21 @@ class TapPort(Protocol):
 
 class TapPorts:
     """A node's TAPs by name. ``reader_for(name)`` gives the ``for_batch`` of the TAP
-    called ``name``: the role decides what its frames go to."""
+    called ``name``: the role decides what its frames go to; ``flush`` ends each of
+    its readers' batches (``readers.read``)."""
 
     def __init__(
-        self, faults: PacketFaults, reader_for: Callable[[str], Callable[[], Handler]]
+        self,
+        faults: PacketFaults,
+        reader_for: Callable[[str], Callable[[], Handler]],
+        flush: Flush,
     ) -> None:
         self.taps: dict[str, Tap] = {}
         self.fds: dict[str, int] = {}  # the Output's live view: a port gone is port_down
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._faults = faults
         self._reader_for = reader_for
+        self._flush = flush
         self._tg: TaskGroup | None = None
 
     async def open(self, tg: TaskGroup, ports: Iterable[TapPort]) -> None:
@@ -100,7 +105,7 @@ class TapPorts:
                 self._scopes[name] = scope
                 task_status.started()
                 fault = self._faults.reader(f"port {name}", ethernet=True)
-                await read_fd(tap.fd, self._reader_for(name), fault)
+                await read_fd(tap.fd, self._reader_for(name), fault, self._flush)
         finally:
             self.fds.pop(name, None)
             self.taps.pop(name, None)

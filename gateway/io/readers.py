@@ -34,6 +34,8 @@ BATCH: Final = 64
 MAX_DATAGRAM: Final = 65535  # an IPv4 datagram's largest size: never truncate
 
 Handler = Callable[[memoryview], None]
+# The end of a batch: what its handlers gathered to send leaves (``FdOutput.flush``).
+Flush = Callable[[], None]
 
 
 class Clocked(Protocol):
@@ -85,14 +87,14 @@ def each_batch_for(
 
 
 async def read_socket(
-    sock: socket.socket, for_batch: Callable[[], Handler], on_fault: Fault
+    sock: socket.socket, for_batch: Callable[[], Handler], on_fault: Fault, flush: Flush
 ) -> None:
-    await read(sock, sock.recv_into, for_batch, on_fault)
+    await read(sock, sock.recv_into, for_batch, on_fault, flush)
 
 
-async def read_fd(fd: int, for_batch: Callable[[], Handler], on_fault: Fault) -> None:
+async def read_fd(fd: int, for_batch: Callable[[], Handler], on_fault: Fault, flush: Flush) -> None:
     readv = os.readv
-    await read(fd, lambda buffer: readv(fd, (buffer,)), for_batch, on_fault)
+    await read(fd, lambda buffer: readv(fd, (buffer,)), for_batch, on_fault, flush)
 
 
 async def read(
@@ -100,6 +102,7 @@ async def read(
     read_into: Callable[[bytearray], int],
     for_batch: Callable[[], Handler],
     on_fault: Fault,
+    flush: Flush,
 ) -> None:
     """Try the fd, drain up to a batch into one preallocated buffer (each frame
     handled before the next read), and wait for readiness only when it ran dry.
@@ -108,7 +111,10 @@ async def read(
     be swapped between batches, never within one, and asking per packet would cost
     for nothing. The ``try`` of the barrier wraps the handler alone, so that a read
     that fails (a broken fd) still ends the reader rather than spin; it costs nothing
-    per frame until it catches (Python 3.11's exceptions are zero-cost)."""
+    per frame until it catches (Python 3.11's exceptions are zero-cost).
+
+    ``flush`` ends each batch, before the reader waits or yields: what the handlers
+    gathered to send (``FdOutput.flush``) leaves then, never later."""
     buffer = bytearray(MAX_DATAGRAM)
     view = memoryview(buffer)
     while True:
@@ -124,6 +130,7 @@ async def read(
                     on_fault(error, view[:size])
         except BlockingIOError:
             pass
+        flush()
         if handled < BATCH:
             await anyio.wait_readable(waitable)
         else:
@@ -131,14 +138,17 @@ async def read(
 
 
 async def read_ring(
-    ring: ReceiveRing, handle: Callable[[Node, memoryview], None], node: Node
+    ring: ReceiveRing, handle: Callable[[Node, memoryview], None], node: Node, flush: Flush
 ) -> None:
     """The receive ring's reader: ``drain`` calls ``handle(node, frame)`` itself for
-    each frame in place (no copy, no wrapper call per packet) and holds the barrier."""
+    each frame in place (no copy, no wrapper call per packet) and holds the barrier;
+    ``flush`` ends each batch, as in ``read``."""
     drain = ring.drain
     while True:
         node.now = anyio.current_time()
-        if drain(handle, node, BATCH) < BATCH:
+        drained = drain(handle, node, BATCH)
+        flush()
+        if drained < BATCH:
             await anyio.wait_readable(ring)
         else:
             await anyio.lowlevel.checkpoint()

@@ -120,9 +120,11 @@ def test_to_provider_without_a_socket_for_the_source_pa_is_unreachable() -> None
 
 
 def test_to_provider_send_errors_are_counted_by_kind() -> None:
-    """A UDP socket stands in for the raw GRE one (the same sendmsg call): the kernel
-    refuses a datagram over 65535 bytes with EMSGSIZE (TOO_BIG) and a send to port 0
-    with EINVAL (PROVIDER_UNREACHABLE); neither may raise."""
+    """A UDP socket stands in for the raw GRE one (the same sendmsg and sendmmsg
+    calls): the kernel refuses a datagram over 65535 bytes with EMSGSIZE (TOO_BIG:
+    too big for a batch's slot, it is sent alone, at once) and a send to port 0 with
+    EINVAL (PROVIDER_UNREACHABLE: batched, counted when the batch is flushed);
+    neither may raise."""
     drops = [0] * len(Drop)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
@@ -130,6 +132,8 @@ def test_to_provider_send_errors_are_counted_by_kind() -> None:
         out.to_provider(PA1, bytes([127, 0, 0, 1]), GRE, memoryview(b"\x00" * 70000))
         assert nonzero(drops) == {"TOO_BIG": 1}
         out.to_provider(PA1, bytes([127, 0, 0, 1]), GRE, memoryview(FRAME))
+        assert nonzero(drops) == {"TOO_BIG": 1}
+        out.flush()
     assert nonzero(drops) == {"TOO_BIG": 1, "PROVIDER_UNREACHABLE": 1}
 
 

@@ -101,10 +101,16 @@ def never_faults(error: Exception, frame: memoryview) -> None:
     raise AssertionError(f"the barrier caught {error!r}")
 
 
-def start_reader(how: str, sock: socket.socket, for_batch: Callable, on_fault=never_faults):
+def no_flush() -> None:
+    """A reader's end of batch when nothing is gathered to send."""
+
+
+def start_reader(
+    how: str, sock: socket.socket, for_batch: Callable, on_fault=never_faults, flush=no_flush
+):
     if how == "socket":
-        return read_socket, sock, for_batch, on_fault
-    return read_fd, sock.fileno(), for_batch, on_fault
+        return read_socket, sock, for_batch, on_fault, flush
+    return read_fd, sock.fileno(), for_batch, on_fault, flush
 
 
 READERS = [
@@ -243,4 +249,44 @@ async def test_a_read_that_fails_still_ends_the_reader() -> None:
     with a, b:
         a.send(b"x")
         with pytest.raises(OSError, match="Input/output"):
-            await read(b, broken, Recorder().for_batch, never_faults)
+            await read(b, broken, Recorder().for_batch, never_faults, no_flush)
+
+
+@pytest.mark.parametrize(("how", "pair"), [READERS[0], READERS[2]], indirect=["pair"])
+async def test_flush_ends_every_batch_before_the_reader_yields_or_waits(how: str, pair) -> None:
+    """What the handlers gathered to send (``FdOutput.flush``) leaves at the end of
+    each batch: after a full one, before other tasks run, and after the last frames,
+    before the reader sleeps; never in the middle of a batch."""
+    sender, receiver = pair
+    frames = [payload(i) for i in range(2 * BATCH + 5)]
+    assert prefill(sender, frames) == len(frames)
+    events: list[bytes | None] = []  # a frame, or None for a flush
+    recorder = Recorder()
+
+    def for_batch() -> Callable[[memoryview], None]:
+        record = recorder.for_batch()
+
+        def handle(frame: memoryview) -> None:
+            events.append(bytes(frame))
+            record(frame)
+
+        return handle
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(*start_reader(how, receiver, for_batch, flush=lambda: events.append(None)))
+        await recorder.wait_for(len(frames))
+        with anyio.fail_after(WAIT_S):
+            while events[-1] is not None:  # the last batch's flush, before it sleeps
+                await anyio.lowlevel.checkpoint()
+        tg.cancel_scope.cancel()
+    batches: list[list[bytes]] = [[]]
+    for event in events:
+        if event is None:
+            batches.append([])
+        else:
+            batches[-1].append(event)
+    assert [batch for batch in batches if batch] == [
+        frames[:BATCH],
+        frames[BATCH : 2 * BATCH],
+        frames[2 * BATCH :],
+    ]
