@@ -4,8 +4,9 @@ Three inputs, each with the monotonic ``now``:
 
 - ``receive(datagram, source, now, under_load)``: a UDP datagram from ``source``.
   Transport data that authenticates is returned as ``(peer, packet)``, trimmed to its
-  IP length; the caller checks the packet's source against the peer's allowed IPs
-  (cryptokey routing is routing, and routing is the caller's). Handshake messages are
+  IP length (a view of the plaintext when there was padding: no copy); the caller
+  checks the packet's source against the peer's allowed IPs (cryptokey routing is
+  routing, and routing is the caller's). Handshake messages are
   answered through the outbox. Anything unauthenticated is counted in ``refused`` by
   reason and gets no answer, except a cookie reply when the caller says we are under
   load and mac1 is valid (paper 5.3).
@@ -141,7 +142,7 @@ class Device(Sessions):
 
     def receive(
         self, datagram: bytes | memoryview, source: Endpoint, now: float, under_load: bool = False
-    ) -> tuple[Peer, bytes] | None:
+    ) -> tuple[Peer, bytes | memoryview] | None:
         """A datagram from ``source``: ``(peer, packet)`` for authenticated data, None for
         everything else (answered through the outbox, or refused and counted)."""
         try:
@@ -161,7 +162,7 @@ class Device(Sessions):
         counter: int,
         source: Endpoint,
         now: float,
-    ) -> tuple[Peer, bytes] | None:
+    ) -> tuple[Peer, bytes | memoryview] | None:
         if len(datagram) < TRANSPORT_HEADER_SIZE + 16:
             raise Refused(Reason.TRUNCATED)
         entry = self.indexes.get(receiver)
@@ -206,7 +207,7 @@ class Device(Sessions):
             peer.keepalive_at = now + limits.keepalive_timeout_s
         else:
             peer.need_another_keepalive = True
-        return peer, packet if length == len(packet) else packet[:length]
+        return peer, packet if length == len(packet) else memoryview(packet)[:length]
 
     def _check_macs(
         self, message: bytes | memoryview, source: Endpoint, now: float, under_load: bool

@@ -16,6 +16,7 @@ from typing import Final
 from gateway.wireguard.crypto import KEY_SIZE, NONCE
 from gateway.wireguard.keypairs import Keypair, Limits
 from gateway.wireguard.messages import (
+    PADDING_MULTIPLE,
     TRANSPORT,
     TRANSPORT_HEADER,
     TRANSPORT_HEADER_SIZE,
@@ -29,6 +30,8 @@ from gateway.wireguard.reasons import Reason
 MAX_PEERS: Final = 1 << 16  # peers on one device (wireguard-go's MaxPeers)
 INDEXES_PER_PEER: Final = 4  # a handshake in progress and three keypairs
 DEFAULT_MTU: Final = 1420  # wg-quick's default: 1500 - 20 (IPv4) - 8 (UDP) - 32 - 20 spare
+MAX_PACKET: Final = 0xFFFF  # what an IP length field can say: the largest packet to send
+_ZEROS: Final = memoryview(bytes(PADDING_MULTIPLE))
 
 Transmit = tuple[bytes | bytearray, Endpoint]
 
@@ -56,12 +59,16 @@ class Sessions:
         self.indexes: dict[int, tuple[Peer, Keypair | None]] = {}
         self.outbox: list[Transmit] = []
         self.refused = [0] * len(Reason)  # per Reason: datagrams refused, packets dropped
+        # Where a packet is padded before it is encrypted: one copy, no new buffer.
+        self._padded = memoryview(bytearray(MAX_PACKET + PADDING_MULTIPLE))
 
     # Input: packets to send.
 
     def send(self, peer: Peer, packet: bytes | bytearray | memoryview, now: float) -> None:
         """Encrypt ``packet`` for ``peer`` into the outbox, or hold it (at most
         ``limits.max_staged``, the oldest shed) and start a handshake."""
+        if len(packet) > MAX_PACKET:
+            raise ValueError(f"an IP packet is at most {MAX_PACKET} bytes")
         keypair = self._usable(peer, now)
         if keypair is None or peer.staged:
             self._stage(peer, bytes(packet))
@@ -106,7 +113,10 @@ class Sessions:
         length = len(packet)
         padded = padded_length(length, self.mtu)
         if padded != length:
-            packet = bytes(packet) + bytes(padded - length)
+            scratch = self._padded
+            scratch[:length] = packet
+            scratch[length:padded] = _ZEROS[: padded - length]
+            packet = scratch[:padded]
         datagram = bytearray(TRANSPORT_HEADER_SIZE + padded + 16)
         TRANSPORT_HEADER.pack_into(datagram, 0, TRANSPORT, keypair.remote_index, counter)
         keypair.send.encrypt_into(

@@ -106,8 +106,8 @@ class Pair:
                     self.received.append(datagram)
                 got = device.receive(datagram, source, time.monotonic())
                 if got is not None:
-                    delivered.append(got)
-                    _answer_echo(device, *got)
+                    delivered.append((got[0], bytes(got[1])))
+                    _answer_echo(device, *delivered[-1])
             device.tick(time.monotonic())
         self.flush(device)
         return delivered
