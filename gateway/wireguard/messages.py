@@ -91,56 +91,52 @@ def message_type(data: bytes | memoryview) -> int:
     return kind
 
 
+def _with_zero_macs(layout: struct.Struct, *fields: int | bytes) -> bytearray:
+    """A handshake message whose mac1 and mac2 are zero (``CookieGenerator.add_macs``
+    fills them once the rest is written: they cover it)."""
+    out = bytearray(layout.size)
+    layout.pack_into(out, 0, *fields, bytes(MAC_SIZE), bytes(MAC_SIZE))
+    return out
+
+
+def _fields(layout: struct.Struct, kind: int, data: bytes | memoryview) -> tuple:
+    """The fields of a message of ``layout`` after its type, macs left out."""
+    if len(data) != layout.size:
+        raise Refused(Reason.BAD_LENGTH)
+    found = layout.unpack_from(data)
+    if found[0] != kind:
+        raise Refused(Reason.UNKNOWN_TYPE)
+    return found[1:-2]
+
+
 def build_initiation(message: Initiation) -> bytearray:
-    """The 148 bytes, mac1 and mac2 zero (``CookieGenerator.add_macs`` fills them)."""
-    out = bytearray(INITIATION_SIZE)
-    _INITIATION.pack_into(
-        out,
-        0,
+    return _with_zero_macs(
+        _INITIATION,
         INITIATION,
         message.sender,
         message.ephemeral,
         message.encrypted_static,
         message.encrypted_timestamp,
-        bytes(MAC_SIZE),
-        bytes(MAC_SIZE),
     )
-    return out
 
 
 def parse_initiation(data: bytes | memoryview) -> Initiation:
-    if len(data) != INITIATION_SIZE:
-        raise Refused(Reason.BAD_LENGTH)
-    kind, sender, ephemeral, static, timestamp, _, _ = _INITIATION.unpack_from(data)
-    if kind != INITIATION:
-        raise Refused(Reason.UNKNOWN_TYPE)
-    return Initiation(sender, ephemeral, static, timestamp)
+    return Initiation(*_fields(_INITIATION, INITIATION, data))
 
 
 def build_response(message: Response) -> bytearray:
-    """The 92 bytes, mac1 and mac2 zero (``CookieGenerator.add_macs`` fills them)."""
-    out = bytearray(RESPONSE_SIZE)
-    _RESPONSE.pack_into(
-        out,
-        0,
+    return _with_zero_macs(
+        _RESPONSE,
         RESPONSE,
         message.sender,
         message.receiver,
         message.ephemeral,
         message.encrypted_empty,
-        bytes(MAC_SIZE),
-        bytes(MAC_SIZE),
     )
-    return out
 
 
 def parse_response(data: bytes | memoryview) -> Response:
-    if len(data) != RESPONSE_SIZE:
-        raise Refused(Reason.BAD_LENGTH)
-    kind, sender, receiver, ephemeral, empty, _, _ = _RESPONSE.unpack_from(data)
-    if kind != RESPONSE:
-        raise Refused(Reason.UNKNOWN_TYPE)
-    return Response(sender, receiver, ephemeral, empty)
+    return Response(*_fields(_RESPONSE, RESPONSE, data))
 
 
 def build_cookie_reply(message: CookieReply) -> bytes:

@@ -112,6 +112,13 @@ class Pair:
         self.flush(device)
         return delivered
 
+    def ping_us(self, device: Device, count: int) -> int:
+        """ping's exit status pinging our side from wireguard-go's, pumping meanwhile."""
+        command = ["ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-W", "5", "10.77.0.2"]
+        ping = subprocess.Popen(["ip", "netns", "exec", self.go_ns, *command])
+        self.pump(device, lambda _: ping.poll() is not None)
+        return ping.returncode
+
     def flush(self, device: Device) -> None:
         for datagram, endpoint in device.outbox:
             if datagram[0] == 4:
@@ -235,27 +242,7 @@ def test_a_handshake_we_start_then_echo_both_ways(pair: Pair) -> None:
     assert peer.handshakes == 1
     assert peer.keypairs.current is not None and peer.keypairs.current.initiator
     # wireguard-go's kernel pings us through the tunnel; our side answers.
-    ping = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            pair.go_ns,
-            "ping",
-            "-n",
-            "-q",
-            "-c",
-            "3",
-            "-i",
-            "0.2",
-            "-W",
-            "5",
-            "10.77.0.2",
-        ],
-        stdout=subprocess.PIPE,
-    )
-    pair.pump(device, lambda _: ping.poll() is not None)
-    assert ping.returncode == 0, ping.stdout.read() if ping.stdout else ""
+    assert pair.ping_us(device, 3) == 0
     assert peer.rx_packets >= 4 and peer.tx_packets >= 4
     assert _refused(device) == {}
 
@@ -264,27 +251,7 @@ def test_a_handshake_wireguard_go_starts(pair: Pair) -> None:
     device = _new_device()
     pair.configure_peer(device, endpoint=True)
     peer = device.add_peer(pair.go_public)  # no endpoint: only wireguard-go can start
-    ping = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            pair.go_ns,
-            "ping",
-            "-n",
-            "-q",
-            "-c",
-            "2",
-            "-i",
-            "0.2",
-            "-W",
-            "5",
-            "10.77.0.2",
-        ],
-        stdout=subprocess.PIPE,
-    )
-    pair.pump(device, lambda _: ping.poll() is not None)
-    assert ping.returncode == 0
+    assert pair.ping_us(device, 2) == 0
     assert peer.handshakes == 1 and peer.endpoint == (GO_PA, PORT)
     assert peer.keypairs.current is not None and not peer.keypairs.current.initiator
     # Our echo request through the session wireguard-go started.
