@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import os
 import select
+import shutil
 import socket
 import subprocess
 import time
@@ -230,6 +231,7 @@ def pair() -> Iterator[Pair]:
         stop_process(process)
         for name in (go_ns, us_ns):
             netns.remove(name)
+        shutil.rmtree(workdir, ignore_errors=True)  # wireguard-go's key and log
 
 
 def test_a_handshake_we_start_then_echo_both_ways(pair: Pair) -> None:
