@@ -2,13 +2,15 @@
 pool: which are free, handed out in O(1) however full the range is.
 
 One ``PortAllocator`` per (external address, protocol) keeps its free ports in a
-ring (an ``array('H')``, two bytes a port) and a flag byte per port. Allocating takes
-the ring's head; releasing appends to its tail, so a port that was just given up is
-the last to be handed out again (the longest quiet time before a new session reuses
-it, the role TCP's TIME_WAIT plays for one host). The ring starts shuffled (RFC 6056
-sec. 3: external ports an off-path attacker cannot guess) from a seed the caller may
-fix. Never a port in use: a port is in the ring at most once, and only while no
-session and no port forward holds it.
+ring (an ``array('H')``, two bytes a port) and a flag byte per port. Ports never
+handed out yet come first, each taken at random among them (a Fisher-Yates shuffle
+done one step per allocation, so a table is built without shuffling 64,512 ports
+first: RFC 6056 sec. 3, external ports an off-path attacker cannot guess; the seed
+may be fixed). Releasing appends to the ring's tail, and once the fresh ports are
+gone the ring is taken in order: a port just given up is the last to be handed out
+again (the longest quiet time before a new session reuses it, the role TCP's
+TIME_WAIT plays for one host). Never a port in use: a port is in the ring at most
+once, and only while no session and no port forward holds it.
 
 Port forwards take their port out of circulation with ``reserve``; a reserved port
 still in the ring is skipped (and dropped from it) when it reaches the head, so a
@@ -41,20 +43,18 @@ _RESERVED: Final = 4  # a port forward holds it
 class PortAllocator:
     """The ports of one external address and protocol."""
 
-    __slots__ = ("_count", "_flags", "_head", "_ring", "first", "last")
+    __slots__ = ("_count", "_flags", "_fresh", "_head", "_random", "_ring", "first", "last")
 
     def __init__(self, first: int, last: int, rng: random.Random) -> None:
         if not 1 <= first <= last <= 0xFFFF:
             raise ValueError(f"a port range is within 1-65535: {first}-{last}")
         self.first, self.last = first, last
-        ports = list(range(first, last + 1))
-        rng.shuffle(ports)
-        self._ring = array("H", ports)
+        self._ring = array("H", range(first, last + 1))
         self._head = 0
-        self._count = len(ports)
+        self._count = self._fresh = len(self._ring)  # the first _fresh of the ring: never used
+        self._random = rng.random
         self._flags = bytearray(_PORT_SPACE)
-        for port in ports:
-            self._flags[port] = _IN_RING
+        self._flags[first : last + 1] = bytes([_IN_RING]) * len(self._ring)
 
     @property
     def free(self) -> int:
@@ -66,8 +66,13 @@ class PortAllocator:
         ring, flags = self._ring, self._flags
         size = len(ring)
         while self._count:
-            port = ring[self._head]
-            self._head = (self._head + 1) % size
+            head = self._head
+            if self._fresh:  # one Fisher-Yates step over the ports never handed out
+                pick = (head + int(self._random() * self._fresh)) % size
+                ring[head], ring[pick] = ring[pick], ring[head]
+                self._fresh -= 1
+            port = ring[head]
+            self._head = (head + 1) % size
             self._count -= 1
             if flags[port] & _RESERVED:
                 flags[port] = _RESERVED  # out of the ring; back when unreserved
