@@ -90,6 +90,13 @@ class Device(Sessions):
             mtu,
         )
         self.max_peers = max_peers
+        # Past this age, data received on the initiator's keypair starts a rekey (the
+        # handshake's last chance before reject-after-time, wireguard-go's
+        # keepKeyFreshReceiving).
+        limits = self.limits
+        self._last_minute_s = (
+            limits.reject_after_time_s - limits.keepalive_timeout_s - limits.rekey_timeout_s
+        )
         self.cookies = CookieChecker(
             self.identity.public, random_bytes, self.limits.cookie_refresh_s
         )
@@ -191,17 +198,22 @@ class Device(Sessions):
             current is not None
             and current.initiator
             and not peer.sent_last_minute_handshake
-            and now - current.created
-            > limits.reject_after_time_s - limits.keepalive_timeout_s - limits.rekey_timeout_s
+            and now - current.created > self._last_minute_s
         ):  # our keypair is about to be rejected and data still comes in: rekey now
             peer.sent_last_minute_handshake = True
             self._initiate(peer, now)
-        self._authenticated_received(peer, now)
+        # _authenticated_received, inline (a call costs as much as these lines)
+        peer.new_handshake_at = None
+        if peer.persistent_keepalive_s > 0:
+            peer.persistent_keepalive_at = now + peer.persistent_keepalive_s
         if not packet:
             return None  # a keepalive
-        length = _ip_length(packet)
-        if length is None:
-            raise Refused(Reason.INNER_MALFORMED)
+        if packet[0] >> 4 == 4 and len(packet) >= _IPV4_MIN:  # IPv4, inline
+            length = (packet[2] << 8) | packet[3]
+            if not _IPV4_MIN <= length <= len(packet):
+                raise Refused(Reason.INNER_MALFORMED)
+        else:
+            length = _ipv6_length(packet)
         peer.rx_packets += 1
         if peer.keepalive_at is None:
             peer.keepalive_at = now + limits.keepalive_timeout_s
@@ -317,17 +329,14 @@ class Device(Sessions):
         return min((at for peer in self.peers.values() for at in peer.deadlines()), default=None)
 
 
-def _ip_length(packet: bytes) -> int | None:
-    """The IP packet's own length when it is within the plaintext (the rest is
-    padding), None when the plaintext is no IPv4/IPv6 packet."""
-    version = packet[0] >> 4
-    if version == 4 and len(packet) >= _IPV4_MIN:
-        length = (packet[2] << 8) | packet[3]
-        return length if _IPV4_MIN <= length <= len(packet) else None
-    if version == 6 and len(packet) >= _IPV6_HEADER:
+def _ipv6_length(packet: bytes) -> int:
+    """The IPv6 packet's own length within the plaintext (the rest is padding);
+    ``Refused`` when the plaintext is no IP packet (IPv4 is read inline)."""
+    if packet[0] >> 4 == 6 and len(packet) >= _IPV6_HEADER:
         length = _IPV6_HEADER + ((packet[4] << 8) | packet[5])
-        return length if length <= len(packet) else None
-    return None
+        if length <= len(packet):
+            return length
+    raise Refused(Reason.INNER_MALFORMED)
 
 
 def _source_bytes(source: Endpoint) -> bytes:
