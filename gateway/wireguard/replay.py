@@ -40,9 +40,10 @@ class ReplayWindow:
         last = self.last
         if counter > last:
             current = last >> _BLOCK_SHIFT
-            ring = self.ring
-            for i in range(current + 1, current + 1 + min(block - current, RING_BLOCKS)):
-                ring[i & _BLOCK_MASK] = 0
+            if block > current:  # into new blocks (once in 64 packets in order): clear them
+                ring = self.ring
+                for i in range(current + 1, current + 1 + min(block - current, RING_BLOCKS)):
+                    ring[i & _BLOCK_MASK] = 0
             self.last = counter
         elif last - counter > WINDOW_SIZE:
             return False
