@@ -98,7 +98,7 @@ class Napt:
         self.tenants: dict[str, Tenant] = {}
         self.count = 0  # sessions held
         self.opened = 0  # sessions ever opened
-        self.ended = 0  # sessions ever ended (expired, or flushed by a forward's removal)
+        self.ended = 0  # sessions ever ended (timed out)
         self.log: list[LogRecord] = []
         self.log_lost = 0  # records refused because the buffer was full
 
@@ -125,14 +125,15 @@ class Napt:
         anything it opens from that port) leave from there. One forward per external
         endpoint and one per internal endpoint: ValueError otherwise, or when a
         session's mapping holds the port (keep forwards out of the dynamic range)."""
+        ext_addr, ca = bytes(ext_addr), bytes(ca)
         if protocol not in (IPPROTO_TCP, IPPROTO_UDP):
             raise ValueError("a port forward is TCP or UDP")
-        allocator = self.pool.allocators.get((bytes(ext_addr), protocol))
+        allocator = self.pool.allocators.get((ext_addr, protocol))
         if allocator is None:
-            raise ValueError(f"{bytes(ext_addr).hex()} is not an external address of the NAT")
+            raise ValueError(f"{ext_addr.hex()} is not an external address of the NAT")
         if (protocol, ext_addr, ext_port) in self.forwards:
             raise ValueError(f"port {ext_port} is forwarded already")
-        key = (tenant.rdid, protocol, bytes(ca), ca_port)
+        key = (tenant.rdid, protocol, ca, ca_port)
         mapping = self.mappings.get(key)
         if mapping is not None and mapping.pinned:
             raise ValueError("that tenant endpoint is forwarded already")
@@ -140,7 +141,7 @@ class Napt:
             mapping.reserved and mapping.ext_addr == ext_addr and mapping.ext_port == ext_port
         ):
             allocator.reserve(ext_port)
-            mapping = self.mappings[key] = Mapping(key, bytes(ext_addr), ext_port, reserved=True)
+            mapping = self.mappings[key] = Mapping(key, ext_addr, ext_port, reserved=True)
         mapping.pinned = True  # (a removed forward's mapping, still in use, is taken back)
         self.forwards[protocol, mapping.ext_addr, ext_port] = (tenant, mapping)
 
