@@ -78,30 +78,18 @@ _OUT, _IN = 0, 1  # a packet's direction: from a tenant, from the internet
 
 def napt_outbound(napt: Napt, tenant: Tenant, packet: memoryview, now: float) -> Session | Drop:
     """Translate a tenant's datagram toward the internet in place."""
-    header = _header(packet)
-    if header.__class__ is Drop:
-        return header
-    ihl, end, protocol, src, dst = header
-    if protocol == IPPROTO_ICMP:
-        icmp_type = packet[ihl]
-        if icmp_type in _ICMP_ERRORS:
-            return _error(napt, tenant, packet, ihl, end, _OUT)
-        if icmp_type != ICMP_ECHO_REQUEST:
-            return Drop.NAPT_NO_SESSION if icmp_type == ICMP_ECHO_REPLY else Drop.NAPT_UNSUPPORTED
-        sport, dport = _WORD.unpack_from(packet, ihl + _ICMP_ID)[0], 0
-    else:
-        sport, dport = _PORTS.unpack_from(packet, ihl)
+    flow = _flow(napt, tenant, packet, _OUT)
+    if flow.__class__ is not tuple:
+        return flow
+    ihl, end, protocol, src, dst, sport, dport = flow
     session = napt.by_out.get((tenant.rdid, protocol, src, sport, dst, dport))
     if session is not None and session.expires <= now:
         napt.end(session, session.expires)
         session = None
     if session is None:
-        if protocol == IPPROTO_TCP:
-            if not TCP_OPENS[packet[ihl + _TCP_FLAGS]]:
-                return Drop.NAPT_NO_SESSION
-            state = TCP_SYN_SENT
-        else:
-            state = UDP_UNREPLIED if protocol == IPPROTO_UDP else ICMP_ECHO
+        state = _opening_state(packet, ihl, protocol)
+        if state < 0:
+            return Drop.NAPT_NO_SESSION
         opened = napt.open(tenant, protocol, src, sport, dst, dport, state, now)
         if opened.__class__ is Drop:
             return opened
@@ -119,33 +107,19 @@ def napt_outbound(napt: Napt, tenant: Tenant, packet: memoryview, now: float) ->
 
 def napt_inbound(napt: Napt, packet: memoryview, now: float) -> Session | Drop:
     """Translate a datagram from the internet to one of the NAT's addresses in place."""
-    header = _header(packet)
-    if header.__class__ is Drop:
-        return header
-    ihl, end, protocol, src, dst = header
-    if protocol == IPPROTO_ICMP:
-        icmp_type = packet[ihl]
-        if icmp_type in _ICMP_ERRORS:
-            return _error(napt, None, packet, ihl, end, _IN)
-        if icmp_type != ICMP_ECHO_REPLY:
-            return Drop.NAPT_NO_SESSION if icmp_type == ICMP_ECHO_REQUEST else Drop.NAPT_UNSUPPORTED
-        dport, sport = _WORD.unpack_from(packet, ihl + _ICMP_ID)[0], 0
-    else:
-        sport, dport = _PORTS.unpack_from(packet, ihl)
+    flow = _flow(napt, None, packet, _IN)
+    if flow.__class__ is not tuple:
+        return flow
+    ihl, end, protocol, src, dst, sport, dport = flow
     session = napt.by_in.get((protocol, dst, dport, src, sport))
     if session is not None and session.expires <= now:
         napt.end(session, session.expires)
         session = None
     if session is None:
         forward = napt.forwards.get((protocol, dst, dport))
-        if forward is None:
+        state = _opening_state(packet, ihl, protocol)
+        if forward is None or state < 0:
             return Drop.NAPT_NO_SESSION
-        if protocol == IPPROTO_TCP:
-            if not TCP_OPENS[packet[ihl + _TCP_FLAGS]]:
-                return Drop.NAPT_NO_SESSION
-            state = TCP_SYN_SENT
-        else:
-            state = UDP_UNREPLIED
         opened = napt.open_forwarded(*forward, src, sport, state, now)
         if opened.__class__ is Drop:
             return opened
@@ -157,6 +131,44 @@ def napt_inbound(napt: Napt, packet: memoryview, now: float) -> Session | Drop:
     session.in_packets += 1
     session.in_bytes += end
     return session
+
+
+# The echo that travels each way inside a session: requests out, replies in.
+_ECHO: Final = (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY)
+
+
+def _flow(
+    napt: Napt, tenant: Tenant | None, packet: memoryview, way: int
+) -> tuple[int, int, int, bytes, bytes, int, int] | Session | Drop:
+    """(header length, total length, protocol, source, destination, source port,
+    destination port) of a datagram of ``way`` (ICMP echo: the identifier is the
+    tenant side's port, the remote's is 0); or, for an ICMP error, its whole
+    verdict; or why it cannot be translated."""
+    header = _header(packet)
+    if header.__class__ is Drop:
+        return header
+    ihl, end, protocol, src, dst = header
+    if protocol != IPPROTO_ICMP:
+        sport, dport = _PORTS.unpack_from(packet, ihl)
+        return ihl, end, protocol, src, dst, sport, dport
+    icmp_type = packet[ihl]
+    if icmp_type in _ICMP_ERRORS:
+        return _error(napt, tenant, packet, ihl, end, way)
+    if icmp_type != _ECHO[way]:
+        # An echo the other way opens nothing (the NAT is no ping target).
+        return Drop.NAPT_NO_SESSION if icmp_type == _ECHO[1 - way] else Drop.NAPT_UNSUPPORTED
+    (ident,) = _WORD.unpack_from(packet, ihl + _ICMP_ID)
+    if way == _OUT:
+        return ihl, end, protocol, src, dst, ident, 0
+    return ihl, end, protocol, src, dst, 0, ident
+
+
+def _opening_state(packet: memoryview, ihl: int, protocol: int) -> int:
+    """The state a session opened by this datagram starts in; -1: it opens none
+    (only a SYN opens TCP, ``states.py``)."""
+    if protocol == IPPROTO_TCP:
+        return TCP_SYN_SENT if TCP_OPENS[packet[ihl + _TCP_FLAGS]] else -1
+    return UDP_UNREPLIED if protocol == IPPROTO_UDP else ICMP_ECHO
 
 
 def _header(packet: memoryview) -> tuple[int, int, int, bytes, bytes] | Drop:
