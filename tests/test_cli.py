@@ -211,7 +211,7 @@ def test_the_gateway_verbs_add_get_and_remove_its_taps_and_routes(
     assert nat.output.endswith(
         "nvgw: refused: the policy would be invalid\n"
         "  nodes.gw.routing_domains.blue.routes[3].next_hop = nat: "
-        "not built yet: routes to nat come with the gateway's NAT (issue 12)\n"
+        "node gw has no NAT: add nodes.gw.nat (its external tap, addresses, next_hop) first\n"
     )
     again = nvgw("gateway-routing-domain", "add", *blue)
     assert again.exit_code == 1

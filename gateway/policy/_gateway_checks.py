@@ -17,14 +17,15 @@ from dataclasses import dataclass, field
 
 from gateway.errors import ConfigIssue
 
+from ._nat_checks import check_nats
+from ._nat_checks import no_nat as _no_nat
 from ._paths import Loc, format_path
 from ._values import IPAddress, IPNetwork, NextHopKind
 from .checks import Parsed, _overlaps, reserved_address
-from .model import NodeRoute, RecordType, Tap, domains_matching
+from .model import NodeNat, NodeRoute, RecordType, Tap, domains_matching
 
 IPV4_ONLY = "the gateway forwards IPv4 only so far (IPv6 comes with its own issue)"
 NOT_BUILT = {
-    NextHopKind.NAT: "not built yet: routes to nat come with the gateway's NAT (issue 12)",
     NextHopKind.TUNNEL: "not built yet: routes to a tunnel come with site-to-site tunnels "
     "(issue 13)",
 }
@@ -41,6 +42,7 @@ class ServedEntry:
     taps: list[tuple[Loc, Tap]] = field(default_factory=list)
     routes: list[tuple[Loc, NodeRoute]] = field(default_factory=list)
     taps_complete: bool = True  # False: a TAP failed the schema (a next hop may name it)
+    nat: bool = False  # it has a ``nat:`` (the tenant's share of the node's NAT)
 
 
 @dataclass(slots=True)
@@ -48,16 +50,22 @@ class GatewayParts:
     """Every routing domain entry of every gateway node, in document order."""
 
     served: list[ServedEntry] = field(default_factory=list)
+    # Each gateway node with a ``nat:``: its path and the NAT, None when it (or the
+    # node) failed the schema.
+    nats: dict[str, tuple[Loc, NodeNat | None]] = field(default_factory=dict)
 
 
 def check_gateways(parsed: Parsed, gateways: GatewayParts) -> list[ConfigIssue]:
     """Every problem of the gateway nodes in ``gateways``, in rule order."""
     issues: list[ConfigIssue] = []
-    if not gateways.served:
+    if not gateways.served and not gateways.nats:
         return issues  # nothing to judge: a host-only policy pays no scan of its records
     rdids = _resolve(parsed, gateways, issues)
     _check_taps(parsed, gateways, rdids, issues)
+    check_nats(parsed, gateways, issues)
     for entry in gateways.served:
+        if entry.nat and entry.node not in gateways.nats:
+            _issue(issues, (*entry.loc, "nat"), "nat", _no_nat(entry.node))
         _check_routes(entry, gateways, issues)
     _check_reachable(parsed, gateways, rdids, issues)
     return issues
@@ -193,6 +201,8 @@ def _next_hop_problem(entry: ServedEntry, gateways: GatewayParts, route: NodeRou
     next_hop = route.next_hop
     if next_hop.kind in NOT_BUILT:
         return NOT_BUILT[next_hop.kind]
+    if next_hop.kind is NextHopKind.NAT:
+        return None if entry.node in gateways.nats else _no_nat(entry.node)
     if next_hop.kind is NextHopKind.TAP:
         if any(tap.name == next_hop.name for _, tap in entry.taps) or not entry.taps_complete:
             return None

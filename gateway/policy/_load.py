@@ -178,6 +178,9 @@ class _Loader:
             # The key was judged above: a stand-in keeps its error from being repeated.
             shell = {**shell, "name": valid_name or "invalid"}
         node = self.one(Node, loc, shell)
+        if gateway and isinstance(shell, dict) and shell.get("nat") is not None:
+            # None: the NAT (or the node) failed the schema; its checks stay silent.
+            self.gateways.nats[label] = ((*loc, "nat"), None if node is None else node.nat)
         complete = node is not None and valid_name is not None
         if served is not None and None in served.values():
             complete = False
@@ -223,6 +226,7 @@ class _Loader:
             taps = self.each(Tap, where, "taps", children)
             routes = self.each(NodeRoute, where, "routes", children)
             entry = ServedEntry(where, node, key)
+            entry.nat = isinstance(shell, Mapping) and shell.get("nat") is not None
             entry.taps = [(at, tap) for at, tap in taps if tap is not None]
             entry.routes = [(at, route) for at, route in routes if route is not None]
             # A TAP that failed the schema (or its whole domain) may be what a next hop names.

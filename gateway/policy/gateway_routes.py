@@ -6,8 +6,9 @@ next hop is one of the gateway's own CAs (the CA of a ``gateway`` record whose P
 this node's: what the hosts send to it, which would loop); the longest prefix wins,
 then the node route, then the lowest metric (then on-link, then the lowest next hop,
 as on hosts). Each entry says where it leads: out of a TAP (on-link, or to a
-neighbour on it), or into a VSID (on-link: to the destination's own record; or to a
-next-hop CA, whose lookup record is resolved here, as hosts resolve it).
+neighbour on it), out through the node's NAT, or into a VSID (on-link: to the
+destination's own record; or to a next-hop CA, whose lookup record is resolved here,
+as hosts resolve it).
 
 Built whole from a validated policy and its snapshot, like the snapshot itself, and
 looked up with the snapshot's longest-prefix match (one implementation of LPM).
@@ -26,7 +27,8 @@ from .snapshot import CompiledRecord, Snapshot, _lookup, _Table, _tables
 
 
 class GatewayHop(NamedTuple):
-    """Where a gateway's route leads: a TAP (``tap`` set) or a VSID (``vsid`` set)."""
+    """Where a gateway's route leads: a TAP (``tap`` set), a VSID (``vsid`` set), or,
+    neither set, the node's NAT (``nat``: internet egress)."""
 
     destination: IPNetwork
     tap: str | None  # out of this TAP (a node route)
@@ -37,6 +39,11 @@ class GatewayHop(NamedTuple):
     record: CompiledRecord | None
     metric: int | None  # a customer route's; None for a node route (it wins its prefix)
     route: NodeRoute | CustomerRoute
+
+    @property
+    def nat(self) -> bool:
+        """A route to ``nat``: out through the node's NAT."""
+        return self.tap is None and self.vsid is None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -89,6 +96,9 @@ def _node_hops(served: Mapping[str, ServedDomain]) -> Iterator[tuple[str, Gatewa
     for rdid, domain in served.items():
         for route in domain.routes:
             next_hop = route.next_hop
+            if next_hop.kind is NextHopKind.NAT:
+                yield rdid, GatewayHop(route.destination, None, None, None, None, None, route)
+                continue
             if next_hop.kind is NextHopKind.TAP:
                 tap, address = next_hop.name, None
             else:  # a neighbour: on the one TAP whose subnet holds it (they do not overlap)

@@ -280,11 +280,63 @@ class NodeRoute(_Frozen):
     next_hop: NextHopField
 
 
+# A NAT session limit's range: up to 2**24 sessions (a few GB of table: past what one
+# Python process forwards for anyway).
+_SESSIONS = _int_range(1, 1 << 24, "a NAT session limit")
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class NatTimeouts(_Frozen):
+    """Idle timeouts of NAT sessions per state, in seconds: the NAPT core's ``Timeouts``
+    (``gateway/dataplane/napt/states.py``, Linux conntrack's defaults); one not written
+    keeps its default."""
+
+    tcp_syn_sent_s: Seconds | None = None
+    tcp_syn_recv_s: Seconds | None = None
+    tcp_established_s: Seconds | None = None
+    tcp_fin_wait_s: Seconds | None = None
+    tcp_close_wait_s: Seconds | None = None
+    tcp_last_ack_s: Seconds | None = None
+    tcp_time_wait_s: Seconds | None = None
+    tcp_close_s: Seconds | None = None
+    udp_unreplied_s: Seconds | None = None
+    udp_stream_s: Seconds | None = None
+    icmp_s: Seconds | None = None
+
+
+def _some_address(value: tuple[IPInterface, ...]) -> tuple[IPInterface, ...]:
+    if not value:
+        raise invalid("addresses", "at least one external address (203.0.113.10/24)")
+    return value
+
+
+class NodeNat(_Frozen):
+    """A gateway's internet egress (source NAPT, ``napt`` in code): the external TAP
+    ``tap``, the external ``addresses`` (the daemon's own, answered on the TAP, each
+    with the TAP subnet's prefix length), the internet router ``next_hop`` on it, the
+    node's session limit (None: the core's) and the idle timeouts."""
+
+    tap: IfName
+    addresses: Annotated[tuple[InterfaceAddress, ...], AfterValidator(_some_address)]
+    next_hop: Address
+    max_sessions: Annotated[int, Strict(), _SESSIONS] | None = None
+    timeouts: NatTimeouts = NatTimeouts()
+
+
+class DomainNat(_Frozen):
+    """What one routing domain gets of its gateway's NAT: its session limit (None: the
+    core's share) and whether its sessions are logged (translation log)."""
+
+    max_sessions: Annotated[int, Strict(), _SESSIONS] | None = None
+    log: Annotated[bool, Strict()] = False
+
+
 class ServedDomain(_Frozen):
     """What a gateway node does for one routing domain it serves."""
 
     taps: tuple[Tap, ...] = ()
     routes: tuple[NodeRoute, ...] = ()
+    nat: DomainNat | None = None
 
 
 def domains_matching(key: str, domains: Iterable[RoutingDomain]) -> list[RoutingDomain]:
@@ -313,6 +365,7 @@ _ROLE_FIELDS: Mapping[str, tuple[NodeRole, str, Any]] = {
         "only a gateway node serves routing domains (role: gateway)",
         MappingProxyType({}),
     ),
+    "nat": (NodeRole.GATEWAY, "only a gateway node translates to the internet", None),
 }
 
 
@@ -337,8 +390,10 @@ class Node(_Frozen):
     routing_domains: (
         Annotated[Mapping[str, ServedDomain], AfterValidator(_frozen_mapping)] | None
     ) = Field(None, validate_default=True)
+    # Gateway only: internet egress (None: the node has none).
+    nat: NodeNat | None = Field(None, validate_default=True)
 
-    @field_validator("ports", "mss_clamp", "routing_domains", mode="before")
+    @field_validator("ports", "mss_clamp", "routing_domains", "nat", mode="before")
     @classmethod
     def _role_field(cls, value: Any, info: ValidationInfo) -> Any:
         role = info.data.get("role")  # absent when the role itself was refused

@@ -617,7 +617,7 @@ async def test_a_route_to_nat_is_refused_as_nvgw_check_refuses_it(
         {"path": i.path, "value": i.value, "message": i.message} for i in checked.value.issues
     ]
     assert answer.json()["issues"][0]["path"] == "nodes.gw.routing_domains.blue.routes[2].next_hop"
-    assert "not built yet" in answer.json()["issues"][0]["message"]
+    assert "node gw has no NAT" in answer.json()["issues"][0]["message"]
     assert gateway_file.read_bytes() == before
 
 

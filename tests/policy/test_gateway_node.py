@@ -380,7 +380,7 @@ CASES = [
         _append(f"{BLUE_GW}.routes", _route("0.0.0.0/0", "nat")),
         f"{BLUE_GW}.routes[2].next_hop",
         "nat",
-        "not built yet: routes to nat come with the gateway's NAT (issue 12)",
+        "node gw has no NAT: add nodes.gw.nat (its external tap, addresses, next_hop) first",
     ),
     Case(
         "route-to-tunnel",
@@ -564,7 +564,7 @@ def test_nvgw_check_accepts_a_gateway_and_names_file_and_line(tmp_path: Path) ->
     path = f"{BLUE_GW}.routes[2].next_hop"
     assert [line for line in result.output.splitlines() if line.startswith(str(bad))] == [
         f"{bad}:{lines[path]}: {path} = 'nat': "
-        "not built yet: routes to nat come with the gateway's NAT (issue 12)"
+        "node gw has no NAT: add nodes.gw.nat (its external tap, addresses, next_hop) first"
     ]
 
 
