@@ -89,23 +89,24 @@ def each_batch_for(
 async def read_socket(
     sock: socket.socket, for_batch: Callable[[], Handler], on_fault: Fault, flush: Flush
 ) -> None:
-    await read(sock, sock.recv_into, for_batch, on_fault, flush)
+    await read(sock, lambda buffer: partial(sock.recv_into, buffer), for_batch, on_fault, flush)
 
 
 async def read_fd(fd: int, for_batch: Callable[[], Handler], on_fault: Fault, flush: Flush) -> None:
-    readv = os.readv
-    await read(fd, lambda buffer: readv(fd, (buffer,)), for_batch, on_fault, flush)
+    await read(fd, lambda buffer: partial(os.readv, fd, (buffer,)), for_batch, on_fault, flush)
 
 
 async def read(
     waitable: socket.socket | int,
-    read_into: Callable[[bytearray], int],
+    reader_into: Callable[[bytearray], Callable[[], int]],
     for_batch: Callable[[], Handler],
     on_fault: Fault,
     flush: Flush,
 ) -> None:
     """Try the fd, drain up to a batch into one preallocated buffer (each frame
     handled before the next read), and wait for readiness only when it ran dry.
+    ``reader_into(buffer)`` gives the call that reads one frame into ``buffer``, its
+    arguments bound once (a C call per frame, no Python frame or tuple).
 
     ``for_batch`` is asked for the handler at the start of each batch: the policy may
     be swapped between batches, never within one, and asking per packet would cost
@@ -117,12 +118,13 @@ async def read(
     gathered to send (``FdOutput.flush``) leaves then, never later."""
     buffer = bytearray(MAX_DATAGRAM)
     view = memoryview(buffer)
+    read_one = reader_into(buffer)
     while True:
         handled = 0
         handle = for_batch()
         try:
             while handled < BATCH:
-                size = read_into(buffer)
+                size = read_one()
                 handled += 1
                 try:
                     handle(view[:size])

@@ -242,14 +242,14 @@ async def test_a_read_that_fails_still_ends_the_reader() -> None:
     """Only the handler is behind the barrier: a broken fd must not make the reader
     spin on an error it would meet again at once."""
 
-    def broken(buffer: bytearray) -> int:
+    def broken() -> int:
         raise OSError(5, "Input/output error")
 
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     with a, b:
         a.send(b"x")
         with pytest.raises(OSError, match="Input/output"):
-            await read(b, broken, Recorder().for_batch, never_faults, no_flush)
+            await read(b, lambda buffer: broken, Recorder().for_batch, never_faults, no_flush)
 
 
 @pytest.mark.parametrize(("how", "pair"), [READERS[0], READERS[2]], indirect=["pair"])
