@@ -2,7 +2,9 @@
 
     python -m tests.fuzz --inputs 10000000                 # what `make fuzz` runs
     python -m tests.fuzz --inputs 200000 --policy dual-stack
+    python -m tests.fuzz --inputs 100000 --core wireguard   # one sans-IO core only
     python -m tests.fuzz --replay 1:two-hosts/host1:12:345   # one input, judged aloud
+    python -m tests.fuzz --replay 1:core/napt:3:17
 
 Exit status: 0 when nothing was found, 1 when anything was (the summary and the
 findings file say what), 2 for a bad command line.
@@ -20,6 +22,7 @@ from pathlib import Path
 from gateway.errors import Drop
 
 from .campaign import campaign, write_findings
+from .cores import CORE, CoreTarget, Step, core_names
 from .engine import Bench, run_chunk
 from .oracle import Outcome
 from .policies import policy_names, targets
@@ -37,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--policy", action="append", choices=policy_names(), help="only these policies (repeatable)"
     )
+    parser.add_argument(
+        "--core", action="append", choices=core_names(), help="only these cores (repeatable)"
+    )
     parser.add_argument("--summary", type=Path, help="write the run's summary (JSON) here")
     parser.add_argument(
         "--findings",
@@ -53,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         return replay(args.replay)
     if args.inputs < 1 or args.workers < 1:
         parser.error("--inputs and --workers must be positive")
-    result = campaign(args.inputs, args.seed, args.workers, args.policy, args.progress)
+    result = campaign(
+        args.inputs, args.seed, args.workers, args.policy, args.progress, cores=args.core
+    )
     write_findings(args.findings, result)
     if args.summary:
         args.summary.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
@@ -77,6 +85,8 @@ def replay(ident: str) -> int:
     except ValueError:
         print(f"not SEED:POLICY/NODE:CHUNK:INDEX: {ident!r}", file=sys.stderr)
         return 2
+    if policy == CORE and node in core_names():
+        return replay_core(CoreTarget(node), seed, chunk_number, stop_at)
     found = [t for t in targets([policy]) if t.node == node] if policy in policy_names() else []
     if not found:
         print(f"no such policy and node: {name}", file=sys.stderr)
@@ -100,6 +110,22 @@ def replay(ident: str) -> int:
 
     run_chunk(Bench(found[0]), seed, chunk_number, stop_at + 1, stop_at=stop_at, show=show)
     return 1 if shown and shown[0] else 0
+
+
+def replay_core(target: CoreTarget, seed: str, chunk: int, stop_at: int) -> int:
+    """Re-run a core's chunk up to its input ``stop_at``, and show how it was judged."""
+    shown: list[Step] = []
+
+    def show(index: int, step: Step) -> None:
+        print(f"input {index} of chunk {chunk}: {step.entry}, from {step.what}")
+        print(f"input ({len(step.data)} bytes):\n  {step.data.hex()}")
+        print(f"outcome: {step.label}")
+        for kind, detail in step.findings:
+            print(f"FINDING {kind}: {detail}")
+        shown.append(step)
+
+    target.run_chunk(seed, chunk, stop_at + 1, stop_at=stop_at, show=show)
+    return 1 if shown and shown[0].findings else 0
 
 
 def _describe(outcome: Outcome) -> str:

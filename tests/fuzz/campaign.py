@@ -1,7 +1,8 @@
 """A campaign: many chunks over every target, one worker process per core.
 
 Chunks go round-robin over the targets (chunk ``c`` is chunk ``c // T`` of target
-``c % T``), so every node of every policy gets its share whatever the total, and a
+``c % T``), so every node of every policy, and every sans-IO core (``cores.py``),
+gets its share whatever the total (the input budget is split, not grown), and a
 campaign is the same set of inputs for a given seed and size on any machine. The
 workers build each target once (its policy, seeds and tokens) and send back counts
 and a few example findings per chunk; the parent prints a progress line every few
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from .cores import CoreTarget, core_targets
 from .engine import CHUNK, Bench, ChunkResult, run_chunk
 from .policies import Target, targets
 
@@ -30,18 +32,29 @@ EXAMPLES_KEPT: Final = 3  # example findings per signature in the summary and fi
 ROOT: Final = Path(__file__).resolve().parents[2]
 
 _benches: dict[int, Bench] = {}
-_targets: list[Target] = []
+_targets: list[Target | CoreTarget] = []
 
 
-def _start_worker(policies: list[str] | None) -> None:
-    _targets[:] = targets(policies)
+def select(policies: list[str] | None, cores: list[str] | None) -> list[Target | CoreTarget]:
+    """The nodes of the policies named and the cores named; every one of both when
+    neither is named."""
+    if policies is None and cores is None:
+        return [*targets(), *core_targets()]
+    return [*(targets(policies) if policies else []), *(core_targets(cores) if cores else [])]
+
+
+def _start_worker(policies: list[str] | None, cores: list[str] | None) -> None:
+    _targets[:] = select(policies, cores)
 
 
 def _work(task: tuple[str, int, int, int]) -> ChunkResult:
     seed, target_index, chunk, count = task
+    target = _targets[target_index]
+    if isinstance(target, CoreTarget):
+        return target.run_chunk(seed, chunk, count)
     bench = _benches.get(target_index)
     if bench is None:
-        bench = _benches[target_index] = Bench(_targets[target_index])
+        bench = _benches[target_index] = Bench(target)
     return run_chunk(bench, seed, chunk, count)
 
 
@@ -62,14 +75,15 @@ def campaign(
     policies: list[str] | None = None,
     progress_s: float = 5.0,
     say: Callable[[str], None] = print,
+    cores: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run ``inputs`` inputs; return the summary (see ``summary``)."""
-    found = targets(policies)
+    found = select(policies, cores)
     total = ChunkResult()
     started = time.monotonic()
     last = started
     context = multiprocessing.get_context("fork")
-    with context.Pool(workers, initializer=_start_worker, initargs=(policies,)) as pool:
+    with context.Pool(workers, initializer=_start_worker, initargs=(policies, cores)) as pool:
         for result in pool.imap_unordered(_work, tasks(seed, inputs, len(found))):
             new = [s for s in result.counts if s not in total.counts]
             total.merge(result, keep=EXAMPLES_KEPT)
@@ -104,7 +118,11 @@ def _progress(done: int, inputs: int, seconds: float, counts: Counter) -> str:
 
 
 def summary(
-    total: ChunkResult, seed: str, workers: int, seconds: float, found: list[Target]
+    total: ChunkResult,
+    seed: str,
+    workers: int,
+    seconds: float,
+    found: list[Target | CoreTarget],
 ) -> dict[str, Any]:
     """What a run tried and found, for ``last-run.json`` and the README."""
     outcomes: dict[str, dict[str, int]] = {}
@@ -126,7 +144,10 @@ def summary(
         "inputs_per_s": round(total.inputs / seconds) if seconds else 0,
         "workers": workers,
         "targets": [
-            {"policy": t.policy, "node": t.node, "daemon_accepts": t.daemon_accepts} for t in found
+            {"core": t.core}
+            if isinstance(t, CoreTarget)
+            else {"policy": t.policy, "node": t.node, "daemon_accepts": t.daemon_accepts}
+            for t in found
         ],
         "findings_total": sum(total.counts.values()),
         "findings": findings,

@@ -5,7 +5,9 @@ all, a few seconds) with a fixed seed, and fails on any finding. What the fuzzer
 found in the data plane so far is pinned by tests/dataplane/test_fuzz_findings.py.
 
 The oracle's own tests plant a bug in the data plane (by monkeypatching one function)
-and check that a short campaign reports it as the kind of finding it is.
+and check that a short campaign reports it as the kind of finding it is. The sans-IO
+cores (the WireGuard device, the NAPT table) get a slice and planted bugs of their
+own.
 """
 
 from __future__ import annotations
@@ -17,9 +19,14 @@ from pathlib import Path
 import pytest
 
 from gateway.dataplane import GatewayTables, HostPort, provider_side, vm_side
+from gateway.dataplane.napt import Napt, PortAllocator, translate
 from gateway.errors import Drop
+from gateway.wireguard import Device, ReplayWindow
+from gateway.wireguard.cookie import CookieGenerator
+from gateway.wireguard.reasons import Refused
 
 from .__main__ import main
+from .cores import CoreTarget, core_names
 from .engine import Bench, ChunkResult, run_chunk
 from .policies import Target, policy_names, targets
 
@@ -212,3 +219,173 @@ def test_a_gateway_routing_across_domains_is_a_finding(monkeypatch: pytest.Monke
     monkeypatch.setattr(GatewayTables, "_resolve", first_domain)
     result = run_chunk(Bench(_target("private-cloud/gw")), "planted", 0, 3000)
     assert "isolation" in _kinds(result)
+
+
+# ------------------------------------------------------------ the sans-IO cores
+
+CORE_SLICE = 4000  # inputs per core: a fraction of a second each
+
+
+@cache
+def _core_slice(name: str) -> ChunkResult:
+    return CoreTarget(name).run_chunk(SEED, 0, CORE_SLICE)
+
+
+@pytest.mark.parametrize("name", core_names())
+def test_the_core_slice_finds_nothing(name: str) -> None:
+    result = _core_slice(name)
+    assert result.inputs == CORE_SLICE
+    found = {
+        f["signature"]: f"{f['detail']} (replay: python -m tests.fuzz --replay {f['replay']})"
+        for f in result.findings
+    }
+    assert not found, "\n".join(found.values())
+
+
+def test_the_wireguard_slice_reaches_every_kind_of_message_and_verdict() -> None:
+    """Genuine messages get through once, forged and replayed ones are refused deep
+    inside the handshake and the AEAD, not only at the length check."""
+    labels = set(_core_slice("wireguard").outcomes)
+    for reached in [
+        "wg_initiation accepted",
+        "wg_initiation refused:handshake_auth",
+        "wg_initiation refused:timestamp_replay",
+        "wg_initiation refused:unknown_peer",
+        "wg_initiation refused:cookie_required",
+        "wg_response accepted",
+        "wg_response refused:handshake_auth",
+        "wg_cookie_reply accepted",
+        "wg_cookie_reply refused:bad_cookie_reply",
+        "wg_transport delivered",
+        "wg_transport refused:replayed",
+        "wg_transport refused:decrypt_failed",
+        "wg_transport refused:inner_malformed",
+        "wg_send staged",
+        "wg_send sealed",
+    ]:
+        assert reached in labels, reached
+
+
+def test_the_napt_slice_reaches_every_limit_and_both_ways() -> None:
+    labels = set(_core_slice("napt").outcomes)
+    for reached in [
+        "napt_outbound session",
+        "napt_outbound error",
+        "napt_inbound session",
+        "napt_inbound error",
+        "napt_outbound drop:napt_tenant_limit",
+        "napt_outbound drop:napt_table_full",
+        "napt_outbound drop:napt_ports_exhausted",
+        "napt_inbound drop:napt_no_session",
+        "napt_expire ended:1",
+    ]:
+        assert reached in labels, reached
+
+
+def _plant_core(
+    monkeypatch: pytest.MonkeyPatch, core: str, owner: object, name: str, method: object
+) -> set[str]:
+    monkeypatch.setattr(owner, name, method)
+    return _kinds(CoreTarget(core).run_chunk("planted", 0, CORE_SLICE))
+
+
+def _raises(*args: object, **kwargs: object) -> None:
+    raise IndexError("planted")
+
+
+def test_a_core_that_raises_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "exception" in _plant_core(monkeypatch, "wireguard", Device, "tick", _raises)
+    assert "exception" in _plant_core(monkeypatch, "napt", translate, "_error", _raises)
+
+
+def test_a_refusal_counted_twice_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    transport = Device._on_transport
+
+    def twice(self, *args):  # type: ignore[no-untyped-def]
+        try:
+            return transport(self, *args)
+        except Refused as refusal:
+            self.refused[refusal.reason] += 1
+            raise
+
+    assert "counted" in _plant_core(monkeypatch, "wireguard", Device, "_on_transport", twice)
+
+
+def test_an_answer_to_a_refused_datagram_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A device that echoes every handshake message whose mac1 is wrong."""
+    check = Device._check_macs
+
+    def echoes(self, message, source, now, under_load):  # type: ignore[no-untyped-def]
+        if not self.cookies.check_mac1(message):
+            self.outbox.append((bytes(message), source))
+        check(self, message, source, now, under_load)
+
+    assert "answered" in _plant_core(monkeypatch, "wireguard", Device, "_check_macs", echoes)
+
+
+def test_replayed_or_forged_wireguard_messages_accepted_are_findings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert "replayed" in _plant_core(
+        monkeypatch, "wireguard", ReplayWindow, "accept", lambda self, counter, limit: True
+    )
+    monkeypatch.undo()
+    assert "forged" in _plant_core(
+        monkeypatch, "wireguard", CookieGenerator, "consume_cookie_reply", lambda *a: True
+    )
+
+
+def test_a_receiver_index_leaked_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = _plant_core(monkeypatch, "wireguard", Device, "_forget_index", lambda self, i: None)
+    assert "bounds" in found
+
+
+def test_a_wrong_napt_checksum_or_address_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checksums left as they were; then addresses written as 0.0.0.0."""
+    assert "checksum" in _plant_core(monkeypatch, "napt", translate, "apply_delta", lambda c, d: c)
+    monkeypatch.undo()
+    rewrite = translate._rewrite
+
+    def zeroes(packet, ihl, protocol, addr_at, port_at, addr, *rest):  # type: ignore[no-untyped-def]
+        rewrite(packet, ihl, protocol, addr_at, port_at, bytes(4), *rest)
+
+    assert "misdirected" in _plant_core(monkeypatch, "napt", translate, "_rewrite", zeroes)
+
+
+def test_a_napt_table_past_its_bounds_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tenant limit not enforced; mappings never forgotten; ports never given
+    back to the allocator; expiry that ends nothing."""
+    opens = Napt.open
+
+    def unlimited(self, tenant, *args):  # type: ignore[no-untyped-def]
+        tenant.max_sessions = 1 << 20
+        return opens(self, tenant, *args)
+
+    assert "bounds" in _plant_core(monkeypatch, "napt", Napt, "open", unlimited)
+    monkeypatch.undo()
+    assert "bounds" in _plant_core(monkeypatch, "napt", Napt, "_free", lambda self, m: None)
+    monkeypatch.undo()
+    found = _plant_core(monkeypatch, "napt", PortAllocator, "release", lambda self, port: None)
+    assert "ports" in found
+    monkeypatch.undo()
+    assert "expire" in _plant_core(monkeypatch, "napt", Napt, "expire", lambda *a: 0)
+
+
+def test_a_core_finding_replays_from_its_identifier(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(Device, "tick", _raises)
+    found = CoreTarget("wireguard").run_chunk("planted", 0, CORE_SLICE).findings[0]
+    assert found["replay"].startswith("planted:core/wireguard:0:")
+    assert main(["--replay", found["replay"]]) == 1
+    assert "FINDING exception: IndexError: planted" in capsys.readouterr().out
+
+
+def test_the_command_runs_the_cores_alone(tmp_path: Path) -> None:
+    summary, findings = tmp_path / "last-run.json", tmp_path / "findings.jsonl"
+    argv = ["--inputs", "4000", "--workers", "2", "--core", "wireguard", "--core", "napt"]
+    assert main([*argv, "--summary", str(summary), "--findings", str(findings)]) == 0
+    result = json.loads(summary.read_text())
+    assert result["targets"] == [{"core": "wireguard"}, {"core": "napt"}]
+    assert result["inputs"] == 4000 and not result["findings"]
+    assert {"wg_transport", "napt_outbound", "napt_inbound"} <= set(result["outcomes"])

@@ -1,0 +1,158 @@
+"""Sans-IO core targets: protocol cores fuzzed on their own, beside the data planes.
+
+A data-plane target is one node of one policy (``policies.Target``, ``engine.py``);
+a core target is one sans-IO core with its own state, inputs and oracle: the
+WireGuard ``Device`` (``wireguard_core.py``) and the NAPT table
+(``napt_core.py``). Each core module has a ``Core`` class, built fresh per chunk
+from the chunk's generator, whose ``step`` makes one input, feeds it, and judges
+it: (entry, what the input was mutated from, the input, the outcome's label, the
+findings). ``run_core_chunk`` drives it the way ``engine.run_chunk`` drives a data
+plane, and records outcomes and findings in the same ``ChunkResult`` shape, so
+campaigns, summaries and ``--replay`` (``core/NAME:CHUNK:INDEX``) treat both alike.
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from .engine import EXAMPLES_PER_SIGNATURE, ChunkResult, signature
+
+CORE: Final = "core"  # the policy column of a core target ("core/wireguard")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One input of a core and how it was judged."""
+
+    entry: str  # what was fed: "wg_initiation", "napt_outbound", ...
+    what: str  # the valid input it was mutated from (or "random")
+    data: bytes  # the input as fed (empty for inputs that are no bytes: a tick)
+    label: str  # the outcome, for the summary: "refused:bad_mac1", "session", ...
+    findings: list[tuple[str, str]]
+
+
+class Core(Protocol):
+    def __init__(self, rng: random.Random) -> None: ...
+
+    def step(self, rng: random.Random) -> Step: ...
+
+
+@dataclass(frozen=True)
+class CoreTarget:
+    """A sans-IO core, fuzzed with fresh state per chunk."""
+
+    core: str
+
+    policy: str = CORE
+    daemon_accepts: bool = True  # (a data-plane target's column; every core runs)
+
+    @property
+    def node(self) -> str:
+        return self.core
+
+    @property
+    def name(self) -> str:
+        return f"{CORE}/{self.core}"
+
+    def run_chunk(
+        self,
+        seed: str,
+        chunk: int,
+        count: int,
+        *,
+        stop_at: int | None = None,
+        show: Callable[[int, Step], None] | None = None,
+    ) -> ChunkResult:
+        return run_core_chunk(self, seed, chunk, count, stop_at=stop_at, show=show)
+
+
+def _cores() -> dict[str, type[Core]]:
+    from .napt_core import NaptCore
+    from .wireguard_core import WireguardCore
+
+    return {"wireguard": WireguardCore, "napt": NaptCore}
+
+
+def core_names() -> list[str]:
+    return list(_cores())
+
+
+def core_targets(names: list[str] | None = None) -> list[CoreTarget]:
+    """The cores named (all by default), in a stable order."""
+    return [CoreTarget(name) for name in (names or core_names())]
+
+
+def exception(error: BaseException) -> tuple[str, str]:
+    """An exception as a finding: its type, message and where it was raised."""
+    frame = traceback.extract_tb(error.__traceback__)[-1]
+    return ("exception", f"{type(error).__name__}: {error} at {frame.filename}:{frame.lineno}")
+
+
+def run_core_chunk(
+    target: CoreTarget,
+    seed: str,
+    chunk: int,
+    count: int,
+    *,
+    stop_at: int | None = None,
+    show: Callable[[int, Step], None] | None = None,
+) -> ChunkResult:
+    """``count`` inputs for the core (up to ``stop_at`` only, then ``show`` it)."""
+    rng = random.Random(f"{seed}:{target.name}:{chunk}")
+    result = ChunkResult()
+    try:
+        core = _cores()[target.core](rng)
+    except Exception as error:  # the setup feeds the core its seeds: it may raise
+        step = Step("setup", "setup", b"", "raised", [exception(error)])
+        result.inputs = count if stop_at is None else stop_at + 1
+        result.outcomes["setup raised"] += result.inputs
+        _record(result, *step.findings[0], target, seed, chunk, 0, step)
+        if show is not None:
+            show(0, step)
+        return result
+    for index in range(count if stop_at is None else stop_at + 1):
+        try:
+            step = core.step(rng)
+        except Exception as error:  # the harness's own step raised: the core did
+            step = Step("step", "?", b"", "raised", [exception(error)])
+        result.inputs += 1
+        result.outcomes[f"{step.entry} {step.label}"] += 1
+        for kind, detail in step.findings:
+            _record(result, kind, detail, target, seed, chunk, index, step)
+        if show is not None and index == stop_at:
+            show(index, step)
+    return result
+
+
+def _record(
+    result: ChunkResult,
+    kind: str,
+    detail: str,
+    target: CoreTarget,
+    seed: str,
+    chunk: int,
+    index: int,
+    step: Step,
+) -> None:
+    key = signature(kind, detail)
+    result.counts[key] += 1
+    if result.counts[key] > EXAMPLES_PER_SIGNATURE:
+        return
+    finding: dict[str, Any] = {
+        "kind": kind,
+        "signature": key,
+        "detail": detail,
+        "policy": target.policy,
+        "node": target.node,
+        "daemon_accepts": True,
+        "entry": step.entry,
+        "port": None,
+        "seed_frame": step.what,
+        "frame": step.data.hex(),
+        "replay": f"{seed}:{target.name}:{chunk}:{index}",
+    }
+    result.findings.append(finding)
