@@ -50,7 +50,7 @@ from typing import Any, Final, NamedTuple
 from gateway.dataplane.counters import Counters
 from gateway.dataplane.gateway_node import GatewayNode
 from gateway.dataplane.gateway_provider import gateway_from_provider
-from gateway.dataplane.gateway_tables import GatewayTables, GatewayTap
+from gateway.dataplane.gateway_tables import ExternalTap, GatewayTables, GatewayTap
 from gateway.dataplane.gateway_tap import gateway_from_tap
 from gateway.dataplane.host import HostNode
 from gateway.dataplane.ip_rewrite import from_provider_link
@@ -192,9 +192,11 @@ class Fabric:
             for served in (node.routing_domains or {}).values():
                 if any(own.name == tap for own in served.taps):
                     return node.name
+            if node.nat is not None and node.nat.tap == tap:
+                return node.name
         raise KeyError(tap)
 
-    def tap(self, node: str, name: str) -> HostPort | GatewayTap:
+    def tap(self, node: str, name: str) -> HostPort | GatewayTap | ExternalTap:
         """One of ``node``'s TAPs by name (KeyError: none)."""
         built = self.node(node)
         if isinstance(built, GatewayNode):
@@ -226,7 +228,7 @@ class Fabric:
         """``frame`` sent into ``node``'s TAP ``tap`` (by a VM, or a gateway's corp
         side). What it sends waits in flight."""
         found = self.tap(node, tap)
-        if isinstance(found, GatewayTap):
+        if isinstance(found, GatewayTap | ExternalTap):
             return self._call(
                 node, lambda plane, view: gateway_from_tap(plane, found, view), frame, now
             )

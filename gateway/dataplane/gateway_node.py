@@ -14,15 +14,18 @@ their first argument, one per direction:
 * ``gateway_from_tap(node, tap, frame)`` (``gateway_tap.py``): a frame from the corp
   side of one of its TAPs: ARP for the gateway's address there is answered, answers
   to its own requests are learned, and IPv4 sent to its MAC is routed in the TAP's
-  routing domain.
+  routing domain. From the external TAP (the internet side of the node's NAT,
+  ``napt``), ARP for the NAT's addresses is answered, and IPv4 to them is translated
+  back (``napt_inbound``) and routed in its session's routing domain.
 
 Routing (``gateway_routing.py``) is one path for both: the domain's table (node
 routes, then customer routes, ``compile_gateway``) says out of which TAP to which
 neighbour, or into which VSID to which record; the TTL is counted down (time-exceeded
 from the gateway's own address on the side the packet came from), a packet that
 will not fit gets fragmentation-needed (or is split, with DF clear), TCP SYNs are
-MSS-clamped, and it leaves by ``node.out``: ``to_tap`` (resolving the neighbour by ARP
-first, the packet waiting in a bounded queue) or ``to_provider`` (NVGRE from the
+MSS-clamped (one routed to ``nat`` is then translated, ``napt_outbound``, and leaves
+by the external TAP), and it leaves by ``node.out``: ``to_tap`` (resolving the
+neighbour by ARP first, the packet waiting in a bounded queue) or ``to_provider`` (NVGRE from the
 gateway's PA, the inner source the VSID's router MAC, the FlowID from the inner flow).
 Nothing crosses routing domains: a TAP and a VSID each belong to one, and a packet
 is only ever routed in the one it came from.
@@ -34,8 +37,9 @@ MSS) and nothing raises on a packet's account.
 
 from __future__ import annotations
 
-from gateway.dataplane.counters import Counters
+from gateway.dataplane.counters import Counters, DomainCounters
 from gateway.dataplane.gateway_tables import GatewayTables
+from gateway.dataplane.napt import MAX_SESSIONS, TENANT_MAX_SESSIONS, Napt, Timeouts
 from gateway.dataplane.neighbors import Neighbors
 from gateway.dataplane.output import Output
 from gateway.policy import Snapshot
@@ -45,10 +49,20 @@ class GatewayNode:
     """One gateway node's data-plane state over the current snapshot.
 
     ``swap()``/``adopt()`` replace the tables whole between batches; the counters, the
-    neighbour tables (by TAP name) and the Output stay. ``out`` and ``now`` are the io
+    neighbour tables (by TAP name), the NAT (``napt``: its sessions survive a reload
+    that keeps its addresses) and the Output stay. ``out`` and ``now`` are the io
     layer's to set, the rest is the handlers' to read."""
 
-    __slots__ = ("counters", "name", "neighbors", "now", "out", "tables")
+    __slots__ = (
+        "counters",
+        "external_counters",
+        "name",
+        "napt",
+        "neighbors",
+        "now",
+        "out",
+        "tables",
+    )
 
     def __init__(
         self,
@@ -63,6 +77,9 @@ class GatewayNode:
         self.now = 0.0  # the clock at the start of the current batch
         self.counters = counters if counters is not None else Counters()
         self.neighbors: dict[str, Neighbors] = {}  # by TAP name
+        self.napt: Napt | None = None  # the node's NAT, when its policy has one
+        # What crossed the external TAP (``ExternalTap.counters``), kept across swaps.
+        self.external_counters = DomainCounters()
         self.adopt(tables or GatewayTables(snapshot, name, self.counters))
 
     def swap(self, snapshot: Snapshot) -> GatewayTables:
@@ -74,11 +91,39 @@ class GatewayNode:
         them in the store's worker thread). Each TAP keeps its neighbour table across
         the swap, by name; a TAP the policy no longer has loses its own."""
         kept = {}
-        for tap in tables.taps:
+        for tap in tables.tap_by_name.values():
             tap.neighbors = kept[tap.name] = self.neighbors.get(tap.name) or tap.neighbors
         self.neighbors = kept
+        self._adopt_nat(tables)
         self.tables = tables
         return tables
+
+    def _adopt_nat(self, tables: GatewayTables) -> None:
+        """Carry the NAT over to ``tables``: the same table (its sessions, mappings and
+        ports) while the external addresses stay, its limits and timeouts updated; a
+        new one when they change (sessions on the old addresses could not continue);
+        none when the policy has no NAT. Each routing domain gets its tenant."""
+        external = tables.external
+        nat = tables.node.nat
+        if external is None or nat is None:
+            self.napt = None
+            return
+        external.counters = self.external_counters
+        limit = nat.max_sessions or MAX_SESSIONS
+        timeouts = Timeouts(**nat.timeouts.model_dump(exclude_none=True))
+        napt = self.napt
+        if napt is None or napt.pool.addresses != external.addresses:
+            napt = self.napt = Napt(external.addresses, max_sessions=limit, timeouts=timeouts)
+        else:
+            napt.configure(limit, timeouts)
+        for domain in tables.domains.values():
+            share = domain.nat
+            if share is None:
+                domain.tenant = napt.tenant(domain.rdid)
+            else:
+                domain.tenant = napt.tenant(
+                    domain.rdid, share.max_sessions or TENANT_MAX_SESSIONS, share.log
+                )
 
     def __repr__(self) -> str:
         return f"GatewayNode({self.name!r}, revision={self.tables.snapshot.revision})"

@@ -6,7 +6,8 @@ What a router owes the packet, in Linux's ``ip_forward`` order: the TTL first
 fragmentation-needed with DF set; with DF clear the tenant's packet is split, never
 the NVGRE one), then the TTL counted down (RFC 1624 patch) and a TCP SYN's MSS
 clamped; then out of a TAP, to the neighbour resolved by ARP, or into a VSID in
-NVGRE. ICMP errors come from the gateway's own address on the side the packet came
+NVGRE, or through the node's NAT (``napt_outbound``) out of its external TAP. ICMP
+errors come from the gateway's own address on the side the packet came
 from: its CA in the VSID it arrived in (10.10.10.254 in the lab), routed back to the
 sender like any packet; its address on the TAP, sent back to the frame's source MAC
 on that TAP (the hop it came from; the way back by the table may need an ARP answer
@@ -34,12 +35,15 @@ from gateway.dataplane.gateway_node import GatewayNode
 from gateway.dataplane.gateway_tables import (
     OWN,
     Action,
+    FromInternet,
     GatewayDomain,
     GatewayInterface,
     GatewayTap,
+    ToNat,
     ToTap,
     ToVsid,
 )
+from gateway.dataplane.napt import napt_outbound
 from gateway.dataplane.neighbors import REFRESH_AFTER_S
 from gateway.dataplane.tables import PORT_MTU
 from gateway.errors import BadPacket, Drop
@@ -107,7 +111,8 @@ _THIS_NETWORK: Final = 0
 _LOOPBACK: Final = 127
 _FIRST_GROUP_OCTET: Final = 224
 
-Ingress = GatewayInterface | GatewayTap  # where a packet came in: errors go back there
+# Where a packet came in: errors go back there (none to the internet).
+Ingress = GatewayInterface | GatewayTap | FromInternet
 
 
 def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
@@ -138,7 +143,7 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
     cls = action.__class__
     if cls is ToVsid:
         mtu = PORT_MTU
-    elif cls is ToTap:
+    elif cls is ToTap or cls is ToNat:
         mtu = action.tap.mtu  # type: ignore[union-attr]
     elif action is OWN:
         _to_gateway(node, domain, frame, end, ingress)
@@ -167,7 +172,9 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
     if mss and protocol == IPPROTO_TCP:
         clamp_mss(frame, mss, IP)
     counters.routed += 1
-    if too_big:
+    if cls is ToNat:
+        _to_internet(node, domain, action, frame, end, mtu if too_big else 0)  # type: ignore[arg-type]
+    elif too_big:
         if cls is ToVsid and ingress.__class__ is GatewayTap:
             domain.counters.in_packets += 1
             domain.counters.in_bytes += end
@@ -181,7 +188,7 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
             return
         frame[_ETH_ADDRS] = entry[0] + tap.mac  # one write of both, as into a VSID
         node.out.to_tap(tap, packet)
-        crossed = tap.domain.counters
+        crossed = tap.counters
         crossed.out_packets += 1
         crossed.out_bytes += end
     else:
@@ -201,6 +208,22 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
             crossed = domain.counters
             crossed.in_packets += 1
             crossed.in_bytes += end
+
+
+def _to_internet(
+    node: GatewayNode, domain: GatewayDomain, action: ToNat, frame: memoryview, end: int, mtu: int
+) -> None:
+    """Through the node's NAT: the source translated in place (or the NAT's drop
+    counted), then out of the external TAP to its next hop; split to ``mtu`` when it
+    is too big (DF clear), after the translation (a later fragment has no ports)."""
+    verdict = napt_outbound(node.napt, domain.tenant, frame[IP:end], node.now)  # type: ignore[arg-type]
+    if verdict.__class__ is Drop:
+        node.counters.drops[verdict] += 1  # type: ignore[index]
+        return
+    if mtu:
+        _fragmented(node, frame, end, action.out, mtu)
+    else:
+        to_tap(node, action.tap, action.tap.next_hop, frame[:end])  # type: ignore[arg-type]
 
 
 def _flow_gre(
@@ -249,7 +272,7 @@ def to_tap(node: GatewayNode, tap: GatewayTap, next_hop: bytes, frame: memoryvie
         return
     frame[ETH_DST] = mac
     node.out.to_tap(tap, frame)
-    crossed = tap.domain.counters
+    crossed = tap.counters
     crossed.out_packets += 1
     crossed.out_bytes += len(frame)
 

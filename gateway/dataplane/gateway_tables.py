@@ -8,7 +8,10 @@ by a dict probe or an attribute read:
   records, what the hosts send a VSID's off-subnet traffic to; each knows its
   routing domain and the gateway's CA there, the source of the ICMP errors it sends
   toward that VSID;
-* its TAPs (``GatewayTap``), with the gateway's own address and MAC on each;
+* its TAPs (``GatewayTap``), with the gateway's own address and MAC on each, and its
+  external TAP (``ExternalTap``, from the node's ``nat:``), which belongs to no
+  routing domain: the NAT's addresses are answered there, and a route to ``nat``
+  (``ToNat``) leaves by it;
 * per routing domain (``GatewayDomain``) its counters, the PA it encapsulates from,
   and a cache of where each destination goes (an ``Action``: to a TAP and the
   neighbour there, into a VSID toward a record, the gateway itself, or a drop), so
@@ -34,14 +37,17 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 from gateway.dataplane.counters import Counters, DomainCounters
+from gateway.dataplane.napt import Tenant
 from gateway.dataplane.neighbors import Neighbors
 from gateway.dataplane.senders import sender_tables
 from gateway.dataplane.tables import PORT_MTU, UNDERLAY_MTU, LookupTracer, router_mac
 from gateway.errors import Drop
 from gateway.policy import (
     CompiledRecord,
+    DomainNat,
     GatewayHop,
     GatewayTable,
+    NodeNat,
     RecordType,
     Snapshot,
     Tap,
@@ -70,10 +76,32 @@ def tap_mac(name: str) -> bytes:
 class GatewayDomain:
     """A routing domain this gateway serves."""
 
-    __slots__ = ("counters", "flows", "name", "pa", "rdid", "routes")
+    __slots__ = (
+        "counters",
+        "flows",
+        "from_internet",
+        "name",
+        "nat",
+        "pa",
+        "rdid",
+        "routes",
+        "tenant",
+    )
 
-    def __init__(self, rdid: str, name: str | None, counters: DomainCounters, pa: bytes | None):
+    def __init__(
+        self,
+        rdid: str,
+        name: str | None,
+        counters: DomainCounters,
+        pa: bytes | None,
+        nat: DomainNat | None = None,
+    ):
         self.rdid = rdid
+        self.nat = nat  # its share of the node's NAT, as configured (None: the defaults)
+        # The node's NAT tenant for this domain (``Napt.tenant``): attached when the
+        # node adopts the tables, as the NAT table outlives them. None: no NAT.
+        self.tenant: Tenant | None = None
+        self.from_internet = FromInternet(self)
         self.name = name or rdid  # for people: its name, else its RDID
         self.counters = counters
         # The PA this gateway encapsulates from in this domain: the PA of its first
@@ -109,26 +137,87 @@ class GatewayInterface:
         return f"GatewayInterface(vsid={self.vsid}, {self.domain.name})"
 
 
+class FromInternet:
+    """Where a packet translated in from the internet entered the domain: the
+    ingress ``route_ipv4`` routes it from. The gateway sends no ICMP error about it
+    (``own_ip`` None): its error would have to leave through the NAT again."""
+
+    __slots__ = ("domain", "own_ip")
+
+    def __init__(self, domain: GatewayDomain) -> None:
+        self.domain = domain
+        self.own_ip: bytes | None = None
+
+
 class GatewayTap:
     """One of the gateway's TAPs (private cloud): ``name`` is its interface name (an
     Output's ``NamedTap``); ``own_ip`` the gateway's address on it, which it answers
     ARP for and sends its errors from. ``neighbors`` is the node's, for this TAP,
     attached when the node adopts the tables: learned MACs outlive a policy swap."""
 
-    __slots__ = ("broadcast", "domain", "mac", "mtu", "name", "neighbors", "own_ip", "rdid")
+    __slots__ = (
+        "answers",
+        "broadcast",
+        "counters",
+        "domain",
+        "mac",
+        "mtu",
+        "name",
+        "neighbors",
+        "own_ip",
+        "rdid",
+    )
 
     def __init__(self, tap: Tap, domain: GatewayDomain) -> None:
         self.name = tap.name
         self.domain = domain
+        self.counters = domain.counters  # what crossed it, each way
         self.rdid = domain.rdid
         self.own_ip = tap.address.ip.packed
         self.broadcast = tap.address.network.broadcast_address.packed
         self.mac = tap_mac(tap.name)
         self.mtu = TAP_MTU
         self.neighbors = Neighbors()
+        self.answers = frozenset((self.own_ip,))  # the addresses ARP is answered for
 
     def __repr__(self) -> str:
         return f"GatewayTap({self.name!r}, {self.domain.name})"
+
+
+class ExternalTap:
+    """The gateway's external TAP (``nodes.NAME.nat.tap``): the internet side of its
+    NAT, in no routing domain. The NAT's addresses are the daemon's (``answers``: ARP
+    for them is answered here); ``own_ip``, the first, is what its ARP requests come
+    from; ``next_hop`` is the internet router. ``neighbors`` and ``counters`` are the
+    node's, attached when it adopts the tables (they outlive a policy swap):
+    ``counters`` counts the frames written to the internet (out) and those translated
+    in from it (in)."""
+
+    __slots__ = (
+        "addresses",
+        "answers",
+        "counters",
+        "mac",
+        "mtu",
+        "name",
+        "neighbors",
+        "next_hop",
+        "own_ip",
+    )
+
+    def __init__(self, nat: NodeNat) -> None:
+        self.name = nat.tap
+        self.addresses = tuple(address.ip.packed for address in nat.addresses)
+        self.answers = frozenset(self.addresses)
+        self.own_ip = self.addresses[0]
+        self.next_hop = nat.next_hop.packed
+        self.mac = tap_mac(nat.tap)
+        self.mtu = TAP_MTU
+        self.neighbors = Neighbors()
+        self.counters = DomainCounters()
+
+    def __repr__(self) -> str:
+        return f"ExternalTap({self.name!r})"
 
 
 class ToTap:
@@ -156,6 +245,17 @@ class ToVsid:
         self.src_pa, self.dst_pa = src_pa, record.pa_bytes
 
 
+class ToNat:
+    """Out through the node's NAT: translated (``napt_outbound``), then out of the
+    external TAP to its next hop (``out``: as a ``ToTap``, for the fragments)."""
+
+    __slots__ = ("out", "tap")
+
+    def __init__(self, tap: ExternalTap) -> None:
+        self.tap = tap
+        self.out = ToTap(tap, tap.next_hop)  # type: ignore[arg-type]
+
+
 class _Own:
     """The destination is one of the gateway's own addresses (a CA, a TAP address)."""
 
@@ -166,7 +266,7 @@ class _Own:
 
 
 OWN: Final = _Own()
-Action = ToTap | ToVsid | _Own | Drop
+Action = ToTap | ToVsid | ToNat | _Own | Drop
 
 
 def _mss(setting: str | int | None) -> int:
@@ -184,6 +284,7 @@ class GatewayTables:
 
     __slots__ = (
         "domains",
+        "external",
         "flows",
         "gateway_by_rdid_pa",
         "local_pas",
@@ -200,6 +301,7 @@ class GatewayTables:
         "table",
         "tap_by_name",
         "taps",
+        "to_nat",
     )
 
     def __init__(
@@ -233,6 +335,7 @@ class GatewayTables:
                 policy.routing_domain(rdid).name,
                 counters.domain(rdid),
                 next((r.pa_bytes for r in own if r.rdid == rdid), None),
+                served[rdid].nat,
             )
             for rdid in served
         }
@@ -254,7 +357,12 @@ class GatewayTables:
             for rdid, domain in served.items()
             for tap in domain.taps
         )
-        self.tap_by_name = {tap.name: tap for tap in self.taps}
+        self.external = None if node.nat is None else ExternalTap(node.nat)
+        self.to_nat = None if self.external is None else ToNat(self.external)
+        # Every TAP the node reads, by name: the routing domains' and the external one.
+        self.tap_by_name: dict[str, GatewayTap | ExternalTap] = {tap.name: tap for tap in self.taps}
+        if self.external is not None:
+            self.tap_by_name[self.external.name] = self.external
         self.record_by_ca: Mapping[tuple[int, bytes], CompiledRecord] = snapshot.record_by_ca
         self.lpm: Mapping[tuple[str, bytes], GatewayHop] = _Routes(self.table)
         if tracer is not None:  # last: building the tables above is not traced
@@ -282,8 +390,10 @@ class GatewayTables:
         hop = self.lpm.get((domain.rdid, dst))
         if hop is None:
             return Drop.NO_ROUTE
+        if hop.nat:
+            return self.to_nat or Drop.NO_ROUTE  # a valid policy has the node's NAT
         if hop.tap is not None:
-            tap = self.tap_by_name[hop.tap]
+            tap: GatewayTap = self.tap_by_name[hop.tap]  # type: ignore[assignment]
             next_hop = hop.next_hop_bytes or dst
             if next_hop == tap.own_ip:
                 return OWN

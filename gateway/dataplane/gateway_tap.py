@@ -8,14 +8,20 @@ itself (``neighbors.py``: only answers to its own requests are believed, as on t
 provider link). IPv4 sent to its MAC is routed in the TAP's routing domain
 (``gateway_routing.route_ipv4``); anything else sent to another unicast MAC is not
 for it (``foreign_mac``), and broadcast or multicast IPv4 is not routed.
+
+The external TAP (the internet side of the node's NAT) is the same kind of link, in
+no routing domain: the gateway answers ARP there for the NAT's addresses, resolves
+the internet router the same way, and takes in IPv4 to the NAT's addresses only,
+translated back to a tenant and routed in that tenant's routing domain.
 """
 
 from __future__ import annotations
 
-from gateway.dataplane._frame import ETH_DST
+from gateway.dataplane._frame import ETH_DST, IP, IP_DST_ADDR, IP_MIN_FRAME
 from gateway.dataplane.gateway_node import GatewayNode
 from gateway.dataplane.gateway_routing import route_ipv4
-from gateway.dataplane.gateway_tables import GatewayTap
+from gateway.dataplane.gateway_tables import ExternalTap, GatewayTap
+from gateway.dataplane.napt import napt_inbound
 from gateway.errors import BadPacket, Drop
 from gateway.wire import (
     ARP_OP_REPLY,
@@ -31,8 +37,9 @@ from gateway.wire import (
 )
 
 
-def gateway_from_tap(node: GatewayNode, tap: GatewayTap, frame: memoryview) -> None:
-    """A frame the corp side sent into ``tap``: answered, routed, or a counted drop."""
+def gateway_from_tap(node: GatewayNode, tap: GatewayTap | ExternalTap, frame: memoryview) -> None:
+    """A frame the corp side sent into ``tap`` (or the internet into the external
+    TAP): answered, routed, or a counted drop."""
     if len(frame) < ETH_HEADER_SIZE:
         node.counters.drops[Drop.INNER_TRUNCATED] += 1
         return
@@ -45,15 +52,45 @@ def gateway_from_tap(node: GatewayNode, tap: GatewayTap, frame: memoryview) -> N
             node.counters.drops[Drop.BROADCAST] += 1  # not routed (RFC 1812 sec. 5.3.5)
             return
     if ethertype == ETHERTYPE_IPV4:
-        route_ipv4(node, tap, frame)
+        if tap.__class__ is GatewayTap:
+            route_ipv4(node, tap, frame)  # type: ignore[arg-type]
+        else:
+            _from_internet(node, tap, frame)  # type: ignore[arg-type]
     elif ethertype == ETHERTYPE_ARP:
         _arp_from_tap(node, tap, frame, src_mac)
     else:
         node.counters.drops[Drop.UNSUPPORTED] += 1
 
 
-def _arp_from_tap(node: GatewayNode, tap: GatewayTap, frame: memoryview, src_mac: bytes) -> None:
-    """A request for the gateway's address on the TAP is answered; a reply that answers
+def _from_internet(node: GatewayNode, tap: ExternalTap, frame: memoryview) -> None:
+    """IPv4 from the internet: to one of the NAT's addresses, translated back by its
+    session (``napt_inbound``, which refuses what belongs to none), then routed in the
+    session's routing domain toward the tenant's address, as any packet toward a VM."""
+    napt = node.napt
+    if len(frame) < IP_MIN_FRAME or napt is None:
+        node.counters.drops[Drop.INNER_MALFORMED] += 1
+        return
+    if bytes(frame[IP_DST_ADDR]) not in tap.answers:
+        node.counters.drops[Drop.NO_ROUTE] += 1  # the NAT's addresses are all it takes in
+        return
+    verdict = napt_inbound(napt, frame[IP:], node.now)
+    if verdict.__class__ is Drop:
+        node.counters.drops[verdict] += 1  # type: ignore[index]
+        return
+    domain = node.tables.domains.get(verdict.tenant.rdid)  # type: ignore[union-attr]
+    if domain is None:
+        node.counters.drops[Drop.NO_ROUTE] += 1  # a tenant the policy no longer serves
+        return
+    tap.counters.in_packets += 1
+    tap.counters.in_bytes += len(frame)
+    route_ipv4(node, domain.from_internet, frame)
+
+
+def _arp_from_tap(
+    node: GatewayNode, tap: GatewayTap | ExternalTap, frame: memoryview, src_mac: bytes
+) -> None:
+    """A request for the gateway's address on the TAP (the NAT's, on the external
+    one) is answered; a reply that answers
     one of its own requests is learned, and the frames that waited for it leave. The
     sender must be the frame's source, a unicast, non-zero MAC: whoever claims an
     address here decides where a tenant's packets go."""
@@ -70,7 +107,7 @@ def _arp_from_tap(node: GatewayNode, tap: GatewayTap, frame: memoryview, src_mac
         return
     if arp.opcode == ARP_OP_REQUEST:
         counters.arp_requests += 1
-        if arp.target_ip != tap.own_ip:
+        if arp.target_ip not in tap.answers:
             drops[Drop.ARP_UNANSWERED] += 1  # another host's address, or gratuitous
             return
         node.out.to_tap(tap, build_arp_reply(arp, tap.mac))
@@ -85,7 +122,7 @@ def _arp_from_tap(node: GatewayNode, tap: GatewayTap, frame: memoryview, src_mac
         drops[Drop.ARP_REFUSED] += 1
         neighbors.doubt(arp.sender_ip, sender_mac)
         return
-    crossed = tap.domain.counters
+    crossed = tap.counters
     for parked in waiting:
         parked[ETH_DST] = sender_mac
         node.out.to_tap(tap, parked)

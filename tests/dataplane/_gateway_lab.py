@@ -145,3 +145,72 @@ class Corp:
         mine = [d.frame for d in deliveries if d.tap == self.tap]
         deliveries[:] = [d for d in deliveries if d.tap != self.tap]
         return mine
+
+
+# The internet side of the gateway's NAT (design.md, "The gateway labs"): the external
+# TAP gw-ext, whose kernel end is the internet router 203.0.113.1; the NAT's
+# addresses 203.0.113.10 and .11 are the daemon's own.
+EXT_TAP = "gw-ext"
+EXT_ADDRESSES = ("203.0.113.10", "203.0.113.11")
+ROUTER_IP = "203.0.113.1"
+ROUTER_MAC = "02:1e:00:00:00:01"
+SERVER_IP = "198.51.100.2"  # an internet server, beyond the router
+
+
+def nat_document(document: dict, **tenant_nat: dict) -> None:
+    """The gateway lab -> with internet egress: ``nodes.gw.nat`` and, for each tenant,
+    a route 0.0.0.0/0 to nat (and its ``nat:`` share when given in ``tenant_nat``)."""
+    gw = document["nodes"]["gw"]
+    gw["nat"] = {
+        "tap": EXT_TAP,
+        "addresses": [f"{address}/24" for address in EXT_ADDRESSES],
+        "next_hop": ROUTER_IP,
+    }
+    for tenant, domain in gw["routing_domains"].items():
+        domain["routes"].append({"destination": "0.0.0.0/0", "next_hop": "nat"})
+        if tenant in tenant_nat:
+            domain["nat"] = tenant_nat[tenant]
+
+
+def nat_lab(**tenant_nat: dict) -> Fabric:
+    return gateway_lab(lambda document: nat_document(document, **tenant_nat))
+
+
+@dataclass
+class Internet:
+    """The internet router behind the external TAP, as its stack would answer: it
+    answers the gateway's ARP for 203.0.113.1 and hands the IP frames it received to
+    the test, which answers them (``reply``) as the server would."""
+
+    network: Fabric
+    ip: str = ROUTER_IP
+    mac: str = ROUTER_MAC
+
+    def frame(self, packet, dst: str | None = None) -> bytes:  # type: ignore[no-untyped-def]
+        return raw(Ether(src=self.mac, dst=dst or tap_mac(EXT_TAP).hex(":")) / packet)
+
+    def send(self, packet, now: float = NOW) -> list:  # type: ignore[no-untyped-def]
+        return self.network.send(EXT_TAP, self.frame(packet), now)
+
+    def receive(self, now: float = NOW) -> list[Ether]:
+        """What reached the external TAP: ARP requests for the router are answered
+        (the frames that waited then arrive too); the IP frames, in order."""
+        received: list[Ether] = []
+        pending = self._take()
+        while pending:
+            frame = Ether(pending.pop(0))
+            if frame.haslayer(ARP) and frame[ARP].op == 1 and frame[ARP].pdst == self.ip:
+                reply = Ether(src=self.mac, dst=frame.src) / ARP(
+                    op=2, hwsrc=self.mac, psrc=self.ip, hwdst=frame.src, pdst=frame[ARP].psrc
+                )
+                self.network.send(EXT_TAP, raw(reply), now)
+                pending += self._take()
+            elif frame.haslayer(IP):
+                received.append(frame)
+        return received
+
+    def _take(self) -> list[bytes]:
+        deliveries = self.network.deliveries
+        mine = [d.frame for d in deliveries if d.tap == EXT_TAP]
+        deliveries[:] = [d for d in deliveries if d.tap != EXT_TAP]
+        return mine

@@ -102,6 +102,16 @@ class Napt:
         self.log: list[LogRecord] = []
         self.log_lost = 0  # records refused because the buffer was full
 
+    def configure(self, max_sessions: int, timeouts: Timeouts) -> None:
+        """New limits for a running table (a policy reload): a lower limit ends
+        nothing (no session opens until the table is back under it), and a session
+        takes its new timeout at its next packet or state change."""
+        if max_sessions < 1:
+            raise ValueError("max_sessions must be positive")
+        self.max_sessions = max_sessions
+        self.timeouts = timeouts
+        self.timeout_of = timeouts.by_state()
+
     def tenant(
         self, rdid: str, max_sessions: int = TENANT_MAX_SESSIONS, log: bool = False
     ) -> Tenant:
