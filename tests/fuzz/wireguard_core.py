@@ -16,14 +16,15 @@ answers every initiation T sends it, and its answers become the seeds.
 
 The oracle, per datagram: no exception; refused and counted exactly once (and in
 the peer's counter too, for a decryption failure or a replay), or accepted only
-when it is genuine: a transport message A sent, delivered once with its plaintext,
-or a handshake message A or C made (only the sender index, which no AEAD covers,
-and the macs may differ), or C's cookie reply. Nothing is answered but a valid initiation (with a
-response), a valid response (with transport data), accepted data (a keepalive, or
-the handshake it starts), or, under load, a handshake message with a valid mac1
-(with one cookie reply). After every input: the receiver-index table within its
-bound and naming only live handshakes and keypairs, at most four indexes a peer,
-the staged queues within theirs, the outbox within what one input may queue.
+when it is genuine: a transport message A sent, delivered once with its plaintext;
+a handshake message A or C made (only the sender index, which no AEAD covers, and
+the macs may differ); C's cookie reply (its receiver index may differ). Nothing is
+answered but a valid initiation (with a response), a valid response (with
+transport data), accepted data (a keepalive, or the handshake it starts), or, under
+load, a handshake message with a valid mac1 (with one cookie reply). After every
+input: the receiver-index table within its bound and naming only live handshakes
+and keypairs, at most four indexes a peer, the staged queues within theirs, the
+outbox within what one input may queue.
 """
 
 from __future__ import annotations
@@ -113,10 +114,13 @@ def _fields(kind: int) -> tuple[tuple[int, int], ...]:
 
 
 def _authenticated(message: bytes) -> bytes:
-    """What of a handshake message only its sender could have made: all but the
-    sender index, which only mac1 covers (a forger recomputes it, and the answer
-    then goes astray), and the macs (mac1 checked apart, mac2 not when not under
-    load)."""
+    """What of a message only its sender could have made. A handshake message: all
+    but the sender index, which only mac1 covers (a forger recomputes it, and the
+    answer then goes astray), and the macs (mac1 checked apart, mac2 not when not
+    under load). A cookie reply: all but the receiver index, which no AEAD covers
+    (another index of the same peer finds the same cookie generator)."""
+    if message[0] == COOKIE_REPLY:
+        return message[:4] + message[8:]
     return message[:4] + message[8:-32]
 
 
@@ -183,7 +187,7 @@ class WireguardCore:
         self.genuine = {
             INITIATION: {_authenticated(d) for d in (init1, *fresh)},
             RESPONSE: {_authenticated(response)},
-            COOKIE_REPLY: {cookie_reply},
+            COOKIE_REPLY: {_authenticated(cookie_reply)},
         }
         self.delivered: set[bytes] = set()
         self.mac1_key = digest(LABEL_MAC1, t.identity.public)
@@ -207,7 +211,7 @@ class WireguardCore:
             if datagram[0] == INITIATION and len(answers) == 2:
                 cookie_reply, response = answers
                 self.genuine[RESPONSE].add(_authenticated(response))
-                self.genuine[COOKIE_REPLY].add(cookie_reply)
+                self.genuine[COOKIE_REPLY].add(_authenticated(cookie_reply))
                 self.sources[response] = self.sources[cookie_reply] = C_END
                 self.seeds[self.c_at : self.c_at + 2] = [
                     _seed(RESPONSE, response, "response"),
@@ -359,8 +363,7 @@ class WireguardCore:
                 found.append(("forged", f"{entry}: delivered other than what A sent"))
             self.delivered.add(data)
         elif kind in self.genuine:
-            key = data if kind == COOKIE_REPLY else _authenticated(data)
-            if key not in self.genuine[kind]:
+            if _authenticated(data) not in self.genuine[kind]:
                 found.append(("forged", f"{entry}: accepted a message no peer made"))
             if under_load and kind != COOKIE_REPLY:
                 found.append(("forged", f"{entry}: accepted under load without a cookie"))
