@@ -6,8 +6,8 @@ WireGuard ``Device`` (``wireguard_core.py``) and the NAPT table
 (``napt_core.py``). Each core module has a ``Core`` class, built fresh per chunk
 from the chunk's generator, whose ``step`` makes one input, feeds it, and judges
 it: (entry, what the input was mutated from, the input, the outcome's label, the
-findings). ``run_core_chunk`` drives it the way ``engine.run_chunk`` drives a data
-plane, and records outcomes and findings in the same ``ChunkResult`` shape, so
+findings). ``CoreTarget.run_chunk`` drives it the way ``engine.run_chunk`` drives a
+data plane, and records outcomes and findings in the same ``ChunkResult`` shape, so
 campaigns, summaries and ``--replay`` (``core/NAME:CHUNK:INDEX``) treat both alike.
 """
 
@@ -17,9 +17,9 @@ import random
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
-from .engine import EXAMPLES_PER_SIGNATURE, ChunkResult, signature
+from .engine import ChunkResult, record, where
 
 CORE: Final = "core"  # the policy column of a core target ("core/wireguard")
 
@@ -67,10 +67,47 @@ class CoreTarget:
         stop_at: int | None = None,
         show: Callable[[int, Step], None] | None = None,
     ) -> ChunkResult:
-        return run_core_chunk(self, seed, chunk, count, stop_at=stop_at, show=show)
+        """``count`` inputs for the core (up to ``stop_at`` only, then ``show`` it)."""
+        rng = random.Random(f"{seed}:{self.name}:{chunk}")
+        result = ChunkResult()
+        try:
+            core = _cores()[self.core](rng)
+        except Exception as error:  # the setup feeds the core its seeds: it may raise
+            step = Step("setup", "setup", b"", "raised", [exception(error)])
+            result.inputs = count if stop_at is None else stop_at + 1
+            result.outcomes["setup raised"] += result.inputs
+            self._record(result, step.findings[0], seed, chunk, 0, step)
+            if show is not None:
+                show(0, step)
+            return result
+        for index in range(count if stop_at is None else stop_at + 1):
+            try:
+                step = core.step(rng)
+            except Exception as error:  # raised past the step's own guards
+                step = Step("step", "?", b"", "raised", [exception(error)])
+            result.inputs += 1
+            result.outcomes[f"{step.entry} {step.label}"] += 1
+            for finding in step.findings:
+                self._record(result, finding, seed, chunk, index, step)
+            if show is not None and index == stop_at:
+                show(index, step)
+        return result
+
+    def _record(
+        self,
+        result: ChunkResult,
+        finding: tuple[str, str],
+        seed: str,
+        chunk: int,
+        index: int,
+        step: Step,
+    ) -> None:
+        place = where(self, seed, chunk, index, step.entry, None, step.what, step.data)
+        record(result, *finding, place)
 
 
 def _cores() -> dict[str, type[Core]]:
+    # Imported here: the core modules import this one (Step, exception).
     from .napt_core import NaptCore
     from .wireguard_core import WireguardCore
 
@@ -90,69 +127,3 @@ def exception(error: BaseException) -> tuple[str, str]:
     """An exception as a finding: its type, message and where it was raised."""
     frame = traceback.extract_tb(error.__traceback__)[-1]
     return ("exception", f"{type(error).__name__}: {error} at {frame.filename}:{frame.lineno}")
-
-
-def run_core_chunk(
-    target: CoreTarget,
-    seed: str,
-    chunk: int,
-    count: int,
-    *,
-    stop_at: int | None = None,
-    show: Callable[[int, Step], None] | None = None,
-) -> ChunkResult:
-    """``count`` inputs for the core (up to ``stop_at`` only, then ``show`` it)."""
-    rng = random.Random(f"{seed}:{target.name}:{chunk}")
-    result = ChunkResult()
-    try:
-        core = _cores()[target.core](rng)
-    except Exception as error:  # the setup feeds the core its seeds: it may raise
-        step = Step("setup", "setup", b"", "raised", [exception(error)])
-        result.inputs = count if stop_at is None else stop_at + 1
-        result.outcomes["setup raised"] += result.inputs
-        _record(result, *step.findings[0], target, seed, chunk, 0, step)
-        if show is not None:
-            show(0, step)
-        return result
-    for index in range(count if stop_at is None else stop_at + 1):
-        try:
-            step = core.step(rng)
-        except Exception as error:  # the harness's own step raised: the core did
-            step = Step("step", "?", b"", "raised", [exception(error)])
-        result.inputs += 1
-        result.outcomes[f"{step.entry} {step.label}"] += 1
-        for kind, detail in step.findings:
-            _record(result, kind, detail, target, seed, chunk, index, step)
-        if show is not None and index == stop_at:
-            show(index, step)
-    return result
-
-
-def _record(
-    result: ChunkResult,
-    kind: str,
-    detail: str,
-    target: CoreTarget,
-    seed: str,
-    chunk: int,
-    index: int,
-    step: Step,
-) -> None:
-    key = signature(kind, detail)
-    result.counts[key] += 1
-    if result.counts[key] > EXAMPLES_PER_SIGNATURE:
-        return
-    finding: dict[str, Any] = {
-        "kind": kind,
-        "signature": key,
-        "detail": detail,
-        "policy": target.policy,
-        "node": target.node,
-        "daemon_accepts": True,
-        "entry": step.entry,
-        "port": None,
-        "seed_frame": step.what,
-        "frame": step.data.hex(),
-        "replay": f"{seed}:{target.name}:{chunk}:{index}",
-    }
-    result.findings.append(finding)

@@ -31,7 +31,7 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from gateway.dataplane import GatewayNode, HostNode
 from gateway.policy import NodeRole, Rule
@@ -311,6 +311,49 @@ def with_checksum(data: bytes) -> bytes:
     return bytes(header) + data[len(header) :]
 
 
+def record(result: ChunkResult, kind: str, detail: str, where: dict[str, Any]) -> None:
+    """Count a finding by its signature; keep it, with ``where`` it happened, as one
+    of the first few examples of its kind."""
+    key = signature(kind, detail)
+    result.counts[key] += 1
+    if result.counts[key] <= EXAMPLES_PER_SIGNATURE:
+        result.findings.append({"kind": kind, "signature": key, "detail": detail, **where})
+
+
+class Located(Protocol):
+    """What names a target in a finding: a policy's node, or a core."""
+
+    policy: str
+    node: str
+    daemon_accepts: bool
+
+    @property
+    def name(self) -> str: ...
+
+
+def where(
+    target: Located,
+    seed: str,
+    chunk: int,
+    index: int,
+    entry: str,
+    port: str | None,
+    what: str,
+    data: bytes,
+) -> dict[str, Any]:
+    """Where a finding happened, and what ``--replay`` needs to re-run it."""
+    return {
+        "policy": target.policy,
+        "node": target.node,
+        "daemon_accepts": target.daemon_accepts,
+        "entry": entry,
+        "port": port,
+        "seed_frame": what,
+        "frame": data.hex(),
+        "replay": f"{seed}:{target.name}:{chunk}:{index}",
+    }
+
+
 def _record(
     result: ChunkResult,
     kind: str,
@@ -324,22 +367,5 @@ def _record(
     base: Seed,
     data: bytes,
 ) -> None:
-    key = signature(kind, detail)
-    result.counts[key] += 1
-    if result.counts[key] > EXAMPLES_PER_SIGNATURE:
-        return
-    result.findings.append(
-        {
-            "kind": kind,
-            "signature": key,
-            "detail": detail,
-            "policy": target.policy,
-            "node": target.node,
-            "daemon_accepts": target.daemon_accepts,
-            "entry": entry,
-            "port": port.name if port is not None else None,
-            "seed_frame": base.what,
-            "frame": data.hex(),
-            "replay": f"{seed}:{target.name}:{chunk}:{index}",
-        }
-    )
+    name = port.name if port is not None else None
+    record(result, kind, detail, where(target, seed, chunk, index, entry, name, base.what, data))
