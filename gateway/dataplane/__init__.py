@@ -20,10 +20,11 @@ from .counters import Counters, DomainCounters, PortCounters
 from .fabric import MAX_HOPS, Delivery, Fabric, Step, link_mac
 from .gateway_node import GatewayNode
 from .gateway_provider import gateway_from_provider
-from .gateway_tables import TAP_MTU, GatewayTables, GatewayTap, tap_mac
+from .gateway_tables import TAP_MTU, ExternalTap, GatewayTables, GatewayTap, tap_mac
 from .gateway_tap import gateway_from_tap
 from .host import HostNode
 from .ip_rewrite import from_provider_link
+from .napt import EXPIRE_BATCH, LogRecord
 from .output import NamedTap, Output
 from .plan import NodePlan, plan_node, prepare_node
 from .provider_side import from_provider
@@ -37,12 +38,14 @@ from .tables import (
 from .vm_side import from_port
 
 __all__ = [
+    "EXPIRE_BATCH",
     "MAX_HOPS",
     "PORT_MTU",
     "TAP_MTU",
     "Counters",
     "Delivery",
     "DomainCounters",
+    "ExternalTap",
     "Fabric",
     "GatewayNode",
     "GatewayTables",
@@ -50,6 +53,7 @@ __all__ = [
     "HostNode",
     "HostPort",
     "HostTables",
+    "LogRecord",
     "LookupTracer",
     "NamedTap",
     "NodePlan",

@@ -3,9 +3,11 @@
 From its plan (``gateway.dataplane.plan``): NVGRE on its PAs as a host has it
 (``nvgre.py``: a raw GRE socket per PA, the receive rings), read into
 ``gateway_from_provider``; and a TAP per ``GatewayTap`` of its tables (``ports.py``),
-read into ``gateway_from_tap`` with the TAP it came from. Its decisions go out
-through one ``FdOutput``. A gateway holds no IP-Rewrite PA, so it has no provider
-link socket.
+read into ``gateway_from_tap`` with the TAP it came from (the external TAP of its
+NAT too, as a TAP of its own; ``gateway_from_tap`` tells the two apart). Its decisions
+go out through one ``FdOutput``. With a NAT, a task ends idle sessions and writes the
+translation log once a second (``napt_log.py``). A gateway holds no IP-Rewrite PA,
+so it has no provider link socket.
 
 A TAP here is an Ethernet link between the gateway and a corp network: the daemon
 holds the gateway's end (its own address on the TAP and its MAC, ``tap_mac``), the
@@ -27,6 +29,7 @@ from anyio.abc import TaskGroup
 
 from gateway.dataplane import (
     Counters,
+    ExternalTap,
     GatewayNode,
     GatewayTables,
     GatewayTap,
@@ -35,6 +38,7 @@ from gateway.dataplane import (
     gateway_from_tap,
 )
 from gateway.io.faults import PacketFaults
+from gateway.io.napt_log import napt_housekeeping
 from gateway.io.nvgre import NvgreSockets
 from gateway.io.output import FdOutput
 from gateway.io.ports import TapPorts
@@ -44,7 +48,7 @@ from gateway.policy import Snapshot
 _CORP_MAC_BYTE = 0x43  # "C": the corp side's end of a gateway's TAP ("NG" is the gateway's)
 
 
-def corp_mac(tap: GatewayTap) -> bytes:
+def corp_mac(tap: GatewayTap | ExternalTap) -> bytes:
     """The MAC of the TAP's kernel end, the corp side's NIC: the gateway's own MAC on
     the TAP with its third byte changed, so the two never collide and both stay the
     same for the same TAP name."""
@@ -60,7 +64,7 @@ class _KernelEnd:
     mtu: int
 
 
-def _kernel_ends(taps: Iterable[GatewayTap]) -> dict[str, _KernelEnd]:
+def _kernel_ends(taps: Iterable[GatewayTap | ExternalTap]) -> dict[str, _KernelEnd]:
     return {tap.name: _KernelEnd(tap.name, corp_mac(tap), tap.mtu) for tap in taps}
 
 
@@ -94,14 +98,15 @@ class GatewayServing:
         """Start the provider readers, then create the TAPs (each with its reader);
         returns once every TAP exists."""
         self.nvgre.start(tg, gateway_from_provider, self.node, self.out.flush)
-        await self.taps.open(tg, _kernel_ends(self.node.tables.taps).values())
+        await self.taps.open(tg, _kernel_ends(self.node.tables.tap_by_name.values()).values())
+        tg.start_soon(napt_housekeeping, self.node)
 
     async def adopt(self, tables: GatewayTables) -> None:
         """Swap the tables in (between batches), then follow the TAPs: those the
         policy no longer has are closed, new ones created (ApplyError when one could
         not be)."""
         self.node.adopt(tables)
-        await self.taps.reconcile(_kernel_ends(tables.taps))
+        await self.taps.reconcile(_kernel_ends(tables.tap_by_name.values()))
 
     def _tap_reader(self, name: str) -> Callable[[], Handler]:
         """The ``for_batch`` of TAP ``name``."""

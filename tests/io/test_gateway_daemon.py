@@ -33,10 +33,12 @@ LINK_TIMEOUT_S = 5.0  # only bounds a failure
 
 
 class Gateway:
-    def __init__(self, namespace: str, directory: Path, backend: str) -> None:
+    def __init__(
+        self, namespace: str, directory: Path, backend: str, config: Path = CONFIGS / "gateway.yaml"
+    ) -> None:
         self.namespace = namespace
         self.config = directory / "gateway.yaml"
-        shutil.copyfile(CONFIGS / "gateway.yaml", self.config)
+        shutil.copyfile(config, self.config)
         self.socket = directory / "api.sock"
         self.log = directory / "gw.log"
         with open(self.log, "ab") as log:
