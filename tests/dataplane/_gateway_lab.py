@@ -89,6 +89,17 @@ def gw_tap_mac(tenant: str) -> str:
     return tap_mac(TAP[tenant]).hex(":")
 
 
+def answered_arp(network: Fabric, tap: str, ip: str, mac: str, frame: Ether, now: float) -> bool:
+    """If ``frame`` asks who has ``ip``, the stack behind ``tap`` answers (``mac``)."""
+    if not (frame.haslayer(ARP) and frame[ARP].op == 1 and frame[ARP].pdst == ip):
+        return False
+    reply = Ether(src=mac, dst=frame.src) / ARP(
+        op=2, hwsrc=mac, psrc=ip, hwdst=frame.src, pdst=frame[ARP].psrc
+    )
+    network.send(tap, raw(reply), now)
+    return True
+
+
 @dataclass
 class Corp:
     """The corp side of one tenant's TAP, as a stack would answer: it answers the
@@ -121,11 +132,7 @@ class Corp:
         pending = self._take()
         while pending:
             frame = Ether(pending.pop(0))
-            if frame.haslayer(ARP) and frame[ARP].op == 1 and frame[ARP].pdst == self.ip:
-                reply = Ether(src=self.mac, dst=frame.src) / ARP(
-                    op=2, hwsrc=self.mac, psrc=self.ip, hwdst=frame.src, pdst=frame[ARP].psrc
-                )
-                self.network.send(self.tap, raw(reply), now)
+            if answered_arp(self.network, self.tap, self.ip, self.mac, frame, now):
                 pending += self._take()
             elif frame.haslayer(IP):
                 received.append(frame)
@@ -199,11 +206,7 @@ class Internet:
         pending = self._take()
         while pending:
             frame = Ether(pending.pop(0))
-            if frame.haslayer(ARP) and frame[ARP].op == 1 and frame[ARP].pdst == self.ip:
-                reply = Ether(src=self.mac, dst=frame.src) / ARP(
-                    op=2, hwsrc=self.mac, psrc=self.ip, hwdst=frame.src, pdst=frame[ARP].psrc
-                )
-                self.network.send(EXT_TAP, raw(reply), now)
+            if answered_arp(self.network, EXT_TAP, self.ip, self.mac, frame, now):
                 pending += self._take()
             elif frame.haslayer(IP):
                 received.append(frame)

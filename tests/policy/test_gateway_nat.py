@@ -12,15 +12,20 @@ from typing import Any
 
 import pytest
 
-from gateway.control import load_config
 from gateway.dataplane.napt import Timeouts
-from gateway.errors import ConfigError
 from gateway.policy import NatTimeouts, NextHopKind, compile_gateway, compile_policy, load_policy
 
-from ._documents import emit_yaml
 from ._gateway_document import gateway_document
-from .test_gateway_node import BLUE_GW, GW, RED_GW, _append, _route
-from .test_policy_rules import Case, _only_issue, _set
+from .test_gateway_node import (
+    BLUE_GW,
+    GW,
+    RED_GW,
+    _append,
+    _route,
+    refused_at_line,
+    refused_at_path,
+)
+from .test_policy_rules import Case, _set
 
 Doc = dict[str, Any]
 NAT = f"{GW}.nat"
@@ -255,29 +260,12 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_refusal_names_path_and_value(case: Case) -> None:
-    document = nat_document()
-    case.mutate(document)
-    with pytest.raises(ConfigError) as caught:
-        load_policy(document)
-    issue = _only_issue(caught.value)
-    assert issue.path == case.path
-    if case.value is not None:
-        assert issue.value == case.value
-    assert case.message in issue.message, issue.message
+    refused_at_path(nat_document(), case)
 
 
 @pytest.mark.parametrize("case", CASES[:4], ids=[case.id for case in CASES[:4]])
 def test_refusal_names_file_and_line(case: Case, tmp_path: Path) -> None:
-    document = nat_document()
-    case.mutate(document)
-    text, lines = emit_yaml(document)
-    config = tmp_path / "deployment.yaml"
-    config.write_text(text)
-    with pytest.raises(ConfigError) as caught:
-        load_config(config)
-    issue = _only_issue(caught.value)
-    line = lines.get(case.path) or lines[case.path.rsplit(".", 1)[0]]
-    assert (issue.file, issue.path, issue.line) == (str(config), case.path, line)
+    refused_at_line(nat_document(), case, tmp_path)
 
 
 def test_a_route_to_nat_compiles_to_the_nat() -> None:
