@@ -1,7 +1,7 @@
 """The NAPT core as a fuzz target: one small table, two tenants, hostile datagrams.
 
 The table has two external addresses with four ports each per protocol, room for
-20 sessions, 12 per tenant, 16 log records, and two port forwards; Blue and Red
+12 sessions, 8 per tenant, 4 log records, and two port forwards; Blue and Red
 both hold the CA 10.0.0.1 (overlapping tenants), Blue's sessions are logged. The
 seeds are IPv4 datagrams built with gateway.wire: each tenant's TCP (SYN, ACK, FIN,
 RST), UDP (with and without a checksum), ICMP echo, an echo reply, an ICMP error
@@ -67,7 +67,7 @@ CAS: Final = {BLUE: ("10.0.0.1", "10.0.0.2"), RED: ("10.0.0.1", "172.16.0.5")}
 PORTS: Final = (40000, 40003)
 MAX_SESSIONS: Final = 12
 TENANT_SESSIONS: Final = 8
-LOG_CAPACITY: Final = 16
+LOG_CAPACITY: Final = 4
 TIMEOUTS: Final = Timeouts(
     tcp_syn_sent_s=20,
     tcp_syn_recv_s=10,

@@ -323,6 +323,17 @@ def test_an_answer_to_a_refused_datagram_is_a_finding(monkeypatch: pytest.Monkey
     assert "answered" in _plant_core(monkeypatch, "wireguard", Device, "_check_macs", echoes)
 
 
+def test_a_device_that_ignores_load_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device under test (the one with two peers) never told it is under load:
+    handshake messages with a valid mac1 get in without a cookie."""
+    receive = Device.receive
+
+    def unloaded(self, datagram, source, now, under_load=False):  # type: ignore[no-untyped-def]
+        return receive(self, datagram, source, now, under_load and len(self.peers) < 2)
+
+    assert "cookie" in _plant_core(monkeypatch, "wireguard", Device, "receive", unloaded)
+
+
 def test_replayed_or_forged_wireguard_messages_accepted_are_findings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -21,7 +21,8 @@ a handshake message A or C made (only the sender index, which no AEAD covers, an
 the macs may differ); C's cookie reply (its receiver index may differ). Nothing is
 answered but a valid initiation (with a response), a valid response (with
 transport data), accepted data (a keepalive, or the handshake it starts), or, under
-load, a handshake message with a valid mac1 (with one cookie reply). After every
+load, a handshake message with a valid mac1 (with one cookie reply): no peer holds
+a cookie of T's, so under load every such message is refused so. After every
 input: the receiver-index table within its bound and naming only live handshakes
 and keypairs, at most four indexes a peer, the staged queues within theirs, the
 outbox within what one input may queue.
@@ -306,21 +307,26 @@ class WireguardCore:
         sent = [(bytes(d), end) for d, end in t.outbox]
         found = self._bounds()
         _drain(t)
+        # We hold no cookie of T's: under load, every handshake message with a valid
+        # mac1 is refused for want of mac2, with one cookie reply to its source.
+        needs_cookie = under_load and self._mac1_valid(data)
         if got is not None or not refused:
-            found += self._accepted(entry, data, got, under_load, sent, refused)
+            found += self._accepted(entry, data, got, sent, refused)
+            if needs_cookie:
+                found.append(("cookie", f"{entry}: accepted under load without a cookie"))
             return Step(entry, what, data, "delivered" if got else "accepted", found)
         if len(refused) > 1 or refused[0][1] > 1:
             found.append(("counted", f"{entry}: refused {refused} for one datagram"))
         reason = refused[0][0]
-        if sent and not (
-            reason is Reason.COOKIE_REQUIRED
-            and under_load
-            and len(sent) == 1
+        cookie_reply = (
+            len(sent) == 1
             and sent[0][0][0] == COOKIE_REPLY
             and len(sent[0][0]) == COOKIE_REPLY_SIZE
             and sent[0][1] == source
-            and data[-32:-16] == mac(self.mac1_key, data[:-32])
-        ):
+        )
+        if needs_cookie != (reason is Reason.COOKIE_REQUIRED):
+            found.append(("cookie", f"{entry}: under load {under_load}, refused as {reason.label}"))
+        elif not (cookie_reply if needs_cookie else not sent):
             found.append(("answered", f"{entry}: refused as {reason.label}, answered {len(sent)}"))
         after = self._peer_counters()
         moved = [after[0] - failures[0], after[1] - failures[1]]
@@ -333,6 +339,15 @@ class WireguardCore:
             found.append(("counted", f"{entry}: {reason.label}, peer counters moved {moved}"))
         return Step(entry, what, data, f"refused:{reason.label}", found)
 
+    def _mac1_valid(self, data: bytes) -> bool:
+        """A handshake message of the right length whose mac1 is T's."""
+        size = {INITIATION: INITIATION_SIZE, RESPONSE: RESPONSE_SIZE}.get(data[0] if data else 0)
+        return (
+            len(data) == size
+            and data[1:4] == bytes(3)
+            and data[-32:-16] == mac(self.mac1_key, data[:-32])
+        )
+
     def _peer_counters(self) -> tuple[int, int]:
         """Decryption failures and replays, over both peers."""
         peers = (self.ta, self.tc)
@@ -343,7 +358,6 @@ class WireguardCore:
         entry: str,
         data: bytes,
         got: tuple[Peer, bytes | memoryview] | None,
-        under_load: bool,
         sent: list[tuple[bytes, tuple[str, int]]],
         refused: list[tuple[Reason, int]],
     ) -> list[tuple[str, str]]:
@@ -365,8 +379,6 @@ class WireguardCore:
         elif kind in self.genuine:
             if _authenticated(data) not in self.genuine[kind]:
                 found.append(("forged", f"{entry}: accepted a message no peer made"))
-            if under_load and kind != COOKIE_REPLY:
-                found.append(("forged", f"{entry}: accepted under load without a cookie"))
         else:
             found.append(("unrefused", f"{entry}: a datagram of type {kind} neither refused"))
         answers = {d[0] for d, _ in sent}
