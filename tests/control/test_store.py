@@ -10,6 +10,7 @@ import errno
 import fcntl
 import os
 import shutil
+import sqlite3
 import stat
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,11 @@ import anyio
 import pytest
 import structlog
 
+from gateway.control import file_store as store_module
 from gateway.control import load_config, read_document
-from gateway.control import store as store_module
 from gateway.control.edits import NotFound, add, migrate, remove
 from gateway.control.kinds import CUSTOMER_ROUTES, LOOKUP_RECORDS, VIRTUAL_SUBNETS
-from gateway.control.store import PolicyStore, RevisionMismatch, StoreBusy
+from gateway.control.store import PolicyStore, RevisionMismatch, StoreBusy, open_backend
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.io.privileges import lookup_user
 from gateway.policy import Policy
@@ -56,6 +57,52 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(params=["file", "sqlite"])
+def at(request: pytest.FixtureRequest, config: Path) -> Where:
+    """The store under test, by backend: the config file itself, or a database
+    seeded from it."""
+    return Where(request.param, config)
+
+
+class Where:
+    """A store of either backend holding the two-hosts config, and how a test looks
+    at what it holds without going through the store under test."""
+
+    def __init__(self, backend: str, config: Path) -> None:
+        self.backend, self.config = backend, config
+        self.url: str | Path = config if backend == "file" else f"sqlite:{config.parent}/p.db"
+        self.seeded = backend == "file"  # a database is seeded by the first store started
+
+    async def started(self, daemon: Daemon | None = None) -> PolicyStore[Any]:
+        daemon = daemon or Daemon()
+        store = PolicyStore(self.url, daemon.prepare, daemon.commit)
+        seed = None if self.seeded else (load_config(self.config), str(self.config))
+        await store.load(seed)
+        self.seeded = True
+        return store
+
+    def held(self) -> Policy:
+        """The policy the store holds now, read afresh."""
+        if self.backend == "file":
+            return load_config(self.config)
+        backend = open_backend(self.url, lambda policy: policy)
+        try:
+            return backend.read().policy
+        finally:
+            backend.close()
+
+    def state(self) -> object:
+        """What a refused change must leave as it was: the file's bytes, or the
+        database's revision, rows and log."""
+        if self.backend == "file":
+            return self.config.read_bytes()
+        with sqlite3.connect(self.config.parent / "p.db") as db:
+            return [list(db.execute(f"SELECT * FROM {t} ORDER BY 1, 2")) for t in TABLES]
+
+
+TABLES = ("meta", "entries", "changes")
+
+
 async def started(config: Path, daemon: Daemon | None = None) -> PolicyStore[Any]:
     daemon = daemon or Daemon()
     store = PolicyStore(config, daemon.prepare, daemon.commit)
@@ -68,14 +115,19 @@ def record(ca: str, mac: str, vm: str | None = None, vsid: int = 5010) -> dict[s
     return {**entry, "vm": vm} if vm else entry
 
 
-async def test_an_accepted_change_is_a_new_revision_in_the_file_comments_kept(config) -> None:
+async def test_an_accepted_change_is_a_new_revision_in_the_store(at: Where) -> None:
     daemon = Daemon()
-    store = await started(config, daemon)
+    store = await at.started(daemon)
     accepted = await store.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13")))
     assert accepted.policy.revision == 1 and daemon.committed == [0, 1]
-    on_disk = load_config(config)
-    assert on_disk.revision == 1 and on_disk == store.policy == accepted.policy
-    assert any(str(r.ca) == "10.10.10.13" for r in on_disk.lookup_records)
+    held = at.held()
+    assert held.revision == 1 and held == store.policy == accepted.policy
+    assert any(str(r.ca) == "10.10.10.13" for r in held.lookup_records)
+
+
+async def test_an_accepted_change_keeps_the_files_comments(config) -> None:
+    store = await started(config)
+    await store.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13")))
     text = config.read_text()
     assert "# Seed lab 3: NVGRE across two hosts" in text  # the operator's comments stay
     assert "New-NetVirtualizationLookupRecord" in text
@@ -116,50 +168,50 @@ INVALID_CHANGES = {
 
 @pytest.mark.parametrize("case", INVALID_CHANGES, ids=list(INVALID_CHANGES))
 async def test_an_invalid_change_is_refused_with_the_reason_and_changes_nothing(
-    config: Path, case: str
+    at: Where, case: str
 ) -> None:
     edit, path, words = INVALID_CHANGES[case]
     daemon = Daemon()
-    store = await started(config, daemon)
-    before = config.read_bytes()
+    store = await at.started(daemon)
+    before = at.state()
     with pytest.raises(ConfigError) as refused:
         await store.change(edit)
     issues = refused.value.issues
     assert any(i.path.startswith(path) and words in f"{i.value} {i.message}" for i in issues), [
         str(i) for i in issues
     ]
-    assert config.read_bytes() == before
+    assert at.state() == before
     assert store.policy is not None and store.policy.revision == 0
     assert daemon.committed == [0]
     # Nothing of the refused change lingers to ride along with the next one.
     await store.change(add(LOOKUP_RECORDS, record("10.10.10.50", "00-00-00-00-00-50")))
-    assert load_config(config) == (await started(config)).policy
-    assert len(load_config(config).lookup_records) == 5
+    assert at.held() == (await at.started()).policy
+    assert len(at.held().lookup_records) == 5
 
 
-async def test_what_the_node_refuses_is_not_written(config: Path) -> None:
-    store = await started(config, Daemon(refuse="blue3"))
-    before = config.read_bytes()
+async def test_what_the_node_refuses_is_not_written(at: Where) -> None:
+    store = await at.started(Daemon(refuse="blue3"))
+    before = at.state()
     with pytest.raises(ConfigError, match="not on this node"):
         await store.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13", "blue3")))
-    assert config.read_bytes() == before
+    assert at.state() == before
 
 
-async def test_a_change_conditional_on_a_stale_revision_is_refused(config: Path) -> None:
-    store = await started(config)
+async def test_a_change_conditional_on_a_stale_revision_is_refused(at: Where) -> None:
+    store = await at.started()
     await store.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13")), 0)
-    before = config.read_bytes()
+    before = at.state()
     with pytest.raises(RevisionMismatch) as stale:
         await store.change(add(LOOKUP_RECORDS, record("10.10.10.14", "00-00-00-00-00-14")), 0)
     assert (stale.value.expected, stale.value.actual) == (0, 1)
-    assert config.read_bytes() == before
+    assert at.state() == before
     accepted = await store.change(remove(LOOKUP_RECORDS, {"ca": "10.10.10.13"}), 1)
     assert accepted.policy.revision == 2
 
 
-async def test_concurrent_writers_are_serialized_and_none_is_lost(config: Path) -> None:
+async def test_concurrent_writers_are_serialized_and_none_is_lost(at: Where) -> None:
     daemon = Daemon()
-    store = await started(config, daemon)
+    store = await at.started(daemon)
     revisions: list[int] = []
 
     async def writer(n: int) -> None:
@@ -171,9 +223,9 @@ async def test_concurrent_writers_are_serialized_and_none_is_lost(config: Path) 
             tg.start_soon(writer, n)
     assert sorted(revisions) == list(range(1, 13))
     assert daemon.committed == [0, *range(1, 13)]  # swapped in the order they were written
-    on_disk = load_config(config)
-    assert on_disk.revision == 12
-    assert {str(r.ca) for r in on_disk.lookup_records} >= {f"10.10.10.{100 + n}" for n in range(12)}
+    held = at.held()
+    assert held.revision == 12
+    assert {str(r.ca) for r in held.lookup_records} >= {f"10.10.10.{100 + n}" for n in range(12)}
 
 
 async def test_a_hand_edit_between_changes_is_built_upon(config: Path) -> None:
@@ -185,12 +237,12 @@ async def test_a_hand_edit_between_changes_is_built_upon(config: Path) -> None:
     assert load_config(config).customer_routes[0].metric == 100
 
 
-async def test_two_daemons_sharing_a_file_build_on_each_other(config: Path) -> None:
-    one, two = await started(config), await started(config)
+async def test_two_daemons_sharing_a_store_build_on_each_other(at: Where) -> None:
+    one, two = await at.started(), await at.started()
     await one.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13")))
     accepted = await two.change(add(LOOKUP_RECORDS, record("10.10.10.14", "00-00-00-00-00-14")))
     assert accepted.policy.revision == 2
-    cas = {str(r.ca) for r in load_config(config).lookup_records}
+    cas = {str(r.ca) for r in at.held().lookup_records}
     assert {"10.10.10.13", "10.10.10.14"} <= cas
 
 
@@ -208,16 +260,16 @@ async def test_a_writer_holding_the_lock_too_long_gets_busy_not_a_hang(
         os.close(fd)
 
 
-async def test_removing_what_does_not_exist_is_not_found(config: Path) -> None:
-    store = await started(config)
-    before = config.read_bytes()
+async def test_removing_what_does_not_exist_is_not_found(at: Where) -> None:
+    store = await at.started()
+    before = at.state()
     with pytest.raises(NotFound, match=r"no lookup record matches ca=10\.10\.10\.99"):
         await store.change(remove(LOOKUP_RECORDS, {"ca": "10.10.10.99"}))
-    assert config.read_bytes() == before
+    assert at.state() == before
 
 
-async def test_filters_match_in_canonical_form(config: Path) -> None:
-    store = await started(config)
+async def test_filters_match_in_canonical_form(at: Where) -> None:
+    store = await at.started()
     await store.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13", "blue3")))
     accepted = await store.change(
         remove(LOOKUP_RECORDS, {"vsid": "5010", "mac": "00:00:00:00:00:13"})
@@ -225,8 +277,8 @@ async def test_filters_match_in_canonical_form(config: Path) -> None:
     assert [entry["vm"] for entry in accepted.result] == ["blue3"]
 
 
-async def test_migrate_moves_the_records_and_the_port_in_one_revision(config: Path) -> None:
-    store = await started(config)
+async def test_migrate_moves_the_records_and_the_port_in_one_revision(at: Where) -> None:
+    store = await at.started()
     assert store.policy is not None
     accepted = await store.change(migrate("blue2", "198.18.0.1", store.policy))
     assert accepted.result == {
@@ -235,7 +287,7 @@ async def test_migrate_moves_the_records_and_the_port_in_one_revision(config: Pa
         "node": "host1",
         "from_node": "host2",
     }
-    policy = load_config(config)
+    policy = at.held()
     assert policy.revision == 1
     [blue2] = [r for r in policy.lookup_records if r.vm == "blue2"]
     assert str(blue2.pa) == "198.18.0.1"

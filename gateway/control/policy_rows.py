@@ -1,0 +1,118 @@
+"""A policy as rows: one per entry per kind of the registry, keyed by the kind's key.
+
+A database store keeps the policy this way (``sqlite_store.py``) so that a change
+touches the rows of the entries it changes and nothing else, and so that a later
+store can validate and apply a change by its delta. Each row is (kind, key, value):
+the kind's name (``lookup-records``), the entry's key as ``kind.key`` formats it and
+``nvgw policy diff`` prints it (``5010/10.10.10.12``), and the entry as JSON in the
+config file's own shape (``entries.entry_json``), with the names it carries beside
+its fields (``Kind.names``: a subnet's ``rdid``), and without the entries of kinds
+nested in it, which are rows of their own. A nested section the entry has is kept
+as an empty list or mapping, so that "none" and "not set" (a host node's
+``routing_domains``) come back as they went.
+
+``document()`` builds the plain document back from rows, in row order, which the
+config loader turns into the same policy: the round trip is exact (tested on every
+shipped config) because ``entry_json`` writes what ``load_policy`` reads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from gateway.errors import ConfigError, ConfigIssue
+from gateway.policy import Policy
+
+from .entries import entry_json
+from .kinds import KINDS, Kind, children, walk
+
+Row = tuple[str, str]  # (kind name, key): a row's identity
+Rows = dict[Row, str]  # identity -> value (JSON text), in document order
+
+
+class Delta(NamedTuple):
+    """What turns one set of rows into another: the rows to write (new or altered,
+    with their value) and the rows to delete."""
+
+    put: dict[Row, str]
+    gone: list[Row]
+
+
+def rows(policy: Policy, kinds: Sequence[Kind] = KINDS) -> Rows:
+    """Every entry of the policy as a row, parents before their children. Two
+    entries with one key (which the policy's checks refuse for every shipped kind)
+    are refused here too, naming the key: a row is one entry."""
+    out: Rows = {}
+    for kind in _parents_first(kinds):
+        nested = children(kind, kinds)
+        for names, entry in walk(policy, kind):
+            identity = (kind.name, kind.key_of(names, entry))
+            if identity in out:
+                message = f"two {kind.what} entries have the key {identity[1]!r}"
+                raise ConfigError([ConfigIssue(kind.section, identity[1], message)])
+            bare = entry.model_copy(update={child.section: None for child in nested})
+            value = entry_json(bare, **{n: _name(v) for n, v in names.items()})
+            for child in nested:
+                if getattr(entry, child.section) is not None:
+                    value[child.section] = {} if child.keyed_by else []
+            out[identity] = json.dumps(value, sort_keys=False, separators=(",", ":"))
+    return out
+
+
+def document(rows: Iterable[tuple[str, str]], revision: int, kinds: Sequence[Kind] = KINDS) -> Any:
+    """The plain document (what a config file would hold) of rows given as (kind
+    name, value) in an order where parents come before their children."""
+    by_name = {kind.name: kind for kind in kinds}
+    root: dict[str, Any] = {"revision": revision}
+    holders: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}  # (kind, names) -> entry
+    for kind_name, text in rows:
+        kind = by_name[kind_name]
+        fields = json.loads(text)
+        names = tuple(str(fields.pop(name)) for name in kind.names)
+        refs = names[: len(kind.refs)]
+        holder = root if kind.parent is None else holders[(kind.parent.name, refs)]
+        if kind.ref is not None or kind.keyed_by is not None:
+            merged = dict(zip(kind.names, names, strict=True)) | fields
+            own = str(merged[kind.keyed_by or kind.ref])  # type: ignore[index]
+            holders[(kind.name, (*refs, own))] = fields
+        if kind.keyed_by is not None:
+            key = names[-1] if kind.key_apart else fields.pop(kind.keyed_by)
+            holder.setdefault(kind.section, {})[key] = fields
+        else:
+            holder.setdefault(kind.section, []).append(fields)
+    return root
+
+
+def delta(old: Mapping[Row, str], new: Mapping[Row, str]) -> Delta:
+    """The rows that differ: written when new or altered, deleted when gone."""
+    put = {row: value for row, value in new.items() if old.get(row) != value}
+    return Delta(put, [row for row in old if row not in new])
+
+
+def _parents_first(kinds: Sequence[Kind]) -> list[Kind]:
+    """The kinds in an order where each comes after its parent (the registry lists
+    nodes last, after the kinds nested in them)."""
+    ordered: list[Kind] = []
+
+    def visit(kind: Kind) -> None:
+        if kind in ordered:
+            return
+        if kind.parent is not None:
+            visit(kind.parent)
+        ordered.append(kind)
+
+    for kind in kinds:
+        visit(kind)
+    return ordered
+
+
+def kind_order(kinds: Sequence[Kind] = KINDS) -> dict[str, int]:
+    """Each kind's place among ``_parents_first``: how rows are read back in order."""
+    return {kind.name: index for index, kind in enumerate(_parents_first(kinds))}
+
+
+def _name(value: Any) -> Any:
+    """A name an entry carries (a parent's rdid, a node's name) as JSON: a string."""
+    return value if isinstance(value, str) else str(value)

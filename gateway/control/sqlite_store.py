@@ -1,0 +1,318 @@
+"""The embedded database store (``sqlite:PATH``, the default): SQLite from the
+standard library, no server, shared by every daemon of a machine that names it.
+
+Tables (``SCHEMA``): ``meta`` holds the one revision counter (no row: the store
+holds no policy yet); ``entries`` a row per entry per kind of the registry, keyed by
+(kind, key) as ``policy_rows`` makes them, with ``seq`` keeping document order; and
+``changes`` the log of committed changes (revision, kind, key, op, value), trimmed
+to ``CHANGES_KEPT`` rows by whole revisions, from which ``changes()`` answers a
+watcher that is not too far behind (None: read the whole policy again).
+
+A change (``change``) is one ``BEGIN IMMEDIATE`` transaction: it takes the write
+lock first, so no other writer, in this process or another, can commit between the
+revision check and the commit (they wait ``busy_timeout``, then ``StoreBusy``). In
+it: check the revision, build the document from the rows, apply the edit, validate
+the whole policy and ``prepare`` it (whole-policy validation: O(change) indexes are
+the next step), then write only the rows that differ, the log and the revision, and
+commit. Anything raised before the commit rolls everything back, so a refused
+change leaves the rows and the revision as they were; SIGKILL at any point leaves
+the old revision or the new one, which is what SQLite's journal guarantees.
+
+Durability: WAL mode with ``synchronous=FULL``, which syncs the WAL at every
+commit. ``NORMAL`` would be faster and still never corrupt the database, but a
+power cut could take back the last commits: the API answers a change only once it
+is durable, so it must be ``FULL``.
+
+Readers never block writers in WAL mode: a daemon following another's writes polls
+``revision()`` (a one-row read, from a worker thread) every ``FOLLOW_INTERVAL_S``.
+One connection per backend, used from worker threads one at a time (``_lock``).
+"""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final, Generic, NamedTuple, TypeVar
+
+from gateway.errors import ConfigError, ConfigIssue
+from gateway.policy import Policy, load_policy
+
+from .config_file import to_plain
+from .edits import Edit
+from .policy_rows import Row, delta, document, kind_order, rows
+from .store import Loaded, NotSaved, RevisionMismatch, StoreBusy, StoreConflict, unreadable
+
+Prepared = TypeVar("Prepared")
+SCHEMA_VERSION: Final = 1
+BUSY_TIMEOUT_S: Final = 10.0  # how long a writer waits for another's lock: StoreBusy after
+CHANGES_KEPT: Final = 100_000  # log rows kept (whole revisions): a watcher further behind resyncs
+FOLLOW_INTERVAL_S: Final = 0.02  # how often a daemon polls the revision: well under 100 ms
+SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS meta ("
+    " id INTEGER PRIMARY KEY CHECK (id = 0), schema INTEGER NOT NULL,"
+    " revision INTEGER NOT NULL, log_from INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS entries ("
+    " kind TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, value TEXT NOT NULL,"
+    " PRIMARY KEY (kind, key)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS changes ("
+    " id INTEGER PRIMARY KEY, revision INTEGER NOT NULL, kind TEXT NOT NULL,"
+    " key TEXT NOT NULL, op TEXT NOT NULL, value TEXT)",
+)
+# SQLite's primary result codes (sqlite3.h) for what a full or failing disk says
+_SQLITE_BUSY, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN = 5, 8, 10, 13, 14
+_ERRNO: Final = {
+    _SQLITE_FULL: errno.ENOSPC,
+    _SQLITE_READONLY: errno.EROFS,
+    _SQLITE_IOERR: errno.EIO,
+    _SQLITE_CANTOPEN: errno.EACCES,
+}
+
+
+class Change(NamedTuple):
+    """One row of the log: ``op`` is ``put`` (``value`` the row's JSON) or ``delete``."""
+
+    revision: int
+    kind: str
+    key: str
+    op: str
+    value: str | None
+
+
+class _State(NamedTuple):
+    """The rows at a revision, as this backend last read or wrote them."""
+
+    revision: int
+    entries: dict[Row, str]
+    seqs: dict[Row, int]
+
+
+class SqliteBackend(Generic[Prepared]):
+    """One SQLite database holding the policy."""
+
+    follows = True
+
+    def __init__(self, path: Path, prepare: Callable[[Policy], Prepared]) -> None:
+        self.path = path.absolute()
+        self.url = f"sqlite:{self.path}"
+        self._prepare = prepare
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._state: _State | None = None  # a cache, checked against the revision
+
+    # ---------------------------------------------------------------- the interface
+
+    def read(self, seed: tuple[Policy, str] | None = None) -> Loaded[Prepared]:
+        if seed is not None:
+            self._seed(*seed)
+        with self._lock, self._transaction("BEGIN") as db:
+            state = self._current(db)
+        if state is None:
+            raise self._empty()
+        policy = self._policy(state)
+        return Loaded(policy, self._prepare(policy))
+
+    def change(self, edit: Edit, if_revision: int | None) -> Loaded[Prepared]:
+        with self._lock, self._transaction("BEGIN IMMEDIATE") as db:
+            state = self._current(db)
+            if state is None:
+                raise self._empty()
+            if if_revision is not None and if_revision != state.revision:
+                raise RevisionMismatch(if_revision, state.revision)
+            trial = _document(state)
+            result = edit(trial)
+            trial["revision"] = state.revision + 1
+            policy = load_policy(to_plain(trial))  # issues name the entry, not a line
+            prepared = self._prepare(policy)
+            new = self._write(db, state, policy)
+        self._state = new  # committed: the transaction above raised otherwise
+        return Loaded(policy, prepared, result)
+
+    def revision(self) -> int | None:
+        with self._lock:
+            found = self._connection().execute("SELECT revision FROM meta").fetchone()
+        return None if found is None else int(found[0])
+
+    def changes(self, since: int) -> list[Change] | None:
+        """Every change committed after revision ``since``, oldest first; None when
+        the log no longer reaches back that far (read the whole policy again)."""
+        with self._lock, self._transaction("BEGIN") as db:
+            meta = db.execute("SELECT revision, log_from FROM meta").fetchone()
+            if meta is None or since + 1 < meta[1]:
+                return None
+            found = db.execute(
+                "SELECT revision, kind, key, op, value FROM changes WHERE revision > ? ORDER BY id",
+                (since,),
+            )
+            return [Change(*row) for row in found]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    # ---------------------------------------------------------------- seeding
+
+    def _seed(self, policy: Policy, source: str) -> None:
+        """Commit ``policy`` (``--config``) into an empty store. A store that holds
+        the same entries is left as it is (a restart with the same ``--config``);
+        one that holds others is a StoreConflict: never overwritten."""
+        seeded = rows(policy)
+        with self._lock, self._transaction("BEGIN IMMEDIATE") as db:
+            state = self._current(db)
+            if state is not None:
+                if state.entries != seeded:
+                    raise StoreConflict(
+                        f"both {self.url} (revision {state.revision}) and {source} hold a "
+                        f"policy, and they differ: nothing was overwritten. To run the "
+                        f"file's, make the store equal to it with `nvgw apply --store "
+                        f"{self.url} {source}`; to run the store's, start without --config"
+                    )
+                return
+            db.executemany(
+                "INSERT INTO entries (kind, key, seq, value) VALUES (?, ?, ?, ?)",
+                ((*row, seq, value) for seq, (row, value) in enumerate(seeded.items())),
+            )
+            db.execute(
+                "INSERT INTO meta (id, schema, revision, log_from) VALUES (0, ?, ?, ?)",
+                (SCHEMA_VERSION, policy.revision, policy.revision + 1),
+            )
+        self._state = None
+
+    # ---------------------------------------------------------------- inside a transaction
+
+    def _current(self, db: sqlite3.Connection) -> _State | None:
+        """The rows at the revision committed now: the cache if nothing moved since
+        this backend last read or wrote them, else read again."""
+        meta = db.execute("SELECT schema, revision FROM meta").fetchone()
+        if meta is None:
+            return None
+        schema, revision = meta
+        if schema != SCHEMA_VERSION:
+            reason = f"its schema is version {schema}; this nvgw reads {SCHEMA_VERSION}"
+            raise unreadable(self.url, "the store", reason)
+        if self._state is not None and self._state.revision == revision:
+            return self._state
+        order = kind_order()
+        found = sorted(
+            db.execute("SELECT kind, key, seq, value FROM entries"),
+            key=lambda row: (order.get(row[0], len(order)), row[2]),
+        )
+        entries = {(kind, key): value for kind, key, _, value in found}
+        self._state = _State(revision, entries, {(k, key): seq for k, key, seq, _ in found})
+        return self._state
+
+    def _policy(self, state: _State) -> Policy:
+        try:
+            return load_policy(to_plain(_document(state)))
+        except ConfigError as error:  # validated when written: a newer nvgw's, or edited
+            raise ConfigError([_located(issue, self.url) for issue in error.issues]) from None
+
+    def _write(self, db: sqlite3.Connection, state: _State, policy: Policy) -> _State:
+        """The rows that differ, the log and the revision; the new state."""
+        revision = policy.revision
+        new = rows(policy)
+        put, gone = delta(state.entries, new)
+        seqs = {row: seq for row, seq in state.seqs.items() if row in new}
+        next_seq = max(state.seqs.values(), default=-1) + 1
+        for row in put:
+            if row not in seqs:
+                seqs[row], next_seq = next_seq, next_seq + 1
+        db.executemany("DELETE FROM entries WHERE kind = ? AND key = ?", gone)
+        db.executemany(
+            "INSERT OR REPLACE INTO entries (kind, key, seq, value) VALUES (?, ?, ?, ?)",
+            ((kind, key, seqs[(kind, key)], value) for (kind, key), value in put.items()),
+        )
+        log = [(revision, kind, key, "delete", None) for kind, key in gone]
+        log += [(revision, kind, key, "put", value) for (kind, key), value in put.items()]
+        db.executemany(
+            "INSERT INTO changes (revision, kind, key, op, value) VALUES (?, ?, ?, ?, ?)", log
+        )
+        db.execute("UPDATE meta SET revision = ?", (revision,))
+        self._trim(db)
+        ordered = dict(sorted(new.items(), key=lambda item: seqs[item[0]]))
+        order = kind_order()
+        ordered = dict(sorted(ordered.items(), key=lambda item: order[item[0][0]]))
+        return _State(revision, ordered, seqs)
+
+    def _trim(self, db: sqlite3.Connection) -> None:
+        """Keep the log's last ``CHANGES_KEPT`` rows, cut at a revision's boundary."""
+        cut = db.execute(
+            "SELECT revision FROM changes ORDER BY id DESC LIMIT 1 OFFSET ?", (CHANGES_KEPT,)
+        ).fetchone()
+        if cut is not None:
+            db.execute("DELETE FROM changes WHERE revision <= ?", cut)
+            db.execute("UPDATE meta SET log_from = ?", (cut[0] + 1,))
+
+    # ---------------------------------------------------------------- the connection
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = _open(self.path, self.url)
+        return self._db
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
+        """One transaction, committed when the block ends and rolled back when it
+        raises; SQLite's errors become the store's (StoreBusy, NotSaved)."""
+        db = self._connection()
+        try:
+            db.execute(begin)
+        except sqlite3.Error as error:
+            raise _store_error(error, self.url) from None
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException as error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self._state = None if isinstance(error, sqlite3.Error) else self._state
+            if isinstance(error, sqlite3.Error):
+                raise _store_error(error, self.url) from None
+            raise
+
+    def _empty(self) -> ConfigError:
+        message = (
+            "the store holds no policy yet: seed it with `nvgw run --config FILE`, "
+            f"or `nvgw apply --store {self.url} FILE`"
+        )
+        return ConfigError([ConfigIssue("", None, message, self.url)])
+
+
+def _open(path: Path, url: str) -> sqlite3.Connection:
+    """The database, created with its tables if new, in WAL mode with FULL sync."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+    except (OSError, sqlite3.Error) as error:
+        raise unreadable(url, "the store", str(error)) from None
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+        for statement in SCHEMA:
+            db.execute(statement)
+    except sqlite3.Error as error:
+        db.close()
+        raise unreadable(url, "the store", str(error)) from None
+    return db
+
+
+def _store_error(error: sqlite3.Error, url: str) -> Exception:
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    if code == _SQLITE_BUSY:
+        return StoreBusy(f"another writer has held {url} for {BUSY_TIMEOUT_S:.0f} s; try again")
+    return NotSaved(url, str(error), _ERRNO.get(code, errno.EIO))
+
+
+def _document(state: _State) -> dict[str, Any]:
+    return document(((kind, value) for (kind, _), value in state.entries.items()), state.revision)
+
+
+def _located(issue: ConfigIssue, url: str) -> ConfigIssue:
+    return ConfigIssue(issue.path, issue.value, issue.message, url)
