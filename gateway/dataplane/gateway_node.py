@@ -23,10 +23,11 @@ routes, then customer routes, ``compile_gateway``) says out of which TAP to whic
 neighbour, or into which VSID to which record; the TTL is counted down (time-exceeded
 from the gateway's own address on the side the packet came from), a packet that
 will not fit gets fragmentation-needed (or is split, with DF clear), TCP SYNs are
-MSS-clamped (one routed to ``nat`` is then translated, ``napt_outbound``, and leaves
-by the external TAP), and it leaves by ``node.out``: ``to_tap`` (resolving the
-neighbour by ARP first, the packet waiting in a bounded queue) or ``to_provider`` (NVGRE from the
-gateway's PA, the inner source the VSID's router MAC, the FlowID from the inner flow).
+MSS-clamped (one routed to ``nat`` that will be forwarded is translated first,
+``napt_outbound``, and leaves by the external TAP), and it leaves by ``node.out``:
+``to_tap`` (resolving the neighbour by ARP first, the packet waiting in a bounded
+queue) or ``to_provider`` (NVGRE from the gateway's PA, the inner source the VSID's
+router MAC, the FlowID from the inner flow).
 Nothing crosses routing domains: a TAP and a VSID each belong to one, and a packet
 is only ever routed in the one it came from.
 

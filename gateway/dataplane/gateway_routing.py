@@ -87,6 +87,7 @@ from gateway.wire import (
 )
 
 _IP_TTL: Final = IP + IPV4_OFFSET_TTL
+_IP_CHECKSUM: Final = _IP_TTL + 2  # the header checksum follows the TTL and protocol
 # What the routed path reads of the inner IPv4 header, in one unpack (RFC 791 sec.
 # 3.1): version and IHL, total length, flags and fragment offset, TTL, protocol,
 # header checksum, destination; and what it writes back after the TTL, in one pack.
@@ -143,11 +144,24 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
     cls = action.__class__
     if cls is ToVsid:
         mtu = PORT_MTU
-    elif cls is ToTap or cls is ToNat:
+    elif cls is ToTap:
         mtu = action.tap.mtu  # type: ignore[union-attr]
     elif action is OWN:
         _to_gateway(node, domain, frame, end, ingress)
         return
+    elif cls is ToNat:
+        # What will be forwarded (not answered with an error) is translated here, and
+        # then goes on as to any neighbour on a TAP (TTL, MSS, fragments): the errors
+        # quote the packet as the tenant sent it, the fragments carry the translation.
+        mtu = action.tap.mtu  # type: ignore[union-attr]
+        if ttl > 1 and (ip_total <= mtu or not fragment & IPV4_DF):
+            verdict = napt_outbound(node.napt, domain.tenant, packet[IP:], node.now)  # type: ignore[arg-type]
+            if verdict.__class__ is Drop:
+                counters.drops[verdict] += 1  # type: ignore[index]
+                return
+            check = frame[_IP_CHECKSUM] << 8 | frame[_IP_CHECKSUM + 1]  # as translated
+        action = action.out  # type: ignore[union-attr]
+        cls = ToTap
     else:
         counters.drops[action] += 1  # type: ignore[index]
         return
@@ -172,9 +186,7 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
     if mss and protocol == IPPROTO_TCP:
         clamp_mss(frame, mss, IP)
     counters.routed += 1
-    if cls is ToNat:
-        _to_internet(node, domain, action, frame, end, mtu if too_big else 0)  # type: ignore[arg-type]
-    elif too_big:
+    if too_big:
         if cls is ToVsid and ingress.__class__ is GatewayTap:
             domain.counters.in_packets += 1
             domain.counters.in_bytes += end
@@ -208,22 +220,6 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
             crossed = domain.counters
             crossed.in_packets += 1
             crossed.in_bytes += end
-
-
-def _to_internet(
-    node: GatewayNode, domain: GatewayDomain, action: ToNat, frame: memoryview, end: int, mtu: int
-) -> None:
-    """Through the node's NAT: the source translated in place (or the NAT's drop
-    counted), then out of the external TAP to its next hop; split to ``mtu`` when it
-    is too big (DF clear), after the translation (a later fragment has no ports)."""
-    verdict = napt_outbound(node.napt, domain.tenant, frame[IP:end], node.now)  # type: ignore[arg-type]
-    if verdict.__class__ is Drop:
-        node.counters.drops[verdict] += 1  # type: ignore[index]
-        return
-    if mtu:
-        _fragmented(node, frame, end, action.out, mtu)
-    else:
-        to_tap(node, action.tap, action.tap.next_hop, frame[:end])  # type: ignore[arg-type]
 
 
 def _flow_gre(

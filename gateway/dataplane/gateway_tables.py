@@ -160,6 +160,7 @@ class GatewayTap:
         "broadcast",
         "counters",
         "domain",
+        "internet",
         "mac",
         "mtu",
         "name",
@@ -169,6 +170,7 @@ class GatewayTap:
     )
 
     def __init__(self, tap: Tap, domain: GatewayDomain) -> None:
+        self.internet = False  # a corp side: IPv4 is routed (a slot read: no class check)
         self.name = tap.name
         self.domain = domain
         self.counters = domain.counters  # what crossed it, each way
@@ -197,6 +199,7 @@ class ExternalTap:
         "addresses",
         "answers",
         "counters",
+        "internet",
         "mac",
         "mtu",
         "name",
@@ -206,6 +209,7 @@ class ExternalTap:
     )
 
     def __init__(self, nat: NodeNat) -> None:
+        self.internet = True  # IPv4 is translated back first
         self.name = nat.tap
         self.addresses = tuple(address.ip.packed for address in nat.addresses)
         self.answers = frozenset(self.addresses)

@@ -52,10 +52,10 @@ def gateway_from_tap(node: GatewayNode, tap: GatewayTap | ExternalTap, frame: me
             node.counters.drops[Drop.BROADCAST] += 1  # not routed (RFC 1812 sec. 5.3.5)
             return
     if ethertype == ETHERTYPE_IPV4:
-        if tap.__class__ is GatewayTap:
-            route_ipv4(node, tap, frame)  # type: ignore[arg-type]
-        else:
+        if tap.internet:
             _from_internet(node, tap, frame)  # type: ignore[arg-type]
+        else:
+            route_ipv4(node, tap, frame)  # type: ignore[arg-type]
     elif ethertype == ETHERTYPE_ARP:
         _arp_from_tap(node, tap, frame, src_mac)
     else:

@@ -203,3 +203,17 @@ def test_only_tenants_that_log_write_translation_records() -> None:
     assert napt is not None
     [record] = napt.take_log()
     assert (record.event, record.rdid, record.ca_port) == ("open", BLUE, SPORT)
+
+
+def test_a_packet_whose_ttl_runs_out_at_the_gateway_opens_no_session() -> None:
+    """The router's duties come first: time-exceeded from the gateway's CA, quoting the
+    packet as the VM sent it, and nothing through the NAT."""
+    network = nat_lab()
+    packet = IP(src=VM_IP, dst=SERVER_IP, ttl=2) / l4("udp")  # the host takes one
+    network.send(VM["blue"], from_vm("blue", packet), NOW)
+    [error] = vm_frames(network, "blue1")
+    assert (error[IP].src, error[ICMP].type) == ("10.10.10.254", 11)
+    assert error[ICMP].payload.src == VM_IP, "the quote is untranslated"
+    napt = gw(network).napt
+    assert napt is not None and napt.count == 0
+    assert network.delivered() == [] and network.drops("gw") == {"TTL_EXPIRED": 1}
