@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from gateway.control.entries import policy_json
 from gateway.dataplane.napt import Timeouts
 from gateway.policy import NatTimeouts, NextHopKind, compile_gateway, compile_policy, load_policy
 
@@ -278,3 +279,18 @@ def test_a_route_to_nat_compiles_to_the_nat() -> None:
     assert out is not None and out.nat and str(out.destination) == "0.0.0.0/0"
     corp = table.route(rdid, IPv4Address("172.16.0.2").packed)
     assert corp is not None and not corp.nat and corp.tap == "gw-blue"
+
+
+def test_the_api_shape_loads_back_unchanged() -> None:
+    """GET /v1/policy gives the NAT in the file's shape, and it loads back the same."""
+    policy = load_policy(nat_document())
+    document = policy_json(policy)
+    nat = document["nodes"]["gw"]["nat"]
+    assert (nat["tap"], nat["addresses"], nat["next_hop"]) == (
+        "gw-ext",
+        ["203.0.113.10/24", "203.0.113.11/24"],
+        "203.0.113.1",
+    )
+    assert document["nodes"]["gw"]["routing_domains"]["blue"]["nat"]["log"] is True
+    assert "nat" not in document["nodes"]["host1"]
+    assert load_policy(document) == policy
