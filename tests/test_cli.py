@@ -228,3 +228,18 @@ def test_the_gateway_verbs_add_get_and_remove_its_taps_and_routes(
         for tap in load_config(api_for_gateway_verbs).node("gw").routing_domains["blue"].taps
     ] == ["gw-blue"]
     assert nvgw("gateway-tap", "add", "--node", "gw", "--name", "gw-x").exit_code == 2  # usage
+
+
+def test_a_served_domains_nat_share_is_an_option_in_yaml(api_for_gateway_verbs: Path) -> None:
+    rdid = "{11111111-2222-3333-4444-000000005011}"
+    red = ("--node", "gw", "--routing-domain", rdid)
+    removed = nvgw("gateway-routing-domain", "remove", *red)
+    assert removed.exit_code == 0, removed.output
+    bad = nvgw("gateway-routing-domain", "add", *red, "--nat", "{log: [")
+    assert bad.exit_code == 2 and "--nat" in bad.output
+    refused = nvgw("gateway-routing-domain", "add", *red, "--nat", "{max_sessions: 10, log: true}")
+    assert refused.exit_code == 1
+    assert (
+        f'  nodes.gw.routing_domains["{rdid}"].nat = nat: node gw has no NAT: add nodes.gw.nat'
+        in refused.output
+    ), refused.output

@@ -25,6 +25,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from gateway.control import (
     DEFAULT_SOCKET,
@@ -53,6 +55,7 @@ class Field:
     required: bool  # in ``add``
     default: Any  # in ``add``, when not required
     many: bool  # repeatable: --prefix A --prefix B
+    mapping: bool  # an object, written in YAML's flow style: --nat '{log: true}'
     filter: bool  # also an option of ``get`` and ``remove``
     body: str  # its key in the entry (prefixes: [A, B])
 
@@ -76,6 +79,7 @@ def _fields_of(kind: Kind) -> list[Field]:
                 required=name in required and option.default is None,
                 default=option.default,
                 many=json_type == "array",
+                mapping=json_type == "object",
                 filter=name in kind.filters,
                 body=name,
             )
@@ -87,8 +91,10 @@ def _json_type(property_schema: dict[str, Any]) -> str:
     """A property's JSON type; for an optional one (``anyOf`` it and null), its own."""
     if "type" in property_schema:
         return str(property_schema["type"])
-    [own] = [s["type"] for s in property_schema["anyOf"] if s.get("type") != "null"]
-    return str(own)
+    if "$ref" in property_schema:
+        return "object"  # a model of its own
+    [own] = [_json_type(s) for s in property_schema["anyOf"] if s.get("type") != "null"]
+    return own
 
 
 # ---------------------------------------------------------------- talking to the API
@@ -240,7 +246,11 @@ def _add(name: str, resource: str, fields: list[Field]) -> Any:
     def add(**values: Any) -> None:
         target, values = _split(values)
         if_revision, as_json = values.pop("if_revision"), values.pop("json_out")
-        body = {f.body: values[f.key] for f in fields if values[f.key] is not None}
+        body = {
+            f.body: _mapping(f, values[f.key]) if f.mapping else values[f.key]
+            for f in fields
+            if values[f.key] is not None
+        }
         with talking(target) as api:
             answer = api.request("POST", f"/v1/{resource}", json=body, if_revision=if_revision)
         if as_json:
@@ -251,6 +261,14 @@ def _add(name: str, resource: str, fields: list[Field]) -> Any:
     params = [_field_param(f, for_add=True) for f in fields]
     params += [_revision_param(), _json_param(), *_target_params()]
     return _command(add, params, f"Add a {name}.")
+
+
+def _mapping(field: Field, text: str) -> Any:
+    """An object option's YAML text, read (the API judges what it holds)."""
+    try:
+        return YAML(typ="safe").load(text)
+    except YAMLError as error:
+        raise typer.BadParameter(f"not YAML: {error}", param_hint=field.option) from None
 
 
 def _get(name: str, resource: str, fields: list[Field]) -> Any:

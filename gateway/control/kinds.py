@@ -217,6 +217,7 @@ GATEWAY_DOMAINS = Kind(
     options={
         "node": Option("The gateway node."),
         "routing_domain": Option("The routing domain it serves: its name or RDID."),
+        "nat": Option("Its share of the node's NAT, in YAML: '{max_sessions: 4096, log: true}'."),
     },
 )
 _SERVED_REFS = {  # what a TAP or a gateway route sits under
