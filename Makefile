@@ -65,8 +65,8 @@ bench-compare: venv
 	$(BIN)/python bench/host_forwarding.py --rev $(OLD) --rev $(NEW) \
 		--out bench/results-compare.json
 
-## Fuzz every wire parser and every data-plane entry point of every node of every
-## policy (tests/fuzz): FUZZ_INPUTS inputs, one worker per CPU, a progress line every
+## Fuzz every wire parser, every data-plane entry point of every node of every
+## policy, and the sans-IO cores (WireGuard, NAPT) (tests/fuzz): FUZZ_INPUTS inputs, one worker per CPU, a progress line every
 ## 5 s; the summary goes to tests/fuzz/last-run.json. Exit 1 on any finding.
 FUZZ_INPUTS ?= 10000000
 FUZZ_SEED   ?= 1
