@@ -19,7 +19,7 @@ from typing import Annotated, Final
 import typer
 from rich.console import Console
 
-from gateway.cli import verbs
+from gateway.cli import tunnel_keys, verbs
 from gateway.cli.import_hnv import import_hnv_command
 from gateway.control import DEFAULT_SOCKET, load_config
 from gateway.errors import ConfigError
@@ -326,6 +326,7 @@ def policy_diff(
 
 
 verbs.register(app)
+tunnel_keys.register(app)
 app.command()(verbs.migrate)
 app.command()(verbs.apply)
 app.command("import-hnv")(import_hnv_command)

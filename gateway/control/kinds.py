@@ -41,6 +41,7 @@ from gateway.policy import (
     RoutingDomain,
     ServedDomain,
     Tap,
+    Tunnel,
     VirtualSubnet,
 )
 
@@ -175,6 +176,27 @@ CUSTOMER_ROUTES = Kind(
         "metric": Option("Lower wins among equal prefixes (-Metric)."),
     },
 )
+# Site-to-site tunnels (decisions.md, "Tunnels"): keys are files on the node, so an
+# entry holds the peer's public key and paths, never a secret.
+TUNNELS = Kind(
+    "tunnels",
+    "tunnel",
+    Tunnel,
+    section="tunnels",
+    key="{name}",
+    filters=("name", "rdid", "node"),
+    options={
+        "name": Option("The tunnel's name (node routes say tunnel:NAME)."),
+        "rdid": Option("The routing domain it belongs to."),
+        "node": Option("The gateway node that serves it."),
+        "listen_port": Option("The node's UDP port it is served on (a key in tunnel_keys)."),
+        "public_key": Option("The peer's public key, base64 as wg prints it."),
+        "preshared_key_file": Option("Path of the preshared key file on the node."),
+        "endpoint": Option("The peer's address:port (none: it reaches us first)."),
+        "allowed_ips": Option("A prefix of the peer's (repeat for more).", flag="allowed_ip"),
+        "persistent_keepalive": Option("Seconds between keepalives (none: off)."),
+    },
+)
 # Nodes and their ports are not API resources (a port moves with ``nvgw migrate``;
 # a node's own settings only change with its config): they are here for the diff.
 NODES = Kind(
@@ -260,6 +282,7 @@ KINDS: tuple[Kind, ...] = (
     VIRTUAL_SUBNETS,
     LOOKUP_RECORDS,
     CUSTOMER_ROUTES,
+    TUNNELS,
     PROVIDER_ADDRESSES,
     PORTS,
     GATEWAY_DOMAINS,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ._load import load_policy
 from ._paths import format_path, parse_path
+from ._tunnel_values import decode_key
 from ._values import VSID_MAX, VSID_MIN, Mac, NextHop, NextHopKind
 from .gateway_routes import GatewayHop, GatewayTable, compile_gateway
 from .model import (
@@ -33,6 +34,7 @@ from .model import (
     Rule,
     ServedDomain,
     Tap,
+    Tunnel,
     VirtualSubnet,
     domains_matching,
     filter_value,
@@ -68,9 +70,11 @@ __all__ = [
     "ServedDomain",
     "Snapshot",
     "Tap",
+    "Tunnel",
     "VirtualSubnet",
     "compile_gateway",
     "compile_policy",
+    "decode_key",
     "domains_matching",
     "filter_value",
     "format_path",

@@ -20,15 +20,10 @@ from gateway.errors import ConfigIssue
 from ._nat_checks import check_nats
 from ._nat_checks import no_nat as _no_nat
 from ._paths import Loc, format_path
+from ._tunnel_checks import IPV4_ONLY, check_tunnels
 from ._values import IPAddress, IPNetwork, NextHopKind
 from .checks import Parsed, _overlaps, reserved_address
-from .model import NodeNat, NodeRoute, RecordType, Tap, domains_matching
-
-IPV4_ONLY = "the gateway forwards IPv4 only so far (IPv6 comes with its own issue)"
-NOT_BUILT = {
-    NextHopKind.TUNNEL: "not built yet: routes to a tunnel come with site-to-site tunnels "
-    "(issue 13)",
-}
+from .model import Node, NodeNat, NodeRoute, RecordType, Tap, Tunnel, domains_matching
 
 
 @dataclass(slots=True)
@@ -53,20 +48,28 @@ class GatewayParts:
     # Each gateway node with a ``nat:``: its path and the NAT, None when it (or the
     # node) failed the schema.
     nats: dict[str, tuple[Loc, NodeNat | None]] = field(default_factory=dict)
+    # Every node by name (None: it failed the schema), the tunnels that passed the
+    # schema and the names of those that did not (None: one had no readable name).
+    nodes: dict[str, Node | None] = field(default_factory=dict)
+    tunnels: list[tuple[Loc, Tunnel]] = field(default_factory=list)
+    unresolved_tunnels: set[str | None] = field(default_factory=set)
+    # Per served entry (by its path): the canonical RDID it names, when exactly one.
+    rdids: dict[Loc, str] = field(default_factory=dict)
 
 
 def check_gateways(parsed: Parsed, gateways: GatewayParts) -> list[ConfigIssue]:
     """Every problem of the gateway nodes in ``gateways``, in rule order."""
     issues: list[ConfigIssue] = []
-    if not gateways.served and not gateways.nats:
+    if not gateways.served and not gateways.nats and not gateways.tunnels:
         return issues  # nothing to judge: a host-only policy pays no scan of its records
-    rdids = _resolve(parsed, gateways, issues)
+    rdids = gateways.rdids = _resolve(parsed, gateways, issues)
     _check_taps(parsed, gateways, rdids, issues)
     check_nats(parsed, gateways, issues)
     for entry in gateways.served:
         if entry.nat and entry.node not in gateways.nats:
             _issue(issues, (*entry.loc, "nat"), "nat", _no_nat(entry.node))
         _check_routes(entry, gateways, issues)
+    check_tunnels(parsed, gateways, issues)
     _check_reachable(parsed, gateways, rdids, issues)
     return issues
 
@@ -199,8 +202,8 @@ def _check_routes(entry: ServedEntry, gateways: GatewayParts, issues: list[Confi
 
 def _next_hop_problem(entry: ServedEntry, gateways: GatewayParts, route: NodeRoute) -> str | None:
     next_hop = route.next_hop
-    if next_hop.kind in NOT_BUILT:
-        return NOT_BUILT[next_hop.kind]
+    if next_hop.kind is NextHopKind.TUNNEL:
+        return None  # judged with the tunnels (``check_tunnels``)
     if next_hop.kind is NextHopKind.NAT:
         return None if entry.node in gateways.nats else _no_nat(entry.node)
     if next_hop.kind is NextHopKind.TAP:

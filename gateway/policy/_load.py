@@ -35,10 +35,18 @@ from .model import (
     RoutingDomain,
     ServedDomain,
     Tap,
+    Tunnel,
     VirtualSubnet,
 )
 
-_SECTIONS = ("revision", "routing_domains", "lookup_records", "customer_routes", "nodes")
+_SECTIONS = (
+    "revision",
+    "routing_domains",
+    "lookup_records",
+    "customer_routes",
+    "tunnels",
+    "nodes",
+)
 _LIST_HINT = "must be a list (write [] for none)"
 
 
@@ -82,6 +90,14 @@ def _load(document: Mapping[str, Any]) -> Policy:
         if route is not None:
             parsed.routes.append((loc, route))
             routes.append(route)
+    tunnels = []
+    for loc, raw in _items(document, "tunnels", issues):
+        tunnel = loader.one(Tunnel, loc, raw)
+        if tunnel is None:
+            loader.gateways.unresolved_tunnels.add(_attempt(str, raw, "name"))
+        else:
+            loader.gateways.tunnels.append((loc, tunnel))
+            tunnels.append(tunnel)
     nodes = loader.nodes(document.get("nodes", {}))
     issues.extend(check(parsed))
     # Apart from check(): the gateway's rules build on its helpers (checks.py's).
@@ -95,6 +111,7 @@ def _load(document: Mapping[str, Any]) -> Policy:
         lookup_records=tuple(records),
         customer_routes=tuple(routes),
         nodes=tuple(nodes),
+        tunnels=tuple(tunnels),
     )
 
 
@@ -178,6 +195,7 @@ class _Loader:
             # The key was judged above: a stand-in keeps its error from being repeated.
             shell = {**shell, "name": valid_name or "invalid"}
         node = self.one(Node, loc, shell)
+        self.gateways.nodes[label] = node
         if gateway and isinstance(shell, dict) and shell.get("nat") is not None:
             # None: the NAT (or the node) failed the schema; its checks stay silent.
             self.gateways.nats[label] = ((*loc, "nat"), None if node is None else node.nat)

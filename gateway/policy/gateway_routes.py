@@ -22,13 +22,21 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from ._values import IPNetwork, NextHopKind
-from .model import CustomerRoute, NodeRole, NodeRoute, RecordType, ServedDomain, domains_matching
+from .model import (
+    CustomerRoute,
+    NodeRole,
+    NodeRoute,
+    RecordType,
+    ServedDomain,
+    Tunnel,
+    domains_matching,
+)
 from .snapshot import CompiledRecord, Snapshot, _lookup, _Table, _tables
 
 
 class GatewayHop(NamedTuple):
-    """Where a gateway's route leads: a TAP (``tap`` set), a VSID (``vsid`` set), or,
-    neither set, the node's NAT (``nat``: internet egress)."""
+    """Where a gateway's route leads: a TAP (``tap`` set), a VSID (``vsid`` set), a
+    tunnel (``tunnel`` set), or, none set, the node's NAT (``nat``: internet egress)."""
 
     destination: IPNetwork
     tap: str | None  # out of this TAP (a node route)
@@ -38,12 +46,13 @@ class GatewayHop(NamedTuple):
     # The next hop CA's lookup record (a customer route via a CA that has one).
     record: CompiledRecord | None
     metric: int | None  # a customer route's; None for a node route (it wins its prefix)
-    route: NodeRoute | CustomerRoute
+    route: NodeRoute | CustomerRoute | Tunnel  # a tunnel: one of its allowed IPs
+    tunnel: str | None = None  # into this tunnel (a node route, or an allowed IP)
 
     @property
     def nat(self) -> bool:
         """A route to ``nat``: out through the node's NAT."""
-        return self.tap is None and self.vsid is None
+        return self.tap is None and self.vsid is None and self.tunnel is None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -81,7 +90,8 @@ def compile_gateway(snapshot: Snapshot, node: str) -> GatewayTable:
         and record.pa_bytes in pas
         and not record.record.ca.is_unspecified  # a wildcard record is no address's
     }
-    hops = [*_node_hops(served), *_customer_hops(snapshot, served, own)]
+    tunnels = [t for t in snapshot.policy.tunnels if t.node == node and t.rdid in served]
+    hops = [*_node_hops(served), *_tunnel_hops(tunnels), *_customer_hops(snapshot, served, own)]
     return GatewayTable(
         node=node,
         served=MappingProxyType(served),
@@ -99,6 +109,10 @@ def _node_hops(served: Mapping[str, ServedDomain]) -> Iterator[tuple[str, Gatewa
             if next_hop.kind is NextHopKind.NAT:
                 yield rdid, GatewayHop(route.destination, None, None, None, None, None, route)
                 continue
+            if next_hop.kind is NextHopKind.TUNNEL:
+                hop = GatewayHop(route.destination, None, None, None, None, None, route)
+                yield rdid, hop._replace(tunnel=next_hop.name)
+                continue
             if next_hop.kind is NextHopKind.TAP:
                 tap, address = next_hop.name, None
             else:  # a neighbour: on the one TAP whose subnet holds it (they do not overlap)
@@ -106,6 +120,15 @@ def _node_hops(served: Mapping[str, ServedDomain]) -> Iterator[tuple[str, Gatewa
                 tap = next(t.name for t in domain.taps if address in t.address.network)
             packed = None if address is None else address.packed
             yield rdid, GatewayHop(route.destination, tap, None, packed, None, None, route)
+
+
+def _tunnel_hops(tunnels: list[Tunnel]) -> Iterator[tuple[str, GatewayHop]]:
+    """Each tunnel's allowed IPs, as node routes to it (a valid policy has no other
+    node route of their prefixes but to the same tunnel)."""
+    for tunnel in tunnels:
+        for prefix in tunnel.allowed_ips:
+            hop = GatewayHop(prefix, None, None, None, None, None, tunnel, tunnel.name)
+            yield tunnel.rdid, hop
 
 
 def _customer_hops(

@@ -27,7 +27,15 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from ._tunnel_values import (
+    parse_endpoint,
+    parse_key_file,
+    parse_port,
+    parse_port_key,
+    parse_wg_key,
+)
 from ._values import (
     IPAddress,
     IPInterface,
@@ -339,6 +347,48 @@ class ServedDomain(_Frozen):
     nat: DomainNat | None = None
 
 
+UdpPort = Annotated[int, PlainValidator(parse_port, json_schema_input_type=int)]
+KeyFile = Annotated[str, PlainValidator(parse_key_file, json_schema_input_type=str)]
+WgKey = Annotated[str, PlainValidator(parse_wg_key, json_schema_input_type=str)]
+
+
+class Tunnel(_Frozen):
+    """A site-to-site tunnel (WireGuard) of one routing domain, served by gateway node
+    ``node`` on UDP ``listen_port`` (whose private key is the node's ``tunnel_keys``).
+    ``public_key`` is the peer's; the preshared key, if any, is read by the daemon from
+    ``preshared_key_file`` on the node, so no export or apply ever carries it. Without
+    an ``endpoint`` the peer must reach us first (roaming). ``allowed_ips`` are the
+    peer's prefixes: routes of the routing domain to the tunnel, and the only sources
+    accepted from it (cryptokey routing)."""
+
+    name: Label
+    rdid: Rdid
+    node: Annotated[str, PlainValidator(parse_node_name, json_schema_input_type=str)]
+    listen_port: UdpPort
+    public_key: WgKey
+    preshared_key_file: KeyFile | None = None
+    endpoint: Annotated[str, PlainValidator(parse_endpoint, json_schema_input_type=str)] | None = (
+        None
+    )
+    allowed_ips: tuple[Prefix, ...]
+    # Seconds between keepalives when nothing else is sent (wg's 1..65535); None: off.
+    persistent_keepalive: Annotated[int, Strict(), _int_range(1, 65535, "a keepalive")] | None = (
+        None
+    )
+
+
+def _port_keys(value: Mapping[Any, str]) -> Mapping[int, str]:
+    """Port -> key file, frozen; a key that is no port is named in the message (the
+    schema's path cannot point into a mapping's keys)."""
+    keys = {}
+    for port, path in value.items():
+        try:
+            keys[parse_port_key(port)] = path
+        except PydanticCustomError:
+            raise invalid("port", f"{port!r} is not a UDP port (1..65535)") from None
+    return MappingProxyType(keys)
+
+
 def domains_matching(key: str, domains: Iterable[RoutingDomain]) -> list[RoutingDomain]:
     """The routing domains a gateway's ``routing_domains:`` key names, in any case: the
     one with that RDID (RDIDs are unique), else those with that name (a valid policy
@@ -366,6 +416,11 @@ _ROLE_FIELDS: Mapping[str, tuple[NodeRole, str, Any]] = {
         MappingProxyType({}),
     ),
     "nat": (NodeRole.GATEWAY, "only a gateway node translates to the internet", None),
+    "tunnel_keys": (
+        NodeRole.GATEWAY,
+        "only a gateway node serves tunnels",
+        MappingProxyType({}),
+    ),
 }
 
 
@@ -392,8 +447,13 @@ class Node(_Frozen):
     ) = Field(None, validate_default=True)
     # Gateway only: internet egress (None: the node has none).
     nat: NodeNat | None = Field(None, validate_default=True)
+    # Gateway only: the private key file of each tunnel listen port (a key per port,
+    # as a wg interface has one), read by the daemon on this node.
+    tunnel_keys: Annotated[Mapping[Any, KeyFile], AfterValidator(_port_keys)] | None = Field(
+        None, validate_default=True
+    )
 
-    @field_validator("ports", "mss_clamp", "routing_domains", "nat", mode="before")
+    @field_validator("ports", "mss_clamp", "routing_domains", "nat", "tunnel_keys", mode="before")
     @classmethod
     def _role_field(cls, value: Any, info: ValidationInfo) -> Any:
         role = info.data.get("role")  # absent when the role itself was refused
@@ -418,6 +478,7 @@ class Policy:
     lookup_records: tuple[LookupRecord, ...]
     customer_routes: tuple[CustomerRoute, ...]
     nodes: tuple[Node, ...]
+    tunnels: tuple[Tunnel, ...] = ()
     _domains: Mapping[str, RoutingDomain] = field(init=False, repr=False, compare=False)
     _subnets: Mapping[int, VirtualSubnet] = field(init=False, repr=False, compare=False)
     _rdids: Mapping[int, str] = field(init=False, repr=False, compare=False)

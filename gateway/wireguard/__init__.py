@@ -13,10 +13,20 @@ tests/wireguard/test_interop.py.
 
 from __future__ import annotations
 
+from gateway.wireguard.crypto import KEY_SIZE, public_key_of
 from gateway.wireguard.device import Device
 from gateway.wireguard.keypairs import Limits
 from gateway.wireguard.peer import Peer
 from gateway.wireguard.reasons import Reason
 from gateway.wireguard.replay import WINDOW_SIZE, ReplayWindow
 
-__all__ = ["WINDOW_SIZE", "Device", "Limits", "Peer", "Reason", "ReplayWindow"]
+__all__ = [
+    "KEY_SIZE",
+    "WINDOW_SIZE",
+    "Device",
+    "Limits",
+    "Peer",
+    "Reason",
+    "ReplayWindow",
+    "public_key_of",
+]

@@ -84,6 +84,11 @@ def public_bytes(key: X25519PrivateKey) -> bytes:
     return key.public_key().public_bytes_raw()
 
 
+def public_key_of(secret: bytes) -> bytes:
+    """The public key of a private key's 32 bytes (what ``wg pubkey`` prints)."""
+    return public_bytes(private_key(secret))
+
+
 def dh(key: X25519PrivateKey, public: bytes) -> bytes:
     """DH(private, public): X25519; a zero result (a low-order point) is refused."""
     try:

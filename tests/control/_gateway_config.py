@@ -20,12 +20,25 @@ ROUTES = """\
   - {rdid: "{11111111-2222-3333-4444-000000005010}", vsid: 5010, destination: 0.0.0.0/0, next_hop: 10.10.10.254, metric: 255}
   - {rdid: "{11111111-2222-3333-4444-000000005011}", vsid: 5011, destination: 0.0.0.0/0, next_hop: 10.10.10.254, metric: 255}
 """  # noqa: E501
+# Blue's site-to-site tunnel (the peer's public key; the keys' files are the node's).
+TUNNELS = """
+tunnels:
+  - name: onprem-blue
+    rdid: "{11111111-2222-3333-4444-000000005010}"
+    node: gw
+    listen_port: 51820
+    public_key: AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=
+    preshared_key_file: /etc/nvgw/onprem-blue.psk
+    endpoint: 192.0.2.11:51820
+    allowed_ips: [172.16.60.0/24]
+"""
 NODE = f"""\
   gw:
     role: gateway
     provider_addresses:
       - {{interface: pa0, pa: 198.18.0.10, prefix_length: 24}}
     mss_clamp: auto
+    tunnel_keys: {{51820: /etc/nvgw/wg-51820.key}}
     routing_domains:
       blue:
         taps: [{{name: gw-blue, address: 172.16.0.1/24}}]
@@ -48,6 +61,7 @@ def gateway_text() -> str:
         + RECORDS
         + text[records_end:routes_end]
         + ROUTES
+        + TUNNELS
         + text[routes_end:]
         + NODE
     )

@@ -250,11 +250,11 @@ CASES = [
         "not on a host node: only a gateway node translates to the internet",
     ),
     Case(
-        "route-to-tunnel-still-refused",
+        "route-to-unknown-tunnel",
         _append(f"{RED_GW}.routes", _route("172.31.0.0/16", "tunnel:x")),
         f"{RED_GW}.routes[2].next_hop",
         "tunnel:x",
-        "not built yet",
+        "no tunnel has this name (tunnels: none)",
     ),
 ]
 

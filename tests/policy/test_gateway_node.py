@@ -387,7 +387,7 @@ CASES = [
         _append(f"{BLUE_GW}.routes", _route("172.16.60.0/24", "tunnel:onprem-blue")),
         f"{BLUE_GW}.routes[2].next_hop",
         "tunnel:onprem-blue",
-        "not built yet: routes to a tunnel come with site-to-site tunnels (issue 13)",
+        "no tunnel has this name (tunnels: none)",
     ),
     Case(
         "route-to-unknown-tap",

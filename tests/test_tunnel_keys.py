@@ -1,0 +1,48 @@
+"""``nvgw tunnel genkey`` / ``pubkey``: keys as ``wg`` writes them, stdin to stdout."""
+
+from __future__ import annotations
+
+import base64
+
+from typer.testing import CliRunner
+
+from gateway.cli import app
+from gateway.policy import decode_key
+
+# RFC 7748 sec. 6.1: Alice's private key and the public key X25519 gives it.
+ALICE_PRIVATE = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+ALICE_PUBLIC = bytes.fromhex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def test_pubkey_prints_the_public_key_of_the_private_key_on_stdin() -> None:
+    result = CliRunner().invoke(app, ["tunnel", "pubkey"], input=_b64(ALICE_PRIVATE) + "\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == _b64(ALICE_PUBLIC) + "\n"
+
+
+def test_genkey_prints_a_new_clamped_key_each_time() -> None:
+    runner = CliRunner()
+    first, second = (runner.invoke(app, ["tunnel", "genkey"]) for _ in range(2))
+    assert first.exit_code == second.exit_code == 0
+    assert first.stdout != second.stdout
+    key = decode_key(first.stdout.strip())  # base64 of 32 bytes, one line
+    assert first.stdout.endswith("=\n")
+    assert key[0] & 7 == 0 and key[31] & 0xC0 == 0x40  # clamped as wg genkey clamps
+    piped = runner.invoke(app, ["tunnel", "pubkey"], input=first.stdout)
+    assert piped.exit_code == 0 and len(decode_key(piped.stdout.strip())) == 32
+
+
+def test_pubkey_refuses_what_is_no_key() -> None:
+    result = CliRunner().invoke(app, ["tunnel", "pubkey"], input="not a key\n")
+    assert result.exit_code == 1
+    assert "base64 of 32 bytes" in result.output and result.stdout.count("=") == 0
+
+
+def test_the_registry_gives_the_tunnel_verbs_beside_them() -> None:
+    result = CliRunner().invoke(app, ["tunnel", "--help"])
+    for verb in ("add", "get", "remove", "genkey", "pubkey"):
+        assert verb in result.output
