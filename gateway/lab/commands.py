@@ -22,7 +22,7 @@ from rich.table import Table
 from gateway.control import ApiError
 from gateway.errors import ConfigError
 from gateway.lab.corp_probe import PROTOCOLS, corp_connectivity
-from gateway.lab.plan import LabPlan
+from gateway.lab.plan import FAR_ADDRESS, LabPlan
 from gateway.lab.probe import ROUTED, Cell, PingStream, connectivity
 from gateway.lab.topology import Lab, LabError
 
@@ -94,6 +94,10 @@ def up(
         console.print(f"Try: ip netns exec {first.namespace} traceroute -n {corp}")
         for peer in plan.peers:  # a host that is not ours reaches it through the gateway
             console.print(f"Try: ip netns exec {peer.vms[0].vm.namespace} ping {corp}")
+    for internet in plan.internets:  # behind the gateway's NAT, and beyond it
+        server = internet.address.ip
+        console.print(f"Try: ip netns exec {first.namespace} curl -s http://{server}/")
+        console.print(f"Try: ip netns exec {first.namespace} tracepath -n {FAR_ADDRESS.ip}")
     console.print(f"Then: nvgw lab status --prefix {prefix};  nvgw lab down --prefix {prefix}")
 
 

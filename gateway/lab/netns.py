@@ -72,6 +72,11 @@ def set_link(namespace: str, ifname: str, *, mac: str, mtu: int) -> None:
         ns.link("set", index=ns.link_lookup(ifname=ifname)[0], address=mac, mtu=mtu)
 
 
+def set_mtu(namespace: str, ifname: str, mtu: int) -> None:
+    with _ns(namespace) as ns:
+        ns.link("set", index=ns.link_lookup(ifname=ifname)[0], mtu=mtu)
+
+
 def checksum_offload_off(namespace: str, ifname: str) -> None:
     """The kernel computes what it sends out of ``ifname``'s checksums itself, rather
     than leave them to a NIC that a veth does not have: a packet socket at its other

@@ -10,7 +10,10 @@ into which the gateway's daemon's TAP is moved, the first address of the TAP's
 subnet that is not the gateway's own, a route to each of its routing domain's
 virtual subnets via the gateway, and a server that answers with the domain's name.
 A PA of a VM's lookup record that no node owns is a host that is not ours
-(``PeerPlan``): the lab builds it as an Open vSwitch host (``ovs_peer.py``).
+(``PeerPlan``): the lab builds it as an Open vSwitch host (``ovs_peer.py``). A
+gateway's NAT gets an internet (``InternetPlan``): a namespace into which the
+gateway's external TAP is moved, addressed as the NAT's next hop, with servers on that
+address, and a far network behind a narrower link that it routes to.
 """
 
 from __future__ import annotations
@@ -60,6 +63,30 @@ class CorpPlan:
     routes: tuple[IPv4Network, ...]  # the routing domain's virtual subnets, via the gateway
 
 
+# The far network behind each internet (design.md, "The gateway labs"): a server on a
+# documentation address behind a link narrower than the gateway's, so that path-MTU
+# discovery through the NAT has something to find.
+FAR_NETWORK = IPv4Network("198.51.100.0/24")
+FAR_ROUTER = IPv4Interface("198.51.100.1/24")  # the internet's end of the link
+FAR_ADDRESS = IPv4Interface("198.51.100.2/24")
+FAR_MTU = 1400
+FAR_LINK = ("far0", "inet0")  # the veth's ends: in the internet, in the far network
+
+
+@dataclass(frozen=True)
+class InternetPlan:
+    """The internet behind a gateway's NAT: its external TAP's kernel end, addressed
+    as the NAT's next hop (the router, where the servers listen), and the far network
+    it routes to."""
+
+    node: str  # the gateway node whose daemon owns the external TAP
+    namespace: str
+    tap: str  # the external TAP, whose kernel end is moved into the namespace
+    address: IPv4Interface  # the NAT's next hop, with the external subnet's length
+    external: tuple[IPv4Address, ...]  # the NAT's addresses (the daemon's own)
+    far_namespace: str
+
+
 @dataclass(frozen=True)
 class PeerVmPlan:
     """A VM on a host that is not ours, and where its off-subnet traffic goes: its
@@ -93,6 +120,7 @@ class LabPlan:
     vms: tuple[VmPlan, ...]
     corps: tuple[CorpPlan, ...] = ()
     peers: tuple[PeerPlan, ...] = ()
+    internets: tuple[InternetPlan, ...] = ()
 
     @property
     def namespaces(self) -> list[str]:
@@ -100,7 +128,9 @@ class LabPlan:
         hosts = [h.namespace for h in self.hosts]
         vms = [v.namespace for v in self.vms]
         peers = [n for p in self.peers for n in (p.namespace, *(v.vm.namespace for v in p.vms))]
-        return [self.provider_namespace, *hosts, *vms, *(c.namespace for c in self.corps), *peers]
+        internets = [n for i in self.internets for n in (i.namespace, i.far_namespace)]
+        corps = [c.namespace for c in self.corps]
+        return [self.provider_namespace, *hosts, *vms, *corps, *peers, *internets]
 
     @property
     def every_vm(self) -> list[VmPlan]:
@@ -168,7 +198,10 @@ def plan_lab(policy: Policy, prefix: str) -> LabPlan:
             )
     corps = tuple(_corps(policy, prefix))
     peers = tuple(_peers(policy, prefix))
-    plan = LabPlan(prefix, f"{prefix}-pnet", "br0", tuple(hosts), tuple(vms), corps, peers)
+    internets = tuple(_internets(policy, prefix))
+    plan = LabPlan(
+        prefix, f"{prefix}-pnet", "br0", tuple(hosts), tuple(vms), corps, peers, internets
+    )
     _check_unique(plan)
     return plan
 
@@ -206,6 +239,31 @@ def _corps(policy: Policy, prefix: str) -> list[CorpPlan]:
                     )
                 )
     return corps
+
+
+def _internets(policy: Policy, prefix: str) -> list[InternetPlan]:
+    """An internet per gateway node with an IPv4 NAT (``PREFIX-internet`` and
+    ``PREFIX-far``, suffixed with the node's name when several nodes have one)."""
+    nats = [
+        (node.name, node.nat)
+        for node in policy.nodes
+        if node.nat is not None and isinstance(node.nat.next_hop, IPv4Address)
+    ]
+    internets = []
+    for name, nat in nats:
+        suffix = f"-{name}" if len(nats) > 1 else ""
+        length = nat.addresses[0].network.prefixlen
+        internets.append(
+            InternetPlan(
+                name,
+                f"{prefix}-internet{suffix}",
+                nat.tap,
+                IPv4Interface(f"{nat.next_hop}/{length}"),
+                tuple(address.ip for address in nat.addresses),  # type: ignore[misc]
+                f"{prefix}-far{suffix}",
+            )
+        )
+    return internets
 
 
 def _peers(policy: Policy, prefix: str) -> list[PeerPlan]:
@@ -282,6 +340,9 @@ def _check_unique(plan: LabPlan) -> None:
         owners.setdefault(peer.namespace, []).append(f"the host that is not ours at {peer.address}")
         for vm in peer.vms:
             owners.setdefault(vm.vm.namespace, []).append(f"VM {vm.vm.name} of {peer.name}")
+    for internet in plan.internets:
+        owners.setdefault(internet.namespace, []).append(f"the internet of {internet.node}")
+        owners.setdefault(internet.far_namespace, []).append(f"the far network of {internet.node}")
     clashes = [f"{name} ({' and '.join(who)})" for name, who in owners.items() if len(who) > 1]
     if clashes:
         raise LabError(

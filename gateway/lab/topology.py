@@ -24,8 +24,18 @@ from typing import Final
 from gateway.control import ApiClient, load_config, replace_file
 from gateway.dataplane import PORT_MTU
 from gateway.lab import netns
+from gateway.lab.internet import link_far, servers
 from gateway.lab.ovs_peer import OvsHost, missing_tools
-from gateway.lab.plan import CorpPlan, HostPlan, LabError, LabPlan, PeerPlan, VmPlan, plan_lab
+from gateway.lab.plan import (
+    CorpPlan,
+    HostPlan,
+    InternetPlan,
+    LabError,
+    LabPlan,
+    PeerPlan,
+    VmPlan,
+    plan_lab,
+)
 from gateway.lab.probe import scrape
 from gateway.lab.state import (
     STATE_DIR,
@@ -73,6 +83,9 @@ class Lab:
                 for corp in plan.corps:
                     if corp.node == host.node:
                         self._attach_corp(corp, state)
+                for internet in plan.internets:
+                    if internet.node == host.node:
+                        self._attach_internet(internet, state)
             for peer in plan.peers:
                 self._start_peer(peer, state)
         except BaseException:
@@ -97,6 +110,10 @@ class Lab:
             _create(state, self.state_dir, vm.namespace, ipv6=False)
         for corp in plan.corps:
             _create(state, self.state_dir, corp.namespace, ipv6=False)
+        for internet in plan.internets:
+            _create(state, self.state_dir, internet.namespace, ipv6=False)
+            _create(state, self.state_dir, internet.far_namespace, ipv6=False)
+            link_far(internet)
         for peer in plan.peers:
             _create(state, self.state_dir, peer.namespace, ipv6=False)
             netns.add_veth(
@@ -183,9 +200,38 @@ class Lab:
         )
         for route in corp.routes:
             netns.add_route(corp.namespace, str(route), str(corp.via))
-        command = ["ip", "netns", "exec", corp.namespace, sys.executable, "-m"]
-        command += ["gateway.lab.corp_server", corp.name, str(corp.address.ip), corp.namespace]
-        what = f"server of {corp.namespace}"
+        arguments = [corp.name, str(corp.address.ip), corp.namespace]
+        self._start_server(state, corp.namespace, "corp_server", arguments)
+
+    def _attach_internet(self, internet: InternetPlan, state: LabState) -> None:
+        """Move the gateway's external TAP (its kernel end) into the internet, address
+        it as the NAT's next hop, and start the servers there and in the far network."""
+        node_ns = f"{self.prefix}-{internet.node}"
+        _wait_for_link(node_ns, internet.tap, TAP_APPEAR_TIMEOUT_S)
+        netns.move_link(node_ns, internet.tap, internet.namespace)
+        netns.add_address(
+            internet.namespace,
+            internet.tap,
+            str(internet.address.ip),
+            internet.address.network.prefixlen,
+        )
+        for namespace, address in servers(internet):
+            arguments = [address, str(self.seen_log(namespace)), namespace]
+            self._start_server(state, namespace, "internet_server", arguments)
+
+    def seen_log(self, namespace: str) -> Path:
+        """What the internet's servers in ``namespace`` saw: ``tcp|udp ADDRESS:PORT``
+        per connection or datagram (``internet_server.py``)."""
+        return self.state_dir / f"lab-{namespace}-seen.log"
+
+    def _start_server(
+        self, state: LabState, namespace: str, module: str, arguments: list[str]
+    ) -> None:
+        """A server of the lab's (``gateway.lab.MODULE``) in ``namespace``, recorded
+        as it starts; returns once it says it is ready."""
+        command = ["ip", "netns", "exec", namespace, sys.executable, "-m"]
+        command += [f"gateway.lab.{module}", *arguments]
+        what = f"server of {namespace}"
         process = self._start_process(state, command, what, stdout=subprocess.PIPE)
         assert process.stdout is not None
         try:
@@ -193,7 +239,7 @@ class Lab:
         finally:
             process.stdout.close()
         if line != "ready":
-            raise LabError(f"the server of {corp.namespace} did not start")
+            raise LabError(f"the {what} did not start")
 
     def _start_peer(self, peer: PeerPlan, state: LabState) -> None:
         """Open vSwitch for a host that is not ours: its two daemons recorded as they

@@ -1,5 +1,5 @@
 """The gateway's NAT served for real, once per backend: `nvgw run --node gw` with the
-lab's gateway config plus its NAT (design.md, "The gateway labs": the external TAP
+lab's gateway config and its NAT (design.md, "The gateway labs": the external TAP
 gw-ext, the NAT's addresses 203.0.113.10 and .11, the internet router 203.0.113.1).
 
 Three namespaces the test makes: the gateway's (its PA 198.18.0.10 on a veth), a
@@ -42,20 +42,15 @@ REPLY_TIMEOUT_S = 10.0  # only bounds a failure
 
 
 def nat_config(directory: Path) -> Path:
-    """configs/gateway.yaml with the lab's NAT: Blue and Red route 0.0.0.0/0 to it;
-    Blue logs its sessions."""
+    """configs/gateway.yaml, which has the lab's NAT (Blue and Red route 0.0.0.0/0 to
+    it and log their sessions), with the lab's short UDP timeouts made long, so that
+    the session is still open when the daemon stops."""
     yaml = YAML()
     document = yaml.load((CONFIGS / "gateway.yaml").read_text())
-    gw = document["nodes"]["gw"]
-    gw["nat"] = {
-        "tap": "gw-ext",
-        "addresses": [f"{address}/24" for address in EXTERNAL],
-        "next_hop": SERVER[0],
-        "timeouts": {"udp_unreplied_s": 30},
-    }
-    for domain in gw["routing_domains"].values():
-        domain["routes"].append({"destination": "0.0.0.0/0", "next_hop": "nat"})
-    gw["routing_domains"]["blue"]["nat"] = {"log": True}
+    nat = document["nodes"]["gw"]["nat"]
+    assert [str(a) for a in nat["addresses"]] == [f"{address}/24" for address in EXTERNAL]
+    assert (nat["tap"], nat["next_hop"]) == ("gw-ext", SERVER[0])
+    nat["timeouts"].update(udp_unreplied_s=30, udp_stream_s=30)
     path = directory / "gateway-nat.yaml"
     with open(path, "w") as out:
         yaml.dump(document, out)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.control import load_config
-from gateway.lab.plan import LabError, LabPlan, plan_lab
+from gateway.lab.plan import FAR_LINK, LabError, LabPlan, plan_lab
 from gateway.netnames import IFNAME_MAX_BYTES, ifname_problem
 from gateway.policy import Policy, Rule
 
@@ -49,7 +49,10 @@ def test_namespaces_are_prefixed_and_unique(config: str, prefix: str) -> None:
         for tap in d.taps
     ]
     peers = [ns for p in plan.peers for ns in (p.namespace, *(v.vm.namespace for v in p.vms))]
-    assert len(plan.namespaces) == 1 + len(nodes) + len(ports) + len(taps) + len(peers)
+    internets = 2 * sum(node.nat is not None for node in policy.nodes)  # and its far network
+    assert len(plan.namespaces) == (
+        1 + len(nodes) + len(ports) + len(taps) + len(peers) + internets
+    )
     assert [h.namespace for h in plan.hosts] == [f"{prefix}-{n}" for n in nodes]
 
 
@@ -62,6 +65,7 @@ def test_interface_names_fit_ifnamsiz(config: str, prefix: str) -> None:
         names += [host.interface, host.bridge_port]
     names += [vm.name for vm in plan.vms]
     names += [corp.tap for corp in plan.corps]
+    names += [name for internet in plan.internets for name in (internet.tap, *FAR_LINK)]
     for peer in plan.peers:  # a host that is not ours: its veth and its VMs'
         names += [peer.interface, peer.bridge_port, *(vm.vm.name for vm in peer.vms)]
     for name in names:
@@ -157,6 +161,20 @@ def test_each_gateway_tap_is_a_corp_network_of_its_tenant() -> None:
     with pytest.raises(KeyError):
         plan.corp("green")
     assert plan_lab(policy_of("two-hosts.yaml"), "nvgw").corps == ()
+
+
+def test_a_gateways_nat_gets_an_internet_with_a_far_network_behind_it() -> None:
+    policy = policy_of("gateway.yaml")
+    [internet] = plan_lab(policy, "nvgw").internets
+    nat = policy.node("gw").nat
+    assert nat is not None
+    assert (internet.node, internet.tap) == ("gw", nat.tap) == ("gw", "gw-ext")
+    assert (internet.namespace, internet.far_namespace) == ("nvgw-internet", "nvgw-far")
+    # The kernel end of the external TAP is the NAT's next hop, on the NAT's subnet.
+    assert internet.address == IPv4Interface("203.0.113.1/24")
+    assert internet.address.ip == nat.next_hop
+    assert internet.external == tuple(a.ip for a in nat.addresses)
+    assert plan_lab(policy_of("two-hosts.yaml"), "nvgw").internets == ()
 
 
 def test_the_plan_is_deterministic() -> None:
