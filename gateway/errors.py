@@ -82,6 +82,16 @@ class Drop(enum.IntEnum):
     NAPT_NO_SESSION = 40  # belongs to no NAT session and may not open one
     NAPT_FRAGMENT = 41  # an IPv4 fragment: NAPT translates whole datagrams only
     NAPT_UNSUPPORTED = 42  # neither TCP, UDP, ICMP echo nor an ICMP error about a session
+    # Site-to-site tunnels (WireGuard, gateway/wireguard): the core's reasons
+    # (``gateway.wireguard.Reason``, counted per reason by each device) in the groups
+    # an operator acts on; ``tunnel_source`` is the gateway's own cryptokey check.
+    TUNNEL_MALFORMED = 43  # no WireGuard message, or a decrypted packet that is no IP packet
+    TUNNEL_UNAUTHENTICATED = 44  # forged, corrupted or not for us: mac1, handshake, tag, index
+    TUNNEL_REPLAYED = 45  # a transport counter or handshake timestamp seen already
+    TUNNEL_UNDER_LOAD = 46  # refused for load: cookie required, initiation flood, index table full
+    TUNNEL_KEY_EXPIRED = 47  # transport data on a keypair past reject-after-time
+    TUNNEL_NO_SESSION = 48  # to send, but no endpoint yet, the queue full, or handshakes gave up
+    TUNNEL_SOURCE = 49  # decrypted, but its source is not in the peer's allowed IPs
 
     @property
     def label(self) -> str:

@@ -22,6 +22,8 @@ from .gateway_node import GatewayNode
 from .gateway_provider import gateway_from_provider
 from .gateway_tables import TAP_MTU, ExternalTap, GatewayTables, GatewayTap, tap_mac
 from .gateway_tap import gateway_from_tap
+from .gateway_tunnel import TUNNEL_MTU, TunnelKeys, new_device
+from .gateway_wireguard import gateway_from_tunnel, gateway_tunnel_tick
 from .host import HostNode
 from .ip_rewrite import from_provider_link
 from .napt import EXPIRE_BATCH, LogRecord
@@ -42,6 +44,7 @@ __all__ = [
     "MAX_HOPS",
     "PORT_MTU",
     "TAP_MTU",
+    "TUNNEL_MTU",
     "Counters",
     "Delivery",
     "DomainCounters",
@@ -60,12 +63,16 @@ __all__ = [
     "Output",
     "PortCounters",
     "Step",
+    "TunnelKeys",
     "from_port",
     "from_provider",
     "from_provider_link",
     "gateway_from_provider",
     "gateway_from_tap",
+    "gateway_from_tunnel",
+    "gateway_tunnel_tick",
     "link_mac",
+    "new_device",
     "plan_node",
     "prepare_node",
     "router_mac",

@@ -21,6 +21,12 @@ an Output that collects. What one data-plane call sends waits *in flight* until
   takes the rest); it gets a stand-in MAC there, ``link_mac``.
 * A frame written to a TAP (``to_tap``) has arrived: ``deliveries`` records it, in
   order. A VM's port is such a TAP; a routing domain's TAP will be another.
+* A UDP datagram (``to_udp``: a site-to-site tunnel's WireGuard message) is recorded
+  in its step and in ``udp_log``; its peer is no node of the policy but the test's
+  (or nobody's), so the test hands it over and gives the answers back
+  (``from_tunnel``); ``tick`` runs a gateway's tunnel timers. A gateway's tunnel
+  keys are the fabric's to give (``tunnel_keys``, ``make_device``), as the daemon
+  reads them from files.
 
 A packet that keeps crossing the network is stopped after ``MAX_HOPS`` crossings
 and counted in ``looped``. Each data-plane call is one ``Step``: the node, the drops
@@ -52,6 +58,8 @@ from gateway.dataplane.gateway_node import GatewayNode
 from gateway.dataplane.gateway_provider import gateway_from_provider
 from gateway.dataplane.gateway_tables import ExternalTap, GatewayTables, GatewayTap
 from gateway.dataplane.gateway_tap import gateway_from_tap
+from gateway.dataplane.gateway_tunnel import DeviceFactory, TunnelKeys
+from gateway.dataplane.gateway_wireguard import gateway_from_tunnel, gateway_tunnel_tick
 from gateway.dataplane.host import HostNode
 from gateway.dataplane.ip_rewrite import from_provider_link
 from gateway.dataplane.output import NamedTap
@@ -110,6 +118,9 @@ class Step:
         default_factory=list
     )  # src PA, dst PA, datagram
     link: list[bytes] = field(default_factory=list)  # frames put on the provider link
+    udp: list[tuple[int, tuple[str, int], bytes]] = field(
+        default_factory=list
+    )  # listen port, endpoint, datagram
     lookups: list[tuple[str, Any, Any]] = field(default_factory=list)  # table, key, found
 
 
@@ -133,12 +144,27 @@ class _Collect:
     def to_provider_link(self, frame: memoryview | bytes) -> None:
         self.step.link.append(bytes(frame))
 
+    def to_udp(
+        self, port: int, endpoint: tuple[str, int], datagram: bytes | bytearray | memoryview
+    ) -> None:
+        self.step.udp.append((port, endpoint, bytes(datagram)))
+
 
 class Fabric:
     """The nodes of one policy snapshot and the network between them."""
 
-    def __init__(self, snapshot: Snapshot, *, trace: bool = False) -> None:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        *,
+        trace: bool = False,
+        tunnel_keys: Mapping[str, TunnelKeys] | None = None,
+        make_device: DeviceFactory | None = None,
+    ) -> None:
         self.snapshot = snapshot
+        self.tunnel_keys = dict(tunnel_keys or {})  # by gateway node name
+        self.make_device = make_device
+        self.udp_log: list[tuple[str, int, tuple[str, int], bytes]] = []  # node, port, to, data
         self.nodes: dict[str, Node] = {}  # those built so far, by name
         self.deliveries: list[Delivery] = []  # every frame written to a TAP, in order
         self.link_log: list[bytes] = []  # every frame put on the provider link, in order
@@ -167,8 +193,9 @@ class Fabric:
     def _build(self, name: str) -> Node:
         counters = Counters()
         if self.snapshot.policy.node(name).role is NodeRole.GATEWAY:
-            tables = GatewayTables(self.snapshot, name, counters, self._tracer)
-            return GatewayNode(self.snapshot, name, _Collect(), counters, tables)
+            keys = self.tunnel_keys.get(name)
+            tables = GatewayTables(self.snapshot, name, counters, self._tracer, keys)
+            return GatewayNode(self.snapshot, name, _Collect(), counters, tables, self.make_device)
         host = HostTables(self.snapshot, name, counters, self._tracer)
         return HostNode(self.snapshot, name, _Collect(), counters, self._link_macs.get(name), host)
 
@@ -179,7 +206,8 @@ class Fabric:
         self._owners = _owners(snapshot)
         for name, node in self.nodes.items():
             if isinstance(node, GatewayNode):
-                node.adopt(GatewayTables(snapshot, name, node.counters, self._tracer))
+                keys = self.tunnel_keys.get(name)
+                node.adopt(GatewayTables(snapshot, name, node.counters, self._tracer, keys))
             else:
                 node.adopt(HostTables(snapshot, name, node.counters, self._tracer))
 
@@ -244,6 +272,18 @@ class Fabric:
     def from_link(self, node: str, frame: bytes, now: float, hops: int = 0) -> Step:
         """A frame at ``node``'s provider link socket, whatever its destination MAC."""
         return self._call(node, from_provider_link, frame, now, hops)
+
+    def from_tunnel(
+        self, node: str, port: int, datagram: bytes, source: tuple[str, int], now: float
+    ) -> Step:
+        """A UDP datagram from ``source`` to gateway ``node``'s tunnel listen ``port``."""
+        return self._call(
+            node, lambda plane, view: gateway_from_tunnel(plane, port, view, source), datagram, now
+        )
+
+    def tick(self, node: str, now: float) -> Step:
+        """Gateway ``node``'s tunnel timers at ``now`` (what they send is the step's)."""
+        return self._call(node, lambda plane, _: gateway_tunnel_tick(plane), b"", now)
 
     def to_pa(self, datagram: bytes, now: float, hops: int = 0) -> Step | None:
         """An NVGRE datagram given to the network: it reaches the node that owns its
@@ -342,6 +382,7 @@ class Fabric:
         self.in_flight += [(name, False, datagram, hops + 1) for *_, datagram in step.nvgre]
         self.in_flight += [(name, True, frame, hops + 1) for frame in step.link]
         self.link_log += step.link
+        self.udp_log += [(name, *sent) for sent in step.udp]
         return step
 
 

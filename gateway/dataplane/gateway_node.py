@@ -18,6 +18,12 @@ their first argument, one per direction:
   ``napt``), ARP for the NAT's addresses is answered, and IPv4 to them is translated
   back (``napt_inbound``) and routed in its session's routing domain.
 
+* ``gateway_from_tunnel(node, port, datagram, source)`` (``gateway_wireguard.py``):
+  a UDP datagram to one of its tunnel listen ports: WireGuard's messages are
+  answered by the port's device, and a decrypted packet whose source the peer may
+  send from is routed in the tunnel's routing domain; ``gateway_tunnel_tick`` fires
+  the devices' timers.
+
 Routing (``gateway_routing.py``) is one path for both: the domain's table (node
 routes, then customer routes, ``compile_gateway``) says out of which TAP to which
 neighbour, or into which VSID to which record; the TTL is counted down (time-exceeded
@@ -40,6 +46,13 @@ from __future__ import annotations
 
 from gateway.dataplane.counters import Counters, DomainCounters
 from gateway.dataplane.gateway_tables import GatewayTables
+from gateway.dataplane.gateway_tunnel import (
+    DeviceFactory,
+    TunnelKeys,
+    TunnelPort,
+    adopt_tunnels,
+    new_device,
+)
 from gateway.dataplane.napt import MAX_SESSIONS, TENANT_MAX_SESSIONS, Napt, Timeouts
 from gateway.dataplane.neighbors import Neighbors
 from gateway.dataplane.output import Output
@@ -57,12 +70,15 @@ class GatewayNode:
     __slots__ = (
         "counters",
         "external_counters",
+        "make_device",
         "name",
         "napt",
         "neighbors",
         "now",
         "out",
         "tables",
+        "tunnel_keys",
+        "tunnel_ports",
     )
 
     def __init__(
@@ -72,6 +88,7 @@ class GatewayNode:
         out: Output,
         counters: Counters | None = None,
         tables: GatewayTables | None = None,
+        make_device: DeviceFactory | None = None,
     ) -> None:
         self.name = name
         self.out = out
@@ -81,6 +98,12 @@ class GatewayNode:
         self.napt: Napt | None = None  # the node's NAT, when its policy has one
         # What crossed the external TAP (``ExternalTap.counters``), kept across swaps.
         self.external_counters = DomainCounters()
+        # The tunnels' secrets (read by the io layer, brought by the tables) and a
+        # WireGuard device per listen port, kept across reloads that keep the port's
+        # key (``gateway_tunnel.py``).
+        self.tunnel_keys = TunnelKeys()
+        self.tunnel_ports: dict[int, TunnelPort] = {}
+        self.make_device = make_device or new_device(0.0)
         self.adopt(tables or GatewayTables(snapshot, name, self.counters))
 
     def swap(self, snapshot: Snapshot) -> GatewayTables:
@@ -90,12 +113,17 @@ class GatewayNode:
     def adopt(self, tables: GatewayTables) -> GatewayTables:
         """Run on tables built elsewhere with this node's counters (the daemon builds
         them in the store's worker thread). Each TAP keeps its neighbour table across
-        the swap, by name; a TAP the policy no longer has loses its own."""
+        the swap, by name; a TAP the policy no longer has loses its own. The tunnels
+        keep their devices and sessions where port, key and peer stay; the keys the
+        tables bring (read again at a reload) replace the old, None keeps them."""
         kept = {}
         for tap in tables.tap_by_name.values():
             tap.neighbors = kept[tap.name] = self.neighbors.get(tap.name) or tap.neighbors
         self.neighbors = kept
         self._adopt_nat(tables)
+        if tables.tunnel_keys is not None:
+            self.tunnel_keys = tables.tunnel_keys
+        adopt_tunnels(self, tables.to_tunnel, self.tunnel_keys, self.make_device)
         self.tables = tables
         return tables
 

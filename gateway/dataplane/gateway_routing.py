@@ -6,7 +6,8 @@ What a router owes the packet, in Linux's ``ip_forward`` order: the TTL first
 fragmentation-needed with DF set; with DF clear the tenant's packet is split, never
 the NVGRE one), then the TTL counted down (RFC 1624 patch) and a TCP SYN's MSS
 clamped; then out of a TAP, to the neighbour resolved by ARP, or into a VSID in
-NVGRE, or through the node's NAT (``napt_outbound``) out of its external TAP. ICMP
+NVGRE, or through the node's NAT (``napt_outbound``) out of its external TAP, or
+into a site-to-site tunnel (encrypted by its WireGuard device, ``gateway_tunnel``). ICMP
 errors come from the gateway's own address on the side the packet came
 from: its CA in the VSID it arrived in (10.10.10.254 in the lab), routed back to the
 sender like any packet; its address on the TAP, sent back to the frame's source MAC
@@ -43,6 +44,7 @@ from gateway.dataplane.gateway_tables import (
     ToTap,
     ToVsid,
 )
+from gateway.dataplane.gateway_tunnel import GatewayTunnel, ToTunnel, send_to_tunnel
 from gateway.dataplane.napt import napt_outbound
 from gateway.dataplane.neighbors import REFRESH_AFTER_S
 from gateway.dataplane.tables import PORT_MTU
@@ -112,8 +114,9 @@ _THIS_NETWORK: Final = 0
 _LOOPBACK: Final = 127
 _FIRST_GROUP_OCTET: Final = 224
 
+_WAYS_BACK: Final = (ToTap, ToVsid, ToTunnel)  # where the gateway's own packets may go
 # Where a packet came in: errors go back there (none to the internet).
-Ingress = GatewayInterface | GatewayTap | FromInternet
+Ingress = GatewayInterface | GatewayTap | FromInternet | GatewayTunnel
 
 
 def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
@@ -162,6 +165,8 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
             check = frame[_IP_CHECKSUM] << 8 | frame[_IP_CHECKSUM + 1]  # as translated
         action = action.out  # type: ignore[union-attr]
         cls = ToTap
+    elif cls is ToTunnel:
+        mtu = action.tunnel.mtu  # type: ignore[union-attr]
     else:
         counters.drops[action] += 1  # type: ignore[index]
         return
@@ -203,6 +208,8 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
         crossed = tap.counters
         crossed.out_packets += 1
         crossed.out_bytes += end
+    elif cls is ToTunnel:
+        send_to_tunnel(node, action.tunnel, packet[IP:])  # type: ignore[union-attr]
     else:
         frame[_ETH_ADDRS] = action.addresses  # type: ignore[union-attr]
         # The GRE header with the flow's FlowID: hashed once per flow (the cache's key
@@ -235,10 +242,13 @@ def _flow_gre(
     return gre
 
 
-def emit(node: GatewayNode, action: ToTap | ToVsid, frame: memoryview) -> None:
+def emit(node: GatewayNode, action: ToTap | ToVsid | ToTunnel, frame: memoryview) -> None:
     """Send a routed frame (its IP header final) where ``action`` says."""
     if action.__class__ is ToTap:
         to_tap(node, action.tap, action.next_hop, frame)  # type: ignore[union-attr]
+        return
+    if action.__class__ is ToTunnel:
+        send_to_tunnel(node, action.tunnel, frame[IP:])  # type: ignore[union-attr]
         return
     frame[_ETH_ADDRS] = action.addresses  # type: ignore[union-attr]
     key = action.key | flow_id_of_frame(frame)  # type: ignore[union-attr]
@@ -360,7 +370,7 @@ def _reply(
     action = domain.routes.get(to)
     if action is None:
         action = node.tables.route(domain, to)
-    if action.__class__ is not ToTap and action.__class__ is not ToVsid:
+    if action.__class__ not in _WAYS_BACK:
         return False
     frame = bytearray(build_ethernet(ZERO_MAC, ZERO_MAC, ETHERTYPE_IPV4) + packet)  # MACs: emit's
     emit(node, action, memoryview(frame))  # type: ignore[arg-type]

@@ -12,6 +12,8 @@ by a dict probe or an attribute read:
   external TAP (``ExternalTap``, from the node's ``nat:``), which belongs to no
   routing domain: the NAT's addresses are answered there, and a route to ``nat``
   (``ToNat``) leaves by it;
+* its site-to-site tunnels (``gateway_tunnel.py``), by name: a route to one
+  (``tunnel:NAME``, or one of its allowed IPs) is a ``ToTunnel``;
 * per routing domain (``GatewayDomain``) its counters, the PA it encapsulates from,
   and a cache of where each destination goes (an ``Action``: to a TAP and the
   neighbour there, into a VSID toward a record, the gateway itself, or a drop), so
@@ -37,6 +39,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 from gateway.dataplane.counters import Counters, DomainCounters
+from gateway.dataplane.gateway_tunnel import ToTunnel, TunnelKeys, compile_tunnels
 from gateway.dataplane.napt import Tenant
 from gateway.dataplane.neighbors import Neighbors
 from gateway.dataplane.senders import sender_tables
@@ -270,7 +273,7 @@ class _Own:
 
 
 OWN: Final = _Own()
-Action = ToTap | ToVsid | ToNat | _Own | Drop
+Action = ToTap | ToVsid | ToNat | ToTunnel | _Own | Drop
 
 
 def _mss(setting: str | int | None) -> int:
@@ -306,6 +309,8 @@ class GatewayTables:
         "tap_by_name",
         "taps",
         "to_nat",
+        "to_tunnel",
+        "tunnel_keys",
     )
 
     def __init__(
@@ -314,8 +319,12 @@ class GatewayTables:
         node_name: str,
         counters: Counters,
         tracer: LookupTracer | None = None,
+        tunnel_keys: TunnelKeys | None = None,
     ) -> None:
         policy = snapshot.policy
+        # The tunnels' keys as read from the node's files by whoever built these
+        # tables (the daemon, at each load), for the node to adopt; None: keep its own.
+        self.tunnel_keys = tunnel_keys
         node = policy.node(node_name)
         self.snapshot = snapshot
         self.node = node
@@ -346,9 +355,11 @@ class GatewayTables:
         # The gateway's interfaces, by (VSID, MAC), under the name the receive side's
         # verdict reads for a node's local destinations (``provider_side._verdict``).
         cas: dict[int, bytes] = {}  # the gateway's first IPv4 CA in each VSID
+        domain_cas: dict[str, bytes] = {}  # and in each routing domain
         for r in own:
             if len(r.ca_bytes) == IPV4_ADDR_SIZE and not r.wildcard:
                 cas.setdefault(r.vsid, r.ca_bytes)
+                domain_cas.setdefault(r.rdid, r.ca_bytes)
         self.port_by_key = {
             (r.vsid, r.mac_bytes): GatewayInterface(
                 r.vsid, r.mac_bytes, self.domains[r.rdid], cas.get(r.vsid)
@@ -363,6 +374,8 @@ class GatewayTables:
         )
         self.external = None if node.nat is None else ExternalTap(node.nat)
         self.to_nat = None if self.external is None else ToNat(self.external)
+        tunnels = (t for t in policy.tunnels if t.node == node_name)
+        self.to_tunnel = compile_tunnels(tunnels, self.domains, domain_cas)
         # Every TAP the node reads, by name: the routing domains' and the external one.
         self.tap_by_name: dict[str, GatewayTap | ExternalTap] = {tap.name: tap for tap in self.taps}
         if self.external is not None:
@@ -394,6 +407,8 @@ class GatewayTables:
         hop = self.lpm.get((domain.rdid, dst))
         if hop is None:
             return Drop.NO_ROUTE
+        if hop.tunnel is not None:
+            return self.to_tunnel.get(hop.tunnel, Drop.NO_ROUTE)
         if hop.nat:
             return self.to_nat or Drop.NO_ROUTE  # a valid policy has the node's NAT
         if hop.tap is not None:

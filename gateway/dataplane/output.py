@@ -11,6 +11,7 @@ name for a destination, because that is what the io layer has to tell apart:
 | ``to_tap`` | a TAP the daemon owns | a VM's port | a domain's TAP, the NAT's external TAP |
 | ``to_provider`` | NVGRE, outer IP by the kernel | to another host's PA | to a host's PA |
 | ``to_provider_link`` | Ethernet on the provider link | IP-Rewrite and its ARP | |
+| ``to_udp`` | a UDP socket on a listen port | | a site-to-site tunnel's datagrams |
 
 A VM's port, a routing domain's TAP (private cloud) and the NAT's external TAP are the
 same thing to the io layer: a TAP device the daemon created, written one frame per
@@ -18,9 +19,10 @@ same thing to the io layer: a TAP device the daemon created, written one frame p
 ``to_tap``, whose argument is anything that says a TAP by its name (``NamedTap``:
 ``HostPort`` today), and ``FdOutput`` keeps one name -> fd map for all of them: a role
 that adds TAPs adds entries, not a method or a second map. What the gateway does add
-is a carrier of its own, the site-to-site tunnel (``to_tunnel``, a UDP socket), as one
-more method here: one Output per node whatever its role, so that the one fabric
-(tests, trace, replay) carries every role's outputs the same way.
+is a carrier of its own, the site-to-site tunnel (``to_udp``, a UDP socket per
+listen port, the kernel adding the outer IP and UDP headers), as one more method
+here: one Output per node whatever its role, so that the one fabric (tests, trace,
+replay) carries every role's outputs the same way.
 """
 
 from __future__ import annotations
@@ -48,3 +50,10 @@ class Output(Protocol):
     def to_provider_link(self, frame: memoryview | bytes) -> None:
         """Send a whole Ethernet frame on the provider link: IP-Rewritten packets, and
         ARP for the rewrite PAs, which are the daemon's rather than the kernel's."""
+
+    def to_udp(
+        self, port: int, endpoint: tuple[str, int], datagram: bytes | bytearray | memoryview
+    ) -> None:
+        """Send a UDP datagram from the node's socket on ``port`` to ``endpoint``
+        (address, port): a tunnel's WireGuard messages. Copy the datagram to keep it
+        past the call."""

@@ -27,7 +27,7 @@ class FdOutput:
     every TAP the daemon owns, by interface name, whatever stands behind it (a VM's
     port today; ``gateway.dataplane.output`` says why one map serves every role)."""
 
-    __slots__ = ("_sockaddrs", "batch", "drops", "gre", "link", "tap_fds")
+    __slots__ = ("_sockaddrs", "batch", "drops", "gre", "link", "tap_fds", "udp")
 
     def __init__(
         self,
@@ -35,8 +35,10 @@ class FdOutput:
         tap_fds: dict[str, int],
         gre: dict[bytes, socket.socket],
         link: socket.socket | None = None,
+        udp: dict[int, socket.socket] | None = None,
     ) -> None:
         self.drops = drops
+        self.udp = {} if udp is None else udp  # a gateway's tunnel sockets, by listen port
         self.tap_fds = tap_fds
         self.gre = gre
         self.link = link
@@ -80,6 +82,20 @@ class FdOutput:
     def flush(self) -> None:
         """Send the NVGRE gathered since the last flush (the readers' end of batch)."""
         self.batch.flush()
+
+    def to_udp(
+        self, port: int, endpoint: tuple[str, int], datagram: bytes | bytearray | memoryview
+    ) -> None:
+        sock = self.udp.get(port)
+        if sock is None:
+            self.drops[Drop.PROVIDER_UNREACHABLE] += 1
+            return
+        try:
+            sock.sendto(datagram, endpoint)
+        except BlockingIOError:
+            self.drops[Drop.TX_FULL] += 1
+        except OSError:  # no route to the peer, or ICMP unreachable from it before
+            self.drops[Drop.PROVIDER_UNREACHABLE] += 1
 
     def to_provider_link(self, frame: memoryview | bytes) -> None:
         if self.link is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ._load import load_policy
 from ._paths import format_path, parse_path
-from ._tunnel_values import decode_key
+from ._tunnel_values import decode_key, endpoint_pair
 from ._values import VSID_MAX, VSID_MIN, Mac, NextHop, NextHopKind
 from .gateway_routes import GatewayHop, GatewayTable, compile_gateway
 from .model import (
@@ -76,6 +76,7 @@ __all__ = [
     "compile_policy",
     "decode_key",
     "domains_matching",
+    "endpoint_pair",
     "filter_value",
     "format_path",
     "load_policy",

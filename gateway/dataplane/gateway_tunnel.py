@@ -1,0 +1,255 @@
+"""Site-to-site tunnels on a gateway (hybrid cloud): what its tables and its state
+hold of them, and the way out into one.
+
+Per snapshot (``GatewayTables.tunnels``), each tunnel the node serves is a
+``GatewayTunnel``: its routing domain, its MTU (the WAN's less the outer IPv4 and UDP
+headers and WireGuard's 32 bytes of header and tag: 1440 on a 1500 WAN, so a DF
+packet too big for it gets fragmentation-needed with that MTU), its allowed IPs as
+(network, mask) pairs (the sources accepted from the peer: cryptokey routing), and
+the gateway's CA in its routing domain, the source of the ICMP errors it sends back
+into the tunnel (the on-prem side routes the tenant's addresses to us). A route to it
+is the action ``ToTunnel``.
+
+Per node (``GatewayNode.tunnel_ports``), one ``TunnelPort`` per listen port: the
+WireGuard ``Device`` (sans IO, ``gateway.wireguard``) holding that port's private key
+and one peer per tunnel. The node adopts each snapshot's tunnels with
+``adopt_tunnels``: a port whose key is unchanged keeps its device, and with it every
+session of the tunnels that stay (a peer whose public key, preshared key, endpoint
+and keepalive are unchanged is kept; only added and removed tunnels change). The
+keys come from the io layer (``TunnelKeys``: read from the node's key files), never
+from the policy, which holds their paths.
+
+What a device has to send (data, handshakes, keepalives, cookie replies) waits in its
+outbox; ``flush`` hands it to ``Output.to_udp`` from the port's socket. The device
+counts what it refuses per ``Reason``; ``count_refusals`` adds what is new to the
+node's drop counters, grouped as ``REASON_DROP`` says (called after what it received
+and at each tick, so a drop of the sending side shows within a tick).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+from gateway.dataplane.tables import UNDERLAY_MTU
+from gateway.errors import Drop
+from gateway.policy import Tunnel, decode_key, endpoint_pair
+from gateway.wire import IPV4_HEADER_SIZE
+from gateway.wireguard import TRANSPORT_OVERHEAD, Device, Limits, Peer, Reason
+
+if TYPE_CHECKING:
+    from gateway.dataplane.gateway_node import GatewayNode
+    from gateway.dataplane.gateway_tables import GatewayDomain
+
+UDP_HEADER_SIZE: Final = 8  # RFC 768
+# A tunnel's MTU: what a WAN packet carries after the outer IPv4 and UDP headers and
+# WireGuard's transport header and tag (16 + 16 bytes): 1500 - 20 - 8 - 32 = 1440.
+TUNNEL_MTU: Final = UNDERLAY_MTU - IPV4_HEADER_SIZE - UDP_HEADER_SIZE - TRANSPORT_OVERHEAD
+_FULL_MASK: Final = 0xFFFFFFFF
+
+REASON_DROP: Final = {
+    Reason.TRUNCATED: Drop.TUNNEL_MALFORMED,
+    Reason.UNKNOWN_TYPE: Drop.TUNNEL_MALFORMED,
+    Reason.BAD_LENGTH: Drop.TUNNEL_MALFORMED,
+    Reason.INNER_MALFORMED: Drop.TUNNEL_MALFORMED,
+    Reason.BAD_MAC1: Drop.TUNNEL_UNAUTHENTICATED,
+    Reason.HANDSHAKE_AUTH: Drop.TUNNEL_UNAUTHENTICATED,
+    Reason.UNKNOWN_PEER: Drop.TUNNEL_UNAUTHENTICATED,
+    Reason.UNKNOWN_INDEX: Drop.TUNNEL_UNAUTHENTICATED,
+    Reason.UNEXPECTED_RESPONSE: Drop.TUNNEL_UNAUTHENTICATED,
+    Reason.BAD_COOKIE_REPLY: Drop.TUNNEL_UNAUTHENTICATED,
+    Reason.DECRYPT_FAILED: Drop.TUNNEL_UNAUTHENTICATED,
+    Reason.TIMESTAMP_REPLAY: Drop.TUNNEL_REPLAYED,
+    Reason.REPLAYED: Drop.TUNNEL_REPLAYED,
+    Reason.COOKIE_REQUIRED: Drop.TUNNEL_UNDER_LOAD,
+    Reason.INITIATION_FLOOD: Drop.TUNNEL_UNDER_LOAD,
+    Reason.INDEXES_FULL: Drop.TUNNEL_UNDER_LOAD,
+    Reason.KEY_EXPIRED: Drop.TUNNEL_KEY_EXPIRED,
+    Reason.NO_ENDPOINT: Drop.TUNNEL_NO_SESSION,
+    Reason.STAGED_FULL: Drop.TUNNEL_NO_SESSION,
+    Reason.NO_SESSION: Drop.TUNNEL_NO_SESSION,
+}
+_DROPS: Final = tuple(REASON_DROP[reason] for reason in Reason)  # indexed by Reason
+
+
+@dataclass(frozen=True)
+class TunnelKeys:
+    """A gateway's secrets, read by the io layer from the files the policy names:
+    the private key per listen port, the preshared key per tunnel name (32 bytes
+    each). Never printed: ``repr`` names the ports and tunnels only."""
+
+    private: Mapping[int, bytes] = field(default_factory=dict)
+    preshared: Mapping[str, bytes] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"TunnelKeys(ports={sorted(self.private)}, preshared={sorted(self.preshared)})"
+
+
+class GatewayTunnel:
+    """One tunnel the node serves, in one snapshot's tables (module docstring).
+    ``port`` and ``peer`` are the node's, attached when it adopts the tables (None:
+    no key for its port, so nothing can be sent)."""
+
+    __slots__ = ("allowed", "config", "domain", "mtu", "name", "own_ip", "peer", "port")
+
+    def __init__(self, tunnel: Tunnel, domain: GatewayDomain, own_ip: bytes | None) -> None:
+        self.config = tunnel
+        self.name = tunnel.name
+        self.domain = domain
+        self.own_ip = own_ip
+        self.mtu = TUNNEL_MTU
+        self.allowed = tuple(
+            (int(prefix.network_address), _FULL_MASK ^ (_FULL_MASK >> prefix.prefixlen))
+            for prefix in tunnel.allowed_ips
+        )
+        self.port: TunnelPort | None = None
+        self.peer: Peer | None = None
+
+    def allows(self, source: bytes) -> bool:
+        """Whether ``source`` (4 packed bytes) is in the peer's allowed IPs."""
+        address = int.from_bytes(source, "big")
+        return any(address & mask == network for network, mask in self.allowed)
+
+    def __repr__(self) -> str:
+        return f"GatewayTunnel({self.name!r}, {self.domain.name})"
+
+
+class ToTunnel:
+    """Into ``tunnel``: encrypted for its peer and sent from its listen port."""
+
+    __slots__ = ("tunnel",)
+
+    def __init__(self, tunnel: GatewayTunnel) -> None:
+        self.tunnel = tunnel
+
+
+class TunnelPort:
+    """One listen port's WireGuard device and the tunnels it serves, by the peers'
+    public keys (how a received packet finds its tunnel)."""
+
+    __slots__ = ("device", "key", "listen_port", "seen", "tunnels")
+
+    def __init__(self, listen_port: int, key: bytes, device: Device) -> None:
+        self.listen_port = listen_port
+        self.key = key
+        self.device = device
+        self.tunnels: dict[bytes, GatewayTunnel] = {}
+        self.seen = [0] * len(Reason)  # the device's refusals already counted as drops
+
+
+# How a node makes a device: tests inject randomness and limits (``Device``'s own).
+DeviceFactory = Callable[[bytes], Device]
+
+
+def compile_tunnels(
+    tunnels: Iterable[Tunnel], domains: Mapping[str, GatewayDomain], cas: Mapping[str, bytes]
+) -> dict[str, ToTunnel]:
+    """The node's tunnels of one snapshot, as route actions by name; ``cas`` gives
+    the gateway's CA per routing domain (the source of errors into the tunnel)."""
+    return {
+        tunnel.name: ToTunnel(GatewayTunnel(tunnel, domains[tunnel.rdid], cas.get(tunnel.rdid)))
+        for tunnel in tunnels
+        if tunnel.rdid in domains
+    }
+
+
+def adopt_tunnels(
+    node: GatewayNode, actions: Mapping[str, ToTunnel], keys: TunnelKeys, make: DeviceFactory
+) -> None:
+    """Give each tunnel of the new tables its port and peer (module docstring)."""
+    ports: dict[int, TunnelPort] = {}
+    for action in actions.values():
+        tunnel = action.tunnel
+        listen_port = tunnel.config.listen_port
+        port = ports.get(listen_port)
+        if port is None:
+            key = keys.private.get(listen_port)
+            if key is None:
+                continue  # no key (a trace of a config): the tunnel cannot send
+            port = node.tunnel_ports.get(listen_port)
+            if port is None or port.key != key:
+                port = TunnelPort(listen_port, key, make(key))
+            port.tunnels = {}
+            ports[listen_port] = port
+        try:
+            peer = _peer(port.device, tunnel.config, keys.preshared.get(tunnel.name))
+        except ValueError:
+            continue  # a low-order point, or the port's own public key: it cannot send
+        tunnel.port, tunnel.peer = port, peer
+        port.tunnels[peer.public_key] = tunnel
+    for port in ports.values():
+        for public_key, peer in list(port.device.peers.items()):
+            if public_key not in port.tunnels:
+                port.device.remove_peer(peer)  # a tunnel removed: only its sessions go
+    node.tunnel_ports = ports
+
+
+def _peer(device: Device, config: Tunnel, preshared: bytes | None) -> Peer:
+    """The device's peer for ``config``: the one it has when nothing that keys or
+    reaches it changed (its sessions kept), else a new one."""
+    public_key = decode_key(config.public_key)
+    endpoint = None if config.endpoint is None else endpoint_pair(config.endpoint)
+    keepalive = float(config.persistent_keepalive or 0)
+    peer = device.peers.get(public_key)
+    if peer is not None:
+        if peer.handshake.preshared_key == (preshared or bytes(32)):
+            if endpoint is not None and endpoint != peer.endpoint:
+                peer.endpoint = endpoint  # the config moved it (roaming still may)
+            peer.persistent_keepalive_s = keepalive
+            return peer
+        device.remove_peer(peer)
+    return device.add_peer(
+        public_key, preshared_key=preshared, endpoint=endpoint, persistent_keepalive_s=keepalive
+    )
+
+
+def new_device(
+    wall_offset_s: float, limits: Limits | None = None, **options: object
+) -> DeviceFactory:
+    """A factory of devices for a node: the wall clock's offset from ``now`` (TAI64N
+    timestamps keep rising across restarts), the tunnels' MTU, and anything else
+    ``Device`` takes (tests: randomness)."""
+
+    def make(key: bytes) -> Device:
+        return Device(
+            key,
+            limits=limits,
+            wall_offset_s=wall_offset_s,
+            mtu=TUNNEL_MTU,
+            **options,  # type: ignore[arg-type]
+        )
+
+    return make
+
+
+def send_to_tunnel(node: GatewayNode, tunnel: GatewayTunnel, packet: memoryview) -> None:
+    """Encrypt ``packet`` (a routed IPv4 packet, header final) for the tunnel's peer,
+    or hold it while a handshake starts; what is ready goes out at once."""
+    port = tunnel.port
+    if port is None:
+        node.counters.drops[Drop.TUNNEL_NO_SESSION] += 1
+        return
+    device = port.device
+    device.send(tunnel.peer, packet, node.now)  # type: ignore[arg-type]
+    if device.outbox:
+        flush(node, port)
+
+
+def flush(node: GatewayNode, port: TunnelPort) -> None:
+    """Hand what the port's device has to send to the Output, in order."""
+    outbox = port.device.outbox
+    to_udp = node.out.to_udp
+    listen_port = port.listen_port
+    for datagram, endpoint in outbox:
+        to_udp(listen_port, endpoint, datagram)
+    outbox.clear()
+
+
+def count_refusals(node: GatewayNode, port: TunnelPort) -> None:
+    """Add what the device refused since the last call to the node's drops."""
+    refused, seen, drops = port.device.refused, port.seen, node.counters.drops
+    for reason, count in enumerate(refused):
+        if count != seen[reason]:
+            drops[_DROPS[reason]] += count - seen[reason]
+            seen[reason] = count

@@ -1,0 +1,169 @@
+"""Site-to-site tunnels through the gateway on the one fabric: a Blue VM reaches an
+on-prem server over a WireGuard tunnel and back; the on-prem site is a device of our
+own core played by the test (``_tunnel_lab.Site``). Frames are built and read with
+scapy."""
+
+from __future__ import annotations
+
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.l2 import Ether
+from scapy.packet import raw
+
+from gateway.dataplane import TUNNEL_MTU, GatewayNode
+from gateway.wire import parse_nvgre
+
+from ._gateway_lab import GW_CA, GW_PA, VSID, gateway_snapshot
+from ._policies import NOW
+from ._tunnel_lab import (
+    PORT,
+    SERVER,
+    SITE,
+    Site,
+    b64,
+    tunnel_document,
+    tunnel_entry,
+    tunnel_lab,
+)
+from .test_gateway_fabric import VM, VM_IP, from_vm, vm_frames
+from .test_host import PA1, checksums_valid
+
+INITIATION, RESPONSE, TRANSPORT = 1, 2, 4
+
+
+def ping(tenant: str, dst: str = SERVER, size: int = 4, **ip: object) -> bytes:
+    return from_vm(tenant, IP(src=VM_IP, dst=dst, **ip) / ICMP(id=7, seq=1) / (b"p" * size))
+
+
+def establish(network, tenant: str, now: float = NOW) -> tuple[Site, bytes]:  # type: ignore[no-untyped-def]
+    """The tenant's VM pings the on-prem server: the gateway starts a handshake with
+    the site, the site answers, and the packet that waited arrives; gives the site
+    and that packet."""
+    site = Site(network, tenant)
+    steps = network.send(VM[tenant], ping(tenant), now)
+    assert [step.node for step in steps] == ["host1", "gw"]
+    [(port, endpoint, initiation)] = steps[-1].udp
+    assert (port, endpoint, initiation[0]) == (PORT, SITE[tenant], INITIATION)
+    assert site.take(steps[-1], now) == []  # the initiation: answered with a response
+    [answered] = site.answer(now)
+    assert {datagram[0] for _, _, datagram in answered.udp} == {TRANSPORT}
+    [packet] = site.take(answered, now)
+    return site, packet
+
+
+def test_a_blue_vm_reaches_the_onprem_server_over_its_tunnel_and_back() -> None:
+    network = tunnel_lab()
+    site, packet = establish(network, "blue")
+    request = IP(packet)
+    assert (request.src, request.dst, request.ttl) == (VM_IP, SERVER, 62)
+    assert checksums_valid(raw(Ether() / request))
+    # The server's echo reply comes back through the tunnel to the VM in NVGRE.
+    reply = IP(src=SERVER, dst=VM_IP) / ICMP(type=0, id=7, seq=1) / b"pppp"
+    steps = site.send(raw(reply))
+    assert [step.node for step in steps] == ["gw", "host1"]
+    [(src_pa, dst_pa, datagram)] = steps[0].nvgre
+    assert (src_pa, dst_pa) == (GW_PA, PA1)
+    assert parse_nvgre(memoryview(datagram)).vsid == VSID["blue"]
+    [arrived] = vm_frames(network, VM["blue"])
+    assert (arrived[IP].src, arrived[IP].dst, arrived[IP].ttl) == (SERVER, VM_IP, 63)
+    assert arrived[ICMP].type == 0 and checksums_valid(raw(arrived))
+    assert network.drops("gw") == {}
+    assert site.peer.rx_packets == 1 and site.peer.handshakes == 1
+
+
+def test_the_site_may_start_the_handshake() -> None:
+    """Red's site calls first (the gateway has its endpoint but has sent nothing):
+    the gateway answers, and the site's packet reaches Red's VM."""
+    network = tunnel_lab()
+    site = Site(network, "red")
+    site.device.initiate(site.peer, NOW)
+    [answered] = site.answer()
+    [(port, endpoint, response)] = answered.udp
+    assert (port, endpoint, response[0]) == (PORT, SITE["red"], RESPONSE)
+    assert site.take(answered) == []
+    packet = IP(src=SERVER, dst=VM_IP) / ICMP(type=8, id=9, seq=1)
+    steps = site.send(raw(packet))
+    assert [step.node for step in steps][-2:] == ["gw", "host1"]
+    [arrived] = vm_frames(network, VM["red"])
+    assert (arrived[IP].src, arrived[ICMP].id) == (SERVER, 9)
+    assert vm_frames(network, VM["blue"]) == []
+
+
+def test_reds_identical_prefix_goes_to_reds_site_only() -> None:
+    network = tunnel_lab()
+    blue, _ = establish(network, "blue")
+    red, packet = establish(network, "red")
+    assert IP(packet).dst == SERVER
+    steps = network.send(VM["red"], ping("red"), NOW)
+    [(_, endpoint, _)] = steps[-1].udp
+    assert endpoint == SITE["red"]
+    assert blue.take(steps[-1]) == [] and len(red.take(steps[-1])) == 1
+
+
+def test_a_source_outside_the_peers_allowed_ips_is_dropped_and_counted() -> None:
+    network = tunnel_lab()
+    site, _ = establish(network, "blue")
+    forged = IP(src="192.168.7.7", dst=VM_IP) / ICMP(type=8)
+    steps = site.send(raw(forged))
+    assert [step.node for step in steps] == ["gw"] and steps[0].nvgre == []
+    assert network.drops("gw") == {"TUNNEL_SOURCE": 1}
+    assert vm_frames(network, VM["blue"]) == []
+
+
+def test_a_too_big_df_packet_gets_fragmentation_needed_with_the_tunnels_mtu() -> None:
+    network = tunnel_lab()
+    establish(network, "blue")
+    size = TUNNEL_MTU + 1 - 28  # IP + ICMP headers: one byte over the tunnel's MTU
+    steps = network.send(VM["blue"], ping("blue", size=size, flags="DF"), NOW)
+    assert [step.node for step in steps] == ["host1", "gw", "host1"]
+    assert steps[1].udp == []
+    [error] = vm_frames(network, VM["blue"])
+    assert (error[IP].src, error[IP].dst) == (GW_CA, VM_IP)
+    assert (error[ICMP].type, error[ICMP].code, error[ICMP].nexthopmtu) == (3, 4, TUNNEL_MTU)
+    assert TUNNEL_MTU == 1500 - 20 - 8 - 32
+    assert network.drops("gw") == {"TOO_BIG": 1}
+
+
+def test_what_does_not_authenticate_gets_no_answer_and_is_counted() -> None:
+    network = tunnel_lab()
+    site = Site(network, "blue")
+    site.device.initiate(site.peer, NOW)
+    [(initiation, _)] = site.device.outbox
+    forged = bytearray(initiation)
+    forged[-40] ^= 1  # within mac1
+    for datagram in (bytes(forged), initiation[:100], b"\x04" + bytes(40), b"junk"):
+        step = network.from_tunnel("gw", PORT, datagram, SITE["blue"], NOW)
+        assert step.udp == []
+    assert network.drops("gw") == {"TUNNEL_MALFORMED": 2, "TUNNEL_UNAUTHENTICATED": 2}
+
+
+def test_a_reload_that_adds_a_tunnel_keeps_the_others_session() -> None:
+    network = tunnel_lab()
+    site, _ = establish(network, "blue")
+    node = network.node("gw")
+    assert isinstance(node, GatewayNode)
+    device = node.tunnel_ports[PORT].device
+
+    def more(document: dict) -> None:
+        tunnel_document(document)
+        third = tunnel_entry("blue", name="branch", allowed_ips=["172.16.70.0/24"])
+        third["public_key"] = b64(bytes(range(128, 160)))
+        del third["endpoint"]
+        document["tunnels"].append(third)
+
+    network.swap(gateway_snapshot(more))
+    assert node.tunnel_ports[PORT].device is device and len(device.peers) == 3
+    steps = network.send(VM["blue"], ping("blue"), NOW + 1)
+    [(_, endpoint, datagram)] = steps[-1].udp
+    assert (endpoint, datagram[0]) == (SITE["blue"], TRANSPORT), "no new handshake"
+    assert len(site.take(steps[-1], NOW + 1)) == 1
+    # Removing Red's tunnel takes only Red's peer.
+    network.swap(gateway_snapshot(lambda d: (tunnel_document(d), d["tunnels"].pop())))
+    assert node.tunnel_ports[PORT].device is device and len(device.peers) == 1
+
+
+def test_the_timers_retry_the_handshake_when_the_site_is_silent() -> None:
+    network = tunnel_lab()
+    network.send(VM["blue"], ping("blue"), NOW)
+    assert network.tick("gw", NOW + 1).udp == []
+    [(_, endpoint, retry)] = network.tick("gw", NOW + 6).udp  # rekey-timeout 5 s + jitter
+    assert (endpoint, retry[0]) == (SITE["blue"], INITIATION)
