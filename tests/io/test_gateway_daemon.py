@@ -100,8 +100,8 @@ def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 def test_it_serves_a_tap_per_routing_domain_with_the_corp_sides_own_mac(
     gateway: Gateway,
 ) -> None:
-    assert gateway.ready["ports"] == ["gw-blue", "gw-red"]
-    for name in ("gw-blue", "gw-red"):
+    assert gateway.ready["ports"] == ["gw-blue", "gw-ext", "gw-red"]  # gw-ext: the NAT's
+    for name in ("gw-blue", "gw-red", "gw-ext"):
         link = gateway.link(name)
         assert link is not None
         kernel_end = bytes.fromhex(link["address"].replace(":", ""))
