@@ -158,7 +158,7 @@ def test_tracepath_through_the_nat_shows_the_hops_and_finds_mtu_1400(lab: Lab) -
     fragmentation-needed for the MTU-1400 link, translated back, sets the path MTU."""
     assert ping(lab, "blue2", FAR)
     out = subprocess.run(
-        ["ip", "netns", "exec", f"{lab.prefix}-blue2", "tracepath", "-n", FAR],
+        ["ip", "netns", "exec", f"{lab.prefix}-blue2", "tracepath", "-n", "-m", "8", FAR],
         capture_output=True,
         text=True,
         check=False,
