@@ -199,10 +199,8 @@ def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
         yield Lab(gateway, names["host"], sites, secrets, server)
     finally:
         try:
-            if server is not None and server.poll() is None:
-                server.kill()
-                server.wait()
-            stop_process(gateway.process if gateway else None)
+            for process in (server, gateway.process if gateway else None):
+                stop_process(process)
             for site in sites.values():
                 stop_process(site.process)
         finally:
