@@ -22,7 +22,7 @@ from rich.table import Table
 from gateway.control import ApiError
 from gateway.errors import ConfigError
 from gateway.lab.corp_probe import PROTOCOLS, corp_connectivity
-from gateway.lab.plan import FAR_ADDRESS, LabPlan
+from gateway.lab.plan import FAR_ADDRESS, FAR_MTU, LabPlan
 from gateway.lab.probe import ROUTED, Cell, PingStream, connectivity
 from gateway.lab.topology import Lab, LabError
 
@@ -261,13 +261,22 @@ def _show_plan(plan: LabPlan) -> None:
                 cells = (vm_plan.name, vm_plan.namespace, pa, str(vm_plan.vsid))
                 table.add_row(*cells, str(vm_plan.address), str(vm_plan.gateway))
         console.print(table)
-    if not plan.corps:
-        return
-    table = Table("corp", "namespace", "gateway", "TAP", "address", "routes", title="corp networks")
-    for corp in plan.corps:
-        routes = ", ".join(f"{route} via {corp.via}" for route in corp.routes)
-        table.add_row(corp.name, corp.namespace, corp.node, corp.tap, str(corp.address), routes)
-    console.print(table)
+    if plan.corps:
+        title = "corp networks"
+        table = Table("corp", "namespace", "gateway", "TAP", "address", "routes", title=title)
+        for corp in plan.corps:
+            routes = ", ".join(f"{route} via {corp.via}" for route in corp.routes)
+            table.add_row(corp.name, corp.namespace, corp.node, corp.tap, str(corp.address), routes)
+        console.print(table)
+    if plan.internets:
+        title = f"the internet behind the NAT (HTTP 80, UDP echo 7; far link MTU {FAR_MTU})"
+        table = Table("internet", "TAP", "router", "the NAT's", "far network", title=title)
+        for internet in plan.internets:
+            nat = " ".join(str(address) for address in internet.external)
+            far = f"{internet.far_namespace} {FAR_ADDRESS.ip}"
+            tap = f"{internet.tap} of {internet.node}"
+            table.add_row(internet.namespace, tap, str(internet.address.ip), nat, far)
+        console.print(table)
 
 
 def _show_matrix(plan: LabPlan, cells: list[Cell]) -> None:
