@@ -124,11 +124,31 @@ class ToTunnel:
         self.tunnel = tunnel
 
 
+# When a listen port is under load (WireGuard paper 5.3: handshakes must then carry a
+# cookie, and a cookie reply answers those that do not): more than this many
+# handshake messages in one batch of its socket (the io layer reads a batch at one
+# ``now``: 64 datagrams at most), and for ``UNDER_LOAD_S`` after (wireguard-go's
+# UnderLoadAfterTime). Per port, so tests can lower it.
+HANDSHAKES_PER_BATCH: Final = 16
+UNDER_LOAD_S: Final = 1.0
+
+
 class TunnelPort:
     """One listen port's WireGuard device and the tunnels it serves, by the peers'
-    public keys (how a received packet finds its tunnel)."""
+    public keys (how a received packet finds its tunnel), and its load: handshake
+    messages counted per batch (``now``), and until when it is under load."""
 
-    __slots__ = ("device", "key", "listen_port", "seen", "tunnels")
+    __slots__ = (
+        "batch_handshakes",
+        "batch_now",
+        "device",
+        "key",
+        "listen_port",
+        "load_threshold",
+        "loaded_until",
+        "seen",
+        "tunnels",
+    )
 
     def __init__(self, listen_port: int, key: bytes, device: Device) -> None:
         self.listen_port = listen_port
@@ -136,6 +156,20 @@ class TunnelPort:
         self.device = device
         self.tunnels: dict[bytes, GatewayTunnel] = {}
         self.seen = [0] * len(Reason)  # the device's refusals already counted as drops
+        self.load_threshold = HANDSHAKES_PER_BATCH
+        self.batch_now = float("-inf")
+        self.batch_handshakes = 0
+        self.loaded_until = float("-inf")
+
+    def under_load(self, now: float) -> bool:
+        """Count one handshake message of the batch at ``now``; whether the port is
+        under load (this batch past the threshold, or one within ``UNDER_LOAD_S``)."""
+        if now != self.batch_now:
+            self.batch_now, self.batch_handshakes = now, 0
+        self.batch_handshakes += 1
+        if self.batch_handshakes > self.load_threshold:
+            self.loaded_until = now + UNDER_LOAD_S
+        return now < self.loaded_until
 
 
 # How a node makes a device: tests inject randomness and limits (``Device``'s own).

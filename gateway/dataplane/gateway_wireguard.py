@@ -12,6 +12,10 @@ like a packet from a TAP (``route_ipv4`` with the tunnel as its ingress: the TTL
 time-exceeded and fragmentation-needed sent back into the tunnel from the gateway's
 CA in that domain).
 
+A port whose batches bring many handshake messages is under load
+(``TunnelPort.under_load``): then handshakes need a cookie, as the WireGuard paper
+says (5.3), and those without one get a cookie reply and go no further.
+
 ``gateway_tunnel_tick(node)``: the devices' timers at ``node.now`` (handshake
 retries, keepalives, rekeys, zeroing keys), then their outboxes and the drops they
 counted; gives when to call again (None: nothing pending). The io layer calls it
@@ -27,6 +31,7 @@ from gateway.dataplane.gateway_routing import route_ipv4
 from gateway.dataplane.gateway_tunnel import count_refusals, flush
 from gateway.errors import Drop
 from gateway.wire import ETH_ADDR_SIZE, ETHERTYPE_IPV4, IPV4_OFFSET_SRC, IPV4_VERSION
+from gateway.wireguard import TRANSPORT_TYPE
 
 _SRC: Final = slice(IPV4_OFFSET_SRC, IPV4_OFFSET_SRC + 4)
 # The Ethernet header a decrypted packet is routed behind: its MACs are written on
@@ -35,20 +40,18 @@ _ETHERNET: Final = bytes(2 * ETH_ADDR_SIZE) + ETHERTYPE_IPV4.to_bytes(2, "big")
 
 
 def gateway_from_tunnel(
-    node: GatewayNode,
-    port: int,
-    datagram: memoryview | bytes,
-    source: tuple[str, int],
-    under_load: bool = False,
+    node: GatewayNode, port: int, datagram: memoryview | bytes, source: tuple[str, int]
 ) -> None:
-    """A datagram from ``source`` to listen port ``port`` (module docstring);
-    ``under_load``: the io layer is behind, so handshakes must carry a cookie."""
+    """A datagram from ``source`` to listen port ``port`` (module docstring)."""
     listener = node.tunnel_ports.get(port)
     if listener is None:
         node.counters.drops[Drop.TUNNEL_UNAUTHENTICATED] += 1  # a port no longer served
         return
     device = listener.device
-    received = device.receive(datagram, source, node.now, under_load)
+    # Transport data (type 4) is never asked for a cookie: only handshakes count
+    # toward the port's load (``TunnelPort.under_load``).
+    loaded = bool(datagram) and datagram[0] != TRANSPORT_TYPE and listener.under_load(node.now)
+    received = device.receive(datagram, source, node.now, loaded)
     if device.outbox:
         flush(node, listener)
     if received is None:

@@ -17,6 +17,7 @@ from gateway.wireguard.crypto import KEY_SIZE, public_key_of
 from gateway.wireguard.device import Device
 from gateway.wireguard.keypairs import Limits
 from gateway.wireguard.messages import KEEPALIVE_SIZE as TRANSPORT_OVERHEAD
+from gateway.wireguard.messages import TRANSPORT as TRANSPORT_TYPE
 from gateway.wireguard.peer import Peer
 from gateway.wireguard.reasons import Reason
 from gateway.wireguard.replay import WINDOW_SIZE, ReplayWindow
@@ -24,6 +25,7 @@ from gateway.wireguard.replay import WINDOW_SIZE, ReplayWindow
 __all__ = [
     "KEY_SIZE",
     "TRANSPORT_OVERHEAD",
+    "TRANSPORT_TYPE",
     "WINDOW_SIZE",
     "Device",
     "Limits",

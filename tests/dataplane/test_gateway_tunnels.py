@@ -10,6 +10,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import raw
 
 from gateway.dataplane import TUNNEL_MTU, GatewayNode
+from gateway.errors import Drop
 from gateway.wire import parse_nvgre
 
 from ._gateway_lab import GW_CA, GW_PA, VSID, gateway_snapshot
@@ -27,7 +28,7 @@ from ._tunnel_lab import (
 from .test_gateway_fabric import VM, VM_IP, from_vm, vm_frames
 from .test_host import PA1, checksums_valid
 
-INITIATION, RESPONSE, TRANSPORT = 1, 2, 4
+INITIATION, RESPONSE, COOKIE_REPLY, TRANSPORT = 1, 2, 3, 4
 
 
 def ping(tenant: str, dst: str = SERVER, size: int = 4, **ip: object) -> bytes:
@@ -167,3 +168,29 @@ def test_the_timers_retry_the_handshake_when_the_site_is_silent() -> None:
     assert network.tick("gw", NOW + 1).udp == []
     [(_, endpoint, retry)] = network.tick("gw", NOW + 6).udp  # rekey-timeout 5 s + jitter
     assert (endpoint, retry[0]) == (SITE["blue"], INITIATION)
+
+
+def test_under_load_a_handshake_without_a_cookie_gets_a_cookie_reply_then_passes() -> None:
+    """Many handshakes in one batch put the port under load (here: any, the
+    threshold lowered): the site's initiation is answered with a cookie reply and
+    counted; the site's retry carries the cookie (mac2) and is answered."""
+    network = tunnel_lab()
+    node = network.node("gw")
+    assert isinstance(node, GatewayNode)
+    node.tunnel_ports[PORT].load_threshold = 0
+    site = Site(network, "blue")
+    site.device.initiate(site.peer, NOW)
+    [refused] = site.answer()
+    [(_, endpoint, cookie_reply)] = refused.udp
+    assert (endpoint, cookie_reply[0]) == (SITE["blue"], COOKIE_REPLY)
+    assert refused.drops == {Drop.TUNNEL_UNDER_LOAD: 1}
+    assert site.take(refused) == []  # the site takes the cookie
+    site.device.tick(NOW + 6)  # its handshake retry, now with mac2
+    [answered] = site.answer(NOW + 6)
+    [(_, _, response)] = answered.udp
+    assert response[0] == RESPONSE and answered.drops == {}
+    assert site.take(answered, NOW + 6) == [] and site.peer.handshakes == 1
+    # Transport data is never asked for a cookie.
+    steps = site.send(raw(IP(src=SERVER, dst=VM_IP) / ICMP(type=0, id=7)), NOW + 6)
+    assert [step.node for step in steps] == ["gw", "gw", "host1"]  # a keepalive, then data
+    assert network.drops("gw") == {"TUNNEL_UNDER_LOAD": 1}
