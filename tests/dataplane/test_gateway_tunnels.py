@@ -194,3 +194,19 @@ def test_under_load_a_handshake_without_a_cookie_gets_a_cookie_reply_then_passes
     steps = site.send(raw(IP(src=SERVER, dst=VM_IP) / ICMP(type=0, id=7)), NOW + 6)
     assert [step.node for step in steps] == ["gw", "gw", "host1"]  # a keepalive, then data
     assert network.drops("gw") == {"TUNNEL_UNDER_LOAD": 1}
+
+
+def test_into_a_tunnel_the_ttl_is_counted_and_a_df_clear_packet_is_split() -> None:
+    network = tunnel_lab()
+    site, _ = establish(network, "blue")
+    # TTL 2 leaves the host with 1: the gateway answers time-exceeded from its CA.
+    steps = network.send(VM["blue"], ping("blue", ttl=2), NOW)
+    assert steps[1].udp == [] and network.drops("gw") == {"TTL_EXPIRED": 1}
+    [error] = vm_frames(network, VM["blue"])
+    assert (error[IP].src, error[ICMP].type) == (GW_CA, 11)
+    # DF clear and over the tunnel's MTU: two fragments, each through the tunnel.
+    steps = network.send(VM["blue"], ping("blue", size=TUNNEL_MTU - 28 + 10), NOW)
+    pieces = [IP(packet) for packet in site.take(steps[-1])]
+    assert len(pieces) == 2 and all(len(raw(piece)) <= TUNNEL_MTU for piece in pieces)
+    assert [piece.frag for piece in pieces][0] == 0 and pieces[0].flags.MF
+    assert all(piece.ttl == 62 and piece.dst == SERVER for piece in pieces)
