@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -46,3 +48,31 @@ def test_the_registry_gives_the_tunnel_verbs_beside_them() -> None:
     result = CliRunner().invoke(app, ["tunnel", "--help"])
     for verb in ("add", "get", "remove", "genkey", "pubkey"):
         assert verb in result.output
+
+
+def test_tunnel_add_get_and_remove_through_the_api(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The registry's verbs for tunnels, against host1's API over the gateway config
+    (which has Blue's tunnel): Red gets one with the same on-prem prefix (tenants may
+    overlap), and an invalid one is refused at its path."""
+    from tests.control._gateway_config import RED, gateway_config
+    from tests.test_cli import nvgw, verbs_talk_to_host1
+
+    with verbs_talk_to_host1(gateway_config(tmp_path), monkeypatch):
+        peer = _b64(ALICE_PUBLIC)
+        added = nvgw("tunnel", "add", "--name", "onprem-red", "--rdid", RED, "--node", "gw",
+                     "--listen-port", "51820", "--public-key", peer,
+                     "--allowed-ip", "172.16.60.0/24", "--allowed-ip", "172.16.61.0/24")  # fmt: skip
+        assert added.exit_code == 0, added.output
+        found = json.loads(nvgw("tunnel", "get", "--rdid", RED, "--json").output)
+        assert found == [
+            {"name": "onprem-red", "rdid": RED, "node": "gw", "listen_port": 51820,
+             "public_key": peer, "allowed_ips": ["172.16.60.0/24", "172.16.61.0/24"]}
+        ]  # fmt: skip
+        refused = nvgw("tunnel", "add", "--name", "bad", "--rdid", RED, "--node", "gw",
+                       "--listen-port", "51821", "--public-key", peer,
+                       "--allowed-ip", "172.16.62.0/24")  # fmt: skip
+        assert refused.exit_code == 1
+        assert "tunnels[2].listen_port = 51821: node gw has no private key" in refused.output
+        assert nvgw("tunnel", "remove", "--name", "onprem-red").exit_code == 0
+        names = [t["name"] for t in json.loads(nvgw("tunnel", "get", "--json").output)]
+        assert names == ["onprem-blue"]
