@@ -59,9 +59,9 @@ def test_tunnel_add_get_and_remove_through_the_api(tmp_path: Path, monkeypatch) 
 
     with verbs_talk_to_host1(gateway_config(tmp_path), monkeypatch):
         peer = _b64(ALICE_PUBLIC)
+        prefixes = ("--allowed-ip", "172.16.60.0/24", "--allowed-ip", "172.16.61.0/24")
         added = nvgw("tunnel", "add", "--name", "onprem-red", "--rdid", RED, "--node", "gw",
-                     "--listen-port", "51820", "--public-key", peer,
-                     "--allowed-ip", "172.16.60.0/24", "--allowed-ip", "172.16.61.0/24")  # fmt: skip
+                     "--listen-port", "51820", "--public-key", peer, *prefixes)  # fmt: skip
         assert added.exit_code == 0, added.output
         found = json.loads(nvgw("tunnel", "get", "--rdid", RED, "--json").output)
         assert found == [
