@@ -15,8 +15,8 @@ interface named with the test's prefix) with the server address 172.16.50.10.
   NVGRE with Blue's VSID.
 - Red's has no endpoint (roaming): Red's site starts the handshake, and its datagram
   to 10.10.10.11 reaches the host in NVGRE with Red's VSID, to red1's MAC.
-- No key (the gateway's private key, Blue's preshared key) appears in the daemon's
-  log, its /metrics, or the API's policy.
+- No key (the gateway's private key, Blue's preshared key, the sites') appears in the
+  daemon's log, its /metrics, the API's policy and tunnels, or `nvgw policy diff`.
 """
 
 from __future__ import annotations
@@ -287,9 +287,16 @@ def test_vms_reach_their_own_onprem_sites_over_wireguard_and_back(lab: Lab) -> N
         policy = str(api.request("GET", "/v1/policy"))
         tunnels = str(api.request("GET", "/v1/tunnels"))
     assert "onprem-blue" in tunnels and "blue.psk" in policy
+    diff = subprocess.run(
+        [sys.executable, "-m", "gateway", "policy", "diff", str(CONFIGS / "gateway.yaml"),
+         str(lab.gateway.config)],
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+    assert "+ tunnel onprem-blue" in diff, diff
     stop_process(lab.gateway.process)
     written = log.read_text()
+    places = {"log": written, "metrics": metrics, "api": policy + tunnels, "diff": diff}
     for secret in lab.secrets:
-        for where, text in (("log", written), ("metrics", metrics), ("api", policy + tunnels)):
+        for where, text in places.items():
             assert secret not in text, f"a key in the {where}"
             assert base64.b64decode(secret).hex() not in text, f"a key in the {where}"
