@@ -210,3 +210,16 @@ def test_into_a_tunnel_the_ttl_is_counted_and_a_df_clear_packet_is_split() -> No
     assert len(pieces) == 2 and all(len(raw(piece)) <= TUNNEL_MTU for piece in pieces)
     assert (pieces[0].frag, pieces[1].frag > 0) == (0, True) and pieces[0].flags.MF
     assert all(piece.ttl == 62 and piece.dst == SERVER for piece in pieces)
+
+
+def test_the_site_pings_the_gateways_ca_and_the_answer_goes_back_into_the_tunnel() -> None:
+    network = tunnel_lab()
+    site, _ = establish(network, "blue")
+    steps = site.send(raw(IP(src=SERVER, dst=GW_CA) / ICMP(type=8, id=3, seq=1) / b"hi"))
+    [answer] = site.take(steps[0])
+    reply = IP(answer)
+    assert (reply.src, reply.dst, reply[ICMP].type, reply[ICMP].id) == (GW_CA, SERVER, 0, 3)
+    # IPv6 out of a tunnel is not forwarded (IPv4 only so far), and counted.
+    ipv6 = bytes.fromhex("6000000000003b40") + bytes(32)  # no next header, 40 bytes
+    assert [step.node for step in site.send(ipv6)] == ["gw"]
+    assert network.drops("gw") == {"UNSUPPORTED": 1}
