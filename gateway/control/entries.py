@@ -52,8 +52,12 @@ def listing(policy: Policy, kind: Kind, kinds: Sequence[Kind] = KINDS) -> list[d
     for names, entry in walk(policy, kind):
         item = entry_json(without_children(entry, kind, kinds), **names)
         for child in children(kind, kinds):
-            [name] = child.own_key_fields()
-            item[child.section] = [_json(getattr(i, name)) for i in getattr(entry, child.section)]
+            own = child.own_key_fields()
+            nested = getattr(entry, child.section)
+            if len(own) == 1:  # its one field, as JSON (a VSID stays a number)
+                item[child.section] = [_json(getattr(i, own[0])) for i in nested]
+            else:  # its own part of the key: a port forward's tcp/203.0.113.10:80
+                item[child.section] = [child.own_key_of(i) for i in nested]
         items.append(item)
     return items
 

@@ -37,6 +37,7 @@ from gateway.policy import (
     Node,
     NodeRoute,
     Port,
+    PortForward,
     ProviderAddress,
     RoutingDomain,
     ServedDomain,
@@ -104,6 +105,14 @@ class Kind:
     def key_of(self, refs: Mapping[str, Any], entry: BaseModel) -> str:
         """The entry's key, as ``nvgw policy diff`` prints it: ``5010/10.10.10.12``."""
         return self.key.format_map({**refs, **_fields(entry)})
+
+    def own_key_of(self, entry: BaseModel) -> str:
+        """The part of the entry's key that is its own (its parents' refs left out),
+        as its parent's listing names it: a port forward's ``tcp/203.0.113.10:80``."""
+        own = self.key
+        for ref in self.refs:
+            own = own.replace(f"{{{ref}}}/", "", 1)
+        return own.format_map(_fields(entry))
 
     def own_key_fields(self) -> list[str]:
         """The fields of its key that are its own (not its parents')."""
@@ -276,6 +285,26 @@ GATEWAY_ROUTES = Kind(
         "next_hop": Option("tap:NAME (on-link on that TAP), or a neighbour's address on a TAP."),
     },
 )
+# A static port forward of the node's NAT (issue 12): the internet's address:port to
+# a CA:port of the routing domain it sits under.
+GATEWAY_PORT_FORWARDS = Kind(
+    "gateway-port-forwards",
+    "gateway port forward",
+    PortForward,
+    section="port_forwards",
+    key="{node}/{routing_domain}/{protocol}/{address}:{port}",
+    parent=GATEWAY_DOMAINS,
+    filters=("node", "routing_domain", "protocol", "address", "port", "ca"),
+    flow=True,
+    options={
+        **_SERVED_REFS,
+        "protocol": Option("tcp or udp."),
+        "address": Option("The external address (one of the node's nat.addresses)."),
+        "port": Option("The external port (outside nat.dynamic_ports)."),
+        "ca": Option("The tenant's address it leads to."),
+        "ca_port": Option("The tenant's port it leads to."),
+    },
+)
 
 KINDS: tuple[Kind, ...] = (
     ROUTING_DOMAINS,
@@ -288,6 +317,7 @@ KINDS: tuple[Kind, ...] = (
     GATEWAY_DOMAINS,
     GATEWAY_TAPS,
     GATEWAY_ROUTES,
+    GATEWAY_PORT_FORWARDS,
     NODES,
 )
 

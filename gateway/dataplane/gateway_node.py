@@ -53,10 +53,17 @@ from gateway.dataplane.gateway_tunnel import (
     adopt_tunnels,
     new_device,
 )
-from gateway.dataplane.napt import MAX_SESSIONS, TENANT_MAX_SESSIONS, Napt, Timeouts
+from gateway.dataplane.napt import (
+    MAX_SESSIONS,
+    TENANT_MAX_SESSIONS,
+    ForwardTargets,
+    Napt,
+    Timeouts,
+)
 from gateway.dataplane.neighbors import Neighbors
 from gateway.dataplane.output import Output
 from gateway.policy import Snapshot
+from gateway.wire import IPPROTO_TCP, IPPROTO_UDP
 
 
 class GatewayNode:
@@ -129,9 +136,10 @@ class GatewayNode:
 
     def _adopt_nat(self, tables: GatewayTables) -> None:
         """Carry the NAT over to ``tables``: the same table (its sessions, mappings and
-        ports) while the external addresses stay, its limits and timeouts updated; a
-        new one when they change (sessions on the old addresses could not continue);
-        none when the policy has no NAT. Each routing domain gets its tenant."""
+        ports) while the external addresses and the dynamic ports stay, its limits and
+        timeouts updated; a new one when they change (sessions on the old addresses
+        could not continue); none when the policy has no NAT. Each routing domain gets
+        its tenant, and the port forwards are installed by delta."""
         external = tables.external
         nat = tables.node.nat
         if external is None or nat is None:
@@ -141,10 +149,17 @@ class GatewayNode:
         limit = nat.max_sessions or MAX_SESSIONS
         timeouts = Timeouts(**nat.timeouts.model_dump(exclude_none=True))
         napt = self.napt
-        if napt is None or napt.pool.addresses != external.addresses:
-            napt = self.napt = Napt(external.addresses, max_sessions=limit, timeouts=timeouts)
+        if (
+            napt is None
+            or napt.pool.addresses != external.addresses
+            or napt.pool.ports != nat.dynamic_ports
+        ):
+            napt = self.napt = Napt(
+                external.addresses, max_sessions=limit, timeouts=timeouts, ports=nat.dynamic_ports
+            )
         else:
             napt.configure(limit, timeouts)
+        forwards: ForwardTargets = {}
         for domain in tables.domains.values():
             share = domain.nat
             if share is None:
@@ -153,6 +168,11 @@ class GatewayNode:
                 domain.tenant = napt.tenant(
                     domain.rdid, share.max_sessions or TENANT_MAX_SESSIONS, share.log
                 )
+            for forward in tables.table.served[domain.rdid].port_forwards:
+                protocol = IPPROTO_TCP if forward.protocol == "tcp" else IPPROTO_UDP
+                target = (domain.tenant, forward.ca.packed, forward.ca_port)
+                forwards[protocol, forward.address.packed, forward.port] = target
+        napt.set_forwards(forwards)
 
     def __repr__(self) -> str:
         return f"GatewayNode({self.name!r}, revision={self.tables.snapshot.revision})"

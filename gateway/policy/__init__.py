@@ -17,6 +17,7 @@ from ._values import VSID_MAX, VSID_MIN, Mac, NextHop, NextHopKind
 from .gateway_routes import GatewayHop, GatewayTable, compile_gateway
 from .model import (
     DEFAULT_METRIC,
+    DYNAMIC_PORTS,
     CustomerRoute,
     DomainNat,
     LookupRecord,
@@ -28,6 +29,7 @@ from .model import (
     NodeRoute,
     Policy,
     Port,
+    PortForward,
     ProviderAddress,
     RecordType,
     RoutingDomain,
@@ -43,6 +45,7 @@ from .snapshot import CompiledRecord, CompiledRoute, Snapshot, compile_policy
 
 __all__ = [
     "DEFAULT_METRIC",
+    "DYNAMIC_PORTS",
     "VSID_MAX",
     "VSID_MIN",
     "CompiledRecord",
@@ -63,6 +66,7 @@ __all__ = [
     "NodeRoute",
     "Policy",
     "Port",
+    "PortForward",
     "ProviderAddress",
     "RecordType",
     "RoutingDomain",

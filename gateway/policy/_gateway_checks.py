@@ -23,7 +23,16 @@ from ._paths import Loc, format_path
 from ._tunnel_checks import IPV4_ONLY, check_tunnels
 from ._values import IPAddress, IPNetwork, NextHopKind
 from .checks import Parsed, _overlaps, reserved_address
-from .model import Node, NodeNat, NodeRoute, RecordType, Tap, Tunnel, domains_matching
+from .model import (
+    Node,
+    NodeNat,
+    NodeRoute,
+    PortForward,
+    RecordType,
+    Tap,
+    Tunnel,
+    domains_matching,
+)
 
 
 @dataclass(slots=True)
@@ -36,6 +45,7 @@ class ServedEntry:
     key: str  # the routing domain's name or RDID, as written
     taps: list[tuple[Loc, Tap]] = field(default_factory=list)
     routes: list[tuple[Loc, NodeRoute]] = field(default_factory=list)
+    port_forwards: list[tuple[Loc, PortForward]] = field(default_factory=list)
     taps_complete: bool = True  # False: a TAP failed the schema (a next hop may name it)
     nat: bool = False  # it has a ``nat:`` (the tenant's share of the node's NAT)
 

@@ -31,6 +31,7 @@ from .model import (
     NodeRoute,
     Policy,
     Port,
+    PortForward,
     ProviderAddress,
     RoutingDomain,
     ServedDomain,
@@ -239,20 +240,31 @@ class _Loader:
                 message = "must be a routing domain's name or RDID (a string)"
                 self.issues.append(ConfigIssue(format_path(where), _brief(key), message))
                 continue
-            shell, children = _split(body, ("taps", "routes"))
+            shell, children = _split(body, ("taps", "routes", "port_forwards"))
             domain = self.one(ServedDomain, where, shell)
             taps = self.each(Tap, where, "taps", children)
             routes = self.each(NodeRoute, where, "routes", children)
+            forwards = self.each(PortForward, where, "port_forwards", children)
             entry = ServedEntry(where, node, key)
             entry.nat = isinstance(shell, Mapping) and shell.get("nat") is not None
             entry.taps = [(at, tap) for at, tap in taps if tap is not None]
             entry.routes = [(at, route) for at, route in routes if route is not None]
+            entry.port_forwards = [(at, fwd) for at, fwd in forwards if fwd is not None]
             # A TAP that failed the schema (or its whole domain) may be what a next hop names.
             entry.taps_complete = domain is not None and len(entry.taps) == len(taps)
             self.gateways.served.append(entry)
             built[key] = None
-            if domain is not None and entry.taps_complete and len(entry.routes) == len(routes):
-                parts = {"taps": entry.taps, "routes": entry.routes}
+            if (
+                domain is not None
+                and entry.taps_complete
+                and len(entry.routes) == len(routes)
+                and len(entry.port_forwards) == len(forwards)
+            ):
+                parts = {
+                    "taps": entry.taps,
+                    "routes": entry.routes,
+                    "port_forwards": entry.port_forwards,
+                }
                 update = {name: tuple(item for _, item in found) for name, found in parts.items()}
                 built[key] = domain.model_copy(update=update)
         return built

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 from gateway.errors import ConfigIssue
 
 from ._paths import Loc, format_path
-from ._values import IPAddress
+from ._values import IPAddress, IPNetwork
 from .checks import Parsed, reserved_address
 
 if TYPE_CHECKING:
     from ._gateway_checks import GatewayParts
+    from .model import NodeNat, PortForward
 
 _OWN_NAME = "the external TAP needs a name of its own"
 IPV4_ONLY = "the gateway translates IPv4 only so far (IPv6 comes with its own issue)"
@@ -60,6 +61,7 @@ def check_nats(parsed: Parsed, gateways: GatewayParts, issues: list[ConfigIssue]
             message = f"also a provider interface of node {node}: {_OWN_NAME}"
             issues.append(ConfigIssue(format_path(where), nat.tap, message))
         _check_addresses(loc, nat.addresses, nat.next_hop, {**tap_ips[node], **claimed}, issues)
+    _check_forwards(parsed, gateways, issues)
 
 
 def _check_addresses(
@@ -108,3 +110,74 @@ def _check_addresses(
         reserved = reserved_address(next_hop, network)
         if reserved is not None:
             issue(where, str(next_hop), f"the next hop is {reserved}")
+
+
+def _check_forwards(parsed: Parsed, gateways: GatewayParts, issues: list[ConfigIssue]) -> None:
+    """Each port forward against its node's NAT and its routing domain: an external
+    address of the NAT, a port outside the range sessions are given (so a forward and
+    a session never want one port), one forward per external endpoint and per tenant
+    endpoint on a node (the core refuses the second), and a CA of the tenant's own
+    subnets."""
+    prefixes: dict[str, list[IPNetwork]] = defaultdict(list)  # RDID -> its subnets
+    for _, subnet, rdid in parsed.subnets:
+        if rdid is not None:
+            prefixes[rdid].extend(subnet.prefixes)
+    published: dict[tuple[str, str, IPAddress, int], Loc] = {}  # node, protocol, address, port
+    targets: dict[tuple[str, str, str, IPAddress, int], Loc] = {}  # node, RDID, endpoint
+    for entry in gateways.served:
+        loc_nat = gateways.nats.get(entry.node)
+        nat = None if loc_nat is None else loc_nat[1]
+        rdid = gateways.rdids.get(entry.loc)
+        for loc, forward in entry.port_forwards:
+            if loc_nat is None:
+                issues.append(ConfigIssue(format_path(loc), "port_forwards", no_nat(entry.node)))
+                continue
+            own = (entry.node, forward.protocol, forward.address, forward.port)
+            first = published.setdefault(own, loc)
+            if first != loc:
+                message = (
+                    f"{forward.address}:{forward.port} is forwarded already: {format_path(first)}"
+                )
+                issues.append(ConfigIssue(format_path((*loc, "port")), forward.port, message))
+            if rdid is not None:
+                inside = (entry.node, rdid, forward.protocol, forward.ca, forward.ca_port)
+                first = targets.setdefault(inside, loc)
+                if first != loc:
+                    where = format_path(first)
+                    message = f"{forward.ca}:{forward.ca_port} is forwarded to already: {where}"
+                    issues.append(
+                        ConfigIssue(format_path((*loc, "ca_port")), forward.ca_port, message)
+                    )
+                _check_ca(loc, forward.ca, prefixes[rdid], issues)
+            if nat is not None:
+                _check_external(loc, entry.node, forward, nat, issues)
+
+
+def _check_external(
+    loc: Loc, node: str, forward: PortForward, nat: NodeNat, issues: list[ConfigIssue]
+) -> None:
+    addresses = [address.ip for address in nat.addresses]
+    if forward.address not in addresses:
+        listed = ", ".join(str(address) for address in addresses)
+        message = f"not an external address of node {node}'s NAT (nat.addresses: {listed})"
+        issues.append(ConfigIssue(format_path((*loc, "address")), str(forward.address), message))
+    first, last = nat.dynamic_ports
+    if first <= forward.port <= last:
+        message = (
+            f"inside the NAT's dynamic ports {first}-{last}, which sessions are given: "
+            f"forward a port outside them, or narrow nodes.{node}.nat.dynamic_ports"
+        )
+        issues.append(ConfigIssue(format_path((*loc, "port")), forward.port, message))
+
+
+def _check_ca(
+    loc: Loc, ca: IPAddress, prefixes: list[IPNetwork], issues: list[ConfigIssue]
+) -> None:
+    if ca.version != 4:
+        issues.append(ConfigIssue(format_path((*loc, "ca")), str(ca), IPV4_ONLY))
+        return
+    ours = [prefix for prefix in prefixes if prefix.version == 4]
+    if prefixes and not any(ca in prefix for prefix in ours):
+        listed = ", ".join(str(prefix) for prefix in ours) or "none"
+        message = f"not in an IPv4 subnet of this routing domain ({listed})"
+        issues.append(ConfigIssue(format_path((*loc, "ca")), str(ca), message))

@@ -15,7 +15,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -182,6 +182,10 @@ _FILTER_PARSERS: Mapping[str, Any] = {
     # A gateway's routing_domains key: a name or an RDID, matched in any case as the
     # loader matches it (domains_matching).
     "routing_domain": str.lower,
+    # A port forward's external endpoint.
+    "protocol": str.lower,
+    "address": parse_ip,
+    "port": int,
 }
 
 
@@ -318,17 +322,32 @@ def _some_address(value: tuple[IPInterface, ...]) -> tuple[IPInterface, ...]:
     return value
 
 
+# The external ports the NAT hands out to sessions unless configured (RFC 6335 sec. 6:
+# the registered and dynamic ports); a port forward's port lies outside the range.
+DYNAMIC_PORTS: Final = (1024, 65535)
+NetPort = Annotated[int, Strict(), _int_range(1, 65535, "a port")]
+
+
+def _port_range(value: tuple[int, int]) -> tuple[int, int]:
+    if value[0] > value[1]:
+        raise invalid("port_range", "the first port comes first: [first, last]")
+    return value
+
+
 class NodeNat(_Frozen):
     """A gateway's internet egress (source NAPT, ``napt`` in code): the external TAP
     ``tap``, the external ``addresses`` (the daemon's own, answered on the TAP, each
     with the TAP subnet's prefix length), the internet router ``next_hop`` on it, the
-    node's session limit (None: the core's) and the idle timeouts."""
+    node's session limit (None: the core's), the idle timeouts, and the range of
+    external ports sessions get (``dynamic_ports``, [first, last]: port forwards sit
+    outside it, so a forward never meets a session's port)."""
 
     tap: IfName
     addresses: Annotated[tuple[InterfaceAddress, ...], AfterValidator(_some_address)]
     next_hop: Address
     max_sessions: Annotated[int, Strict(), _SESSIONS] | None = None
     timeouts: NatTimeouts = NatTimeouts()
+    dynamic_ports: Annotated[tuple[NetPort, NetPort], AfterValidator(_port_range)] = DYNAMIC_PORTS
 
 
 class DomainNat(_Frozen):
@@ -339,12 +358,25 @@ class DomainNat(_Frozen):
     log: Annotated[bool, Strict()] = False
 
 
+class PortForward(_Frozen):
+    """A static port forward of a gateway's NAT (a destination NAT): what the
+    internet sends to ``address:port`` over ``protocol`` goes to ``ca:ca_port`` in
+    the routing domain it is written under, and the replies leave from there."""
+
+    protocol: Literal["tcp", "udp"]
+    address: Address  # one of the node's nat.addresses
+    port: NetPort
+    ca: Address
+    ca_port: NetPort
+
+
 class ServedDomain(_Frozen):
     """What a gateway node does for one routing domain it serves."""
 
     taps: tuple[Tap, ...] = ()
     routes: tuple[NodeRoute, ...] = ()
     nat: DomainNat | None = None
+    port_forwards: tuple[PortForward, ...] = ()
 
 
 UdpPort = Annotated[int, PlainValidator(parse_port, json_schema_input_type=int)]

@@ -67,6 +67,24 @@ def gateway_text() -> str:
     )
 
 
+# The node's NAT (issue 12), and a port forward of Blue's through it.
+NAT = "    nat: {tap: gw-ext, addresses: [203.0.113.10/24], next_hop: 203.0.113.1}\n"
+FORWARD = """\
+        port_forwards:
+          - {protocol: tcp, address: 203.0.113.10, port: 80, ca: 10.10.10.11, ca_port: 80}
+"""
+BLUE_LAST_ROUTE = "          - {destination: 172.16.50.0/24, next_hop: 172.16.0.2}\n"
+
+
+def nat_gateway_text(forward: bool = True) -> str:
+    """The gateway config with a NAT on node gw, and (``forward``) Blue's forward of
+    203.0.113.10:80 (TCP) to blue1's port 80."""
+    text = gateway_text().replace("    mss_clamp: auto\n", "    mss_clamp: auto\n" + NAT, 1)
+    if forward:
+        text = text.replace(BLUE_LAST_ROUTE, BLUE_LAST_ROUTE + FORWARD, 1)
+    return text
+
+
 def gateway_config(directory: Path, text: str | None = None) -> Path:
     """The gateway config (or ``text``, a variant of it) written to ``directory``."""
     path = directory / "gateway.yaml"

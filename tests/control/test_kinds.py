@@ -48,7 +48,7 @@ from gateway.errors import ConfigError
 from gateway.policy import Policy, load_policy
 from tests._inprocess_api import cli_talks_to
 
-from ._gateway_config import RED, gateway_config, gateway_text
+from ._gateway_config import RED, gateway_config, nat_gateway_text
 from ._node import host1_prepare
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -169,7 +169,7 @@ def test_the_api_the_openapi_document_and_the_cli_serve_what_the_registry_says(
 
 
 CONFIG_TEXTS = {path.name: path.read_text() for path in sorted(CONFIGS.glob("*.yaml"))}
-GATEWAY_TEXT = gateway_text()  # a config with every kind of entry
+GATEWAY_TEXT = nat_gateway_text()  # a config with every kind of entry
 
 
 @pytest.mark.parametrize(
@@ -325,7 +325,7 @@ def test_a_keyed_entry_goes_under_its_key_and_never_replaces_one() -> None:
     document = new_yaml().load(GATEWAY)
     add(GATEWAY_DOMAINS, {"node": "gw", "routing_domain": "green"})(document)
     served = document["nodes"]["gw"]["routing_domains"]
-    assert served["green"] == {"taps": [], "routes": []}
+    assert served["green"] == {"taps": [], "routes": [], "port_forwards": []}
     with pytest.raises(Exists) as exists:
         add(GATEWAY_DOMAINS, {"node": "gw", "routing_domain": "blue"})(document)
     assert str(exists.value) == "gateway routing domain gw/blue exists already: remove it first"

@@ -14,7 +14,14 @@ from __future__ import annotations
 from .ports import DYNAMIC_PORTS, AddressPool, PortAllocator
 from .session import LogRecord, Mapping, Session, Tenant
 from .states import STATE_NAMES, Timeouts
-from .table import EXPIRE_BATCH, LOG_CAPACITY, MAX_SESSIONS, TENANT_MAX_SESSIONS, Napt
+from .table import (
+    EXPIRE_BATCH,
+    LOG_CAPACITY,
+    MAX_SESSIONS,
+    TENANT_MAX_SESSIONS,
+    ForwardTargets,
+    Napt,
+)
 from .translate import napt_inbound, napt_outbound
 
 __all__ = [
@@ -25,6 +32,7 @@ __all__ = [
     "STATE_NAMES",
     "TENANT_MAX_SESSIONS",
     "AddressPool",
+    "ForwardTargets",
     "LogRecord",
     "Mapping",
     "Napt",

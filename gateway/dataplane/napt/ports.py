@@ -18,8 +18,9 @@ reservation is O(1) and every allocation amortised O(1).
 
 RFC 4787 REQ-3 recommends mapping a source port below 1024 to one below 1024; the
 default range is 1024-65535 for every source port instead: a privileged source port
-means nothing across the internet, and the ports below 1024 are where the gateway's
-port forwards live (80, 443), out of the dynamic range so they never meet a session.
+means nothing across the internet. The gateway's port forwards live outside the range
+(below 1024 by default, or wherever ``nodes.NAME.nat.dynamic_ports`` leaves room), so
+they never meet a session.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from array import array
 from collections.abc import Sequence
 from typing import Final
 
+from gateway.policy import DYNAMIC_PORTS  # first and last port handed out, by default
 from gateway.wire import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_ADDR_SIZE
 
-DYNAMIC_PORTS: Final = (1024, 65535)  # first and last port handed out (RFC 6335 sec. 6)
 _PORT_SPACE: Final = 0x10000
 PROTOCOLS: Final = (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP)  # each its own port space
 _IN_RING: Final = 1
@@ -125,7 +126,7 @@ class AddressPool:
     so a server that ties a session to the client's address sees one client. Only
     when that address has no port left for the protocol is the next one tried."""
 
-    __slots__ = ("addresses", "allocators")
+    __slots__ = ("addresses", "allocators", "ports")
 
     def __init__(
         self,
@@ -142,6 +143,7 @@ class AddressPool:
                 raise ValueError("an external address is 4 bytes")
         rng = random.Random(seed)
         self.addresses = tuple(bytes(a) for a in addresses)
+        self.ports = ports  # (first, last) of each allocator
         self.allocators = {
             (address, protocol): PortAllocator(*ports, rng)
             for address in self.addresses

@@ -43,6 +43,9 @@ MAX_SESSIONS: Final = 65_536
 TENANT_MAX_SESSIONS: Final = MAX_SESSIONS // 16
 # Translation log records waiting for the io side, which drains them every batch.
 LOG_CAPACITY: Final = 4_096
+# Port forwards as ``set_forwards`` takes them: (protocol, external address, port) ->
+# (tenant, CA, CA port).
+ForwardTargets = dict[tuple[int, bytes, int], tuple[Tenant, bytes, int]]
 # Sessions ``expire`` ends or looks at per call: the rest wait for the next call, so
 # a mass expiry never holds the packet loop up for long.
 EXPIRE_BATCH: Final = 256
@@ -162,6 +165,19 @@ class Napt:
         mapping.pinned = False
         if not mapping.sessions:
             self._free(mapping)
+
+    def set_forwards(self, wanted: ForwardTargets) -> None:
+        """Make ``wanted`` (external (protocol, address, port) -> the tenant, CA and
+        port it leads to) the table's port forwards, by delta (a policy reload): a
+        forward that stays as it was keeps its mapping, one gone or changed is
+        withdrawn (its open sessions run on), a new one is added."""
+        for key, (tenant, mapping) in list(self.forwards.items()):
+            target = wanted.get(key)
+            if target is None or target[0] is not tenant or mapping.key[2:] != target[1:]:
+                self.unforward(*key)
+        for key, (tenant, ca, ca_port) in wanted.items():
+            if key not in self.forwards:
+                self.forward(*key, tenant, ca, ca_port)
 
     # -- sessions -----------------------------------------------------------------
 
