@@ -16,7 +16,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from gateway.io.readers import BATCH, read, read_fd, read_socket
+from gateway.io.readers import BATCH, read, read_fd, read_socket, read_socket_from
 
 pytestmark = pytest.mark.anyio
 
@@ -290,3 +290,47 @@ async def test_flush_ends_every_batch_before_the_reader_yields_or_waits(how: str
         frames[BATCH : 2 * BATCH],
         frames[2 * BATCH :],
     ]
+
+
+async def test_read_socket_from_gives_each_datagram_its_source() -> None:
+    """A tunnel's listen port: UDP on loopback from two senders, each datagram handed
+    over with the address and port it came from, in batches, in order."""
+    seen: list[tuple[bytes, tuple[str, int]]] = []
+    done = anyio.Event()
+    batches = 0
+
+    def for_batch() -> Callable[[memoryview, tuple[str, int]], None]:
+        nonlocal batches
+        batches += 1
+
+        def handle(datagram: memoryview, source: tuple[str, int]) -> None:
+            seen.append((bytes(datagram), source))
+            if len(seen) == TOTAL:
+                done.set()
+
+        return handle
+
+    def fault(error: Exception, frame: memoryview) -> None:
+        raise AssertionError(f"no fault expected: {error!r}")
+
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as port,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second,
+    ):
+        port.bind(("127.0.0.1", 0))
+        port.setblocking(False)
+        port.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        for sender in (first, second):
+            sender.bind(("127.0.0.1", 0))
+        senders = {0: second.getsockname(), 1: first.getsockname()}
+        for index in range(TOTAL):
+            (first if index % 2 else second).sendto(payload(index), port.getsockname())
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_socket_from, port, for_batch, fault, lambda: None)
+            with anyio.fail_after(WAIT_S):
+                await done.wait()
+            tg.cancel_scope.cancel()
+    assert [data for data, _ in seen] == [payload(index) for index in range(TOTAL)]
+    assert all(source == senders[index % 2] for index, (_, source) in enumerate(seen))
+    assert batches >= math.ceil(TOTAL / BATCH)
