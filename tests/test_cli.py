@@ -17,12 +17,12 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from gateway.cli import app
-from gateway.control import load_config
 from gateway.control.api import build_api
 from gateway.control.store import PolicyStore
 from tests._inprocess_api import cli_talks_to
 from tests.control._gateway_config import gateway_config
 from tests.control._node import host1_prepare
+from tests.control._stores import held, seeded
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -105,14 +105,14 @@ GREEN = "{11111111-2222-3333-4444-000000005099}"
 
 @contextmanager
 def verbs_talk_to_host1(config: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """host1's API over ``config``, in process: every verb talks to it."""
+    """host1's API over a database seeded from ``config``, in process: every verb
+    talks to it."""
 
     async def swap(policy: Any) -> None:
         pass
 
     with anyio.from_thread.start_blocking_portal() as portal:
-        store: PolicyStore[Any] = PolicyStore(config, host1_prepare(), swap)
-        portal.call(store.load)
+        store: PolicyStore[Any] = portal.call(seeded, config, host1_prepare(), swap)
         with cli_talks_to(build_api(store, "host1", dict), portal, monkeypatch):
             yield
 
@@ -176,7 +176,7 @@ def test_the_verbs_add_get_and_remove_as_before(api_for_verbs: None) -> None:
 @pytest.fixture
 def api_for_gateway_verbs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """As ``api_for_verbs``, over a config with a gateway node (whose own daemon
-    cannot run yet): the verbs edit the gateway's part of the shared file."""
+    cannot run yet): the verbs edit the gateway's part of the shared policy."""
     config = gateway_config(tmp_path)
     with verbs_talk_to_host1(config, monkeypatch):
         yield config
@@ -203,7 +203,7 @@ def test_the_gateway_verbs_add_get_and_remove_its_taps_and_routes(
     served = nvgw("gateway-routing-domain", "get", "--routing-domain", "blue", "--json")
     assert json.loads(served.output) == [
         {"node": "gw", "routing_domain": "blue", "taps": ["gw-blue", "gw-blue2"],
-         "routes": ["172.16.0.0/24", "172.16.50.0/24", "172.16.1.0/24"], "port_forwards": []}
+         "routes": ["172.16.0.0/24", "172.16.50.0/24", "172.16.1.0/24"]}
     ]  # fmt: skip
 
     nat = nvgw("gateway-route", "add", *blue, "--destination", "0.0.0.0/0", "--next-hop", "nat")
@@ -224,8 +224,7 @@ def test_the_gateway_verbs_add_get_and_remove_its_taps_and_routes(
     assert "removed 1 of the gateway-routes (policy revision 3)" in removed.output
     assert nvgw("gateway-tap", "remove", "--name", "gw-blue2").exit_code == 0
     assert [
-        tap.name
-        for tap in load_config(api_for_gateway_verbs).node("gw").routing_domains["blue"].taps
+        tap.name for tap in held(api_for_gateway_verbs).node("gw").routing_domains["blue"].taps
     ] == ["gw-blue"]
     assert nvgw("gateway-tap", "add", "--node", "gw", "--name", "gw-x").exit_code == 2  # usage
 

@@ -1,8 +1,8 @@
 """The ``nvgw`` command.
 
 ``nvgw check FILE...`` validates configs (exit 0 when every file is valid, 1 when
-any is not, 2 for a usage error, typer's); ``nvgw run`` runs one node of a config;
-``nvgw lab`` builds the seed's labs in network namespaces.
+any is not, 2 for a usage error, typer's); ``nvgw run`` runs one node of a policy
+store; ``nvgw lab`` builds the seed's labs in network namespaces.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Annotated, Final
 import typer
 from rich.console import Console
 
-from gateway.cli import tunnel_keys, verbs
+from gateway.cli import store_verbs, tunnel_keys, verbs
 from gateway.cli.import_hnv import import_hnv_command
-from gateway.control import DEFAULT_SOCKET, load_config
+from gateway.control import DEFAULT_SOCKET, DEFAULT_STORE, StoreConflict, load_config, parse_store
 from gateway.errors import ConfigError
 from gateway.netnames import ListenAddressError, parse_listen_address
 from gateway.policy import Policy
@@ -140,10 +140,48 @@ class ProviderRx(enum.StrEnum):
     socket = "socket"
 
 
+def store_and_seed(store: str | None, config: Path | None) -> tuple[str | Path, Path | None]:
+    """What ``nvgw run`` reads its policy from, and the config that seeds it.
+
+    ``--store sqlite:PATH`` (or neither option: the default database) with
+    ``--config FILE`` seeds an empty database from FILE; ``--config FILE`` alone
+    runs read-only from FILE (``file:FILE``), as nvgw always has. A ``file:`` store
+    is its own config, so naming another is a usage error."""
+    if store is None:
+        return (DEFAULT_STORE, None) if config is None else (config, None)
+    try:
+        scheme, _ = parse_store(store)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--store") from None
+    if scheme == "file" and config is not None:
+        raise typer.BadParameter(
+            "a file: store is its own config: give --store file:PATH or --config FILE, "
+            "or --store sqlite:PATH --config FILE to seed a database",
+            param_hint="--config",
+        )
+    return store, config
+
+
 @app.command()
 def run(
-    config: Annotated[Path, typer.Option("--config", "-c", help="The deployment's config file.")],
     node: Annotated[str, typer.Option("--node", "-n", help="Which node of it this daemon is.")],
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help=f"The policy store: sqlite:PATH (default {DEFAULT_STORE.removeprefix('sqlite:')})"
+            " or file:PATH (a YAML config, read-only, SIGHUP re-reads it).",
+            envvar="NVGW_STORE",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="A config that seeds an empty --store database; alone, the store is "
+            "this file, read-only (file:FILE).",
+        ),
+    ] = None,
     backend: Annotated[Backend, typer.Option(help="anyio event loop.")] = Backend.asyncio,
     metrics: Annotated[
         str,
@@ -186,21 +224,23 @@ def run(
         typer.Option(help="Once set up, run as this user with CAP_NET_ADMIN and CAP_NET_RAW only."),
     ] = None,
 ) -> None:
-    """Run one node of a config.
+    """Run one node of a policy store.
 
-    The control API changes its policy live, SIGHUP re-reads the config, SIGTERM
-    stops cleanly."""
+    The control API changes its policy live (a database store), a change another
+    daemon commits to the same database is in force here within 0.1 s, SIGHUP
+    re-reads the store, SIGTERM stops cleanly."""
     import anyio
 
     from gateway.io import ApiListen, Daemon, ready_line
     from gateway.telemetry import configure_logging
 
+    where, seed = store_and_seed(store, config)
     configure_logging(log_level)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     listen = None
     if not no_api:
         listen = ApiListen(api, api_tcp, api_token_file, api_tls_cert, api_tls_key)
-    daemon = Daemon(config, node, metrics, provider_rx.value, listen, user)
+    daemon = Daemon(where, node, metrics, provider_rx.value, listen, user, seed)
 
     async def serve() -> None:
         async with anyio.create_task_group() as tg:
@@ -210,7 +250,7 @@ def run(
                 os.close(ready_fd)
 
     try:
-        with _exit_1_on(OSError, command="run"):
+        with _exit_1_on(OSError, StoreConflict, command="run"):
             anyio.run(serve, backend=backend.value)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -297,8 +337,9 @@ def replay(
         console.print(f"wrote {len(sent)} frames to {output}")
 
 
-policy_app = typer.Typer(help="Compare policies.", no_args_is_help=True)
+policy_app = typer.Typer(help="Compare and export policies.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
+policy_app.command("export")(store_verbs.export)
 
 
 @policy_app.command("diff")

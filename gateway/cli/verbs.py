@@ -342,16 +342,24 @@ def apply(
         bool, typer.Option("--dry-run", help="Only show what would change and break.")
     ] = False,
     if_revision: RevisionOpt = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Apply to this store directly (sqlite:PATH), not through a daemon's API."
+        ),
+    ] = None,
     api: ApiOpt = DEFAULT_SOCKET,
     url: UrlOpt = None,
     token_file: TokenOpt = None,
     api_ca: CaOpt = None,
 ) -> None:
-    """Replace the live policy with FILE's; --dry-run shows what would change.
+    """Make the policy equal to FILE's, removals included, in one revision that
+    writes only what differs; --dry-run shows what would change.
 
-    FILE's comments are kept in the daemon's config. Exit 0: no difference (dry run)
-    or applied; 1: differences (dry run) or refused; 2: FILE is invalid."""
-    from gateway.control import diff, load_config
+    Through the daemon's API, or with --store straight to a database (an empty one
+    is seeded). Exit 0: no difference (dry run) or applied; 1: differences (dry run)
+    or refused; 2: FILE is invalid."""
+    from gateway.control import load_config
     from gateway.errors import ConfigError
     from gateway.policy import load_policy
 
@@ -361,22 +369,36 @@ def apply(
         for issue in error.issues:
             errors.print(str(issue), markup=False)
         raise typer.Exit(2) from None
+    if store is not None:
+        from gateway.cli.store_verbs import apply_to_store
+
+        apply_to_store(file, store, new, dry_run, if_revision)
+        return
     with talking(Target(api, url, token_file, api_ca)) as client:
         live = client.request("GET", "/v1/policy")
         if not dry_run:
             answer = client.request(
                 "PUT", "/v1/policy", content=file.read_bytes(), if_revision=if_revision
             )
-    result = diff(load_policy(live["policy"]), new)
+    against = f"the live policy (revision {live['revision']})"
+    show_diff(load_policy(live["policy"]), new, dry_run, against)
+    console.print(f"applied: policy revision {answer['revision']}")
+
+
+def show_diff(old: Any, new: Any, dry_run: bool, against: str) -> None:
+    """What ``nvgw apply`` changes and breaks; with ``dry_run``, the verdict and the
+    exit (0: no difference, 1: differences)."""
+    from gateway.control import diff
+
+    result = diff(old, new)
     for change in result.changes:
         console.print(str(change), markup=False)
     for warning in result.warnings:
         console.print(f"warning: {warning}", markup=False)
     if dry_run:
         verdict = "would change" if result.changes else "no difference"
-        console.print(f"{verdict} against the live policy (revision {live['revision']})")
+        console.print(f"{verdict} against {against}")
         raise typer.Exit(1 if result.changes else 0)
-    console.print(f"applied: policy revision {answer['revision']}")
 
 
 def trace_live(target: Target, body: dict[str, Any]) -> dict[str, Any]:

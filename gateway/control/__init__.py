@@ -31,8 +31,16 @@ _EXPORTS = {
     "parse_json": ".untrusted",
     "read_bounded": ".untrusted",
     # the policy store
+    "DEFAULT_STORE": ".store",
+    "STORE_ERRORS": ".store",
     "ApplyError": ".store",
+    "Backend": ".store",
     "PolicyStore": ".store",
+    "StoreConflict": ".store",
+    "open_backend": ".store",
+    "parse_store": ".store",
+    "policy_json": ".entries",
+    "replace_all": ".edits",
     # the API: its app, server, token and client
     "build_api": ".api",
     "counters_json": ".api",

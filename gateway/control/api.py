@@ -11,8 +11,10 @@ for a body larger than the route takes (counted as it streams in); 404 when noth
 matches; 409 when an entry is added under a key that has one (a routing domain the
 gateway serves already); 412 for a stale revision; 422 with every reason when the
 change would make the policy invalid (``issues``: path, value, message, as
-``nvgw check`` prints them); 503 when the file's lock stays taken; 507 (disk full)
-or 500 when a valid change could not be written to the file, none of it kept.
+``nvgw check`` prints them); 405 when the store is read-only (``--store file:``,
+the message naming the alternative); 503 when another writer holds the store's lock
+too long; 507 (disk full) or 500 when a valid change could not be written to the
+store, none of it kept.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from .store import (
     ApplyError,
     NotSaved,
     PolicyStore,
+    ReadOnly,
     RevisionMismatch,
     StoreBusy,
     refusal,
@@ -154,7 +157,8 @@ class _Handlers:
         return await self._off_loop(whole)
 
     async def put_policy(self, request: Request) -> JSONResponse:
-        """A whole config (YAML or JSON; its comments are kept in the file)."""
+        """A whole config (YAML or JSON): the store becomes equal to it, removals
+        included, in one revision that writes only the entries that differ."""
         body = await _body(request, MAX_POLICY_BODY)
         document = await self._off_loop(_whole_config, body)
         return await self._change(request, replace_all(document), lambda _: {})
@@ -230,7 +234,7 @@ class _Handlers:
         except ConfigError as error:
             log.warning("policy change refused", **what, issues=[str(i) for i in error.issues])
             raise
-        except (NotFound, Exists, RevisionMismatch, StoreBusy) as error:
+        except (NotFound, Exists, RevisionMismatch, StoreBusy, ReadOnly) as error:
             log.warning("policy change refused", **what, reason=str(error))
             raise
         except ApplyError as error:
@@ -384,6 +388,10 @@ async def _busy(request: Request, error: Exception) -> JSONResponse:
     return _error(503, str(error))
 
 
+async def _read_only(request: Request, error: Exception) -> JSONResponse:
+    return _error(405, str(error))
+
+
 async def _partly_applied(request: Request, error: Exception) -> JSONResponse:
     return _error(500, f"the change is saved and in force, but {error}")
 
@@ -403,6 +411,7 @@ EXCEPTION_HANDLERS: Final[dict[Any, Any]] = {
     RevisionMismatch: _stale,
     ConfigError: _invalid,
     StoreBusy: _busy,
+    ReadOnly: _read_only,
     ApplyError: _partly_applied,
     NotSaved: _not_saved,
 }

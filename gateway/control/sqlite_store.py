@@ -24,7 +24,8 @@ power cut could take back the last commits: the API answers a change only once i
 is durable, so it must be ``FULL``.
 
 Readers never block writers in WAL mode: a daemon following another's writes polls
-``revision()`` (a one-row read, from a worker thread) every ``FOLLOW_INTERVAL_S``.
+``revision()`` (a one-row read, from a worker thread; ``gateway/io/daemon.py`` says
+how often).
 One connection per backend, used from worker threads one at a time (``_lock``).
 """
 
@@ -50,7 +51,6 @@ Prepared = TypeVar("Prepared")
 SCHEMA_VERSION: Final = 1
 BUSY_TIMEOUT_S: Final = 10.0  # how long a writer waits for another's lock: StoreBusy after
 CHANGES_KEPT: Final = 100_000  # log rows kept (whole revisions): a watcher further behind resyncs
-FOLLOW_INTERVAL_S: Final = 0.02  # how often a daemon polls the revision: well under 100 ms
 SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS meta ("
     " id INTEGER PRIMARY KEY CHECK (id = 0), schema INTEGER NOT NULL,"
@@ -94,6 +94,7 @@ class SqliteBackend(Generic[Prepared]):
     """One SQLite database holding the policy."""
 
     follows = True
+    writable = True
 
     def __init__(self, path: Path, prepare: Callable[[Policy], Prepared]) -> None:
         self.path = path.absolute()
@@ -133,7 +134,10 @@ class SqliteBackend(Generic[Prepared]):
 
     def revision(self) -> int | None:
         with self._lock:
-            found = self._connection().execute("SELECT revision FROM meta").fetchone()
+            try:
+                found = self._connection().execute("SELECT revision FROM meta").fetchone()
+            except sqlite3.Error as error:
+                raise _store_error(error, self.url) from None
         return None if found is None else int(found[0])
 
     def changes(self, since: int) -> list[Change] | None:

@@ -6,7 +6,8 @@ time. What keeps it is a backend, picked by ``--store`` (``open_backend``):
 - ``sqlite:PATH`` (the default, ``sqlite_store.py``): a database with a row per
   entry, a revision counter and a log of changes; several daemons may share one
   (a lab) and each follows the others' writes by polling its revision;
-- ``file:PATH`` (``file_store.py``): the YAML config file itself, re-read on SIGHUP.
+- ``file:PATH`` (``file_store.py``): the YAML config file itself, read-only, re-read
+  on SIGHUP.
 
 Every backend keeps the same promises, which this front relies on:
 
@@ -81,12 +82,16 @@ class NotSaved(Exception):
 
 class ReadOnly(Exception):
     """The store takes no changes (``file:``, a GitOps deployment): the message names
-    the alternative."""
+    the alternative. Nothing was changed."""
 
 
 class StoreConflict(Exception):
     """A database store and ``--config`` both hold a policy, and they differ: neither
     is overwritten; the message names both and the two ways out."""
+
+
+# What a verb that opens a store directly reports as a message (exit 1).
+STORE_ERRORS: Final = (ReadOnly, RevisionMismatch, StoreBusy, StoreConflict, NotSaved)
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,7 @@ class Backend(Protocol[Prepared]):
     url: str  # sqlite:/var/lib/nvgw/policy.db: names the store in messages
     path: Path  # the file that holds it (the daemon checks its user may write it)
     follows: bool  # whether a daemon polls ``revision()`` to follow others' writes
+    writable: bool  # whether ``change`` may succeed (file: never, it is ReadOnly)
 
     def read(self, seed: tuple[Policy, str] | None = None) -> Loaded[Prepared]:
         """The policy committed now, validated and prepared. ``seed`` (a policy and

@@ -1,7 +1,9 @@
 """The daemon: one node of a deployment, whatever its role, on asyncio or trio.
 
 What it owns is the node's life, never a packet: the policy store (read at start,
-re-read on SIGHUP, changed through the API), the role's adapters (``roles.py``: what
+seeded from ``--config`` if empty, re-read on SIGHUP, changed through the API, and
+followed: a database another daemon writes is polled for its revision, and a new
+one read, within ``FOLLOW_INTERVAL_S``), the role's adapters (``roles.py``: what
 the node opens, reads and writes), the listeners (``listeners.py``), privileges,
 signals, systemd's notify and watchdog, and the drop summaries. One anyio task group
 holds all of it: the role's readers, one per fd, never await per packet
@@ -27,7 +29,7 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
-from gateway.control import ApplyError, PolicyStore, build_api, counters_json
+from gateway.control import ApplyError, PolicyStore, build_api, counters_json, load_config
 from gateway.dataplane import Counters, NodePlan, prepare_node
 from gateway.errors import ConfigError, Drop
 from gateway.io.faults import PacketFaults
@@ -39,6 +41,7 @@ from gateway.netnames import format_host_port
 from gateway.policy import Policy
 
 DROP_SUMMARY_INTERVAL_S: Final = 10.0
+FOLLOW_INTERVAL_S: Final = 0.02  # a revision another daemon commits is in force well within 0.1 s
 PROVIDER_RX: Final = ("ring", "socket")  # how NVGRE is received: AF_PACKET ring, raw socket
 CAPABILITIES_KEPT: Final = ("CAP_NET_ADMIN", "CAP_NET_RAW")  # io/privileges.py says why
 
@@ -48,22 +51,26 @@ log = structlog.get_logger("nvgw")
 class Daemon:
     def __init__(
         self,
-        config: Path,
+        store: Path | str,
         node: str,
         metrics_listen: str = "127.0.0.1:0",
         provider_rx: str = "ring",
         api: ApiListen | None = None,
         user: str | None = None,
+        seed: Path | None = None,
     ) -> None:
+        """``store`` is a store URL (``sqlite:PATH``, ``file:PATH``) or a config
+        file's path (``file:``); ``seed`` a config that fills an empty database."""
         if provider_rx not in PROVIDER_RX:
             raise ValueError(f"provider_rx is one of {', '.join(PROVIDER_RX)}")
-        self.config = config
+        self.seed = seed
         self.node = node
         self.metrics_listen = metrics_listen
         self.provider_rx = provider_rx
         self.api = api
         self.user = user
-        self.store = PolicyStore(config, self._prepare, self._commit)
+        self.store = PolicyStore(store, self._prepare, self._commit)
+        self.config = self.store.path  # the file that holds the policy
         self.reloads = {"applied": 0, "refused": 0}
         self.counters = Counters()
         self.faults = PacketFaults(self.counters.drops)  # the readers' barrier (faults.py)
@@ -75,9 +82,17 @@ class Daemon:
 
     async def run(self, *, task_status: TaskStatus[dict] = anyio.TASK_STATUS_IGNORED) -> None:
         ids = lookup_user(self.user) if self.user else None
-        if ids is not None:
-            check_access(*ids, self.store.path, api=self.api is not None)
-        await self.store.load()
+        seed = None
+        if self.seed is not None:
+            seed = (await anyio.to_thread.run_sync(load_config, self.seed), str(self.seed))
+        try:
+            await self.store.load(seed)
+            if ids is not None:
+                writes = self.api is not None and self.store.backend.writable
+                check_access(*ids, self.store.path, api=writes)
+        except BaseException:
+            self.store.close()
+            raise
         tables, self._first = self._first, None
         assert self.plan is not None and tables is not None
         with contextlib.ExitStack() as cleanup:
@@ -111,6 +126,8 @@ class Daemon:
                         )
                     await tg.start(self._signals, tg.cancel_scope)  # SIGHUP from "ready" on
                     tg.start_soon(self._drop_summaries)
+                    if self.store.backend.follows:
+                        tg.start_soon(self._follow)
                     app = build_api(self.store, self.node, lambda: counters_json(self.counters))
                     listeners.serve(tg, app)
                     self.serving = serving  # commits swap from now on
@@ -132,6 +149,7 @@ class Daemon:
                     task_status.started(ready)
             finally:
                 cleanup.close()
+                self.store.close()
                 log.info("stopped", drops=_nonzero_drops(self.counters.drops))
 
     def _status(self) -> str:
@@ -167,8 +185,30 @@ class Daemon:
                     scope.cancel()
                     return
 
+    async def _follow(self) -> None:
+        """Poll the store's revision; read one another daemon committed. A revision
+        this node refused (a policy it cannot serve) is not read again until the
+        store moves past it; a store that cannot be read is logged once per reason."""
+        refused: int | None = None
+        failing = ""
+        while True:
+            await anyio.sleep(FOLLOW_INTERVAL_S)
+            try:
+                revision = await self.store.committed_revision()
+            except Exception as error:  # a disk error: keep forwarding, say so once
+                if str(error) != failing:
+                    failing = str(error)
+                    log.error("policy store unreadable", store=self.store.url, reason=failing)
+                continue
+            failing = ""
+            running = self.store.policy
+            if revision is None or running is None or revision in (running.revision, refused):
+                continue
+            refused = None if await self.reload() else revision
+
     async def reload(self) -> bool:
-        """Re-read the config (SIGHUP); swap it in whole, or keep the old policy and say why.
+        """Re-read the store (SIGHUP, or another daemon's write); swap it in whole, or
+        keep the old policy and say why.
 
         Nothing a reload raises stops the daemon. A file gone (deleted, renamed away
         mid-save, a dangling link) or unreadable is a ConfigError naming it, like an
@@ -182,10 +222,10 @@ class Daemon:
             return False
         except ConfigError as error:
             reasons = [str(issue) for issue in error.issues]
-            log.error("policy refused", file=str(self.config), errors=reasons)
+            log.error("policy refused", store=self.store.url, errors=reasons)
         except Exception as error:  # never the signal task's death, and the daemon's with it
             reason = f"{type(error).__name__}: {error}"
-            log.error("policy refused", file=str(self.config), errors=[reason], exc_info=True)
+            log.error("policy refused", store=self.store.url, errors=[reason], exc_info=True)
         else:
             self.reloads["applied"] += 1
             return True

@@ -68,14 +68,14 @@ TUN: Final = Path("/dev/net/tun")
 def check_access(uid: int, gid: int, config: Path, *, api: bool, tun: Path = TUN) -> None:
     """Say at start, not at the first change, what the user will lack: /dev/net/tun
     (every TAP for a VM moved here is opened through it; Debian's udev makes it 0666,
-    some containers 0600), and, for the control API, writing the config and its
-    directory (a temp file beside it, then a rename)."""
+    some containers 0600), and, for a control API that changes the policy, writing
+    the database and its directory (SQLite creates its journal beside it)."""
     read_write, enter_write = os.R_OK | os.W_OK, os.W_OK | os.X_OK
     needs = [(tun, read_write, "create TAPs for VMs that move here")]
     if api:
         needs += [
-            (config, read_write, "rewrite the config"),
-            (config.parent, enter_write, "rewrite the config"),
+            (config, read_write, "write the policy store"),
+            (config.parent, enter_write, "write the policy store"),
         ]
     for path, mode, why in needs:
         if not _may(uid, gid, path, mode):

@@ -4,7 +4,10 @@ are not ours (Open vSwitch, when it is installed: ``ovs_peer.py``).
 
 Every side effect is written into the lab's state file before it happens
 (``state.py``), so ``down`` can always undo exactly what ``up`` did, even after a
-crash. Nothing is created in the root namespace.
+crash. Nothing is created in the root namespace. The lab's daemons share one policy
+store, a SQLite database beside the state file (``/run/nvgw/lab-PREFIX.db``, seeded
+from the scenario's config): a change one daemon's API takes is in force on the
+others within a fraction of a second, with no server and no signal.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import json
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
-from gateway.control import ApiClient, load_config, replace_file
+from gateway.control import ApiClient, load_config, open_backend
 from gateway.dataplane import PORT_MTU
 from gateway.lab import netns
 from gateway.lab.internet import link_far, servers
@@ -57,7 +59,8 @@ class Lab:
     def __init__(self, prefix: str, state_dir: Path = STATE_DIR) -> None:
         self.prefix = prefix
         self.state_dir = state_dir
-        self.config_path = state_dir / f"lab-{prefix}.yaml"
+        self.store_path = state_dir / f"lab-{prefix}.db"
+        self.store = f"sqlite:{self.store_path}"
 
     # ---------------------------------------------------------------- up
 
@@ -69,8 +72,13 @@ class Lab:
             )
         policy = load_config(config)  # refuse a bad config before creating anything
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        replace_file(self.config_path, config.read_bytes())  # migrations rewrite this copy only
-        state = LabState(self.prefix, scenario, str(self.config_path))
+        self._remove_store()  # a lab that is not up owns no policy: start from the config
+        seeding = open_backend(self.store, lambda seeded: seeded)
+        try:
+            seeding.read((policy, str(config)))
+        finally:
+            seeding.close()
+        state = LabState(self.prefix, scenario, self.store)
         state.save(self.state_dir)
         plan = _buildable(policy, self.prefix)
         try:
@@ -140,8 +148,8 @@ class Lab:
             "-m",
             "gateway",
             "run",
-            "--config",
-            str(self.config_path),
+            "--store",
+            self.store,
             "--node",
             host.node,
             "--backend",
@@ -289,9 +297,21 @@ class Lab:
             raise LabError(f"no lab with prefix {self.prefix!r} is up (nvgw lab up)")
         return state
 
+    def policy(self) -> Policy:
+        """The policy the lab's store holds now."""
+        backend = open_backend(self.store, lambda policy: policy)
+        try:
+            return backend.read().policy
+        finally:
+            backend.close()
+
     def plan(self) -> tuple[Snapshot, LabPlan]:
-        policy = load_config(self.config_path)
+        policy = self.policy()
         return compile_policy(policy), _buildable(policy, self.prefix)
+
+    def _remove_store(self) -> None:
+        for suffix in ("", "-wal", "-shm"):  # the database and SQLite's files beside it
+            self.store_path.with_name(self.store_path.name + suffix).unlink(missing_ok=True)
 
     def api_socket(self, node: str) -> Path:
         """The control API of the node's daemon (the filesystem is shared by every
@@ -314,9 +334,9 @@ class Lab:
         """Live-migrate a VM to another host, as HNV does, through the control API:
         the new host's daemon moves the VM's records to its PA and takes its port in
         one change (creating the TAP before it answers); the other daemons, which
-        share the lab's file, re-read it. The VM's interface is then the new host's
+        share the lab's store, follow it. The VM's interface is then the new host's
         TAP, with the same MAC. Returns the new policy revision."""
-        policy = load_config(self.config_path)
+        policy = self.policy()
         plan = plan_lab(policy, self.prefix)
         try:
             vm = plan.vm(vm_name)
@@ -338,15 +358,13 @@ class Lab:
             p for p in self.state().processes if p.node and p.node != to_node and is_same_process(p)
         ]
         for process in others:
-            os.kill(process.pid, signal.SIGHUP)
-        for process in others:
             self._wait_for_revision(process.node, revision)
         _wait_for_link(vm.namespace, vm.name, TAP_APPEAR_TIMEOUT_S, gone=True)
-        self.attach_vm(plan_lab(load_config(self.config_path), self.prefix).vm(vm_name))
+        self.attach_vm(plan_lab(self.policy(), self.prefix).vm(vm_name))
         return revision
 
     def _wait_for_revision(self, node: str, revision: int) -> None:
-        """Until the node's daemon runs ``revision`` (it re-reads the file on SIGHUP)."""
+        """Until the node's daemon runs ``revision`` (it follows the lab's store)."""
         deadline = time.monotonic() + DAEMON_READY_TIMEOUT_S
         with self.api(node) as api:
             while api.request("GET", "/v1/health")["revision"] < revision:
@@ -365,7 +383,7 @@ class Lab:
         for name in reversed(state.namespaces):
             netns.remove(name)
         state.remove_file(self.state_dir)
-        self.config_path.unlink(missing_ok=True)
+        self._remove_store()
         for leftover in [
             *self.state_dir.glob(f"lab-{self.prefix}-*.log"),
             *self.state_dir.glob(f"lab-{self.prefix}-*.sock"),

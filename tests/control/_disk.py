@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Final
 
-SIZE: Final = "64k"
+SIZE: Final = "256k"  # a database in WAL mode: its -shm alone is 32 KiB
 PAGE: Final = 4096  # tmpfs allocates by the page
 
 

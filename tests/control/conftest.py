@@ -1,8 +1,10 @@
-"""Fixtures of the control tests: a real disk that fills up or turns read-only."""
+"""Fixtures of the control tests: a copy of the two-hosts config, and a real disk
+that fills up."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +15,20 @@ from tests.conftest import require_root
 
 from ._disk import SIZE, mount
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A copy of the two-hosts config (a test's database seeds from it)."""
+    path = tmp_path / "two-hosts.yaml"
+    shutil.copyfile(CONFIGS / "two-hosts.yaml", path)
+    return path
+
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A tmpfs of 64 KiB mounted for this test only, and unmounted whatever happens."""
+    """A tmpfs of 256 KiB mounted for this test only, and unmounted whatever happens."""
     require_root()
     mountpoint = tmp_path / "disk"
     mountpoint.mkdir()

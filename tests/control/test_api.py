@@ -3,8 +3,8 @@ answers, status codes and headers a client relies on, and the file behind them."
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,18 +26,12 @@ from gateway.errors import ConfigError, Drop
 
 from ._gateway_config import RED, gateway_config, gateway_text
 from ._node import host1_prepare
+from ._stores import held, seed, seeded, state
 from .test_untrusted import YAML_PIECES, billion_laughs, deep_block_yaml
 
 pytestmark = pytest.mark.anyio
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 BLUE = "{11111111-2222-3333-4444-000000005010}"
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
-    path = tmp_path / "two-hosts.yaml"
-    shutil.copyfile(CONFIGS / "two-hosts.yaml", path)
-    return path
 
 
 @pytest.fixture
@@ -53,8 +47,7 @@ async def api(config: Path, counters: Counters) -> AsyncIterator[httpx.AsyncClie
     async def swap(policy: Any) -> None:
         pass
 
-    store: PolicyStore[Any] = PolicyStore(config, host1_prepare(), swap)
-    await store.load()
+    store: PolicyStore[Any] = await seeded(config, host1_prepare(), swap)
     app = build_api(store, "host1", lambda: counters_json(counters))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://nvgw") as client:
@@ -103,23 +96,23 @@ async def test_post_then_delete_round_trips_through_the_file(api, config: Path) 
     added = await api.post("/v1/lookup-records", json=NEW_RECORD)
     assert added.status_code == 201 and added.headers["etag"] == '"1"'
     assert added.json()["item"] == NEW_RECORD
-    assert any(r.vm == "blue3" for r in load_config(config).lookup_records)
+    assert any(r.vm == "blue3" for r in held(config).lookup_records)
     gone = await api.delete("/v1/lookup-records", params={"vm": "blue3"})
     assert gone.status_code == 200 and gone.json()["revision"] == 2
     assert [r["ca"] for r in gone.json()["removed"]] == ["10.10.10.13"]
-    assert not any(r.vm == "blue3" for r in load_config(config).lookup_records)
+    assert not any(r.vm == "blue3" for r in held(config).lookup_records)
 
 
 async def test_a_refused_change_answers_422_with_every_reason_and_changes_nothing(
     api, config: Path
 ) -> None:
-    before = config.read_bytes()
+    before = state(config)
     bad = {**NEW_RECORD, "rule": "tunnel", "mac": "ff-ff-ff-ff-ff-ff"}
     answer = await api.post("/v1/lookup-records", json=bad)
     assert answer.status_code == 422
     issues = answer.json()["issues"]
     assert {i["path"] for i in issues} == {"lookup_records[4].rule", "lookup_records[4].mac"}
-    assert config.read_bytes() == before
+    assert state(config) == before
     assert (await api.get("/v1/policy")).json()["revision"] == 0
 
 
@@ -162,7 +155,7 @@ async def test_nested_kinds_go_under_their_parent(api, config: Path) -> None:
         "metric": 255,
     }
     assert (await api.post("/v1/customer-routes", json=route)).status_code == 201
-    policy = load_config(config)
+    policy = held(config)
     assert policy.rdid_of(5099) == domain["rdid"]
     orphan = {
         "rdid": "{11111111-2222-3333-4444-000000005098}",
@@ -173,9 +166,7 @@ async def test_nested_kinds_go_under_their_parent(api, config: Path) -> None:
     assert refused.status_code == 422 and "add it first" in refused.json()["issues"][0]["message"]
     pa = {"node": "host2", "interface": "pa0", "pa": "198.18.0.22", "prefix_length": 24}
     assert (await api.post("/v1/provider-addresses", json=pa)).status_code == 201
-    assert "198.18.0.22" in {
-        str(a.pa) for a in load_config(config).node("host2").provider_addresses
-    }
+    assert "198.18.0.22" in {str(a.pa) for a in held(config).node("host2").provider_addresses}
 
 
 async def test_migrate_and_trace_against_the_live_policy(api) -> None:
@@ -193,17 +184,11 @@ async def test_migrate_and_trace_against_the_live_policy(api) -> None:
     assert bad.status_code == 400
 
 
-async def test_put_policy_replaces_it_whole_keeping_the_new_files_comments(
-    api, config: Path
-) -> None:
+async def test_put_policy_replaces_it_whole(api, config: Path) -> None:
     text = (CONFIGS / "routing.yaml").read_text()
     answer = await api.put("/v1/policy", content=text.encode(), headers={"If-Match": '"0"'})
     assert answer.status_code == 200 and answer.json()["revision"] == 1
-    assert (
-        load_config(config).virtual_subnets == load_config(CONFIGS / "routing.yaml").virtual_subnets
-    )
-    first_comment = next(line for line in text.splitlines() if line.startswith("#"))
-    assert first_comment in config.read_text()
+    assert held(config).virtual_subnets == load_config(CONFIGS / "routing.yaml").virtual_subnets
     policy = (await api.get("/v1/policy")).json()["policy"]
     assert policy["revision"] == 1 and {r["vsid"] for r in policy["lookup_records"]} >= {5012}
 
@@ -240,8 +225,7 @@ async def test_a_bearer_token_guards_tcp(config: Path) -> None:
     async def swap(policy: Any) -> None:
         pass
 
-    store: PolicyStore[Any] = PolicyStore(config, host1_prepare(), swap)
-    await store.load()
+    store: PolicyStore[Any] = await seeded(config, host1_prepare(), swap)
     app = BearerToken(build_api(store, "host1", dict), "s3cret-token-of-enough-length")
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://nvgw") as client:
@@ -300,7 +284,7 @@ YAML_BODIES = st.lists(st.sampled_from(YAML_PIECES) | st.text(max_size=3), max_s
 @given(data=st.data())
 def test_no_request_makes_the_api_fail_or_half_apply(tmp_path_factory, data) -> None:
     """Whatever arrives (body, query, headers, on any route), the answer is a 2xx or
-    a 4xx with a reason, and the file changes only with a 2xx; also on a policy with
+    a 4xx with a reason, and the store changes only with a 2xx; also on a policy with
     a gateway, whose served domains are keyed entries (409 for a key taken)."""
     directory = tmp_path_factory.mktemp("fuzz")
     config = gateway_config(directory, data.draw(st.sampled_from(FUZZED_CONFIGS)))
@@ -327,8 +311,7 @@ def test_no_request_makes_the_api_fail_or_half_apply(tmp_path_factory, data) -> 
         async def swap(policy: Any) -> None:
             pass
 
-        store: PolicyStore[Any] = PolicyStore(config, host1_prepare(), swap)
-        await store.load()
+        store: PolicyStore[Any] = await seeded(config, host1_prepare(), swap)
         transport = httpx.ASGITransport(app=build_api(store, "host1", dict))
         async with httpx.AsyncClient(transport=transport, base_url="http://nvgw") as client:
             method, path = {
@@ -343,14 +326,15 @@ def test_no_request_makes_the_api_fail_or_half_apply(tmp_path_factory, data) -> 
                 method, path, params=query, headers=headers, content=content or None
             )
 
-    before = config.read_bytes()
+    seed(config)
+    before = state(config)
     answer = anyio.run(exchange)
     assert answer.status_code in (200, 201, 400, 404, 409, 412, 413, 422), answer.text
     assert answer.json().get("error") or answer.status_code < 300
     if answer.status_code >= 300:
-        assert config.read_bytes() == before
+        assert state(config) == before
     else:
-        load_config(config)  # what was accepted is a valid config
+        held(config)  # what was accepted is a valid policy
 
 
 def _entries(keys: list[str]) -> st.SearchStrategy[Any]:
@@ -361,13 +345,13 @@ def _entries(keys: list[str]) -> st.SearchStrategy[Any]:
 
 
 async def test_a_yaml_bomb_or_a_deep_document_put_is_a_400_with_its_line(api, config) -> None:
-    before = config.read_bytes()
+    before = state(config)
     bomb = await api.put("/v1/policy", content=billion_laughs().encode())
     assert bomb.status_code == 400
     assert "line 2" in bomb.json()["error"] and "alias *a0" in bomb.json()["error"]
     deep = await api.put("/v1/policy", content=deep_block_yaml(5000).encode())
     assert deep.status_code == 400 and "nested deeper than 64" in deep.json()["error"]
-    assert config.read_bytes() == before
+    assert state(config) == before
 
 
 @pytest.mark.parametrize("path", ["/v1/lookup-records", "/v1/migrate", "/v1/trace"])
@@ -399,11 +383,11 @@ async def test_a_chunked_body_past_its_limit_is_a_413_read_no_further(
             sent += CHUNK
             yield b"\0" * CHUNK
 
-    before = config.read_bytes()
+    before = state(config)
     answer = await api.request(method, path, content=chunks())
     assert answer.status_code == 413 and "larger than" in answer.json()["error"]
     assert sent <= limit + 2 * CHUNK  # it stopped reading at the limit
-    assert config.read_bytes() == before
+    assert state(config) == before
 
 
 async def test_a_declared_length_past_the_limit_is_a_413_unread(api) -> None:
@@ -439,8 +423,7 @@ async def test_the_bearer_scheme_is_case_insensitive_the_token_is_not(config: Pa
     async def swap(policy: Any) -> None:
         pass
 
-    store: PolicyStore[Any] = PolicyStore(config, host1_prepare(), swap)
-    await store.load()
+    store: PolicyStore[Any] = await seeded(config, host1_prepare(), swap)
     token = "s3cret-token-of-enough-length"
     app = BearerToken(build_api(store, "host1", dict), token)
     transport = httpx.ASGITransport(app=app)
@@ -464,25 +447,25 @@ async def test_what_the_node_cannot_serve_is_refused_as_the_daemon_refuses_it(
     """The store runs host1's real prepare: an IPv6 PA is valid policy (``nvgw check``
     takes it, and host2 may have one), but host1 cannot serve one of its own."""
     v6 = {"interface": "pa1", "pa": "2001:db8::1", "prefix_length": 64}
-    before = config.read_bytes()
+    before = state(config)
     answer = await api.post("/v1/provider-addresses", json={"node": "host1", **v6})
     assert answer.status_code == 422
     [issue] = answer.json()["issues"]
     assert issue["path"] == "nodes.host1.provider_addresses[1].pa"
     assert "IPv4 only" in issue["message"]
-    assert config.read_bytes() == before
+    assert state(config) == before
     assert (await api.post("/v1/provider-addresses", json={"node": "host2", **v6})).is_success
 
 
 async def test_a_pa_of_its_own_cannot_change_while_the_node_runs(api, config: Path) -> None:
     """As the running daemon: its provider addresses are fixed at start."""
     v4 = {"node": "host1", "interface": "pa0", "pa": "198.18.0.11", "prefix_length": 24}
-    before = config.read_bytes()
+    before = state(config)
     answer = await api.post("/v1/provider-addresses", json=v4)
     assert answer.status_code == 422
     [issue] = answer.json()["issues"]
     assert "restart the daemon" in issue["message"]
-    assert config.read_bytes() == before
+    assert state(config) == before
 
 
 # ---------------------------------------------------------------- a gateway's TAPs and routes
@@ -495,14 +478,13 @@ def gateway_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def gateway_api(gateway_file: Path) -> AsyncIterator[httpx.AsyncClient]:
-    """host1's API over a config with a gateway node (a gateway daemon cannot run
-    yet: the file is shared, and any daemon's API edits all of it)."""
+    """host1's API over a policy with a gateway node (any daemon's API edits all of
+    the policy, which every daemon of the store shares)."""
 
     async def swap(policy: Any) -> None:
         pass
 
-    store: PolicyStore[Any] = PolicyStore(gateway_file, host1_prepare(), swap)
-    await store.load()
+    store: PolicyStore[Any] = await seeded(gateway_file, host1_prepare(), swap)
     transport = httpx.ASGITransport(app=build_api(store, "host1", dict))
     async with httpx.AsyncClient(transport=transport, base_url="http://nvgw") as client:
         yield client
@@ -517,10 +499,10 @@ GW_ROUTE = {
 }
 
 
-async def test_a_gateways_taps_and_routes_are_added_listed_and_removed_in_the_files_style(
+async def test_a_gateways_taps_and_routes_are_added_listed_and_removed(
     gateway_api, gateway_file: Path
 ) -> None:
-    original = gateway_file.read_text()
+    original = held(gateway_file)
     taps = (await gateway_api.get("/v1/gateway-taps")).json()["items"]
     assert taps == [
         {"node": "gw", "routing_domain": "blue", "name": "gw-blue", "address": "172.16.0.1/24"},
@@ -530,13 +512,7 @@ async def test_a_gateways_taps_and_routes_are_added_listed_and_removed_in_the_fi
     assert added.status_code == 201 and added.json()["item"] == TAP
     routed = await gateway_api.post("/v1/gateway-routes", json=GW_ROUTE)
     assert routed.status_code == 201 and routed.headers["etag"] == '"2"'
-    text = gateway_file.read_text()
-    assert (
-        "        taps: [{name: gw-blue, address: 172.16.0.1/24}, "
-        "{name: gw-blue2, address: 172.16.1.1/24}]\n" in text
-    )
-    assert "          - {destination: 172.16.1.0/24, next_hop: tap:gw-blue2}\n" in text
-    served = load_config(gateway_file).node("gw").routing_domains
+    served = held(gateway_file).node("gw").routing_domains
     assert [tap.name for tap in served["blue"].taps] == ["gw-blue", "gw-blue2"]
 
     # filtered as the file's keys are
@@ -554,16 +530,16 @@ async def test_a_gateways_taps_and_routes_are_added_listed_and_removed_in_the_fi
         "routing_domain": "blue",
         "taps": ["gw-blue", "gw-blue2"],
         "routes": ["172.16.0.0/24", "172.16.50.0/24", "172.16.1.0/24"],
-        "port_forwards": [],
     }
 
-    # removed by the same filters; the file is back as it was but for its revision
+    # removed by the same filters; the policy is back as it was but for its revision
     params = {"routing_domain": "blue", "destination": "172.16.1.0/24"}
     gone = await gateway_api.delete("/v1/gateway-routes", params=params)
     assert gone.status_code == 200 and gone.json()["removed"] == [GW_ROUTE]
     gone = await gateway_api.delete("/v1/gateway-taps", params={"name": "gw-blue2"})
     assert gone.status_code == 200 and gone.json()["removed"] == [TAP]
-    assert gateway_file.read_text() == original.replace("revision: 0", "revision: 4")
+    back = held(gateway_file)
+    assert back.revision == 4 and dataclasses.replace(back, revision=0) == original
     missing = await gateway_api.delete("/v1/gateway-taps", params={"name": "gw-blue2"})
     assert missing.status_code == 404 and "name=gw-blue2" in missing.json()["error"]
 
@@ -571,13 +547,13 @@ async def test_a_gateways_taps_and_routes_are_added_listed_and_removed_in_the_fi
 async def test_a_served_routing_domain_is_added_once_and_removed_with_its_taps_and_routes(
     gateway_api, gateway_file: Path
 ) -> None:
-    before = gateway_file.read_bytes()
+    before = state(gateway_file)
     again = await gateway_api.post(
         "/v1/gateway-routing-domains", json={"node": "gw", "routing_domain": "blue"}
     )
     assert again.status_code == 409
     assert again.json()["error"] == "gateway routing domain gw/blue exists already: remove it first"
-    assert gateway_file.read_bytes() == before
+    assert state(gateway_file) == before
 
     gone = await gateway_api.delete("/v1/gateway-routing-domains", params={"routing_domain": RED})
     assert gone.status_code == 200
@@ -588,12 +564,13 @@ async def test_a_served_routing_domain_is_added_once_and_removed_with_its_taps_a
     ]
     red = {"node": "gw", "routing_domain": "red"}
     assert (await gateway_api.post("/v1/gateway-routing-domains", json=red)).status_code == 201
-    assert "      red:\n        taps: []\n        routes: []\n" in gateway_file.read_text()
+    fresh = held(gateway_file).node("gw").routing_domains["red"]
+    assert fresh.taps == () and fresh.routes == ()
     tap = {**red, "name": "gw-red", "address": "172.16.0.1/24"}
     assert (await gateway_api.post("/v1/gateway-taps", json=tap)).status_code == 201
     route = {**red, "destination": "172.16.0.0/24", "next_hop": "tap:gw-red"}
     assert (await gateway_api.post("/v1/gateway-routes", json=route)).status_code == 201
-    assert load_config(gateway_file).node("gw").routing_domains["red"].taps[0].name == "gw-red"
+    assert held(gateway_file).node("gw").routing_domains["red"].taps[0].name == "gw-red"
 
 
 def _with_route(text: str, route: str) -> str:
@@ -605,13 +582,14 @@ def _with_route(text: str, route: str) -> str:
 async def test_a_route_to_nat_is_refused_as_nvgw_check_refuses_it(
     gateway_api, gateway_file: Path, tmp_path: Path
 ) -> None:
-    before = gateway_file.read_bytes()
+    before = state(gateway_file)
     nat = {**GW_ROUTE, "destination": "0.0.0.0/0", "next_hop": "nat"}
     answer = await gateway_api.post("/v1/gateway-routes", json=nat)
     assert answer.status_code == 422
     by_hand = tmp_path / "by-hand"
     by_hand.mkdir()
-    written = _with_route(before.decode(), "{destination: 0.0.0.0/0, next_hop: nat}")
+    text = gateway_file.read_text()
+    written = _with_route(text, "{destination: 0.0.0.0/0, next_hop: nat}")
     with pytest.raises(ConfigError) as checked:
         load_config(gateway_config(by_hand, written))
     assert answer.json()["issues"] == [
@@ -619,7 +597,7 @@ async def test_a_route_to_nat_is_refused_as_nvgw_check_refuses_it(
     ]
     assert answer.json()["issues"][0]["path"] == "nodes.gw.routing_domains.blue.routes[2].next_hop"
     assert "node gw has no NAT" in answer.json()["issues"][0]["message"]
-    assert gateway_file.read_bytes() == before
+    assert state(gateway_file) == before
 
 
 @pytest.mark.parametrize(
@@ -678,10 +656,10 @@ async def test_a_route_to_nat_is_refused_as_nvgw_check_refuses_it(
 async def test_a_refused_gateway_change_says_why_and_leaves_the_file_as_it_was(
     gateway_api, gateway_file: Path, resource: str, entry: dict, path: str, message: str
 ) -> None:
-    before = gateway_file.read_bytes()
+    before = state(gateway_file)
     answer = await gateway_api.post(f"/v1/{resource}", json=entry)
     assert answer.status_code == 422, answer.text
     issues = answer.json()["issues"]
     assert any(i["path"] == path and message in i["message"] for i in issues), issues
-    assert gateway_file.read_bytes() == before
+    assert state(gateway_file) == before
     assert (await gateway_api.get("/v1/health")).json()["revision"] == 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 from pathlib import Path
 
@@ -23,13 +22,6 @@ from ._disk import fill
 from .test_hnv_import import cli, lab3_arguments
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
-    path = tmp_path / "two-hosts.yaml"
-    shutil.copyfile(CONFIGS / "two-hosts.yaml", path)
-    return path
 
 
 def rewrite(config: Path) -> None:

@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ async def fresh(database: Path) -> Policy:
 
 
 def tables(database: Path) -> list[list[tuple[Any, ...]]]:
-    with sqlite3.connect(database) as db:
+    with closing(sqlite3.connect(database)) as db:
         return [
             list(db.execute(f"SELECT * FROM {table} ORDER BY 1, 2"))
             for table in ("meta", "entries", "changes")
@@ -68,7 +69,7 @@ def tables(database: Path) -> list[list[tuple[Any, ...]]]:
 
 
 def log_of(database: Path) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(database) as db:
+    with closing(sqlite3.connect(database)) as db:
         return list(db.execute("SELECT revision, kind, key, op FROM changes ORDER BY id"))
 
 
@@ -212,7 +213,7 @@ async def test_a_writer_killed_at_any_point_leaves_the_old_or_the_new_revision(
         assert {(r, op) for r, _, _, op in log_of(database)} == {(1, "put")}
     else:
         assert restarted == old and log_of(database) == []
-    with sqlite3.connect(database) as db:
+    with closing(sqlite3.connect(database)) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     store = PolicyStore(f"sqlite:{database}", keep, swap)  # and it takes changes on
     await store.load()

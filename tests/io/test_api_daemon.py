@@ -33,6 +33,7 @@ from gateway.io.privileges import lookup_user
 from gateway.lab import netns
 from tests._tls import write_token
 from tests.conftest import require_root
+from tests.control._stores import held, state, url
 
 from ._host import connects_as, host_namespace, stop_process
 
@@ -46,19 +47,33 @@ BLUE1_MAC = "00:00:00:00:00:11"
 class Daemon:
     """One `nvgw run` in a namespace; started, killed and restarted by PID."""
 
-    def __init__(self, namespace: str, config: Path, socket_path: Path, backend: str) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        config: Path,
+        socket_path: Path,
+        backend: str,
+        store: str = "sqlite",
+        node: str = "host1",
+    ) -> None:
         self.namespace = namespace
         self.config = config
+        self.node = node
+        # A database seeded from the config (tests/control/_stores.py reads it), or
+        # the config itself (``file:``, read-only, re-read on SIGHUP).
+        self.store_args = ["-c", str(config)]
+        if store == "sqlite":
+            self.store_args += ["--store", url(config)]
         self.socket = socket_path
         self.backend = backend
         self.process: subprocess.Popen[str] | None = None
-        self.log = config.with_suffix(".log")
+        self.log = socket_path.with_name(f"{node}.log")
         self.token_file = write_token(config.with_name("token"))  # mode 0600, as required
         # How the API listens on TCP besides its socket: loopback, with the token.
         self.tcp_args = ["--api-tcp", "127.0.0.1:0", "--api-token-file", str(self.token_file)]
         self.ready: dict[str, Any] = {}
         # Where the daemon's sd_notify messages land, as systemd's socket would get them.
-        self.notify_path = config.with_name("notify")
+        self.notify_path = socket_path.with_name("notify")
         self.notifications = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notifications.bind(str(self.notify_path))
 
@@ -66,7 +81,7 @@ class Daemon:
         command = [
             "ip", "netns", "exec", self.namespace,
             sys.executable, "-m", "gateway", "run",
-            "-c", str(self.config), "--node", "host1", "--backend", self.backend,
+            *self.store_args, "--node", self.node, "--backend", self.backend,
             "--metrics", "127.0.0.1:0", "--api", str(self.socket), "--ready-fd", "1",
             *self.tcp_args,
         ]  # fmt: skip
@@ -78,6 +93,9 @@ class Daemon:
         line = self.process.stdout.readline()  # type: ignore[union-attr]
         assert line, f"the daemon did not get ready: {self.log.read_text()[-2000:]}"
         self.ready = json.loads(line)
+        # Seeded: a restart runs what the database holds (with the config again it
+        # would refuse to start once the two differ).
+        self.store_args = [a for a in self.store_args if a not in ("-c", str(self.config))]
         return self.ready
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -123,13 +141,14 @@ def daemon_in_namespace(
     backend: str,
     source: Path = CONFIGS / "two-hosts.yaml",
     tcp_args: list[str] | None = None,
+    store: str = "sqlite",
 ) -> Iterator[Daemon]:
     """host1 of a copy of ``source`` (the two-hosts config) in ``directory``, run in a
     namespace of its own (``tcp_args`` for how its API listens on TCP), and always
     torn down with it."""
     config = directory / "two-hosts.yaml"
     shutil.copyfile(source, config)
-    running = Daemon(namespace, config, directory / "api.sock", backend)
+    running = Daemon(namespace, config, directory / "api.sock", backend, store)
     if tcp_args is not None:
         running.tcp_args = tcp_args
     try:
@@ -242,7 +261,7 @@ def test_routing_domain_subnet_and_route_verbs(daemon: Daemon) -> None:
     assert subnet["prefixes"] == ["10.99.0.0/24", "fd00:99::/64"] and subnet["rdid"] == GREEN
     [route] = daemon.json("customer-route", "get", "--vsid", "5099")
     assert route["next_hop"] == "0.0.0.0" and route["metric"] == 255
-    policy = load_config(daemon.config)
+    policy = held(daemon.config)
     assert policy.rdid_of(5099) == GREEN
     # A domain still holding a subnet, a subnet still routed: the loader refuses.
     refused = daemon.nvgw("virtual-subnet", "remove", "--vsid", "5099")
@@ -259,11 +278,11 @@ def test_provider_address_verbs_and_what_a_running_node_refuses(daemon: Daemon) 
     pas = daemon.json("provider-address", "get", "--node", "host2")
     assert {p["pa"] for p in pas} == {"198.18.0.2", "198.18.0.22"}
     daemon.ok("provider-address", "remove", "--pa", "198.18.0.22")
-    before = daemon.config.read_bytes()
+    before = state(daemon.config)
     refused = daemon.nvgw("provider-address", "add", "--node", "host1", "--interface", "pa0",
                           "--pa", "198.18.0.11", "--prefix-length", "24")  # fmt: skip
     assert refused.returncode == 1 and "restart the daemon" in refused.stderr
-    assert daemon.config.read_bytes() == before
+    assert state(daemon.config) == before
 
 
 @pytest.mark.parametrize(
@@ -281,13 +300,13 @@ def test_provider_address_verbs_and_what_a_running_node_refuses(daemon: Daemon) 
 def test_an_invalid_change_leaves_the_file_and_policy_as_they_were(
     daemon: Daemon, args: list[str], reason: str
 ) -> None:
-    before_file = daemon.config.read_bytes()
+    before_file = state(daemon.config)
     with daemon.api() as api:
         before = api.request("GET", "/v1/policy")
     refused = daemon.nvgw(*args)
     assert refused.returncode == 1
     assert "refused: the policy would be invalid" in refused.stderr and reason in refused.stderr
-    assert daemon.config.read_bytes() == before_file
+    assert state(daemon.config) == before_file
     with daemon.api() as api:
         assert api.request("GET", "/v1/policy") == before
 
@@ -310,11 +329,11 @@ def test_migrate_moves_the_port_here_and_back(daemon: Daemon) -> None:
 
 
 def test_apply_dry_run_then_apply(daemon: Daemon) -> None:
-    before = daemon.config.read_bytes()
+    before = state(daemon.config)
     dry = daemon.nvgw("apply", "--dry-run", str(CONFIGS / "routing.yaml"))
     assert dry.returncode == 1, dry.stderr
     assert "+ virtual subnet 5012" in dry.stdout and "would change" in dry.stdout
-    assert daemon.config.read_bytes() == before
+    assert state(daemon.config) == before
     same = daemon.nvgw("apply", "--dry-run", str(daemon.config))
     assert same.returncode == 0 and "no difference" in same.stdout
     applied = daemon.ok("apply", str(CONFIGS / "routing.yaml"))
@@ -322,12 +341,13 @@ def test_apply_dry_run_then_apply(daemon: Daemon) -> None:
     trace = daemon.json("trace", "--from", "blue1", "--to", "10.10.20.13")
     assert trace["delivered_to"] == "blue3"
     assert any("5012" in hop["detail"] for hop in trace["hops"])
-    assert "Seed lab 3 (two-hosts.yaml) never routes" in daemon.config.read_text()
+    routing = load_config(CONFIGS / "routing.yaml")
+    assert held(daemon.config).virtual_subnets == routing.virtual_subnets
     daemon.ok("apply", str(CONFIGS / "two-hosts.yaml"))
 
 
 def test_concurrent_writers_each_get_their_own_revision(daemon: Daemon) -> None:
-    start = load_config(daemon.config).revision
+    start = held(daemon.config).revision
     command = [sys.executable, "-m", "gateway", "lookup-record", "add", "--vsid", "5010",
                "--pa", "198.18.0.2", "--api", str(daemon.socket), "--json"]  # fmt: skip
     writers = [
@@ -340,7 +360,7 @@ def test_concurrent_writers_each_get_their_own_revision(daemon: Daemon) -> None:
     ]
     revisions = [json.loads(w.communicate(timeout=60)[0])["revision"] for w in writers]
     assert sorted(revisions) == list(range(start + 1, start + 7))
-    cas = {str(r.ca) for r in load_config(daemon.config).lookup_records}
+    cas = {str(r.ca) for r in held(daemon.config).lookup_records}
     assert {f"10.10.10.{200 + n}" for n in range(6)} <= cas
     with daemon.api() as api:
         for n in range(6):
@@ -415,7 +435,7 @@ def test_a_windows_export_imports_and_applies_to_the_live_daemon(
     assert len(changes) == 2 and all(c.startswith("~ routing domain") for c in changes), changes
     assert all("name" in c for c in changes)  # blue and red: Windows exports no names
     daemon.ok("apply", str(imported))
-    assert load_config(daemon.config).routing_domains[0].name is None
+    assert held(daemon.config).routing_domains[0].name is None
     daemon.ok("apply", str(CONFIGS / "two-hosts.yaml"))
 
 

@@ -46,6 +46,7 @@ class Gateway:
                 [
                     "ip", "netns", "exec", namespace,
                     sys.executable, "-m", "gateway", "run", "-c", str(self.config),
+                    "--store", f"sqlite:{directory}/gw.db",  # its API changes the policy
                     "--node", "gw", "--backend", backend, "--metrics", "127.0.0.1:0",
                     "--api", str(self.socket), "--ready-fd", "1",
                 ],

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.control import load_config
 from gateway.control.client import ApiClient
 from gateway.io import ApiListen
 from gateway.io.privileges import KEPT, PrivilegeError, check_access, lookup_user
 from gateway.lab import netns
 from tests.conftest import require_root, require_tool
+from tests.control._stores import database, held, seed, url
 
 from ._host import connects_as, host_namespace, stop_process
 
@@ -49,7 +49,8 @@ def test_the_daemon_runs_as_its_user_with_net_admin_and_net_raw_only(backend: st
     os.chmod(directory, 0o755)
     config = directory / "two-hosts.yaml"
     shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
-    for path in (directory, config):
+    seed(config)  # the database, made the user's as an installer would
+    for path in (directory, config, database(config)):
         os.chown(path, uid, gid)
     api_socket = directory / "api.sock"
     # /dev/net/tun as Debian's udev makes it (0666), for the daemon's eyes only: a
@@ -65,7 +66,7 @@ def test_the_daemon_runs_as_its_user_with_net_admin_and_net_raw_only(backend: st
                 "unshare", "--mount", "--propagation", "private", "--",
                 "sh", "-c", 'mount --bind "$0" /dev/net/tun && exec "$@"', str(tun),
                 "ip", "netns", "exec", namespace, sys.executable, "-m", "gateway", "run",
-                "-c", str(config), "--node", "host1", "--backend", backend,
+                "--store", url(config), "--node", "host1", "--backend", backend,
                 "--metrics", "127.0.0.1:0", "--api", str(api_socket), "--ready-fd", "1",
                 "--user", "nobody",
             ],
@@ -86,14 +87,14 @@ def test_the_daemon_runs_as_its_user_with_net_admin_and_net_raw_only(backend: st
         assert connects_as(uid, gid, api_socket), "the daemon's own user is admitted"
         assert not connects_as(65533, 65533, api_socket), "any other user is refused"
         # What it kept is enough for what policy changes need: a TAP for a VM that
-        # moves here (CAP_NET_ADMIN) and the config rewritten as its user.
+        # moves here (CAP_NET_ADMIN) and the database written as its user.
         with ApiClient(api_socket) as api:
             api.request("POST", "/v1/migrate", json={"vm": "blue2", "pa": "198.18.0.1"})
         deadline = time.monotonic() + 5
         while not netns.has_link(namespace, "blue2"):
             assert time.monotonic() < deadline, "no TAP for the migrated VM"
             time.sleep(0.02)
-        assert load_config(config).revision == 1 and config.stat().st_uid == uid
+        assert held(config).revision == 1 and database(config).stat().st_uid == uid
     finally:
         try:
             stop_process(process)
@@ -117,10 +118,10 @@ def test_what_the_user_will_lack_is_said_at_start() -> None:
             check_access(uid, gid, config, api=False, tun=tun)
         tun.chmod(0o666)
         check_access(uid, gid, config, api=False, tun=tun)  # reading the config is enough
-        with pytest.raises(PrivilegeError, match=r"could not rewrite the config.*two-hosts"):
+        with pytest.raises(PrivilegeError, match=r"could not write the policy store.*two-hosts"):
             check_access(uid, gid, config, api=True, tun=tun)
         os.chown(config, uid, gid)
-        with pytest.raises(PrivilegeError, match="could not rewrite the config"):
+        with pytest.raises(PrivilegeError, match="could not write the policy store"):
             check_access(uid, gid, config, api=True, tun=tun)  # its directory still root's
         os.chown(directory, uid, gid)
         check_access(uid, gid, config, api=True, tun=tun)
@@ -129,15 +130,15 @@ def test_what_the_user_will_lack_is_said_at_start() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_symlinked_config_is_checked_where_it_is_written(
+async def test_a_database_the_user_cannot_write_stops_the_start_naming_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The store writes a symlinked config's target (resolved once), so the start-up
-    check must ask about the target's directory, not the link's."""
+    """The daemon creates (seeds) the database as root; with --user and the API on,
+    it then checks that the user may write it, and refuses to start if not."""
     require_root()
     from gateway.io import daemon as daemon_module
 
-    uid, gid = lookup_user("nobody")
+    uid, _ = lookup_user("nobody")
     directory = Path(tempfile.mkdtemp(prefix="nvgw-priv-"))
     try:
         os.chmod(directory, 0o755)
@@ -145,21 +146,16 @@ async def test_a_symlinked_config_is_checked_where_it_is_written(
         tun.touch()
         tun.chmod(0o666)  # a stand-in: this machine's /dev/net/tun may be 0600
         monkeypatch.setattr(daemon_module, "check_access", partial(check_access, tun=tun))
-        linked, target = directory / "nobodys", directory / "roots"
-        linked.mkdir()
-        target.mkdir()
-        os.chown(linked, uid, gid)  # the link's directory is writable; the target's is not
-        config = target / "two-hosts.yaml"
-        shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
-        os.chown(config, uid, gid)
-        (linked / "two-hosts.yaml").symlink_to(config)
+        database = directory / "policy.db"
         daemon = daemon_module.Daemon(
-            linked / "two-hosts.yaml",
+            f"sqlite:{database}",
             "host1",
             api=ApiListen(directory / "api.sock"),
             user="nobody",
+            seed=CONFIGS / "two-hosts.yaml",
         )
-        with pytest.raises(PrivilegeError, match=f"could not rewrite the config.*{target}"):
+        with pytest.raises(PrivilegeError, match=f"could not write the policy store.*{database}"):
             await daemon.run()
+        assert database.stat().st_uid != uid
     finally:
         shutil.rmtree(directory)

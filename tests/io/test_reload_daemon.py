@@ -1,6 +1,7 @@
 """SIGHUP never kills a daemon: a reload that cannot read the file is refused, counted,
 logged with the reason, and the old policy keeps running; once the file is back, the
-next SIGHUP applies it. A real daemon in a namespace of its own, once per backend.
+next SIGHUP applies it. A real daemon on a file store (``-c FILE`` alone) in a
+namespace of its own, once per backend.
 
 The test waits for the daemon's READY=1 after each SIGHUP (sd_notify, which it sends
 once the reload is decided), never for a fixed time.
@@ -30,7 +31,7 @@ READY_TIMEOUT_S = 30.0  # only bounds a failure: a healthy reload answers at onc
 def daemon(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Daemon]:
     require_root()
     namespace = f"nvt-rl{os.getpid() % 10000}{request.param[0]}"
-    with daemon_in_namespace(namespace, tmp_path, request.param) as running:
+    with daemon_in_namespace(namespace, tmp_path, request.param, store="file") as running:
         yield running
 
 

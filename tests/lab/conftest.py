@@ -12,7 +12,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -170,3 +171,46 @@ def gateway_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     """The gateway scenario, up once per backend for every module that uses it (pytest
     runs all of a backend's tests before it brings up the other's)."""
     yield from running_lab("gateway", request.param, f"g{request.param[0]}")
+
+
+FOLLOW_WAIT_S = 30.0  # only bounds a failure: daemons follow the lab's store in ms
+EXTRA_PA = {"node": "host1", "interface": "pa0", "pa": "198.18.0.99", "prefix_length": 24}
+
+
+@contextmanager
+def a_change_host1_cannot_serve(lab: Lab) -> Iterator[float]:
+    """Another daemon (host2's API) commits a valid policy that host1 cannot run
+    while it runs (a PA more for host1): host1 follows the store, refuses it, counts
+    a refused reload and keeps its policy. Yields host1's revision; afterwards the
+    PA goes again and host1 runs the store's revision once more."""
+    before = lab.metrics("host1")
+    refused = value(before, "nvgw_policy_reloads_total", result="refused")
+    revision = value(before, "nvgw_policy_revision", node="host1")
+    with lab.api("host2") as api:
+        api.request("POST", "/v1/provider-addresses", json=EXTRA_PA)
+    try:
+        waited(
+            lambda: (
+                value(lab.metrics("host1"), "nvgw_policy_reloads_total", result="refused") > refused
+            ),
+            "host1 refused the change",
+        )
+        yield revision
+    finally:
+        with lab.api("host2") as api:
+            gone = api.request("DELETE", "/v1/provider-addresses", params={"pa": EXTRA_PA["pa"]})
+        waited(
+            lambda: (
+                value(lab.metrics("host1"), "nvgw_policy_revision", node="host1")
+                == gone["revision"]
+            ),
+            "host1 runs the store's policy again",
+        )
+
+
+def waited(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + FOLLOW_WAIT_S
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {FOLLOW_WAIT_S:.0f} s: {what}")
+        time.sleep(0.01)

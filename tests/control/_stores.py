@@ -1,0 +1,60 @@
+"""A database store beside a test's config file, seeded from it, and how a test
+looks at what the database holds without going through the store under test."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable
+from contextlib import closing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.control import load_config
+from gateway.control.store import PolicyStore, open_backend
+from gateway.policy import Policy
+
+Prepared = TypeVar("Prepared")
+TABLES = ("meta", "entries", "changes")
+
+
+def database(config: Path) -> Path:
+    return config.with_suffix(".db")
+
+
+def url(config: Path) -> str:
+    return f"sqlite:{database(config)}"
+
+
+async def seeded(
+    config: Path,
+    prepare: Callable[[Policy], Prepared],
+    commit: Callable[[Prepared], Awaitable[None]],
+) -> PolicyStore[Prepared]:
+    """A store on the config's database, loaded: seeded from the config if empty."""
+    store = PolicyStore(url(config), prepare, commit)
+    await store.load((load_config(config), str(config)))
+    return store
+
+
+def held(config: Path) -> Policy:
+    """The policy the database holds now, read afresh."""
+    backend = open_backend(url(config), lambda policy: policy)
+    try:
+        return backend.read().policy
+    finally:
+        backend.close()
+
+
+def state(config: Path) -> list[list[tuple[Any, ...]]]:
+    """What a refused change must leave as it was: the revision, the rows, the log."""
+    with closing(sqlite3.connect(database(config))) as db:
+        return [list(db.execute(f"SELECT * FROM {table} ORDER BY 1, 2")) for table in TABLES]
+
+
+def seed(config: Path) -> None:
+    """Seed the config's database now, without a running store (a sync test's)."""
+    backend = open_backend(url(config), lambda policy: policy)
+    try:
+        backend.read((load_config(config), str(config)))
+    finally:
+        backend.close()

@@ -1,0 +1,98 @@
+"""Daemons sharing one database: a change one daemon's API commits is in force on the
+other without a signal, and a daemon whose --config disagrees with its database
+refuses to start, naming both. Real daemons, each in a namespace of its own.
+
+The latency is awaited, never asserted against a clock: the test polls the second
+daemon's revision with a generous deadline and prints what it measured.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.control.client import ApiClient
+from tests.conftest import require_root
+from tests.control._stores import url
+
+from ._host import host_namespace
+from .test_api_daemon import CONFIGS, Daemon, daemon_in_namespace
+
+pytestmark = pytest.mark.netns
+FOLLOW_DEADLINE_S = 20.0  # only bounds a failure: the daemon polls every 20 ms
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Daemon, Daemon]]:
+    """host1 seeding the database from the two-hosts config, and host2 on the same
+    database without --config."""
+    require_root()
+    tag = f"{os.getpid() % 10000}{request.param[0]}"
+    with daemon_in_namespace(f"nvt-sa{tag}", tmp_path, request.param) as one:
+        namespace = f"nvt-sb{tag}"
+        directory = tmp_path / "two"
+        directory.mkdir()
+        two = Daemon(namespace, one.config, directory / "api.sock", request.param, node="host2")
+        two.store_args = ["--store", url(one.config)]
+        two.tcp_args = []
+        try:
+            host_namespace(namespace, "198.18.0.2/24")
+            two.start()
+            yield one, two
+        finally:
+            try:
+                two.stop()
+            finally:
+                subprocess.run(["ip", "netns", "del", namespace], check=False)
+
+
+def revision(socket: Path) -> int:
+    with ApiClient(socket) as api:
+        return int(api.request("GET", "/v1/health")["revision"])
+
+
+def test_a_change_on_one_daemon_is_in_force_on_the_other(pair: tuple[Daemon, Daemon]) -> None:
+    one, two = pair
+    assert two.ready["revision"] == 0
+    record = {"vsid": 5010, "ca": "10.10.10.13", "mac": "00-00-00-00-00-13",
+              "pa": "198.18.0.2", "rule": "encap", "vm": "blue3"}  # fmt: skip
+    with ApiClient(one.socket) as api:
+        changed = api.request("POST", "/v1/lookup-records", json=record)["revision"]
+    answered = time.monotonic()
+    while revision(two.socket) < changed:
+        assert time.monotonic() - answered < FOLLOW_DEADLINE_S, two.log.read_text()[-3000:]
+        time.sleep(0.001)
+    print(f"host2 ran revision {changed} {1000 * (time.monotonic() - answered):.1f} ms after")
+    with ApiClient(two.socket) as api:  # and it serves it: its trace uses the new record
+        trace = api.request("POST", "/v1/trace", json={"from": "blue1", "to": "10.10.10.13"})
+    assert trace["revision"] == changed
+
+
+def test_a_config_that_disagrees_with_the_database_stops_the_start(tmp_path: Path) -> None:
+    """No namespace: the refusal comes before the daemon opens anything."""
+    config = tmp_path / "two-hosts.yaml"
+    shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
+    other = tmp_path / "routing.yaml"
+    shutil.copyfile(CONFIGS / "routing.yaml", other)
+    store = url(config)
+    seeded = subprocess.run(
+        [sys.executable, "-m", "gateway", "apply", "--store", store, str(config)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert seeded.returncode == 0, seeded.stderr
+    started = subprocess.run(
+        [sys.executable, "-m", "gateway", "run", "--store", store, "-c", str(other),
+         "--node", "host1", "--no-api", "--metrics", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert started.returncode == 1, started.stdout + started.stderr
+    said = " ".join(started.stderr.split())
+    assert f"both {store} (revision 0) and {other} hold a policy" in said
+    assert f"nvgw apply --store {store} {other}" in said and "without --config" in said
