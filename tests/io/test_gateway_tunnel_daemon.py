@@ -70,7 +70,12 @@ def _ip(namespace: str, *args: str) -> None:
 class Site:
     namespace: str
     ifname: str
+    log: Path
     process: subprocess.Popen | None = None
+
+    def initiations(self) -> int:
+        """Handshake initiations wireguard-go received, by its verbose log."""
+        return self.log.read_text().count("Received handshake initiation")
 
 
 @dataclass
@@ -120,18 +125,18 @@ def _config(directory: Path, site_publics: dict[str, str], keys: Path) -> Path:
     return path
 
 
-def _start_site(site: Site, keys: Path, tenant: str, gw_public: str, workdir: Path) -> None:
+def _start_site(site: Site, keys: Path, tenant: str, gw_public: str) -> None:
     """wireguard-go in the site's namespace, the gateway its one peer (allowed IPs:
     the tenant's virtual subnet); Red's knows the gateway's endpoint, Blue's learns it."""
     uapi = Path(f"/var/run/wireguard/{site.ifname}.sock")
-    log = (workdir / f"wireguard-go-{tenant}.log").open("wb")
+    log = site.log.open("wb")
     site.process = subprocess.Popen(
         ["ip", "netns", "exec", site.namespace, "wireguard-go", "-f", site.ifname],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "LOG_LEVEL": "verbose"},
     )  # fmt: skip
     deadline = time.monotonic() + TIMEOUT_S
     while not uapi.exists():  # its readiness: the UAPI socket
-        assert site.process.poll() is None, (workdir / f"wireguard-go-{tenant}.log").read_text()
+        assert site.process.poll() is None, site.log.read_text()
         assert time.monotonic() < deadline, "wireguard-go made no UAPI socket"
         time.sleep(0.05)
     peer = ["peer", gw_public, "allowed-ips", "10.10.10.0/24"]
@@ -156,8 +161,11 @@ def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
         require_tool(tool)
     tag = f"{os.getpid() % 10000}{request.param[0]}"
     names = {"gw": f"nvt-tgw{tag}", "host": f"nvt-th{tag}", "wan": f"nvt-tw{tag}"}
-    sites = {t: Site(f"nvt-t{t[0]}{tag}", f"nvt{tag}w{t[0]}") for t in ("blue", "red")}
     workdir = Path(f"/tmp/nvt-tunnel-{tag}")
+    sites = {
+        t: Site(f"nvt-t{t[0]}{tag}", f"nvt{tag}w{t[0]}", workdir / f"wireguard-go-{t}.log")
+        for t in ("blue", "red")
+    }
     gateway: Gateway | None = None
     server: subprocess.Popen | None = None
     try:  # cleanup registered before the first side effect
@@ -187,7 +195,7 @@ def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
         for tenant, site in sites.items():
             site_private, publics[tenant] = _key(workdir / f"{tenant}.key")
             secrets.append(site_private)
-            _start_site(site, workdir, tenant, gw_public, workdir)
+            _start_site(site, workdir, tenant, gw_public)
         server = subprocess.Popen(
             ["ip", "netns", "exec", sites["blue"].namespace, sys.executable,
              str(HERE / "_udp_echo.py"), SERVER[0], str(SERVER[1])],
@@ -228,22 +236,29 @@ def _inner(hex_datagram: str, vsid: int) -> Ether:
     return Ether(raw(outer[GRE].payload))
 
 
-def test_vms_reach_their_own_onprem_sites_over_wireguard_and_back(lab: Lab) -> None:
-    log = lab.gateway.log
-    # Blue: the gateway starts the handshake (it has the site's endpoint).
+def _blue_round_trip(lab: Lab, payload: bytes) -> None:
+    """Blue's VM's datagram to the server on Blue's site, injected as NVGRE at the
+    gateway's PA; its echo comes back to host1's PA in NVGRE with Blue's VSID."""
     sent = subprocess.run(
         ["ip", "netns", "exec", lab.host, sys.executable, str(HERE / "_nvgre_peer.py"),
-         "198.18.0.10", _nvgre_from_blue(b"to the directory").hex(), str(TIMEOUT_S)],
+         "198.18.0.10", _nvgre_from_blue(payload).hex(), str(TIMEOUT_S)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
-    assert sent.returncode == 0, f"{sent.stderr}\n{log.read_text()[-3000:]}"
+    assert sent.returncode == 0, f"{sent.stderr}\n{lab.gateway.log.read_text()[-3000:]}"
     seen = lab.server.stdout.readline().strip()  # type: ignore[union-attr]
     assert seen == f"{VM_IP}:{VM_PORT}", "the site saw the VM's own address"
     inner = _inner(sent.stdout.strip(), VSID["blue"])
     assert inner.dst == VM_MAC["blue"]
     assert (inner[IP].src, inner[IP].dst) == (SERVER[0], VM_IP)
     assert (inner[UDP].sport, inner[UDP].dport) == (SERVER[1], VM_PORT)
-    assert bytes(inner[UDP].payload) == b"to the directory"
+    assert bytes(inner[UDP].payload) == payload
+
+
+def test_vms_reach_their_own_onprem_sites_over_wireguard_and_back(lab: Lab) -> None:
+    log = lab.gateway.log
+    # Blue: the gateway starts the handshake (it has the site's endpoint).
+    _blue_round_trip(lab, b"to the directory")
+    assert lab.sites["blue"].initiations() == 1
     # Red: its site starts (the gateway has no endpoint for it), to red1.
     listener = subprocess.Popen(
         ["ip", "netns", "exec", lab.host, sys.executable, str(HERE / "_gre_listen.py"),
@@ -269,6 +284,22 @@ def test_vms_reach_their_own_onprem_sites_over_wireguard_and_back(lab: Lab) -> N
         VM_IP,
         b"from red",
     )
+    # A tunnel added through the API (a live change, the keys read again): Blue's
+    # session goes on, with no new handshake.
+    branch = {
+        "name": "branch", "rdid": RDID["blue"], "node": "gw", "listen_port": PORT,
+        "public_key": base64.b64encode(bytes(range(1, 33))).decode(),
+        "allowed_ips": ["172.16.70.0/24"],
+    }  # fmt: skip
+    applied = log.read_text().count("policy applied")
+    with ApiClient(lab.gateway.socket) as api:
+        api.request("POST", "/v1/tunnels", json=branch)
+    deadline = time.monotonic() + TIMEOUT_S
+    while log.read_text().count("policy applied") == applied:  # the daemon swapped it in
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.05)
+    _blue_round_trip(lab, b"after the change")
+    assert lab.sites["blue"].initiations() == 1
     # Both handshakes, as wireguard-go saw them.
     for site in lab.sites.values():
         shown = subprocess.run(
