@@ -203,7 +203,7 @@ def test_the_gateway_verbs_add_get_and_remove_its_taps_and_routes(
     served = nvgw("gateway-routing-domain", "get", "--routing-domain", "blue", "--json")
     assert json.loads(served.output) == [
         {"node": "gw", "routing_domain": "blue", "taps": ["gw-blue", "gw-blue2"],
-         "routes": ["172.16.0.0/24", "172.16.50.0/24", "172.16.1.0/24"]}
+         "routes": ["172.16.0.0/24", "172.16.50.0/24", "172.16.1.0/24"], "port_forwards": []}
     ]  # fmt: skip
 
     nat = nvgw("gateway-route", "add", *blue, "--destination", "0.0.0.0/0", "--next-hop", "nat")

@@ -530,6 +530,7 @@ async def test_a_gateways_taps_and_routes_are_added_listed_and_removed(
         "routing_domain": "blue",
         "taps": ["gw-blue", "gw-blue2"],
         "routes": ["172.16.0.0/24", "172.16.50.0/24", "172.16.1.0/24"],
+        "port_forwards": [],
     }
 
     # removed by the same filters; the policy is back as it was but for its revision
