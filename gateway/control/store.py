@@ -189,10 +189,18 @@ class PolicyStore(Generic[Prepared]):
         self.policy: Policy | None = None
         self.changes = {"applied": 0, "refused": 0}  # through change(), for /metrics
 
-    async def load(self, seed: tuple[Policy, str] | None = None) -> Policy:
+    async def load(
+        self, seed: tuple[Policy, str] | None = None, *, moved_only: bool = False
+    ) -> Policy | None:
         """Read, validate and swap in the policy as committed now (start-up, SIGHUP,
-        another daemon's write); ``seed`` fills an empty store first (``--config``)."""
+        another daemon's write); ``seed`` fills an empty store first (``--config``).
+        ``moved_only``: only if the store is at another revision than the running
+        policy, else None (a follower that saw this store's own change committed)."""
         async with self._lock:
+            if moved_only and self.policy is not None:
+                revision = await anyio.to_thread.run_sync(self.backend.revision)
+                if revision == self.policy.revision:
+                    return None
             loaded = await anyio.to_thread.run_sync(self.backend.read, seed)
             try:
                 await self._commit(loaded.prepared)

@@ -204,11 +204,13 @@ class Daemon:
             running = self.store.policy
             if revision is None or running is None or revision in (running.revision, refused):
                 continue
-            refused = None if await self.reload() else revision
+            refused = None if await self.reload(moved_only=True) else revision
 
-    async def reload(self) -> bool:
+    async def reload(self, *, moved_only: bool = False) -> bool:
         """Re-read the store (SIGHUP, or another daemon's write); swap it in whole, or
-        keep the old policy and say why.
+        keep the old policy and say why. ``moved_only``: not if the store is at the
+        running revision by the time its lock is ours (this daemon's own change,
+        committed while the follower polled): no reload, none counted.
 
         Nothing a reload raises stops the daemon. A file gone (deleted, renamed away
         mid-save, a dangling link) or unreadable is a ConfigError naming it, like an
@@ -216,7 +218,8 @@ class Daemon:
         parser) is refused all the same, with its traceback in the log.
         """
         try:
-            await self.store.load()
+            if await self.store.load(moved_only=moved_only) is None:
+                return True
         except ApplyError:  # in force, but a port unserved: logged where it failed
             self.reloads["applied"] += 1
             return False

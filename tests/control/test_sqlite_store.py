@@ -57,7 +57,9 @@ async def seeded(database: Path, policy: Policy | None = None) -> PolicyStore[Po
 
 async def fresh(database: Path) -> Policy:
     """The policy a store that just opened the database reads (a restarted daemon)."""
-    return await PolicyStore(f"sqlite:{database}", keep, swap).load()
+    policy = await PolicyStore(f"sqlite:{database}", keep, swap).load()
+    assert policy is not None
+    return policy
 
 
 def tables(database: Path) -> list[list[tuple[Any, ...]]]:
@@ -275,3 +277,23 @@ def test_a_database_in_an_unwritable_place_is_a_refusal_naming_it(tmp_path: Path
     store = PolicyStore(f"sqlite:{blocked}/p.db", keep, swap)
     with pytest.raises(ConfigError, match=f"sqlite:{blocked}/p.db"):
         store.read()
+
+
+async def test_a_follower_reads_only_a_revision_it_does_not_run(tmp_path: Path) -> None:
+    """What a daemon's follow task asks: nothing is read or swapped in again for the
+    revision this store committed itself, and another writer's revision is."""
+    database = tmp_path / "p.db"
+    swapped: list[int] = []
+
+    async def recorded(policy: Policy) -> None:
+        swapped.append(policy.revision)
+
+    store = PolicyStore(f"sqlite:{database}", keep, recorded)
+    await store.load((two_hosts(), "two-hosts.yaml"))
+    await store.change(add(LOOKUP_RECORDS, record(13)))
+    assert await store.load(moved_only=True) is None and swapped == [0, 1]
+    other = PolicyStore(f"sqlite:{database}", keep, swap)
+    await other.load()
+    await other.change(add(LOOKUP_RECORDS, record(14)))
+    moved = await store.load(moved_only=True)
+    assert moved is not None and moved.revision == 2 and swapped == [0, 1, 2]
