@@ -63,6 +63,7 @@ class DataplaneCollector(Collector):
         for _, family in per_port:
             yield family
         yield from _per_domain(tables)
+        yield from _napt(tables)
         info = GaugeMetricFamily(
             "nvgw_policy_revision", "Revision of the policy in force", labels=["node"]
         )
@@ -103,6 +104,39 @@ def _per_domain(tables: HostTables | GatewayTables) -> Iterator[CounterMetricFam
             family.add_metric(values, getattr(domain.counters, name))
     for _, family in per_domain:
         yield family
+
+
+def _napt(tables: HostTables | GatewayTables) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """A gateway's NAT per routing domain it serves (its tenant of the node's table):
+    sessions held and the limit, sessions opened (an external port allocated or a
+    forward's taken), ended for idleness, and new ones refused, by reason."""
+    labels = ["rdid", "routing_domain"]
+    held = GaugeMetricFamily("nvgw_napt_sessions", "NAT sessions held", labels=labels)
+    limit = GaugeMetricFamily(
+        "nvgw_napt_session_limit", "NAT sessions the routing domain may hold", labels=labels
+    )
+    opened = CounterMetricFamily("nvgw_napt_sessions_opened", "NAT sessions opened", labels=labels)
+    expired = CounterMetricFamily(
+        "nvgw_napt_sessions_expired", "NAT sessions ended, idle past their timeout", labels=labels
+    )
+    refused = CounterMetricFamily(
+        "nvgw_napt_sessions_refused",
+        "New NAT sessions refused: tenant limit, table full, or no external port left",
+        labels=[*labels, "reason"],
+    )
+    domains = tables.domains.values() if isinstance(tables, GatewayTables) else ()
+    for domain in domains:
+        tenant = domain.tenant
+        if tenant is None:
+            continue
+        values = [domain.rdid, domain.name]
+        held.add_metric(values, tenant.sessions)
+        limit.add_metric(values, tenant.max_sessions)
+        opened.add_metric(values, tenant.opened)
+        expired.add_metric(values, tenant.expired)
+        for reason, count in list(tenant.refused.items()):
+            refused.add_metric([*values, reason.label], count)
+    yield from (held, limit, opened, expired, refused)
 
 
 def _by_result(name: str, help_text: str, counts: dict[str, int]) -> CounterMetricFamily:

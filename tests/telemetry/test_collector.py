@@ -96,6 +96,12 @@ OTHER_FAMILIES = {
     "nvgw_policy_reloads": "result",
     "nvgw_policy_changes": "result",
     "nvgw_kernel_rx_drops": None,
+    # A gateway's NAT per routing domain (tests/telemetry/test_napt_metrics.py).
+    "nvgw_napt_sessions": "rdid",
+    "nvgw_napt_session_limit": "rdid",
+    "nvgw_napt_sessions_opened": "rdid",
+    "nvgw_napt_sessions_expired": "rdid",
+    "nvgw_napt_sessions_refused": "rdid",
 }
 
 

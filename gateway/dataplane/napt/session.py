@@ -27,7 +27,11 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from gateway.errors import Drop
 from gateway.wire import IPPROTO_ICMP
+
+# Why a new session may be refused (each one of ``Tenant.refused``'s counts).
+REFUSALS: Final = (Drop.NAPT_TENANT_LIMIT, Drop.NAPT_TABLE_FULL, Drop.NAPT_PORTS_EXHAUSTED)
 
 _WORD_MASK: Final = 0xFFFF
 _PORT: Final = struct.Struct("!H")
@@ -49,16 +53,21 @@ def apply_delta(checksum: int, delta: int) -> int:
 
 class Tenant:
     """One routing domain's share of the table: its session limit, whether its
-    sessions are logged, and how many it holds now. ``Napt.tenant`` makes and
+    sessions are logged, how many it holds now, and what ``/metrics`` counts of it
+    (sessions opened, ended for idleness, new ones refused, by reason: plain ints,
+    bumped only when a session opens, ends or is refused). ``Napt.tenant`` makes and
     updates them; the gateway keeps its domains' and passes one with each packet."""
 
-    __slots__ = ("log", "max_sessions", "rdid", "sessions")
+    __slots__ = ("expired", "log", "max_sessions", "opened", "rdid", "refused", "sessions")
 
     def __init__(self, rdid: str, max_sessions: int, log: bool) -> None:
         self.rdid = rdid
         self.max_sessions = max_sessions
         self.log = log
         self.sessions = 0
+        self.opened = 0
+        self.expired = 0
+        self.refused = dict.fromkeys(REFUSALS, 0)
 
     def __repr__(self) -> str:
         return f"Tenant({self.rdid!r}, {self.sessions}/{self.max_sessions})"

@@ -195,14 +195,17 @@ class Napt:
         """A session the tenant opens toward ``remote``, through the endpoint's
         mapping (made, with a new external port, if it has none)."""
         if tenant.sessions >= tenant.max_sessions:
+            tenant.refused[Drop.NAPT_TENANT_LIMIT] += 1
             return Drop.NAPT_TENANT_LIMIT
         if self.count >= self.max_sessions:
+            tenant.refused[Drop.NAPT_TABLE_FULL] += 1
             return Drop.NAPT_TABLE_FULL
         key = (tenant.rdid, protocol, ca, ca_port)
         mapping = self.mappings.get(key)
         if mapping is None:
             ext_addr, ext_port = self.pool.allocate(tenant.rdid, ca, protocol)
             if ext_port < 0:
+                tenant.refused[Drop.NAPT_PORTS_EXHAUSTED] += 1
                 return Drop.NAPT_PORTS_EXHAUSTED
             mapping = self.mappings[key] = Mapping(key, ext_addr, ext_port)
         session = Session(tenant, mapping, protocol, remote, remote_port, state, 0, now)
@@ -220,8 +223,10 @@ class Napt:
     ) -> Session | Drop:
         """A session a remote end opens through a port forward's mapping."""
         if tenant.sessions >= tenant.max_sessions:
+            tenant.refused[Drop.NAPT_TENANT_LIMIT] += 1
             return Drop.NAPT_TENANT_LIMIT
         if self.count >= self.max_sessions:
+            tenant.refused[Drop.NAPT_TABLE_FULL] += 1
             return Drop.NAPT_TABLE_FULL
         session = Session(tenant, mapping, mapping.key[1], remote, remote_port, state, 1, now)
         if session.out_key in self.by_out:
@@ -239,6 +244,7 @@ class Napt:
         self.queues[session.state][session] = None
         tenant = session.tenant
         tenant.sessions += 1
+        tenant.opened += 1
         self.count += 1
         self.opened += 1
         if tenant.log:
@@ -263,6 +269,7 @@ class Napt:
         del self.queues[session.state][session]
         tenant = session.tenant
         tenant.sessions -= 1
+        tenant.expired += 1
         self.count -= 1
         self.ended += 1
         mapping = session.mapping
