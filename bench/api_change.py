@@ -122,7 +122,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results-api.json")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "bench" / "results-api-sqlite.json"
+    )  # results-api.json: the file store before issue 14, kept to compare with
     args = parser.parse_args()
     rows = []
     for records in args.records:
