@@ -19,7 +19,7 @@ from typing import Annotated, Final
 import typer
 from rich.console import Console
 
-from gateway.cli import store_verbs, tunnel_keys, verbs
+from gateway.cli import nat, store_verbs, tunnel_keys, verbs
 from gateway.cli.import_hnv import import_hnv_command
 from gateway.control import DEFAULT_SOCKET, DEFAULT_STORE, StoreConflict, load_config, parse_store
 from gateway.errors import ConfigError
@@ -368,6 +368,7 @@ def policy_diff(
 
 verbs.register(app)
 tunnel_keys.register(app)
+nat.register(app)
 app.command()(verbs.migrate)
 app.command()(verbs.apply)
 app.command("import-hnv")(import_hnv_command)

@@ -39,6 +39,7 @@ from gateway.policy import Policy
 from .edits import Exists, NotFound, add, find, migrate, remove, replace_all
 from .entries import listing, policy_json
 from .kinds import KINDS, Kind, served
+from .nat_sessions import SessionsSource, sessions_handler
 from .openapi import openapi_document
 from .store import (
     Accepted,
@@ -78,9 +79,11 @@ def build_api(
     node: str,
     counters: Callable[[], dict[str, Any]],
     kinds: Sequence[Kind] = KINDS,
+    nat_sessions: SessionsSource = lambda: None,
 ) -> Starlette:
     """The API of one daemon: its store for policy, ``counters`` for the data plane's
-    counts (read when asked, like a scrape), and a resource per kind of entry."""
+    counts (read when asked, like a scrape), ``nat_sessions`` for a gateway's NAT
+    sessions (``nat_sessions.py``), and a resource per kind of entry."""
     handlers = _Handlers(store, node, counters, kinds)
     routes = [
         Route("/v1/health", handlers.health, methods=["GET"]),
@@ -90,6 +93,13 @@ def build_api(
         Route("/v1/counters", handlers.counters, methods=["GET"]),
         Route("/v1/migrate", handlers.migrate, methods=["POST"]),
         Route("/v1/trace", handlers.trace, methods=["POST"]),
+        Route(
+            "/v1/nat/sessions",
+            sessions_handler(
+                nat_sessions, lambda: handlers.policy, handlers._off_loop, handlers._answer
+            ),
+            methods=["GET"],
+        ),
     ]
     for kind in served(kinds):
         routes += [

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from .kinds import KINDS, Kind, schema, served, used_models
+from .nat_sessions import OPENAPI_PATH as NAT_SESSIONS
 
 API_VERSION: Final = "v1"
 
@@ -63,6 +64,7 @@ def openapi_document(kinds: Sequence[Kind] = KINDS) -> dict[str, Any]:
                 "responses": _ok(),
             }
         },
+        "/v1/nat/sessions": NAT_SESSIONS,
     }
     for kind in served(kinds):
         filters = [

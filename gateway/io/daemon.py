@@ -30,6 +30,7 @@ import structlog
 from anyio.abc import TaskStatus
 
 from gateway.control import ApplyError, PolicyStore, build_api, counters_json, load_config
+from gateway.control.nat_sessions import node_sessions
 from gateway.dataplane import Counters, NodePlan, prepare_node
 from gateway.errors import ConfigError, Drop
 from gateway.io.faults import PacketFaults
@@ -128,7 +129,12 @@ class Daemon:
                     tg.start_soon(self._drop_summaries)
                     if self.store.backend.follows:
                         tg.start_soon(self._follow)
-                    app = build_api(self.store, self.node, lambda: counters_json(self.counters))
+                    app = build_api(
+                        self.store,
+                        self.node,
+                        lambda: counters_json(self.counters),
+                        nat_sessions=lambda: node_sessions(serving.node),
+                    )
                     listeners.serve(tg, app)
                     self.serving = serving  # commits swap from now on
                     ready = {

@@ -57,6 +57,7 @@ FIXED_ROUTES = {
     "/v1/openapi.json",
     "/v1/policy",
     "/v1/counters",
+    "/v1/nat/sessions",
     "/v1/migrate",
     "/v1/trace",
 }
