@@ -28,7 +28,16 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from gateway.dataplane import MAX_HOPS, Fabric, GatewayTap, HostPort, Step, router_mac
+from gateway.dataplane import (
+    MAX_HOPS,
+    ExternalTap,
+    Fabric,
+    GatewayNode,
+    GatewayTap,
+    HostPort,
+    Step,
+    router_mac,
+)
 from gateway.errors import BadPacket
 from gateway.policy import GatewayHop, Policy, compile_policy
 from gateway.wire import (
@@ -186,7 +195,7 @@ def _tap_network(policy: Policy, node: str, tap: GatewayTap) -> ipaddress.IPv4Ne
 
 
 def _answer_for_neighbour(
-    result: Trace, fabric: Fabric, node: str, tap: GatewayTap, target: bytes
+    result: Trace, fabric: Fabric, node: str, tap: GatewayTap | ExternalTap, target: bytes
 ) -> list[Step]:
     """The gateway asked out of ``tap`` who has ``target``: the trace answers as that
     neighbour would, and the packets that waited for it move on."""
@@ -199,7 +208,7 @@ def _answer_for_neighbour(
 
 def _read(
     result: Trace, fabric: Fabric, step: Step, deliveries: bool = True
-) -> list[tuple[GatewayTap, bytes]]:
+) -> list[tuple[GatewayTap | ExternalTap, bytes]]:
     """One step's hops: the lookups it made, its drops, then what it sent on. Returns
     the ARP requests a gateway sent out of a TAP, (TAP, address asked for)."""
     node = step.node
@@ -210,8 +219,17 @@ def _read(
         result.dropped = reason.label
     if not deliveries:
         return []
-    asked: list[tuple[GatewayTap, bytes]] = []
+    asked: list[tuple[GatewayTap | ExternalTap, bytes]] = []
     for tap, frame in step.taps:
+        if isinstance(tap, ExternalTap):
+            request = _arp_request(frame)
+            if request is not None:
+                where = f"out of {tap.name} (the internet side)"
+                result.add(node, "arp", f"who has {_ip(request)}, {where}")
+                asked.append((tap, request))
+            else:
+                _to_internet(result, fabric.node(node), tap, frame)
+            continue
         if isinstance(tap, GatewayTap):
             request = _arp_request(frame)
             if request is not None:
@@ -238,6 +256,36 @@ def _read(
     for frame in step.link:
         result.add(node, "ip-rewrite", _on_link(frame))
     return asked
+
+
+def _to_internet(result: Trace, node: Any, tap: ExternalTap, frame: bytes) -> None:
+    """A packet the gateway's NAT sent to the internet: its translation, read from the
+    session the trace's own table holds for it (the tenant's side, the external side
+    it got), then the packet as it left."""
+    ip = parse_ipv4(frame, ETH_HEADER_SIZE)
+    start = ETH_HEADER_SIZE + ip.header_length
+    name = {IPPROTO_ICMP: "icmp", IPPROTO_UDP: "udp", IPPROTO_TCP: "tcp"}.get(ip.protocol, "?")
+    if ip.protocol == IPPROTO_ICMP:  # an echo: its identifier is the port
+        sport, dport = int.from_bytes(frame[start + 4 : start + 6], "big"), 0
+        ends = f"{_ip(ip.src)} id {sport}", _ip(ip.dst)
+    else:
+        sport = int.from_bytes(frame[start : start + 2], "big")
+        dport = int.from_bytes(frame[start + 2 : start + 4], "big")
+        ends = f"{_ip(ip.src)}:{sport}", f"{_ip(ip.dst)}:{dport}"
+    assert isinstance(node, GatewayNode) and node.napt is not None
+    session = node.napt.by_in.get((ip.protocol, ip.src, sport, ip.dst, dport))
+    if session is not None:
+        m = session.mapping
+        inside = f"{_ip(m.ca)} id {m.ca_port}" if dport == 0 else f"{_ip(m.ca)}:{m.ca_port}"
+        domain = node.tables.domains[session.tenant.rdid].name
+        result.add(
+            node.name,
+            "nat",
+            f"{name} {inside} -> {ends[0]} (routing domain {domain}), to {ends[1]}",
+        )
+    where = f"the internet out of {tap.name}"
+    result.add(node.name, "deliver", f"to {where}: {ends[0]} -> {ends[1]}, {len(frame)} bytes")
+    result.delivered_to = f"the internet (out of {tap.name})"
 
 
 def _arp_request(frame: bytes) -> bytes | None:
@@ -272,6 +320,8 @@ def _show(value: Any) -> str:
     if value is None:
         return "none"
     if isinstance(value, GatewayHop):
+        if value.nat:
+            return f"{value.destination} to the NAT"
         via = "on-link" if value.next_hop_bytes is None else f"via {_ip(value.next_hop_bytes)}"
         if value.tap is not None:
             return f"{value.destination} {via} out of {value.tap}"
