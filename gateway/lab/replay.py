@@ -8,7 +8,13 @@ carries NVGRE: a gateway's PA, its gateway data plane), a plain IPv4 packet addr
 to a node's PA (IP-Rewrite) its provider link, a frame whose source MAC is a VM
 port's that port, and a frame addressed to a gateway's MAC on one of its TAPs (what
 its corp side sends it) that TAP. (A broadcast on a TAP's corp side names no TAP:
-two tenants' TAPs may hold the same address.) What the data plane sends is
+two tenants' TAPs may hold the same address.) A gateway's NAT runs as in the daemon:
+a tenant's packet to the internet is translated by a table of the replay's own and
+leaves by the external TAP, and a frame to that TAP's MAC (the internet router's ARP,
+a packet to one of the NAT's addresses) is the external TAP's; the replay's table
+hands out its own external ports, so the internet's answers captured from a real run
+find no session here (``napt_no_session``), while a port forward's are translated as
+the daemon's are. What the data plane sends is
 written to the output capture (NVGRE with its outer IPv4 header, as the kernel would
 send it) rather than carried on: each input frame gets a one-line verdict of its own.
 scapy does the pcap I/O only (it stays out of the data plane, per the layout).
@@ -68,6 +74,11 @@ def replay(policy: Policy, frames: list[bytes]) -> tuple[list[Verdict], list[byt
         for node in policy.nodes
         for served in (node.routing_domains or {}).values()
         for tap in served.taps
+    }
+    # A NAT's external TAP: what the internet sends the gateway (ARP, and packets to
+    # the NAT's addresses, translated back by the replay's own table).
+    gateway_taps |= {
+        tap_mac(node.nat.tap): (node.name, node.nat.tap) for node in policy.nodes if node.nat
     }
     verdicts: list[Verdict] = []
     written: list[bytes] = []
