@@ -15,18 +15,28 @@ from hypothesis import strategies as st
 
 from gateway.control import load_config
 from gateway.errors import ConfigError
-from gateway.policy import Policy, compile_policy, load_policy, parse_path
+from gateway.policy import (
+    NodeRole,
+    Policy,
+    compile_gateway,
+    compile_policy,
+    load_policy,
+    parse_path,
+)
 
 from ._documents import emit_yaml
 from ._gateway_document import gateway_document
+from ._tunnel_document import tunnel_document
 
-SECTIONS = ["revision", "routing_domains", "lookup_records", "customer_routes", "nodes"]
+SECTIONS = ["revision", "routing_domains", "lookup_records", "customer_routes", "tunnels", "nodes"]
 KEYS = [
     *SECTIONS,
     *["rdid", "name", "virtual_subnets", "vsid", "prefixes", "gateway", "ca", "mac", "pa"],
     *["rule", "type", "vm", "destination", "next_hop", "metric", "role", "interface"],
     *["prefix_length", "vlan", "ports", "provider_addresses", "host1"],
     *["mss_clamp", "routing_domains", "taps", "routes", "address", "gw", "blue"],
+    *["node", "listen_port", "public_key", "preshared_key_file", "endpoint", "allowed_ips"],
+    *["persistent_keepalive", "tunnel_keys", 51820],
 ]
 SCALARS = (
     st.none()
@@ -50,6 +60,13 @@ SCALARS = (
             "auto",
             "tap:gw-blue",
             "tunnel:site",
+            "tunnel:onprem-blue",
+            "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=",
+            "192.0.2.11:51820",
+            "[2001:db8::1]:51820",
+            "/etc/nvgw/wg.key",
+            "172.16.50.0/24",
+            51820,
             "172.16.0.1/24",
             5010,
             4095,
@@ -79,7 +96,10 @@ def _check(document: Any) -> None:
             str(issue)
     else:
         assert isinstance(policy, Policy)
-        compile_policy(policy)
+        snapshot = compile_policy(policy)
+        for node in policy.nodes:
+            if node.role is NodeRole.GATEWAY:
+                compile_gateway(snapshot, node.name)
 
 
 @given(JSON)
@@ -105,7 +125,7 @@ def _places(node: Any, path: tuple = ()) -> list[tuple]:
     return places
 
 
-_BASE = gateway_document()  # the base document and a gateway node
+_BASE = tunnel_document()  # the base document, a gateway node and its tunnels
 _PLACES = _places(_BASE)[1:]
 
 
