@@ -18,8 +18,9 @@ Each input (a mutated seed of one entry point, or random bytes) goes:
 IP-Rewrite's neighbour table, and a gateway's per TAP, is state the verdict rightly
 depends on, so before each feed it is rebuilt to one of a few states drawn per input
 (empty, learned, learned long ago, asked and waiting, asked too long ago): every
-feed of one input meets the same table. A gateway's per-domain route caches are
-emptied for the cold data plane too.
+feed of one input meets the same table. So is a gateway's NAT: every feed meets the
+same sessions (``gateway_nat.NatState``), not one the feed before opened. A
+gateway's per-domain route caches are emptied for the cold data plane too.
 
 A chunk starts from fresh data planes and a generator seeded by (campaign seed,
 policy, node, chunk number), so ``replay`` re-runs it exactly up to any input.
@@ -50,6 +51,7 @@ from .frames import (
     tokens_for,
 )
 from .gateway_frames import CORP_MAC, TAP, gateway_seeds_for, neighbour_addresses
+from .gateway_nat import NatState, gateway_taps
 from .mutate import mutate
 from .oracle import CountingNeighbors, NodeView, Outcome, Recorder, check_outcome, run, silence
 from .policies import Target
@@ -99,12 +101,15 @@ class Bench:
         probe = self.dataplane()
         self.view = NodeView.of(probe)
         self._neighbors: dict[tuple[str, int], CountingNeighbors] = {}
+        self.nat: NatState | None = None
         if isinstance(probe, GatewayNode):
             tables = probe.tables
-            self.seeds = gateway_seeds_for(target.snapshot, tables)
+            self.nat = NatState(probe, NOW)
+            self.seeds = gateway_seeds_for(target.snapshot, tables, self.nat)
             self.entries = [entry for entry in (PROVIDER, TAP) if self.seeds[entry]]
-            macs = {mac for _, mac in tables.port_by_key} | {tap.mac for tap in tables.taps}
-            own = {tap.own_ip for tap in tables.taps}
+            taps = gateway_taps(tables)
+            macs = {mac for _, mac in tables.port_by_key} | {tap.mac for tap in taps}
+            own = {address for tap in taps for address in tap.answers}
             self.tokens = tokens_for(target.snapshot, tables.local_pas | own, macs | {CORP_MAC})
             self.rewrite = True  # neighbour states, per TAP
             self.waiting = {
@@ -112,7 +117,7 @@ class Bench:
                     (address, CORP_MAC, ipv4_frame(bytes(6), tap.mac, tap.own_ip, address, 1))
                     for address in addresses
                 ]
-                for tap in tables.taps
+                for tap in taps
                 for addresses in [neighbour_addresses(tables)[tap.name]]
             }
             return
@@ -142,10 +147,13 @@ class Bench:
         return found[:_NEIGHBOR_PAS]
 
     def attach(self, plane: HostNode | GatewayNode, state: int) -> None:
-        """Give ``plane`` its neighbour tables in ``state`` (one per TAP on a gateway)."""
+        """Give ``plane`` its neighbour tables in ``state`` (one per TAP on a gateway),
+        and a gateway its NAT as every feed starts it (``gateway_nat.py``)."""
         if isinstance(plane, GatewayNode):
-            for tap in plane.tables.taps:
+            for tap in gateway_taps(plane.tables):
                 tap.neighbors = plane.neighbors[tap.name] = self.neighbors(state, tap.name)
+            if self.nat is not None:
+                self.nat.install(plane)
         else:
             plane.neighbors = self.neighbors(state)
 
@@ -183,7 +191,7 @@ class Bench:
         if entry == PORT:
             return plane.tables.ports[index]  # type: ignore[union-attr]
         if entry == TAP:
-            return plane.tables.taps[index]  # type: ignore[union-attr]
+            return gateway_taps(plane.tables)[index]  # type: ignore[arg-type]
         return None
 
 
@@ -219,7 +227,7 @@ class Planes:
         if bench.rewrite:
             bench.attach(warm, state)
         first = run(warm, entry, port, data, NOW)
-        found += check_outcome(entry, port, data, first, bench.view)
+        found += check_outcome(entry, port, data, first, bench.view, getattr(warm, "napt", None))
         if bench.rewrite:
             bench.attach(warm, state)
         again = run(warm, entry, port, data, NOW)

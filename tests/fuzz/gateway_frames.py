@@ -8,7 +8,8 @@ gateway's own CA (echo), off every route; with TTL 1, oversized with DF set and 
 TCP SYNs with an MSS option, ARP and IPv6 inside. ``from_tap``: what a corp side
 sends into each TAP: ARP for the gateway's address and for others, replies (asked
 for or not: the neighbour states decide), and IPv4 to the gateway's MAC toward each of
-those destinations, broadcast, to another MAC, IPv6.
+those destinations, broadcast, to another MAC, IPv6. The external TAP's, what the
+internet sends, come from ``gateway_nat.py``.
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ from .frames import (
     ipv4_frame,
     ipv6_frame,
 )
+from .gateway_nat import NatState
 
 TAP: Final = "from_tap"
 MAX_TAP_SEEDS: Final = 60  # per TAP
 MAX_PROVIDER_SEEDS: Final = 240  # per node
+MAX_INTERNET_SEEDS: Final = 120  # the external TAP's
 CORP_MAC: Final = bytes.fromhex("02c000000002")  # the corp side's NIC on every TAP
 _MSS_1460: Final = b"\x02\x04\x05\xb4"
 
@@ -172,17 +175,24 @@ class GatewaySeeds:
         return [Seed(entry, index, data, fields(data), what) for what, data in kept if data]
 
 
-def gateway_seeds_for(snapshot: Snapshot, tables: GatewayTables) -> dict[str, list[Seed]]:
-    """Every entry point's seeds for the gateway node ``tables`` belongs to."""
+def gateway_seeds_for(
+    snapshot: Snapshot, tables: GatewayTables, nat: NatState
+) -> dict[str, list[Seed]]:
+    """Every entry point's seeds for the gateway node ``tables`` belongs to; the
+    external TAP's (the internet's, ``gateway_nat.py``) come after the corp TAPs'."""
     builder = GatewaySeeds(snapshot, tables)
     taps = [seed for index in range(len(tables.taps)) for seed in builder.tap_seeds(index)]
+    internet = nat.external_seeds()
+    taps += builder._sample(TAP, len(tables.taps), internet, MAX_INTERNET_SEEDS)
     return {PROVIDER: builder.provider_seeds(), TAP: taps}
 
 
 def neighbour_addresses(tables: GatewayTables) -> dict[str, list[bytes]]:
     """Per TAP, the neighbours a seed's packet may be waiting for: the corp host, and
-    each node route's next hop on that TAP."""
+    each node route's next hop on that TAP; on the external TAP, the internet router."""
     found: dict[str, list[bytes]] = {tap.name: [corp_address(tap.own_ip)] for tap in tables.taps}
+    if tables.external is not None:
+        found[tables.external.name] = [tables.external.next_hop]
     table = tables.table
     for rdid, domain in table.served.items():
         for route in domain.routes:

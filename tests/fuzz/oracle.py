@@ -307,9 +307,10 @@ def silence(entry: str, data: bytes, view: NodeView) -> str | None:
 
 
 def check_outcome(
-    entry: str, source: Any, data: bytes, outcome: Outcome, view: NodeView
+    entry: str, source: Any, data: bytes, outcome: Outcome, view: NodeView, napt: Any = None
 ) -> list[tuple[str, str]]:
-    """(kind, what is wrong) for each rule ``outcome`` breaks; [] when it is allowed."""
+    """(kind, what is wrong) for each rule ``outcome`` breaks; [] when it is allowed
+    (``napt``: a gateway's NAT as the input left it)."""
     if outcome.raised is not None:
         return [("exception", outcome.raised)]
     found: list[tuple[str, str]] = []
@@ -322,7 +323,7 @@ def check_outcome(
         found.append(("silent", f"{entry}: nothing sent, nothing counted"))
     for event in outcome.events:
         if view.gateway is not None:
-            problem = check_gateway_event(entry, source, data, event, view)  # type: ignore[arg-type]
+            problem = check_gateway_event(entry, source, data, event, view, napt)
         else:
             problem = _check_event(entry, source, data, event, view)
         if problem is not None:

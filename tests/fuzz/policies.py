@@ -21,7 +21,9 @@ ports today) is recorded, not required: trace and replay never ask.
   on one, a default route into the corp side, a second VSID reached through the
   gateway, a VSID it has only a wildcard record in (no CA to answer errors from), a
   customer route via a VM that routes; Red on the other PA with an on-link /16; a
-  fixed MSS clamp; a third tenant the gateway does not serve.
+  fixed MSS clamp; a third tenant the gateway does not serve. A NAT that Blue alone
+  has a route to (198.51.100.0/24), with a port forward of Blue's: Red's packets
+  must never reach the internet.
 - ``maximal``: many routing domains, VSIDs (from VSID_MIN to VSID_MAX), records, routes
   and ports per node, and the validator's edges (metrics 0 and 65535, /0 and /32
   routes, 15-byte interface names, two prefixes per subnet).
@@ -300,6 +302,17 @@ def private_cloud() -> dict[str, Any]:
                     {"destination": "172.16.50.0/24", "next_hop": "172.16.0.2"},
                     {"destination": "172.17.0.0/28", "next_hop": "tap:gw-blue2"},
                     {"destination": "0.0.0.0/0", "next_hop": "172.17.0.3"},
+                    {"destination": "198.51.100.0/24", "next_hop": "nat"},
+                ],
+                "nat": {"max_sessions": 64},
+                "port_forwards": [
+                    {
+                        "protocol": "tcp",
+                        "address": "203.0.113.20",
+                        "port": 80,
+                        "ca": "10.10.10.11",
+                        "ca_port": 80,
+                    }
                 ],
             },
             RED: {
@@ -307,6 +320,7 @@ def private_cloud() -> dict[str, Any]:
                 "routes": [{"destination": "172.16.0.0/16", "next_hop": "tap:gw-red"}],
             },
         },
+        "nat": {"tap": "gw-ext", "addresses": ["203.0.113.20/24"], "next_hop": "203.0.113.1"},
     }
     return {
         "routing_domains": [
