@@ -5,6 +5,8 @@ scapy."""
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 from scapy.packet import raw
@@ -223,3 +225,27 @@ def test_the_site_pings_the_gateways_ca_and_the_answer_goes_back_into_the_tunnel
     ipv6 = bytes.fromhex("6000000000003b40") + bytes(32)  # no next header, 40 bytes
     assert [step.node for step in site.send(ipv6)] == ["gw"]
     assert network.drops("gw") == {"UNSUPPORTED": 1}
+
+
+@given(
+    kind=st.sampled_from([None, 1, 2, 3, 4, 0, 5, 255]),
+    body=st.binary(max_size=200),
+    size=st.sampled_from([None, 148, 92, 64, 32]),
+)
+@settings(max_examples=300, deadline=None)
+def test_hostile_datagrams_are_counted_once_and_never_answered(
+    kind: int | None, body: bytes, size: int | None
+) -> None:
+    """Any datagram that is no genuine message of a peer (here: forged ones of every
+    type and of the handshakes' own sizes) costs exactly one drop, and gets nothing
+    back: no answer, no packet routed, nothing raised."""
+    network = _HOSTILE_LAB
+    header = b"" if kind is None else bytes([kind, 0, 0, 0])  # None: bytes alone, even none
+    datagram = (header + body)[: size or None]
+    before = sum(network.node("gw").counters.drops)
+    step = network.from_tunnel("gw", PORT, datagram, SITE["blue"], NOW)
+    assert step.udp == [] and step.nvgre == [] and step.taps == []
+    assert sum(network.node("gw").counters.drops) == before + 1
+
+
+_HOSTILE_LAB = tunnel_lab()
