@@ -36,7 +36,7 @@ from gateway.dataplane.tables import UNDERLAY_MTU
 from gateway.errors import Drop
 from gateway.policy import Tunnel, decode_key, endpoint_pair
 from gateway.wire import IPV4_HEADER_SIZE
-from gateway.wireguard import TRANSPORT_OVERHEAD, Device, Limits, Peer, Reason
+from gateway.wireguard import KEY_SIZE, TRANSPORT_OVERHEAD, Device, Limits, Peer, Reason
 
 if TYPE_CHECKING:
     from gateway.dataplane.gateway_node import GatewayNode
@@ -227,10 +227,13 @@ def _peer(device: Device, config: Tunnel, preshared: bytes | None) -> Peer:
     keepalive = float(config.persistent_keepalive or 0)
     peer = device.peers.get(public_key)
     if peer is not None:
-        if peer.handshake.preshared_key == (preshared or bytes(32)):
+        if peer.handshake.preshared_key == (preshared or bytes(KEY_SIZE)):
             if endpoint is not None and endpoint != peer.endpoint:
                 peer.endpoint = endpoint  # the config moved it (roaming still may)
-            peer.persistent_keepalive_s = keepalive
+            if keepalive != peer.persistent_keepalive_s:
+                peer.persistent_keepalive_s = keepalive
+                # As when a peer is added: one goes out at once (wireguard-go's way).
+                peer.persistent_keepalive_at = float("-inf") if keepalive > 0 else None
             return peer
         device.remove_peer(peer)
     return device.add_peer(

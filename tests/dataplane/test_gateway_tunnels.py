@@ -249,3 +249,18 @@ def test_hostile_datagrams_are_counted_once_and_never_answered(
 
 
 _HOSTILE_LAB = tunnel_lab()
+
+
+def test_a_reload_that_turns_the_keepalive_on_keeps_the_session_and_sends_one() -> None:
+    network = tunnel_lab()
+    site, _ = establish(network, "blue")
+
+    def keepalive(document: dict) -> None:
+        tunnel_document(document)
+        document["tunnels"][0]["persistent_keepalive"] = 5
+
+    network.swap(gateway_snapshot(keepalive))
+    [(_, endpoint, datagram)] = network.tick("gw", NOW + 1).udp
+    assert (endpoint, datagram[0], len(datagram)) == (SITE["blue"], TRANSPORT, 32)
+    assert site.device.receive(datagram, ("192.0.2.1", PORT), NOW + 1) is None  # it decrypts
+    assert site.peer.handshakes == 1 and site.device.refused == [0] * len(site.device.refused)
