@@ -62,8 +62,11 @@ def ip(namespace: str, *args: str) -> None:
 
 
 class Lab:
-    def __init__(self, gateway: Gateway, host: str, server: subprocess.Popen) -> None:
+    def __init__(
+        self, gateway: Gateway, host: str, server: subprocess.Popen, internet: str
+    ) -> None:
         self.gateway, self.host, self.server = gateway, host, server
+        self.internet = internet  # the internet's namespace
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -90,7 +93,7 @@ def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert server.stdout is not None and server.stdout.readline() == "ready\n"
-        yield Lab(gateway, names["host"], server)
+        yield Lab(gateway, names["host"], server, names["internet"])
     finally:
         try:
             if server is not None and server.poll() is None:
