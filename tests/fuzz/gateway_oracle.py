@@ -29,6 +29,7 @@ from functools import lru_cache
 from typing import Any
 
 from gateway.dataplane import PORT_MTU, GatewayTables, GatewayTap, router_mac
+from gateway.dataplane.gateway_tables import TAP_MTU
 from gateway.dataplane.napt import Napt
 from gateway.errors import BadPacket
 from gateway.wire import (
@@ -230,7 +231,7 @@ def _to_internet(
     at = ETH_HEADER_SIZE
     if frame[at + 12 : at + 16] not in tap.addresses:
         return ("output", f"{entry} -> internet: IPv4 not from a NAT address (untranslated)")
-    if len(frame) - at > tap.mtu:
+    if len(frame) - at > TAP_MTU:  # the link's, not what the tables believe
         return ("output", f"{entry} -> internet: over the external TAP's MTU")
     if internet:
         return None  # a frame of a tenant's that waited for the router's ARP reply
