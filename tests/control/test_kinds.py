@@ -136,7 +136,7 @@ def check_agreement(
     groups = {
         name: command
         for name, command in commands.commands.items()
-        if isinstance(command, TyperGroup) and VERBS <= set(command.commands)
+        if isinstance(command, TyperGroup) and set(command.commands) >= VERBS
     }
     assert set(groups) == {kind.verb for kind in resources.values()}
     for path, kind in resources.items():
