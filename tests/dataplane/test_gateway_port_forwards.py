@@ -147,3 +147,26 @@ def test_hairpin_a_tenant_reaches_its_own_forward_through_the_next_hop() -> None
     assert (answer[IP].dst, answer[TCP].dport, answer[TCP].flags) == ("10.10.10.12", 33000, "SA")
     assert checksums_valid(raw(answer))
     assert network.drops("gw") == {}
+
+
+def test_a_forward_moved_to_another_vm_while_a_session_runs_through_it() -> None:
+    """Blue's :8080 moves from blue1 to blue2 while the internet holds a session to
+    blue1 through it: the session runs on to blue1, new connections reach blue2."""
+    network = gateway_lab(forwards_document)
+    internet = Internet(network)
+    internet.send(syn(PORT["blue"], sport=50000))
+    assert len(vm_frames(network, "blue1")) == 1
+
+    def moved(document: dict) -> None:
+        forwards_document(document)
+        forward = document["nodes"]["gw"]["routing_domains"]["blue"]["port_forwards"][0]
+        forward["ca"] = "10.10.10.12"
+
+    network.swap(gateway_snapshot(moved))
+    internet.send(syn(PORT["blue"], sport=50000))  # the old session's retransmission
+    [again] = vm_frames(network, "blue1")
+    assert again[TCP].dport == 80
+    steps = internet.send(syn(PORT["blue"], sport=50001))  # a new connection
+    assert [step.node for step in steps] == ["gw", "host2"]
+    [new] = vm_frames(network, "blue2")
+    assert (new[IP].dst, new[TCP].sport) == ("10.10.10.12", 50001)

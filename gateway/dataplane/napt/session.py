@@ -92,6 +92,7 @@ class Mapping:
         "key",
         "out_ip",
         "out_l4",
+        "owns_port",
         "pinned",
         "reserved",
         "sessions",
@@ -120,6 +121,9 @@ class Mapping:
         self.sessions = 0  # sessions through it; at 0 (and not pinned) its port is freed
         self.pinned = False  # a port forward holds it: kept with no session
         self.reserved = reserved  # its port is a forward's reservation, not an allocation
+        # False: a withdrawn forward's, whose port a new forward of the same external
+        # endpoint took over; its sessions run on, and it frees no port when they end.
+        self.owns_port = True
 
 
 class Session:

@@ -71,6 +71,7 @@ class Napt:
         "tenants",
         "timeout_of",
         "timeouts",
+        "withdrawn",
     )
 
     def __init__(
@@ -94,6 +95,8 @@ class Napt:
         self.by_out: dict[tuple[str, int, bytes, int, bytes, int], Session] = {}
         self.by_in: dict[tuple[int, bytes, int, bytes, int], Session] = {}
         self.forwards: dict[tuple[int, bytes, int], tuple[Tenant, Mapping]] = {}
+        # Withdrawn forwards' mappings whose sessions still run, by external endpoint.
+        self.withdrawn: dict[tuple[int, bytes, int], Mapping] = {}
         self.mappings: dict[tuple[str, int, bytes, int], Mapping] = {}
         self.queues: tuple[OrderedDict[Session, None], ...] = tuple(
             OrderedDict() for _ in range(STATE_COUNT)
@@ -144,26 +147,34 @@ class Napt:
         allocator = self.pool.allocators.get((ext_addr, protocol))
         if allocator is None:
             raise ValueError(f"{ext_addr.hex()} is not an external address of the NAT")
-        if (protocol, ext_addr, ext_port) in self.forwards:
+        external = (protocol, ext_addr, ext_port)
+        if external in self.forwards:
             raise ValueError(f"port {ext_port} is forwarded already")
         key = (tenant.rdid, protocol, ca, ca_port)
         mapping = self.mappings.get(key)
         if mapping is not None and mapping.pinned:
             raise ValueError("that tenant endpoint is forwarded already")
-        if mapping is None or not (
-            mapping.reserved and mapping.ext_addr == ext_addr and mapping.ext_port == ext_port
-        ):
+        withdrawn = self.withdrawn.pop(external, None)
+        if mapping is not None and mapping is withdrawn:
+            pass  # the same forward back: its mapping, still in use, is taken back
+        elif withdrawn is not None:
+            withdrawn.owns_port = False  # the port's reservation passes to the new forward
+            mapping = self.mappings[key] = Mapping(key, ext_addr, ext_port, reserved=True)
+        else:
             allocator.reserve(ext_port)
             mapping = self.mappings[key] = Mapping(key, ext_addr, ext_port, reserved=True)
-        mapping.pinned = True  # (a removed forward's mapping, still in use, is taken back)
-        self.forwards[protocol, mapping.ext_addr, ext_port] = (tenant, mapping)
+        mapping.pinned = True
+        self.forwards[external] = (tenant, mapping)
 
     def unforward(self, protocol: int, ext_addr: bytes, ext_port: int) -> None:
         """Withdraw a forward: new connections to it are refused; sessions already
         open through it run until they end, and the port is free after them."""
-        _, mapping = self.forwards.pop((protocol, bytes(ext_addr), ext_port))
+        external = (protocol, bytes(ext_addr), ext_port)
+        _, mapping = self.forwards.pop(external)
         mapping.pinned = False
-        if not mapping.sessions:
+        if mapping.sessions:
+            self.withdrawn[external] = mapping  # holds its port until its sessions end
+        else:
             self._free(mapping)
 
     def set_forwards(self, wanted: ForwardTargets) -> None:
@@ -282,8 +293,11 @@ class Napt:
     def _free(self, mapping: Mapping) -> None:
         if self.mappings.get(mapping.key) is mapping:
             del self.mappings[mapping.key]
+        if not mapping.owns_port:
+            return  # a newer forward holds its port
         allocator = self.pool.allocators[mapping.ext_addr, mapping.key[1]]
         if mapping.reserved:
+            self.withdrawn.pop((mapping.key[1], mapping.ext_addr, mapping.ext_port), None)
             allocator.unreserve(mapping.ext_port)
         else:
             allocator.release(mapping.ext_port)

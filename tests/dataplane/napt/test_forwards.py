@@ -107,3 +107,31 @@ def test_forward_conflicts_are_refused() -> None:
     with pytest.raises(ValueError, match="in use"):
         napt.forward(17, a(EXT), port, red, a(CA), 53)
     napt.forward(6, a(EXT), 81, red, a(CA), 8080)  # the same CA and port in another tenant
+
+
+def test_a_forward_moved_to_another_endpoint_while_its_session_runs() -> None:
+    """An external port withdrawn from Blue's CA:8080 and forwarded to Red's CA:9090
+    while a client's session to Blue runs: that session runs on to Blue, a new client
+    reaches Red, the port stays held when Blue's session ends, and is free once Red's
+    forward is withdrawn with nothing open."""
+    napt, blue, red = _published()
+    old = into(napt, tcp(CLIENT, EXT, 5555, 80, "S"), T0)
+    assert isinstance(old, Session) and old.tenant is blue
+    napt.set_forwards({(6, a(EXT), 80): (red, a(CA), 9090)})
+    assert into(napt, tcp(CLIENT, EXT, 5555, 80, "S"), T0 + 1) is old
+    new = into(napt, tcp(REMOTE, EXT, 6666, 80, "S"), T0 + 1)
+    assert isinstance(new, Session) and new.tenant is red and new.mapping.ca_port == 9090
+    allocator = napt.pool.allocators[a(EXT), 6]
+    napt.end(old, T0 + 2)
+    assert allocator.in_use(80), "still Red's forward's"
+    napt.end(new, T0 + 2)
+    napt.set_forwards({})
+    assert not allocator.in_use(80) and not napt.mappings and not napt.withdrawn
+
+
+def test_set_forwards_keeps_what_stays_and_adds_by_difference() -> None:
+    napt, blue, red = _published()
+    [(kept_tenant, kept)] = napt.forwards.values()
+    napt.set_forwards({(6, a(EXT), 80): (blue, a(CA), 8080), (17, a(EXT), 53): (red, a(CA), 53)})
+    assert napt.forwards[6, a(EXT), 80] == (kept_tenant, kept), "the same mapping"
+    assert napt.forwards[17, a(EXT), 53][0] is red
