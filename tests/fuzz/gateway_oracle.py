@@ -138,15 +138,8 @@ def _to_tap(
     if eth.src != tap.mac:
         return ("output", f"{entry} -> TAP: not from the gateway's MAC on the TAP")
     if eth.ethertype == ETHERTYPE_ARP:
-        arp = parse_arp(frame, ETH_HEADER_SIZE)
-        if arp.sender_mac != tap.mac or arp.sender_ip != tap.own_ip:
-            return ("output", f"{entry} -> TAP: ARP not about the gateway's own address")
-        if arp.opcode == ARP_OP_REQUEST:
-            if eth.dst != BROADCAST_MAC or arp.target_mac != ZERO_MAC:
-                return ("output", f"{entry} -> TAP: an ARP request not broadcast")
-        elif arp.opcode != ARP_OP_REPLY or eth.dst != arp.target_mac or is_multicast(eth.dst):
-            return ("output", f"{entry} -> TAP: ARP that is neither a request nor a reply")
-        return None
+        wrong = _arp_wrong(frame, eth, tap.mac, (tap.own_ip,), "the gateway's own address")
+        return None if wrong is None else ("output", f"{entry} -> TAP: {wrong}")
     if eth.ethertype != ETHERTYPE_IPV4:
         return ("output", f"{entry} -> TAP: ethertype {eth.ethertype:#06x}")
     if is_multicast(eth.dst):
@@ -157,6 +150,23 @@ def _to_tap(
         return ("output", f"{entry} -> TAP: over the TAP's MTU")
     broken = _carried_intact(entry, data, frame, True)
     return None if broken is None else ("output", f"{entry} -> TAP: {broken}")
+
+
+def _arp_wrong(
+    frame: bytes, eth: Any, mac: bytes, addresses: tuple[bytes, ...], whose: str
+) -> str | None:
+    """What is wrong with ARP the gateway sent from ``mac`` on a TAP where it holds
+    ``addresses``: about another address, a request not broadcast, neither a request
+    nor a reply to the asker."""
+    arp = parse_arp(frame, ETH_HEADER_SIZE)
+    if arp.sender_mac != mac or arp.sender_ip not in addresses:
+        return f"ARP not about {whose}"
+    if arp.opcode == ARP_OP_REQUEST:
+        if eth.dst != BROADCAST_MAC or arp.target_mac != ZERO_MAC:
+            return "an ARP request not broadcast"
+    elif arp.opcode != ARP_OP_REPLY or eth.dst != arp.target_mac or is_multicast(eth.dst):
+        return "ARP that is neither a request nor a reply"
+    return None
 
 
 def _to_provider(
@@ -217,15 +227,8 @@ def _to_internet(
     if eth.src != tap.mac:
         return ("output", f"{entry} -> internet: not from the gateway's MAC on the external TAP")
     if eth.ethertype == ETHERTYPE_ARP:
-        arp = parse_arp(frame, ETH_HEADER_SIZE)
-        if arp.sender_mac != tap.mac or arp.sender_ip not in tap.addresses:
-            return ("output", f"{entry} -> internet: ARP not about one of the NAT's addresses")
-        if arp.opcode == ARP_OP_REQUEST:
-            if eth.dst != BROADCAST_MAC or arp.target_mac != ZERO_MAC:
-                return ("output", f"{entry} -> internet: an ARP request not broadcast")
-        elif arp.opcode != ARP_OP_REPLY or eth.dst != arp.target_mac or is_multicast(eth.dst):
-            return ("output", f"{entry} -> internet: ARP neither a request nor a reply")
-        return None
+        wrong = _arp_wrong(frame, eth, tap.mac, tap.addresses, "one of the NAT's addresses")
+        return None if wrong is None else ("output", f"{entry} -> internet: {wrong}")
     if eth.ethertype != ETHERTYPE_IPV4 or is_multicast(eth.dst) or _bad_ipv4(frame) is not None:
         return ("output", f"{entry} -> internet: not unicast IPv4 that parses")
     at = ETH_HEADER_SIZE

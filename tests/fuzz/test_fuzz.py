@@ -7,40 +7,27 @@ found in the data plane so far is pinned by tests/dataplane/test_fuzz_findings.p
 The oracle's own tests plant a bug in the data plane (by monkeypatching one function)
 and check that a short campaign reports it as the kind of finding it is. The sans-IO
 cores (the WireGuard device, the NAPT table) get a slice and planted bugs of their
-own.
+own; the NAT's rules are proven in ``test_fuzz_nat.py``.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 from functools import cache
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from gateway.dataplane import (
-    GatewayTables,
-    HostPort,
-    gateway_routing,
-    gateway_tap,
-    provider_side,
-    vm_side,
-)
-from gateway.dataplane.gateway_tables import ExternalTap
-from gateway.dataplane.napt import AddressPool, Napt, PortAllocator, translate
+from gateway.dataplane import GatewayTables, HostPort, provider_side, vm_side
+from gateway.dataplane.napt import Napt, PortAllocator, translate
 from gateway.errors import Drop
-from gateway.wire import IPPROTO_TCP, IPPROTO_UDP, internet_checksum
 from gateway.wireguard import Device, ReplayWindow
 from gateway.wireguard.cookie import CookieGenerator
 from gateway.wireguard.reasons import Refused
 
 from .__main__ import main
 from .cores import CoreTarget, core_names
-from .engine import Bench, ChunkResult, Planes, run_chunk
-from .gateway_frames import TAP
-from .gateway_nat import FAR
+from .engine import Bench, ChunkResult, run_chunk
 from .policies import Target, policy_names, targets
 
 SLICE = 1200  # inputs per node: 17 nodes make about 20,000
@@ -413,214 +400,3 @@ def test_the_command_runs_the_cores_alone(tmp_path: Path) -> None:
     assert result["targets"] == [{"core": "wireguard"}, {"core": "napt"}]
     assert result["inputs"] == 4000 and not result["findings"]
     assert {"wg_transport", "napt_outbound", "napt_inbound"} <= set(result["outcomes"])
-
-
-# ------------------------------------------------------------- the NAT, proven
-
-NAT_SEEDS = "gateway/gw"  # the shipped NAT: Blue and Red both route 0.0.0.0/0 to it
-NAT_ISOLATED = "private-cloud/gw"  # a NAT only Blue routes to
-
-
-def _plant_nat(
-    monkeypatch: pytest.MonkeyPatch,
-    owner: object,
-    name: str,
-    method: object,
-    target: str = NAT_SEEDS,
-    inputs: int = 2000,
-) -> dict[str, str]:
-    """A short campaign on a gateway with ``owner.name`` planted: kind -> details."""
-    monkeypatch.setattr(owner, name, method)
-    found: dict[str, str] = {}
-    for f in run_chunk(Bench(_target(target)), "planted", 0, inputs).findings:
-        found[f["kind"]] = found.get(f["kind"], "") + f["detail"] + "\n"
-    return found
-
-
-def test_the_internet_seeds_reach_every_nat_verdict() -> None:
-    """The external TAP's seeds, unmutated: replies and errors about each session the
-    tenants opened come back into their VSIDs, forged ones and the expired session's
-    reply are refused, the NAT's addresses are answered; none is a finding."""
-    for name in (NAT_SEEDS, NAT_ISOLATED):
-        bench = _bench(name)
-        planes = Planes(bench)
-        external = len(bench.view.gateway.taps)
-        seen: dict[str, set[str]] = {}
-        for seed in bench.seeds[TAP]:
-            if seed.port == external:
-                found, outcomes = planes.judge(TAP, seed.port, seed.data, 0)
-                assert not found, (seed.what, found)
-                seen.setdefault(seed.what, set()).add(outcomes[0].label())
-        for what in ("reply", "port unreachable", "fragmentation needed", "time exceeded"):
-            assert "out:provider" in seen[what], (name, what, seen[what])
-        assert "drop:napt_no_session" in seen["reply"], "the long idle session's"
-        assert seen["reply to another port"] == {"drop:napt_no_session"}
-        assert seen["ARP for a NAT address"] == {"out:port"}
-        assert {"drop:too_big", "out:provider"} <= seen["oversized reply"]
-    assert seen["SYN to a port forward"] == {"out:provider"}
-
-
-def test_a_domain_without_nat_reaching_the_internet_is_a_finding(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Every destination of every routing domain routed to the NAT: Red, which has
-    no route to it, reaches the internet."""
-    found = _plant_nat(
-        monkeypatch,
-        GatewayTables,
-        "_resolve",
-        lambda self, domain, dst: self.to_nat,
-        NAT_ISOLATED,
-    )
-    assert "from a routing domain with no route to nat" in found["isolation"]
-
-
-def test_an_untranslated_or_misported_packet_to_the_internet_is_a_finding(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The NAT's verdict taken but the packet left as the tenant sent it; then sent
-    from a port the session does not hold."""
-    translate_out = gateway_routing.napt_outbound
-
-    def untranslated(napt, tenant, packet, now):  # type: ignore[no-untyped-def]
-        before = bytes(packet)
-        verdict = translate_out(napt, tenant, packet, now)
-        packet[: len(before)] = before
-        return verdict
-
-    found = _plant_nat(monkeypatch, gateway_routing, "napt_outbound", untranslated)
-    assert "IPv4 not from a NAT address (untranslated)" in found["output"]
-    monkeypatch.undo()
-
-    def misported(napt, tenant, packet, now):  # type: ignore[no-untyped-def]
-        verdict = translate_out(napt, tenant, packet, now)
-        if packet[9] in (IPPROTO_TCP, IPPROTO_UDP):
-            at = (packet[0] & 0x0F) * 4
-            packet[at + 1] ^= 1
-        return verdict
-
-    found = _plant_nat(monkeypatch, gateway_routing, "napt_outbound", misported)
-    assert "not from the session's address and port" in found["output"]
-
-
-def test_a_translation_that_breaks_a_checksum_is_a_finding(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Checksums not updated at all; then the transport's (and ICMP's) alone."""
-    found = _plant_nat(monkeypatch, translate, "apply_delta", lambda checksum, delta: checksum)
-    assert "an IPv4 header checksum that held on input is broken by the NAT" in found["output"]
-    monkeypatch.undo()
-    rewrite = translate._rewrite
-
-    def ip_only(packet, ihl, protocol, addr_at, port_at, addr, port, ip_delta, l4_delta):  # type: ignore[no-untyped-def]
-        rewrite(packet, ihl, protocol, addr_at, port_at, addr, port, ip_delta, 0)
-
-    found = _plant_nat(monkeypatch, translate, "_rewrite", ip_only)
-    assert "a TCP/UDP checksum that held on input is broken by the NAT" in found["output"]
-    assert "an ICMP checksum that held on input is broken by the NAT" in found["output"]
-
-
-def test_a_translation_that_changes_other_fields_is_a_finding(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A NAT that also rewrites the IP identification (its header checksum made
-    right): only addresses, ports, TTL, MSS and checksums may change."""
-    translate_out = gateway_routing.napt_outbound
-
-    def renumbers(napt, tenant, packet, now):  # type: ignore[no-untyped-def]
-        verdict = translate_out(napt, tenant, packet, now)
-        ihl = (packet[0] & 0x0F) * 4
-        packet[4:6] = b"\xbe\xef"
-        packet[10:12] = b"\0\0"
-        packet[10:12] = internet_checksum(packet[:ihl]).to_bytes(2, "big")
-        return verdict
-
-    found = _plant_nat(monkeypatch, gateway_routing, "napt_outbound", renumbers)
-    assert "the NAT changed byte 4, not an address" in found["output"]
-
-
-def test_an_internet_packet_in_the_wrong_domain_is_a_finding(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Inbound translation that routes Blue's replies in Red's routing domain (both
-    hold 10.10.10.11); one that lets in what no session holds, to some CA; one that
-    delivers to another address than the session's CA."""
-    translate_in = gateway_tap.napt_inbound
-
-    def swapped(napt, packet, now):  # type: ignore[no-untyped-def]
-        verdict = translate_in(napt, packet, now)
-        if isinstance(verdict, Drop):
-            return verdict
-        other = next(t for rdid, t in napt.tenants.items() if rdid != verdict.tenant.rdid)
-        return SimpleNamespace(tenant=other)
-
-    found = _plant_nat(monkeypatch, gateway_tap, "napt_inbound", swapped)
-    assert "into another routing domain's VSID" in found["isolation"]
-    monkeypatch.undo()
-
-    def open_door(napt, packet, now):  # type: ignore[no-untyped-def]
-        verdict = translate_in(napt, packet, now)
-        if verdict is Drop.NAPT_NO_SESSION and napt.by_in:
-            session = next(iter(napt.by_in.values()))
-            packet[16:20] = session.mapping.ca
-            return session
-        return verdict
-
-    found = _plant_nat(monkeypatch, gateway_tap, "napt_inbound", open_door)
-    assert "from the internet, for no session" in found["isolation"]
-    monkeypatch.undo()
-
-    def neighbour(napt, packet, now):  # type: ignore[no-untyped-def]
-        verdict = translate_in(napt, packet, now)
-        if not isinstance(verdict, Drop):
-            packet[19] ^= 7  # 10.10.10.11 (the sessions' VM) -> .12, another VM
-        return verdict
-
-    found = _plant_nat(monkeypatch, gateway_tap, "napt_inbound", neighbour)
-    assert "not to the session's CA in its routing domain" in found["isolation"]
-
-
-def test_the_internet_answered_or_echoed_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The external TAP answering ARP for an address not the NAT's; an internet
-    packet sent straight back out."""
-    init = ExternalTap.__init__
-
-    def answers_more(self, nat):  # type: ignore[no-untyped-def]
-        init(self, nat)
-        self.answers = self.answers | {FAR}
-
-    found = _plant_nat(monkeypatch, ExternalTap, "__init__", answers_more)
-    assert "ARP not about one of the NAT's addresses" in found["output"]
-    monkeypatch.undo()
-
-    def echo(node, tap, frame):  # type: ignore[no-untyped-def]
-        node.out.to_tap(tap, frame)
-
-    found = _plant_nat(monkeypatch, gateway_tap, "_from_internet", echo)
-    assert "an internet packet sent back to it" in found["isolation"]
-
-
-def test_a_packet_over_the_external_mtu_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An external TAP that believes in jumbo frames: oversized corp packets without
-    DF leave whole, over the TAP's 1500."""
-    init = ExternalTap.__init__
-
-    def jumbo(self, nat):  # type: ignore[no-untyped-def]
-        init(self, nat)
-        self.mtu = 9000
-
-    found = _plant_nat(monkeypatch, ExternalTap, "__init__", jumbo, inputs=4000)
-    assert "over the external TAP's MTU" in found["output"]
-
-
-def test_nat_state_that_changes_a_verdict_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ports drawn from a counter outside the NAT's table: every feed of an input
-    opens its session on another port, which the second feed and the cold data plane
-    see (the table itself is the same for every feed)."""
-    ports = itertools.count(2000)
-
-    def drifting(self, rdid, ca, protocol):  # type: ignore[no-untyped-def]
-        return self.addresses[0], next(ports)
-
-    found = _plant_nat(monkeypatch, AddressPool, "allocate", drifting)
-    assert {"twice", "cache"} <= set(found)
