@@ -69,6 +69,9 @@ _NOW = 0.0  # one packet's trace: the clock never moves
 # The corp side of a gateway's TAP, as the trace plays it (a locally administered MAC
 # no daemon uses): the sender of a trace from a TAP, and every neighbour there.
 CORP_MAC: Final = bytes.fromhex("02c0ffee0002")
+# A traced TCP segment is a connection's first, a SYN (RFC 9293's flag bit): what a
+# NAT opens a session for and a port forward lets in.
+TCP_SYN: Final = 0x02
 
 
 class TraceError(ValueError):
@@ -138,7 +141,11 @@ def trace(
             what, listed = "VM port or gateway TAP", f"{listed}; gateway TAPs: {', '.join(taps)}"
         raise TraceError(f"no {what} named {vm!r} (ports: {listed})") from None
     source = fabric.tap(node, vm)
-    if isinstance(source, GatewayTap):
+    if isinstance(source, ExternalTap):
+        # The internet side of a NAT: its router hands the gateway what the internet
+        # sends to the NAT's addresses (a port forward's, or nothing: no session).
+        src, src_mac, who, hop = source.next_hop, CORP_MAC, f"{vm}'s internet side", dst.packed
+    elif isinstance(source, GatewayTap):
         network = _tap_network(policy, node, source)
         own = ipaddress.IPv4Address(source.own_ip)
         src = next(a for a in network.hosts() if a != own).packed  # the corp host
@@ -172,13 +179,16 @@ def trace(
     elif number == IPPROTO_UDP:
         payload = build_udp_v4(src, dst.packed, src_port, dst_port, b"nvgw trace")
     else:
-        payload = build_tcp_v4(src, dst.packed, src_port, dst_port)
+        payload = build_tcp_v4(src, dst.packed, src_port, dst_port, flags=TCP_SYN)
     frame = build_ethernet(answer, src_mac, ETHERTYPE_IPV4)
     frame += build_ipv4(src, dst.packed, number, len(payload)) + payload
     result.add(node, "send", f"{who} {_ip(src)} -> {dst} {protocol}")
-    steps = [fabric.from_tap(node, vm, frame, _NOW), *fabric.carry(_NOW)]
+    first = fabric.from_tap(node, vm, frame, _NOW)
+    steps = [first, *fabric.carry(_NOW)]
     while steps:
         step = steps.pop(0)
+        if step is first and isinstance(source, ExternalTap):
+            _from_internet(result, fabric.node(node), frame[ETH_HEADER_SIZE:])
         for tap, target in _read(result, fabric, step):
             steps += _answer_for_neighbour(result, fabric, step.node, tap, target)
     if fabric.looped:
@@ -286,6 +296,28 @@ def _to_internet(result: Trace, node: Any, tap: ExternalTap, frame: bytes) -> No
     where = f"the internet out of {tap.name}"
     result.add(node.name, "deliver", f"to {where}: {ends[0]} -> {ends[1]}, {len(frame)} bytes")
     result.delivered_to = f"the internet (out of {tap.name})"
+
+
+def _from_internet(result: Trace, node: Any, packet: bytes) -> None:
+    """What the NAT made of a packet from the internet (traced from its external TAP):
+    the session it went through, a port forward's, read from the trace's own table."""
+    assert isinstance(node, GatewayNode) and node.napt is not None
+    ip = parse_ipv4(packet)
+    start = ip.header_length
+    sport = int.from_bytes(packet[start : start + 2], "big")
+    dport = int.from_bytes(packet[start + 2 : start + 4], "big")
+    session = node.napt.by_in.get((ip.protocol, ip.dst, dport, ip.src, sport))
+    if session is None:
+        return  # refused: the step's drop says why
+    m = session.mapping
+    name = {IPPROTO_UDP: "udp", IPPROTO_TCP: "tcp"}.get(ip.protocol, "?")
+    domain = node.tables.domains[session.tenant.rdid].name
+    result.add(
+        node.name,
+        "nat",
+        f"{name} {_ip(ip.dst)}:{dport} -> {_ip(m.ca)}:{m.ca_port} (routing domain {domain}, "
+        f"a port forward), from {_ip(ip.src)}:{sport}",
+    )
 
 
 def _arp_request(frame: bytes) -> bytes | None:

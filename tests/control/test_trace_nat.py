@@ -52,3 +52,32 @@ def test_an_echo_request_is_translated_by_its_identifier() -> None:
         r"to 198\.51\.100\.2",
         translated,
     ), translated
+
+
+def test_from_the_external_tap_a_port_forward_leads_to_the_tenants_vm(tmp_path: Path) -> None:
+    """``--from gw-ext``: the internet router's packet to a NAT address. To Blue's
+    forward of 203.0.113.10:80 it reaches blue1:80 in Blue's VSID; elsewhere it finds
+    no session."""
+    text = (CONFIGS / "gateway.yaml").read_text()
+    anchor = "        nat: {max_sessions: 1024, log: true}\n"
+    forward = "{protocol: tcp, address: 203.0.113.10, port: 80, ca: 10.10.10.11, ca_port: 80}"
+    text = text.replace(anchor, f"{anchor}        port_forwards: [{forward}]\n", 1)
+    config = tmp_path / "gateway.yaml"
+    config.write_text(text)
+    policy = load_config(config)
+    result = trace(policy, "gw-ext", "203.0.113.10", "tcp", 5555, 80)
+    assert result.delivered_to == "blue1" and result.dropped is None
+    assert details(result, "nat") == [
+        "tcp 203.0.113.10:80 -> 10.10.10.11:80 (routing domain blue, a port forward), "
+        "from 203.0.113.1:5555"
+    ]
+    assert any("NVGRE VSID 5010" in d for d in details(result, "encapsulate"))
+    elsewhere = trace(policy, "gw-ext", "203.0.113.10", "tcp", 5555, 81)
+    assert elsewhere.dropped == "napt_no_session" and details(elsewhere, "nat") == []
+
+
+def test_a_traced_tcp_segment_is_a_syn_so_the_nat_opens_a_session_for_it() -> None:
+    result = trace(load_config(CONFIGS / "gateway.yaml"), "red1", "198.51.100.2", "tcp", 40000)
+    [translated] = details(result, "nat")
+    assert translated.startswith("tcp 10.10.10.11:40000 -> 203.0.113.1"), translated
+    assert result.delivered_to == "the internet (out of gw-ext)"
