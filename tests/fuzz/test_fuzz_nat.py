@@ -12,9 +12,17 @@ import pytest
 
 from gateway.dataplane import GatewayTables, gateway_routing, gateway_tap
 from gateway.dataplane.gateway_tables import ExternalTap
-from gateway.dataplane.napt import AddressPool, translate
+from gateway.dataplane.napt import AddressPool, Napt, napt_inbound, napt_outbound, translate
 from gateway.errors import Drop
-from gateway.wire import IPPROTO_TCP, IPPROTO_UDP, internet_checksum
+from gateway.wire import (
+    IPPROTO_ICMP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    build_icmp_unreachable,
+    build_ipv4,
+    build_udp_v4,
+    internet_checksum,
+)
 
 from .engine import Bench, Planes, run_chunk
 from .gateway_frames import TAP
@@ -228,3 +236,25 @@ def test_nat_state_that_changes_a_verdict_is_a_finding(monkeypatch: pytest.Monke
 
     found = _plant_nat(monkeypatch, AddressPool, "allocate", drifting)
     assert {"twice", "cache"} <= set(found)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="napt_inbound translates an ICMP error quoting a session whose idle timeout "
+    "has passed (not yet collected by expire()), where a reply to it is refused",
+)
+def test_an_error_about_an_expired_session_is_refused() -> None:
+    """Found by the internet's seeds (the long idle session's fragmentation-needed
+    reached its VM while its reply was refused): RFC 5508 sec. 4.2 lets in an error
+    only for a mapping that exists, and a session past its timeout is gone for a
+    reply (Linux: an expired conntrack entry is not found)."""
+    ext, ca = bytes([203, 0, 113, 10]), bytes([10, 10, 10, 11])
+    napt = Napt([ext], seed=1)
+    udp = build_udp_v4(ca, FAR, 40000, 7, b"x" * 8)
+    sent = bytearray(build_ipv4(ca, FAR, IPPROTO_UDP, len(udp)) + udp)
+    session = napt_outbound(napt, napt.tenant("blue"), memoryview(sent), 0.0)
+    assert not isinstance(session, Drop)
+    icmp = build_icmp_unreachable(3, bytes(sent))  # port unreachable, quoting what left
+    error = bytearray(build_ipv4(FAR, ext, IPPROTO_ICMP, len(icmp)) + icmp)
+    later = session.expires + 1.0
+    assert napt_inbound(napt, memoryview(error), later) is Drop.NAPT_NO_SESSION
