@@ -64,6 +64,7 @@ _PAYLOAD: Final = bytes(range(24))
 _TCP_SYN, _TCP_SYN_ACK = 0x02, 0x12
 _PORTS: Final = {IPPROTO_UDP: (40000, 7), IPPROTO_TCP: (40001, 80), IPPROTO_ICMP: (0x1234, 0)}
 _PORT_UNREACHABLE: Final = 3
+_PLANES: Final = 4  # data planes whose copies are kept: a chunk's two, and room
 _SEED: Final = 1  # the NAT's port allocation: the same in every data plane
 
 
@@ -157,7 +158,10 @@ class NatState:
         since, else a new copy (its tenants attached to the routing domains)."""
         if self.prepared is None:
             return
-        napt, mark = self._copies.get(id(plane), (None, ()))
+        copies = self._copies
+        if id(plane) not in copies and len(copies) >= _PLANES:
+            copies.clear()  # the planes of earlier chunks: gone, their copies with them
+        napt, mark = copies.get(id(plane), (None, ()))
         if napt is None or plane.napt is not napt or _mark(napt) != mark:
             napt = self._copy()
             self._copies[id(plane)] = napt, _mark(napt)
