@@ -50,6 +50,7 @@ from tests._inprocess_api import cli_talks_to
 
 from ._gateway_config import RED, gateway_config, nat_gateway_text
 from ._node import host1_prepare
+from ._stores import seeded
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 FIXED_ROUTES = {
@@ -75,15 +76,14 @@ def portal() -> Iterator[anyio.from_thread.BlockingPortal]:
 def host1_api(
     tmp_path: Path, portal: anyio.from_thread.BlockingPortal, kinds: Sequence[Kind]
 ) -> Starlette:
-    """host1's API over a copy of the two-hosts config, serving ``kinds``."""
+    """host1's API over a database seeded from the two-hosts config, serving ``kinds``."""
     config = tmp_path / "two-hosts.yaml"
     shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
 
     async def swap(policy: Any) -> None:
         pass
 
-    store: PolicyStore[Any] = PolicyStore(config, host1_prepare(), swap)
-    portal.call(store.load)
+    store: PolicyStore[Any] = portal.call(seeded, config, host1_prepare(), swap)
     return build_api(store, "host1", dict, kinds)
 
 
