@@ -17,8 +17,9 @@ session's address and port, when the NAT holds one for it) that fits the TAP's M
 and only for an input of a routing domain with a route to ``nat`` (``isolation``
 else); never an internet input's IPv4 back to the internet. An input from the
 internet belongs to the session of its inbound key (its routing domain: the session
-tenant's), and may come out only in that domain, its destination translated to the
-session's CA. Either way the translation may change the addresses and ports (an echo's
+tenant's), and may come out only as NVGRE into that domain, its destination translated
+to the session's CA (a CA, or a forward's, is in one of its VSIDs: never a corp
+TAP). Either way the translation may change the addresses and ports (an echo's
 identifier, an error's quote) the NAT owns, the TTL, the MSS and the checksums, and
 nothing else; every checksum (IP, TCP/UDP, ICMP) that held on the way in holds after.
 """
@@ -96,6 +97,9 @@ def check_gateway_event(
             if internet:
                 return ("isolation", f"{entry} -> {event[0]}: from the internet, for no session")
             return ("output", f"{entry} -> {event[0]}: from an input of no routing domain")
+        if event[0] == "port" and internet:
+            # A session's CA (a forward's too) is in one of the domain's VSIDs.
+            return ("isolation", f"{entry} -> TAP: from the internet into a corp network")
         if event[0] == "port":
             problem = _to_tap(entry, data, rdid, tables.tap_by_name[event[1]], event[2], view)
         elif event[0] == "provider":

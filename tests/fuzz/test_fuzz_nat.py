@@ -156,7 +156,8 @@ def test_an_internet_packet_in_the_wrong_domain_is_a_finding(
 ) -> None:
     """Inbound translation that routes Blue's replies in Red's routing domain (both
     hold 10.10.10.11); one that lets in what no session holds, to some CA; one that
-    delivers to another address than the session's CA."""
+    delivers to another address than the session's CA; one that delivers into a corp
+    network."""
     translate_in = gateway_tap.napt_inbound
 
     def swapped(napt, packet, now):  # type: ignore[no-untyped-def]
@@ -190,6 +191,16 @@ def test_an_internet_packet_in_the_wrong_domain_is_a_finding(
 
     found = _plant_nat(monkeypatch, gateway_tap, "napt_inbound", neighbour)
     assert "not to the session's CA in its routing domain" in found["isolation"]
+    monkeypatch.undo()
+
+    def to_corp(napt, packet, now):  # type: ignore[no-untyped-def]
+        verdict = translate_in(napt, packet, now)
+        if not isinstance(verdict, Drop):
+            packet[16:20] = bytes([172, 16, 0, 2])  # the corp server behind gw-blue
+        return verdict
+
+    found = _plant_nat(monkeypatch, gateway_tap, "napt_inbound", to_corp)
+    assert "from the internet into a corp network" in found["isolation"]
 
 
 def test_the_internet_answered_or_echoed_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
