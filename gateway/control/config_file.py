@@ -1,10 +1,10 @@
 """Config files: YAML in, a ``Policy`` out, and every error with its file and line.
 
-The file is read with ruamel.yaml's round-trip loader, the one that keeps comments:
-the API will later rewrite the same file with it, and the operator's comments must
-survive that. The policy layer takes plain dicts and lists, so ``to_plain()`` strips
-ruamel's wrappers first; the wrapped document stays useful for its line numbers
-(``line_of()``), which turn each issue's path into ``file:line``.
+The file is read with ruamel.yaml's round-trip loader, which keeps comments and
+positions (``import-hnv -o`` writes a document back with it). The policy layer takes
+plain dicts and lists, so ``to_plain()`` strips ruamel's wrappers first; the wrapped
+document stays useful for its line numbers (``line_of()``), which turn each issue's
+path into ``file:line``.
 
 YAML 1.2 (ruamel's default) keeps ``00-00-00-00-00-11``, ``00:00:00:00:00:11`` and
 ``0.0.0.0`` as strings, but reads ``000000000011`` as the integer 11. A number

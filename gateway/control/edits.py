@@ -1,9 +1,10 @@
 """Changes to a config document, as an HNV admin's cmdlets make them.
 
-Each edit works on the round-trip YAML document (comments and the operator's layout
-kept) and only moves entries around: it checks nothing about the policy itself. The
-store validates the whole edited document with the config loader afterwards, so an
-entry added here is judged exactly as the same entry written in the file would be.
+Each edit works on a policy document (the plain mappings and lists a database store
+builds from its rows) and only moves entries around: it checks nothing about the
+policy itself. The store validates the whole edited document with the config loader
+afterwards, so an entry added here is judged exactly as the same entry written in a
+config file would be.
 What an edit does refuse is what the loader cannot see: removing entries that do not
 exist, an entry whose parent (its ``rdid``, its ``node``) does not exist, an entry
 under a key its mapping already has (a routing domain a gateway already serves:
@@ -148,8 +149,8 @@ def migrate(vm: str, pa: str, policy: Policy) -> Edit:
 
 
 def replace_all(new_document: Any) -> Edit:
-    """Swap the whole policy for another document (``nvgw apply``): its comments are
-    kept, as the file it came from had them; the revision is the store's to set."""
+    """Swap the whole policy for another document (``nvgw apply``, ``PUT /v1/policy``);
+    the revision is the store's to set, and the store writes only what differs."""
 
     def edit(document: Any) -> None:
         for key in list(document):
@@ -157,9 +158,6 @@ def replace_all(new_document: Any) -> Edit:
         for key, value in new_document.items():
             if key != "revision":
                 document[key] = value
-        if hasattr(new_document, "ca") and hasattr(document, "ca"):
-            document.ca.comment = new_document.ca.comment
-            document.ca.items.update(new_document.ca.items)
 
     return edit
 
