@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 from gateway.lab import netns
@@ -54,3 +55,21 @@ def stop_process(process: subprocess.Popen | None, sig: int = signal.SIGTERM) ->
         process.kill()
         process.wait(timeout=20)
         raise
+
+
+def nvgre_after(host: str, sender: str, code: str, timeout_s: float) -> str:
+    """What a host's namespace (``host``) receives from the gateway's PA 198.18.0.10
+    once ``code`` (Python, sending something toward the gateway) has run in the
+    namespace ``sender``: the first GRE datagram, in hex with its outer IPv4 header,
+    or "" when none came within ``timeout_s`` (``_gre_listen.py``)."""
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", host, sys.executable,
+         str(Path(__file__).with_name("_gre_listen.py")), "198.18.0.10", str(timeout_s)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert listener.stdout is not None and listener.stdout.readline() == "ready\n"
+        subprocess.run(["ip", "netns", "exec", sender, sys.executable, "-c", code], check=True)
+        return listener.stdout.readline().strip()
+    finally:
+        stop_process(listener)

@@ -16,6 +16,7 @@ from scapy.layers.inet import GRE, IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import raw
 
+from ._host import nvgre_after
 from .test_gateway_nat_daemon import (
     BLUE_VSID,
     EXTERNAL,
@@ -48,25 +49,12 @@ def add_forward(lab: Lab) -> None:  # noqa: F811 (the fixture's name)
 
 def test_a_forward_added_through_the_api_reaches_the_vm(lab: Lab) -> None:  # noqa: F811
     add_forward(lab)
-    listener = subprocess.Popen(
-        ["ip", "netns", "exec", lab.host, sys.executable, str(HERE / "_gre_listen.py"),
-         "198.18.0.10", str(REPLY_TIMEOUT_S)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert listener.stdout is not None and listener.stdout.readline() == "ready\n"
-        knock = (
-            "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
-            f"s.bind(('{SERVER[0]}', 5555)); s.sendto(b'knock', ('{FORWARDED[0]}', {FORWARDED[1]}))"
-        )
-        subprocess.run(
-            ["ip", "netns", "exec", lab.internet, sys.executable, "-c", knock], check=True
-        )
-        line = listener.stdout.readline().strip()
-        assert line, lab.gateway.log.read_text()[-2000:]
-    finally:
-        listener.kill()
-        listener.wait()
+    knock = (
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+        f"s.bind(('{SERVER[0]}', 5555)); s.sendto(b'knock', ('{FORWARDED[0]}', {FORWARDED[1]}))"
+    )
+    line = nvgre_after(lab.host, lab.internet, knock, REPLY_TIMEOUT_S)
+    assert line, lab.gateway.log.read_text()[-2000:]
     outer = IP(bytes.fromhex(line))
     assert (outer.src, outer.dst) == ("198.18.0.10", "198.18.0.1")
     assert outer[GRE].key >> 8 == BLUE_VSID

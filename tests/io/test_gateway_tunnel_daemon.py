@@ -41,7 +41,7 @@ from gateway.control.client import ApiClient
 from gateway.lab import netns
 from tests.conftest import require_root, require_tool
 
-from ._host import host_namespace, stop_process
+from ._host import host_namespace, nvgre_after, stop_process
 from .test_gateway_daemon import CONFIGS, Gateway
 
 pytestmark = pytest.mark.netns
@@ -260,23 +260,12 @@ def test_vms_reach_their_own_onprem_sites_over_wireguard_and_back(lab: Lab) -> N
     _blue_round_trip(lab, b"to the directory")
     assert lab.sites["blue"].initiations() == 1
     # Red: its site starts (the gateway has no endpoint for it), to red1.
-    listener = subprocess.Popen(
-        ["ip", "netns", "exec", lab.host, sys.executable, str(HERE / "_gre_listen.py"),
-         "198.18.0.10", str(TIMEOUT_S)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert listener.stdout is not None and listener.stdout.readline() == "ready\n"
-        code = (
-            "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
-            f"s.bind(('{SERVER[0]}', 5353)); s.sendto(b'from red', ('{VM_IP}', 9))"
-        )
-        red = lab.sites["red"].namespace
-        subprocess.run(["ip", "netns", "exec", red, sys.executable, "-c", code], check=True)
-        received = listener.stdout.readline().strip()
-        assert received, log.read_text()[-3000:]
-    finally:
-        stop_process(listener)
+    code = (
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+        f"s.bind(('{SERVER[0]}', 5353)); s.sendto(b'from red', ('{VM_IP}', 9))"
+    )
+    received = nvgre_after(lab.host, lab.sites["red"].namespace, code, TIMEOUT_S)
+    assert received, log.read_text()[-3000:]
     inner = _inner(received, VSID["red"])
     assert inner.dst == VM_MAC["red"]
     assert (inner[IP].src, inner[IP].dst, bytes(inner[UDP].payload)) == (
