@@ -2,7 +2,8 @@
 one bring-up per backend, shared with ``test_gateway_nat.py``): through the gateway's
 API, Blue's 203.0.113.10:80 and Red's 203.0.113.10:81 are forwarded to port 8080 of
 blue1 and red1 (one address, 10.10.10.11); a client in the internet's namespace
-connects to each and each VM's own server answers; the forwards go again afterwards.
+connects to each and each VM's own server answers, and ``GET /v1/nat/sessions`` lists
+each session in its tenant; the forwards go again afterwards.
 """
 
 from __future__ import annotations
@@ -76,3 +77,12 @@ def test_the_internet_reaches_each_tenants_server_through_its_forward(forwarded:
         )  # fmt: skip
         assert answered.returncode == 0, answered.stderr
         assert answered.stdout.strip() == f"{tenant}1"
+    # The gateway lists the sessions its forwards opened, each in its own tenant.
+    with forwarded.api("gw") as api:
+        for tenant, port in FORWARDS.items():
+            listed = api.request("GET", "/v1/nat/sessions", params={"rdid": tenant})
+            ours = [s for s in listed["sessions"] if s["external_port"] == port]
+            assert ours, listed
+            assert {(s["routing_domain"], s["ca"], s["ca_port"], s["opened_by"]) for s in ours} == {
+                (tenant, CA, SERVED, "internet")
+            }
