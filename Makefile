@@ -48,12 +48,14 @@ bench: venv
 	$(BIN)/python bench/api_change.py --records 100 1000 10000
 	$(BIN)/python bench/host_forwarding.py --reps 3 --dur 4
 	$(BIN)/python bench/gateway_forwarding.py --reps 2 --dur 3
+	$(BIN)/python bench/gateway_nat.py --reps 2 --dur 3
 
 bench-full: venv
 	$(BIN)/python bench/snapshot_build.py
 	$(BIN)/python bench/api_change.py
 	$(BIN)/python bench/host_forwarding.py
 	$(BIN)/python bench/gateway_forwarding.py
+	$(BIN)/python bench/gateway_nat.py
 	$(BIN)/python bench/gateway_callgrind.py
 
 ## Two revisions of the daemon measured interleaved in one run (each from its own

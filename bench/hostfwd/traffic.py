@@ -158,13 +158,20 @@ SENDER = (NS_SND, SND_DEV)  # where trafgen sends from, by default: the sender v
 
 
 def start_trafgen(
-    cfg: Path, secs: float, count: int | None = None, where: tuple[str, str] = SENDER
+    cfg: Path,
+    secs: float,
+    count: int | None = None,
+    where: tuple[str, str] = SENDER,
+    slow: bool = False,
 ) -> subprocess.Popen:
     # -P 1: one worker on CPU 0. Only the long options keep trafgen 0.6.8 off the global
     # socket-memory sysctls and the IRQ affinity; SIGINT (timeout -s INT) stops it cleanly.
+    # slow: one blocking sendto() per frame (-t 0ns), for a receiver whose frames queue
+    # on another CPU (RPS), where the ring's fast path fails with EAGAIN (bench-anchors C).
     ns, dev = where
     cmd = ["timeout", "-s", "INT", str(int(secs)), "taskset", "-c", str(SND_CPU), "trafgen"]
     cmd += ["--dev", dev, "--conf", str(cfg), "-P", "1"]
+    cmd += ["-t", "0ns"] if slow else []
     cmd += ["--no-sock-mem", "--notouch-irq", "--no-cpu-stats"]
     if count:
         cmd += ["-n", str(count)]
@@ -189,9 +196,10 @@ def blast(
     pid: int | None,
     after: Callable[[], None] | None = None,
     where: tuple[str, str] = SENDER,
+    slow: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     extra = dur + 10 if after else 0
-    trafgen = start_trafgen(cfg, warm + dur + 8 + extra, where=where)
+    trafgen = start_trafgen(cfg, warm + dur + 8 + extra, where=where, slow=slow)
     try:
         wait_flowing(where=where)
         time.sleep(warm)
