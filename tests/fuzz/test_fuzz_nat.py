@@ -249,11 +249,6 @@ def test_nat_state_that_changes_a_verdict_is_a_finding(monkeypatch: pytest.Monke
     assert {"twice", "cache"} <= set(found)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="napt_inbound translates an ICMP error quoting a session whose idle timeout "
-    "has passed (not yet collected by expire()), where a reply to it is refused",
-)
 def test_an_error_about_an_expired_session_is_refused() -> None:
     """Found by the internet's seeds (the long idle session's fragmentation-needed
     reached its VM while its reply was refused): RFC 5508 sec. 4.2 lets in an error

@@ -78,7 +78,7 @@ _OUT, _IN = 0, 1  # a packet's direction: from a tenant, from the internet
 
 def napt_outbound(napt: Napt, tenant: Tenant, packet: memoryview, now: float) -> Session | Drop:
     """Translate a tenant's datagram toward the internet in place."""
-    flow = _flow(napt, tenant, packet, _OUT)
+    flow = _flow(napt, tenant, packet, _OUT, now)
     if flow.__class__ is not tuple:
         return flow
     ihl, end, protocol, src, dst, sport, dport = flow
@@ -107,7 +107,7 @@ def napt_outbound(napt: Napt, tenant: Tenant, packet: memoryview, now: float) ->
 
 def napt_inbound(napt: Napt, packet: memoryview, now: float) -> Session | Drop:
     """Translate a datagram from the internet to one of the NAT's addresses in place."""
-    flow = _flow(napt, None, packet, _IN)
+    flow = _flow(napt, None, packet, _IN, now)
     if flow.__class__ is not tuple:
         return flow
     ihl, end, protocol, src, dst, sport, dport = flow
@@ -138,7 +138,7 @@ _ECHO: Final = (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY)
 
 
 def _flow(
-    napt: Napt, tenant: Tenant | None, packet: memoryview, way: int
+    napt: Napt, tenant: Tenant | None, packet: memoryview, way: int, now: float
 ) -> tuple[int, int, int, bytes, bytes, int, int] | Session | Drop:
     """(header length, total length, protocol, source, destination, source port,
     destination port) of a datagram of ``way`` (ICMP echo: the identifier is the
@@ -153,7 +153,7 @@ def _flow(
         return ihl, end, protocol, src, dst, sport, dport
     icmp_type = packet[ihl]
     if icmp_type in _ICMP_ERRORS:
-        return _error(napt, tenant, packet, ihl, end, way)
+        return _error(napt, tenant, packet, ihl, end, way, now)
     if icmp_type != _ECHO[way]:
         # An echo the other way opens nothing (the NAT is no ping target).
         return Drop.NAPT_NO_SESSION if icmp_type == _ECHO[1 - way] else Drop.NAPT_UNSUPPORTED
@@ -239,10 +239,18 @@ def _rewrite(
 
 
 def _error(
-    napt: Napt, tenant: Tenant | None, packet: memoryview, ihl: int, end: int, way: int
+    napt: Napt,
+    tenant: Tenant | None,
+    packet: memoryview,
+    ihl: int,
+    end: int,
+    way: int,
+    now: float,
 ) -> Session | Drop:
     """An ICMP error of ``way``: the session its quote names, with the quote, the
-    outer address and the ICMP checksum translated; or why not."""
+    outer address and the ICMP checksum translated; or why not. A session past its
+    idle timeout is over, whether or not ``expire`` has collected it yet: an error
+    about it is refused as a reply to it is (and the session ended)."""
     quote = ihl + _ICMP_ERROR_HEADER
     if end - quote < IPV4_HEADER_SIZE:
         return Drop.TRUNCATED
@@ -276,6 +284,9 @@ def _error(
         session = napt.by_out.get((tenant.rdid, protocol, qdst, qdport, qsrc, qsport))
         if session is None or packet[IPV4_OFFSET_SRC : IPV4_OFFSET_SRC + 4] != qdst:
             return Drop.NAPT_NO_SESSION
+    if session.expires <= now:
+        napt.end(session, session.expires)
+        return Drop.NAPT_NO_SESSION
     # The ICMP checksum covers the quote: fixed from the quoted bytes rewritten
     # (the TCP checksum only when the quote holds it: RFC 792 asks for 8 bytes of
     # payload, Linux quotes as much as fits in 576).
