@@ -57,8 +57,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # gateway, for the config
 
 from hostfwd.common import BENCH, NS_INET, PACKAGES, SIZES, BenchError, log, run
+from hostfwd.gateway_setup import sink_provider_side
 from hostfwd.namespaces import build_topology, make_namespace
-from hostfwd.nat_measure import KINDS, measure_kind, print_memory, print_table, ratios
+from hostfwd.nat_measure import (
+    KINDS,
+    PATHS,
+    key_of,
+    measure_kind,
+    print_memory,
+    print_table,
+    ratios,
+)
 from hostfwd.nat_setup import MEMORY_SESSIONS, memory_per_session, nat_config, traffic_configs
 from hostfwd.report import run_header, summarize_entries, write_json
 from hostfwd.runner import begin, guarded, measure_kept, window_arguments
@@ -70,6 +79,7 @@ TARGET = 0.45  # nvgw / kernel NAT (decisions.md, "Performance")
 
 def arguments() -> argparse.Namespace:
     ap = window_arguments(__doc__)
+    ap.add_argument("--only", default=",".join(PATHS), help="paths: out,back")
     ap.add_argument("--kinds", default=",".join(KINDS), help="kernel,asyncio,trio")
     ap.add_argument("--sessions", default=",".join(map(str, MEMORY_SESSIONS)), help="memory")
     ap.add_argument("--daemon-arg", action="append", default=[], metavar="ARG", help="for nvgw run")
@@ -80,6 +90,7 @@ def arguments() -> argparse.Namespace:
     if a.quick:
         a.reps, a.dur = 1, 2.0
     a.plan = [k for k in KINDS if k in a.kinds.split(",")]
+    a.paths = [p for p in PATHS if p in a.only.split(",")]
     return a
 
 
@@ -90,23 +101,26 @@ def measure_all(a: argparse.Namespace, source: Source, results: dict[str, Any]) 
     log(f"config {config} valid; building namespaces")
     build_topology()
     make_namespace(NS_INET)
-    total, done = a.reps * len(SIZES) * len(a.plan), 0
+    sink_provider_side()
+    total, done = a.reps * len(SIZES) * len(a.plan) * len(a.paths), 0
     for rep in range(1, a.reps + 1):
         for size in SIZES:
-            for kind in a.plan:
-                done += 1
-                key = f"nat-{kind}_{size}"
-                e = results.setdefault(key, {"what": what(kind, size), "runs": []})
-                cfg = frames[size][kind]
-                args = (kind, size, cfg, config, source, a.daemon_arg, a.dur, a.warmup)
-                tag = f"[{done}/{total}] rep {rep} {key}"
-                measure_kept(e, tag, rep, lambda x=args: measure_kind(*x))
+            for path in a.paths:
+                for kind in a.plan:
+                    done += 1
+                    key = key_of(path, kind, size)
+                    e = results.setdefault(key, {"what": what(path, kind, size), "runs": []})
+                    cfg = frames[size][kind]
+                    args = (path, kind, size, cfg, config, source, a.daemon_arg, a.dur, a.warmup)
+                    tag = f"[{done}/{total}] rep {rep} {key}"
+                    measure_kept(e, tag, rep, lambda x=args: measure_kind(*x))
 
 
-def what(kind: str, size: int) -> str:
+def what(path: str, kind: str, size: int) -> str:
+    way = "tenant -> internet" if path == "out" else "internet -> tenant (replies)"
     if kind == "kernel":
-        return f"tenant -> internet: Linux forwarding + nftables masquerade, {size} B"
-    return f"tenant -> internet: nvgw gateway NAT, --backend {kind}, {size} B inner"
+        return f"{way}: Linux forwarding + nftables masquerade, {size} B"
+    return f"{way}: nvgw gateway NAT, --backend {kind}, {size} B inner"
 
 
 def main() -> int:
@@ -132,6 +146,7 @@ def main() -> int:
     below = [k for k, v in rat.items() if v["median"] < TARGET]
     out = run_header("gateway_nat", a, machine, t_start, "gw")
     out["params"]["kinds"] = a.plan
+    out["params"]["paths"] = a.paths
     out["params"]["target_ratio"] = TARGET
     out.update(ratios=rat, below_target=below, memory=memory, problems=problems, results=results)
     write_json(a.out, out)

@@ -1,7 +1,8 @@
-"""Run inside the internet namespace by ``nat_measure.py``: read what the router's
-device receives (AF_PACKET sees a frame before nftables' ingress drop) and print, as
-JSON, each IPv4/UDP frame's source and destination endpoints and length, so that a
-check can tell the NAT translated them.
+"""Run by ``nat_measure.py`` in the namespace where the NAT's frames arrive (the
+internet's, or the sender's for the way back): read what a device receives (AF_PACKET
+sees a frame before nftables' ingress drop, and one to another host's MAC) and print,
+as JSON, each UDP frame's endpoints and length (NVGRE's inner ones), so that a check
+can tell the NAT translated them.
 
     python nat_capture.py DEV COUNT TIMEOUT_S
 
@@ -20,12 +21,20 @@ import time
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
+UDP, GRE = 17, 47
+NVGRE = b"\x20\x00\x65\x58"  # GRE flags (key present), protocol: transparent Ethernet
 
 
 def endpoints(frame: bytes) -> list[object] | None:
     """[source, source port, destination, destination port, frame length] of an
-    Ethernet/IPv4/UDP frame; None for anything else."""
-    if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
+    Ethernet/IPv4/UDP frame, or of the inner one of NVGRE (GRE with a key, Ethernet
+    inside: the way back's); None for anything else."""
+    if len(frame) < 42 or frame[12:14] != b"\x08\x00":
+        return None
+    if frame[23] == GRE and frame[14] == 0x45 and frame[34:38] == NVGRE:
+        inner = endpoints(frame[42:])
+        return None if inner is None else [*inner[:4], len(frame)]
+    if frame[23] != UDP:
         return None
     ihl = (frame[14] & 0x0F) * 4
     sport, dport = struct.unpack_from("!HH", frame, 14 + ihl)

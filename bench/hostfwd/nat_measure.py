@@ -28,6 +28,8 @@ from .common import (
     NS_HOST,
     NS_INET,
     RCV_CPU,
+    REMOTE_VM,
+    SND_CPU,
     BenchError,
     CheckFailed,
     nsx,
@@ -35,6 +37,7 @@ from .common import (
     stop,
 )
 from .counters import cpu_shares, delta, netdev, rss_kib
+from .gateway_setup import NVGRE_OVERHEAD
 from .nat_setup import (
     EXT_ADDR,
     EXT_TAP,
@@ -44,12 +47,14 @@ from .nat_setup import (
     attach_internet,
     kernel_router_down,
     kernel_router_up,
+    reply_config,
 )
 from .receivers import Receiver, _read_line, require_flow, window_figures
 from .report import _k, _ratio, delivered_cell, print_rows, ratio_within_reps
 from .sources import Source, gateway_hash
-from .traffic import blast, bottleneck, sender_figures, start_trafgen
+from .traffic import SENDER, blast, bottleneck, sender_figures, start_trafgen
 
+PATHS = ("out", "back")
 KINDS = ("kernel", "asyncio", "trio")
 DAEMONS = KINDS[1:]
 PRIME_FRAMES = 8  # one per flow: each opens its session
@@ -96,59 +101,88 @@ def wait_gone(dev: str, timeout: float = 5.0) -> None:
         time.sleep(0.05)
 
 
-def send(cfg: Path, count: int, slow: bool) -> None:
-    trafgen = start_trafgen(cfg, 8, count=count, slow=slow)
+def send(cfg: Path, count: int, slow: bool, where: tuple[str, str] = SENDER) -> None:
+    trafgen = start_trafgen(cfg, 8, count=count, slow=slow, where=where)
     try:
         trafgen.wait(timeout=12)
     finally:
         stop(trafgen, signal.SIGINT)
 
 
-def capture(dev: str, count: int) -> subprocess.Popen:
+def capture(where: tuple[str, str], count: int) -> subprocess.Popen:
+    ns, dev = where
     cmd = [sys.executable, str(BENCH / "hostfwd" / "nat_capture.py"), dev, str(count), "5"]
-    proc = start(nsx(NS_INET, *cmd), stdout=subprocess.PIPE)
+    proc = start(nsx(ns, *cmd), stdout=subprocess.PIPE)
     line = _read_line(proc, proc.stdout.fileno(), "capture", 10)
     if line != "ready":
         raise BenchError(f"nat_capture.py: {line!r}")
     return proc
 
 
+def checked(
+    cfg: Path, rx: Running, sent_from: tuple[str, str], counted: tuple[str, str]
+) -> tuple[dict[str, Any], list[list[Any]]]:
+    """CHECK_FRAMES frames sent, and what ``counted`` received meanwhile (count,
+    bytes, each frame's endpoints) and the daemon's drops."""
+    before, drops_before = netdev(counted[0])[counted[1]], rx.drops()
+    reader = capture(counted, CHECK_FRAMES)
+    try:
+        send(cfg, CHECK_FRAMES, rx.slow, sent_from)
+        out, _ = reader.communicate(timeout=15)  # ends after CHECK_FRAMES frames, or 5 s
+        seen = json.loads(out)
+    finally:
+        stop(reader)
+    after, drops_after = netdev(counted[0])[counted[1]], rx.drops()
+    got, nbytes = after["rx_packets"] - before["rx_packets"], after["rx_bytes"] - before["rx_bytes"]
+    check: dict[str, Any] = {"sent": CHECK_FRAMES, "delivered": got, "bytes": nbytes}
+    if rx.daemon is not None:
+        dropped = {k: v - drops_before.get(k, 0) for k, v in drops_after.items()}
+        check["daemon_drops"] = {k: v for k, v in dropped.items() if v}
+    return check, seen
+
+
 def check_translation(cfg: Path, size: int, rx: Running) -> dict[str, Any]:
+    """The way out: the eight sessions opened, then every frame from the external
+    address to the server, from eight external ports."""
     ns, dev = rx.where
     send(cfg, PRIME_FRAMES, rx.slow)
     t_end = time.monotonic() + 3
     while netdev(ns)[dev]["rx_packets"] == 0 and time.monotonic() < t_end:
         time.sleep(0.05)
     time.sleep(0.2)
-    before, drops_before = netdev(ns)[dev], rx.drops()
-    reader = capture(dev, CHECK_FRAMES)
-    try:
-        send(cfg, CHECK_FRAMES, rx.slow)
-        out, _ = reader.communicate(timeout=15)  # ends after CHECK_FRAMES frames, or 5 s
-        seen = json.loads(out)
-    finally:
-        stop(reader)
-    after, drops_after = netdev(ns)[dev], rx.drops()
-    got, nbytes = after["rx_packets"] - before["rx_packets"], after["rx_bytes"] - before["rx_bytes"]
-    dropped = {k: v - drops_before.get(k, 0) for k, v in drops_after.items()}
-    dropped = {k: v for k, v in dropped.items() if v}
-    translated = all(s[0] == EXT_ADDR and s[2:4] == [SERVER, SERVER_PORT] for s in seen)
-    ports = sorted({s[1] for s in seen})
-    ok = (
-        got == len(seen) == CHECK_FRAMES
-        and nbytes == CHECK_FRAMES * size
-        and translated
-        and len(ports) == FLOWS
-        and not dropped
+    check, seen = checked(cfg, rx, SENDER, rx.where)
+    check["translated"] = all(s[0] == EXT_ADDR and s[2:4] == [SERVER, SERVER_PORT] for s in seen)
+    check["external_ports"] = sorted({s[1] for s in seen})
+    check["ok"] = (
+        check["delivered"] == len(seen) == CHECK_FRAMES
+        and check["bytes"] == CHECK_FRAMES * size
+        and check["translated"]
+        and len(check["external_ports"]) == FLOWS
+        and not check.get("daemon_drops")
     )
-    check = {"sent": CHECK_FRAMES, "delivered": got, "bytes": nbytes, "translated": translated}
-    check.update(external_ports=ports, ok=ok)
-    if rx.daemon is not None:
-        check["daemon_drops"] = dropped
+    return check
+
+
+def check_way_back(cfg: Path, size: int, rx: Running) -> dict[str, Any]:
+    """The way back: every reply reaches the sender veth (NVGRE from the daemon,
+    plain IPv4 from the kernel) to the VM's address and its eight source ports."""
+    check, seen = checked(cfg, rx, rx.where, SENDER)
+    frame = size + (NVGRE_OVERHEAD if rx.daemon else 0)
+    ports = list(range(40001, 40001 + FLOWS))
+    check["translated"] = all(
+        s[:3] == [SERVER, SERVER_PORT, REMOTE_VM[0]] and s[3] in ports for s in seen
+    )
+    check["ok"] = (
+        check["delivered"] == len(seen) == CHECK_FRAMES
+        and check["bytes"] == CHECK_FRAMES * frame
+        and check["translated"]
+        and not check.get("daemon_drops")
+    )
     return check
 
 
 def measure_kind(
+    path: str,
     kind: str,
     size: int,
     cfg: Path,
@@ -158,25 +192,82 @@ def measure_kind(
     dur: float,
     warm: float,
 ) -> dict[str, Any]:
-    """One measurement of ``kind``'s NAT at ``size`` (``cfg``: trafgen's frames)."""
+    """One measurement of ``kind``'s NAT at ``size`` (``cfg``: trafgen's frames for the
+    way out) on ``path``: ``out`` (tenant -> internet) or ``back`` (the server's
+    replies to the sessions the way out opened)."""
     with nat(kind, config, source, daemon_args) as rx:
         r: dict[str, Any] = {}
         if rx.pid is not None:
             r["rss_start_kib"] = rss_kib(rx.pid)
             r["gateway_py_sha256"] = gateway_hash(source.path)
         r["check"] = check_translation(cfg, size, rx)
+        sender, counted = SENDER, rx.where
+        if path == "back" and r["check"]["ok"]:
+            cfg = reply_config(kind, size, r["check"]["external_ports"])
+            r["check_out"] = r["check"]
+            r["check"] = check_way_back(cfg, size, rx)
+            sender, counted = rx.where, SENDER
         if not r["check"]["ok"]:
-            raise CheckFailed(f"{kind} {size} B: translation check failed: {r['check']}")
+            raise CheckFailed(f"{path} {kind} {size} B: translation check failed: {r['check']}")
         drops0 = rx.drops()
-        s0, s1 = blast(cfg, dur, warm, rx.pid, slow=rx.slow)
+        s0, s1 = blast(cfg, dur, warm, rx.pid, where=sender, slow=rx.slow)
         if rx.daemon is not None:
             r["rss_end_kib"] = rss_kib(rx.pid)
             drops1 = rx.drops()
             r["daemon_drops_in_window"] = {
                 k: v - drops0.get(k, 0) for k, v in drops1.items() if v - drops0.get(k, 0)
             }
-    r.update(window_figures(s0, s1, rx.where) if rx.pid else kernel_figures(s0, s1))
-    require_flow(r, f"{kind} {size} B")
+    if path == "back":
+        r.update(way_back_figures(s0, s1, sender, rx.pid))
+    else:
+        r.update(window_figures(s0, s1, counted) if rx.pid else kernel_figures(s0, s1))
+    require_flow(r, f"{path} {kind} {size} B")
+    return r
+
+
+def way_back_figures(
+    s0: dict[str, Any], s1: dict[str, Any], sent_from: tuple[str, str], pid: int | None
+) -> dict[str, Any]:
+    """A window of the way back: offered = what trafgen put on the internet router's
+    device (tx, and tx_dropped when the TAP's queue to the daemon was full), delivered
+    = what reached the sender veth; the receiver's CPU is the daemon's, or the kernel's
+    softirq on the receiver core."""
+    dt = s1["t"] - s0["t"]
+    offered, got = delta(s0, s1, *sent_from), delta(s0, s1, *SENDER)
+    cpus = cpu_shares(s0["cpu"], s1["cpu"], dt)
+    snd, rcv = cpus[f"cpu{SND_CPU}"], cpus[f"cpu{RCV_CPU}"]
+    sender_cpu = sum(b - a for a, b in zip(s0["sender"], s1["sender"], strict=True))
+    if pid:
+        cpu = sum(b - a for a, b in zip(s0["proc"], s1["proc"], strict=True))
+        other_rcv = rcv["busy"] - rcv["softirq"] - cpu / dt
+    else:
+        cpu = rcv["busy"] * dt
+        other_rcv = rcv["busy"] - rcv["softirq"]
+    r: dict[str, Any] = {
+        "window_s": round(dt, 3),
+        "offered_pps": round((offered["tx_packets"] + offered["tx_drop"]) / dt),
+        "tx_queue_drops": offered["tx_drop"],
+        "delivered_pps": round(got["rx_packets"] / dt),
+        "delivered_counter": "sender veth rx_packets",
+        "delivered_bytes_per_frame": round(got["rx_bytes"] / got["rx_packets"], 1)
+        if got["rx_packets"]
+        else None,
+        "sender_cores": round(sender_cpu / dt, 3),
+        "recv_cpu_s": round(cpu, 2),
+        "recv_cores": round(cpu / dt, 3),
+        "cpu_s_per_mpkt": round(cpu / got["rx_packets"] * 1e6, 3) if got["rx_packets"] else None,
+        "cpus": cpus,
+        "other_load": {
+            f"cpu{SND_CPU}": round(max(snd["busy"] - snd["softirq"] - sender_cpu / dt, 0.0), 3),
+            f"cpu{RCV_CPU}": round(max(other_rcv, 0.0), 3),
+        },
+    }
+    if r["offered_pps"] > 1.02 * r["delivered_pps"]:
+        r["bottleneck"] = "receiver"
+    elif snd["busy"] < 0.9:
+        r["bottleneck"] = "receiver (sender back-pressured)"
+    else:
+        r["bottleneck"] = "sender"
     return r
 
 
@@ -207,12 +298,17 @@ def kernel_figures(s0: dict[str, Any], s1: dict[str, Any]) -> dict[str, Any]:
     return r
 
 
+def key_of(path: str, kind: str, size: int) -> str:
+    return f"{path}-{kind}_{size}"
+
+
 def ratios(results: dict[str, Any]) -> dict[str, Any]:
-    """``nat-asyncio_64/kernel`` and the like: per repetition, then median (min..max)."""
+    """``out-asyncio_64/kernel`` and the like: per repetition, then median (min..max)."""
     out = {}
     for key, e in results.items():
-        kind, size = key.removeprefix("nat-").split("_")
-        base = results.get(f"nat-kernel_{size}")
+        name, size = key.split("_")
+        path, kind = name.split("-")
+        base = results.get(key_of(path, "kernel", int(size)))
         if kind in DAEMONS and base and (ratio := ratio_within_reps(e, base)):
             out[f"{key}/kernel"] = ratio
     return out

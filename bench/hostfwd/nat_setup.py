@@ -19,6 +19,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+from gateway.dataplane import tap_mac
 from gateway.dataplane.napt.states import UDP_UNREPLIED
 from gateway.dataplane.napt.table import Napt
 from gateway.wire import IPPROTO_UDP
@@ -39,7 +40,7 @@ from .common import (
     nsx,
     run,
 )
-from .gateway_setup import GW_RECORD, NODE, VSID_NET, drop_ipv4_at_ingress
+from .gateway_setup import GW_RECORD, NODE, SINK_MAC, VSID_NET, drop_ipv4_at_ingress
 from .traffic import inner_frame, nvgre_frames, trafgen_file, validated_config
 
 EXT_TAP = "nvbext0"  # the NAT's external TAP
@@ -48,7 +49,9 @@ SERVER = "198.51.100.2"  # beyond the internet router: where every flow goes
 SERVER_PORT = 5678  # inner_frame's destination port
 INET_MTU = 1500
 K_HOST, K_INET = "nvbk0", "nvbk1"  # the kernel anchor's veth: router side, internet side
-K_INET_MAC = "02:00:00:00:0b:01"
+K_HOST_MAC, K_INET_MAC = "02:00:00:00:0b:00", "02:00:00:00:0b:01"
+INET_MAC = K_INET_MAC  # the internet router's, on either link
+EXT_MAC = tap_mac(EXT_TAP).hex(":")  # the daemon's own on its external TAP
 UDP_TIMEOUT_S = 600  # the sessions outlive the whole run
 MEMORY_SESSIONS = (10_000, 100_000)
 
@@ -117,11 +120,27 @@ def traffic_configs(size: int) -> dict[str, Path]:
     return {"kernel": plain, "asyncio": nvgre, "trio": nvgre}
 
 
+def reply_frames(size: int, ports: list[int], to_mac: str) -> list[bytes]:
+    """The server's replies to the sessions the tenant opened (``ports``: their
+    external ports), ``size`` B frames to ``to_mac`` (the daemon's MAC on its external
+    TAP, or the kernel router's on its veth), as the internet router sends them."""
+    return [
+        inner_frame(size, SERVER_PORT, (SERVER, INET_MAC), (EXT_ADDR, to_mac), dport=port)
+        for port in ports
+    ]
+
+
+def reply_config(kind: str, size: int, ports: list[int]) -> Path:
+    to_mac = K_HOST_MAC if kind == "kernel" else EXT_MAC
+    comment = f"{SERVER}:{SERVER_PORT} -> {EXT_ADDR} ports {ports}, {size} B frames"
+    return trafgen_file(f"nat_back_{kind}_{size}", comment, reply_frames(size, ports, to_mac))
+
+
 def attach_internet() -> None:
     """The external TAP's kernel end (just made by the daemon) into the internet
     namespace as the router: addressed, up, IPv4 dropped at ingress (ARP answered)."""
     ipn(NS_HOST, "link", "set", EXT_TAP, "netns", NS_INET)
-    ipn(NS_INET, "link", "set", EXT_TAP, "mtu", str(INET_MTU), "up")
+    ipn(NS_INET, "link", "set", EXT_TAP, "address", INET_MAC, "mtu", str(INET_MTU), "up")
     ipn(NS_INET, "addr", "add", f"{ROUTER}/{INET_PREFIX}", "dev", EXT_TAP)
     drop_ipv4_at_ingress(NS_INET, EXT_TAP)
 
@@ -131,7 +150,8 @@ def kernel_router_up() -> None:
     nftables masquerade out of a veth into the internet namespace, a static neighbour
     for the router there, and the host veth's receive work steered to the receiver
     core (RPS), so that the kernel's whole forwarding and NAT is CPU 1's softirq."""
-    run(["ip", "link", "add", K_HOST, "netns", NS_HOST, "type", "veth", "peer", "name", K_INET,
+    run(["ip", "link", "add", K_HOST, "netns", NS_HOST, "address", K_HOST_MAC, "type", "veth",
+         "peer", "name", K_INET,
          "netns", NS_INET, "address", K_INET_MAC])  # fmt: skip
     ipn(NS_HOST, "addr", "add", f"{EXT_ADDR}/{INET_PREFIX}", "dev", K_HOST)
     ipn(NS_INET, "addr", "add", f"{ROUTER}/{INET_PREFIX}", "dev", K_INET)
@@ -141,6 +161,19 @@ def kernel_router_up() -> None:
     ipn(NS_HOST, "route", "add", "default", "via", ROUTER, "dev", K_HOST)
     neighbour = ("lladdr", K_INET_MAC, "dev", K_HOST, "nud", "permanent")
     ipn(NS_HOST, "neigh", "replace", ROUTER, *neighbour)
+    # the way back: to the VM, a MAC the sender veth does not have (dropped on arrival)
+    ipn(
+        NS_HOST,
+        "neigh",
+        "replace",
+        REMOTE_VM[0],
+        "lladdr",
+        SINK_MAC,
+        "dev",
+        HOST_DEV,
+        "nud",
+        "permanent",
+    )
     run(nsx(NS_HOST, "sysctl", "-qw", "net.ipv4.ip_forward=1"))
     hook = "{ type nat hook postrouting priority srcnat; policy accept; }"
     run(nsx(NS_HOST, "nft", "add", "table", "ip", "nvbnat"))
@@ -153,6 +186,7 @@ def kernel_router_up() -> None:
 def kernel_router_down() -> None:
     """Back to the namespaces the daemons find: no forwarding, no NAT, no RPS."""
     _rps(0)
+    run(["ip", "-n", NS_HOST, "neigh", "del", REMOTE_VM[0], "dev", HOST_DEV], check=False)
     run(nsx(NS_HOST, "sysctl", "-qw", "net.ipv4.ip_forward=0"), check=False)
     run(nsx(NS_HOST, "nft", "delete", "table", "ip", "nvbnat"), check=False)
     run(["ip", "-n", NS_HOST, "route", "del", VSID_NET, "dev", HOST_DEV], check=False)
@@ -160,7 +194,11 @@ def kernel_router_down() -> None:
 
 
 def _rps(mask: int) -> None:
-    run(nsx(NS_HOST, "sh", "-c", f"echo {mask:x} > /sys/class/net/{HOST_DEV}/queues/rx-0/rps_cpus"))
+    """Both of the router's links: the way out arrives on the host veth, the way back
+    on its veth to the internet."""
+    for dev in (HOST_DEV, K_HOST):
+        path = f"/sys/class/net/{dev}/queues/rx-0/rps_cpus"
+        run(nsx(NS_HOST, "sh", "-c", f"[ ! -e {path} ] || echo {mask:x} > {path}"))
 
 
 def memory_per_session(sessions: int) -> dict[str, Any]:

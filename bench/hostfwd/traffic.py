@@ -69,13 +69,17 @@ def _ipv4(src: str, dst: str, proto: int, payload: bytes) -> bytes:
 
 
 def inner_frame(
-    size: int, sport: int, source: tuple[str, str] = REMOTE_VM, to: tuple[str, str] = LOCAL_VM
+    size: int,
+    sport: int,
+    source: tuple[str, str] = REMOTE_VM,
+    to: tuple[str, str] = LOCAL_VM,
+    dport: int = 5678,
 ) -> bytes:
     """An Ethernet/IPv4/UDP frame ``size`` bytes long from ``source`` to ``to`` (each
     an address and a MAC): by default the remote VM's to the local VM."""
     (src, smac), (dst, dmac) = source, to
     data = b"x" * (size - 14 - 20 - 8)
-    udp = struct.pack("!HHHH", sport, 5678, 8 + len(data), 0) + data
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
     pseudo = _ip4(src) + _ip4(dst) + struct.pack("!BBH", 0, 17, len(udp))
     udp = udp[:6] + struct.pack("!H", _checksum(pseudo + udp) or 0xFFFF) + udp[8:]
     return _mac(dmac) + _mac(smac) + b"\x08\x00" + _ipv4(src, dst, 17, udp)
