@@ -1,23 +1,27 @@
-"""Packets per second through an nvgw gateway's NAT, tenant -> internet, next to the
-Linux kernel's nftables masquerade between the same namespaces, in one run; and the
-NAT connection table's memory per session.
+"""Packets per second through an nvgw gateway's NAT, tenant -> internet and back,
+next to the Linux kernel's nftables masquerade between the same namespaces, in one
+run; and the NAT connection table's memory per session.
 
     python bench/gateway_nat.py [--reps 5] [--dur 5] [--warmup 1.5] [--quick]
-                                [--kinds kernel,asyncio,trio] [--sessions 10000,100000]
-                                [--rev REV] [--out FILE]
+                                [--only out,back] [--kinds kernel,asyncio,trio]
+                                [--sessions 10000,100000] [--rev REV] [--out FILE]
     python bench/gateway_nat.py --cleanup   # remove what a killed run left behind
 
 Needs root, 2 CPUs or more, /dev/net/tun, veth and nftables (netdev ingress, ip nat);
 installs what it lacks as ``gateway_forwarding.py`` does. Run by ``make bench`` (2
 repetitions of 3 s windows) and ``make bench-full`` (the defaults); never by the
 tests. Its parts are the gateway benchmark's (``bench/hostfwd/``), with its own in
-``hostfwd/nat_setup.py``.
+``hostfwd/nat_setup.py`` (config, frames, the kernel's router, memory),
+``nat_measure.py`` (one measurement, its checks, the table) and ``nat_capture.py``
+(what a check reads off the wire).
 
 Topology (three namespaces of its own, removed at the end)::
 
     [nvb-snd] nvbs0 198.18.0.1 ==veth== nvbh0 198.18.0.2 [nvb-host] ~~ nvbext0 [nvb-inet]
      trafgen, CPU 0                          gateway, CPU 1     203.0.113.1, IPv4 dropped
                                        or kernel NAT ==veth nvbk0/nvbk1== (same)
+
+``out`` (tenant -> internet):
 
 * ``asyncio``, ``trio``: eight NVGRE flows (VSID 5010, source ports 40001..40008) from
   the tenant VM 10.10.10.1 to 198.51.100.2, to the gateway's record's MAC; the gateway
@@ -28,18 +32,30 @@ Topology (three namespaces of its own, removed at the end)::
   IPv4 to the host veth; the host namespace forwards them and masquerades them
   (nftables, conntrack) out of a veth into ``nvb-inet``; RPS steers the host veth's
   receive work to CPU 1, so the kernel's forwarding and NAT is CPU 1's softirq (its
-  ``recv cores``); counted as that veth's rx.
+  ``recv cores``); counted as that veth's rx. trafgen sends it on its slow path
+  (one blocking ``sendto`` per frame: its ring fails when frames queue on another
+  CPU), which may limit it: then its ``recv-bound`` says NO and the ratio to it is
+  an upper bound.
 
-Method as the gateway benchmark's: per repetition and size each kind in turn, the
-ratio nvgw / kernel taken within its repetition, then the median (min..max); target
->= 0.45x. Before each window the eight sessions are opened (a few frames) and 64
-frames must arrive exactly, translated (the daemon counting no drop). ``recv-bound``:
+``back`` (internet -> tenant): the NAT started afresh, the way out's check opens the
+eight sessions (their external ports read off the wire), then the server's replies
+to them are sent from the internet namespace into the router's link (the daemon's
+external TAP, or the kernel's veth, RPS on it too) and counted as what reaches the
+sender veth: NVGRE to the VM's PA from the daemon, plain IPv4 to the VM from the
+kernel (both to a MAC the sender veth does not have: dropped on arrival). The kernel
+is the anchor here too, though it does not encapsulate: the ratio says what the way
+back costs next to the kernel's un-NAT and forwarding, not a like-for-like datapath.
+
+Method as the gateway benchmark's: per repetition, size and path each kind in turn,
+the ratio nvgw / kernel taken within its repetition, then the median (min..max);
+target >= 0.45x. Before each window the eight sessions are opened (a few frames) and
+64 frames must arrive exactly, translated (the daemon counting no drop). ``recv-bound``:
 the receiver limited the rate in every repetition. A measurement during which
 another job took more than 10 % of a core is done again (up to 3 times).
 
-The way back (internet -> tenant) is not measured yet. Memory: ``--sessions`` UDP
-sessions, each from its own tenant endpoint, opened in an in-process table
-(tracemalloc): bytes per session.
+Memory: ``--sessions`` UDP sessions, each from its own tenant endpoint (a mapping and
+an external port each), opened in an in-process table (tracemalloc): bytes per
+session.
 
 Writes ``bench/results-gateway-nat.json`` and prints a table; exit status 2 when a
 check failed or a measurement could not run.
