@@ -47,13 +47,15 @@ CORP_MTU = 1500  # the gateway's TAP: a plain Ethernet link (gateway/io/gateway.
 SINK_MAC = "02:00:00:00:00:11"
 
 
-def gateway_config() -> Path:
-    """The gateway node's config, validated with the daemon's own loader."""
+def gateway_document(script: str) -> str:
+    """A policy whose VSID the remote VM and the gateway's record share, routed by
+    default to the gateway, and the start of the gateway node (its PA, then
+    ``routing_domains:``): ``script`` appends the routing domain ``bench``'s part."""
     vm_ca, vm_mac = REMOTE_VM
     gw_ca, gw_mac = GW_RECORD
     rdid = "{6e766222-0000-4000-8000-000000005010}"
-    text = f"""\
-# Written by bench/gateway_forwarding.py for one run; not a shipped config.
+    return f"""\
+# Written by bench/{script} for one run; not a shipped config.
 revision: 1
 routing_domains:
   - rdid: "{rdid}"
@@ -73,11 +75,20 @@ nodes:
     provider_addresses:
       - {{interface: {HOST_DEV}, pa: {HOST_PA}, prefix_length: {PA_PREFIX}}}
     routing_domains:
+"""
+
+
+def gateway_config() -> Path:
+    """The gateway node's config, validated with the daemon's own loader."""
+    text = (
+        gateway_document("gateway_forwarding.py")
+        + f"""\
       bench:
         taps: [{{name: {GW_TAP}, address: {GW_TAP_ADDR}/{CORP_PREFIX}}}]
         routes:
           - {{destination: {CORP_NET}, next_hop: "tap:{GW_TAP}"}}
 """
+    )
     return validated_config("gateway.yaml", text)
 
 

@@ -28,19 +28,22 @@ from .common import (
     FLOWS,
     HOST_DEV,
     HOST_MAC,
-    HOST_PA,
     NS_HOST,
     NS_INET,
-    PA_PREFIX,
     RCV_CPU,
     REMOTE_VM,
-    SND_PA,
     VSID,
     ipn,
     nsx,
     run,
 )
-from .gateway_setup import GW_RECORD, NODE, SINK_MAC, VSID_NET, drop_ipv4_at_ingress
+from .gateway_setup import (
+    GW_RECORD,
+    SINK_MAC,
+    VSID_NET,
+    drop_ipv4_at_ingress,
+    gateway_document,
+)
 from .traffic import inner_frame, nvgre_frames, trafgen_file, validated_config
 
 EXT_TAP = "nvbext0"  # the NAT's external TAP
@@ -58,30 +61,9 @@ MEMORY_SESSIONS = (10_000, 100_000)
 
 def nat_config() -> Path:
     """The gateway node with a NAT, validated with the daemon's own loader."""
-    vm_ca, vm_mac = REMOTE_VM
-    gw_ca, gw_mac = GW_RECORD
-    rdid = "{6e766222-0000-4000-8000-000000005010}"
-    text = f"""\
-# Written by bench/gateway_nat.py for one run; not a shipped config.
-revision: 1
-routing_domains:
-  - rdid: "{rdid}"
-    name: bench
-    virtual_subnets:
-      - vsid: {VSID}
-        prefixes: [{VSID_NET}]
-lookup_records:
-  - {{vsid: {VSID}, ca: {vm_ca}, mac: {vm_mac}, pa: {SND_PA}, rule: encap, vm: remote}}
-  - {{vsid: {VSID}, ca: {gw_ca}, mac: {gw_mac}, pa: {HOST_PA}, rule: encap, type: gateway}}
-customer_routes:
-  - {{rdid: "{rdid}", vsid: {VSID}, destination: {VSID_NET}, next_hop: 0.0.0.0}}
-  - {{rdid: "{rdid}", vsid: {VSID}, destination: 0.0.0.0/0, next_hop: {gw_ca}}}
-nodes:
-  {NODE}:
-    role: gateway
-    provider_addresses:
-      - {{interface: {HOST_DEV}, pa: {HOST_PA}, prefix_length: {PA_PREFIX}}}
-    routing_domains:
+    text = (
+        gateway_document("gateway_nat.py")
+        + f"""\
       bench:
         routes:
           - {{destination: 0.0.0.0/0, next_hop: nat}}
@@ -92,6 +74,7 @@ nodes:
       next_hop: {ROUTER}
       timeouts: {{udp_unreplied_s: {UDP_TIMEOUT_S}, udp_stream_s: {UDP_TIMEOUT_S}}}
 """
+    )
     return validated_config("gateway-nat.yaml", text)
 
 
