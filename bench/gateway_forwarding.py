@@ -51,7 +51,6 @@ failed or a measurement could not run.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -64,7 +63,6 @@ from hostfwd.common import (
     NS_CORP,
     PACKAGES,
     SIZES,
-    BenchError,
     log,
     run,
 )
@@ -80,7 +78,7 @@ from hostfwd.gateway_setup import (
 )
 from hostfwd.namespaces import build_topology, make_namespace
 from hostfwd.runner import begin, guarded, measure_kept, window_arguments
-from hostfwd.sources import Source, source_of, versions, work_tree
+from hostfwd.sources import Source, source_or_exit, versions
 
 GATEWAY_PACKAGES = {**PACKAGES, "ovs-vswitchd": "openvswitch-switch", "nft": "nftables"}
 LABELS = {
@@ -155,10 +153,7 @@ def main() -> int:
     results: dict[str, Any] = {}
     problems: list[str] = []
     t_start = time.time()
-    try:
-        source = work_tree() if a.rev is None else source_of(a.rev)
-    except (BenchError, subprocess.CalledProcessError) as error:
-        sys.exit(f"gateway_forwarding: --rev {a.rev}: {error}")
+    source = source_or_exit(a.rev, "gateway_forwarding")
     machine = versions([source])
     machine["ovs"] = run(["ovs-vswitchd", "--version"], check=False).split("\n")[0]
     machine["nft"] = run(["nft", "--version"], check=False).strip()

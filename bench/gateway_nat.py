@@ -64,7 +64,6 @@ check failed or a measurement could not run.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -72,7 +71,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # gateway, for the config
 
-from hostfwd.common import BENCH, NS_INET, PACKAGES, SIZES, BenchError, log, run
+from hostfwd.common import BENCH, NS_INET, PACKAGES, SIZES, log, run
 from hostfwd.gateway_setup import sink_provider_side
 from hostfwd.namespaces import build_topology, make_namespace
 from hostfwd.nat_measure import (
@@ -87,7 +86,7 @@ from hostfwd.nat_measure import (
 from hostfwd.nat_setup import MEMORY_SESSIONS, memory_per_session, nat_config, traffic_configs
 from hostfwd.report import run_header, summarize_entries, write_json
 from hostfwd.runner import begin, guarded, measure_kept, window_arguments
-from hostfwd.sources import Source, source_of, versions, work_tree
+from hostfwd.sources import Source, source_or_exit, versions
 
 NAT_PACKAGES = {**PACKAGES, "nft": "nftables"}
 TARGET = 0.45  # nvgw / kernel NAT (decisions.md, "Performance")
@@ -146,10 +145,7 @@ def main() -> int:
     results: dict[str, Any] = {}
     problems: list[str] = []
     t_start = time.time()
-    try:
-        source = work_tree() if a.rev is None else source_of(a.rev)
-    except (BenchError, subprocess.CalledProcessError) as error:
-        sys.exit(f"gateway_nat: --rev {a.rev}: {error}")
+    source = source_or_exit(a.rev, "gateway_nat")
     machine = versions([source])
     machine["nft"] = run(["nft", "--version"], check=False).strip()
     guarded(lambda: measure_all(a, source, results), problems)

@@ -52,6 +52,15 @@ def source_of(rev: str) -> Source:
     return Source(commit[:12], src, commit)
 
 
+def source_or_exit(rev: str | None, script: str) -> Source:
+    """``--rev REV``'s source (None: the work tree), or the script's exit naming why
+    that commit cannot be run."""
+    try:
+        return work_tree() if rev is None else source_of(rev)
+    except (BenchError, subprocess.CalledProcessError) as error:
+        sys.exit(f"{script}: --rev {rev}: {error}")
+
+
 def gateway_hash(src: Path) -> str:
     """A digest of the daemon's code as it is now: the work tree may change under a
     long run (it is measured as found), and a run that saw two versions is flagged."""
