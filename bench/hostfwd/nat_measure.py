@@ -49,7 +49,7 @@ from .nat_setup import (
     kernel_router_up,
     reply_config,
 )
-from .receivers import Receiver, _read_line, require_flow, window_figures
+from .receivers import Receiver, _diff_drops, _read_line, require_flow, window_figures
 from .report import _k, _ratio, delivered_cell, print_rows, ratio_within_reps
 from .sources import Source, gateway_hash
 from .traffic import SENDER, blast, bottleneck, sender_figures, start_trafgen
@@ -136,8 +136,7 @@ def checked(
     got, nbytes = after["rx_packets"] - before["rx_packets"], after["rx_bytes"] - before["rx_bytes"]
     check: dict[str, Any] = {"sent": CHECK_FRAMES, "delivered": got, "bytes": nbytes}
     if rx.daemon is not None:
-        dropped = {k: v - drops_before.get(k, 0) for k, v in drops_after.items()}
-        check["daemon_drops"] = {k: v for k, v in dropped.items() if v}
+        check["daemon_drops"] = _diff_drops(drops_after, drops_before)
     return check, seen
 
 
@@ -213,10 +212,7 @@ def measure_kind(
         s0, s1 = blast(cfg, dur, warm, rx.pid, where=sender, slow=rx.slow)
         if rx.daemon is not None:
             r["rss_end_kib"] = rss_kib(rx.pid)
-            drops1 = rx.drops()
-            r["daemon_drops_in_window"] = {
-                k: v - drops0.get(k, 0) for k, v in drops1.items() if v - drops0.get(k, 0)
-            }
+            r["daemon_drops_in_window"] = _diff_drops(rx.drops(), drops0)
     if path == "back":
         r.update(way_back_figures(s0, s1, sender, rx.pid))
     else:
