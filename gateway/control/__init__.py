@@ -44,6 +44,7 @@ _EXPORTS = {
     # the API: its app, server, token and client
     "build_api": ".api",
     "counters_json": ".api",
+    "node_sessions": ".nat_sessions",
     "ApiListenError": ".api_server",
     "bind_tcp": ".api_server",
     "bind_unix": ".api_server",

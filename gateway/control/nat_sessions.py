@@ -19,7 +19,8 @@ from typing import Any, Final
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from gateway.dataplane.napt import STATE_NAMES, Session
+from gateway.dataplane import NAPT_STATE_NAMES as STATE_NAMES
+from gateway.dataplane import NaptSession as Session
 from gateway.policy import Policy, filter_value
 from gateway.wire import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP
 

@@ -27,6 +27,8 @@ from .gateway_wireguard import gateway_from_tunnel, gateway_tunnel_tick
 from .host import HostNode
 from .ip_rewrite import from_provider_link
 from .napt import EXPIRE_BATCH, LogRecord
+from .napt import STATE_NAMES as NAPT_STATE_NAMES
+from .napt import Session as NaptSession
 from .output import NamedTap, Output
 from .plan import NodePlan, plan_node, prepare_node
 from .provider_side import from_provider
@@ -42,6 +44,7 @@ from .vm_side import from_port
 __all__ = [
     "EXPIRE_BATCH",
     "MAX_HOPS",
+    "NAPT_STATE_NAMES",
     "PORT_MTU",
     "TAP_MTU",
     "TUNNEL_MTU",
@@ -59,6 +62,7 @@ __all__ = [
     "LogRecord",
     "LookupTracer",
     "NamedTap",
+    "NaptSession",
     "NodePlan",
     "Output",
     "PortCounters",

@@ -29,8 +29,14 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
-from gateway.control import ApplyError, PolicyStore, build_api, counters_json, load_config
-from gateway.control.nat_sessions import node_sessions
+from gateway.control import (
+    ApplyError,
+    PolicyStore,
+    build_api,
+    counters_json,
+    load_config,
+    node_sessions,
+)
 from gateway.dataplane import Counters, NodePlan, prepare_node
 from gateway.errors import ConfigError, Drop
 from gateway.io.faults import PacketFaults
