@@ -1,6 +1,6 @@
 """The NAPT core as a fuzz target: one small table, two tenants, hostile datagrams.
 
-The table has two external addresses with four ports each per protocol, room for
+The table has two external addresses with three ports each per protocol, room for
 12 sessions, 8 per tenant, 4 log records, and two port forwards; Blue and Red
 both hold the CA 10.0.0.1 (overlapping tenants), Blue's sessions are logged. The
 seeds are IPv4 datagrams built with gateway.wire: each tenant's TCP (SYN, ACK, FIN,
@@ -64,7 +64,7 @@ REMOTES: Final = ("203.0.113.1", "203.0.113.2")
 ROUTER: Final = "198.51.100.7"
 BLUE, RED = "{00000000-0000-0000-0000-00000000b100}", "{00000000-0000-0000-0000-00000000d200}"
 CAS: Final = {BLUE: ("10.0.0.1", "10.0.0.2"), RED: ("10.0.0.1", "172.16.0.5")}
-PORTS: Final = (40000, 40003)
+PORTS: Final = (40000, 40002)
 MAX_SESSIONS: Final = 12
 TENANT_SESSIONS: Final = 8
 LOG_CAPACITY: Final = 4
