@@ -16,7 +16,7 @@ import socket
 
 from gateway.dataplane import NamedTap
 from gateway.errors import Drop
-from gateway.io.send_batch import SLOT_BYTES, SendBatch
+from gateway.io.send_batch import SLOT_BYTES, SendBatch, send_drop
 
 _TAP_GONE = frozenset((errno.EIO, errno.EBADF, errno.ENODEV, errno.EPERM))
 
@@ -73,11 +73,8 @@ class FdOutput:
             to = self._sockaddrs[dst_pa] = (str(ipaddress.ip_address(dst_pa)), 0)
         try:
             sock.sendmsg([gre, frame], (), 0, to)
-        except BlockingIOError:
-            self.drops[Drop.TX_FULL] += 1
-        except OSError as error:
-            too_big = error.errno == errno.EMSGSIZE
-            self.drops[Drop.TOO_BIG if too_big else Drop.PROVIDER_UNREACHABLE] += 1
+        except OSError as error:  # as a batch's failures are counted
+            self.drops[send_drop(error.errno)] += 1
 
     def flush(self) -> None:
         """Send the NVGRE gathered since the last flush (the readers' end of batch)."""

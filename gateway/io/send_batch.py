@@ -73,6 +73,14 @@ _SIZE: Final = struct.Struct("N").pack_into  # a size_t or a pointer (native), i
 _NO_ROOM: Final = frozenset((errno.EAGAIN, errno.ENOBUFS))
 
 
+def send_drop(error: int) -> Drop:
+    """The drop a provider send that failed with ``error`` counts as: no room in the
+    socket (TX_FULL), too big for the path (TOO_BIG), or no way there."""
+    if error in _NO_ROOM:
+        return Drop.TX_FULL
+    return Drop.TOO_BIG if error == errno.EMSGSIZE else Drop.PROVIDER_UNREACHABLE
+
+
 class SendBatch:
     """Up to ``SLOTS`` packets for one socket, sent by ``flush``; a packet for another
     socket flushes what was gathered first. Send errors are counted as drops by kind
@@ -154,11 +162,11 @@ class SendBatch:
             if done > 0:
                 sent += done
                 continue
-            error = ctypes.get_errno()
-            if error in _NO_ROOM:
-                drops[Drop.TX_FULL] += count - sent  # the socket is full: so is the rest
+            reason = send_drop(ctypes.get_errno())
+            if reason is Drop.TX_FULL:
+                drops[reason] += count - sent  # the socket is full: so is the rest
                 return
-            drops[Drop.TOO_BIG if error == errno.EMSGSIZE else Drop.PROVIDER_UNREACHABLE] += 1
+            drops[reason] += 1
             sent += 1
 
     def _remember(self, dst: bytes) -> int:
