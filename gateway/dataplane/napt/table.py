@@ -205,12 +205,9 @@ class Napt:
     ) -> Session | Drop:
         """A session the tenant opens toward ``remote``, through the endpoint's
         mapping (made, with a new external port, if it has none)."""
-        if tenant.sessions >= tenant.max_sessions:
-            tenant.refused[Drop.NAPT_TENANT_LIMIT] += 1
-            return Drop.NAPT_TENANT_LIMIT
-        if self.count >= self.max_sessions:
-            tenant.refused[Drop.NAPT_TABLE_FULL] += 1
-            return Drop.NAPT_TABLE_FULL
+        full = self._full(tenant)
+        if full is not None:
+            return full
         key = (tenant.rdid, protocol, ca, ca_port)
         mapping = self.mappings.get(key)
         if mapping is None:
@@ -233,12 +230,9 @@ class Napt:
         now: float,
     ) -> Session | Drop:
         """A session a remote end opens through a port forward's mapping."""
-        if tenant.sessions >= tenant.max_sessions:
-            tenant.refused[Drop.NAPT_TENANT_LIMIT] += 1
-            return Drop.NAPT_TENANT_LIMIT
-        if self.count >= self.max_sessions:
-            tenant.refused[Drop.NAPT_TABLE_FULL] += 1
-            return Drop.NAPT_TABLE_FULL
+        full = self._full(tenant)
+        if full is not None:
+            return full
         session = Session(tenant, mapping, mapping.key[1], remote, remote_port, state, 1, now)
         if session.out_key in self.by_out:
             # The forwarded endpoint holds a session to that same remote endpoint
@@ -246,6 +240,18 @@ class Napt:
             return Drop.NAPT_NO_SESSION
         self._add(session, now)
         return session
+
+    def _full(self, tenant: Tenant) -> Drop | None:
+        """Why ``tenant`` may open no session now (its own limit first, so a tenant at
+        its limit is told so whatever the table holds), counted; None if it may."""
+        if tenant.sessions >= tenant.max_sessions:
+            reason = Drop.NAPT_TENANT_LIMIT
+        elif self.count >= self.max_sessions:
+            reason = Drop.NAPT_TABLE_FULL
+        else:
+            return None
+        tenant.refused[reason] += 1
+        return reason
 
     def _add(self, session: Session, now: float) -> None:
         session.expires = now + self.timeout_of[session.state]
