@@ -10,9 +10,9 @@ from typing import Any
 from .common import OTHER_LOAD_MAX
 from .gateway_setup import NODE
 from .report import (
-    _k,
     _ratio,
-    delivered_cell,
+    bound_cell,
+    figure_rows,
     print_rows,
     ratio_within_reps,
     run_header,
@@ -50,31 +50,15 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
 def print_table(results: dict[str, Any], rat: dict[str, Any]) -> None:
     head = ("id", "delivered pps", "offered pps", "x bare", "x OVS", "recv cores", "CPU s/Mpkt")
     head += ("recv-bound",)
-    rows = []
-    for key, e in results.items():
-        s = e["summary"]
-        rng = delivered_cell(e)
-        if rng is None:
-            rows.append((key, "FAILED: " + (e.get("error") or "no runs")[:70], *[""] * 6))
-            continue
-        versus = [rat.get(f"{key}/{anchor}") for anchor in ANCHORS]
-        cores, per_m = s.get("recv_cores"), s.get("cpu_s_per_mpkt")
-        bound = e.get("receiver_bound")
-        rows.append(
-            (
-                key,
-                rng,
-                _k(s["offered_pps"]["median"]),
-                *(
-                    _ratio(v) if v else "1.00" if f"-{anchor}_" in key else "-"
-                    for v, anchor in zip(versus, ANCHORS, strict=True)
-                ),
-                f"{cores['median']:.2f}" if cores else "",
-                f"{per_m['median']:.2f}" if per_m else "",
-                "" if bound is None else ("yes" if bound else "NO"),
-            )
+
+    def versus(key: str, e: dict[str, Any]) -> tuple[str, ...]:
+        values = [rat.get(f"{key}/{anchor}") for anchor in ANCHORS]
+        return tuple(
+            _ratio(v) if v else "1.00" if f"-{anchor}_" in key else "-"
+            for v, anchor in zip(values, ANCHORS, strict=True)
         )
-    print_rows(head, rows)
+
+    print_rows(head, figure_rows(results, len(head), versus, lambda key, e: (bound_cell(e),)))
 
 
 def finish(

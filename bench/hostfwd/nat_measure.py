@@ -50,7 +50,7 @@ from .nat_setup import (
     reply_config,
 )
 from .receivers import Receiver, _diff_drops, _read_line, require_flow, window_figures
-from .report import _k, _ratio, delivered_cell, print_rows, ratio_within_reps
+from .report import _ratio, bound_cell, figure_rows, print_rows, ratio_within_reps
 from .sources import Source, gateway_hash
 from .traffic import SENDER, blast, bottleneck, sender_figures, start_trafgen
 
@@ -313,30 +313,16 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
 def print_table(results: dict[str, Any], rat: dict[str, Any]) -> None:
     head = ("id", "delivered pps", "offered pps", "x kernel", "recv cores", "CPU s/Mpkt")
     head += ("recv-bound", "other load")
-    rows = []
-    for key, e in results.items():
-        s = e["summary"]
-        rng = delivered_cell(e)
-        if rng is None:
-            rows.append((key, "FAILED: " + (e.get("error") or "no runs")[:70], *[""] * 6))
-            continue
-        ratio = rat.get(f"{key}/kernel")
-        cores, per_m = s.get("recv_cores"), s.get("cpu_s_per_mpkt")
-        bound = e.get("receiver_bound")
+
+    def ratio(key: str, e: dict[str, Any]) -> tuple[str, ...]:
+        value = rat.get(f"{key}/kernel")
+        return (_ratio(value) if value else "1.00" if "-kernel_" in key else "-",)
+
+    def bound_and_load(key: str, e: dict[str, Any]) -> tuple[str, ...]:
         other = max(max(r["other_load"].values()) for r in e["runs"])
-        rows.append(
-            (
-                key,
-                rng,
-                _k(s["offered_pps"]["median"]),
-                _ratio(ratio) if ratio else "1.00" if "-kernel_" in key else "-",
-                f"{cores['median']:.2f}" if cores else "",
-                f"{per_m['median']:.2f}" if per_m else "",
-                "" if bound is None else ("yes" if bound else "NO"),
-                f"{other:.0%} max",
-            )
-        )
-    print_rows(head, rows)
+        return bound_cell(e), f"{other:.0%} max"
+
+    print_rows(head, figure_rows(results, len(head), ratio, bound_and_load))
 
 
 def print_memory(memory: list[dict[str, Any]]) -> None:

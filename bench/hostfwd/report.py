@@ -10,6 +10,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,45 @@ def delivered_cell(e: dict[str, Any]) -> str | None:
     return rng + " *" if any(r.get("disturbed") for r in e["runs"]) else rng
 
 
+def figure_rows(
+    results: dict[str, Any],
+    width: int,
+    ratios: Callable[[str, dict[str, Any]], tuple[str, ...]],
+    extras: Callable[[str, dict[str, Any]], tuple[str, ...]],
+) -> list[tuple[object, ...]]:
+    """Every benchmark table's rows, ``width`` cells each: the id, delivered and
+    offered pps, the table's ratio cells (``ratios``), the receiver's cores and CPU
+    seconds per million frames, then its own last cells (``extras``); a measurement
+    that failed says why across the row."""
+    rows: list[tuple[object, ...]] = []
+    for key, e in results.items():
+        s = e["summary"]
+        rng = delivered_cell(e)
+        if rng is None:
+            failed = "FAILED: " + (e.get("error") or "no runs")[:70]
+            rows.append((key, failed, *[""] * (width - 2)))
+            continue
+        cores, per_m = s.get("recv_cores"), s.get("cpu_s_per_mpkt")
+        rows.append(
+            (
+                key,
+                rng,
+                _k(s["offered_pps"]["median"]),
+                *ratios(key, e),
+                f"{cores['median']:.2f}" if cores else "",
+                f"{per_m['median']:.2f}" if per_m else "",
+                *extras(key, e),
+            )
+        )
+    return rows
+
+
+def bound_cell(e: dict[str, Any]) -> str:
+    """Whether the receiver was the limit: yes, NO, or unknown (blank)."""
+    bound = e.get("receiver_bound")
+    return "" if bound is None else ("yes" if bound else "NO")
+
+
 def print_table(results: dict[str, Any], rat: dict[str, Any]) -> None:
     head = (
         "id",
@@ -185,37 +225,23 @@ def print_table(results: dict[str, Any], rat: dict[str, Any]) -> None:
         "RSS start>end MiB",
         "recv-bound",
     )
-    rows = []
-    for key, e in results.items():
-        s = e["summary"]
-        rng = delivered_cell(e)
-        if rng is None:
-            rows.append((key, "FAILED: " + (e.get("error") or "no runs")[:70], *[""] * 6))
-            continue
-        ratio = rat.get(key)
-        rtxt = _ratio(ratio) if ratio else "-"
+
+    def ratio(key: str, e: dict[str, Any]) -> tuple[str, ...]:
+        if key.startswith("sender"):
+            return ("",)
         if key.startswith("bare"):
-            rtxt = "1.00"
-        cores = s.get("recv_cores")
-        per_m = s.get("cpu_s_per_mpkt")
-        rss = ""
+            return ("1.00",)
+        value = rat.get(key)
+        return (_ratio(value) if value else "-",)
+
+    def rss_and_bound(key: str, e: dict[str, Any]) -> tuple[str, ...]:
+        s, rss = e["summary"], ""
         if s.get("rss_start_kib"):
             a, b = s["rss_start_kib"]["median"], s["rss_end_kib"]["median"]
             rss = f"{a / 1024:.1f} > {b / 1024:.1f}"
-        bound = e.get("receiver_bound")
-        rows.append(
-            (
-                key,
-                rng,
-                _k(s["offered_pps"]["median"]),
-                rtxt if not key.startswith("sender") else "",
-                f"{cores['median']:.2f}" if cores else "",
-                f"{per_m['median']:.2f}" if per_m else "",
-                rss,
-                "" if bound is None else ("yes" if bound else "NO"),
-            )
-        )
-    print_rows(head, rows)
+        return rss, bound_cell(e)
+
+    print_rows(head, figure_rows(results, len(head), ratio, rss_and_bound))
 
 
 def print_rows(head: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
