@@ -22,6 +22,7 @@ from .gateway_node import GatewayNode
 from .gateway_provider import gateway_from_provider
 from .gateway_tables import TAP_MTU, ExternalTap, GatewayTables, GatewayTap, tap_mac
 from .gateway_tap import gateway_from_tap
+from .gateway_tunnel import PEER_TOTALS as TUNNEL_TOTALS
 from .gateway_tunnel import TUNNEL_MTU, TunnelKeys, new_device
 from .gateway_wireguard import gateway_from_tunnel, gateway_tunnel_tick
 from .host import HostNode
@@ -48,6 +49,7 @@ __all__ = [
     "PORT_MTU",
     "TAP_MTU",
     "TUNNEL_MTU",
+    "TUNNEL_TOTALS",
     "Counters",
     "Delivery",
     "DomainCounters",

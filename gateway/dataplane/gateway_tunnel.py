@@ -72,6 +72,18 @@ REASON_DROP: Final = {
 }
 _DROPS: Final = tuple(REASON_DROP[reason] for reason in Reason)  # indexed by Reason
 
+# What a tunnel's peer counts (``Peer``'s plain ints), ``(name, help)``: the one list
+# the ``nvgw_tunnel_<name>_total`` metrics and ``nvgw tunnel show``'s JSON are made of.
+PEER_TOTALS: Final = (
+    ("handshakes", "WireGuard handshakes completed with the tunnel's peer"),
+    ("rx_packets", "IP packets received from the peer and decrypted (keepalives not counted)"),
+    ("rx_bytes", "bytes of every authenticated datagram from the peer, whole"),
+    ("tx_packets", "IP packets sent to the peer (keepalives not counted)"),
+    ("tx_bytes", "bytes of every datagram sent to the peer, whole"),
+    ("decryption_failures", "transport data on one of the peer's sessions that did not decrypt"),
+    ("replays", "transport data from the peer that decrypted but was seen already"),
+)
+
 
 @dataclass(frozen=True)
 class TunnelKeys:
@@ -105,6 +117,15 @@ class GatewayTunnel:
         )
         self.port: TunnelPort | None = None
         self.peer: Peer | None = None
+
+    def latest_handshake(self) -> float:
+        """When the latest handshake with the peer completed, in seconds since the
+        epoch as ``wg show`` gives it (0: none yet): the device's monotonic ``now``
+        of it plus the wall clock's offset the io layer gave the device."""
+        peer = self.peer
+        if peer is None or peer.last_handshake_s is None:
+            return 0.0
+        return peer.last_handshake_s + self.port.device.wall_offset_s  # type: ignore[union-attr]
 
     def allows(self, source: bytes) -> bool:
         """Whether ``source`` (4 packed bytes) is in the peer's allowed IPs."""

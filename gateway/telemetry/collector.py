@@ -13,8 +13,16 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gateway.dataplane import Counters, DomainCounters, GatewayTables, HostTables, PortCounters
+from gateway.dataplane import (
+    TUNNEL_TOTALS,
+    Counters,
+    DomainCounters,
+    GatewayTables,
+    HostTables,
+    PortCounters,
+)
 from gateway.errors import Drop
+from gateway.wireguard import Reason
 
 
 class DataplaneCollector(Collector):
@@ -64,6 +72,7 @@ class DataplaneCollector(Collector):
             yield family
         yield from _per_domain(tables)
         yield from _napt(tables)
+        yield from _tunnels(tables)
         info = GaugeMetricFamily(
             "nvgw_policy_revision", "Revision of the policy in force", labels=["node"]
         )
@@ -137,6 +146,56 @@ def _napt(tables: HostTables | GatewayTables) -> Iterator[CounterMetricFamily | 
         for reason, count in list(tenant.refused.items()):
             refused.add_metric([*values, reason.label], count)
     yield from (held, limit, opened, expired, refused)
+
+
+def _tunnels(
+    tables: HostTables | GatewayTables,
+) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """A gateway's site-to-site tunnels: per tunnel (its name and RDID; one series
+    each, gone with the tunnel), what its peer counts and when the latest handshake
+    was (seconds since the epoch, 0 before the first, as ``wg show``); per listen
+    port, the cookie replies sent and the datagrams refused by reason (those that
+    name no peer until they authenticate: under load, forged, malformed)."""
+    labels = ["tunnel", "rdid"]
+    latest = GaugeMetricFamily(
+        "nvgw_tunnel_latest_handshake_seconds",
+        "When the latest handshake with the tunnel's peer completed, in seconds since "
+        "the epoch (0: none yet)",
+        labels=labels,
+    )
+    per_tunnel = [
+        (name, CounterMetricFamily(f"nvgw_tunnel_{name}", text, labels=labels))
+        for name, text in TUNNEL_TOTALS
+    ]
+    cookies = CounterMetricFamily(
+        "nvgw_tunnel_port_cookie_replies_sent",
+        "Cookie replies a tunnel listen port sent to handshakes without a cookie, under load",
+        labels=["listen_port"],
+    )
+    refused = CounterMetricFamily(
+        "nvgw_tunnel_port_refused",
+        "Datagrams a tunnel listen port refused and packets it dropped, by WireGuard reason",
+        labels=["listen_port", "reason"],
+    )
+    tunnels = tables.to_tunnel.values() if isinstance(tables, GatewayTables) else ()
+    ports = {}
+    for action in tunnels:
+        tunnel = action.tunnel
+        values = [tunnel.name, tunnel.domain.rdid]
+        latest.add_metric(values, tunnel.latest_handshake())
+        for name, family in per_tunnel:
+            family.add_metric(values, 0 if tunnel.peer is None else getattr(tunnel.peer, name))
+        if tunnel.port is not None:
+            ports[tunnel.port.listen_port] = tunnel.port.device
+    for listen_port, device in sorted(ports.items()):
+        cookies.add_metric([str(listen_port)], device.cookie_replies_sent)
+        counts = list(device.refused)
+        for reason in Reason:
+            refused.add_metric([str(listen_port), reason.label], counts[reason])
+    yield latest
+    for _, family in per_tunnel:
+        yield family
+    yield from (cookies, refused)
 
 
 def _by_result(name: str, help_text: str, counts: dict[str, int]) -> CounterMetricFamily:

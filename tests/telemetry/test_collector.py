@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.control import load_config
 from gateway.dataplane import (
+    TUNNEL_TOTALS,
     Counters,
     DomainCounters,
     HostNode,
@@ -102,6 +103,10 @@ OTHER_FAMILIES = {
     "nvgw_napt_sessions_opened": "rdid",
     "nvgw_napt_sessions_expired": "rdid",
     "nvgw_napt_sessions_refused": "rdid",
+    # A gateway's tunnels (tests/telemetry/test_tunnel_metrics.py).
+    "nvgw_tunnel_latest_handshake_seconds": "tunnel",
+    "nvgw_tunnel_port_cookie_replies_sent": "listen_port",
+    "nvgw_tunnel_port_refused": "listen_port",
 }
 
 
@@ -117,6 +122,7 @@ def test_every_counter_is_exported_with_its_help_and_nothing_else_is() -> None:
     expected = {f"nvgw_{name}": text for name, text in Counters.TOTALS}
     expected |= {f"nvgw_port_{name}": text for name, text in PortCounters.TOTALS}
     expected |= {f"nvgw_domain_{name}": text for name, text in DomainCounters.TOTALS}
+    expected |= {f"nvgw_tunnel_{name}": text for name, text in TUNNEL_TOTALS}
     families = {family.name: family for family in registry.collect()}
     assert {name: families[name].documentation for name in expected} == expected
     assert set(families) == set(expected) | set(OTHER_FAMILIES)
