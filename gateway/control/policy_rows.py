@@ -32,6 +32,16 @@ Row = tuple[str, str]  # (kind name, key): a row's identity
 Rows = dict[Row, str]  # identity -> value (JSON text), in document order
 
 
+class Placed(NamedTuple):
+    """The rows of a policy at a revision, in document order, each with its place
+    (``seqs``: kept by a database store so that rows read back in any order come
+    back in the order the config had them, and a new entry goes last)."""
+
+    revision: int
+    entries: Rows
+    seqs: dict[Row, int]
+
+
 class Delta(NamedTuple):
     """What turns one set of rows into another: the rows to write (new or altered,
     with their value) and the rows to delete."""
@@ -89,6 +99,35 @@ def delta(old: Mapping[Row, str], new: Mapping[Row, str]) -> Delta:
     """The rows that differ: written when new or altered, deleted when gone."""
     put = {row: value for row, value in new.items() if old.get(row) != value}
     return Delta(put, [row for row in old if row not in new])
+
+
+def placed(revision: int, found: Iterable[tuple[str, str, int, str]]) -> Placed:
+    """Rows read back as (kind, key, place, value), in any order, put in document
+    order: parents' kinds first, then by place."""
+    order = kind_order()
+    ordered = sorted(found, key=lambda row: (order.get(row[0], len(order)), row[2]))
+    entries = {(kind, key): value for kind, key, _, value in ordered}
+    return Placed(revision, entries, {(kind, key): seq for kind, key, seq, _ in ordered})
+
+
+def placed_document(state: Placed) -> Any:
+    """The plain document of rows in document order."""
+    return document(((kind, value) for (kind, _), value in state.entries.items()), state.revision)
+
+
+def moved(state: Placed, policy: Policy) -> tuple[Placed, Delta]:
+    """What a store holding ``state`` writes to hold ``policy``: the rows that differ
+    (``delta``), and the new state, where a new row's place follows every other."""
+    new = rows(policy)
+    change = delta(state.entries, new)
+    seqs = {row: seq for row, seq in state.seqs.items() if row in new}
+    next_seq = max(state.seqs.values(), default=-1) + 1
+    for row in change.put:
+        if row not in seqs:
+            seqs[row], next_seq = next_seq, next_seq + 1
+    order = kind_order()
+    ordered = dict(sorted(new.items(), key=lambda item: (order[item[0][0]], seqs[item[0]])))
+    return Placed(policy.revision, ordered, seqs), change
 
 
 def _parents_first(kinds: Sequence[Kind]) -> list[Kind]:

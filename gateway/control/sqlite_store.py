@@ -37,15 +37,23 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final, Generic, NamedTuple, TypeVar
+from typing import Final, Generic, NamedTuple, TypeVar
 
-from gateway.errors import ConfigError, ConfigIssue
-from gateway.policy import Policy, load_policy
+from gateway.policy import Policy
 
-from .config_file import to_plain
 from .edits import Edit
-from .policy_rows import Row, delta, document, kind_order, rows
-from .store import Loaded, NotSaved, RevisionMismatch, StoreBusy, StoreConflict, unreadable
+from .policy_rows import Placed, moved, placed, rows
+from .store import (
+    Loaded,
+    NotSaved,
+    RevisionMismatch,
+    StoreBusy,
+    conflict,
+    edited,
+    empty,
+    stored_policy,
+    unreadable,
+)
 
 Prepared = TypeVar("Prepared")
 SCHEMA_VERSION: Final = 1
@@ -82,14 +90,6 @@ class Change(NamedTuple):
     value: str | None
 
 
-class _State(NamedTuple):
-    """The rows at a revision, as this backend last read or wrote them."""
-
-    revision: int
-    entries: dict[Row, str]
-    seqs: dict[Row, int]
-
-
 class SqliteBackend(Generic[Prepared]):
     """One SQLite database holding the policy."""
 
@@ -102,7 +102,7 @@ class SqliteBackend(Generic[Prepared]):
         self._prepare = prepare
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
-        self._state: _State | None = None  # a cache, checked against the revision
+        self._state: Placed | None = None  # a cache, checked against the revision
 
     # ---------------------------------------------------------------- the interface
 
@@ -112,22 +112,18 @@ class SqliteBackend(Generic[Prepared]):
         with self._lock, self._transaction("BEGIN") as db:
             state = self._current(db)
         if state is None:
-            raise self._empty()
-        policy = self._policy(state)
+            raise empty(self.url)
+        policy = stored_policy(state, self.url)
         return Loaded(policy, self._prepare(policy))
 
     def change(self, edit: Edit, if_revision: int | None) -> Loaded[Prepared]:
         with self._lock, self._transaction("BEGIN IMMEDIATE") as db:
             state = self._current(db)
             if state is None:
-                raise self._empty()
+                raise empty(self.url)
             if if_revision is not None and if_revision != state.revision:
                 raise RevisionMismatch(if_revision, state.revision)
-            trial = _document(state)
-            result = edit(trial)
-            trial["revision"] = state.revision + 1
-            policy = load_policy(to_plain(trial))  # issues name the entry, not a line
-            prepared = self._prepare(policy)
+            policy, prepared, result = edited(state, edit, self._prepare)
             new = self._write(db, state, policy)
         self._state = new  # committed: the transaction above raised otherwise
         return Loaded(policy, prepared, result)
@@ -170,12 +166,7 @@ class SqliteBackend(Generic[Prepared]):
             state = self._current(db)
             if state is not None:
                 if state.entries != seeded:
-                    raise StoreConflict(
-                        f"both {self.url} (revision {state.revision}) and {source} hold a "
-                        f"policy, and they differ: nothing was overwritten. To run the "
-                        f"file's, make the store equal to it with `nvgw apply --store "
-                        f"{self.url} {source}`; to run the store's, start without --config"
-                    )
+                    raise conflict(self.url, state.revision, source)
                 return
             db.executemany(
                 "INSERT INTO entries (kind, key, seq, value) VALUES (?, ?, ?, ?)",
@@ -189,7 +180,7 @@ class SqliteBackend(Generic[Prepared]):
 
     # ---------------------------------------------------------------- inside a transaction
 
-    def _current(self, db: sqlite3.Connection) -> _State | None:
+    def _current(self, db: sqlite3.Connection) -> Placed | None:
         """The rows at the revision committed now: the cache if nothing moved since
         this backend last read or wrote them, else read again."""
         meta = db.execute("SELECT schema, revision FROM meta").fetchone()
@@ -201,31 +192,15 @@ class SqliteBackend(Generic[Prepared]):
             raise unreadable(self.url, "the store", reason)
         if self._state is not None and self._state.revision == revision:
             return self._state
-        order = kind_order()
-        found = sorted(
-            db.execute("SELECT kind, key, seq, value FROM entries"),
-            key=lambda row: (order.get(row[0], len(order)), row[2]),
-        )
-        entries = {(kind, key): value for kind, key, _, value in found}
-        self._state = _State(revision, entries, {(k, key): seq for k, key, seq, _ in found})
+        found = db.execute("SELECT kind, key, seq, value FROM entries")
+        self._state = placed(revision, found)
         return self._state
 
-    def _policy(self, state: _State) -> Policy:
-        try:
-            return load_policy(to_plain(_document(state)))
-        except ConfigError as error:  # validated when written: a newer nvgw's, or edited
-            raise ConfigError([_located(issue, self.url) for issue in error.issues]) from None
-
-    def _write(self, db: sqlite3.Connection, state: _State, policy: Policy) -> _State:
+    def _write(self, db: sqlite3.Connection, state: Placed, policy: Policy) -> Placed:
         """The rows that differ, the log and the revision; the new state."""
         revision = policy.revision
-        new = rows(policy)
-        put, gone = delta(state.entries, new)
-        seqs = {row: seq for row, seq in state.seqs.items() if row in new}
-        next_seq = max(state.seqs.values(), default=-1) + 1
-        for row in put:
-            if row not in seqs:
-                seqs[row], next_seq = next_seq, next_seq + 1
+        new, (put, gone) = moved(state, policy)
+        seqs = new.seqs
         db.executemany("DELETE FROM entries WHERE kind = ? AND key = ?", gone)
         db.executemany(
             "INSERT OR REPLACE INTO entries (kind, key, seq, value) VALUES (?, ?, ?, ?)",
@@ -238,10 +213,7 @@ class SqliteBackend(Generic[Prepared]):
         )
         db.execute("UPDATE meta SET revision = ?", (revision,))
         self._trim(db)
-        ordered = dict(sorted(new.items(), key=lambda item: seqs[item[0]]))
-        order = kind_order()
-        ordered = dict(sorted(ordered.items(), key=lambda item: order[item[0][0]]))
-        return _State(revision, ordered, seqs)
+        return new
 
     def _trim(self, db: sqlite3.Connection) -> None:
         """Keep the log's last ``CHANGES_KEPT`` rows, cut at a revision's boundary."""
@@ -279,13 +251,6 @@ class SqliteBackend(Generic[Prepared]):
                 raise _store_error(error, self.url) from None
             raise
 
-    def _empty(self) -> ConfigError:
-        message = (
-            "the store holds no policy yet: seed it with `nvgw run --config FILE`, "
-            f"or `nvgw apply --store {self.url} FILE`"
-        )
-        return ConfigError([ConfigIssue("", None, message, self.url)])
-
 
 def _open(path: Path, url: str) -> sqlite3.Connection:
     """The database, created with its tables if new, in WAL mode with FULL sync."""
@@ -312,11 +277,3 @@ def _store_error(error: sqlite3.Error, url: str) -> Exception:
     if code == _SQLITE_BUSY:
         return StoreBusy(f"another writer has held {url} for {BUSY_TIMEOUT_S:.0f} s; try again")
     return NotSaved(url, str(error), _ERRNO.get(code, errno.EIO))
-
-
-def _document(state: _State) -> dict[str, Any]:
-    return document(((kind, value) for (kind, _), value in state.entries.items()), state.revision)
-
-
-def _located(issue: ConfigIssue, url: str) -> ConfigIssue:
-    return ConfigIssue(issue.path, issue.value, issue.message, url)

@@ -35,9 +35,11 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 import anyio
 
 from gateway.errors import ConfigError, ConfigIssue
-from gateway.policy import Policy
+from gateway.policy import Policy, load_policy
 
+from .config_file import to_plain
 from .edits import Edit
+from .policy_rows import Placed, placed_document
 
 Prepared = TypeVar("Prepared")
 DEFAULT_STORE: Final = "sqlite:/var/lib/nvgw/policy.db"
@@ -241,6 +243,51 @@ class PolicyStore(Generic[Prepared]):
 
     def close(self) -> None:
         self.backend.close()
+
+
+# ---------------------------------------------------------------- what database backends share
+
+
+def edited(
+    state: Placed, edit: Edit, prepare: Callable[[Policy], Prepared]
+) -> tuple[Policy, Prepared, Any]:
+    """The policy ``edit`` makes of the rows committed now, as the next revision,
+    validated and prepared, and what the edit reports: what every database backend
+    commits, or the refusal (ConfigError, NotFound, Exists) that changes nothing.
+    Whole-policy validation: issues name the entry at fault, not a line."""
+    trial = placed_document(state)
+    result = edit(trial)
+    trial["revision"] = state.revision + 1
+    policy = load_policy(to_plain(trial))
+    return policy, prepare(policy), result
+
+
+def stored_policy(state: Placed, url: str) -> Policy:
+    """The policy a database store holds, validated when it was written: a refusal
+    now (a newer nvgw's rows, a hand edit) names the store."""
+    try:
+        return load_policy(to_plain(placed_document(state)))
+    except ConfigError as error:
+        issues = [ConfigIssue(i.path, i.value, i.message, url) for i in error.issues]
+        raise ConfigError(issues) from None
+
+
+def conflict(url: str, revision: int, source: str) -> StoreConflict:
+    """A store and ``--config`` both holding a policy, different ones."""
+    return StoreConflict(
+        f"both {url} (revision {revision}) and {source} hold a policy, and they differ: "
+        f"nothing was overwritten. To run the file's, make the store equal to it with "
+        f"`nvgw apply --store {url} {source}`; to run the store's, start without --config"
+    )
+
+
+def empty(url: str) -> ConfigError:
+    """What reading a database store that holds no policy yet says."""
+    message = (
+        "the store holds no policy yet: seed it with `nvgw run --config FILE`, "
+        f"or `nvgw apply --store {url} FILE`"
+    )
+    return ConfigError([ConfigIssue("", None, message, url)])
 
 
 def unreadable(where: str | Path, what: str, reason: str) -> ConfigError:
