@@ -10,6 +10,7 @@ a whole list (measured: the per-field validators dominate), and it keeps what pa
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -63,6 +64,43 @@ def load_policy(document: Mapping[str, Any]) -> Policy:
 
 
 def _load(document: Mapping[str, Any]) -> Policy:
+    parse = parse_document(document)
+    if parse.issues:
+        raise ConfigError(parse.issues)
+    return parse.policy()
+
+
+@dataclass(slots=True)
+class Parse:
+    """What loading a document found: its issues, every entry that passed the
+    schema with its path (``parsed``, ``gateways``: what the cross-entity checks
+    judge, and what ``incremental.py`` indexes), and the entries built."""
+
+    issues: list[ConfigIssue]
+    parsed: Parsed
+    gateways: GatewayParts
+    revision: Any
+    domains: list[RoutingDomain | None]
+    records: list[LookupRecord]
+    routes: list[CustomerRoute]
+    tunnels: list[Tunnel]
+    nodes: list[Node]
+
+    def policy(self) -> Policy:
+        """The policy, once no issue was found: then every entry was built, so
+        nothing was dropped from these lists."""
+        return Policy(
+            revision=self.revision,
+            routing_domains=tuple(domain for domain in self.domains if domain is not None),
+            lookup_records=tuple(self.records),
+            customer_routes=tuple(self.routes),
+            nodes=tuple(self.nodes),
+            tunnels=tuple(self.tunnels),
+        )
+
+
+def parse_document(document: Mapping[str, Any]) -> Parse:
+    """Validate every entry of a document and judge them together: ``Parse``."""
     issues: list[ConfigIssue] = []
     if not isinstance(document, Mapping):
         message = "a policy document must be a mapping (routing_domains:, lookup_records:, ...)"
@@ -79,11 +117,8 @@ def _load(document: Mapping[str, Any]) -> Policy:
     domains = [loader.domain(loc, raw) for loc, raw in _items(document, "routing_domains", issues)]
     records = []
     for loc, raw in _items(document, "lookup_records", issues):
-        record = loader.one(LookupRecord, loc, raw)
-        if record is None:
-            parsed.unresolved_records.append(_record_key(raw))
-        else:
-            parsed.records.append((loc, record))
+        record = loader.record(loc, raw)
+        if record is not None:
             records.append(record)
     routes = []
     for loc, raw in _items(document, "customer_routes", issues):
@@ -100,20 +135,19 @@ def _load(document: Mapping[str, Any]) -> Policy:
             loader.gateways.tunnels.append((loc, tunnel))
             tunnels.append(tunnel)
     nodes = loader.nodes(document.get("nodes", {}))
-    issues.extend(check(parsed))
-    # Apart from check(): the gateway's rules build on its helpers (checks.py's).
-    issues.extend(check_gateways(parsed, loader.gateways))
-    if issues:
-        raise ConfigError(issues)
-    # No issue means every entry was built: nothing was dropped from these lists.
-    return Policy(
-        revision=revision,
-        routing_domains=tuple(domain for domain in domains if domain is not None),
-        lookup_records=tuple(records),
-        customer_routes=tuple(routes),
-        nodes=tuple(nodes),
-        tunnels=tuple(tunnels),
+    issues.extend(judge(parsed, loader.gateways))
+    return Parse(
+        issues, parsed, loader.gateways, revision, domains, records, routes, tunnels, nodes
     )
+
+
+def judge(parsed: Parsed, gateways: GatewayParts) -> list[ConfigIssue]:
+    """The cross-entity issues of what passed the schema: the whole document's, or
+    (``incremental.py``) the part of it a change can break."""
+    issues = check(parsed)
+    # Apart from check(): the gateway's rules build on its helpers (checks.py's).
+    issues.extend(check_gateways(parsed, gateways))
+    return issues
 
 
 class _Loader:
@@ -124,6 +158,16 @@ class _Loader:
         self.parsed = parsed
         self.issues = issues
         self.gateways = GatewayParts()
+
+    def record(self, loc: Loc, raw: Any) -> LookupRecord | None:
+        """A lookup record, recorded in ``parsed``; one that failed the schema still
+        says which port it would have given a CA (``unresolved_records``)."""
+        record = self.one(LookupRecord, loc, raw)
+        if record is None:
+            self.parsed.unresolved_records.append(_record_key(raw))
+        else:
+            self.parsed.records.append((loc, record))
+        return record
 
     def one(self, model: type[BaseModel], loc: Loc, raw: Any) -> Any:
         try:

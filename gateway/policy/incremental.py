@@ -1,0 +1,249 @@
+"""Validating a change of lookup records against indexes, not the whole policy.
+
+A policy holds few routing domains, subnets and routes and many lookup records (one
+per VM: 10^5 on a gateway), and an HNV cloud changes records far more often than
+anything else (every VM start, every live migration). ``IndexedPolicy`` keeps a valid
+policy together with what its last whole validation found (every entry that passed
+the schema, with its path: ``_load.Parse``) and indexes over its records, and judges
+a change of records by running the very same checks (``_load.judge``: ``checks.py``
+and the gateway's) over the part of the policy the change can break, never over the
+rest. So a change is judged with exactly the messages and paths of whole-policy
+validation, and no check is written twice.
+
+The scope of a change of records, and why it suffices (the policy before the change
+was valid, and only records changed):
+
+- each changed record's own fields: its schema, as the loader validates it;
+- the records of every VSID a changed record was or is in (a duplicate CA, a MAC with
+  two CAs of one family, a second gateway or l2only wildcard, the CA inside the
+  subnet's prefix and not its gateway: all judged within one VSID), and the
+  subnets, routing domains and provider addresses (few; unchanged, so they raise
+  nothing of their own);
+- the first two records of every provider address a changed record had or has (an
+  IP-Rewrite record needs a PA of its own: the check names the other user);
+- the ports of those VSIDs (a port whose record went, or whose record's PA is no
+  longer its node's), with every node's provider addresses;
+- on a policy with gateway nodes, every ``gateway`` record, and the gateway checks
+  (a served routing domain that no gateway record reaches any more).
+
+Routes, tunnels, TAPs and NAT read no record, and nothing they read changed: they
+are left out. Any other change (a subnet, a route, a node) is validated whole
+(``IndexedPolicy(document)``), and the indexes are built again from it: such changes
+are rare and their entries few. ``tests/policy/test_incremental.py`` checks, over
+random sequences of edits, that this accepts and refuses exactly what whole-policy
+validation does, with the same issues.
+
+Each check's cost is the scope's: a VSID's records (250 in the benchmark), a few
+others, and the policy's subnets and provider addresses; the record index itself is
+updated in O(log n) per record plus a list deletion (a memmove).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
+
+from gateway.errors import ConfigError, ConfigIssue
+
+from ._load import _Loader, judge, parse_document
+from ._paths import Loc
+from .checks import Parsed
+from .model import LookupRecord, Policy, Port, RecordType
+
+
+class IndexedPolicy:
+    """A valid policy and the indexes a change of its records is judged against.
+
+    Built by validating a whole document (``ConfigError`` if it does not validate);
+    ``change_records`` then applies a change of records, or refuses it and keeps
+    everything as it was.
+    """
+
+    def __init__(self, document: Mapping[str, Any]) -> None:
+        parse = parse_document(document)
+        if parse.issues:
+            raise ConfigError(parse.issues)
+        self.policy = parse.policy()
+        self._parse = parse
+        records = [record for _, record in parse.parsed.records]
+        self._ids: list[int] = list(range(len(records)))  # document order, ascending
+        self._records: dict[int, LookupRecord] = dict(enumerate(records))
+        self._next_id = len(records)
+        self._by_vsid: dict[int, list[int]] = defaultdict(list)
+        self._by_pa: dict[bytes, list[int]] = defaultdict(list)
+        self._gateway_ids: list[int] = []
+        for index, record in enumerate(records):
+            self._file(index, record)
+        # Ports by VSID, each with its place among all ports (document order).
+        self._ports: dict[int, list[tuple[int, tuple[Loc, str, Port]]]] = defaultdict(list)
+        for order, entry in enumerate(parse.parsed.ports):
+            self._ports[entry[2].vsid].append((order, entry))
+
+    def change_records(
+        self,
+        revision: int,
+        *,
+        replaced: Mapping[int, Any] | None = None,
+        removed: Collection[int] = (),
+        added: Sequence[Any] = (),
+    ) -> Policy:
+        """The policy at ``revision`` with the records at positions ``removed`` (of
+        ``policy.lookup_records``) gone, those at ``replaced`` given new fields in
+        place, and ``added`` appended (plain mappings, as a document holds them).
+        ``ConfigError`` with the issues whole-policy validation would report for the
+        edited document; nothing changes then. A position both removed and replaced
+        is removed."""
+        gone = sorted(set(removed))
+        kept = {p: fields for p, fields in (replaced or {}).items() if p not in removed}
+        trial = _Trial(self, gone, kept, added)
+        issues = trial.issues()
+        if issues:
+            raise ConfigError(issues)
+        self._commit(trial)
+        self.policy = self._policy(revision)
+        return self.policy
+
+    # ---------------------------------------------------------------- the indexes
+
+    def _file(self, index: int, record: LookupRecord) -> None:
+        self._by_vsid[record.vsid].append(index)
+        self._by_pa[record.pa.packed].append(index)
+        if record.type is RecordType.GATEWAY:
+            self._gateway_ids.append(index)
+
+    def _unfile(self, index: int, record: LookupRecord) -> None:
+        for ids in (self._by_vsid[record.vsid], self._by_pa[record.pa.packed]):
+            del ids[bisect_left(ids, index)]
+        if record.type is RecordType.GATEWAY:
+            del self._gateway_ids[bisect_left(self._gateway_ids, index)]
+
+    def _refile(self, index: int, record: LookupRecord) -> None:
+        """File a record under an id not the largest (a replaced one keeps its own)."""
+        for ids in (self._by_vsid[record.vsid], self._by_pa[record.pa.packed]):
+            ids.insert(bisect_left(ids, index), index)
+        if record.type is RecordType.GATEWAY:
+            ids = self._gateway_ids
+            ids.insert(bisect_left(ids, index), index)
+
+    def _commit(self, trial: _Trial) -> None:
+        for position, record in trial.new_at.items():
+            index = self._ids[position]
+            self._unfile(index, self._records[index])
+            self._records[index] = record
+            self._refile(index, record)
+        for position in reversed(trial.removed):
+            index = self._ids.pop(position)
+            self._unfile(index, self._records.pop(index))
+        for record in trial.appended:
+            index = self._next_id
+            self._next_id += 1
+            self._ids.append(index)
+            self._records[index] = record
+            self._file(index, record)
+
+    def _policy(self, revision: int) -> Policy:
+        old = self.policy
+        records = self._records
+        return Policy(
+            revision=revision,
+            routing_domains=old.routing_domains,
+            lookup_records=tuple(records[index] for index in self._ids),
+            customer_routes=old.customer_routes,
+            nodes=old.nodes,
+            tunnels=old.tunnels,
+        )
+
+
+class _Trial:
+    """One change of records, judged without touching the indexes."""
+
+    def __init__(
+        self,
+        indexed: IndexedPolicy,
+        removed: list[int],
+        replaced: dict[int, Any],
+        added: Sequence[Any],
+    ) -> None:
+        self.indexed = indexed
+        self.removed = removed
+        self.replaced = replaced
+        self.added = added
+        count = len(indexed._ids)
+        for position in (*removed, *replaced):
+            if not 0 <= position < count:
+                raise IndexError(f"no lookup record at position {position} (of {count})")
+        self.new_at: dict[int, LookupRecord] = {}  # old position -> its new record
+        self.appended: list[LookupRecord] = []
+
+    def _loc(self, position: int) -> Loc:
+        """The path, in the edited document, of the record at old ``position``."""
+        return ("lookup_records", position - bisect_left(self.removed, position))
+
+    def issues(self) -> list[ConfigIssue]:
+        indexed = self.indexed
+        base = indexed._parse.parsed
+        issues: list[ConfigIssue] = []
+        scope = Parsed(
+            domains=base.domains,
+            subnets=base.subnets,
+            provider_addresses=base.provider_addresses,
+        )
+        loader = _Loader(scope, issues)
+        # The changed records' own schema, in document order (replaced, then added).
+        touched: list[tuple[Loc, LookupRecord]] = []
+        for position in sorted(self.replaced):
+            loc = self._loc(position)
+            record = loader.record(loc, self.replaced[position])
+            if record is not None:
+                self.new_at[position] = record
+                touched.append((loc, record))
+        first_added = len(indexed._ids) - len(self.removed)
+        for offset, raw in enumerate(self.added):
+            loc = ("lookup_records", first_added + offset)
+            record = loader.record(loc, raw)
+            if record is not None:
+                self.appended.append(record)
+                touched.append((loc, record))
+        scope.records, vsids = self._records_in_scope(touched, scope.unresolved_records)
+        # Only the ports of the VSIDs whose records are all in scope.
+        ports = sorted(entry for vsid in vsids for entry in indexed._ports.get(vsid, ()))
+        scope.ports = [entry for _, entry in ports]
+        issues.extend(judge(scope, indexed._parse.gateways))
+        return issues
+
+    def _records_in_scope(
+        self, touched: list[tuple[Loc, LookupRecord]], unresolved: Iterable[tuple[Any, Any]]
+    ) -> tuple[list[tuple[Loc, LookupRecord]], set[int]]:
+        """Every record the change can break or be judged against, in document order,
+        and the VSIDs whose records are all among them."""
+        indexed = self.indexed
+        old = [indexed._records[indexed._ids[p]] for p in (*self.removed, *self.replaced)]
+        vsids = {record.vsid for record in old} | {record.vsid for _, record in touched}
+        vsids |= {vsid for vsid, _ in unresolved if vsid is not None}
+        pas = {record.pa.packed for record in old} | {r.pa.packed for _, r in touched}
+        gone = {indexed._ids[p] for p in (*self.removed, *self.replaced)}
+        ids: set[int] = set()
+        for vsid in vsids:
+            ids.update(indexed._by_vsid.get(vsid, ()))
+        for pa in pas:
+            ids.update(_first(indexed._by_pa.get(pa, ()), gone, 2))
+        if indexed._parse.gateways.served:
+            ids.update(indexed._gateway_ids)
+        kept = sorted(ids - gone)
+        positions = [bisect_left(indexed._ids, index) for index in kept]
+        found = [(self._loc(p), indexed._records[i]) for p, i in zip(positions, kept, strict=True)]
+        found.extend(touched)
+        found.sort(key=lambda entry: entry[0][1])
+        return found, vsids
+
+
+def _first(ids: Sequence[int], skip: Collection[int], count: int) -> list[int]:
+    found: list[int] = []
+    for index in ids:
+        if index not in skip:
+            found.append(index)
+            if len(found) == count:
+                break
+    return found

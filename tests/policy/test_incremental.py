@@ -1,0 +1,108 @@
+"""The differential test of incremental validation (issue 14): random sequences of
+changes of lookup records (adds, removals, replacements, several at once; valid and
+invalid: duplicate CAs and MACs, CAs outside their subnet or on its gateway, unknown
+VSIDs, wildcards, IP-Rewrite records sharing a PA, records failing the schema, the
+last gateway record of a served routing domain removed, a port's record removed),
+each judged by ``IndexedPolicy.change_records`` and by ``load_policy`` of the whole
+edited document: both accept, with equal policies, or both refuse, with the same
+issues (path, value, message) in the same order."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.errors import ConfigError
+from gateway.policy import load_policy
+from gateway.policy.incremental import IndexedPolicy
+
+from ._documents import base_document, record
+from ._gateway_document import gateway_document
+
+VSIDS = [5010, 5011, 5012, 5099]
+CAS = [
+    *["10.10.10.11", "10.10.10.12", "10.10.10.13", "10.10.10.0", "10.10.10.255"],
+    *["10.10.10.1", "10.10.10.254", "10.10.20.13", "10.10.20.14", "10.99.0.1"],
+    *["0.0.0.0", "::", "fd00:20::5", "fd00:20::", "not-an-ip"],
+]
+MACS = [
+    *["00-00-00-00-00-11", "00-00-00-00-00-12", "00-00-00-00-00-13", "00-00-00-00-00-21"],
+    *["00-00-00-00-00-22", "02-00-00-00-50-10", "02-00-00-00-50-11", "00-00-00-00-00-99"],
+    "zz",
+]
+PAS = ["198.18.0.1", "198.18.0.2", "198.18.0.10", "198.18.0.77", "fd00::1"]
+
+raw_records = st.builds(
+    lambda vsid, ca, mac, pa, rule, extra: record(vsid, ca, mac, pa, rule, **extra),
+    st.sampled_from(VSIDS),
+    st.sampled_from(CAS),
+    st.sampled_from(MACS),
+    st.sampled_from(PAS),
+    st.sampled_from(["encap", "encap", "nat"]),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "type": st.sampled_from(["static", "gateway", "l2only"]),
+            "vm": st.sampled_from(["vm-a", "vm-b"]),
+        },
+    ),
+)
+# One change: (positions removed, {position: new fields}, records appended); the
+# positions are fractions of the current count, made indexes when applied.
+fractions = st.floats(min_value=0, max_value=1, exclude_max=True)
+changes = st.tuples(
+    st.lists(fractions, max_size=2),
+    st.dictionaries(fractions, raw_records, max_size=2),
+    st.lists(raw_records, max_size=2),
+)
+
+
+def _edited(document: dict[str, Any], removed: set[int], replaced: dict[int, Any], added: list):
+    edited = copy.deepcopy(document)
+    records = edited["lookup_records"]
+    for position, fields in replaced.items():
+        records[position] = copy.deepcopy(fields)
+    edited["lookup_records"] = [r for i, r in enumerate(records) if i not in removed]
+    edited["lookup_records"] += copy.deepcopy(added)
+    edited["revision"] += 1
+    return edited
+
+
+def _whole(document: dict[str, Any]) -> Any:
+    try:
+        return load_policy(document)
+    except ConfigError as error:
+        return list(error.issues)
+
+
+def _incremental(indexed: IndexedPolicy, revision: int, removed, replaced, added) -> Any:
+    try:
+        return indexed.change_records(revision, replaced=replaced, removed=removed, added=added)
+    except ConfigError as error:
+        return list(error.issues)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    start=st.sampled_from([base_document, gateway_document]),
+    sequence=st.lists(changes, min_size=1, max_size=8),
+)
+def test_incremental_validation_judges_as_whole_policy_validation(start, sequence) -> None:
+    document = start()
+    indexed = IndexedPolicy(document)
+    for removed_at, replaced_at, added in sequence:
+        count = len(document["lookup_records"])
+        if count == 0 and (removed_at or replaced_at):
+            continue
+        removed = {int(f * count) for f in removed_at}
+        replaced = {int(f * count): fields for f, fields in replaced_at.items()}
+        edited = _edited(document, removed, replaced, added)
+        whole = _whole(edited)
+        incremental = _incremental(indexed, edited["revision"], removed, replaced, added)
+        assert incremental == whole
+        if not isinstance(whole, list):
+            document = edited
+            assert indexed.policy == whole
