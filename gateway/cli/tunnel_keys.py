@@ -16,6 +16,7 @@ import sys
 
 import typer
 
+from gateway.cli.tunnel_show import show
 from gateway.policy import decode_key
 from gateway.wireguard import KEY_SIZE, public_key_of
 
@@ -43,8 +44,10 @@ def pubkey() -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add genkey and pubkey to the ``tunnel`` group the registry's verbs made."""
+    """Add genkey, pubkey and show (``tunnel_show.py``) to the ``tunnel`` group the
+    registry's verbs made."""
     group = next(g.typer_instance for g in app.registered_groups if g.name == "tunnel")
     assert group is not None
     group.command("genkey")(genkey)
     group.command("pubkey")(pubkey)
+    group.command("show")(show)

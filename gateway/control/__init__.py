@@ -45,6 +45,7 @@ _EXPORTS = {
     "build_api": ".api",
     "counters_json": ".api",
     "node_sessions": ".nat_sessions",
+    "node_tunnels": ".tunnel_state",
     "ApiListenError": ".api_server",
     "bind_tcp": ".api_server",
     "bind_unix": ".api_server",

@@ -52,6 +52,7 @@ from .store import (
     refusal,
 )
 from .trace import TraceError, trace
+from .tunnel_state import TunnelsSource, tunnels_handler
 from .untrusted import MAX_DOCUMENT_BYTES, parse_json, parse_yaml
 
 log = structlog.get_logger("nvgw.api")
@@ -80,10 +81,12 @@ def build_api(
     counters: Callable[[], dict[str, Any]],
     kinds: Sequence[Kind] = KINDS,
     nat_sessions: SessionsSource = lambda: None,
+    tunnels: TunnelsSource = lambda: None,
 ) -> Starlette:
     """The API of one daemon: its store for policy, ``counters`` for the data plane's
     counts (read when asked, like a scrape), ``nat_sessions`` for a gateway's NAT
-    sessions (``nat_sessions.py``), and a resource per kind of entry."""
+    sessions (``nat_sessions.py``), ``tunnels`` for its tunnels' state
+    (``tunnel_state.py``), and a resource per kind of entry."""
     handlers = _Handlers(store, node, counters, kinds)
     routes = [
         Route("/v1/health", handlers.health, methods=["GET"]),
@@ -98,6 +101,11 @@ def build_api(
             sessions_handler(
                 nat_sessions, lambda: handlers.policy, handlers._off_loop, handlers._answer
             ),
+            methods=["GET"],
+        ),
+        Route(
+            "/v1/tunnels/state",
+            tunnels_handler(tunnels, lambda: handlers.policy, handlers._answer),
             methods=["GET"],
         ),
     ]

@@ -13,7 +13,7 @@ that size by accident.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
 from starlette.requests import Request
@@ -124,6 +124,13 @@ def matching(
     }
 
 
+def refuse_unknown(params: Mapping[str, str], filters: tuple[str, ...]) -> None:
+    """``Refused`` naming the first query parameter that is none of ``filters``."""
+    unknown = sorted(set(params) - set(filters))
+    if unknown:
+        raise Refused(f"unknown filter {unknown[0]!r}: this resource takes {filters}")
+
+
 def _limit(text: str | None) -> int:
     if text is None:
         return DEFAULT_LIMIT
@@ -143,10 +150,8 @@ def sessions_handler(
 
     async def get(request: Request) -> JSONResponse:
         params = request.query_params
-        unknown = sorted(set(params) - set(FILTERS))
         try:
-            if unknown:
-                raise Refused(f"unknown filter {unknown[0]!r}: this resource takes {FILTERS}")
+            refuse_unknown(params, FILTERS)
             limit = _limit(params.get("limit"))
         except Refused as error:
             return JSONResponse({"error": str(error)}, 400)

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from .kinds import KINDS, Kind, schema, served, used_models
 from .nat_sessions import OPENAPI_PATH as NAT_SESSIONS
+from .tunnel_state import OPENAPI_PATH as TUNNEL_STATE
 
 API_VERSION: Final = "v1"
 
@@ -65,6 +66,7 @@ def openapi_document(kinds: Sequence[Kind] = KINDS) -> dict[str, Any]:
             }
         },
         "/v1/nat/sessions": NAT_SESSIONS,
+        "/v1/tunnels/state": TUNNEL_STATE,
     }
     for kind in served(kinds):
         filters = [

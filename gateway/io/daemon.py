@@ -36,6 +36,7 @@ from gateway.control import (
     counters_json,
     load_config,
     node_sessions,
+    node_tunnels,
 )
 from gateway.dataplane import Counters, NodePlan, prepare_node
 from gateway.errors import ConfigError, Drop
@@ -140,6 +141,7 @@ class Daemon:
                         self.node,
                         lambda: counters_json(self.counters),
                         nat_sessions=lambda: node_sessions(serving.node),
+                        tunnels=lambda: node_tunnels(serving.node),
                     )
                     listeners.serve(tg, app)
                     self.serving = serving  # commits swap from now on

@@ -59,6 +59,7 @@ FIXED_ROUTES = {
     "/v1/policy",
     "/v1/counters",
     "/v1/nat/sessions",
+    "/v1/tunnels/state",
     "/v1/migrate",
     "/v1/trace",
 }

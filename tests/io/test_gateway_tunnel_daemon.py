@@ -22,6 +22,7 @@ interface named with the test's prefix) with the server address 172.16.50.10.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import subprocess
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from ruamel.yaml import YAML
 from scapy.layers.inet import GRE, IP, UDP
 from scapy.layers.l2 import Ether
@@ -256,6 +258,7 @@ def _blue_round_trip(lab: Lab, payload: bytes) -> None:
 
 def test_vms_reach_their_own_onprem_sites_over_wireguard_and_back(lab: Lab) -> None:
     log = lab.gateway.log
+    started = time.time()  # the wall clock before any handshake
     # Blue: the gateway starts the handshake (it has the site's endpoint).
     _blue_round_trip(lab, b"to the directory")
     assert lab.sites["blue"].initiations() == 1
@@ -307,6 +310,7 @@ def test_vms_reach_their_own_onprem_sites_over_wireguard_and_back(lab: Lab) -> N
         policy = str(api.request("GET", "/v1/policy"))
         tunnels = str(api.request("GET", "/v1/tunnels"))
     assert "onprem-blue" in tunnels and "blue.psk" in policy
+    shown = _tunnels_shown(lab, metrics, started)
     diff = subprocess.run(
         [sys.executable, "-m", "gateway", "policy", "diff", str(CONFIGS / "gateway.yaml"),
          str(lab.gateway.config)],
@@ -315,8 +319,65 @@ def test_vms_reach_their_own_onprem_sites_over_wireguard_and_back(lab: Lab) -> N
     assert "+ tunnel onprem-blue" in diff, diff
     stop_process(lab.gateway.process)
     written = log.read_text()
-    places = {"log": written, "metrics": metrics, "api": policy + tunnels, "diff": diff}
+    places = {
+        "log": written, "metrics": metrics, "api": policy + tunnels, "diff": diff, "show": shown,
+    }  # fmt: skip
     for secret in lab.secrets:
         for where, text in places.items():
             assert secret not in text, f"a key in the {where}"
             assert base64.b64decode(secret).hex() not in text, f"a key in the {where}"
+
+
+def _tunnels_shown(lab: Lab, metrics: str, started: float) -> str:
+    """``nvgw tunnel show`` from the running daemon after both round trips and the
+    branch tunnel's addition: both sites' handshakes (their time from the daemon's
+    wall clock, as in /metrics), Red's endpoint learnt from its packets (roaming), the
+    branch tunnel without one; gives what it printed, JSON and text."""
+
+    def show(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", "tunnel", "show", *args,
+             "--api", str(lab.gateway.socket)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    answer = show("--json")
+    state = json.loads(answer)
+    gw_public = _run("wg", "pubkey", data=lab.secrets[0].encode()).decode().strip()
+    [port] = state["listen_ports"]
+    assert port == {
+        "listen_port": PORT, "public_key": gw_public,
+        "tunnels": ["branch", "onprem-blue", "onprem-red"],
+    }  # fmt: skip
+    branch, blue, red = state["tunnels"]
+    assert (blue["endpoint"], red["endpoint"]) == (
+        f"{SITE_WAN['blue']}:{PORT}",
+        f"{SITE_WAN['red']}:{PORT}",
+    )
+    assert (branch["endpoint"], branch["latest_handshake"], branch["handshakes"]) == (None, 0, 0)
+    assert (blue["rx_packets"], blue["tx_packets"]) == (2, 2)  # two echoes each way
+    assert (red["rx_packets"], red["tx_packets"]) == (1, 0)
+    handshakes = {
+        sample.labels["tunnel"]: sample.value
+        for family in text_string_to_metric_families(metrics)
+        if family.name == "nvgw_tunnel_latest_handshake_seconds"
+        for sample in family.samples
+    }
+    for row in (blue, red):
+        assert row["handshakes"] == 1 and row["rx_bytes"] > 0 and row["tx_bytes"] > 0
+        assert started <= row["latest_handshake"] <= time.time()
+        assert row["latest_handshake"] == pytest.approx(handshakes[row["name"]])
+    assert handshakes["branch"] == 0 and sorted(handshakes) == [
+        "branch",
+        "onprem-blue",
+        "onprem-red",
+    ]
+    text = show()
+    assert text.startswith(f"listen port: {PORT}\n  public key: {gw_public}\n")
+    assert text.count(" ago\n") == 2 and text.count("latest handshake: none\n") == 1
+    assert "tunnel: onprem-red\n  routing domain: red\n" in text
+    one = json.loads(show("onprem-red", "--json"))
+    assert [row["name"] for row in one["tunnels"]] == ["onprem-red"]
+    return answer + text
