@@ -22,7 +22,8 @@ from rich.table import Table
 from gateway.control import ApiError
 from gateway.errors import ConfigError
 from gateway.lab.corp_probe import PROTOCOLS, corp_connectivity
-from gateway.lab.plan import FAR_ADDRESS, FAR_MTU, LabPlan
+from gateway.lab.onprem import site_connectivity
+from gateway.lab.plan import FAR_ADDRESS, FAR_MTU, WAN_GATEWAY, LabPlan
 from gateway.lab.probe import ROUTED, Cell, PingStream, connectivity
 from gateway.lab.topology import Lab, LabError
 
@@ -30,7 +31,7 @@ from gateway.lab.topology import Lab, LabError
 # project's configs/ that a wheel stores as files): found through the installed
 # package, so the lab runs from any install and any directory.
 CONFIGS = files(__package__) / "configs"
-SCENARIOS = ("single-host", "ip-rewrite", "two-hosts", "routing", "gateway")
+SCENARIOS = ("single-host", "ip-rewrite", "two-hosts", "routing", "gateway", "hybrid")
 MAX_MIGRATION_LOSS_S = 1.0  # the issue's bound for a ping running across a migration
 
 lab_app = typer.Typer(help="The seed's labs in network namespaces.", no_args_is_help=True)
@@ -98,6 +99,12 @@ def up(
         server = internet.address.ip
         console.print(f"Try: ip netns exec {first.namespace} curl -s http://{server}/")
         console.print(f"Try: ip netns exec {first.namespace} tracepath -n {FAR_ADDRESS.ip}")
+    for site in plan.sites:  # over the site's tunnel, and back from it
+        vm = next(vm for vm in plan.vms if vm.rdid == site.rdid)
+        address = site.services[0][2].ip
+        console.print(f"Try: ip netns exec {vm.namespace} ping {address}")
+        console.print(f"Try: ip netns exec {site.namespace} ping {vm.address.ip}")
+        console.print(f"Try: ip netns exec {site.namespace} wg show {site.ifname}")
     console.print(f"Then: nvgw lab status --prefix {prefix};  nvgw lab down --prefix {prefix}")
 
 
@@ -207,6 +214,10 @@ def run_lab(
             corp_cells = corp_connectivity(snapshot, plan)
             _show_corp_matrix(plan, corp_cells)
             cells += corp_cells
+        if plan.sites:
+            site_cells = site_connectivity(plan)
+            _show_site_matrix(plan, site_cells)
+            cells += site_cells
         ok = all(cell.as_expected for cell in cells)
         if migrate_vm:
             ok = _migrate_under_ping(lab, plan, migrate_vm) and ok
@@ -277,6 +288,18 @@ def _show_plan(plan: LabPlan) -> None:
             tap = f"{internet.tap} of {internet.node}"
             table.add_row(internet.namespace, tap, str(internet.address.ip), nat, far)
         console.print(table)
+    if plan.sites:
+        title = f"on-prem sites on the WAN {plan.wan_namespace} (the gateway's {WAN_GATEWAY})"
+        columns = ("site", "namespace", "WAN", "wireguard-go", "services (each says its site)")
+        table = Table(*columns, title=title)
+        for site in plan.sites:
+            services = "\n".join(
+                f"{name} {address.ip} {protocol} {port}"
+                for name, protocol, address, port in site.services
+            )
+            wan = f"{site.wan.ip}:{site.listen_port}"
+            table.add_row(site.name, site.namespace, wan, site.ifname, services)
+        console.print(table)
 
 
 def _show_matrix(plan: LabPlan, cells: list[Cell]) -> None:
@@ -310,6 +333,18 @@ def _show_corp_matrix(plan: LabPlan, cells: list[Cell]) -> None:
     console.print(
         "ok: that corp's server answered; -: it did not; (!) not what the data plane does"
     )
+
+
+def _show_site_matrix(plan: LabPlan, cells: list[Cell]) -> None:
+    """Rows are VMs, columns the on-prem sites: whose services answered the VM (the
+    sites share their addresses; each service says its site's name)."""
+    title = "who reaches which on-prem site (each service, over the tunnels)"
+    table = Table("from \\ to", *(site.name for site in plan.sites), title=title)
+    by_pair = {(c.source, c.target): c for c in cells}
+    for vm in plan.vms:
+        table.add_row(vm.name, *(_mark(by_pair[vm.name, site.name]) for site in plan.sites))
+    console.print(table)
+    console.print("ok: every service of that site answered; -: not; (!) not what the policy says")
 
 
 def _mark(cell: Cell) -> str:

@@ -67,11 +67,11 @@ with socket.socket(socket.AF_INET, kind) as s:
 """
 
 
-def ask(vm: VmPlan, address: str, protocol: str) -> str | None:
-    """The name the server at ``address`` gives ``vm`` over ``protocol`` (tcp, udp),
-    or None when nothing answered."""
+def ask(vm: VmPlan, address: str, protocol: str, port: int = PORT) -> str | None:
+    """The name the server at ``address`` gives ``vm`` over ``protocol`` (tcp, udp)
+    on ``port``, or None when nothing answered."""
     command = ["ip", "netns", "exec", vm.namespace, sys.executable, "-c", _ASK, protocol]
-    command += [address, str(PORT), str(PING_TIMEOUT_S)]
+    command += [address, str(port), str(PING_TIMEOUT_S)]
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=30)
     return done.stdout.strip() or None if done.returncode == 0 else None
 

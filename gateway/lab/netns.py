@@ -131,3 +131,9 @@ def add_default_route(namespace: str, gateway: str) -> None:
 def add_route(namespace: str, destination: str, gateway: str) -> None:
     with _ns(namespace) as ns:
         ns.route("add", dst=destination, gateway=gateway)
+
+
+def add_link_route(namespace: str, destination: str, ifname: str) -> None:
+    """A route straight into a link (a tunnel's interface has no next hop to name)."""
+    with _ns(namespace) as ns:
+        ns.route("add", dst=destination, oif=ns.link_lookup(ifname=ifname)[0])

@@ -1,9 +1,10 @@
 """What a lab created, on disk, so that ``nvgw lab down`` removes exactly that.
 
-The lab writes each namespace and each process into the state file *before* it
-creates it, so a crash between the two leaves at worst a name that no longer
-exists, never a namespace or a process nobody knows about. ``down`` works from the
-file alone: after Ctrl-C, after a failed test, after the lab process was killed.
+The lab writes each namespace, each process and each file outside its namespaces
+into the state file *before* it creates it, so a crash between the two leaves at
+worst a name that no longer exists, never a namespace, a process or a file nobody
+knows about. ``down`` works from the file alone: after Ctrl-C, after a failed test,
+after the lab process was killed.
 
 Processes are recorded with their kernel start time, and ``down`` signals a PID only
 while that start time still matches, so a PID reused by someone else's process is
@@ -48,6 +49,9 @@ class LabState:
     config: str = ""
     namespaces: list[str] = field(default_factory=list)
     processes: list[RecordedProcess] = field(default_factory=list)
+    # Outside the namespaces (the keys of a hybrid lab's tunnels, the directory that
+    # holds them, wireguard-go's control sockets): each recorded before it is made.
+    files: list[str] = field(default_factory=list)
 
     @staticmethod
     def path_for(prefix: str, state_dir: Path = STATE_DIR) -> Path:
@@ -89,6 +93,17 @@ def process_start_ticks(pid: int) -> int | None:
     # The command name (field 2) may contain spaces and parentheses: split after it.
     fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[19])  # field 22 overall, 20th after the name
+
+
+def remove_files(paths: list[str]) -> None:
+    """Remove the recorded files, last made first (a directory after what it holds);
+    one that is not there is not an error, and a directory is only removed empty."""
+    for name in reversed(paths):
+        path = Path(name)
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()
+        else:
+            path.unlink(missing_ok=True)
 
 
 def is_same_process(proc: RecordedProcess) -> bool:

@@ -25,7 +25,8 @@ from typing import Final
 
 from gateway.control import ApiClient, load_config, open_backend
 from gateway.dataplane import PORT_MTU
-from gateway.lab import netns
+from gateway.lab import netns, onprem
+from gateway.lab.corp_server import PORT
 from gateway.lab.internet import link_far, servers
 from gateway.lab.ovs_peer import OvsHost, missing_tools
 from gateway.lab.plan import (
@@ -35,6 +36,7 @@ from gateway.lab.plan import (
     LabError,
     LabPlan,
     PeerPlan,
+    SitePlan,
     VmPlan,
     plan_lab,
 )
@@ -45,6 +47,7 @@ from gateway.lab.state import (
     RecordedProcess,
     is_same_process,
     process_start_ticks,
+    remove_files,
     stop_processes,
 )
 from gateway.policy import Policy, Rule, Snapshot, compile_policy
@@ -73,15 +76,18 @@ class Lab:
         policy = load_config(config)  # refuse a bad config before creating anything
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._remove_store()  # a lab that is not up owns no policy: start from the config
-        seeding = open_backend(self.store, lambda seeded: seeded)
-        try:
-            seeding.read((policy, str(config)))
-        finally:
-            seeding.close()
         state = LabState(self.prefix, scenario, self.store)
         state.save(self.state_dir)
-        plan = _buildable(policy, self.prefix)
         try:
+            plan = _buildable(policy, self.prefix)
+            if plan.sites:  # the tunnels' keys are the lab's: generated, then written in
+                config = self._keyed(config, plan, state)
+                policy = load_config(config)
+            seeding = open_backend(self.store, lambda seeded: seeded)
+            try:
+                seeding.read((policy, str(config)))
+            finally:
+                seeding.close()
             self._build(plan, state)
             for host in plan.hosts:
                 self._start_daemon(host, state, backend)
@@ -96,6 +102,8 @@ class Lab:
                         self._attach_internet(internet, state)
             for peer in plan.peers:
                 self._start_peer(peer, state)
+            for site in plan.sites:
+                self._start_site(site, state)
         except BaseException:
             self.down()
             raise
@@ -135,6 +143,44 @@ class Lab:
                 self.attach_vm(vm.vm, moved=False)
         ports = [h.bridge_port for h in plan.hosts] + [p.bridge_port for p in plan.peers]
         netns.add_bridge(plan.provider_namespace, plan.bridge, ports)
+        if plan.sites:
+            _create(state, self.state_dir, plan.wan_namespace)
+            for site in plan.sites:
+                _create(state, self.state_dir, site.namespace, ipv6=False)
+            onprem.link_wan(plan)
+
+    def _record_file(self, state: LabState, path: Path) -> None:
+        state.files.append(str(path))
+        state.save(self.state_dir)  # recorded first: a crash right after still removes it
+
+    def _keyed(self, config: Path, plan: LabPlan, state: LabState) -> Path:
+        """The sites' keys generated into the state directory (``onprem.py``), and a
+        copy of ``config`` with them written in, to seed the lab's store from."""
+        keys = onprem.keys_dir(self.state_dir, self.prefix)
+        self._record_file(state, keys)
+        keys.mkdir(mode=0o700)
+        onprem.write_keys(plan, keys, lambda path: self._record_file(state, path))
+        copy = self.state_dir / f"lab-{self.prefix}-config.yaml"
+        self._record_file(state, copy)
+        onprem.keyed_config(config, plan, keys, copy)
+        return copy
+
+    def _start_site(self, site: SitePlan, state: LabState) -> None:
+        """An on-prem site: wireguard-go (its control socket recorded before it is
+        made), configured with the lab's keys, then the site's services."""
+        socket = onprem.uapi_socket(site)
+        if socket.exists():
+            raise LabError(f"{socket} exists already: a wireguard-go not ours, so left alone")
+        self._record_file(state, socket)
+        log = self.state_dir / f"lab-{self.prefix}-{site.name}-wireguard-go.log"
+        env = {**os.environ, "LOG_LEVEL": "verbose"}
+        command = onprem.wireguard_command(site)
+        process = self._start_process(
+            state, command, f"wireguard-go of {site.namespace}", log=log, env=env
+        )
+        onprem.wait_for_socket(site, process)
+        onprem.configure(site, onprem.keys_dir(self.state_dir, self.prefix))
+        self._start_server(state, site.namespace, "corp_server", onprem.server_arguments(site))
 
     def _start_daemon(self, host: HostPlan, state: LabState, backend: str) -> None:
         log_path = self.state_dir / f"lab-{self.prefix}-{host.node}.log"
@@ -208,7 +254,8 @@ class Lab:
         )
         for route in corp.routes:
             netns.add_route(corp.namespace, str(route), str(corp.via))
-        arguments = [corp.name, str(corp.address.ip), corp.namespace]
+        address = corp.address.ip
+        arguments = [corp.name, corp.namespace, f"tcp:{address}:{PORT}", f"udp:{address}:{PORT}"]
         self._start_server(state, corp.namespace, "corp_server", arguments)
 
     def _attach_internet(self, internet: InternetPlan, state: LabState) -> None:
@@ -274,16 +321,19 @@ class Lab:
         *,
         stdout: int = subprocess.DEVNULL,
         env: dict[str, str] | None = None,
+        log: Path | None = None,
     ) -> subprocess.Popen[bytes]:
-        """A helper process of the lab (not a node's daemon), recorded as it starts."""
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
+        """A helper process of the lab (not a node's daemon), recorded as it starts;
+        ``log``: its output goes there (``down`` removes it)."""
+        with open(log or os.devnull, "ab") as out:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout if log is None else out,
+                stderr=out,
+                env=env,
+                start_new_session=True,
+            )
         ticks = process_start_ticks(process.pid) or 0
         state.processes.append(RecordedProcess(process.pid, ticks, what))
         state.save(self.state_dir)
@@ -363,6 +413,21 @@ class Lab:
         self.attach_vm(plan_lab(self.policy(), self.prefix).vm(vm_name))
         return revision
 
+    def restart(self, node: str, backend: str) -> None:
+        """Stop the node's daemon and start it again, recorded as at ``up`` (a node
+        whose TAPs the lab moved into VMs or networks cannot be: a new daemon makes
+        new TAPs, in its own namespace)."""
+        _, plan = self.plan()
+        moved = [*plan.vms, *plan.corps, *plan.internets]
+        if any(owned.node == node for owned in moved):
+            raise LabError(f"{node} has TAPs the lab moved: restarting it is not supported")
+        state = self.state()
+        daemon = self.daemon(node)
+        stop_processes([daemon])
+        state.processes = [p for p in state.processes if p.node != node]
+        state.save(self.state_dir)
+        self._start_daemon(plan.host(node), state, backend)
+
     def _wait_for_revision(self, node: str, revision: int) -> None:
         """Until the node's daemon runs ``revision`` (it follows the lab's store)."""
         deadline = time.monotonic() + DAEMON_READY_TIMEOUT_S
@@ -382,6 +447,7 @@ class Lab:
         stop_processes(state.processes)
         for name in reversed(state.namespaces):
             netns.remove(name)
+        remove_files(state.files)
         state.remove_file(self.state_dir)
         self._remove_store()
         for leftover in [

@@ -6,6 +6,7 @@ MAC, rules, subnets), not read back from the plan.
 
 from __future__ import annotations
 
+import dataclasses
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
@@ -50,8 +51,12 @@ def test_namespaces_are_prefixed_and_unique(config: str, prefix: str) -> None:
     ]
     peers = [ns for p in plan.peers for ns in (p.namespace, *(v.vm.namespace for v in p.vms))]
     internets = 2 * sum(node.nat is not None for node in policy.nodes)  # and its far network
+    sites = sum(
+        t.endpoint is not None and t.endpoint.startswith("192.0.2.") for t in policy.tunnels
+    )
+    wan = 1 + sites if sites else 0  # the WAN's bridge, and a site per tunnel on it
     assert len(plan.namespaces) == (
-        1 + len(nodes) + len(ports) + len(taps) + len(peers) + internets
+        1 + len(nodes) + len(ports) + len(taps) + len(peers) + internets + wan
     )
     assert [h.namespace for h in plan.hosts] == [f"{prefix}-{n}" for n in nodes]
 
@@ -68,6 +73,7 @@ def test_interface_names_fit_ifnamsiz(config: str, prefix: str) -> None:
     names += [name for internet in plan.internets for name in (internet.tap, *FAR_LINK)]
     for peer in plan.peers:  # a host that is not ours: its veth and its VMs'
         names += [peer.interface, peer.bridge_port, *(vm.vm.name for vm in peer.vms)]
+    names += [site.ifname for site in plan.sites]  # wireguard-go's: the machine's namespace
     for name in names:
         assert ifname_problem(name) is None, name
         assert 1 <= len(name.encode()) <= IFNAME_MAX_BYTES, name
@@ -175,6 +181,44 @@ def test_a_gateways_nat_gets_an_internet_with_a_far_network_behind_it() -> None:
     assert internet.address.ip == nat.next_hop
     assert internet.external == tuple(a.ip for a in nat.addresses)
     assert plan_lab(policy_of("two-hosts.yaml"), "nvgw").internets == ()
+
+
+def test_each_tunnel_with_an_endpoint_on_the_wan_is_an_onprem_site_of_its_tenant() -> None:
+    policy = policy_of("hybrid.yaml")
+    plan = plan_lab(policy, "nvgw")
+    blue, red = plan.site("blue"), plan.site("red")
+    assert plan.wan_namespace == "nvgw-wan"
+    assert (blue.namespace, blue.node, blue.tunnel) == ("nvgw-onprem-blue", "gw", "onprem-blue")
+    assert (red.namespace, red.node, red.tunnel) == ("nvgw-onprem-red", "gw", "onprem-red")
+    assert (blue.wan, red.wan) == (IPv4Interface("192.0.2.11/24"), IPv4Interface("192.0.2.12/24"))
+    assert blue.listen_port == red.listen_port == blue.gateway_port == 51820
+    assert (blue.ifname, red.ifname) == ("nvgw-w0", "nvgw-w1"), "the lab's prefix: a machine's name"
+    assert (blue.preshared, red.preshared) == (True, False)
+    services = [
+        (name, protocol, str(address), port) for name, protocol, address, port in blue.services
+    ]
+    assert services == [
+        ("directory", "tcp", "172.16.50.10/24", 389),
+        ("dns", "udp", "172.16.50.11/24", 53),
+        ("sql", "tcp", "172.16.50.12/24", 1433),
+    ]
+    assert red.services == blue.services, "the sites overlap"
+    assert blue.routes == red.routes == (IPv4Network("10.10.10.0/24"),)
+    assert blue.rdid == plan.vm("blue1").rdid != red.rdid == plan.vm("red1").rdid
+    assert plan.namespaces[-3:] == ["nvgw-wan", "nvgw-onprem-blue", "nvgw-onprem-red"]
+    assert plan.corps == plan.internets == ()
+    assert plan_lab(policy_of("gateway.yaml"), "nvgw").sites == ()
+
+
+def test_sites_on_the_wan_of_two_gateways_are_refused() -> None:
+    """The WAN has one gateway address: the planner alone is asked (a policy with a
+    second gateway would need its own records and routes; only the tunnel's node
+    matters here)."""
+    policy = policy_of("hybrid.yaml")
+    blue, red = policy.tunnels
+    moved = dataclasses.replace(policy, tunnels=(blue, red.model_copy(update={"node": "gw2"})))
+    with pytest.raises(LabError, match="one gateway"):
+        plan_lab(moved, "nvgw")
 
 
 def test_the_plan_is_deterministic() -> None:

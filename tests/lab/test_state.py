@@ -26,6 +26,7 @@ from gateway.lab.state import (
     StateFileError,
     is_same_process,
     process_start_ticks,
+    remove_files,
     stop_processes,
 )
 
@@ -190,6 +191,22 @@ def test_remove_file(tmp_path: Path) -> None:
     state.remove_file(tmp_path)
     assert LabState.load(state.prefix, tmp_path) is None
     state.remove_file(tmp_path)  # twice is fine: down may run after a half-done down
+
+
+def test_recorded_files_are_removed_last_made_first_and_only_they(tmp_path: Path) -> None:
+    """A hybrid lab's keys (a directory, then the files in it) and wireguard-go's
+    sockets: removed from the record alone, also when some are gone already (a
+    crash before they were made), never a file beside them nobody recorded."""
+    keys = tmp_path / "lab-nvgw-keys"
+    keys.mkdir(mode=0o700)
+    (keys / "gw-51820.key").write_text("secret\n")
+    made = [keys, keys / "gw-51820.key", keys / "never-made.key", tmp_path / "w0.sock"]
+    (tmp_path / "w0.sock").write_text("")
+    (tmp_path / "not-ours").write_text("kept\n")
+    state = LabState("nvgw", files=[str(path) for path in made])
+    state.save(tmp_path)
+    remove_files(LabState.load("nvgw", tmp_path).files)  # type: ignore[union-attr]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lab-nvgw.json", "not-ours"]
 
 
 # ---------------------------------------------------------------- processes

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.lab.commands import CONFIGS
+from gateway.lab.onprem import UAPI_DIR
 from gateway.lab.state import STATE_DIR, LabState
 from gateway.lab.topology import Lab, LabError
 from tests.conftest import require_root
@@ -44,10 +45,11 @@ def leftovers(prefix: str) -> list[str]:
                 cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             except OSError:
                 continue
-            # a daemon, a corp's server; Open vSwitch, by its run directory
+            # a daemon, a corp's server, wireguard-go; Open vSwitch, by its run directory
             if config in cmdline or f" {prefix}-" in cmdline or f"/lab-{prefix}-" in cmdline:
                 found.append(f"process {proc.name}: {cmdline[:80]}")
     found += [f"file {p}" for p in STATE_DIR.glob(f"lab-{prefix}*")]
+    found += [f"socket {p}" for p in UAPI_DIR.glob(f"{prefix[:8]}*")]  # wireguard-go's
     return found
 
 
@@ -57,6 +59,8 @@ def leftovers(prefix: str) -> list[str]:
         ("single-host", "x", "who reaches whom"),
         # Its corp networks and their servers too; and the run says who reached which.
         ("gateway", "y", "who reaches which corp network"),
+        # Its WAN and on-prem sites: wireguard-go, its socket, the lab's keys.
+        ("hybrid", "z", "who reaches which on-prem site"),
     ],
 )
 def test_lab_run_leaves_nothing_behind(scenario: str, tag: str, shown: str) -> None:
@@ -105,6 +109,48 @@ def test_down_after_a_crash_removes_everything() -> None:
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
         assert leftovers(prefix), "the crash left a half-built lab: the test needs one"
+        down = subprocess.run(
+            [*NVGW, "lab", "down", "--prefix", prefix], capture_output=True, text=True, timeout=60
+        )
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert leftovers(prefix) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+        Lab(prefix).down()
+
+
+def test_down_after_a_crash_removes_a_hybrid_labs_keys_and_killed_wireguard_gos_sockets() -> None:
+    """The lab is killed once its first site's wireguard-go runs, and so is that
+    wireguard-go (SIGKILL: it leaves its control socket behind): down removes the
+    keys, the sockets, the namespaces and every process."""
+    require_root()
+    prefix = lab_prefix("k")
+    process = subprocess.Popen(
+        [*NVGW, "lab", "up", "--scenario", "hybrid", "--prefix", prefix],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            state = LabState.load(prefix)
+            sockets = [f for f in state.files if f.endswith(".sock")] if state else []
+            wireguard = [p for p in state.processes if "wireguard-go" in p.what] if state else []
+            if wireguard and sockets and Path(sockets[0]).exists():
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the lab never got a wireguard-go up")
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        os.kill(wireguard[0].pid, signal.SIGKILL)  # the lab's, by its recorded PID
+        state = LabState.load(prefix)
+        assert state is not None
+        assert any(f.endswith(".key") for f in state.files)
+        left = leftovers(prefix)
+        assert any(item.startswith("socket ") for item in left), left
+        assert any(item.endswith("-keys") for item in left), left
         down = subprocess.run(
             [*NVGW, "lab", "down", "--prefix", prefix], capture_output=True, text=True, timeout=60
         )
