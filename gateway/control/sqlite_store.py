@@ -42,15 +42,15 @@ from typing import Final, Generic, NamedTuple, TypeVar
 from gateway.policy import Policy
 
 from .edits import Edit
-from .policy_rows import Placed, moved, placed, rows
+from .policy_rows import Placed, moved, placed
 from .store import (
     Loaded,
     NotSaved,
     RevisionMismatch,
     StoreBusy,
-    conflict,
     edited,
     empty,
+    seeding,
     stored_policy,
     unreadable,
 )
@@ -161,12 +161,9 @@ class SqliteBackend(Generic[Prepared]):
         """Commit ``policy`` (``--config``) into an empty store. A store that holds
         the same entries is left as it is (a restart with the same ``--config``);
         one that holds others is a StoreConflict: never overwritten."""
-        seeded = rows(policy)
         with self._lock, self._transaction("BEGIN IMMEDIATE") as db:
-            state = self._current(db)
-            if state is not None:
-                if state.entries != seeded:
-                    raise conflict(self.url, state.revision, source)
+            seeded = seeding(self._current(db), policy, source, self.url)
+            if seeded is None:
                 return
             db.executemany(
                 "INSERT INTO entries (kind, key, seq, value) VALUES (?, ?, ?, ?)",

@@ -6,6 +6,9 @@ time. What keeps it is a backend, picked by ``--store`` (``open_backend``):
 - ``sqlite:PATH`` (the default, ``sqlite_store.py``): a database with a row per
   entry, a revision counter and a log of changes; several daemons may share one
   (a lab) and each follows the others' writes by polling its revision;
+- ``etcd://HOST:PORT/PREFIX`` (``etcd_store.py``): a key per entry under a prefix of
+  an etcd cluster, for a gateway cluster on several machines; each daemon follows
+  the others' writes through a watch;
 - ``file:PATH`` (``file_store.py``): the YAML config file itself, read-only, re-read
   on SIGHUP.
 
@@ -39,11 +42,11 @@ from gateway.policy import Policy, load_policy
 
 from .config_file import to_plain
 from .edits import Edit
-from .policy_rows import Placed, placed_document
+from .policy_rows import Placed, Rows, placed_document, rows
 
 Prepared = TypeVar("Prepared")
 DEFAULT_STORE: Final = "sqlite:/var/lib/nvgw/policy.db"
-SCHEMES: Final = ("sqlite", "file")
+SCHEMES: Final = ("sqlite", "etcd", "file")
 
 
 class RevisionMismatch(Exception):
@@ -65,6 +68,12 @@ class ApplyError(Exception):
 
 class StoreBusy(Exception):
     """Another writer held the store's lock for longer than we wait."""
+
+
+class StoreUnavailable(StoreBusy):
+    """The store's server cannot be reached, did not answer in time or refused us:
+    nothing was changed; the message names the store and what to do (503, as for a
+    busy store: the same request may succeed later)."""
 
 
 class NotSaved(Exception):
@@ -92,7 +101,8 @@ class StoreConflict(Exception):
     is overwritten; the message names both and the two ways out."""
 
 
-# What a verb that opens a store directly reports as a message (exit 1).
+# What a verb that opens a store directly reports as a message (exit 1); a
+# StoreUnavailable is a StoreBusy.
 STORE_ERRORS: Final = (ReadOnly, RevisionMismatch, StoreBusy, StoreConflict, NotSaved)
 
 
@@ -120,7 +130,8 @@ class Backend(Protocol[Prepared]):
     a policy that does not validate or that ``prepare`` refuses."""
 
     url: str  # sqlite:/var/lib/nvgw/policy.db: names the store in messages
-    path: Path  # the file that holds it (the daemon checks its user may write it)
+    path: Path | None  # the file that holds it (the daemon checks its user may write
+    # it); None: a server holds it (etcd)
     follows: bool  # whether a daemon polls ``revision()`` to follow others' writes
     writable: bool  # whether ``change`` may succeed (file: never, it is ReadOnly)
 
@@ -143,30 +154,41 @@ class Backend(Protocol[Prepared]):
     def close(self) -> None: ...
 
 
-def parse_store(url: str | Path) -> tuple[str, Path]:
-    """``sqlite:PATH`` or ``file:PATH`` as (scheme, path); a bare Path is a file
-    (the in-process callers that hand a config path). ValueError names the forms."""
+def parse_store(url: str | Path) -> tuple[str, str]:
+    """``sqlite:PATH``, ``etcd://HOST:PORT/PREFIX`` or ``file:PATH`` as (scheme, the
+    rest: a path, or the etcd URL whole); a bare Path is a file (the in-process
+    callers that hand a config path). ValueError names the forms."""
     if isinstance(url, Path):
-        return "file", url
+        return "file", str(url)
     scheme, colon, rest = url.partition(":")
     if not colon or scheme not in SCHEMES or not rest:
         raise ValueError(
             f"{url!r} is not a store: sqlite:PATH (a database, the default "
-            f"{DEFAULT_STORE}) or file:PATH (a YAML config, read-only)"
+            f"{DEFAULT_STORE}), etcd://HOST:PORT/PREFIX (a cluster's) or file:PATH "
+            "(a YAML config, read-only)"
         )
-    return scheme, Path(rest.removeprefix("//"))
+    if scheme == "etcd":
+        from .etcd_store import parse_etcd
+
+        parse_etcd(url)
+        return scheme, url
+    return scheme, rest.removeprefix("//")
 
 
 def open_backend(url: str | Path, prepare: Callable[[Policy], Prepared]) -> Backend[Prepared]:
     """The backend ``url`` names. Opens nothing yet: the first read does, in a thread."""
-    scheme, path = parse_store(url)
+    scheme, where = parse_store(url)
     if scheme == "sqlite":
         from .sqlite_store import SqliteBackend
 
-        return SqliteBackend(path, prepare)
+        return SqliteBackend(Path(where), prepare)
+    if scheme == "etcd":
+        from .etcd_store import EtcdBackend
+
+        return EtcdBackend(where, prepare)
     from .file_store import FileBackend
 
-    return FileBackend(path, prepare)
+    return FileBackend(Path(where), prepare)
 
 
 class PolicyStore(Generic[Prepared]):
@@ -270,6 +292,19 @@ def stored_policy(state: Placed, url: str) -> Policy:
     except ConfigError as error:
         issues = [ConfigIssue(i.path, i.value, i.message, url) for i in error.issues]
         raise ConfigError(issues) from None
+
+
+def seeding(state: Placed | None, policy: Policy, source: str, url: str) -> Rows | None:
+    """The rows to commit to seed a store holding ``state`` with ``policy`` (from
+    ``source``, ``--config``): all of them into an empty store; None when it holds
+    the same entries already (a restart with the same ``--config``); a StoreConflict
+    when it holds others: never overwritten."""
+    seeded = rows(policy)
+    if state is None:
+        return seeded
+    if state.entries != seeded:
+        raise conflict(url, state.revision, source)
+    return None
 
 
 def conflict(url: str, revision: int, source: str) -> StoreConflict:

@@ -1,5 +1,5 @@
-"""Fixtures of the control tests: a copy of the two-hosts config, and a real disk
-that fills up."""
+"""Fixtures of the control tests: a copy of the two-hosts config, a real disk
+that fills up, and a real etcd."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import require_root
 
 from ._disk import SIZE, mount
+from ._etcd import Etcd, running_etcd
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -38,3 +39,17 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     finally:
         if os.path.ismount(mountpoint):
             subprocess.run(["umount", str(mountpoint)], check=True, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
+    """One etcd for the session's tests, each on a prefix of its own."""
+    with running_etcd(tmp_path_factory.mktemp("etcd")) as etcd:
+        yield etcd
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[Etcd]:
+    """An etcd of this test's own, to stop, restart or compact."""
+    with running_etcd(tmp_path) as etcd:
+        yield etcd

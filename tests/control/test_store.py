@@ -2,8 +2,8 @@
 
 Runs on both anyio backends against copies of the shipped configs; ``prepare`` and
 ``commit`` are recorders standing in for the daemon's compile and swap. Changes run
-against the database store (the file store takes none: it says so, and what it
-reads it reads as before); reading runs against both.
+against the database stores, SQLite and a real etcd (the file store takes none: it
+says so, and what it reads it reads as before); reading runs against all three.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import pytest
@@ -24,6 +25,8 @@ from gateway.control.store import PolicyStore, ReadOnly, RevisionMismatch, open_
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.io.privileges import lookup_user
 from gateway.policy import Policy
+
+from ._etcd import Etcd
 
 pytestmark = pytest.mark.anyio
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -47,26 +50,29 @@ class Daemon:
         self.committed.append(policy.revision)
 
 
-@pytest.fixture
-def at(config: Path) -> Where:
-    """A database store seeded from the config: the store that takes changes."""
-    return Where("sqlite", config)
+@pytest.fixture(params=["sqlite", "etcd"])
+def at(request: pytest.FixtureRequest, config: Path) -> Where:
+    """A database store seeded from the config: a store that takes changes."""
+    return Where(request.param, config, request)
 
 
-@pytest.fixture(params=["file", "sqlite"])
+@pytest.fixture(params=["file", "sqlite", "etcd"])
 def each(request: pytest.FixtureRequest, config: Path) -> Where:
     """The store under test, by backend: the config file itself, or a database
     seeded from it."""
-    return Where(request.param, config)
+    return Where(request.param, config, request)
 
 
 class Where:
-    """A store of either backend holding the two-hosts config, and how a test looks
+    """A store of any backend holding the two-hosts config, and how a test looks
     at what it holds without going through the store under test."""
 
-    def __init__(self, backend: str, config: Path) -> None:
+    def __init__(self, backend: str, config: Path, request: pytest.FixtureRequest) -> None:
         self.backend, self.config = backend, config
         self.url: str | Path = config if backend == "file" else f"sqlite:{config.parent}/p.db"
+        if backend == "etcd":
+            self.etcd: Etcd = request.getfixturevalue("etcd_server")
+            self.url = self.etcd.url()
         self.seeded = backend == "file"  # a database is seeded by the first store started
 
     async def started(self, daemon: Daemon | None = None) -> PolicyStore[Any]:
@@ -92,6 +98,8 @@ class Where:
         database's revision, rows and log."""
         if self.backend == "file":
             return self.config.read_bytes()
+        if self.backend == "etcd":
+            return self.etcd.keys(f"{urlsplit(str(self.url)).path}/")
         with closing(sqlite3.connect(self.config.parent / "p.db")) as db:
             return [list(db.execute(f"SELECT * FROM {t} ORDER BY 1, 2")) for t in TABLES]
 

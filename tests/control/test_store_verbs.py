@@ -77,6 +77,7 @@ def test_a_file_store_is_read_only_for_apply(config: Path) -> None:
         ("sqlite:/x/p.db", None, ("sqlite:/x/p.db", None)),
         ("sqlite:/x/p.db", "c.yaml", ("sqlite:/x/p.db", Path("c.yaml"))),  # a seed
         ("file:/x/c.yaml", None, ("file:/x/c.yaml", None)),
+        ("etcd://127.0.0.1:2379/nvgw", "c.yaml", ("etcd://127.0.0.1:2379/nvgw", Path("c.yaml"))),
     ],
 )
 def test_run_reads_its_policy_from_the_store_and_seeds_it_from_the_config(
@@ -89,7 +90,9 @@ def test_run_reads_its_policy_from_the_store_and_seeds_it_from_the_config(
     ("store", "config", "words"),
     [
         ("file:/x/c.yaml", "d.yaml", "a file: store is its own config"),
-        ("etcd://127.0.0.1:2379/nvgw", None, "sqlite:PATH"),
+        ("etcd://127.0.0.1/nvgw", None, "etcd://HOST:PORT/PREFIX"),  # no port
+        ("etcd://127.0.0.1:2379/", None, "etcd://HOST:PORT/PREFIX"),  # no prefix
+        ("etcd:127.0.0.1:2379/nvgw", None, "etcd://HOST:PORT/PREFIX"),
         ("/x/p.db", None, "sqlite:PATH"),
     ],
 )

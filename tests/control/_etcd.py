@@ -1,0 +1,190 @@
+"""A real etcd on loopback for the store's tests: never a mock.
+
+``Etcd`` runs one ``etcd`` process on two free ports of 127.0.0.1 (never 2379/2380:
+no collision with a system etcd) with a data directory of its own, waits until it
+answers, and is killed by its PID and its directory removed however the test ends.
+It may be killed and started again on the same ports and data (an outage), and
+compacted (``compact``) as an operator's ``etcdctl compact`` would; ``Partition``
+cuts one store off it while the others go on.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import itertools
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import require_tool
+
+READY_S = 30.0  # only bounds a failure: etcd answers within a second here
+MAX_TXN_OPS = 100_000  # a seed is one transaction: etcd's default allows 128 operations
+_prefixes = itertools.count()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Etcd:
+    """One etcd process; ``url(prefix)`` names a store in it."""
+
+    def __init__(self, directory: Path, max_txn_ops: int = MAX_TXN_OPS) -> None:
+        self.max_txn_ops = max_txn_ops
+        self.binary = require_tool("etcd")
+        self.data = directory / "etcd-data"
+        self.client, self.peer = free_port(), free_port()
+        self.endpoint = f"http://127.0.0.1:{self.client}"
+        self.log = directory / "etcd.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, prefix: str | None = None) -> str:
+        """A store URL on a prefix no other test of this etcd uses."""
+        return f"etcd://127.0.0.1:{self.client}/{prefix or f'nvgw-test-{next(_prefixes)}'}"
+
+    def start(self) -> None:
+        peer = f"http://127.0.0.1:{self.peer}"
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [self.binary, "--name", "t", "--data-dir", str(self.data),
+                 "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
+                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                 "--initial-cluster", f"t={peer}", "--max-txn-ops", str(self.max_txn_ops),
+                 "--max-request-bytes", str(32 << 20)],
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + READY_S
+        while True:
+            try:
+                if httpx.post(f"{self.endpoint}/v3/kv/range", json={"key": "AA=="}).is_success:
+                    return
+            except httpx.TransportError:
+                pass
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            assert time.monotonic() < deadline, self.log.read_text()[-3000:]
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL, by PID: an outage, or the end of the test."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One request to etcd's JSON gateway, as a tool of the operator's would."""
+        answer = httpx.post(f"{self.endpoint}{path}", json=body, timeout=30)
+        answer.raise_for_status()
+        return dict(answer.json())
+
+    def compact(self) -> int:
+        """Compact away every revision before the current one; the revision."""
+        revision = int(self.call("/v3/kv/range", {"key": "AA=="})["header"]["revision"])
+        self.call("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+        return revision
+
+    def put(self, key: str, value: str) -> None:
+        self.call("/v3/kv/put", {"key": _b64(key), "value": _b64(value)})
+
+    def keys(self, prefix: str) -> dict[str, tuple[str, int]]:
+        """Every key under ``prefix`` with its value and mod revision: what a refused
+        change must leave as it was."""
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        kvs = self.call("/v3/kv/range", {"key": _b64(prefix), "range_end": _b64(end)})
+        return {
+            _text(kv["key"]): (_text(kv.get("value", "")), int(kv["mod_revision"]))
+            for kv in kvs.get("kvs", [])
+        }
+
+
+@contextmanager
+def running_etcd(directory: Path, max_txn_ops: int = MAX_TXN_OPS) -> Iterator[Etcd]:
+    """An etcd started in ``directory``, killed and its data removed after."""
+    etcd = Etcd(directory, max_txn_ops)
+    try:
+        etcd.start()
+        yield etcd
+    finally:
+        etcd.kill()
+        shutil.rmtree(etcd.data, ignore_errors=True)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _text(b64: str) -> str:
+    return base64.b64decode(b64).decode()
+
+
+class Partition:
+    """A TCP relay on loopback between a store and etcd, which a test can cut (every
+    connection through it closed, new ones refused) and mend: a daemon that lost
+    etcd while the others went on, without stopping etcd for them."""
+
+    def __init__(self, etcd: Etcd) -> None:
+        self.target = ("127.0.0.1", etcd.client)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.open = threading.Event()
+        self.open.set()
+        self.lock = threading.Lock()
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, url: str) -> str:
+        """``url`` (an etcd store's) through the relay."""
+        return url.replace(f":{self.target[1]}/", f":{self.port}/", 1)
+
+    def cut(self) -> None:
+        self.open.clear()
+        with self.lock:
+            for each in self.sockets:
+                with contextlib.suppress(OSError):
+                    each.shutdown(socket.SHUT_RDWR)
+            self.sockets.clear()
+
+    def mend(self) -> None:
+        self.open.set()
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            if not self.open.is_set():
+                client.close()
+                continue
+            server = socket.create_connection(self.target)
+            with self.lock:
+                self.sockets += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=_relay, args=(source, sink), daemon=True).start()
+
+
+def _relay(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    for each in (source, sink):
+        with contextlib.suppress(OSError):
+            each.shutdown(socket.SHUT_RDWR)
+        each.close()

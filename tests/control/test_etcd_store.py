@@ -1,0 +1,336 @@
+"""The etcd store against a real etcd on loopback: rows that round-trip every shipped
+config, seeding, a change that writes only the keys that differ, racing writers, a
+watch that brings another writer's change, a follower cut off past a compaction
+that resyncs, etcd killed and restarted, and each error naming the store.
+
+The behaviours every backend shares (a change is a new revision or nothing,
+If-Match, concurrent writers, migrate) are test_store.py's, run against etcd too.
+Latencies are awaited and printed, never asserted against a clock.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.control import etcd_store as etcd_module
+from gateway.control import load_config
+from gateway.control.edits import add, replace_all
+from gateway.control.entries import policy_json
+from gateway.control.kinds import LOOKUP_RECORDS
+from gateway.control.store import (
+    Backend,
+    NotSaved,
+    RevisionMismatch,
+    StoreConflict,
+    StoreUnavailable,
+    open_backend,
+)
+from gateway.errors import ConfigError
+from gateway.policy import Policy
+
+from ._etcd import Etcd, Partition, running_etcd
+from ._sqlite_writer import record
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+DEADLINE_S = 30.0  # only bounds a failure
+
+
+def keep(policy: Policy) -> Policy:
+    return policy
+
+
+def two_hosts() -> Policy:
+    return load_config(CONFIGS / "two-hosts.yaml")
+
+
+@pytest.fixture
+def opened() -> Iterator[Callable[..., Backend[Policy]]]:
+    """Backends on a store URL, each closed after the test (its watch stopped)."""
+    backends: list[Backend[Policy]] = []
+
+    def open_(url: str, prepare: Callable[[Policy], Policy] = keep) -> Backend[Policy]:
+        backends.append(open_backend(url, prepare))
+        return backends[-1]
+
+    yield open_
+    for backend in backends:
+        backend.close()
+
+
+def prefix(url: str) -> str:
+    """Where a store's keys are: ``etcd://H:P/p`` -> ``/p/``."""
+    return f"/{url.split('/', 3)[3]}/"
+
+
+def awaited(what: Callable[[], bool]) -> float:
+    """Seconds until ``what`` holds (polled); fails only past DEADLINE_S."""
+    start = time.monotonic()
+    while not what():
+        assert time.monotonic() - start < DEADLINE_S
+        time.sleep(0.0005)
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_every_shipped_config_comes_back_from_etcd_as_it_went(
+    etcd_server: Etcd, opened: Callable[..., Backend[Policy]], name: str
+) -> None:
+    policy, url = load_config(CONFIGS / name), etcd_server.url()
+    assert opened(url).read((policy, name)).policy == policy
+    assert opened(url).read().policy == policy  # another daemon, reading it afresh
+
+
+def test_an_empty_prefix_says_how_to_seed_it(
+    etcd_server: Etcd, opened: Callable[..., Backend[Policy]]
+) -> None:
+    with pytest.raises(ConfigError, match=r"holds no policy yet.*--config FILE.*nvgw apply"):
+        opened(etcd_server.url()).read()
+
+
+def test_a_seed_fills_an_empty_prefix_and_never_overwrites_another_policy(
+    etcd_server: Etcd, opened: Callable[..., Backend[Policy]]
+) -> None:
+    url = etcd_server.url()
+    backend = opened(url)
+    backend.read((two_hosts(), "two-hosts.yaml"))
+    before = etcd_server.keys(prefix(url))
+    opened(url).read((two_hosts(), "two-hosts.yaml"))  # a restart with the same --config
+    assert etcd_server.keys(prefix(url)) == before
+    backend.change(add(LOOKUP_RECORDS, record(13)), None)
+    before = etcd_server.keys(prefix(url))
+    with pytest.raises(StoreConflict) as conflict:
+        opened(url).read((two_hosts(), "two-hosts.yaml"))
+    message = str(conflict.value)
+    assert f"both {url} (revision 1) and two-hosts.yaml" in message
+    assert f"nvgw apply --store {url} two-hosts.yaml" in message and "without --config" in message
+    assert etcd_server.keys(prefix(url)) == before
+
+
+def test_a_change_writes_only_the_keys_that_differ_in_one_transaction(
+    etcd_server: Etcd, opened: Callable[..., Backend[Policy]]
+) -> None:
+    url = etcd_server.url()
+    backend = opened(url)
+    backend.read((two_hosts(), "two-hosts.yaml"))
+    before = etcd_server.keys(prefix(url))
+    backend.change(add(LOOKUP_RECORDS, record(13)), 0)
+    after = etcd_server.keys(prefix(url))
+    changed = {key for key, value in after.items() if before.get(key) != value}
+    assert changed == {
+        f"{prefix(url)}meta",
+        f"{prefix(url)}entries/lookup-records/5010/10.10.10.13",
+    }
+    assert len({after[key][1] for key in changed}) == 1  # one etcd revision: one transaction
+    assert after[f"{prefix(url)}meta"][0] == '{"schema": 1, "revision": 1}'
+
+
+def racing(url: str, opened: Callable[..., Backend[Policy]], if_revision: int | None) -> list[Any]:
+    """Two backends that both read revision 0 and validated their change before
+    either sent it (a barrier in ``prepare``); what each change returned or raised."""
+    seeder = opened(url)
+    seeder.read((two_hosts(), "two-hosts.yaml"))
+    both = threading.Barrier(2, timeout=DEADLINE_S)
+    first = [False, False]  # not while they read
+
+    def held_once(n: int) -> Callable[[Policy], Policy]:
+        def prepare(policy: Policy) -> Policy:
+            if first[n]:  # the first try only: a retry after losing goes straight on
+                first[n] = False
+                both.wait()
+            return policy
+
+        return prepare
+
+    outcome: list[Any] = [None, None]
+    writers = [opened(url, held_once(n)) for n in range(2)]
+    for writer in writers:
+        writer.read()
+    first[:] = [True, True]
+
+    def write(n: int) -> None:
+        try:
+            outcome[n] = writers[n].change(add(LOOKUP_RECORDS, record(20 + n)), if_revision)
+        except Exception as error:  # what the test looks at
+            outcome[n] = error
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(DEADLINE_S)
+    return outcome
+
+
+def test_two_writers_racing_on_one_revision_one_wins_the_other_is_refused(
+    etcd_server: Etcd, opened: Callable[..., Backend[Policy]]
+) -> None:
+    url = etcd_server.url()
+    outcome = racing(url, opened, if_revision=0)
+    [lost] = [o for o in outcome if isinstance(o, Exception)]
+    [won] = [o for o in outcome if not isinstance(o, Exception)]
+    assert isinstance(lost, RevisionMismatch) and (lost.expected, lost.actual) == (0, 1)
+    held = opened(url).read().policy
+    assert held == won.policy and held.revision == 1
+    added = {str(r.ca) for r in held.lookup_records} & {"10.10.10.20", "10.10.10.21"}
+    assert len(added) == 1  # the winner's, and nothing of the loser's
+
+
+def test_two_writers_racing_without_a_revision_both_land_one_after_the_other(
+    etcd_server: Etcd, opened: Callable[..., Backend[Policy]]
+) -> None:
+    url = etcd_server.url()
+    outcome = racing(url, opened, if_revision=None)
+    assert sorted(o.policy.revision for o in outcome) == [1, 2]  # the loser read again
+    held = opened(url).read().policy
+    assert {"10.10.10.20", "10.10.10.21"} <= {str(r.ca) for r in held.lookup_records}
+
+
+@pytest.fixture
+def resyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The URL of each backend that read its whole prefix, from now on."""
+    read: list[str] = []
+    resync = etcd_module.EtcdBackend._resync
+
+    def counted(self: etcd_module.EtcdBackend[Any]) -> Any:
+        read.append(self.url)
+        return resync(self)
+
+    monkeypatch.setattr(etcd_module.EtcdBackend, "_resync", counted)
+    return read
+
+
+def test_a_watch_brings_another_writers_change_without_reading_everything(
+    etcd_server: Etcd, opened: Callable[..., Backend[Policy]], resyncs: list[str]
+) -> None:
+    url = etcd_server.url()
+    follower, writer = opened(url), opened(url)
+    follower.read((two_hosts(), "two-hosts.yaml"))
+    writer.read()
+    resyncs.clear()
+    latencies = []
+    for n in range(5):
+        changed = writer.change(add(LOOKUP_RECORDS, record(30 + n)), None).policy
+        latencies.append(awaited(lambda at=changed.revision: follower.revision() == at))
+        assert follower.read().policy == changed
+    assert resyncs == []  # each brought by the watch's events, not the whole prefix
+    print(f"watch: follower's revision() moved {[f'{1e6 * s:.0f} us' for s in latencies]} after")
+
+
+def test_a_follower_cut_off_past_a_compaction_resyncs(
+    etcd: Etcd, opened: Callable[..., Backend[Policy]], resyncs: list[str]
+) -> None:
+    """It fell behind (a partition), and etcd compacted what it missed: its watch is
+    cancelled on return, so it reads the whole prefix once, and its watch follows
+    on from there (the next change comes as events, not another full read)."""
+    partition = Partition(etcd)
+    try:
+        url = etcd.url()
+        writer = opened(url)
+        writer.read((two_hosts(), "two-hosts.yaml"))
+        follower = opened(partition.url(url))
+        follower.read()
+        resyncs.clear()
+        partition.cut()
+        with pytest.raises(StoreUnavailable, match="cannot reach etcd"):
+            follower.revision()
+        for n in range(3):
+            writer.change(add(LOOKUP_RECORDS, record(40 + n)), None)
+        etcd.compact()
+        partition.mend()
+        watch = follower._watch  # type: ignore[attr-defined]
+        awaited(lambda: watch._gap)  # back, and told that what it asks for is compacted
+        awaited(lambda: follower.revision() == 3)
+        assert follower.read().policy == writer.read().policy
+        changed = writer.change(add(LOOKUP_RECORDS, record(50)), None).policy
+        awaited(lambda: follower.revision() == 4)
+        assert follower.read().policy == changed
+        assert resyncs == [partition.url(url)]
+    finally:
+        partition.close()
+
+
+def test_etcd_killed_is_a_clear_error_and_its_return_is_followed(
+    etcd: Etcd, opened: Callable[..., Backend[Policy]]
+) -> None:
+    url = etcd.url()
+    follower, writer = opened(url), opened(url)
+    follower.read((two_hosts(), "two-hosts.yaml"))
+    writer.read()
+    etcd.kill()
+    refused_change = lambda: writer.change(add(LOOKUP_RECORDS, record(60)), None)  # noqa: E731
+    for call in (follower.revision, follower.read, refused_change):
+        with pytest.raises(StoreUnavailable) as down:
+            call()
+        said = str(down.value)
+        assert f"cannot reach etcd at {url}" in said and "is it running" in said
+    etcd.start()
+    changed = writer.change(add(LOOKUP_RECORDS, record(61)), 0).policy
+    assert changed.revision == 1  # nothing of the change refused while it was down
+    awaited(lambda: follower.revision() == 1)
+    assert follower.read().policy == changed
+
+
+def test_a_key_under_the_prefix_that_is_not_ours_is_refused_naming_it(
+    etcd_server: Etcd, opened: Callable[..., Backend[Policy]]
+) -> None:
+    url = etcd_server.url()
+    opened(url).read((two_hosts(), "two-hosts.yaml"))
+    etcd_server.put(f"{prefix(url)}someone-elses/key", "x")
+    with pytest.raises(ConfigError) as refused:
+        opened(url).read()
+    message = str(refused.value)
+    assert f"{prefix(url)}someone-elses/key is under" in message and "prefix of its own" in message
+
+
+def test_an_etcd_that_does_not_answer_is_a_timeout_naming_it(
+    etcd: Etcd, opened: Callable[..., Backend[Policy]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(etcd_module, "TIMEOUT_S", 0.5)
+    url = etcd.url()
+    backend = opened(url)
+    backend.read((two_hosts(), "two-hosts.yaml"))
+    assert etcd.process is not None
+    etcd.process.send_signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(StoreUnavailable, match=rf"etcd at {url} did not answer within"):
+            backend.change(add(LOOKUP_RECORDS, record(70)), None)
+    finally:
+        etcd.process.send_signal(signal.SIGCONT)
+    assert backend.change(add(LOOKUP_RECORDS, record(70)), None).policy.revision == 1
+
+
+def test_an_etcd_that_refuses_nvgw_says_so(
+    etcd: Etcd, opened: Callable[..., Backend[Policy]]
+) -> None:
+    etcd.call("/v3/auth/user/add", {"name": "root", "password": "not-a-secret"})
+    etcd.call("/v3/auth/user/grant", {"user": "root", "role": "root"})
+    etcd.call("/v3/auth/enable", {})
+    url = etcd.url()
+    with pytest.raises(StoreUnavailable) as refused:
+        opened(url).read((two_hosts(), "two-hosts.yaml"))
+    assert f"etcd at {url} refused nvgw" in str(refused.value)
+    assert "refused nvgw" in str(refused.value) and "without authentication" in str(refused.value)
+
+
+def test_a_change_beyond_etcds_transaction_limit_is_not_saved_naming_the_flag(
+    tmp_path: Path, opened: Callable[..., Backend[Policy]]
+) -> None:
+    with running_etcd(tmp_path, max_txn_ops=128) as etcd:  # etcd's default
+        url = etcd.url()
+        backend = opened(url)
+        backend.read((two_hosts(), "two-hosts.yaml"))
+        before = etcd.keys(prefix(url))
+        document = backend.read().policy
+        many = [record(n) for n in range(100, 250)]
+        bigger = policy_json(document)
+        bigger["lookup_records"] = [*bigger["lookup_records"], *many]
+        with pytest.raises(NotSaved, match=r"transaction of \d+ operations.*--max-txn-ops"):
+            backend.change(replace_all(bigger), None)
+        assert etcd.keys(prefix(url)) == before
