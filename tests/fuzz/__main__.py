@@ -3,6 +3,7 @@
     python -m tests.fuzz --inputs 10000000                 # what `make fuzz` runs
     python -m tests.fuzz --inputs 200000 --policy dual-stack
     python -m tests.fuzz --inputs 100000 --core wireguard   # one sans-IO core only
+    python -m tests.fuzz --inputs 300000 --core gateway_tunnel   # a gateway's tunnels
     python -m tests.fuzz --replay 1:two-hosts/host1:12:345   # one input, judged aloud
     python -m tests.fuzz --replay 1:core/napt:3:17
 

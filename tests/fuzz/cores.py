@@ -2,8 +2,10 @@
 
 A data-plane target is one node of one policy (``policies.Target``, ``engine.py``);
 a core target is one sans-IO core with its own state, inputs and oracle: the
-WireGuard ``Device`` (``wireguard_core.py``) and the NAPT table
-(``napt_core.py``). Each core module has a ``Core`` class, built fresh per chunk
+WireGuard ``Device`` (``wireguard_core.py``), the NAPT table (``napt_core.py``),
+and a gateway node's tunnel path around its devices (``gateway_tunnel.py``: a node
+with its own inputs and oracle, where the data-plane targets share one engine).
+Each core module has a ``Core`` class, built fresh per chunk
 from the chunk's generator, whose ``step`` makes one input, feeds it, and judges
 it: (entry, what the input was mutated from, the input, the outcome's label, the
 findings). ``CoreTarget.run_chunk`` drives it the way ``engine.run_chunk`` drives a
@@ -108,10 +110,11 @@ class CoreTarget:
 
 def _cores() -> dict[str, type[Core]]:
     # Imported here: the core modules import this one (Step, exception).
+    from .gateway_tunnel import GatewayTunnelCore
     from .napt_core import NaptCore
     from .wireguard_core import WireguardCore
 
-    return {"wireguard": WireguardCore, "napt": NaptCore}
+    return {"wireguard": WireguardCore, "napt": NaptCore, "gateway_tunnel": GatewayTunnelCore}
 
 
 def core_names() -> list[str]:

@@ -97,6 +97,15 @@ def _device(rng: random.Random) -> Device:
     )
 
 
+def mac1_valid(mac1_key: bytes, data: bytes) -> bool:
+    """A handshake message of its type's length whose mac1 is the device's (the key:
+    ``digest(LABEL_MAC1, its public key)``)."""
+    size = {INITIATION: INITIATION_SIZE, RESPONSE: RESPONSE_SIZE}.get(data[0] if data else 0)
+    return (
+        len(data) == size and data[1:4] == bytes(3) and data[-32:-16] == mac(mac1_key, data[:-32])
+    )
+
+
 def _drain(device: Device) -> list[bytes]:
     sent = [bytes(d) for d, _ in device.outbox]
     device.outbox.clear()
@@ -340,13 +349,7 @@ class WireguardCore:
         return Step(entry, what, data, f"refused:{reason.label}", found)
 
     def _mac1_valid(self, data: bytes) -> bool:
-        """A handshake message of the right length whose mac1 is T's."""
-        size = {INITIATION: INITIATION_SIZE, RESPONSE: RESPONSE_SIZE}.get(data[0] if data else 0)
-        return (
-            len(data) == size
-            and data[1:4] == bytes(3)
-            and data[-32:-16] == mac(self.mac1_key, data[:-32])
-        )
+        return mac1_valid(self.mac1_key, data)
 
     def _peer_counters(self) -> tuple[int, int]:
         """Decryption failures and replays, over both peers."""
@@ -387,25 +390,30 @@ class WireguardCore:
         return found
 
     def _bounds(self) -> list[tuple[str, str]]:
-        """The device's containers within their bounds, and no index orphaned."""
-        t, found = self.t, []
-        if len(t.indexes) > t.max_indexes:
-            found.append(("bounds", f"{len(t.indexes)} receiver indexes, bound {t.max_indexes}"))
-        per_peer: dict[int, int] = {}
-        for index, (peer, keypair) in t.indexes.items():
-            per_peer[id(peer)] = per_peer.get(id(peer), 0) + 1
-            live = (peer.keypairs.current, peer.keypairs.previous, peer.keypairs.next)
-            if peer.public_key not in t.peers or (
-                keypair is None and index != peer.handshake.local_index
-            ):
-                found.append(("bounds", "an index names a handshake that is gone"))
-            elif keypair is not None and keypair not in live:
-                found.append(("bounds", "an index names a keypair the peer dropped"))
-        if per_peer and max(per_peer.values()) > INDEXES_PER_PEER:
-            found.append(("bounds", f"a peer holds {max(per_peer.values())} indexes"))
-        for peer in t.peers.values():
-            if len(peer.staged) > LIMITS.max_staged:
-                found.append(("bounds", f"{len(peer.staged)} packets staged for a peer"))
-        if len(t.outbox) > LIMITS.max_staged + 2:
-            found.append(("bounds", f"{len(t.outbox)} datagrams queued by one input"))
-        return found
+        return device_bounds(self.t, LIMITS.max_staged + 2)
+
+
+def device_bounds(t: Device, max_outbox: int) -> list[tuple[str, str]]:
+    """The device's containers within their bounds, and no index orphaned; at most
+    ``max_outbox`` datagrams queued (what one input may queue before it is drained)."""
+    found = []
+    if len(t.indexes) > t.max_indexes:
+        found.append(("bounds", f"{len(t.indexes)} receiver indexes, bound {t.max_indexes}"))
+    per_peer: dict[int, int] = {}
+    for index, (peer, keypair) in t.indexes.items():
+        per_peer[id(peer)] = per_peer.get(id(peer), 0) + 1
+        live = (peer.keypairs.current, peer.keypairs.previous, peer.keypairs.next)
+        if peer.public_key not in t.peers or (
+            keypair is None and index != peer.handshake.local_index
+        ):
+            found.append(("bounds", "an index names a handshake that is gone"))
+        elif keypair is not None and keypair not in live:
+            found.append(("bounds", "an index names a keypair the peer dropped"))
+    if per_peer and max(per_peer.values()) > INDEXES_PER_PEER:
+        found.append(("bounds", f"a peer holds {max(per_peer.values())} indexes"))
+    for peer in t.peers.values():
+        if len(peer.staged) > t.limits.max_staged:
+            found.append(("bounds", f"{len(peer.staged)} packets staged for a peer"))
+    if len(t.outbox) > max_outbox:
+        found.append(("bounds", f"{len(t.outbox)} datagrams queued by one input"))
+    return found
