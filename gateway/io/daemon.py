@@ -95,9 +95,9 @@ class Daemon:
             seed = (await anyio.to_thread.run_sync(load_config, self.seed), str(self.seed))
         try:
             await self.store.load(seed)
-            if ids is not None:
+            if ids is not None:  # a store on a server (etcd: no path) is no file to write
                 writes = self.api is not None and self.store.backend.writable
-                check_access(*ids, self.store.path, api=writes)
+                check_access(*ids, self.store.path, api=writes and self.store.path is not None)
         except BaseException:
             self.store.close()
             raise

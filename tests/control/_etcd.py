@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +32,10 @@ from tests.conftest import require_tool
 READY_S = 30.0  # only bounds a failure: etcd answers within a second here
 MAX_TXN_OPS = 100_000  # a seed is one transaction: etcd's default allows 128 operations
 _prefixes = itertools.count()
+_PROBE = (  # a read, from inside a namespace: exit 0 when etcd answered
+    "import httpx, sys; "
+    "httpx.post(sys.argv[1] + '/v3/kv/range', json={'key': 'AA=='}).raise_for_status()"
+)
 
 
 def free_port() -> int:
@@ -42,8 +47,12 @@ def free_port() -> int:
 class Etcd:
     """One etcd process; ``url(prefix)`` names a store in it."""
 
-    def __init__(self, directory: Path, max_txn_ops: int = MAX_TXN_OPS) -> None:
+    def __init__(
+        self, directory: Path, max_txn_ops: int = MAX_TXN_OPS, namespace: str | None = None
+    ) -> None:
         self.max_txn_ops = max_txn_ops
+        # In a network namespace (a daemon's, in the daemon tests): on its loopback.
+        self.inside = [] if namespace is None else ["ip", "netns", "exec", namespace]
         self.binary = require_tool("etcd")
         self.data = directory / "etcd-data"
         self.client, self.peer = free_port(), free_port()
@@ -59,7 +68,7 @@ class Etcd:
         peer = f"http://127.0.0.1:{self.peer}"
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [self.binary, "--name", "t", "--data-dir", str(self.data),
+                [*self.inside, self.binary, "--name", "t", "--data-dir", str(self.data),
                  "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
                  "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                  "--initial-cluster", f"t={peer}", "--max-txn-ops", str(self.max_txn_ops),
@@ -67,15 +76,20 @@ class Etcd:
                 stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + READY_S
-        while True:
-            try:
-                if httpx.post(f"{self.endpoint}/v3/kv/range", json={"key": "AA=="}).is_success:
-                    return
-            except httpx.TransportError:
-                pass
+        while not self.answers():
             assert self.process.poll() is None, self.log.read_text()[-3000:]
             assert time.monotonic() < deadline, self.log.read_text()[-3000:]
             time.sleep(0.05)
+
+    def answers(self) -> bool:
+        """Whether etcd answers a read (from inside its namespace, if it has one)."""
+        if self.inside:
+            probe = [*self.inside, sys.executable, "-c", _PROBE, self.endpoint]
+            return subprocess.run(probe, capture_output=True, timeout=READY_S).returncode == 0
+        try:
+            return httpx.post(f"{self.endpoint}/v3/kv/range", json={"key": "AA=="}).is_success
+        except httpx.TransportError:
+            return False
 
     def kill(self) -> None:
         """SIGKILL, by PID: an outage, or the end of the test."""
@@ -111,9 +125,11 @@ class Etcd:
 
 
 @contextmanager
-def running_etcd(directory: Path, max_txn_ops: int = MAX_TXN_OPS) -> Iterator[Etcd]:
+def running_etcd(
+    directory: Path, max_txn_ops: int = MAX_TXN_OPS, namespace: str | None = None
+) -> Iterator[Etcd]:
     """An etcd started in ``directory``, killed and its data removed after."""
-    etcd = Etcd(directory, max_txn_ops)
+    etcd = Etcd(directory, max_txn_ops, namespace)
     try:
         etcd.start()
         yield etcd

@@ -1,6 +1,8 @@
 """Daemons sharing one database: a change one daemon's API commits is in force on the
 other without a signal, and a daemon whose --config disagrees with its database
-refuses to start, naming both. Real daemons, each in a namespace of its own.
+refuses to start, naming both. Real daemons, each in a namespace of its own. On
+etcd: a daemon and `nvgw apply` / `nvgw policy export` sharing a prefix of a real
+etcd run in the daemon's namespace (its loopback), each seeing the other's change.
 
 The latency is awaited, never asserted against a clock: the test polls the second
 daemon's revision with a generous deadline and prints what it measured.
@@ -8,6 +10,7 @@ daemon's revision with a generous deadline and prints what it measured.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,8 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from gateway.control import load_config
 from gateway.control.client import ApiClient
+from gateway.control.entries import policy_json
+from gateway.lab import netns
 from tests.conftest import require_root
+from tests.control._etcd import running_etcd
 from tests.control._stores import url
 
 from ._host import host_namespace
@@ -96,3 +103,68 @@ def test_a_config_that_disagrees_with_the_database_stops_the_start(tmp_path: Pat
     said = " ".join(started.stderr.split())
     assert f"both {store} (revision 0) and {other} hold a policy" in said
     assert f"nvgw apply --store {store} {other}" in said and "without --config" in said
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def on_etcd(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Daemon, str]]:
+    """host1 seeding a prefix of an etcd in its namespace from the two-hosts config;
+    the store's URL, for other writers in that namespace."""
+    require_root()
+    namespace = f"nvt-se{os.getpid() % 10000}{request.param[0]}"
+    config = tmp_path / "two-hosts.yaml"
+    shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
+    try:
+        host_namespace(namespace)
+        with running_etcd(tmp_path, namespace=namespace) as etcd:
+            store = etcd.url("nvgw")
+            daemon = Daemon(namespace, config, tmp_path / "api.sock", request.param, "etcd")
+            daemon.store_args += ["--store", store]
+            try:
+                daemon.start()
+                yield daemon, store
+            finally:
+                try:
+                    daemon.stop()
+                finally:
+                    daemon.notifications.close()
+    finally:
+        netns.remove(namespace)
+
+
+def nvgw_in(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    """An nvgw verb run in the daemon's namespace (where etcd is)."""
+    return subprocess.run(
+        ["ip", "netns", "exec", daemon.namespace, sys.executable, "-m", "gateway", *args],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_a_change_applied_to_etcd_is_in_force_on_the_daemon_and_its_own_in_etcd(
+    on_etcd: tuple[Daemon, str], tmp_path: Path
+) -> None:
+    daemon, store = on_etcd
+    assert daemon.ready["revision"] == 0
+    document = policy_json(load_config(daemon.config))
+    document["lookup_records"].append(
+        {"vsid": 5010, "ca": "10.10.10.13", "mac": "00-00-00-00-00-13",
+         "pa": "198.18.0.2", "rule": "encap", "vm": "blue3"}
+    )  # fmt: skip
+    wanted = tmp_path / "wanted.yaml"
+    wanted.write_text(json.dumps(document))  # YAML is a superset of JSON
+    applied = nvgw_in(daemon, "apply", "--store", store, str(wanted))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    answered = time.monotonic()
+    while revision(daemon.socket) < 1:
+        assert time.monotonic() - answered < FOLLOW_DEADLINE_S, daemon.log.read_text()[-3000:]
+        time.sleep(0.001)
+    print(f"the daemon ran revision 1 {1000 * (time.monotonic() - answered):.1f} ms after apply")
+    with ApiClient(daemon.socket) as api:  # and serves it: its trace uses the new record
+        trace = api.request("POST", "/v1/trace", json={"from": "blue1", "to": "10.10.10.13"})
+        assert trace["revision"] == 1
+        record = {"vsid": 5010, "ca": "10.10.10.14", "mac": "00-00-00-00-00-14",
+                  "pa": "198.18.0.2", "rule": "encap"}  # fmt: skip
+        changed = api.request("POST", "/v1/lookup-records", json=record)["revision"]
+    exported = nvgw_in(daemon, "policy", "export", "--store", store)
+    assert exported.returncode == 0, exported.stderr
+    assert f"exported from {store} at revision {changed}" in exported.stdout
+    assert "10.10.10.14" in exported.stdout and "10.10.10.13" in exported.stdout
