@@ -21,6 +21,7 @@ RDID matches in any case.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -84,16 +85,23 @@ def find(policy_entries: Iterable[dict[str, Any]], filters: Mapping[str, Any]) -
 # ---------------------------------------------------------------- edits
 
 
-def add(kind: Kind, entry: Mapping[str, Any], kinds: Sequence[Kind] = KINDS) -> Edit:
+@dataclass(frozen=True, eq=False)
+class Add:
     """Append an entry, or put it under its key for a kind keyed by a field; nested
     kinds go under the parent their refs (``rdid``, ``node``) name. The kinds nested
     in it (of ``kinds``) start empty, to be added one by one: a routing domain's
-    subnets, a served domain's TAPs and routes."""
+    subnets, a served domain's TAPs and routes. An edit a store may also apply to
+    its rows (``control/incremental.py``): it says what it adds."""
 
-    def edit(document: Any) -> dict[str, Any]:
+    kind: Kind
+    entry: Mapping[str, Any]
+    kinds: Sequence[Kind] = KINDS
+
+    def __call__(self, document: Any) -> dict[str, Any]:
+        kind, entry = self.kind, self.entry
         fields = dict(entry)
         holder = _holder(document, kind, fields)
-        for child in children(kind, kinds):
+        for child in children(kind, self.kinds):
             fields.setdefault(child.section, CommentedSeq())
         if kind.keyed_by is None:
             _list(holder, kind.section).append(_mapping(fields, flow=kind.flow))
@@ -101,22 +109,38 @@ def add(kind: Kind, entry: Mapping[str, Any], kinds: Sequence[Kind] = KINDS) -> 
             _keyed(holder, kind, entry, fields)
         return dict(entry)
 
-    return edit
 
-
-def remove(kind: Kind, filters: Mapping[str, Any]) -> Edit:
+@dataclass(frozen=True, eq=False)
+class Remove:
     """Remove every entry matching all the filters (no filter matches every entry:
-    the API asks for at least one); none matching is ``NotFound``."""
+    the API asks for at least one); none matching is ``NotFound``. Says what it
+    removes, as ``Add`` says what it adds."""
 
-    def edit(document: Any) -> list[dict[str, Any]]:
+    kind: Kind
+    filters: Mapping[str, Any]
+
+    def __call__(self, document: Any) -> list[dict[str, Any]]:
+        kind, filters = self.kind, self.filters
         doomed = [(seq, i, e) for seq, i, e in _slots(document, kind) if matches(e, filters)]
         if not doomed:
-            raise NotFound(f"no {kind.what} matches {_describe(filters)}")
+            raise not_found(kind, filters)
         for seq, index, _ in sorted(doomed, key=lambda d: d[1], reverse=True):
             del seq[index]
         return [entry for _, _, entry in doomed]
 
-    return edit
+
+def add(kind: Kind, entry: Mapping[str, Any], kinds: Sequence[Kind] = KINDS) -> Edit:
+    """``Add``: ``entry`` (a kind's fields, its parents' refs beside) added."""
+    return Add(kind, dict(entry), tuple(kinds))
+
+
+def remove(kind: Kind, filters: Mapping[str, Any]) -> Edit:
+    """``Remove``: every entry of ``kind`` matching ``filters`` removed."""
+    return Remove(kind, dict(filters))
+
+
+def not_found(kind: Kind, filters: Mapping[str, Any]) -> NotFound:
+    return NotFound(f"no {kind.what} matches {_describe(filters)}")
 
 
 def migrate(vm: str, pa: str, policy: Policy) -> Edit:

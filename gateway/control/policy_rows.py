@@ -58,17 +58,31 @@ def rows(policy: Policy, kinds: Sequence[Kind] = KINDS) -> Rows:
     for kind in _parents_first(kinds):
         nested = children(kind, kinds)
         for names, entry in walk(policy, kind):
-            identity = (kind.name, kind.key_of(names, entry))
+            identity, value = entry_row(kind, names, entry, nested)
             if identity in out:
-                message = f"two {kind.what} entries have the key {identity[1]!r}"
-                raise ConfigError([ConfigIssue(kind.section, identity[1], message)])
-            bare = entry.model_copy(update={child.section: None for child in nested})
-            value = entry_json(bare, **{n: _name(v) for n, v in names.items()})
-            for child in nested:
-                if getattr(entry, child.section) is not None:
-                    value[child.section] = {} if child.keyed_by else []
-            out[identity] = json.dumps(value, sort_keys=False, separators=(",", ":"))
+                raise two_entries(kind, identity[1])
+            out[identity] = value
     return out
+
+
+def entry_row(
+    kind: Kind, names: Mapping[str, Any], entry: Any, nested: Sequence[Kind] = ()
+) -> tuple[Row, str]:
+    """One entry's row: its identity and its JSON text (``nested``: the kinds whose
+    entries sit in it, rows of their own)."""
+    identity = (kind.name, kind.key_of(names, entry))
+    bare = entry.model_copy(update={child.section: None for child in nested}) if nested else entry
+    value = entry_json(bare, **{n: _name(v) for n, v in names.items()})
+    for child in nested:
+        if getattr(entry, child.section) is not None:
+            value[child.section] = {} if child.keyed_by else []
+    return identity, json.dumps(value, sort_keys=False, separators=(",", ":"))
+
+
+def two_entries(kind: Kind, key: str) -> ConfigError:
+    """Two entries of ``kind`` under one key: a row is one entry."""
+    message = f"two {kind.what} entries have the key {key!r}"
+    return ConfigError([ConfigIssue(kind.section, key, message)])
 
 
 def document(rows: Iterable[tuple[str, str]], revision: int, kinds: Sequence[Kind] = KINDS) -> Any:

@@ -42,7 +42,8 @@ from typing import Final, Generic, NamedTuple, TypeVar
 from gateway.policy import Policy
 
 from .edits import Edit
-from .policy_rows import Placed, moved, placed
+from .incremental import RecordChanges, advanced
+from .policy_rows import Delta, Placed, Row, moved, placed
 from .store import (
     Loaded,
     NotSaved,
@@ -51,7 +52,6 @@ from .store import (
     edited,
     empty,
     seeding,
-    stored_policy,
     unreadable,
 )
 
@@ -103,6 +103,7 @@ class SqliteBackend(Generic[Prepared]):
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._state: Placed | None = None  # a cache, checked against the revision
+        self._records = RecordChanges()  # its index, for changes of lookup records
 
     # ---------------------------------------------------------------- the interface
 
@@ -113,19 +114,31 @@ class SqliteBackend(Generic[Prepared]):
             state = self._current(db)
         if state is None:
             raise empty(self.url)
-        policy = stored_policy(state, self.url)
+        with self._lock:
+            policy = self._records.policy(state, self.url)
         return Loaded(policy, self._prepare(policy))
 
     def change(self, edit: Edit, if_revision: int | None) -> Loaded[Prepared]:
-        with self._lock, self._transaction("BEGIN IMMEDIATE") as db:
-            state = self._current(db)
-            if state is None:
-                raise empty(self.url)
-            if if_revision is not None and if_revision != state.revision:
-                raise RevisionMismatch(if_revision, state.revision)
-            policy, prepared, result = edited(state, edit, self._prepare)
-            new = self._write(db, state, policy)
-        self._state = new  # committed: the transaction above raised otherwise
+        try:
+            with self._lock, self._transaction("BEGIN IMMEDIATE") as db:
+                state = self._current(db)
+                if state is None:
+                    raise empty(self.url)
+                if if_revision is not None and if_revision != state.revision:
+                    raise RevisionMismatch(if_revision, state.revision)
+                taken = self._records.change(state, edit, self._prepare)
+                if taken is None:  # not a change of lookup records: validated whole
+                    policy, prepared, result = edited(state, edit, self._prepare)
+                    new, delta = moved(state, policy)
+                    seqs = new.seqs
+                else:
+                    policy, prepared, result, delta, seqs = taken
+                self._write(db, policy.revision, seqs, delta)
+        except BaseException:  # up to COMMIT: the index may have moved past the rows
+            self._records.forget()
+            raise
+        # committed: the transaction above raised otherwise
+        self._state = new if taken is None else advanced(state, policy.revision, delta, seqs)
         return Loaded(policy, prepared, result)
 
     def revision(self) -> int | None:
@@ -193,11 +206,12 @@ class SqliteBackend(Generic[Prepared]):
         self._state = placed(revision, found)
         return self._state
 
-    def _write(self, db: sqlite3.Connection, state: Placed, policy: Policy) -> Placed:
-        """The rows that differ, the log and the revision; the new state."""
-        revision = policy.revision
-        new, (put, gone) = moved(state, policy)
-        seqs = new.seqs
+    def _write(
+        self, db: sqlite3.Connection, revision: int, seqs: dict[Row, int], delta: Delta
+    ) -> None:
+        """The rows that differ (each written at its place in ``seqs``), the log and
+        the revision."""
+        put, gone = delta
         db.executemany("DELETE FROM entries WHERE kind = ? AND key = ?", gone)
         db.executemany(
             "INSERT OR REPLACE INTO entries (kind, key, seq, value) VALUES (?, ?, ?, ?)",
@@ -210,7 +224,6 @@ class SqliteBackend(Generic[Prepared]):
         )
         db.execute("UPDATE meta SET revision = ?", (revision,))
         self._trim(db)
-        return new
 
     def _trim(self, db: sqlite3.Connection) -> None:
         """Keep the log's last ``CHANGES_KEPT`` rows, cut at a revision's boundary."""

@@ -1,0 +1,130 @@
+"""A database store's change of lookup records in O(change): validated against the
+indexes of ``gateway.policy.incremental``, written as the rows it touches.
+
+A database backend keeps one ``RecordChanges`` beside its rows: ``policy(state)``
+reads the stored policy (validated whole, and indexed) and ``change(state, edit,
+prepare)`` takes an edit that adds a lookup record or removes lookup records
+(``edits.Add``, ``edits.Remove``) straight to the rows: the record's own row, the
+indexes' checks (the same issues as whole-policy validation: tested against it), and
+the new policy, without building the document of every row, validating it whole or
+writing every row again. Any other edit answers None, for the backend's whole path
+(``store.edited``), after which the index is built again on the next change.
+
+The index must describe exactly the rows the change starts from: it is kept per
+revision, and dropped (``forget``) whenever a change fails after it moved on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, TypeVar
+
+from gateway.errors import ConfigError, ConfigIssue
+from gateway.policy import Policy, filter_value
+from gateway.policy.incremental import IndexedPolicy
+
+from .config_file import to_plain
+from .edits import Add, Edit, Remove, not_found
+from .kinds import LOOKUP_RECORDS
+from .policy_rows import Delta, Placed, Row, entry_row, placed_document, two_entries
+
+Prepared = TypeVar("Prepared")
+
+
+class Changed(NamedTuple):
+    """A change taken by ``RecordChanges.change``: what the backend commits."""
+
+    policy: Policy
+    prepared: Any
+    result: Any
+    delta: Delta
+    seqs: dict[Row, int]  # the place of each row written (a new one: after all others)
+
+
+class RecordChanges:
+    """The index of the policy a backend's rows hold, at one revision."""
+
+    def __init__(self) -> None:
+        self._indexed: IndexedPolicy | None = None
+        self._next_seq = 0  # the place of the next new row
+
+    def policy(self, state: Placed, url: str) -> Policy:
+        """The policy of the rows (validated whole, indexed); a refusal names the
+        store (a newer nvgw's rows, a hand edit)."""
+        self._indexed = None
+        try:
+            indexed = IndexedPolicy(to_plain(placed_document(state)))
+        except ConfigError as error:
+            issues = [ConfigIssue(i.path, i.value, i.message, url) for i in error.issues]
+            raise ConfigError(issues) from None
+        self._indexed = indexed
+        self._next_seq = max(state.seqs.values(), default=-1) + 1
+        return indexed.policy
+
+    def forget(self) -> None:
+        self._indexed = None
+
+    def change(
+        self, state: Placed, edit: Edit, prepare: Callable[[Policy], Prepared]
+    ) -> Changed | None:
+        """``edit`` applied to the rows of ``state`` when it adds or removes lookup
+        records (None: any other edit); refused as whole-policy validation refuses
+        it (ConfigError, NotFound), and then nothing changed."""
+        if not isinstance(edit, Add | Remove) or edit.kind is not LOOKUP_RECORDS:
+            return None
+        indexed = self._indexed
+        if indexed is None or indexed.policy.revision != state.revision:
+            self.policy(state, "")
+            indexed = self._indexed
+            assert indexed is not None
+        revision = state.revision + 1
+        self._indexed = None  # until the change is taken whole
+        if isinstance(edit, Add):
+            raw = dict(edit.entry)
+            policy = indexed.change_records(revision, added=[raw])
+            added = policy.lookup_records[-1]
+            row, value = entry_row(LOOKUP_RECORDS, {}, added)
+            delta, result = Delta({row: value}, []), dict(edit.entry)
+            seqs = {row: self._next_seq}
+        else:
+            records = indexed.policy.lookup_records
+            doomed = _matching(records, edit.filters)
+            if not doomed:
+                raise not_found(edit.kind, edit.filters)
+            gone = [entry_row(LOOKUP_RECORDS, {}, records[p])[0] for p in doomed]
+            result = [json.loads(state.entries[row]) for row in gone]
+            policy = indexed.change_records(revision, removed=doomed)
+            delta, seqs = Delta({}, gone), {}
+        prepared = prepare(policy)
+        for row in delta.put:
+            if row in state.entries:  # what store.moved refuses: a row is one entry
+                raise two_entries(LOOKUP_RECORDS, row[1])
+        self._indexed = indexed
+        self._next_seq += len(seqs)
+        return Changed(policy, prepared, result, delta, seqs)
+
+
+def advanced(state: Placed, revision: int, delta: Delta, seqs: Mapping[Row, int]) -> Placed:
+    """The rows of ``state`` once ``delta`` is committed, at ``revision``: a new row
+    last, where its place puts it. Updates ``state``'s mappings in place (a backend's
+    cache of the rows it committed: O(change), not a copy of every row)."""
+    entries, places = state.entries, state.seqs
+    for row in delta.gone:
+        del entries[row], places[row]
+    for row, value in delta.put.items():
+        entries[row] = value
+        places[row] = seqs[row]
+    return Placed(revision, entries, places)
+
+
+def _matching(records: Any, filters: Mapping[str, Any]) -> list[int]:
+    """The positions of the records with every filtered field, compared as
+    ``edits.matches`` compares them (both sides in the policy parsers' form: a
+    record's fields are in it already)."""
+    wanted = [(field, filter_value(field, value)) for field, value in filters.items()]
+    return [
+        position
+        for position, record in enumerate(records)
+        if all(getattr(record, field, None) == value for field, value in wanted)
+    ]
