@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 from gateway.control import load_config
-from gateway.control.client import ApiClient
+from gateway.control.client import ApiClient, ApiError
 from gateway.control.entries import policy_json
 from gateway.lab import netns
 from tests.conftest import require_root
-from tests.control._etcd import running_etcd
+from tests.control._etcd import Etcd, running_etcd
 from tests.control._stores import url
 
 from ._host import host_namespace
@@ -106,9 +106,9 @@ def test_a_config_that_disagrees_with_the_database_stops_the_start(tmp_path: Pat
 
 
 @pytest.fixture(params=["asyncio", "trio"])
-def on_etcd(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Daemon, str]]:
+def on_etcd(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Daemon, str, Etcd]]:
     """host1 seeding a prefix of an etcd in its namespace from the two-hosts config;
-    the store's URL, for other writers in that namespace."""
+    the store's URL, for other writers in that namespace, and the etcd."""
     require_root()
     namespace = f"nvt-se{os.getpid() % 10000}{request.param[0]}"
     config = tmp_path / "two-hosts.yaml"
@@ -121,7 +121,7 @@ def on_etcd(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Da
             daemon.store_args += ["--store", store]
             try:
                 daemon.start()
-                yield daemon, store
+                yield daemon, store, etcd
             finally:
                 try:
                     daemon.stop()
@@ -139,25 +139,62 @@ def nvgw_in(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_a_change_applied_to_etcd_is_in_force_on_the_daemon_and_its_own_in_etcd(
-    on_etcd: tuple[Daemon, str], tmp_path: Path
-) -> None:
-    daemon, store = on_etcd
-    assert daemon.ready["revision"] == 0
+def added(daemon: Daemon, tmp_path: Path, ca: str) -> Path:
+    """The daemon's config with one more lookup record, as a file for nvgw apply."""
     document = policy_json(load_config(daemon.config))
     document["lookup_records"].append(
-        {"vsid": 5010, "ca": "10.10.10.13", "mac": "00-00-00-00-00-13",
-         "pa": "198.18.0.2", "rule": "encap", "vm": "blue3"}
+        {"vsid": 5010, "ca": ca, "mac": f"00-00-00-00-00-{int(ca.rsplit('.', 1)[1]):02x}",
+         "pa": "198.18.0.2", "rule": "encap"}
     )  # fmt: skip
-    wanted = tmp_path / "wanted.yaml"
+    wanted = tmp_path / f"{ca}.yaml"
     wanted.write_text(json.dumps(document))  # YAML is a superset of JSON
+    return wanted
+
+
+def until_revision(daemon: Daemon, wanted: int) -> float:
+    """Seconds until the daemon runs ``wanted`` (polled; fails only past the deadline)."""
+    start = time.monotonic()
+    while revision(daemon.socket) < wanted:
+        assert time.monotonic() - start < FOLLOW_DEADLINE_S, daemon.log.read_text()[-3000:]
+        time.sleep(0.001)
+    return time.monotonic() - start
+
+
+def test_etcd_stopped_under_a_daemon_refuses_writes_with_503_and_its_return_is_followed(
+    on_etcd: tuple[Daemon, str, Etcd], tmp_path: Path
+) -> None:
+    """It keeps serving its last policy (health, trace) meanwhile, says why it
+    refuses, and runs what is written once etcd is back."""
+    daemon, store, etcd = on_etcd
+    etcd.kill()
+    record = {"vsid": 5010, "ca": "10.10.10.15", "mac": "00-00-00-00-00-15",
+              "pa": "198.18.0.2", "rule": "encap"}  # fmt: skip
+    with ApiClient(daemon.socket) as api:
+        with pytest.raises(ApiError) as refused:
+            api.request("POST", "/v1/lookup-records", json=record)
+        assert refused.value.status == 503
+        assert f"cannot reach etcd at {store}" in str(refused.value)
+        assert api.request("GET", "/v1/health")["revision"] == 0
+        trace = api.request("POST", "/v1/trace", json={"from": "blue1", "to": "10.10.10.12"})
+        assert trace["revision"] == 0
+    etcd.start()
+    wanted = added(daemon, tmp_path, "10.10.10.16")
     applied = nvgw_in(daemon, "apply", "--store", store, str(wanted))
     assert applied.returncode == 0, applied.stdout + applied.stderr
-    answered = time.monotonic()
-    while revision(daemon.socket) < 1:
-        assert time.monotonic() - answered < FOLLOW_DEADLINE_S, daemon.log.read_text()[-3000:]
-        time.sleep(0.001)
-    print(f"the daemon ran revision 1 {1000 * (time.monotonic() - answered):.1f} ms after apply")
+    print(f"back: the daemon ran revision 1 {1000 * until_revision(daemon, 1):.1f} ms after apply")
+    assert daemon.process is not None and daemon.process.poll() is None
+
+
+def test_a_change_applied_to_etcd_is_in_force_on_the_daemon_and_its_own_in_etcd(
+    on_etcd: tuple[Daemon, str, Etcd], tmp_path: Path
+) -> None:
+    daemon, store, _ = on_etcd
+    assert daemon.ready["revision"] == 0
+    applied = nvgw_in(
+        daemon, "apply", "--store", store, str(added(daemon, tmp_path, "10.10.10.13"))
+    )
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    print(f"the daemon ran revision 1 {1000 * until_revision(daemon, 1):.1f} ms after apply")
     with ApiClient(daemon.socket) as api:  # and serves it: its trace uses the new record
         trace = api.request("POST", "/v1/trace", json={"from": "blue1", "to": "10.10.10.13"})
         assert trace["revision"] == 1
