@@ -168,7 +168,8 @@ def run(
     store: Annotated[
         str | None,
         typer.Option(
-            help=f"The policy store: sqlite:PATH (default {DEFAULT_STORE.removeprefix('sqlite:')})"
+            help=f"The policy store: sqlite:PATH (default {DEFAULT_STORE.removeprefix('sqlite:')}),"
+            " etcd://HOST:PORT/PREFIX (a cluster's, shared by every daemon naming it)"
             " or file:PATH (a YAML config, read-only, SIGHUP re-reads it).",
             envvar="NVGW_STORE",
         ),

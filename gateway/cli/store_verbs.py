@@ -46,7 +46,8 @@ errors = Console(stderr=True, highlight=False, soft_wrap=True)
 StoreOpt = Annotated[
     str,
     typer.Option(
-        help="The policy store: sqlite:PATH (a database) or file:PATH (a YAML config).",
+        help="The policy store: sqlite:PATH (a database), etcd://HOST:PORT/PREFIX (a "
+        "cluster's) or file:PATH (a YAML config).",
         envvar="NVGW_STORE",
     ),
 ]

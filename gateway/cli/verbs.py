@@ -345,7 +345,8 @@ def apply(
     store: Annotated[
         str | None,
         typer.Option(
-            help="Apply to this store directly (sqlite:PATH), not through a daemon's API."
+            help="Apply to this store directly (sqlite:PATH or etcd://HOST:PORT/PREFIX), "
+            "not through a daemon's API."
         ),
     ] = None,
     api: ApiOpt = DEFAULT_SOCKET,

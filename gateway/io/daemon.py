@@ -67,7 +67,7 @@ class Daemon:
         user: str | None = None,
         seed: Path | None = None,
     ) -> None:
-        """``store`` is a store URL (``sqlite:PATH``, ``file:PATH``) or a config
+        """``store`` is a store URL (``sqlite:PATH``, ``etcd://...``, ``file:PATH``) or a config
         file's path (``file:``); ``seed`` a config that fills an empty database."""
         if provider_rx not in PROVIDER_RX:
             raise ValueError(f"provider_rx is one of {', '.join(PROVIDER_RX)}")
