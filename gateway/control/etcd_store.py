@@ -31,11 +31,12 @@ a memory read; and it queues the events, which ``read`` applies to the rows it l
 held (O(change) per write, not O(policy)). A watch whose start revision etcd has
 compacted away is cancelled by etcd: the next read is a full resync (the whole
 prefix at one revision) and the watch starts again after it. A read that does not
-find the watch caught up within ``CATCH_UP_S`` resyncs too.
+find the watch caught up within ``etcd_watch.CATCH_UP_S`` resyncs too.
 
 etcd down: every call is a StoreUnavailable naming the URL (503 through the API;
 the daemon keeps forwarding on its last policy and says so once), the watch retries
-every ``RETRY_S``, resuming where it stopped, and a follower resyncs when it returns.
+every ``etcd_watch.RETRY_S``, resuming where it stopped, and a follower catches up
+when etcd returns (by the events it missed, or a full read if they were compacted).
 
 The client: httpx (already the project's) against etcd's JSON gateway, synchronous,
 so it runs in the store's worker thread on asyncio and trio alike. Measured on this
@@ -48,10 +49,7 @@ its own in a thread under trio.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
-import socket
 import threading
 from collections.abc import Callable
 from typing import Any, Final, Generic, TypeVar
@@ -59,9 +57,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from gateway.errors import ConfigError
 from gateway.policy import Policy
 
 from .edits import Edit
+from .etcd_watch import Watch, b64, range_end, text
 from .kinds import KINDS
 from .policy_rows import Placed, Row, moved, placed
 from .store import (
@@ -81,8 +81,6 @@ from .store import (
 Prepared = TypeVar("Prepared")
 SCHEMA_VERSION: Final = 1
 TIMEOUT_S: Final = 5.0  # one request: StoreUnavailable after
-CATCH_UP_S: Final = 0.2  # how long a read waits for the watch to bring a newer revision
-RETRY_S: Final = 0.5  # between a broken watch's attempts
 RACES: Final = 20  # changes lost to other writers in a row before StoreBusy
 _KINDS: Final = frozenset(kind.name for kind in KINDS)
 _AUTH: Final = ("user name", "permission denied", "token", "authenticat")
@@ -124,7 +122,7 @@ class EtcdBackend(Generic[Prepared]):
         self._state: Placed | None = None  # the rows as last read or written
         self._mod = 0  # the meta key's mod revision in _state
         self._at = 0  # the etcd revision _state was read or written at
-        self._watch: _Watch | None = None
+        self._watch: Watch | None = None
 
     # ---------------------------------------------------------------- the interface
 
@@ -149,7 +147,7 @@ class EtcdBackend(Generic[Prepared]):
                 policy, prepared, result = edited(state, edit, self._prepare)
                 new, (put, gone) = moved(state, policy)
                 ops = [_put(self._key(row), f"{new.seqs[row]} {put[row]}") for row in put]
-                ops += [{"request_delete_range": {"key": _b64(self._key(row))}} for row in gone]
+                ops += [{"request_delete_range": {"key": b64(self._key(row))}} for row in gone]
                 if self._commit(self._same_meta(), ops, policy.revision):
                     self._state = new
                     return Loaded(policy, prepared, result)
@@ -186,7 +184,7 @@ class EtcdBackend(Generic[Prepared]):
                 _put(self._key(row), f"{seq} {value}")
                 for seq, (row, value) in enumerate(seeded.items())
             ]
-            absent = {"key": _b64(self._meta), "target": "CREATE", "create_revision": "0"}
+            absent = {"key": b64(self._meta), "target": "CREATE", "create_revision": "0"}
             if self._commit(absent, ops, policy.revision):
                 self._state = None  # read back as written, at the next read
                 return
@@ -213,11 +211,11 @@ class EtcdBackend(Generic[Prepared]):
 
     def _resync(self) -> Placed:
         """The whole prefix at one revision; the watch (re)started after it."""
-        kvs, at = self._range(f"{self.prefix}/", _end(f"{self.prefix}/"))
+        kvs, at = self._range(f"{self.prefix}/", range_end(f"{self.prefix}/"))
         found: list[tuple[str, str, int, str]] = []
         revision = None
         for kv in kvs:
-            key, value = _text(kv["key"]), _text(kv.get("value", ""))
+            key, value = text(kv["key"]), text(kv.get("value", ""))
             if key == self._meta:
                 revision, self._mod = self._meta_of(value), int(kv["mod_revision"])
             else:
@@ -226,7 +224,9 @@ class EtcdBackend(Generic[Prepared]):
             raise unreadable(self.url, "the store", f"{self._meta} is gone while read")
         self._state, self._at = placed(revision, found), at
         if self._watch is None:
-            self._watch = _Watch(self, at, revision)
+            self._watch = Watch(
+                self.endpoint, self.prefix, self._meta, self._revision_or_none, at, revision
+            )
         else:
             self._watch.restart(at, revision)
         return self._state
@@ -237,15 +237,15 @@ class EtcdBackend(Generic[Prepared]):
         revision = state.revision
         for event in events:
             kv = event["kv"]
-            key, value = _text(kv["key"]), _text(kv.get("value", ""))
+            key, value = text(kv["key"]), text(kv.get("value", ""))
             self._at = int(kv["mod_revision"])
             if key == self._meta:
                 revision, self._mod = self._meta_of(value), self._at
             elif event.get("type") == "DELETE":
                 found.pop(self._identity(key), None)
             else:
-                kind, name, seq, text = self._row(key, value)
-                found[(kind, name)] = (seq, text)
+                kind, name, seq, row = self._row(key, value)
+                found[(kind, name)] = (seq, row)
         return placed(revision, ((k, n, s, t) for (k, n), (s, t) in found.items()))
 
     def _read_meta(self) -> tuple[tuple[int, int] | None, int]:
@@ -254,7 +254,14 @@ class EtcdBackend(Generic[Prepared]):
         kvs, at = self._range(self._meta)
         if not kvs:
             return None, at
-        return (self._meta_of(_text(kvs[0]["value"])), int(kvs[0]["mod_revision"])), at
+        return (self._meta_of(text(kvs[0]["value"])), int(kvs[0]["mod_revision"])), at
+
+    def _revision_or_none(self, value: str) -> int | None:
+        """The watch's reading of the meta key: None for one ``_meta_of`` refuses."""
+        try:
+            return self._meta_of(value)
+        except ConfigError:
+            return None
 
     def _meta_of(self, value: str) -> int:
         try:
@@ -295,7 +302,7 @@ class EtcdBackend(Generic[Prepared]):
     # ---------------------------------------------------------------- writing
 
     def _same_meta(self) -> dict[str, Any]:
-        return {"key": _b64(self._meta), "target": "MOD", "mod_revision": str(self._mod)}
+        return {"key": b64(self._meta), "target": "MOD", "mod_revision": str(self._mod)}
 
     def _commit(self, compare: dict[str, Any], ops: list[dict[str, Any]], revision: int) -> bool:
         """One transaction: ``ops`` and the new meta if ``compare`` holds. True when
@@ -311,7 +318,7 @@ class EtcdBackend(Generic[Prepared]):
     # ---------------------------------------------------------------- the wire
 
     def _range(self, key: str, end: str | None = None) -> tuple[list[dict[str, Any]], int]:
-        body = {"key": _b64(key)} | ({"range_end": _b64(end)} if end else {})
+        body = {"key": b64(key)} | ({"range_end": b64(end)} if end else {})
         answer = self._call("/v3/kv/range", body)
         return answer.get("kvs", []), int(answer["header"]["revision"])
 
@@ -352,136 +359,5 @@ class EtcdBackend(Generic[Prepared]):
         raise StoreUnavailable(f"etcd at {self.url} answered {response.status_code}: {reason}")
 
 
-class _Watch:
-    """The watch on a backend's prefix, in a thread: the committed revision, and the
-    events since the backend's rows, until it reads them."""
-
-    def __init__(self, backend: EtcdBackend[Any], at: int, revision: int) -> None:
-        self._backend = backend
-        self._changed = threading.Condition()
-        self._events: list[dict[str, Any]] = []
-        self._from = at + 1  # the next etcd revision it asks for
-        self._revision = revision
-        self._live = False  # created, and not cancelled or broken since
-        self._gap = False  # compacted past what it had: the backend must resync
-        self._stopping = threading.Event()
-        self._socket: socket.socket | None = None
-        self._http = httpx.Client(
-            base_url=backend.endpoint, timeout=httpx.Timeout(TIMEOUT_S, read=None)
-        )
-        self._thread = threading.Thread(target=self._run, name=f"watch {backend.url}", daemon=True)
-        self._thread.start()
-
-    def followed(self) -> int | None:
-        """The policy's revision as the watch last saw it; None when it is not
-        watching now (the caller asks etcd)."""
-        with self._changed:
-            return self._revision if self._live else None
-
-    def until(self, mod: int, after: int, wait: bool = True) -> list[dict[str, Any]] | None:
-        """The events after etcd revision ``after`` up to the meta key's write at
-        ``mod``, waiting up to CATCH_UP_S for them; None: resync instead. Those up
-        to ``mod`` are dropped either way."""
-        with self._changed:
-            found = self._changed.wait_for(
-                lambda: self._gap or any(_mod_of(e) >= mod for e in self._events),
-                CATCH_UP_S if wait else 0,
-            )
-            if not found or self._gap:
-                self._events = [e for e in self._events if _mod_of(e) > mod]
-                return None
-            taken = [e for e in self._events if after < _mod_of(e) <= mod]
-            self._events = [e for e in self._events if _mod_of(e) > mod]
-            return taken
-
-    def restart(self, at: int, revision: int) -> None:
-        """The backend resynced at ``at``: drop what it has, fill any gap, and ask
-        for nothing older when the watch starts again (a watch still retrying would
-        ask for a revision compacted away)."""
-        with self._changed:
-            self._events = [e for e in self._events if _mod_of(e) > at]
-            self._from = max(self._from, at + 1)
-            self._revision = max(self._revision, revision)
-            if self._gap:
-                self._gap = False
-                self._changed.notify_all()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        with self._changed:
-            if self._socket is not None:
-                with contextlib.suppress(OSError):  # closed already
-                    self._socket.shutdown(socket.SHUT_RDWR)
-        self._thread.join(TIMEOUT_S)
-        self._http.close()
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            broken = True
-            with contextlib.suppress(httpx.HTTPError, OSError, ValueError, KeyError):
-                self._stream()  # broken: etcd stopped, or cut by stop()
-                broken = False  # ended: compacted away, or closed by etcd
-            with self._changed:
-                self._live, self._socket = False, None
-                while self._gap and not self._stopping.is_set():
-                    self._changed.wait(RETRY_S)  # until the backend resyncs
-            if broken:
-                self._stopping.wait(RETRY_S)
-
-    def _stream(self) -> None:
-        prefix = f"{self._backend.prefix}/"
-        with self._changed:
-            start = self._from
-        create = {
-            "key": _b64(prefix),
-            "range_end": _b64(_end(prefix)),
-            "start_revision": str(start),
-        }
-        with self._http.stream("POST", "/v3/watch", json={"create_request": create}) as response:
-            stream = response.extensions.get("network_stream")
-            with self._changed:
-                self._socket = stream.get_extra_info("socket") if stream else None
-            if self._stopping.is_set():
-                return
-            for line in response.iter_lines():
-                result = json.loads(line)["result"]
-                if int(result.get("compact_revision", 0)) or result.get("canceled"):
-                    with self._changed:
-                        self._gap, self._live, self._events = True, False, []
-                        self._changed.notify_all()
-                    return
-                self._took(result)
-
-    def _took(self, result: dict[str, Any]) -> None:
-        events = result.get("events", [])
-        meta = _b64(self._backend._meta)
-        with self._changed:
-            self._live = True
-            for event in events:
-                self._from = _mod_of(event) + 1
-                if event["kv"]["key"] == meta and event.get("type") != "DELETE":
-                    self._revision = self._backend._meta_of(_text(event["kv"]["value"]))
-            self._events.extend(events)
-            self._changed.notify_all()
-
-
 def _put(key: str, value: str) -> dict[str, Any]:
-    return {"request_put": {"key": _b64(key), "value": _b64(value)}}
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def _text(b64: str) -> str:
-    return base64.b64decode(b64).decode()
-
-
-def _end(prefix: str) -> str:
-    """The end of etcd's range of every key starting with ``prefix`` (its last
-    character plus one: ``/nvgw/`` -> ``/nvgw0``)."""
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
-
-
-def _mod_of(event: dict[str, Any]) -> int:
-    return int(event["kv"]["mod_revision"])
+    return {"request_put": {"key": b64(key), "value": b64(value)}}

@@ -78,6 +78,14 @@ def awaited(what: Callable[[], bool]) -> float:
     return time.monotonic() - start
 
 
+def seeded(etcd: Etcd, opened: Callable[..., Backend[Policy]]) -> tuple[str, Backend[Policy]]:
+    """A new prefix of ``etcd`` seeded with the two-hosts config, and its backend."""
+    url = etcd.url()
+    backend = opened(url)
+    backend.read((two_hosts(), "two-hosts.yaml"))
+    return url, backend
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_every_shipped_config_comes_back_from_etcd_as_it_went(
     etcd_server: Etcd, opened: Callable[..., Backend[Policy]], name: str
@@ -97,9 +105,7 @@ def test_an_empty_prefix_says_how_to_seed_it(
 def test_a_seed_fills_an_empty_prefix_and_never_overwrites_another_policy(
     etcd_server: Etcd, opened: Callable[..., Backend[Policy]]
 ) -> None:
-    url = etcd_server.url()
-    backend = opened(url)
-    backend.read((two_hosts(), "two-hosts.yaml"))
+    url, backend = seeded(etcd_server, opened)
     before = etcd_server.keys(prefix(url))
     opened(url).read((two_hosts(), "two-hosts.yaml"))  # a restart with the same --config
     assert etcd_server.keys(prefix(url)) == before
@@ -116,9 +122,7 @@ def test_a_seed_fills_an_empty_prefix_and_never_overwrites_another_policy(
 def test_a_change_writes_only_the_keys_that_differ_in_one_transaction(
     etcd_server: Etcd, opened: Callable[..., Backend[Policy]]
 ) -> None:
-    url = etcd_server.url()
-    backend = opened(url)
-    backend.read((two_hosts(), "two-hosts.yaml"))
+    url, backend = seeded(etcd_server, opened)
     before = etcd_server.keys(prefix(url))
     backend.change(add(LOOKUP_RECORDS, record(13)), 0)
     after = etcd_server.keys(prefix(url))
@@ -209,9 +213,8 @@ def resyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_a_watch_brings_another_writers_change_without_reading_everything(
     etcd_server: Etcd, opened: Callable[..., Backend[Policy]], resyncs: list[str]
 ) -> None:
-    url = etcd_server.url()
-    follower, writer = opened(url), opened(url)
-    follower.read((two_hosts(), "two-hosts.yaml"))
+    url, follower = seeded(etcd_server, opened)
+    writer = opened(url)
     writer.read()
     resyncs.clear()
     latencies = []
@@ -259,9 +262,8 @@ def test_a_follower_cut_off_past_a_compaction_resyncs(
 def test_etcd_killed_is_a_clear_error_and_its_return_is_followed(
     etcd: Etcd, opened: Callable[..., Backend[Policy]]
 ) -> None:
-    url = etcd.url()
-    follower, writer = opened(url), opened(url)
-    follower.read((two_hosts(), "two-hosts.yaml"))
+    url, follower = seeded(etcd, opened)
+    writer = opened(url)
     writer.read()
     etcd.kill()
     refused_change = lambda: writer.change(add(LOOKUP_RECORDS, record(60)), None)  # noqa: E731
@@ -293,9 +295,7 @@ def test_an_etcd_that_does_not_answer_is_a_timeout_naming_it(
     etcd: Etcd, opened: Callable[..., Backend[Policy]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(etcd_module, "TIMEOUT_S", 0.5)
-    url = etcd.url()
-    backend = opened(url)
-    backend.read((two_hosts(), "two-hosts.yaml"))
+    url, backend = seeded(etcd, opened)
     assert etcd.process is not None
     etcd.process.send_signal(signal.SIGSTOP)
     try:
@@ -323,9 +323,7 @@ def test_a_change_beyond_etcds_transaction_limit_is_not_saved_naming_the_flag(
     tmp_path: Path, opened: Callable[..., Backend[Policy]]
 ) -> None:
     with running_etcd(tmp_path, max_txn_ops=128) as etcd:  # etcd's default
-        url = etcd.url()
-        backend = opened(url)
-        backend.read((two_hosts(), "two-hosts.yaml"))
+        url, backend = seeded(etcd, opened)
         before = etcd.keys(prefix(url))
         document = backend.read().policy
         many = [record(n) for n in range(100, 250)]
