@@ -332,3 +332,22 @@ def test_a_change_beyond_etcds_transaction_limit_is_not_saved_naming_the_flag(
         with pytest.raises(NotSaved, match=r"transaction of \d+ operations.*--max-txn-ops"):
             backend.change(replace_all(bigger), None)
         assert etcd.keys(prefix(url)) == before
+
+
+def test_a_meta_key_rewritten_by_someone_else_is_refused_and_the_watch_goes_on(
+    etcd_server: Etcd, opened: Callable[..., Backend[Policy]]
+) -> None:
+    url, follower = seeded(etcd_server, opened)
+    etcd_server.put(f"{prefix(url)}meta", "not nvgw's")
+
+    def refused() -> bool:
+        try:
+            follower.revision()
+        except ConfigError as error:
+            return f"{prefix(url)}meta is not nvgw's" in str(error)
+        return False
+
+    awaited(refused)  # the daemon logs this, once, and keeps forwarding
+    assert follower._watch._thread.is_alive()  # type: ignore[attr-defined]
+    etcd_server.put(f"{prefix(url)}meta", '{"schema": 1, "revision": 7}')
+    awaited(lambda: follower.revision() == 7)
