@@ -99,17 +99,21 @@ class Watch:
         self._http.close()
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
-            broken = True
-            with contextlib.suppress(httpx.HTTPError, OSError, ValueError, KeyError):
-                self._stream()  # broken: etcd stopped, or cut by stop()
-                broken = False  # ended: compacted away, or closed by etcd
+        try:
+            while not self._stopping.is_set():
+                broken = True
+                with contextlib.suppress(httpx.HTTPError, OSError, ValueError, KeyError):
+                    self._stream()  # broken: etcd stopped, or cut by stop()
+                    broken = False  # ended: compacted away, or closed by etcd
+                with self._changed:
+                    self._live, self._socket = False, None
+                    while self._gap and not self._stopping.is_set():
+                        self._changed.wait(RETRY_S)  # until the backend resyncs
+                if broken:
+                    self._stopping.wait(RETRY_S)
+        finally:  # whatever ended it: a watch gone answers nothing, the backend asks etcd
             with self._changed:
-                self._live, self._socket = False, None
-                while self._gap and not self._stopping.is_set():
-                    self._changed.wait(RETRY_S)  # until the backend resyncs
-            if broken:
-                self._stopping.wait(RETRY_S)
+                self._live = False
 
     def _stream(self) -> None:
         with self._changed:
