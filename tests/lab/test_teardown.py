@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -89,35 +91,54 @@ def test_a_failed_bring_up_leaves_nothing_behind() -> None:
         lab.down()
 
 
-def test_down_after_a_crash_removes_everything() -> None:
-    require_root()
-    prefix = lab_prefix("c")
+@contextmanager
+def crashed(scenario: str, prefix: str, when: Callable[[LabState], bool]) -> Iterator[None]:
+    """``nvgw lab up`` killed (SIGKILL) mid-bring-up, once its state says ``when``;
+    the body then runs ``nvgw lab down`` (``down_leaves_nothing``)."""
     process = subprocess.Popen(
-        [*NVGW, "lab", "up", "--scenario", "two-hosts", "--prefix", prefix],
+        [*NVGW, "lab", "up", "--scenario", scenario, "--prefix", prefix],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # crash it once a daemon is up, mid-bring-up
+        while time.monotonic() < deadline:
             state = LabState.load(prefix)
-            if state is not None and any(p.metrics for p in state.processes):
+            if state is not None and when(state):
                 break
             time.sleep(0.01)
         else:
-            pytest.fail("the lab never got a daemon up")
+            pytest.fail("the lab never got that far")
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
-        assert leftovers(prefix), "the crash left a half-built lab: the test needs one"
-        down = subprocess.run(
-            [*NVGW, "lab", "down", "--prefix", prefix], capture_output=True, text=True, timeout=60
-        )
-        assert down.returncode == 0, down.stdout + down.stderr
-        assert leftovers(prefix) == []
+        yield
     finally:
         if process.poll() is None:
             process.kill()
         Lab(prefix).down()
+
+
+def down_leaves_nothing(prefix: str) -> None:
+    down = subprocess.run(
+        [*NVGW, "lab", "down", "--prefix", prefix], capture_output=True, text=True, timeout=60
+    )
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert leftovers(prefix) == []
+
+
+def test_down_after_a_crash_removes_everything() -> None:
+    require_root()
+    prefix = lab_prefix("c")
+    with crashed("two-hosts", prefix, lambda state: any(p.metrics for p in state.processes)):
+        # crashed once a daemon is up, mid-bring-up
+        assert leftovers(prefix), "the crash left a half-built lab: the test needs one"
+        down_leaves_nothing(prefix)
+
+
+def wireguard_go_running(state: LabState) -> bool:
+    sockets = [name for name in state.files if name.endswith(".sock")]
+    running = any("wireguard-go" in p.what for p in state.processes)
+    return running and bool(sockets) and Path(sockets[0]).exists()
 
 
 def test_down_after_a_crash_removes_a_hybrid_labs_keys_and_killed_wireguard_gos_sockets() -> None:
@@ -126,37 +147,13 @@ def test_down_after_a_crash_removes_a_hybrid_labs_keys_and_killed_wireguard_gos_
     keys, the sockets, the namespaces and every process."""
     require_root()
     prefix = lab_prefix("k")
-    process = subprocess.Popen(
-        [*NVGW, "lab", "up", "--scenario", "hybrid", "--prefix", prefix],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            state = LabState.load(prefix)
-            sockets = [f for f in state.files if f.endswith(".sock")] if state else []
-            wireguard = [p for p in state.processes if "wireguard-go" in p.what] if state else []
-            if wireguard and sockets and Path(sockets[0]).exists():
-                break
-            time.sleep(0.01)
-        else:
-            pytest.fail("the lab never got a wireguard-go up")
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        os.kill(wireguard[0].pid, signal.SIGKILL)  # the lab's, by its recorded PID
+    with crashed("hybrid", prefix, wireguard_go_running):
         state = LabState.load(prefix)
         assert state is not None
-        assert any(f.endswith(".key") for f in state.files)
+        wireguard = next(p for p in state.processes if "wireguard-go" in p.what)
+        os.kill(wireguard.pid, signal.SIGKILL)  # the lab's, by its recorded PID
+        assert any(name.endswith(".key") for name in state.files)
         left = leftovers(prefix)
         assert any(item.startswith("socket ") for item in left), left
         assert any(item.endswith("-keys") for item in left), left
-        down = subprocess.run(
-            [*NVGW, "lab", "down", "--prefix", prefix], capture_output=True, text=True, timeout=60
-        )
-        assert down.returncode == 0, down.stdout + down.stderr
-        assert leftovers(prefix) == []
-    finally:
-        if process.poll() is None:
-            process.kill()
-        Lab(prefix).down()
+        down_leaves_nothing(prefix)
