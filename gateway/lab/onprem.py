@@ -132,20 +132,35 @@ def wait_for_socket(site: SitePlan, process: subprocess.Popen[bytes]) -> None:
 
 
 def configure(site: SitePlan, keys: Path) -> None:
-    """The site's wireguard-go: its key and port, the gateway its one peer (at the
-    gateway's WAN address; allowed IPs: the tenant's virtual subnets); the site's
-    services' addresses on its interface, and routes to the tenant's subnets into it."""
-    peer = [public_key(gateway_key(keys, site.node, site.gateway_port))]
-    peer += ["endpoint", f"{WAN_GATEWAY.ip}:{site.gateway_port}"]
-    peer += ["allowed-ips", ",".join(str(route) for route in site.routes)]
-    if site.preshared:
-        peer += ["preshared-key", str(site_key(keys, site, "psk"))]
+    """The site's wireguard-go: its key and port, the gateway its one peer
+    (``set_peer``); the site's services' addresses on its interface, and routes to
+    the tenant's subnets into it."""
     own = ["listen-port", str(site.listen_port), "private-key", str(site_key(keys, site))]
-    wg("set", site.ifname, *own, "peer", *peer, namespace=site.namespace)
+    wg("set", site.ifname, *own, namespace=site.namespace)
+    set_peer(site, keys)
     for _, _, address, _ in site.services:
         netns.add_address(site.namespace, site.ifname, str(address.ip), address.network.prefixlen)
     for route in site.routes:
         netns.add_link_route(site.namespace, str(route), site.ifname)
+
+
+def set_peer(site: SitePlan, keys: Path) -> None:
+    """The gateway as the site's one peer: at the gateway's WAN address, allowed IPs
+    the tenant's virtual subnets, the tunnel's preshared key if it has one."""
+    peer = ["peer", public_key(gateway_key(keys, site.node, site.gateway_port))]
+    peer += ["endpoint", f"{WAN_GATEWAY.ip}:{site.gateway_port}"]
+    peer += ["allowed-ips", ",".join(str(route) for route in site.routes)]
+    if site.preshared:
+        peer += ["preshared-key", str(site_key(keys, site, "psk"))]
+    wg("set", site.ifname, *peer, namespace=site.namespace)
+
+
+def forget_sessions(site: SitePlan, keys: Path) -> None:
+    """The site forgets its sessions with the gateway, as a restarted site would: its
+    peer removed and set again (what starts the next handshake is then traffic)."""
+    gateway = public_key(gateway_key(keys, site.node, site.gateway_port))
+    wg("set", site.ifname, "peer", gateway, "remove", namespace=site.namespace)
+    set_peer(site, keys)
 
 
 def server_arguments(site: SitePlan) -> list[str]:

@@ -113,39 +113,28 @@ def provider_capture(lab: Lab, path: Path, capture_filter: str, count: int) -> I
 
 @contextmanager
 def capture(
-    namespace: str, interface: str, path: Path, capture_filter: str, count: int
+    namespace: str,
+    interface: str,
+    path: Path,
+    capture_filter: str,
+    count: int | None,
+    duration_s: int = 20,
 ) -> Iterator[None]:
     """tshark on ``interface`` of ``namespace`` while the body runs; it stops by itself
     after ``count`` packets (the body must cause them), or is stopped when the body
-    fails."""
+    fails; ``count=None``: everything until the body ends (at most ``duration_s``)."""
     tshark = require_tool("tshark")
-    process = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            namespace,
-            tshark,
-            "-i",
-            interface,
-            "-f",
-            capture_filter,
-            "-w",
-            str(path),
-            "-c",
-            str(count),
-            "-a",
-            "duration:20",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    command = ["ip", "netns", "exec", namespace, tshark, "-i", interface, "-f", capture_filter]
+    command += ["-w", str(path), "-a", f"duration:{duration_s}"]
+    command += [] if count is None else ["-c", str(count)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
         for line in process.stderr:  # type: ignore[union-attr]
             if "Capture started" in line:  # "Capturing on" is printed before it is true
                 break
         yield
-        process.wait(timeout=20)
+        if count is not None:
+            process.wait(timeout=20)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -171,6 +160,16 @@ def gateway_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     """The gateway scenario, up once per backend for every module that uses it (pytest
     runs all of a backend's tests before it brings up the other's)."""
     yield from running_lab("gateway", request.param, f"g{request.param[0]}")
+
+
+@pytest.fixture(scope="module", params=["asyncio", "trio"])
+def hybrid_lab(request: pytest.FixtureRequest) -> Iterator[tuple[Lab, str]]:
+    """The hybrid scenario, up once per backend, with its backend (a test restarts
+    the gateway's daemon on it)."""
+    for tool in ("wireguard-go", "wg", "tshark"):
+        require_tool(tool)
+    for lab in running_lab("hybrid", request.param, f"h{request.param[0]}"):
+        yield lab, request.param
 
 
 FOLLOW_WAIT_S = 30.0  # only bounds a failure: daemons follow the lab's store in ms
