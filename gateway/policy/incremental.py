@@ -50,7 +50,7 @@ from gateway.errors import ConfigError, ConfigIssue
 from ._load import _Loader, judge, parse_document
 from ._paths import Loc
 from .checks import Parsed
-from .model import LookupRecord, Policy, Port, RecordType
+from .model import LookupRecord, Policy, Port, RecordDelta, RecordType
 
 
 class IndexedPolicy:
@@ -102,7 +102,11 @@ class IndexedPolicy:
         if issues:
             raise ConfigError(issues)
         self._commit(trial)
-        self.policy = self._policy(revision)
+        old = self.policy
+        derived = None
+        if not kept:  # what compile_policy can take as a delta of the snapshot
+            derived = RecordDelta(old.revision, len(old.lookup_records), tuple(gone), len(added))
+        self.policy = self._policy(revision, derived)
         return self.policy
 
     # ---------------------------------------------------------------- the indexes
@@ -143,7 +147,7 @@ class IndexedPolicy:
             self._records[index] = record
             self._file(index, record)
 
-    def _policy(self, revision: int) -> Policy:
+    def _policy(self, revision: int, derived: RecordDelta | None) -> Policy:
         old = self.policy
         records = self._records
         return Policy(
@@ -153,6 +157,7 @@ class IndexedPolicy:
             customer_routes=old.customer_routes,
             nodes=old.nodes,
             tunnels=old.tunnels,
+            derived=derived,
         )
 
 

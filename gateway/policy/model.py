@@ -501,6 +501,18 @@ class Node(_Frozen):
 
 
 @dataclass(frozen=True, slots=True)
+class RecordDelta:
+    """A policy made of the one at ``base_revision`` (which had ``base_count`` lookup
+    records) by removing the records at ``removed`` (positions there, ascending) and
+    appending its last ``added`` records; nothing else differs."""
+
+    base_revision: int
+    base_count: int
+    removed: tuple[int, ...]
+    added: int
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """A whole deployment, validated. Get one from ``load_policy()``: building it
     directly skips every check."""
@@ -511,6 +523,9 @@ class Policy:
     customer_routes: tuple[CustomerRoute, ...]
     nodes: tuple[Node, ...]
     tunnels: tuple[Tunnel, ...] = ()
+    # How ``incremental.py`` made it of the previous revision, when only lookup
+    # records went and came: ``compile_policy`` then updates that revision's snapshot.
+    derived: RecordDelta | None = field(default=None, repr=False, compare=False)
     _domains: Mapping[str, RoutingDomain] = field(init=False, repr=False, compare=False)
     _subnets: Mapping[int, VirtualSubnet] = field(init=False, repr=False, compare=False)
     _rdids: Mapping[int, str] = field(init=False, repr=False, compare=False)
