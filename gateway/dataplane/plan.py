@@ -119,8 +119,10 @@ def _refuse_what_cannot_change(running: NodePlan, plan: NodePlan) -> None:
 
 
 def prepare_node(
-    policy: Policy, name: str, running: NodePlan | None = None
+    policy: Policy, name: str, running: NodePlan | None = None, previous: Snapshot | None = None
 ) -> tuple[Snapshot, NodePlan]:
     """What a node swaps in: the compiled snapshot and its plan (``plan_node``
-    refuses what this node cannot serve, or cannot change while ``running``)."""
-    return compile_policy(policy), plan_node(policy, name, running)
+    refuses what this node cannot serve, or cannot change while ``running``).
+    ``previous``, the snapshot in force: updated by a change of records alone
+    (``compile_policy``) rather than compiled again."""
+    return compile_policy(policy, previous), plan_node(policy, name, running)

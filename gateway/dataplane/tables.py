@@ -152,11 +152,13 @@ class HostTables:
         self.port_by_key = {(p.vsid, p.mac): p for p in ports}
         self.port_by_name = {p.name: p for p in ports}
         self.port_macs = frozenset(p.mac for p in ports)  # tells VSID_MISMATCH from NO_PORT
-        # IP-Rewrite: each of this node's rewrite PAs stands for exactly one local CA.
+        # IP-Rewrite: each of this node's rewrite PAs stands for exactly one local CA
+        # (read by PA: this node's records only, not every record of the policy).
         self.rewrite_by_pa = {
             r.pa_bytes: r
-            for r in snapshot.records
-            if r.rule is Rule.IP_REWRITE and r.pa_bytes in self.local_pas
+            for pa in sorted(self.local_pas)
+            for r in snapshot.records_by_pa.get(pa, ())
+            if r.rule is Rule.IP_REWRITE
         }
         if tracer is not None:  # last: building the tables above is not traced
             self.snapshot = tracer.snapshot(snapshot)

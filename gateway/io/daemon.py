@@ -253,7 +253,10 @@ class Daemon:
         """Runs in the store's worker thread: compile, plan the node (refusing what it
         cannot serve, or cannot change while running) and build its tables."""
         running = self.plan if self.serving is not None else None
-        snapshot, plan = prepare_node(policy, self.node, running)
+        # The snapshot in force, which a change of records alone updates (the
+        # store's lock keeps it the one of the revision the change starts from).
+        previous = self.serving.node.tables.snapshot if self.serving is not None else None
+        snapshot, plan = prepare_node(policy, self.node, running, previous)
         return plan, ROLES[plan.role].tables(snapshot, plan, self.counters)
 
     async def _commit(self, prepared: tuple[NodePlan, Any]) -> None:

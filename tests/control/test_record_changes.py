@@ -21,13 +21,14 @@ from gateway.control.edits import Exists, NotFound, add, remove
 from gateway.control.kinds import LOOKUP_RECORDS
 from gateway.control.sqlite_store import SqliteBackend
 from gateway.control.store import NotSaved
+from gateway.dataplane import prepare_node
 from gateway.errors import ConfigError
-from gateway.policy import Policy, _load, load_policy
+from gateway.policy import Policy, Snapshot, _load, compile_policy, load_policy
 from gateway.policy import incremental as policy_incremental
 from gateway.policy._load import parse_document
 
 from ..policy._gateway_document import gateway_document
-from ..policy.test_incremental import raw_records
+from ..policy.test_incremental import canonical, raw_records
 
 filters = st.fixed_dictionaries(
     {},
@@ -167,3 +168,27 @@ def test_a_change_of_records_that_fails_to_commit_leaves_the_index_as_the_rows(
     finally:
         backend.close()
     assert str(loaded.policy.lookup_records[-1].ca) == "10.10.10.40"
+
+
+def test_a_change_of_records_updates_the_running_snapshot_by_its_delta(tmp_path: Path) -> None:
+    """As the daemon prepares a change (``prepare_node`` with the snapshot in force):
+    the store's change of records reaches it as a delta, and the snapshot updated by
+    it equals the one compiled from scratch, table by table."""
+    running: list[Snapshot] = []
+
+    def prepare(policy: Policy) -> Snapshot:
+        snapshot, _ = prepare_node(policy, "host1", None, running[-1] if running else None)
+        running.append(snapshot)
+        return snapshot
+
+    backend: SqliteBackend[Snapshot] = SqliteBackend(tmp_path / "p.db", prepare)
+    backend.read((load_policy(gateway_document()), "gateway_document"))
+    entry = {"vsid": 5010, "ca": "10.10.10.40", "mac": "02-00-00-00-00-40", "pa": "198.18.0.1"}
+    try:
+        added = backend.change(add(LOOKUP_RECORDS, {**entry, "rule": "encap"}), None)
+        removed = backend.change(remove(LOOKUP_RECORDS, {"ca": "10.10.10.40"}), None)
+    finally:
+        backend.close()
+    for loaded, before in ((added, running[0]), (removed, running[1])):
+        assert loaded.prepared._lpm is before._lpm  # updated, not compiled again
+        assert canonical(loaded.prepared) == canonical(compile_policy(loaded.policy))
