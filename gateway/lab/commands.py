@@ -23,8 +23,9 @@ from gateway.control import ApiError
 from gateway.errors import ConfigError
 from gateway.lab.corp_probe import PROTOCOLS, corp_connectivity
 from gateway.lab.onprem import site_connectivity
-from gateway.lab.plan import FAR_ADDRESS, FAR_MTU, WAN_GATEWAY, LabPlan
+from gateway.lab.plan import FAR_ADDRESS, FAR_MTU, LabPlan
 from gateway.lab.probe import ROUTED, Cell, PingStream, connectivity
+from gateway.lab.sites import WAN_GATEWAY
 from gateway.lab.topology import Lab, LabError
 
 # The scenarios' configs are package data (gateway/lab/configs, a link to the

@@ -29,8 +29,9 @@ from ruamel.yaml import YAML
 
 from gateway.lab import netns
 from gateway.lab.corp_probe import ask
-from gateway.lab.plan import WAN_GATEWAY, WAN_LINK, LabError, LabPlan, SitePlan
+from gateway.lab.plan import LabError, LabPlan
 from gateway.lab.probe import Cell
+from gateway.lab.sites import WAN_GATEWAY, WAN_LINK, SitePlan
 
 UAPI_DIR: Final = Path("/var/run/wireguard")
 SOCKET_TIMEOUT_S: Final = 10.0  # only bounds a failure: wireguard-go makes it in ms

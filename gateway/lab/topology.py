@@ -36,11 +36,11 @@ from gateway.lab.plan import (
     LabError,
     LabPlan,
     PeerPlan,
-    SitePlan,
     VmPlan,
     plan_lab,
 )
 from gateway.lab.probe import scrape
+from gateway.lab.sites import SitePlan
 from gateway.lab.state import (
     STATE_DIR,
     LabState,
@@ -113,6 +113,12 @@ class Lab:
         for name in plan.namespaces:
             if netns.exists(name):
                 raise LabError(f"namespace {name} exists already: not ours, so left alone")
+        for site in plan.sites:  # wireguard-go's control sockets are the machine's
+            if onprem.uapi_socket(site).exists():
+                raise LabError(
+                    f"{onprem.uapi_socket(site)} exists already: a wireguard-go not ours, "
+                    "so left alone (another lab's with a prefix that begins as this one?)"
+                )
         _create(state, self.state_dir, plan.provider_namespace)
         for host in plan.hosts:
             _create(state, self.state_dir, host.namespace)
@@ -168,10 +174,7 @@ class Lab:
     def _start_site(self, site: SitePlan, state: LabState) -> None:
         """An on-prem site: wireguard-go (its control socket recorded before it is
         made), configured with the lab's keys, then the site's services."""
-        socket = onprem.uapi_socket(site)
-        if socket.exists():
-            raise LabError(f"{socket} exists already: a wireguard-go not ours, so left alone")
-        self._record_file(state, socket)
+        self._record_file(state, onprem.uapi_socket(site))
         log = self.state_dir / f"lab-{self.prefix}-{site.name}-wireguard-go.log"
         env = {**os.environ, "LOG_LEVEL": "verbose"}
         command = onprem.wireguard_command(site)

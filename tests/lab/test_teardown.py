@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.control import load_config
 from gateway.lab.commands import CONFIGS
-from gateway.lab.onprem import UAPI_DIR
+from gateway.lab.onprem import UAPI_DIR, uapi_socket
+from gateway.lab.plan import plan_lab
 from gateway.lab.state import STATE_DIR, LabState
 from gateway.lab.topology import Lab, LabError
 from tests.conftest import require_root
@@ -124,6 +126,26 @@ def down_leaves_nothing(prefix: str) -> None:
     )
     assert down.returncode == 0, down.stdout + down.stderr
     assert leftovers(prefix) == []
+
+
+def test_a_wireguard_go_socket_not_ours_stops_the_bring_up_and_is_left_alone() -> None:
+    """Another wireguard-go's control socket where a site's would go (they are the
+    machine's, not a namespace's): the lab refuses before it builds anything, and
+    leaves that socket where it was."""
+    require_root()
+    prefix = lab_prefix("w")
+    theirs = uapi_socket(plan_lab(load_config(CONFIGS / "hybrid.yaml"), prefix).sites[0])
+    UAPI_DIR.mkdir(parents=True, exist_ok=True)
+    theirs.touch(exist_ok=False)
+    lab = Lab(prefix)
+    try:
+        with pytest.raises(LabError, match="a wireguard-go not ours"):
+            lab.up(CONFIGS / "hybrid.yaml", "hybrid")
+        assert theirs.exists()
+        assert leftovers(prefix) == [f"socket {theirs}"]
+    finally:
+        theirs.unlink(missing_ok=True)
+        lab.down()
 
 
 def test_down_after_a_crash_removes_everything() -> None:
