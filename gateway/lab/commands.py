@@ -44,6 +44,13 @@ ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="A config of your own instead.")
 ]
 Backend = Annotated[str, typer.Option(help="The daemons' event loop: asyncio or trio.")]
+Store = Annotated[
+    str,
+    typer.Option(
+        help="The daemons' policy store: sqlite (a database beside the lab's state) or "
+        "etcd (a real etcd in the provider namespace, 198.18.0.250:2379)."
+    ),
+]
 
 
 @contextmanager
@@ -56,6 +63,12 @@ def _config(scenario: str, config: Path | None) -> Iterator[Path]:
         raise LabError(f"unknown scenario {scenario!r}: one of {', '.join(SCENARIOS)}")
     with as_file(CONFIGS / f"{scenario}.yaml") as path:
         yield path
+
+
+def _store(store: str) -> str:
+    if store not in ("sqlite", "etcd"):
+        raise LabError(f"--store is sqlite or etcd, not {store!r}")
+    return store
 
 
 def _needs_root() -> None:
@@ -74,11 +87,12 @@ def up(
     config: ConfigOpt = None,
     backend: Backend = "asyncio",
     prefix: Prefix = "nvgw",
+    store: Store = "sqlite",
 ) -> None:
     """Bring a lab up and leave it running to explore."""
     try:
         _needs_root()
-        lab = Lab(prefix)
+        lab = Lab(prefix, store=_store(store))
         with _config(scenario, config) as path:
             plan = lab.up(path, scenario, backend)
     except (LabError, ConfigError, OSError, ApiError) as error:
@@ -196,11 +210,12 @@ def run_lab(
     migrate_vm: Annotated[
         str | None, typer.Option("--migrate", help="VM:HOST to live-migrate under a ping.")
     ] = None,
+    store: Store = "sqlite",
 ) -> None:
     """Bring a lab up, show who reaches whom, optionally migrate a VM, tear it down."""
     try:
         _needs_root()
-        lab = Lab(prefix)
+        lab = Lab(prefix, store=_store(store))
         with _config(scenario, config) as path:
             lab.up(path, scenario, backend)
     except (LabError, ConfigError, OSError, ApiError) as error:

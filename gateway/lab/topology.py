@@ -7,7 +7,8 @@ Every side effect is written into the lab's state file before it happens
 crash. Nothing is created in the root namespace. The lab's daemons share one policy
 store, a SQLite database beside the state file (``/run/nvgw/lab-PREFIX.db``, seeded
 from the scenario's config): a change one daemon's API takes is in force on the
-others within a fraction of a second, with no server and no signal.
+others within a fraction of a second, with no server and no signal. With ``store=
+"etcd"`` the store is a real etcd in the provider namespace instead (``etcd.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Final
 
 from gateway.control import ApiClient, load_config, open_backend
 from gateway.dataplane import PORT_MTU
-from gateway.lab import netns, onprem
+from gateway.lab import etcd, netns, onprem
 from gateway.lab.corp_server import PORT
 from gateway.lab.internet import link_far, servers
 from gateway.lab.ovs_peer import OvsHost, missing_tools
@@ -50,7 +51,7 @@ from gateway.lab.state import (
     remove_files,
     stop_processes,
 )
-from gateway.policy import Policy, Rule, Snapshot, compile_policy
+from gateway.policy import Policy, Rule, Snapshot, compile_policy, load_policy
 
 DAEMON_READY_TIMEOUT_S: Final = 20.0
 TAP_APPEAR_TIMEOUT_S: Final = 5.0
@@ -59,11 +60,12 @@ TAP_APPEAR_TIMEOUT_S: Final = 5.0
 class Lab:
     """One running lab, known by its prefix; everything it made is in its state file."""
 
-    def __init__(self, prefix: str, state_dir: Path = STATE_DIR) -> None:
+    def __init__(self, prefix: str, state_dir: Path = STATE_DIR, store: str = "sqlite") -> None:
+        """``store``: sqlite or etcd, for ``up`` (a running lab's is in its state)."""
         self.prefix = prefix
         self.state_dir = state_dir
         self.store_path = state_dir / f"lab-{prefix}.db"
-        self.store = f"sqlite:{self.store_path}"
+        self.store = etcd.STORE if store == "etcd" else f"sqlite:{self.store_path}"
 
     # ---------------------------------------------------------------- up
 
@@ -83,12 +85,15 @@ class Lab:
             if plan.sites:  # the tunnels' keys are the lab's: generated, then written in
                 config = self._keyed(config, plan, state)
                 policy = load_config(config)
-            seeding = open_backend(self.store, lambda seeded: seeded)
-            try:
-                seeding.read((policy, str(config)))
-            finally:
-                seeding.close()
+            if self.store != etcd.STORE:
+                seeding = open_backend(self.store, lambda seeded: seeded)
+                try:
+                    seeding.read((policy, str(config)))
+                finally:
+                    seeding.close()
             self._build(plan, state)
+            if self.store == etcd.STORE:
+                self._start_etcd(plan, state, config)
             for host in plan.hosts:
                 self._start_daemon(host, state, backend)
                 for vm in plan.vms:
@@ -155,6 +160,17 @@ class Lab:
                 _create(state, self.state_dir, site.namespace, ipv6=False)
             onprem.link_wan(plan)
 
+    def _start_etcd(self, plan: LabPlan, state: LabState, config: Path) -> None:
+        """etcd in the provider namespace, recorded as it starts, seeded from ``config``."""
+        etcd.address_bridge(plan.provider_namespace, plan.bridge)
+        data = etcd.data_dir(self.state_dir, self.prefix)
+        shutil.rmtree(data, ignore_errors=True)  # a crashed lab's, never brought down
+        log = self.state_dir / f"lab-{self.prefix}-etcd.log"
+        command = etcd.command(plan.provider_namespace, data)
+        process = self._start_process(state, command, f"etcd, data in {data}", log=log)
+        etcd.wait_ready(plan.provider_namespace, process, log)
+        etcd.seed(plan.provider_namespace, config)
+
     def _record_file(self, state: LabState, path: Path) -> None:
         state.files.append(str(path))
         state.save(self.state_dir)  # recorded first: a crash right after still removes it
@@ -198,7 +214,7 @@ class Lab:
             "gateway",
             "run",
             "--store",
-            self.store,
+            state.config,  # the store the lab was brought up with
             "--node",
             host.node,
             "--backend",
@@ -351,7 +367,10 @@ class Lab:
         return state
 
     def policy(self) -> Policy:
-        """The policy the lab's store holds now."""
+        """The policy the lab's store holds now; on etcd, which this namespace cannot
+        reach, the policy a running daemon runs (they follow the store)."""
+        if self.state().config == etcd.STORE:
+            return self._running_policy()
         backend = open_backend(self.store, lambda policy: policy)
         try:
             return backend.read().policy
@@ -361,6 +380,13 @@ class Lab:
     def plan(self) -> tuple[Snapshot, LabPlan]:
         policy = self.policy()
         return compile_policy(policy), _buildable(policy, self.prefix)
+
+    def _running_policy(self) -> Policy:
+        for process in self.state().processes:
+            if process.node and is_same_process(process):
+                with self.api(process.node) as api:
+                    return load_policy(api.request("GET", "/v1/policy")["policy"])
+        raise LabError(f"no daemon of lab {self.prefix!r} runs to read the policy from")
 
     def _remove_store(self) -> None:
         for suffix in ("", "-wal", "-shm"):  # the database and SQLite's files beside it
@@ -460,6 +486,7 @@ class Lab:
             leftover.unlink()
         for run_dir in self.state_dir.glob(f"lab-{self.prefix}-*.ovs"):
             shutil.rmtree(run_dir)
+        shutil.rmtree(etcd.data_dir(self.state_dir, self.prefix), ignore_errors=True)
         return state
 
 
