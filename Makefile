@@ -38,17 +38,20 @@ lint: venv
 
 ## Benchmarks write JSON into bench/ and print a table; never run by the tests.
 ## host_forwarding.py and gateway_forwarding.py need root and 2 CPUs; they install
-## netsniff-ng (trafgen), and the gateway's Open vSwitch and nftables, when missing.
+## netsniff-ng (trafgen), and the gateway's Open vSwitch and nftables, when missing
+## (gateway_tunnel.py: wireguard-go and wireguard-tools too).
 ## bench is the quick profile (fewer repetitions, shorter windows, policies up to
-## 10,000 records: under ~15 minutes); bench-full runs every measurement at its
-## defaults (5 repetitions of 5 s, api_change up to 100,000 records) and counts the
-## gateway data plane's instructions per frame (callgrind).
+## 10,000 records, shorter rate sweeps: under ~15 minutes); bench-full runs every
+## measurement at its defaults (5 repetitions of 5 s, the tunnel's sweeps of 3 s
+## windows, api_change up to 100,000 records) and counts the gateway data plane's
+## instructions per frame (callgrind).
 bench: venv
 	$(BIN)/python bench/snapshot_build.py
 	$(BIN)/python bench/api_change.py --records 100 1000 10000
 	$(BIN)/python bench/host_forwarding.py --reps 3 --dur 4
 	$(BIN)/python bench/gateway_forwarding.py --reps 2 --dur 3
 	$(BIN)/python bench/gateway_nat.py --reps 2 --dur 3
+	$(BIN)/python bench/gateway_tunnel.py --reps 2 --dur 1.5 --warmup 0.5 --max-steps 6
 
 bench-full: venv
 	$(BIN)/python bench/snapshot_build.py
@@ -56,6 +59,7 @@ bench-full: venv
 	$(BIN)/python bench/host_forwarding.py
 	$(BIN)/python bench/gateway_forwarding.py
 	$(BIN)/python bench/gateway_nat.py
+	$(BIN)/python bench/gateway_tunnel.py
 	$(BIN)/python bench/gateway_callgrind.py
 
 ## Two revisions of the daemon measured interleaved in one run (each from its own

@@ -19,7 +19,11 @@ NS_SND, NS_HOST = "nvb-snd", "nvb-host"
 NAMESPACES = (NS_SND, NS_HOST)
 NS_CORP = "nvb-corp"  # the gateway part's corp network, behind the gateway's TAP
 NS_INET = "nvb-inet"  # the NAT part's internet, behind the external TAP (or the kernel's veth)
-OWNED_NAMESPACES = (*NAMESPACES, NS_CORP, NS_INET)  # every namespace a run may leave behind
+NS_SITE = "nvb-site"  # the tunnel part's on-premises site, running wireguard-go
+OWNED_NAMESPACES = (*NAMESPACES, NS_CORP, NS_INET, NS_SITE)  # what a run may leave behind
+# wireguard-go's interfaces (the tunnel part's site, and its anchor beside the gateway):
+# their control sockets are in /var/run/wireguard for the whole machine
+WG_SITE, WG_GW = "nvbwgsite", "nvbwggw"
 SND_DEV, HOST_DEV = "nvbs0", "nvbh0"
 SND_MAC, HOST_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 OTHER_MAC = "02:00:00:00:00:12"  # the host veth's MAC while the sender runs alone

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from pathlib import Path
 
 from .common import (
     HOST_DEV,
@@ -20,6 +21,8 @@ from .common import (
     SND_MAC,
     SND_PA,
     STARTED,
+    WG_GW,
+    WG_SITE,
     ipn,
     log,
     nsx,
@@ -66,3 +69,5 @@ def cleanup() -> None:
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), signal.SIGKILL)
             run(["ip", "netns", "del", ns], check=False)
+    for ifname in (WG_SITE, WG_GW):  # a killed wireguard-go leaves its control socket
+        Path(f"/var/run/wireguard/{ifname}.sock").unlink(missing_ok=True)

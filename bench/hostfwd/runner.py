@@ -107,13 +107,18 @@ def guarded(measure: Callable[[], None], problems: list[str]) -> None:
 
 
 def measure_kept(
-    e: dict[str, Any], tag: str, rep: int, measure: Callable[[], dict[str, Any]]
+    e: dict[str, Any],
+    tag: str,
+    rep: int,
+    measure: Callable[[], dict[str, Any]],
+    quiet_wait_s: float = 120.0,
 ) -> None:
     """One measurement into ``e["runs"]``, done again (up to ATTEMPTS) while another
-    job disturbs it (those kept apart in ``e["disturbed_runs"]``). A failed check stops
-    the whole run; a measurement that could not run is recorded in ``e["error"]``."""
+    job disturbs it (those kept apart in ``e["disturbed_runs"]``); before each, up to
+    ``quiet_wait_s`` waiting for the machine to go quiet. A failed check stops the
+    whole run; a measurement that could not run is recorded in ``e["error"]``."""
     for attempt in range(1, ATTEMPTS + 1):
-        wait_quiet()
+        wait_quiet(quiet_wait_s)
         try:
             r = measure()
         except CheckFailed as error:

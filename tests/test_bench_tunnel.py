@@ -1,0 +1,134 @@
+"""bench/gateway_tunnel.py's pure parts, on made-up windows: the sweep's search for
+the best rate at <= 1 % loss (climb, back off, halve the gap, stop at the sender's
+ceiling), the figures a sweep gives (the best held rate's CPU, who limited it), the
+ratio to wireguard-go within each repetition, and the table. The benchmark itself
+never runs in the tests."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from hostfwd.report import summarize_entries
+from hostfwd.tunnel_measure import sweep_figures
+from hostfwd.tunnel_report import key_of, limit_cell, print_table, ratios
+from hostfwd.tunnel_sweep import Plan, Step, best, next_rate
+
+
+def run_sweep(plan: Plan, capacity: float, ceiling: float = 1e9) -> list[Step]:
+    """The search against a made-up tunnel delivering up to ``capacity`` pps, fed by
+    a sender that offers at most ``ceiling``."""
+    steps: list[Step] = []
+    while (rate := next_rate(plan, steps)) is not None:
+        offered = min(rate, ceiling)
+        steps.append(Step(rate, offered, min(offered, capacity)))
+    return steps
+
+
+def test_the_sweep_climbs_then_halves_the_gap_to_the_first_rate_that_lost() -> None:
+    plan = Plan(start=10_000, factor=2.0, refine=1.1, max_steps=10)
+    steps = run_sweep(plan, capacity=33_000)
+    rates = [s.rate for s in steps]
+    assert rates[:3] == [10_000, 20_000, 40_000]  # 40k loses 17.5 %: the climb ends
+    # then geometric midpoints between the best that held and the lowest that lost
+    assert rates[3] == round((20_000 * 40_000) ** 0.5)  # 28284: held
+    assert rates[4] == round((28_284 * 40_000) ** 0.5)  # 33636: lost 1.9 %
+    assert all(s.ok == (s.rate <= 33_333) for s in steps)  # 1 % of loss allowed
+    held = best(steps)
+    assert held is not None and 30_000 < held.delivered_pps <= 33_000
+    # done once the rate that lost is within 10 % of one that held
+    low = max(s.rate for s in steps if s.ok)
+    assert min(s.rate for s in steps if not s.ok) <= low * 1.1
+
+
+def test_the_sweep_backs_off_below_its_start_and_gives_up_at_the_floor() -> None:
+    plan = Plan(start=10_000, factor=2.0, max_steps=10, floor=1000)
+    steps = run_sweep(plan, capacity=3_000)
+    assert [s.rate for s in steps][:3] == [10_000, 5_000, 2_500]
+    assert best(steps) is not None
+    nothing = run_sweep(plan, capacity=0)
+    assert [s.rate for s in nothing] == [10_000, 5_000, 2_500, 1_250]  # 625 < the floor
+    assert best(nothing) is None
+
+
+def test_the_sweep_stops_at_the_senders_ceiling_and_after_max_steps() -> None:
+    # the sender offers 15k whatever is asked, and the tunnel takes it all: asking for
+    # more cannot show more
+    steps = run_sweep(Plan(start=10_000, factor=2.0, max_steps=10), 1e9, ceiling=15_000)
+    assert [s.rate for s in steps] == [10_000, 20_000]
+    assert steps[-1].ok and steps[-1].short
+    assert len(run_sweep(Plan(start=1000, factor=1.1, max_steps=4), 1e9)) == 4
+
+
+def window(rate: int, offered: int, into: int, delivered: int, recv: float) -> dict:
+    return {
+        "rate": rate,
+        "offered_pps": offered,
+        "into_tunnel_pps": into,
+        "delivered_pps": delivered,
+        "recv_cores": recv,
+        "site_cores": 0.5,
+        "recv_cpu_s_per_mpkt": round(recv / into * 1e6, 3),
+        "other_cores": 0.02,
+    }
+
+
+def test_a_sweep_gives_its_best_held_rate_with_that_windows_cpu_and_who_limited_it() -> None:
+    gateway_bound = [
+        window(10_000, 10_000, 10_000, 10_000, 0.2),
+        window(20_000, 20_000, 20_000, 19_900, 0.4),  # 0.5 % lost: held, the best
+        window(40_000, 40_000, 25_000, 24_900, 1.0),  # the daemon sent only 25k
+    ]
+    r = sweep_figures(gateway_bound)
+    assert (r["delivered_pps"], r["offered_pps"], r["max_delivered_pps"]) == (
+        19_900,
+        20_000,
+        24_900,
+    )
+    assert r["recv_cores"] == 0.4 and r["cpu_s_per_mpkt"] == 20.0
+    assert r["bottleneck"] == "receiver (gateway side)"
+    assert r["cpu_s_per_mpkt_at_limit"] == 40.0  # a saturated core: 25k packets a second
+    site_bound = [*gateway_bound[:2], window(40_000, 40_000, 40_000, 30_000, 0.8)]
+    assert sweep_figures(site_bound)["bottleneck"] == "site"
+    assert sweep_figures(gateway_bound[:2])["bottleneck"] == "sender"
+    lost_all = sweep_figures([window(5_000, 5_000, 5_000, 100, 0.1)])
+    assert lost_all["delivered_pps"] == 0 and "recv_cores" not in lost_all
+
+
+def entry(pps: dict[int, float], bottleneck: str = "site") -> dict:
+    runs = [
+        {"rep": rep, "delivered_pps": v, "offered_pps": v, "max_delivered_pps": v * 1.2}
+        for rep, v in pps.items()
+    ]
+    for r in runs:
+        r.update(bottleneck=bottleneck, recv_cores=0.5, cpu_s_per_mpkt=25.0)
+    return {"what": "made up", "runs": runs}
+
+
+def test_the_ratio_to_wireguard_go_is_taken_within_each_repetition_and_tabled(
+    capsys,
+) -> None:
+    results = {
+        key_of("wggo"): entry({1: 40_000.0, 2: 20_000.0}),
+        key_of("asyncio"): entry({1: 30_000.0, 2: 30_000.0}, "receiver (gateway side)"),
+        key_of("trio"): entry({2: 10_000.0}),
+    }
+    rat = ratios(results)
+    assert rat["tunnel-asyncio_1400/wggo"]["per_rep"] == [0.75, 1.5]
+    assert rat["tunnel-trio_1400/wggo"]["per_rep"] == [0.5]
+    assert set(rat) == {"tunnel-asyncio_1400/wggo", "tunnel-trio_1400/wggo"}
+    assert limit_cell(results[key_of("asyncio")]) == "gateway"
+    problems: list[str] = []
+    summarize_entries(results, problems)
+    assert not problems
+    print_table(results, rat)
+    lines = capsys.readouterr().out.splitlines()
+    asyncio_row = next(line for line in lines if line.startswith("tunnel-asyncio"))
+    assert asyncio_row.split() == [
+        "tunnel-asyncio_1400", "30k", "(30k..30k)", "30k", "1.12", "(0.75..1.50)",
+        "0.50", "25.00", "36k", "gateway",
+    ]  # fmt: skip
+    wggo_row = next(line for line in lines if line.startswith("tunnel-wggo"))
+    assert wggo_row.split()[4] == "1.00"
