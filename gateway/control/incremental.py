@@ -89,7 +89,8 @@ class RecordChanges:
             seqs = {row: self._next_seq}
         else:
             records = indexed.policy.lookup_records
-            doomed = _matching(records, edit.filters)
+            wanted = {field: filter_value(field, v) for field, v in edit.filters.items()}
+            doomed = indexed.positions(wanted)
             if not doomed:
                 raise not_found(edit.kind, edit.filters)
             gone = [entry_row(LOOKUP_RECORDS, {}, records[p])[0] for p in doomed]
@@ -116,15 +117,3 @@ def advanced(state: Placed, revision: int, delta: Delta, seqs: Mapping[Row, int]
         entries[row] = value
         places[row] = seqs[row]
     return Placed(revision, entries, places)
-
-
-def _matching(records: Any, filters: Mapping[str, Any]) -> list[int]:
-    """The positions of the records with every filtered field, compared as
-    ``edits.matches`` compares them (both sides in the policy parsers' form: a
-    record's fields are in it already)."""
-    wanted = [(field, filter_value(field, value)) for field, value in filters.items()]
-    return [
-        position
-        for position, record in enumerate(records)
-        if all(getattr(record, field, None) == value for field, value in wanted)
-    ]

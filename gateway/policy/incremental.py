@@ -71,15 +71,49 @@ class IndexedPolicy:
         self._ids: list[int] = list(range(len(records)))  # document order, ascending
         self._records: dict[int, LookupRecord] = dict(enumerate(records))
         self._next_id = len(records)
+        # Record ids (ascending) by VSID, by PA and by CA (packed), and the gateway
+        # records'.
         self._by_vsid: dict[int, list[int]] = defaultdict(list)
         self._by_pa: dict[bytes, list[int]] = defaultdict(list)
+        self._by_ca: dict[bytes, list[int]] = defaultdict(list)
         self._gateway_ids: list[int] = []
         for index, record in enumerate(records):
             self._file(index, record)
-        # Ports by VSID, each with its place among all ports (document order).
+        # Ports and subnets by VSID, provider addresses by node and PA, each with its
+        # place among its kind's entries (document order).
+        parsed = parse.parsed
         self._ports: dict[int, list[tuple[int, tuple[Loc, str, Port]]]] = defaultdict(list)
-        for order, entry in enumerate(parse.parsed.ports):
+        for order, entry in enumerate(parsed.ports):
             self._ports[entry[2].vsid].append((order, entry))
+        self._subnets = {
+            entry[1].vsid: (order, entry) for order, entry in enumerate(parsed.subnets)
+        }
+        self._pas: dict[str, list[tuple[int, Any]]] = defaultdict(list)
+        self._pa_owner: dict[Any, str] = {}
+        for order, entry in enumerate(parsed.provider_addresses):
+            self._pas[entry[1]].append((order, entry))
+            self._pa_owner[entry[2].pa] = entry[1]
+        gateways = parse.gateways
+        # A gateway's checks read every subnet and provider address: then all are judged.
+        self._everything = bool(gateways.served or gateways.nats or gateways.tunnels)
+
+    def positions(self, wanted: Mapping[str, Any]) -> list[int]:
+        """The positions of the records whose fields equal every value of ``wanted``
+        (each in the form the policy holds it: ``filter_value``'s), looked up by CA,
+        VSID or PA when one of them is given."""
+        ids: Sequence[int] = self._ids
+        for field, index in (("ca", self._by_ca), ("vsid", self._by_vsid), ("pa", self._by_pa)):
+            if field in wanted:
+                key = getattr(wanted[field], "packed", wanted[field])
+                ids = index.get(key, ())
+                break
+        records = self._records
+        found = [
+            index
+            for index in ids
+            if all(getattr(records[index], field, None) == v for field, v in wanted.items())
+        ]
+        return [bisect_left(self._ids, index) for index in sorted(found)]
 
     def change_records(
         self,
@@ -111,24 +145,28 @@ class IndexedPolicy:
 
     # ---------------------------------------------------------------- the indexes
 
-    def _file(self, index: int, record: LookupRecord) -> None:
-        self._by_vsid[record.vsid].append(index)
-        self._by_pa[record.pa.packed].append(index)
+    def _lists(self, record: LookupRecord) -> list[list[int]]:
+        """The id lists a record is filed in."""
+        lists = [
+            self._by_vsid[record.vsid],
+            self._by_pa[record.pa.packed],
+            self._by_ca[record.ca.packed],
+        ]
         if record.type is RecordType.GATEWAY:
-            self._gateway_ids.append(index)
+            lists.append(self._gateway_ids)
+        return lists
+
+    def _file(self, index: int, record: LookupRecord) -> None:
+        for ids in self._lists(record):
+            ids.append(index)
 
     def _unfile(self, index: int, record: LookupRecord) -> None:
-        for ids in (self._by_vsid[record.vsid], self._by_pa[record.pa.packed]):
+        for ids in self._lists(record):
             del ids[bisect_left(ids, index)]
-        if record.type is RecordType.GATEWAY:
-            del self._gateway_ids[bisect_left(self._gateway_ids, index)]
 
     def _refile(self, index: int, record: LookupRecord) -> None:
         """File a record under an id not the largest (a replaced one keeps its own)."""
-        for ids in (self._by_vsid[record.vsid], self._by_pa[record.pa.packed]):
-            ids.insert(bisect_left(ids, index), index)
-        if record.type is RecordType.GATEWAY:
-            ids = self._gateway_ids
+        for ids in self._lists(record):
             ids.insert(bisect_left(ids, index), index)
 
     def _commit(self, trial: _Trial) -> None:
@@ -149,11 +187,15 @@ class IndexedPolicy:
 
     def _policy(self, revision: int, derived: RecordDelta | None) -> Policy:
         old = self.policy
-        records = self._records
+        if derived is None:  # records replaced in place: each read from the index
+            records = tuple(self._records[index] for index in self._ids)
+        else:
+            added = [self._records[index] for index in self._ids[len(self._ids) - derived.added :]]
+            records = derived.spliced(old.lookup_records, added)
         return Policy(
             revision=revision,
             routing_domains=old.routing_domains,
-            lookup_records=tuple(records[index] for index in self._ids),
+            lookup_records=records,
             customer_routes=old.customer_routes,
             nodes=old.nodes,
             tunnels=old.tunnels,
@@ -190,11 +232,7 @@ class _Trial:
         indexed = self.indexed
         base = indexed._parse.parsed
         issues: list[ConfigIssue] = []
-        scope = Parsed(
-            domains=base.domains,
-            subnets=base.subnets,
-            provider_addresses=base.provider_addresses,
-        )
+        scope = Parsed(domains=base.domains)
         loader = _Loader(scope, issues)
         # The changed records' own schema, in document order (replaced, then added).
         touched: list[tuple[Loc, LookupRecord]] = []
@@ -215,8 +253,27 @@ class _Trial:
         # Only the ports of the VSIDs whose records are all in scope.
         ports = sorted(entry for vsid in vsids for entry in indexed._ports.get(vsid, ()))
         scope.ports = [entry for _, entry in ports]
+        if indexed._everything:
+            scope.subnets, scope.provider_addresses = base.subnets, base.provider_addresses
+        else:
+            self._scope_parts(scope)
         issues.extend(judge(scope, indexed._parse.gateways))
         return issues
+
+    def _scope_parts(self, scope: Parsed) -> None:
+        """The subnets of the scope's records (unchanged, so they raise nothing: they
+        judge the records), and the provider addresses of its ports' nodes and of
+        its records' PAs (which node a port's record says it is on)."""
+        indexed = self.indexed
+        vsids = {record.vsid for _, record in scope.records}
+        vsids |= {vsid for vsid, _ in scope.unresolved_records if vsid is not None}
+        subnets = sorted(indexed._subnets[v] for v in vsids if v in indexed._subnets)
+        scope.subnets = [entry for _, entry in subnets]
+        nodes = {node for _, node, _ in scope.ports}
+        owner = indexed._pa_owner
+        nodes |= {owner[record.pa] for _, record in scope.records if record.pa in owner}
+        pas = sorted(entry for node in nodes for entry in indexed._pas.get(node, ()))
+        scope.provider_addresses = [entry for _, entry in pas]
 
     def _records_in_scope(
         self, touched: list[tuple[Loc, LookupRecord]], unresolved: Iterable[tuple[Any, Any]]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain, pairwise
 from types import MappingProxyType
 from typing import Annotated, Any, Final, Literal
 
@@ -510,6 +511,13 @@ class RecordDelta:
     base_count: int
     removed: tuple[int, ...]
     added: int
+
+    def spliced(self, old: tuple[Any, ...], added: Iterable[Any]) -> tuple[Any, ...]:
+        """``old`` (one item per record of the base) without the removed positions,
+        then ``added``: the slices between them copied by C, not item by item."""
+        cuts = (-1, *self.removed, len(old))
+        kept = [old[start + 1 : end] for start, end in pairwise(cuts)]
+        return tuple(chain(*kept, added))
 
 
 @dataclass(frozen=True, slots=True)

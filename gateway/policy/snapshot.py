@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from itertools import chain, pairwise
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -199,21 +198,19 @@ def _with_records(previous: Snapshot, policy: Policy, derived: RecordDelta) -> S
     table they touch copied (a dict copy costs C time, not a step per record) and
     changed, every other table (routes, the LPM, VSIDs' RDIDs) shared as it is. The
     old snapshot is never changed: a batch still running on it sees it whole."""
-    old = previous.records
-    cuts = (-1, *derived.removed, len(old))
-    kept = [old[start + 1 : end] for start, end in pairwise(cuts)]
-    gone = [old[position] for position in derived.removed]
+    gone = [previous.records[position] for position in derived.removed]
     rdids = previous.rdid_by_vsid
     added = [
         _compiled(r, rdids)
         for r in policy.lookup_records[len(policy.lookup_records) - derived.added :]
     ]
-    records = tuple(chain(*kept, added))
-    by_ca = dict(previous.record_by_ca)
-    by_mac = dict(previous.records_by_mac)
-    first_by_mac = dict(previous.record_by_mac)
-    wildcards = dict(previous.gateway_wildcard)
-    by_pa = dict(previous.records_by_pa)
+    records = derived.spliced(previous.records, added)
+    # A proxy's copy() is its dict's: C's copy, not a step per item.
+    by_ca: dict[tuple[int, bytes], CompiledRecord] = previous.record_by_ca.copy()  # type: ignore[attr-defined]
+    by_mac: dict[tuple[int, bytes], tuple[CompiledRecord, ...]] = previous.records_by_mac.copy()  # type: ignore[attr-defined]
+    first_by_mac: dict[tuple[int, bytes], CompiledRecord] = previous.record_by_mac.copy()  # type: ignore[attr-defined]
+    wildcards: dict[tuple[int, int], CompiledRecord] = previous.gateway_wildcard.copy()  # type: ignore[attr-defined]
+    by_pa: dict[bytes, tuple[CompiledRecord, ...]] = previous.records_by_pa.copy()  # type: ignore[attr-defined]
     for compiled in gone:
         key = (compiled.vsid, compiled.mac_bytes)
         left = tuple(r for r in by_mac[key] if r is not compiled)
