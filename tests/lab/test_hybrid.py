@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -33,6 +34,7 @@ from scapy.utils import rdpcap
 from gateway.lab.corp_probe import ask
 from gateway.lab.onprem import forget_sessions, gateway_key, keys_dir, public_key
 from gateway.lab.probe import PingStream
+from gateway.lab.state import LabState
 from gateway.lab.topology import Lab
 from gateway.policy import decode_key
 from gateway.wireguard.cookie import CookieGenerator
@@ -201,6 +203,33 @@ def refused(samples: dict, reason: str) -> float:
 def tunnel(samples: dict, name: str, tenant: str) -> float:
     """A per-tunnel metric of the gateway's tunnel to ``tenant``'s site."""
     return value(samples, name, tunnel=f"onprem-{tenant}", rdid=RDID[tenant])
+
+
+def test_the_labs_keys_are_files_of_its_own_that_only_root_reads(hybrid: tuple[Lab, str]) -> None:
+    """Generated into the state directory at ``up``, mode 0600 in a 0700 directory,
+    recorded for ``down``; the private and preshared keys are in no command line of
+    the lab's processes, nor in its state file or the config its store was seeded
+    from (which holds the sites' public keys and the files' paths)."""
+    lab, _ = hybrid
+    keys = keys_dir(lab.state_dir, lab.prefix)
+    files = sorted(keys.iterdir())
+    assert [f.name for f in files] == [
+        "gw-51820.key",
+        "site-blue.key",
+        "site-blue.psk",
+        "site-red.key",
+    ]
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}
+    state = lab.state()
+    assert {str(keys), *map(str, files)} <= set(state.files)
+    secrets = [f.read_text().strip() for f in files]
+    config = lab.state_dir / f"lab-{lab.prefix}-config.yaml"
+    seen = [config.read_text(), LabState.path_for(lab.prefix, lab.state_dir).read_text()]
+    seen += [Path(f"/proc/{p.pid}/cmdline").read_bytes().decode() for p in state.processes]
+    for secret in secrets:
+        assert not any(secret in text for text in seen)
+    assert public_key(keys / "site-red.key") in config.read_text()
 
 
 def test_each_vm_reaches_every_service_of_its_own_site_and_never_the_others(
