@@ -140,6 +140,11 @@ class ProviderRx(enum.StrEnum):
     socket = "socket"
 
 
+class ProviderTx(enum.StrEnum):
+    link = "link"
+    kernel = "kernel"
+
+
 def store_and_seed(store: str | None, config: Path | None) -> tuple[str | Path, Path | None]:
     """What ``nvgw run`` reads its policy from, and the config that seeds it.
 
@@ -199,6 +204,13 @@ def run(
     provider_rx: Annotated[
         ProviderRx, typer.Option(help="Receive NVGRE with an AF_PACKET ring or a raw socket.")
     ] = ProviderRx.ring,
+    provider_tx: Annotated[
+        ProviderTx,
+        typer.Option(
+            help="Send NVGRE framed by the daemon on the provider link, or by the kernel "
+            "(a raw socket: its netfilter hooks and path MTU apply)."
+        ),
+    ] = ProviderTx.link,
     api: Annotated[
         Path, typer.Option(help="The control API's Unix socket (mode 0600).", envvar="NVGW_API")
     ] = DEFAULT_SOCKET,
@@ -241,7 +253,7 @@ def run(
     listen = None
     if not no_api:
         listen = ApiListen(api, api_tcp, api_token_file, api_tls_cert, api_tls_key)
-    daemon = Daemon(where, node, metrics, provider_rx.value, listen, user, seed)
+    daemon = Daemon(where, node, metrics, provider_rx.value, listen, user, seed, provider_tx.value)
 
     async def serve() -> None:
         async with anyio.create_task_group() as tg:

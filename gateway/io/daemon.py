@@ -42,6 +42,7 @@ from gateway.dataplane import Counters, NodePlan, prepare_node
 from gateway.errors import ConfigError, Drop
 from gateway.io.faults import PacketFaults
 from gateway.io.listeners import ApiListen, ApiListeners, open_metrics
+from gateway.io.nvgre import ProviderIo
 from gateway.io.privileges import become, check_access, lookup_user
 from gateway.io.roles import ROLES, Serving
 from gateway.io.systemd import notify, watchdog_interval
@@ -51,6 +52,7 @@ from gateway.policy import Policy
 DROP_SUMMARY_INTERVAL_S: Final = 10.0
 FOLLOW_INTERVAL_S: Final = 0.02  # a revision another daemon commits is in force well within 0.1 s
 PROVIDER_RX: Final = ("ring", "socket")  # how NVGRE is received: AF_PACKET ring, raw socket
+PROVIDER_TX: Final = ("link", "kernel")  # how it is sent: framed on the link, raw socket
 CAPABILITIES_KEPT: Final = ("CAP_NET_ADMIN", "CAP_NET_RAW")  # io/privileges.py says why
 
 log = structlog.get_logger("nvgw")
@@ -66,15 +68,18 @@ class Daemon:
         api: ApiListen | None = None,
         user: str | None = None,
         seed: Path | None = None,
+        provider_tx: str = "link",
     ) -> None:
         """``store`` is a store URL (``sqlite:PATH``, ``etcd://...``, ``file:PATH``) or a config
         file's path (``file:``); ``seed`` a config that fills an empty database."""
         if provider_rx not in PROVIDER_RX:
             raise ValueError(f"provider_rx is one of {', '.join(PROVIDER_RX)}")
+        if provider_tx not in PROVIDER_TX:
+            raise ValueError(f"provider_tx is one of {', '.join(PROVIDER_TX)}")
         self.seed = seed
         self.node = node
         self.metrics_listen = metrics_listen
-        self.provider_rx = provider_rx
+        self.provider = ProviderIo(provider_rx, provider_tx)
         self.api = api
         self.user = user
         self.store = PolicyStore(store, self._prepare, self._commit)
@@ -105,7 +110,7 @@ class Daemon:
         assert self.plan is not None and tables is not None
         with contextlib.ExitStack() as cleanup:
             serving = ROLES[self.plan.role](
-                self.plan, tables, self.counters, self.faults, self.provider_rx
+                self.plan, tables, self.counters, self.faults, self.provider
             )
             cleanup.callback(serving.close)
             listeners = ApiListeners(self.api)  # bound before anything is served

@@ -59,7 +59,7 @@ from gateway.dataplane import (
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.io.faults import PacketFaults
 from gateway.io.napt_log import napt_housekeeping
-from gateway.io.nvgre import NvgreSockets
+from gateway.io.nvgre import NvgreSockets, ProviderIo
 from gateway.io.output import FdOutput
 from gateway.io.ports import TapPorts
 from gateway.io.readers import Handler, SourcedHandler, each_batch_for, read_socket_from
@@ -168,11 +168,11 @@ class GatewayServing:
         tables: GatewayTables,
         counters: Counters,
         faults: PacketFaults,
-        provider_rx: str,
+        provider: ProviderIo,
     ) -> None:
         self.plan = plan
         self.faults = faults
-        self.nvgre = NvgreSockets(plan, counters, faults, provider_rx)
+        self.nvgre = NvgreSockets(plan, counters, faults, provider)
         self.out = FdOutput(counters.drops, {}, self.nvgre.gre)
         self.taps = TapPorts(faults, self._tap_reader, self.out.flush)
         self.out.tap_fds = self.taps.fds  # the Output's live view of the TAPs
@@ -192,7 +192,7 @@ class GatewayServing:
     async def start(self, tg: TaskGroup) -> None:
         """Start the provider readers, then create the TAPs (each with its reader);
         returns once every TAP exists."""
-        self.nvgre.start(tg, gateway_from_provider, self.node, self.out.flush)
+        self.nvgre.start(tg, gateway_from_provider, self.node, self.out)
         await self.taps.open(tg, _kernel_ends(self.node.tables.tap_by_name.values()).values())
         tg.start_soon(napt_housekeeping, self.node)
         self._tg = tg

@@ -26,7 +26,7 @@ from gateway.dataplane import (
     from_provider_link,
 )
 from gateway.io.faults import PacketFaults
-from gateway.io.nvgre import NvgreSockets
+from gateway.io.nvgre import NvgreSockets, ProviderIo
 from gateway.io.output import FdOutput
 from gateway.io.ports import TapPorts
 from gateway.io.provider import link_mac, open_link
@@ -52,11 +52,11 @@ class HostServing:
         tables: HostTables,
         counters: Counters,
         faults: PacketFaults,
-        provider_rx: str,
+        provider: ProviderIo,
     ) -> None:
         self.plan = plan
         self.faults = faults
-        self.nvgre = NvgreSockets(plan, counters, faults, provider_rx)
+        self.nvgre = NvgreSockets(plan, counters, faults, provider)
         self.link: socket.socket | None = None
         self.out = FdOutput(counters.drops, {}, self.nvgre.gre)
         self.ports = TapPorts(faults, self._port_reader, self.out.flush)
@@ -75,7 +75,7 @@ class HostServing:
         """Start a reader per provider fd, then create the TAPs (each with its reader);
         returns once every TAP exists."""
         node = self.node
-        self.nvgre.start(tg, from_provider, node, self.out.flush)
+        self.nvgre.start(tg, from_provider, node, self.out)
         if self.link is not None:
             fault = self.faults.reader(f"provider link {self.plan.link_interface}", ethernet=True)
             reader = each_batch(from_provider_link, node)

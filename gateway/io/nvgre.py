@@ -7,21 +7,36 @@ ring per interface that carries NVGRE PAs, filtering for that interface's PAs (w
 cannot change while the daemon runs: ``plan_node`` refuses it); the GRE sockets then
 only send (and, open, keep the kernel from answering GRE itself). Each fd gets a
 reader that hands the datagrams, outer IPv4 header first, to the role's entry point
-(the host's ``from_provider``, the gateway's ``gateway_from_provider``).
+(the host's ``from_provider``, the gateway's ``gateway_from_provider``). With
+``--provider-tx link`` (the default) NVGRE leaves framed by the daemon on the
+provider link once the kernel has resolved where it goes (``link_tx.py``), and the
+GRE sockets send only what it has not.
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from typing import NamedTuple
 
 from anyio.abc import TaskGroup
 
 from gateway.dataplane import Counters, NodePlan
 from gateway.io.faults import PacketFaults
+from gateway.io.link_tx import LinkTx
+from gateway.io.output import FdOutput
 from gateway.io.provider import link_mtu, open_gre_socket
-from gateway.io.readers import Flush, Node, each_batch, read_ring, read_socket
+from gateway.io.readers import Node, each_batch, read_ring, read_socket
 from gateway.io.ring import ReceiveRing, attach_drop_all
+
+
+class ProviderIo(NamedTuple):
+    """How a node takes NVGRE in (``ring``: an AF_PACKET receive ring; ``socket``:
+    its raw GRE sockets) and sends it (``link``: framed by the daemon on the link,
+    ``link_tx.py``; ``kernel``: its raw GRE sockets)."""
+
+    rx: str = "ring"
+    tx: str = "link"
 
 
 class NvgreSockets:
@@ -30,15 +45,16 @@ class NvgreSockets:
     closed again; once built, ``close()`` is the caller's."""
 
     def __init__(
-        self, plan: NodePlan, counters: Counters, faults: PacketFaults, provider_rx: str
+        self, plan: NodePlan, counters: Counters, faults: PacketFaults, provider: ProviderIo
     ) -> None:
         self.faults = faults
         self.gre: dict[bytes, socket.socket] = {}
         self.rings: list[ReceiveRing] = []
+        self.link_tx = LinkTx() if provider.tx == "link" and plan.nvgre_pas else None
         try:
             for pa in plan.nvgre_pas:
                 self.gre[pa] = _bind_or_explain(pa, plan.link_interface)
-            if provider_rx == "ring" and plan.nvgre_pas:
+            if provider.rx == "ring" and plan.nvgre_pas:
                 for interface, pas in plan.nvgre_by_interface:
                     fault = faults.reader(f"provider ring {interface}", ethernet=False)
                     mtu = link_mtu(interface)
@@ -54,10 +70,15 @@ class NvgreSockets:
         tg: TaskGroup,
         handle: Callable[[Node, memoryview], None],
         node: Node,
-        flush: Flush,
+        out: FdOutput,
     ) -> None:
         """A reader per receiving fd (the rings, else the GRE sockets), each calling
-        ``handle(node, datagram)`` and ``flush`` after each batch."""
+        ``handle(node, datagram)`` and ``out.flush`` after each batch; and the link's
+        refreshes, which ``out`` frames by."""
+        flush = out.flush
+        if self.link_tx is not None:
+            out.wanted = set()
+            tg.start_soon(self.link_tx.run, out)
         for ring in self.rings:
             tg.start_soon(read_ring, ring, handle, node, flush)
         if not self.rings:
@@ -70,6 +91,8 @@ class NvgreSockets:
         return sum(ring.read_kernel_drops() for ring in self.rings)
 
     def close(self) -> None:
+        if self.link_tx is not None:
+            self.link_tx.close()
         for sock in self.gre.values():
             sock.close()
         for ring in self.rings:

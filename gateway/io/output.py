@@ -4,7 +4,9 @@ Every write is tried at once and never waited for: a full TAP queue or socket
 buffer costs that one packet (``TX_FULL``), counted, instead of a queue that grows
 without bound or an await in the middle of a batch. Errors are counted by kind,
 never logged per packet. NVGRE is gathered over a reader's batch and sent by
-``flush`` (``send_batch.py``), which every reader calls before it waits.
+``flush`` (``send_batch.py``), which every reader calls before it waits: framed by
+the daemon on the provider link when ``link_tx.py`` has resolved the pair of PAs,
+else by the kernel on the source PA's raw GRE socket.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import socket
 
 from gateway.dataplane import NamedTap
 from gateway.errors import Drop
-from gateway.io.send_batch import SLOT_BYTES, SendBatch, send_drop
+from gateway.io.link_tx import MAX_PAIRS
+from gateway.io.send_batch import FRAMED_BYTES, SLOT_BYTES, Outer, SendBatch, send_drop
 
 _TAP_GONE = frozenset((errno.EIO, errno.EBADF, errno.ENODEV, errno.EPERM))
 
@@ -27,7 +30,7 @@ class FdOutput:
     every TAP the daemon owns, by interface name, whatever stands behind it (a VM's
     port today; ``gateway.dataplane.output`` says why one map serves every role)."""
 
-    __slots__ = ("_sockaddrs", "batch", "drops", "gre", "link", "tap_fds", "udp")
+    __slots__ = ("_sockaddrs", "batch", "drops", "gre", "link", "outer", "tap_fds", "udp", "wanted")
 
     def __init__(
         self,
@@ -43,6 +46,11 @@ class FdOutput:
         self.gre = gre
         self.link = link
         self.batch = SendBatch(drops)
+        # With ``--provider-tx link``: the pairs of PAs framed on the link, by
+        # destination (``LinkTx`` replaces it), and those sent the kernel's way since
+        # its last refresh, for it to resolve (None: no ``LinkTx``, nothing noted).
+        self.outer: dict[bytes, Outer] = {}
+        self.wanted: set[tuple[bytes, bytes]] | None = None
         # Packed PA -> the (address, port) sendmsg takes, built once per PA rather than
         # a call and a tuple per packet (PAs come from the policy: few).
         self._sockaddrs: dict[bytes, tuple[str, int]] = {}
@@ -60,10 +68,17 @@ class FdOutput:
             self.drops[Drop.PORT_DOWN if error.errno in _TAP_GONE else Drop.TX_FULL] += 1
 
     def to_provider(self, src_pa: bytes, dst_pa: bytes, gre: bytes, frame: memoryview) -> None:
+        outer = self.outer.get(dst_pa)
+        if outer is not None and outer[0] == src_pa and len(frame) <= FRAMED_BYTES:
+            self.batch.add_framed(outer, gre, frame)
+            return
         sock = self.gre.get(src_pa)
         if sock is None:
             self.drops[Drop.PROVIDER_UNREACHABLE] += 1
             return
+        wanted = self.wanted
+        if wanted is not None and len(wanted) < MAX_PAIRS:
+            wanted.add((src_pa, dst_pa))
         if len(gre) + len(frame) <= SLOT_BYTES:
             self.batch.add(sock, dst_pa, gre, frame)
             return

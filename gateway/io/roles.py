@@ -19,6 +19,7 @@ from gateway.dataplane import Counters, NodePlan
 from gateway.io.faults import PacketFaults
 from gateway.io.gateway import GatewayServing
 from gateway.io.host import HostServing
+from gateway.io.nvgre import ProviderIo
 from gateway.policy import NodeRole, Snapshot
 
 
@@ -38,7 +39,7 @@ class Serving(Protocol):
         tables: Any,
         counters: Counters,
         faults: PacketFaults,
-        provider_rx: str,
+        provider: ProviderIo,
     ) -> None:
         """Open, as root, every fd the plan needs but the TAPs."""
 

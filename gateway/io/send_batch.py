@@ -13,6 +13,10 @@ The slots, the iovecs and the mmsghdrs are allocated once; per packet, the packe
 is copied into its slot and two fields are written (its length, its destination).
 A packet too big for a slot (jumbo frames) is not batched: the caller flushes first,
 then sends it alone, so packets leave in the order they were decided.
+
+The same slots carry NVGRE framed by the daemon for the provider link's packet
+socket (``add_framed``, ``link_tx.py`` says why): the outer Ethernet and IPv4
+headers in front, no destination address (the socket's link is the way out).
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ import ctypes
 import errno
 import socket
 import struct
-from typing import Final
+from typing import Final, NamedTuple
 
 from gateway.errors import Drop
+from gateway.wire import ETH_HEADER_SIZE
 
 SLOTS: Final = 64  # the readers' batch (``readers.BATCH``): one sendmmsg per batch
 # A 1500-byte underlay's largest NVGRE payload (GRE header and inner frame) with
@@ -70,7 +75,29 @@ _MSG_STRIDE: Final = ctypes.sizeof(_Mmsghdr)
 _IOV_LEN: Final = _Iovec.iov_len.offset
 _MSG_NAME: Final = _Mmsghdr.msg_hdr.offset + _Msghdr.msg_name.offset
 _SIZE: Final = struct.Struct("N").pack_into  # a size_t or a pointer (native), in place
+# A framed packet's headers, in one pack: Ethernet and IPv4's first word, the total
+# length, the words up to the checksum, the checksum, the addresses, the GRE header.
+_FRAMED_HEADERS: Final = struct.Struct("!16sH6sH8s8s")
+_FRAMED: Final = _FRAMED_HEADERS.pack_into
+_HEADERS: Final = _FRAMED_HEADERS.size
+_IP_AND_GRE: Final = _HEADERS - ETH_HEADER_SIZE
+FRAMED_BYTES: Final = SLOT_BYTES - _HEADERS  # the largest frame behind them
 _NO_ROOM: Final = frozenset((errno.EAGAIN, errno.ENOBUFS))
+
+
+class Outer(NamedTuple):
+    """How NVGRE from ``src`` to one PA is framed on the provider link: on the packet
+    socket ``fd``, behind the Ethernet header to the next hop and an IPv4 header in
+    the pieces its total length and checksum go between (``head``: Ethernet, version
+    and TOS; ``middle``: ID, flags, TTL, protocol; ``addresses``), whose words sum to
+    ``partial`` (folded)."""
+
+    src: bytes
+    fd: int
+    head: bytes
+    middle: bytes
+    addresses: bytes
+    partial: int
 
 
 def send_drop(error: int) -> Drop:
@@ -90,8 +117,11 @@ class SendBatch:
 
     __slots__ = (
         "_addresses",
+        "_base",
         "_count",
         "_fd",
+        "_framed",
+        "_framed_base",
         "_iov",
         "_msgs",
         "_msgs_base",
@@ -112,14 +142,20 @@ class SendBatch:
         slots = (ctypes.c_char * len(self._slots)).from_buffer(self._slots)
         iov = (ctypes.c_char * len(self._iov)).from_buffer(self._iov)
         msgs = (_Mmsghdr * SLOTS).from_buffer(self._msgs)
+        # The framed packets' messages: the same slots, no address (the link is the
+        # way out), so that nothing per packet has to clear one.
+        framed = (_Mmsghdr * SLOTS)()
         for i in range(SLOTS):
             vector = _Iovec.from_buffer(self._iov, i * _IOV_STRIDE)
             vector.iov_base = ctypes.addressof(slots) + i * SLOT_BYTES
-            header = msgs[i].msg_hdr
-            header.msg_namelen = ctypes.sizeof(_SockaddrIn)
-            header.msg_iov = ctypes.addressof(iov) + i * _IOV_STRIDE
-            header.msg_iovlen = 1
-        self._msgs_base = ctypes.addressof(msgs)
+            for message, name_size in ((msgs[i], ctypes.sizeof(_SockaddrIn)), (framed[i], 0)):
+                header = message.msg_hdr
+                header.msg_namelen = name_size
+                header.msg_iov = ctypes.addressof(iov) + i * _IOV_STRIDE
+                header.msg_iovlen = 1
+        self._msgs_base = self._base = ctypes.addressof(msgs)
+        self._framed_base = ctypes.addressof(framed)
+        self._framed = framed  # kept alive: the kernel reads it
         # Packed address -> its sockaddr_in (kept alive here) and that one's address.
         self._sockaddrs: dict[bytes, _SockaddrIn] = {}
         self._addresses: dict[bytes, int] = {}
@@ -132,6 +168,7 @@ class SendBatch:
             if self._count:
                 self.flush()
             self._fd = fd
+            self._base = self._msgs_base
         address = self._addresses.get(dst)
         if address is None:
             address = self._remember(dst)
@@ -148,6 +185,39 @@ class SendBatch:
         if count == SLOTS:
             self.flush()
 
+    def add_framed(self, outer: Outer, gre: bytes, frame: memoryview) -> None:
+        """Gather the 8-byte ``gre`` + ``frame`` behind ``outer``'s headers, for its
+        link socket; ``frame`` at most ``FRAMED_BYTES``. The headers are written with
+        one pack, the IPv4 total length and header checksum the packet's own: the
+        header's other words are summed once (``outer.partial``), so the checksum is
+        an addition and a fold (RFC 1071)."""
+        _, fd, head, middle, addresses, partial = outer
+        if fd != self._fd:
+            if self._count:
+                self.flush()
+            self._fd = fd
+            self._base = self._framed_base
+        count = self._count
+        start = count * SLOT_BYTES
+        length = _IP_AND_GRE + len(frame)
+        total = partial + length
+        _FRAMED(
+            self._slots,
+            start,
+            head,
+            length,
+            middle,
+            ((total & 0xFFFF) + (total >> 16)) ^ 0xFFFF,
+            addresses,
+            gre,
+        )
+        end = start + _HEADERS + len(frame)
+        self._slots[start + _HEADERS : end] = frame
+        _SIZE(self._iov, count * _IOV_STRIDE + _IOV_LEN, end - start)
+        self._count = count = count + 1
+        if count == SLOTS:
+            self.flush()
+
     def flush(self) -> None:
         """Send what was gathered: one sendmmsg, or more when one message fails (it
         is counted and skipped, the rest sent)."""
@@ -158,7 +228,7 @@ class SendBatch:
         sent = 0
         drops = self.drops
         while sent < count:
-            done = _sendmmsg(self._fd, self._msgs_base + sent * _MSG_STRIDE, count - sent, 0)
+            done = _sendmmsg(self._fd, self._base + sent * _MSG_STRIDE, count - sent, 0)
             if done > 0:
                 sent += done
                 continue
