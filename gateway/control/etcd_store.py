@@ -16,11 +16,13 @@ Keys (``PREFIX`` is the URL's path, ``/nvgw`` in ``etcd://198.18.0.250:2379/nvgw
 Anything else under the prefix is not ours: reading it is a ConfigError naming the
 key (give nvgw a prefix of its own).
 
-A change is validated whole and prepared first (``store.edited``, shared by every
-backend), then sent as ONE transaction: compare the meta key's mod revision with the
-one read, then put and delete only the rows that differ and the new meta. A writer
-that lost the race (another committed in between) reads again and retries, or is
-a RevisionMismatch when it named a revision: never a half-applied change. etcd
+A change is validated and prepared first, as on SQLite (shared code): one of lookup
+records against the policy's indexes (``incremental.RecordChanges``), any other
+whole (``store.edited``); then sent as ONE transaction: compare the meta key's mod
+revision with the one read, then put and delete only the rows that differ and the
+new meta. A writer that lost the race (another committed in between) reads again and
+retries, or is a RevisionMismatch when it named a revision: never a half-applied
+change. etcd
 limits a transaction's operations (``--max-txn-ops``, 128 by default) and size
 (``--max-request-bytes``, 1.5 MiB): a change or seed beyond them is NotSaved naming
 the flag to raise.
@@ -62,6 +64,7 @@ from gateway.policy import Policy
 
 from .edits import Edit
 from .etcd_watch import Watch, b64, range_end, text
+from .incremental import RecordChanges, advanced
 from .kinds import KINDS
 from .policy_rows import Placed, Row, moved, placed
 from .store import (
@@ -74,7 +77,6 @@ from .store import (
     edited,
     empty,
     seeding,
-    stored_policy,
     unreadable,
 )
 
@@ -123,6 +125,7 @@ class EtcdBackend(Generic[Prepared]):
         self._mod = 0  # the meta key's mod revision in _state
         self._at = 0  # the etcd revision _state was read or written at
         self._watch: Watch | None = None
+        self._records = RecordChanges()  # its index, for changes of lookup records
 
     # ---------------------------------------------------------------- the interface
 
@@ -131,9 +134,9 @@ class EtcdBackend(Generic[Prepared]):
             if seed is not None:
                 self._seed(*seed)
             state = self._current()
-        if state is None:
-            raise empty(self.url)
-        policy = stored_policy(state, self.url)
+            if state is None:
+                raise empty(self.url)
+            policy = self._records.policy(state, self.url)
         return Loaded(policy, self._prepare(policy))
 
     def change(self, edit: Edit, if_revision: int | None) -> Loaded[Prepared]:
@@ -144,14 +147,33 @@ class EtcdBackend(Generic[Prepared]):
                     raise empty(self.url)
                 if if_revision is not None and if_revision != state.revision:
                     raise RevisionMismatch(if_revision, state.revision)
-                policy, prepared, result = edited(state, edit, self._prepare)
-                new, (put, gone) = moved(state, policy)
-                ops = [_put(self._key(row), f"{new.seqs[row]} {put[row]}") for row in put]
-                ops += [{"request_delete_range": {"key": b64(self._key(row))}} for row in gone]
-                if self._commit(self._same_meta(), ops, policy.revision):
-                    self._state = new
-                    return Loaded(policy, prepared, result)
+                try:
+                    committed = self._try(state, edit)
+                except BaseException:  # the index may have moved past the rows
+                    self._records.forget()
+                    raise
+                if committed is not None:
+                    return committed
+                self._records.forget()  # another writer's revision won: read it
         raise StoreBusy(f"{RACES} other writers' changes to {self.url} won the race; try again")
+
+    def _try(self, state: Placed, edit: Edit) -> Loaded[Prepared] | None:
+        """``edit`` validated (records: by the index, ``incremental``; anything
+        else: whole) and sent as one transaction on ``state``'s revision; None when
+        another writer committed first."""
+        taken = self._records.change(state, edit, self._prepare)
+        if taken is None:  # not a change of lookup records: validated whole
+            policy, prepared, result = edited(state, edit, self._prepare)
+            new, delta = moved(state, policy)
+            seqs = new.seqs
+        else:
+            policy, prepared, result, delta, seqs = taken
+        ops = [_put(self._key(row), f"{seqs[row]} {value}") for row, value in delta.put.items()]
+        ops += [{"request_delete_range": {"key": b64(self._key(row))}} for row in delta.gone]
+        if not self._commit(self._same_meta(), ops, policy.revision):
+            return None
+        self._state = new if taken is None else advanced(state, policy.revision, delta, seqs)
+        return Loaded(policy, prepared, result)
 
     def revision(self) -> int | None:
         """The watch's revision, or this backend's own newer one (its write's event

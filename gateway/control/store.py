@@ -284,16 +284,6 @@ def edited(
     return policy, prepare(policy), result
 
 
-def stored_policy(state: Placed, url: str) -> Policy:
-    """The policy a database store holds, validated when it was written: a refusal
-    now (a newer nvgw's rows, a hand edit) names the store."""
-    try:
-        return load_policy(to_plain(placed_document(state)))
-    except ConfigError as error:
-        issues = [ConfigIssue(i.path, i.value, i.message, url) for i in error.issues]
-        raise ConfigError(issues) from None
-
-
 def seeding(state: Placed | None, policy: Policy, source: str, url: str) -> Rows | None:
     """The rows to commit to seed a store holding ``state`` with ``policy`` (from
     ``source``, ``--config``): all of them into an empty store; None when it holds
