@@ -8,7 +8,10 @@ Each entry point runs on the benchmark's own configs (``hostfwd/gateway_setup.py
 ``hostfwd/traffic.py``) with an Output that keeps nothing: ``in``,
 ``gateway_from_provider`` on the NVGRE datagrams trafgen sends (the corp server's MAC
 already learned); ``out``, ``gateway_from_tap`` on the corp server's frames;
-``host``, the host's ``from_provider`` on the host benchmark's datagrams. Each runs
+``tunnel``, ``gateway_from_provider`` on the tunnel benchmark's NVGRE
+(``hostfwd/tunnel_setup.py``: routed into the tunnel, encrypted with ChaCha20-Poly1305
+and handed to ``Output.to_udp``; the handshake done first with a site of our own
+core); ``host``, the host's ``from_provider`` on the host benchmark's datagrams. Each runs
 on a fresh writable copy of its frame per call (the loop and copies alone are
 measured too, and taken off), twice under ``PYTHONHASHSEED=0 valgrind
 --tool=callgrind`` (N and 2N frames, 64 B and 1400 B inner, the same frames round
@@ -20,6 +23,7 @@ no namespaces. Prints a table and writes ``bench/results-gateway-callgrind.json`
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import re
 import socket
@@ -46,18 +50,26 @@ from hostfwd.gateway_setup import (
 from hostfwd.report import write_json
 from hostfwd.sources import versions, work_tree
 from hostfwd.traffic import nvgre_frames, nvgw_config
+from hostfwd.tunnel_setup import KEYS, PORT, WAN_GW_ADDR, WAN_SITE_ADDR, tunnel_config
+from hostfwd.tunnel_setup import NODE as TUNNEL_NODE
+from hostfwd.tunnel_setup import inbound_frames as tunnel_frames
 
 from gateway.control import load_config
 from gateway.dataplane import (
+    Counters,
     GatewayNode,
+    GatewayTables,
     HostNode,
+    TunnelKeys,
     from_provider,
     gateway_from_provider,
     gateway_from_tap,
+    gateway_from_tunnel,
 )
 from gateway.policy import compile_policy
+from gateway.wireguard import Device, public_key_of
 
-ENTRIES = ("in", "out", "host")
+ENTRIES = ("in", "out", "tunnel", "host")
 ETH = 14  # the outer Ethernet header: a datagram reaches the entry point without it
 
 
@@ -75,11 +87,19 @@ def node_and_call(entry: str, size: int) -> tuple[Any, list[bytes], list[int]]:
         def to_provider_link(self, frame: object) -> None:
             pass
 
+        kept: list[bytes] | None = None  # a tunnel's handshake, until in session
+
+        def to_udp(self, port: object, endpoint: object, datagram: bytes) -> None:
+            if self.kept is not None:
+                self.kept.append(bytes(datagram))
+
     if entry == "host":
         snapshot = compile_policy(load_config(nvgw_config()))
         host = HostNode(snapshot, "bench", Nothing(), provider_mac=bytes(6))
         inputs = [f[ETH:] for f in nvgre_frames(size)]
         return (lambda d: from_provider(host, d)), inputs, host.counters.drops
+    if entry == "tunnel":
+        return tunnel_node(Nothing(), size)
     snapshot = compile_policy(load_config(gateway_config()))
     node = GatewayNode(snapshot, NODE, Nothing())
     tap = next(t for t in node.tables.taps if t.name == GW_TAP)
@@ -91,6 +111,32 @@ def node_and_call(entry: str, size: int) -> tuple[Any, list[bytes], list[int]]:
         return (lambda d: gateway_from_provider(node, d)), datagrams, node.counters.drops
     inputs = outbound_frames(size)
     return (lambda f: gateway_from_tap(node, tap, f)), inputs, node.counters.drops
+
+
+def tunnel_node(out: Any, size: int) -> tuple[Any, list[bytes], list[int]]:
+    """The tunnel benchmark's gateway with its tunnel in session: its first frame
+    starts the handshake, a site of our own core answers it (``out`` keeps nothing
+    after)."""
+    gw_key, site_key = bytes(range(32, 64)), bytes(range(64, 96))
+    site_public = base64.b64encode(public_key_of(site_key)).decode()
+    snapshot = compile_policy(load_config(tunnel_config(KEYS / "unread.key", site_public)))
+    counters = Counters()
+    keys = TunnelKeys(private={PORT: gw_key})
+    tables = GatewayTables(snapshot, TUNNEL_NODE, counters, None, keys)
+    sent = out.kept = []
+    node = GatewayNode(snapshot, TUNNEL_NODE, out, counters, tables)
+    node.now = 1.0
+    datagrams = [f[ETH:] for f in tunnel_frames(size)]
+    gateway_from_provider(node, memoryview(bytearray(datagrams[0])))  # the initiation
+    site = Device(site_key)
+    site.add_peer(public_key_of(gw_key), endpoint=(WAN_GW_ADDR, PORT))
+    site.receive(sent[0], (WAN_GW_ADDR, PORT), node.now)
+    for response, _ in site.outbox:
+        gateway_from_tunnel(node, PORT, response, (WAN_SITE_ADDR, PORT))
+    if len(sent) < 2:  # the packet that waited for the handshake went out after it
+        sys.exit(f"tunnel {size} B: no session with the site: {len(sent)} datagrams sent")
+    out.kept = None  # from here on: keeps nothing
+    return (lambda d: gateway_from_provider(node, d)), datagrams, counters.drops
 
 
 def child(entry: str, size: int, frames: int) -> None:

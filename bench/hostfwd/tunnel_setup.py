@@ -94,10 +94,15 @@ tunnels:
     return validated_config("gateway-tunnel.yaml", text)
 
 
+def inbound_frames(size: int = 14 + INNER) -> list[bytes]:
+    """NVGRE from the remote VM to the site's server, to the gateway's record's MAC,
+    inner Ethernet frames of ``size`` bytes (IPv4 packets of INNER by default), in
+    eight flows."""
+    return nvgre_frames(size, REMOTE_VM, (SERVER, GW_RECORD[1]))
+
+
 def inbound_config() -> Path:
-    """NVGRE from the remote VM to the site's server, to the gateway's record's MAC:
-    inner IPv4 packets of INNER bytes in eight flows."""
-    frames = nvgre_frames(14 + INNER, REMOTE_VM, (SERVER, GW_RECORD[1]))
+    frames = inbound_frames()
     comment = f"NVGRE {REMOTE_VM[0]} -> {SERVER} via the gateway's tunnel, inner {INNER} B IPv4"
     return trafgen_file("tunnel_in", comment, frames)
 
