@@ -1,8 +1,13 @@
 """A database store beside a test's config file, seeded from it, and how a test
-looks at what the database holds without going through the store under test."""
+looks at what the database holds without going through the store under test.
+
+SQLite by default: a test that asks for the ``each_store`` fixture (conftest.py)
+runs once on SQLite and once on a prefix of a real etcd (``use``), the prefix
+named after the config's path, so every helper here names the same store."""
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Awaitable, Callable
 from contextlib import closing
@@ -13,8 +18,16 @@ from gateway.control import load_config
 from gateway.control.store import PolicyStore, open_backend
 from gateway.policy import Policy
 
+from ._etcd import Etcd
+
 Prepared = TypeVar("Prepared")
 TABLES = ("meta", "entries", "changes")
+_etcd: list[Etcd] = []  # the etcd the helpers use instead of SQLite, while set
+
+
+def use(etcd: Etcd | None) -> None:
+    """Name stores in ``etcd`` from now on (None: SQLite again)."""
+    _etcd[:] = [] if etcd is None else [etcd]
 
 
 def database(config: Path) -> Path:
@@ -22,7 +35,13 @@ def database(config: Path) -> Path:
 
 
 def url(config: Path) -> str:
+    if _etcd:
+        return _etcd[0].url(_prefix(config))
     return f"sqlite:{database(config)}"
+
+
+def _prefix(config: Path) -> str:
+    return f"nvgw-{hashlib.sha256(str(config).encode()).hexdigest()[:16]}"
 
 
 async def seeded(
@@ -45,8 +64,11 @@ def held(config: Path) -> Policy:
         backend.close()
 
 
-def state(config: Path) -> list[list[tuple[Any, ...]]]:
-    """What a refused change must leave as it was: the revision, the rows, the log."""
+def state(config: Path) -> Any:
+    """What a refused change must leave as it was: the revision, the rows, the log
+    (etcd: every key under the prefix, with its value and mod revision)."""
+    if _etcd:
+        return _etcd[0].keys(f"/{_prefix(config)}/")
     with closing(sqlite3.connect(database(config))) as db:
         return [list(db.execute(f"SELECT * FROM {table} ORDER BY 1, 2")) for table in TABLES]
 

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import require_root
 
+from . import _stores
 from ._disk import SIZE, mount
 from ._etcd import Etcd, running_etcd
 
@@ -53,3 +54,15 @@ def etcd(tmp_path: Path) -> Iterator[Etcd]:
     """An etcd of this test's own, to stop, restart or compact."""
     with running_etcd(tmp_path) as etcd:
         yield etcd
+
+
+@pytest.fixture(params=["sqlite", "etcd"])
+def each_store(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The test's database store (``_stores``' helpers name it): SQLite, then a
+    prefix of the session's etcd."""
+    if request.param == "etcd":
+        _stores.use(request.getfixturevalue("etcd_server"))
+    try:
+        yield request.param
+    finally:
+        _stores.use(None)

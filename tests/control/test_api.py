@@ -29,7 +29,7 @@ from ._node import host1_prepare
 from ._stores import held, seed, seeded, state
 from .test_untrusted import YAML_PIECES, billion_laughs, deep_block_yaml
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("each_store")]
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 BLUE = "{11111111-2222-3333-4444-000000005010}"
 

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from gateway.cli import app, store_and_seed
 from gateway.control import DEFAULT_STORE, load_config
 
+from ._etcd import free_port
 from ._stores import held, url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +27,7 @@ def nvgw(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+@pytest.mark.usefixtures("each_store")
 def test_apply_seeds_an_empty_store_then_applies_only_the_difference(config: Path) -> None:
     code, out = nvgw("apply", "--store", url(config), str(config))
     assert code == 0, out
@@ -44,6 +46,7 @@ def test_apply_seeds_an_empty_store_then_applies_only_the_difference(config: Pat
     assert code == 0 and "no difference" in out
 
 
+@pytest.mark.usefixtures("each_store")
 def test_export_writes_yaml_that_check_and_apply_take_back(config: Path, tmp_path: Path) -> None:
     assert nvgw("apply", "--store", url(config), str(CONFIGS / "routing.yaml"))[0] == 0
     exported = tmp_path / "exported.yaml"
@@ -61,6 +64,14 @@ def test_export_writes_yaml_that_check_and_apply_take_back(config: Path, tmp_pat
 def test_export_of_an_empty_store_says_how_to_fill_it(tmp_path: Path) -> None:
     code, out = nvgw("policy", "export", "--store", f"sqlite:{tmp_path}/p.db")
     assert code == 1 and "holds no policy yet" in out
+
+
+def test_an_etcd_nothing_answers_at_is_a_message_naming_it(config: Path) -> None:
+    store = f"etcd://127.0.0.1:{free_port()}/nvgw"  # a port nothing listens on now
+    for verb in (("policy", "export"), ("apply",)):
+        code, out = nvgw(*verb, "--store", store, *([str(config)] if verb == ("apply",) else []))
+        said = " ".join(out.split())
+        assert code == 1 and f"cannot reach etcd at {store}" in said, out
 
 
 def test_a_file_store_is_read_only_for_apply(config: Path) -> None:
