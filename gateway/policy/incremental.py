@@ -4,38 +4,46 @@ A policy holds few routing domains, subnets and routes and many lookup records (
 per VM: 10^5 on a gateway), and an HNV cloud changes records far more often than
 anything else (every VM start, every live migration). ``IndexedPolicy`` keeps a valid
 policy together with what its last whole validation found (every entry that passed
-the schema, with its path: ``_load.Parse``) and indexes over its records, and judges
-a change of records by running the very same checks (``_load.judge``: ``checks.py``
+the schema, with its path: ``_load.Parse``) and indexes over it (records by VSID, PA
+and CA; ports and subnets by VSID; provider addresses by node and PA), and judges a
+change of records by running the very same checks (``_load.judge``: ``checks.py``
 and the gateway's) over the part of the policy the change can break, never over the
 rest. So a change is judged with exactly the messages and paths of whole-policy
-validation, and no check is written twice.
+validation (a record's path is its place in the edited document), and no check is
+written twice.
 
-The scope of a change of records, and why it suffices (the policy before the change
-was valid, and only records changed):
+Every check of whole-policy validation, and how a change of records meets it (the
+policy before the change was valid, and only records changed):
 
-- each changed record's own fields: its schema, as the loader validates it;
-- the records of every VSID a changed record was or is in (a duplicate CA, a MAC with
-  two CAs of one family, a second gateway or l2only wildcard, the CA inside the
-  subnet's prefix and not its gateway: all judged within one VSID), and the
-  subnets, routing domains and provider addresses (few; unchanged, so they raise
-  nothing of their own);
-- the first two records of every provider address a changed record had or has (an
-  IP-Rewrite record needs a PA of its own: the check names the other user);
-- the ports of those VSIDs (a port whose record went, or whose record's PA is no
-  longer its node's), with every node's provider addresses;
-- on a policy with gateway nodes, every ``gateway`` record, and the gateway checks
-  (a served routing domain that no gateway record reaches any more).
+- a changed record's own schema (fields, formats): the loader's, on that record;
+- ``checks.py`` on records (the VSID exists; the CA inside the VSID's prefix of its
+  family, not its network, broadcast or anycast address, not its gateway; one
+  gateway wildcard per VSID and family, no static record on a wildcard, one l2only
+  wildcard per MAC; a CA once per VSID; a MAC with one CA per family; IP-Rewrite not
+  on a gateway or wildcard record, with a CA and PA of one family): re-checked over
+  the scope, every record of each VSID the change touches (these rules are all
+  within one VSID) with those VSIDs' subnets;
+- an IP-Rewrite record's PA of its own: re-checked over the first two records of
+  each PA the change touches (the message names the other user);
+- ports (each has a record of its VSID and MAC; on the node that owns the record's
+  PA; names, MACs once): re-checked for the ports of the VSIDs touched, with the
+  provider addresses of their nodes and of the scope's records' PAs;
+- a gateway's served routing domain reached by a ``gateway`` record with one of the
+  node's PAs: re-checked with every gateway record; on a policy with gateway
+  nodes, the gateway's checks run whole (TAPs, routes, NAT, tunnels read no record
+  and raise nothing new), with every subnet and provider address;
+- routing domains (RDIDs, names once), subnets (a VSID once and in one RDID,
+  prefixes not overlapping within an RDID, the gateway inside and not reserved),
+  customer routes (their RDID, VSID, next hop), provider addresses (one node each,
+  prefix lengths), tunnels: read no record, so a change of records cannot break
+  them. A change of any of these kinds is validated whole (``IndexedPolicy(document)``),
+  and the indexes are built again: such changes are rare and their entries few.
 
-Routes, tunnels, TAPs and NAT read no record, and nothing they read changed: they
-are left out. Any other change (a subnet, a route, a node) is validated whole
-(``IndexedPolicy(document)``), and the indexes are built again from it: such changes
-are rare and their entries few. ``tests/policy/test_incremental.py`` checks, over
-random sequences of edits, that this accepts and refuses exactly what whole-policy
-validation does, with the same issues.
-
-Each check's cost is the scope's: a VSID's records (250 in the benchmark), a few
-others, and the policy's subnets and provider addresses; the record index itself is
-updated in O(log n) per record plus a list deletion (a memmove).
+``tests/policy/test_incremental.py`` checks, over random sequences of changes of
+records, that this accepts and refuses exactly what whole-policy validation does,
+with the same issues in the same order. A check's cost is its scope's: a VSID's
+records (250 in the benchmark) and their subnets, ports and nodes' addresses; the
+indexes are updated in O(log n) per record plus a list deletion (a memmove).
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from typing import Any
 
 from gateway.errors import ConfigError, ConfigIssue
 
+from ._gc import paused_gc
 from ._load import _Loader, judge, parse_document
 from ._paths import Loc
 from .checks import Parsed
@@ -62,7 +71,8 @@ class IndexedPolicy:
     """
 
     def __init__(self, document: Mapping[str, Any]) -> None:
-        parse = parse_document(document)
+        with paused_gc():  # as load_policy: 10^5 entries' objects are no garbage
+            parse = parse_document(document)
         if parse.issues:
             raise ConfigError(parse.issues)
         self.policy = parse.policy()
