@@ -7,16 +7,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import OTHER_LOAD_MAX
 from .gateway_setup import NODE
 from .report import (
     _ratio,
     bound_cell,
     figure_rows,
+    print_ending,
     print_rows,
     ratio_within_reps,
     run_header,
-    summarize_entries,
+    summarize_one_source,
     write_json,
 )
 
@@ -69,11 +69,7 @@ def finish(
     t_start: float,
 ) -> int:
     """Summaries, checks and ratios, written to ``a.out`` and printed; 2 on a problem."""
-    summarize_entries(results, problems)
-    seen = {r.get("gateway_py_sha256") for e in results.values() for r in e["runs"]}
-    seen.discard(None)
-    if len(seen) > 1:
-        problems.append(f"gateway/ changed during the run: {len(seen)} versions measured")
+    summarize_one_source(results, problems)
     rat = ratios(results)
     below = [
         k
@@ -86,12 +82,5 @@ def finish(
     write_json(a.out, out)
     print()
     print_table(results, rat)
-    if any(r.get("disturbed") for e in results.values() for r in e["runs"]):
-        print(f"* another job took more than {OTHER_LOAD_MAX:.0%} of a core in a kept run")
-    if below:
-        print("BELOW THE BARE LOOP: " + ", ".join(below))
-    print(f"\nresults: {a.out}")
-    if problems:
-        print("PROBLEMS:\n  " + "\n  ".join(problems))
-        return 2
-    return 0
+    line = "BELOW THE BARE LOOP: " + ", ".join(below) if below else ""
+    return print_ending(results, line, a.out, problems)

@@ -344,6 +344,30 @@ def summarize_entries(results: dict[str, Any], problems: list[str]) -> None:
             problems.append(f"{key}: {e.get('error') or 'no runs'}")
 
 
+def summarize_one_source(results: dict[str, Any], problems: list[str]) -> None:
+    """``summarize_entries``, and a problem when the daemon's ``gateway/`` was not the
+    same in every run (a run of one source: the gateway benchmarks')."""
+    summarize_entries(results, problems)
+    seen = {r.get("gateway_py_sha256") for e in results.values() for r in e["runs"]}
+    seen.discard(None)
+    if len(seen) > 1:
+        problems.append(f"gateway/ changed during the run: {len(seen)} versions measured")
+
+
+def print_ending(results: dict[str, Any], below: str, out: Path, problems: list[str]) -> int:
+    """A table's last lines: a kept run another job disturbed, the figures below their
+    target (``below``, when any), where the results went, the problems; 2 on one."""
+    if any(r.get("disturbed") for e in results.values() for r in e["runs"]):
+        print(f"* another job took more than {OTHER_LOAD_MAX:.0%} of a core in a kept run")
+    if below:
+        print(below)
+    print(f"\nresults: {out}")
+    if problems:
+        print("PROBLEMS:\n  " + "\n  ".join(problems))
+        return 2
+    return 0
+
+
 def run_header(
     benchmark: str, a: argparse.Namespace, machine: dict[str, Any], t_start: float, node: str
 ) -> dict[str, Any]:
