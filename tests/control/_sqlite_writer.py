@@ -1,4 +1,4 @@
-"""A writer process for the SQLite store's crash and concurrency tests.
+"""A writer process for the database stores' crash and concurrency tests.
 
 ``python -m tests.control._sqlite_writer DB add FIRST COUNT``: add COUNT lookup
 records (10.10.10.FIRST on), one change each, printing each change's revision.
@@ -8,6 +8,10 @@ SIGKILL this process at POINT of the change: ``validated`` (in ``prepare``, noth
 written), ``rows-written`` (the rows and the log written, the commit not begun),
 ``committing`` (inside SQLite's COMMIT, from its progress handler) or ``committed``
 (the commit done, the daemon's swap not yet).
+
+DB may be an etcd store's URL (``etcd://...``) instead: its points are
+``validated``, ``sent`` (etcd answered the transaction, the writer never read the
+answer) and ``committed``.
 """
 
 from __future__ import annotations
@@ -15,12 +19,11 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 import anyio
 
-from gateway.control import sqlite_store
+from gateway.control import etcd_store, sqlite_store
 from gateway.control.edits import add
 from gateway.control.kinds import LOOKUP_RECORDS
 from gateway.control.store import PolicyStore
@@ -41,7 +44,7 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-async def main(database: Path, mode: str, *args: str) -> None:
+async def main(database: str, mode: str, *args: str) -> None:
     point = args[0] if mode == "crash" else None
     started = False
 
@@ -54,7 +57,8 @@ async def main(database: Path, mode: str, *args: str) -> None:
         if started and point == "committed":
             die()
 
-    store = PolicyStore(f"sqlite:{database}", prepare, commit)
+    url = database if database.startswith("etcd://") else f"sqlite:{database}"
+    store = PolicyStore(url, prepare, commit)
     await store.load()
     started = True
     if mode == "add":
@@ -64,6 +68,18 @@ async def main(database: Path, mode: str, *args: str) -> None:
             print(accepted.policy.revision, flush=True)
         return
     backend = store.backend
+    if isinstance(backend, etcd_store.EtcdBackend):
+        call = backend._call
+
+        def call_then(path: str, body: dict[str, Any], writing: int = 0) -> dict[str, Any]:
+            answer = call(path, body, writing)
+            if path == "/v3/kv/txn" and point == "sent":
+                die()
+            return answer
+
+        backend._call = call_then  # type: ignore[method-assign]
+        await store.change(add(LOOKUP_RECORDS, record(200)))
+        return
     assert isinstance(backend, sqlite_store.SqliteBackend)
     trim = backend._trim
 
@@ -79,4 +95,4 @@ async def main(database: Path, mode: str, *args: str) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, Path(sys.argv[1]), *sys.argv[2:])
+    anyio.run(main, sys.argv[1], *sys.argv[2:])

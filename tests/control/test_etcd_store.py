@@ -11,6 +11,8 @@ Latencies are awaited and printed, never asserted against a clock.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,7 +40,8 @@ from gateway.policy import Policy
 from ._etcd import Etcd, Partition, running_etcd
 from ._sqlite_writer import record
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs"
 DEADLINE_S = 30.0  # only bounds a failure
 
 
@@ -362,3 +365,55 @@ def test_a_meta_key_rewritten_by_someone_else_is_refused_and_the_watch_goes_on(
     assert follower._watch._thread.is_alive()  # type: ignore[attr-defined]
     etcd_server.put(f"{prefix(url)}meta", '{"schema": 1, "revision": 7}')
     awaited(lambda: follower.revision() == 7)
+
+
+def writer(url: str, *args: str) -> subprocess.Popen[str]:
+    """The store writer process (tests/control/_sqlite_writer.py) on ``url``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.control._sqlite_writer", url, *args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+KILLED_AT = {  # where the writer dies, and whether its change must be in the store
+    "validated": False,
+    "sent": True,  # etcd took the transaction whole; the writer never read the answer
+    "committed": True,
+}
+
+
+@pytest.mark.parametrize("point", KILLED_AT)
+def test_a_writer_killed_at_any_point_leaves_the_old_or_the_new_revision(
+    etcd_server: Etcd, opened: Callable[..., Backend[Policy]], point: str
+) -> None:
+    url, backend = seeded(etcd_server, opened)
+    old, before = backend.read().policy, etcd_server.keys(prefix(url))
+    died = writer(url, "crash", point)
+    _, err = died.communicate(timeout=DEADLINE_S)
+    assert died.returncode == -signal.SIGKILL, err
+    restarted = opened(url).read().policy  # what a restarted daemon runs
+    if KILLED_AT[point]:
+        assert restarted.revision == 1
+        assert "10.10.10.200" in {str(r.ca) for r in restarted.lookup_records}
+    else:
+        assert restarted == old and etcd_server.keys(prefix(url)) == before
+    taken = opened(url).change(add(LOOKUP_RECORDS, record(13)), None).policy  # and it goes on
+    assert taken.revision == restarted.revision + 1
+
+
+def test_writers_in_several_processes_lose_nothing(
+    etcd_server: Etcd, opened: Callable[..., Backend[Policy]]
+) -> None:
+    url, _ = seeded(etcd_server, opened)
+    count, each = 4, 5
+    processes = [writer(url, "add", str(100 + n * each), str(each)) for n in range(count)]
+    revisions = []
+    for process in processes:
+        out, err = process.communicate(timeout=DEADLINE_S * 2)
+        assert process.returncode == 0, err
+        revisions += [int(line) for line in out.split()]
+    assert sorted(revisions) == list(range(1, count * each + 1))  # each one a revision
+    held = opened(url).read().policy
+    assert held.revision == count * each
+    wanted = {f"10.10.10.{n}" for n in range(100, 100 + count * each)}
+    assert wanted <= {str(r.ca) for r in held.lookup_records}
