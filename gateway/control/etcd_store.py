@@ -73,7 +73,6 @@ from .store import (
     RevisionMismatch,
     StoreBusy,
     StoreUnavailable,
-    conflict,
     edited,
     empty,
     seeding,
@@ -197,20 +196,15 @@ class EtcdBackend(Generic[Prepared]):
         """Commit ``policy`` into an empty prefix, in one transaction that only
         succeeds if the meta key is still absent (another seeding daemon won: what it
         wrote is checked as any store's is)."""
-        for _ in range(2):
-            state = self._current()
-            seeded = seeding(state, policy, source, self.url)
-            if seeded is None:
-                return
-            ops = [
-                _put(self._key(row), f"{seq} {value}")
-                for seq, (row, value) in enumerate(seeded.items())
-            ]
-            absent = {"key": b64(self._meta), "target": "CREATE", "create_revision": "0"}
-            if self._commit(absent, ops, policy.revision):
-                self._state = None  # read back as written, at the next read
-                return
-        raise conflict(self.url, policy.revision, source)
+        seeded = seeding(self._current(), policy, source, self.url)
+        if seeded is None:
+            return
+        places = enumerate(seeded.items())
+        ops = [_put(self._key(row), f"{seq} {value}") for seq, (row, value) in places]
+        absent = {"key": b64(self._meta), "target": "CREATE", "create_revision": "0"}
+        if not self._commit(absent, ops, policy.revision):  # another daemon seeded first:
+            seeding(self._current(), policy, source, self.url)  # the same policy, or refused
+        self._state = None  # read back as written, at the next read
 
     # ---------------------------------------------------------------- reading
 

@@ -417,3 +417,27 @@ def test_writers_in_several_processes_lose_nothing(
     assert held.revision == count * each
     wanted = {f"10.10.10.{n}" for n in range(100, 100 + count * each)}
     assert wanted <= {str(r.ca) for r in held.lookup_records}
+
+
+@pytest.mark.parametrize("other", ["two-hosts.yaml", "routing.yaml"])
+def test_two_daemons_seeding_at_once_never_overwrite_each_other(
+    etcd_server: Etcd, opened: Callable[..., Backend[Policy]], other: str
+) -> None:
+    """The second finds the prefix empty, but the first commits before it: its seed's
+    transaction (meta still absent) fails, and it checks what the first wrote."""
+    url = etcd_server.url()
+    first, second = opened(url), opened(url)
+    theirs = load_config(CONFIGS / other)
+    commit = second._commit  # type: ignore[attr-defined]
+
+    def first_wins(*args: Any) -> bool:
+        first.read((theirs, other))
+        return bool(commit(*args))
+
+    second._commit = first_wins  # type: ignore[attr-defined]
+    if other == "two-hosts.yaml":  # the same policy: nothing to refuse
+        assert second.read((two_hosts(), "two-hosts.yaml")).policy == two_hosts()
+    else:
+        with pytest.raises(StoreConflict, match=f"both {url} .* and two-hosts.yaml"):
+            second.read((two_hosts(), "two-hosts.yaml"))
+    assert opened(url).read().policy == theirs
