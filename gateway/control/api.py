@@ -6,6 +6,10 @@ keys (``?vsid=5010&ca=10.10.10.11``). Every answer carries the policy revision i
 ``ETag``; a change sent with ``If-Match: "<revision>"`` is applied only if the policy
 is still at that revision (412 otherwise), so two admins cannot overwrite each other.
 
+A POST of a JSON list adds a batch of entries of the kind as one revision, all or
+nothing (``batches.py``): 201 with how many were added, or 422 naming each bad entry
+by its index (``entry``).
+
 Answers: 200/201 with the entries; 400 for a request that is not understood; 413
 for a body larger than the route takes (counted as it streams in); 404 when nothing
 matches; 409 when an entry is added under a key that has one (a routing domain the
@@ -36,6 +40,7 @@ from gateway.dataplane import Counters, PortCounters
 from gateway.errors import ConfigError, Drop
 from gateway.policy import Policy
 
+from .batches import AddAll, BatchRefused
 from .edits import Exists, NotFound, add, find, migrate, remove, replace_all
 from .entries import listing, policy_json
 from .kinds import KINDS, Kind, served
@@ -60,6 +65,7 @@ MAX_POLICY_BODY: Final = MAX_DOCUMENT_BYTES  # PUT /v1/policy: a whole config fi
 # Every other body is one entry or a few fields, under a kilobyte: 1 MiB is generous,
 # and bounds what a hostile body can make the JSON parser build.
 MAX_ENTRY_BODY: Final = 1024 * 1024
+MAX_BATCH_BODY: Final = MAX_DOCUMENT_BYTES  # a POST of a list: 10^5 records are ~10 MB
 MAX_REVISION_DIGITS: Final = 18  # a revision fits an int64; int() never meets 4300 digits
 BODY: Final = "the body"  # where a body's problems are, in their messages
 
@@ -217,12 +223,33 @@ class _Handlers:
         return get
 
     def adder(self, kind: Kind) -> Handler:
+        """One entry (a JSON object), or a batch (a JSON list of them: one revision,
+        all or nothing, every bad entry named by its index, ``batches.py``)."""
+
         async def post(request: Request) -> JSONResponse:
-            entry = await self._json_object(request)
-            edit = add(kind, entry, self.kinds)
+            body = await _body(request, MAX_BATCH_BODY)
+            value = await self._off_loop(_json_value, body)
+            if isinstance(value, list):
+                return await self._batch(request, kind, value)
+            if not isinstance(value, dict):
+                raise BadRequest("the body must be a JSON object, or a list of them (a batch)")
+            if len(body) > MAX_ENTRY_BODY:
+                raise TooLarge(MAX_ENTRY_BODY)
+            edit = add(kind, value, self.kinds)
             return await self._change(request, edit, lambda item: {"item": item}, 201)
 
         return post
+
+    async def _batch(self, request: Request, kind: Kind, entries: list[Any]) -> JSONResponse:
+        bad = [n for n, entry in enumerate(entries) if not isinstance(entry, dict)]
+        if bad or not entries:
+            where = f"entries {', '.join(map(str, bad[:10]))} are not" if bad else "it has none"
+            raise BadRequest(f"a batch is a list of JSON objects, one per {kind.what}: {where}")
+        edit = AddAll(kind, entries, self.kinds)
+        try:
+            return await self._change(request, edit, lambda added: added, 201)
+        except ConfigError as error:
+            raise edit.numbered(error) from None
 
     def remover(self, kind: Kind) -> Handler:
         async def delete(request: Request) -> JSONResponse:
@@ -395,7 +422,11 @@ async def _stale(request: Request, error: Exception) -> JSONResponse:
 
 async def _invalid(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ConfigError)
-    return _error(422, "refused: the policy would be invalid", issues=refusal(error))
+    issues = refusal(error)
+    if isinstance(error, BatchRefused):  # each issue names its entry of the batch
+        for issue, entry in zip(issues, error.entries, strict=True):
+            issue.update({} if entry is None else {"entry": entry})
+    return _error(422, "refused: the policy would be invalid", issues=issues)
 
 
 async def _too_large(request: Request, error: Exception) -> JSONResponse:

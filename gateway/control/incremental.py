@@ -24,6 +24,7 @@ from gateway.errors import ConfigError, ConfigIssue
 from gateway.policy import Policy, filter_value
 from gateway.policy.incremental import IndexedPolicy
 
+from .batches import AddAll
 from .config_file import to_plain
 from .edits import Add, Edit, Remove, not_found
 from .kinds import LOOKUP_RECORDS
@@ -71,7 +72,7 @@ class RecordChanges:
         """``edit`` applied to the rows of ``state`` when it adds or removes lookup
         records (None: any other edit); refused as whole-policy validation refuses
         it (ConfigError, NotFound), and then nothing changed."""
-        if not isinstance(edit, Add | Remove) or edit.kind is not LOOKUP_RECORDS:
+        if not isinstance(edit, Add | AddAll | Remove) or edit.kind is not LOOKUP_RECORDS:
             return None
         indexed = self._indexed
         if indexed is None or indexed.policy.revision != state.revision:
@@ -80,13 +81,18 @@ class RecordChanges:
             assert indexed is not None
         revision = state.revision + 1
         self._indexed = None  # until the change is taken whole
-        if isinstance(edit, Add):
-            raw = dict(edit.entry)
-            policy = indexed.change_records(revision, added=[raw])
-            added = policy.lookup_records[-1]
-            row, value = entry_row(LOOKUP_RECORDS, {}, added)
-            delta, result = Delta({row: value}, []), dict(edit.entry)
-            seqs = {row: self._next_seq}
+        if isinstance(edit, Add | AddAll):
+            raws = [dict(edit.entry)] if isinstance(edit, Add) else list(edit.entries)
+            if isinstance(edit, AddAll):  # a refusal names each entry by its place
+                edit.placed_at(LOOKUP_RECORDS.section, len(indexed.policy.lookup_records))
+            policy = indexed.change_records(revision, added=raws)
+            added = policy.lookup_records[len(policy.lookup_records) - len(raws) :]
+            rows = [entry_row(LOOKUP_RECORDS, {}, record) for record in added]
+            delta = Delta(dict(rows), [])
+            if len(delta.put) < len(rows):  # what store.moved refuses: a row is one entry
+                raise two_entries(LOOKUP_RECORDS, _twice([key for (_, key), _ in rows]))
+            result = dict(edit.entry) if isinstance(edit, Add) else {"added": len(raws)}
+            seqs = {row: self._next_seq + n for n, (row, _) in enumerate(rows)}
         else:
             records = indexed.policy.lookup_records
             wanted = {field: filter_value(field, v) for field, v in edit.filters.items()}
@@ -104,6 +110,11 @@ class RecordChanges:
         self._indexed = indexed
         self._next_seq += len(seqs)
         return Changed(policy, prepared, result, delta, seqs)
+
+
+def _twice(keys: list[str]) -> str:
+    seen: set[str] = set()
+    return next(key for key in keys if key in seen or seen.add(key))
 
 
 def advanced(state: Placed, revision: int, delta: Delta, seqs: Mapping[Row, int]) -> Placed:
