@@ -3,11 +3,15 @@
 The output goes to stdout (or ``--output``), so warnings and errors go to stderr:
 a redirected import never mixes them into the YAML. Nothing is written unless the
 whole import is valid, and ``--output`` is replaced atomically, its mode kept (a
-symlink given there is written through, to the file it points to).
+symlink given there is written through, to the file it points to). ``--apply``
+sends it to the store as ``nvgw apply`` does (one revision that writes only what
+differs, removals included): through the daemon's API with a progress bar, or
+straight to ``--store``; a ``file:`` store refuses it, naming the alternative.
 """
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,12 +20,25 @@ import typer
 from rich.console import Console
 from ruamel.yaml.comments import CommentedMap
 
+from gateway.cli.batch_input import body_chunks, progress
+from gateway.cli.store_verbs import apply_document
+from gateway.cli.verbs import (
+    ApiOpt,
+    CaOpt,
+    Target,
+    TokenOpt,
+    UrlOpt,
+    console,
+    talking,
+)
 from gateway.control import (
+    DEFAULT_SOCKET,
     Export,
     NodeSpec,
     import_hnv,
     new_yaml,
     parse_nodes,
+    policy_from_document,
     read_export,
     write_document,
 )
@@ -72,8 +89,29 @@ def import_hnv_command(
         Path | None,
         typer.Option("--output", "-o", metavar="FILE", help="Write here instead of stdout."),
     ] = None,
+    apply: Annotated[
+        bool,
+        typer.Option(
+            "--apply",
+            help="Also make the policy equal to the import, in one revision (as nvgw "
+            "apply): through the daemon's API, or --store.",
+        ),
+    ] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="With --apply: this store directly (sqlite:PATH or etcd://HOST:PORT/PREFIX), "
+            "not through a daemon's API."
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    api: ApiOpt = DEFAULT_SOCKET,
+    url: UrlOpt = None,
+    token_file: TokenOpt = None,
+    api_ca: CaOpt = None,
 ) -> None:
-    """Build a config file from Windows HNV exports (ConvertTo-Json output)."""
+    """Build a config file from Windows HNV exports (ConvertTo-Json output); with
+    --apply, send it to the store as one change (the YAML only with --output)."""
     stderr = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         document, warnings = _import(
@@ -85,9 +123,33 @@ def import_hnv_command(
         raise typer.Exit(1) from None
     for warning in warnings:
         stderr.print(f"warning: {warning}", markup=False)
-    if output is None:
+    if store is not None and not apply:
+        raise typer.BadParameter("--store is where --apply applies the import: add --apply")
+    if output is None and not apply:
         new_yaml().dump(document, sys.stdout)
         return
+    if output is not None:
+        _write(output, document, stderr)
+    if apply:
+        _apply(document, store, quiet, Target(api, url, token_file, api_ca))
+
+
+def _apply(document: CommentedMap, store: str | None, quiet: bool, target: Target) -> None:
+    """The import as one change: the store's, or the daemon's through its API
+    (the YAML sent with a progress bar, then "committing..." until it answers)."""
+    new = policy_from_document(document, "the import")
+    if store is not None:
+        apply_document("the import", document, new, store, "import-hnv")
+        return
+    text = io.StringIO()
+    new_yaml().dump(document, text)
+    with progress(quiet) as shown, talking(target) as client:
+        chunks = body_chunks(text.getvalue().encode("utf-8"), shown)
+        answer = client.request("PUT", "/v1/policy", content=chunks)
+    console.print(f"applied to {client.where}: policy revision {answer['revision']}")
+
+
+def _write(output: Path, document: CommentedMap, stderr: Console) -> None:
     try:
         write_document(output.resolve(), document)  # through a link, as a shell's > would
     except OSError as error:

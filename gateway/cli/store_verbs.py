@@ -1,6 +1,7 @@
 """Verbs that open a policy store directly, without a daemon: ``nvgw apply --store``
 and ``nvgw policy export``.
 
+``nvgw import-hnv --apply --store`` goes the same way (``apply_document``).
 YAML stays the human format, as with ``kubectl apply``: ``nvgw apply --store URL
 FILE`` makes the store equal to FILE, removals included, as one transaction that
 writes only the entries that differ (an empty store is seeded with it), and every
@@ -71,16 +72,31 @@ def apply_to_store(
 ) -> None:
     """``nvgw apply --store``: the diff against the store, then one transaction.
     ``new`` is FILE's policy, already validated."""
-    with _opened(store, "apply") as backend:
+    apply_document(str(file), read_document(file), new, store, "apply", dry_run, if_revision)
+
+
+def apply_document(
+    source: str,
+    document: Any,
+    new: Policy,
+    store: str,
+    command: str,
+    dry_run: bool = False,
+    if_revision: int | None = None,
+) -> None:
+    """The store made equal to ``document`` (from ``source``; ``new`` its policy,
+    already validated): the diff, then one transaction (``nvgw apply --store``,
+    ``nvgw import-hnv --apply --store``). An empty store is seeded with it."""
+    with _opened(store, command) as backend:
         empty = backend.writable and backend.revision() is None  # a file is never empty
         live = None if empty else backend.read().policy
         against = "an empty store" if live is None else f"revision {live.revision}"
         show_diff(live or NOTHING, new, dry_run, f"{backend.url} ({against})")
-        if live is None:
-            done = backend.read((new, str(file))).policy
-        else:
-            edit = replace_all(to_plain(read_document(file)))
-            done = backend.change(edit, if_revision).policy
+        with console.status("committing...", spinner="dots"):
+            if live is None:
+                done = backend.read((new, source)).policy
+            else:
+                done = backend.change(replace_all(to_plain(document)), if_revision).policy
         console.print(f"applied to {backend.url}: policy revision {done.revision}")
 
 

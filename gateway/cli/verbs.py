@@ -4,8 +4,9 @@ and its siblings, named and filtered like the HNV cmdlets, and the gateway's own
 
 Every kind the API serves shares three verbs, so the commands are built from the
 registry of kinds (``gateway/control/kinds.py``) rather than written out per kind:
-``add`` takes every field (the required ones must be given), ``get`` and ``remove``
-take the kind's filters, the same the API takes.
+``add`` takes every field (the required ones must be given), or ``--from FILE.jsonl``
+for a batch in one revision (``batch_input.py``); ``get`` and ``remove`` take the
+kind's filters, the same the API takes.
 Every command also takes where the API is (``--api``, or ``--url`` with
 ``--token-file``, and ``--api-ca`` to trust an https URL's certificate), ``--if-revision``
 for changes and ``--json`` for scripts.
@@ -207,13 +208,13 @@ def _json_param() -> inspect.Parameter:
 
 
 def _field_param(field: Field, *, for_add: bool) -> inspect.Parameter:
+    """An option of ``add`` (``get``, ``remove``: a filter). A field ``add`` needs
+    is checked by ``add`` itself, for ``--from`` gives every field instead."""
     kind: Any = list[field.kind] if field.many else field.kind
-    if for_add and field.required:
-        default: Any = ...
-    else:
-        default = field.default if for_add else None
-        kind = kind | None if default is None else kind
-    return _param(field.key, kind, default, field.help)
+    default = field.default if for_add else None
+    kind = kind | None if default is None else kind
+    help = f"{field.help} Required (unless --from)." if for_add and field.required else field.help
+    return _param(field.key, kind, default, help)
 
 
 def _revision_param() -> inspect.Parameter:
@@ -229,7 +230,7 @@ def register(app: typer.Typer, kinds: Sequence[Kind] = KINDS) -> None:
         group = typer.Typer(
             help=f"The {kind.name.replace('-', ' ')} of the live policy: add, get, remove."
         )
-        group.command("add")(_add(kind.verb, kind.name, fields))
+        group.command("add")(_add(kind, fields))
         group.command("get")(_get(kind.verb, kind.name, fields))
         group.command("remove")(_remove(kind.verb, kind.name, fields))
         app.add_typer(group, name=kind.verb, no_args_is_help=True)
@@ -242,10 +243,21 @@ def _split(values: dict[str, Any]) -> tuple[Target, dict[str, Any]]:
     return target, values
 
 
-def _add(name: str, resource: str, fields: list[Field]) -> Any:
+def _add(kind: Kind, fields: list[Field]) -> Any:
+    name, resource = kind.verb, kind.name
+
     def add(**values: Any) -> None:
         target, values = _split(values)
         if_revision, as_json = values.pop("if_revision"), values.pop("json_out")
+        source, quiet = values.pop("from_"), values.pop("quiet")
+        if source is not None:
+            from gateway.cli.batch_input import add_batch
+
+            add_batch(kind, fields, values, source, quiet, target, if_revision, as_json)
+            return
+        missing = [f.option for f in fields if f.required and values[f.key] is None]
+        if missing:
+            raise typer.BadParameter(f"Missing option {', '.join(missing)} (or --from FILE)")
         body = {
             f.body: _mapping(f, values[f.key]) if f.mapping else values[f.key]
             for f in fields
@@ -259,8 +271,26 @@ def _add(name: str, resource: str, fields: list[Field]) -> Any:
             console.print(f"added {name} (policy revision {answer['revision']})")
 
     params = [_field_param(f, for_add=True) for f in fields]
+    params += [
+        inspect.Parameter(
+            "from_",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                str | None,
+                typer.Option("--from", metavar="FILE", help=FROM_HELP.format(what=name)),
+            ],
+        ),
+        _param("quiet", bool, False, "No progress bar (it is off when stdout is no terminal)."),
+    ]
     params += [_revision_param(), _json_param(), *_target_params()]
-    return _command(add, params, f"Add a {name}.")
+    return _command(add, params, f"Add a {name}, or a batch of them (--from).")
+
+
+FROM_HELP = (
+    "Add every {what} of this file instead, one JSON object per line (- for stdin), "
+    "as one revision: all or nothing."
+)
 
 
 def _mapping(field: Field, text: str) -> Any:
