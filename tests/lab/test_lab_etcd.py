@@ -7,6 +7,8 @@ One backend (asyncio): the store's daemon tests run both.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 
 from gateway.lab import etcd
@@ -52,4 +54,8 @@ def test_a_lab_on_etcd_migrates_a_vm_under_a_ping_and_leaves_nothing_behind() ->
         assert value(host2, "nvgw_policy_reloads_total", result="applied") == reloads + 1
     finally:
         lab.down()
+    # Stopped: this process started it, so it stays a zombie until reaped, here or
+    # by subprocess's own clean-up of Popen objects gone (then it is no child now).
+    with contextlib.suppress(ChildProcessError):
+        assert os.waitpid(server.pid, os.WNOHANG)[0] == server.pid, "etcd still runs"
     assert not is_same_process(server) and not data.exists()
