@@ -93,7 +93,7 @@ def arguments() -> argparse.Namespace:
     ap = window_arguments(__doc__)
     ap.set_defaults(dur=3.0, warmup=1.0)
     ap.add_argument("--kinds", default=",".join(KINDS), help="wggo,asyncio,trio")
-    ap.add_argument("--start-pps", type=int, default=10000, help="the sweep's first rate")
+    ap.add_argument("--start-pps", type=int, default=20000, help="the sweep's first rate")
     ap.add_argument("--max-steps", type=int, default=7, help="rates tried per sweep")
     ap.add_argument("--max-wait", type=float, default=120.0, help="for a quiet machine, s")
     ap.add_argument("--daemon-arg", action="append", default=[], metavar="ARG", help="for nvgw run")
