@@ -64,19 +64,19 @@ from gateway.policy import Policy
 
 from .edits import Edit
 from .etcd_watch import Watch, b64, range_end, text
-from .incremental import RecordChanges, advanced
+from .incremental import RecordChanges
 from .kinds import KINDS
-from .policy_rows import Placed, Row, moved, placed
+from .policy_rows import Placed, Row, placed
 from .store import (
     Loaded,
     NotSaved,
     RevisionMismatch,
     StoreBusy,
     StoreUnavailable,
-    edited,
     empty,
     seeding,
     unreadable,
+    written,
 )
 
 Prepared = TypeVar("Prepared")
@@ -160,19 +160,14 @@ class EtcdBackend(Generic[Prepared]):
         """``edit`` validated (records: by the index, ``incremental``; anything
         else: whole) and sent as one transaction on ``state``'s revision; None when
         another writer committed first."""
-        taken = self._records.change(state, edit, self._prepare)
-        if taken is None:  # not a change of lookup records: validated whole
-            policy, prepared, result = edited(state, edit, self._prepare)
-            new, delta = moved(state, policy)
-            seqs = new.seqs
-        else:
-            policy, prepared, result, delta, seqs = taken
-        ops = [_put(self._key(row), f"{seqs[row]} {value}") for row, value in delta.put.items()]
-        ops += [{"request_delete_range": {"key": b64(self._key(row))}} for row in delta.gone]
-        if not self._commit(self._same_meta(), ops, policy.revision):
+        change = written(self._records, state, edit, self._prepare)
+        put, seqs = change.delta.put, change.seqs
+        ops = [_put(self._key(row), f"{seqs[row]} {value}") for row, value in put.items()]
+        ops += [{"request_delete_range": {"key": b64(self._key(row))}} for row in change.delta.gone]
+        if not self._commit(self._same_meta(), ops, change.policy.revision):
             return None
-        self._state = new if taken is None else advanced(state, policy.revision, delta, seqs)
-        return Loaded(policy, prepared, result)
+        self._state = change.rows(state)
+        return Loaded(change.policy, change.prepared, change.result)
 
     def revision(self) -> int | None:
         """The watch's revision, or this backend's own newer one (its write's event

@@ -42,17 +42,17 @@ from typing import Final, Generic, NamedTuple, TypeVar
 from gateway.policy import Policy
 
 from .edits import Edit
-from .incremental import RecordChanges, advanced
-from .policy_rows import Delta, Placed, Row, moved, placed
+from .incremental import RecordChanges
+from .policy_rows import Delta, Placed, Row, placed
 from .store import (
     Loaded,
     NotSaved,
     RevisionMismatch,
     StoreBusy,
-    edited,
     empty,
     seeding,
     unreadable,
+    written,
 )
 
 Prepared = TypeVar("Prepared")
@@ -126,20 +126,13 @@ class SqliteBackend(Generic[Prepared]):
                     raise empty(self.url)
                 if if_revision is not None and if_revision != state.revision:
                     raise RevisionMismatch(if_revision, state.revision)
-                taken = self._records.change(state, edit, self._prepare)
-                if taken is None:  # not a change of lookup records: validated whole
-                    policy, prepared, result = edited(state, edit, self._prepare)
-                    new, delta = moved(state, policy)
-                    seqs = new.seqs
-                else:
-                    policy, prepared, result, delta, seqs = taken
-                self._write(db, policy.revision, seqs, delta)
+                change = written(self._records, state, edit, self._prepare)
+                self._write(db, change.policy.revision, change.seqs, change.delta)
         except BaseException:  # up to COMMIT: the index may have moved past the rows
             self._records.forget()
             raise
-        # committed: the transaction above raised otherwise
-        self._state = new if taken is None else advanced(state, policy.revision, delta, seqs)
-        return Loaded(policy, prepared, result)
+        self._state = change.rows(state)  # committed: the transaction above raised otherwise
+        return Loaded(change.policy, change.prepared, change.result)
 
     def revision(self) -> int | None:
         with self._lock:

@@ -30,10 +30,10 @@ an anyio lock, writers in others on the backend's own (a database lock, an flock
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, NamedTuple, Protocol, TypeVar
 
 import anyio
 
@@ -42,7 +42,8 @@ from gateway.policy import Policy, load_policy
 
 from .config_file import to_plain
 from .edits import Edit
-from .policy_rows import Placed, Rows, placed_document, rows
+from .incremental import RecordChanges, advanced
+from .policy_rows import Delta, Placed, Row, Rows, moved, placed_document, rows
 
 Prepared = TypeVar("Prepared")
 DEFAULT_STORE: Final = "sqlite:/var/lib/nvgw/policy.db"
@@ -268,6 +269,40 @@ class PolicyStore(Generic[Prepared]):
 
 
 # ---------------------------------------------------------------- what database backends share
+
+
+class Written(NamedTuple):
+    """A change as a database backend commits it: the new policy, prepared, what the
+    edit reports, the rows that differ (``delta``) with each new row's place, and,
+    for a change validated whole, the rows after it."""
+
+    policy: Policy
+    prepared: Any
+    result: Any
+    delta: Delta
+    seqs: Mapping[Row, int]
+    whole: Placed | None
+
+    def rows(self, state: Placed) -> Placed:
+        """The rows once it is committed (``state``'s own, updated in place, for a
+        change of lookup records: O(change)). Only after the commit."""
+        if self.whole is not None:
+            return self.whole
+        return advanced(state, self.policy.revision, self.delta, self.seqs)
+
+
+def written(
+    records: RecordChanges, state: Placed, edit: Edit, prepare: Callable[[Policy], Prepared]
+) -> Written:
+    """``edit`` on the rows of ``state``, validated and prepared: against the index
+    (``records``) when it adds or removes lookup records, whole otherwise. Refusals
+    as ``edited``'s; the caller forgets ``records`` if it does not commit."""
+    taken = records.change(state, edit, prepare)
+    if taken is not None:
+        return Written(*taken, None)
+    policy, prepared, result = edited(state, edit, prepare)
+    new, delta = moved(state, policy)
+    return Written(policy, prepared, result, delta, new.seqs, new)
 
 
 def edited(
