@@ -50,8 +50,7 @@ from gateway.control import store as store_module  # noqa: E402
 from gateway.control.edits import add, remove  # noqa: E402
 from gateway.control.kinds import LOOKUP_RECORDS  # noqa: E402
 from gateway.control.store import PolicyStore  # noqa: E402
-from gateway.policy import Policy, Snapshot, compile_policy, load_policy  # noqa: E402
-from gateway.policy.incremental import IndexedPolicy  # noqa: E402
+from gateway.policy import IndexedPolicy, Policy, Snapshot, compile_policy, load_policy  # noqa: E402
 
 
 def _record(document: dict[str, Any]) -> dict[str, Any]:

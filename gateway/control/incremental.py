@@ -21,8 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
 from gateway.errors import ConfigError, ConfigIssue
-from gateway.policy import Policy, filter_value
-from gateway.policy.incremental import IndexedPolicy
+from gateway.policy import IndexedPolicy, Policy, filter_value
 
 from .batches import AddAll
 from .config_file import to_plain

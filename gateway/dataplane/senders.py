@@ -14,15 +14,12 @@ receive side's verdict (``provider_side._verdict``) reads them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from gateway.policy import CompiledRecord, RecordType, Snapshot
-from gateway.wire import IPV4_ADDR_SIZE
+from gateway.policy import CompiledRecord, Snapshot
 
 if TYPE_CHECKING:  # tables.py builds its lookups here
     from gateway.dataplane.tables import LookupTracer
-
-_WILDCARD_CAS: Final = (bytes(IPV4_ADDR_SIZE), bytes(16))  # 0.0.0.0 and ::, packed
 
 
 class SenderTables(NamedTuple):
@@ -43,20 +40,13 @@ class SenderTables(NamedTuple):
 
 
 def sender_tables(snapshot: Snapshot, tracer: LookupTracer | None = None) -> SenderTables:
-    """The anti-spoofing lookups of ``snapshot``, as plain dicts (the snapshot's are
-    read-only proxies, slower per lookup), wrapped by ``tracer`` when it is given."""
-    record_by_mac = {
-        key: record
-        for key, record in snapshot.record_by_mac.items()
-        if len(record.ca_bytes) == IPV4_ADDR_SIZE
-    }
-    record_by_rdid_ca = {(r.rdid, r.ca_bytes): r for r in snapshot.records}
-    for rdid in set(snapshot.rdid_by_vsid.values()):
-        for wildcard in _WILDCARD_CAS:
-            record_by_rdid_ca.pop((rdid, wildcard), None)
-    gateway_by_rdid_pa = {
-        (r.rdid, r.pa_bytes): r for r in reversed(snapshot.records) if r.type is RecordType.GATEWAY
-    }
+    """The anti-spoofing lookups of ``snapshot``: plain dicts (the snapshot's other
+    tables are read-only proxies, slower per lookup) that the snapshot builds once and
+    a change of records updates (``compile_policy``), shared by every role's tables
+    and never changed; wrapped by ``tracer`` when it is given."""
+    record_by_mac = snapshot.sender_by_mac
+    record_by_rdid_ca = snapshot.sender_by_rdid_ca
+    gateway_by_rdid_pa = snapshot.gateway_by_rdid_pa
     if tracer is None:
         return SenderTables(record_by_mac, record_by_rdid_ca, gateway_by_rdid_pa)
     return SenderTables(

@@ -15,6 +15,7 @@ from ._paths import format_path, parse_path
 from ._tunnel_values import decode_key, endpoint_pair
 from ._values import VSID_MAX, VSID_MIN, Mac, NextHop, NextHopKind
 from .gateway_routes import GatewayHop, GatewayTable, compile_gateway
+from .incremental import IndexedPolicy
 from .model import (
     DEFAULT_METRIC,
     DYNAMIC_PORTS,
@@ -54,6 +55,7 @@ __all__ = [
     "DomainNat",
     "GatewayHop",
     "GatewayTable",
+    "IndexedPolicy",
     "LookupRecord",
     "Mac",
     "MacAddress",

@@ -100,6 +100,12 @@ class Snapshot:
     rdid_by_vsid: Mapping[int, str]
     records_by_pa: Mapping[bytes, tuple[CompiledRecord, ...]]
     _lpm: Mapping[tuple[str, int], _Table]
+    # The anti-spoofing lookups every role's tables share (``dataplane/senders.py``
+    # says what each answers): plain dicts, never changed once built, kept here so
+    # that a change of records updates them rather than a pass over every record.
+    sender_by_mac: dict[tuple[int, bytes], CompiledRecord]  # the MAC's best IPv4 record
+    sender_by_rdid_ca: dict[tuple[str, bytes], CompiledRecord]  # wildcards left out
+    gateway_by_rdid_pa: dict[tuple[str, bytes], CompiledRecord]  # the first in the file
 
     def route(self, rdid: str, destination: bytes) -> CompiledRoute | None:
         """The best route of routing domain ``rdid`` to ``destination`` (4 or 16
@@ -162,18 +168,25 @@ def _compile(policy: Policy) -> Snapshot:
         by_pa[compiled.pa_bytes].append(compiled)
         _file(compiled, by_ca, by_mac, wildcards)
     routes = _compile_routes(policy)
+    first_by_mac = {key: found[0] for key, found in by_mac.items()}
+    by_rdid_ca = {(r.rdid, r.ca_bytes): r for r in records if r.ca_bytes not in _WILDCARD_CAS}
     return Snapshot(
         revision=policy.revision,
         policy=policy,
         records=records,
         routes=routes,
         record_by_ca=MappingProxyType(by_ca),
-        record_by_mac=MappingProxyType({key: found[0] for key, found in by_mac.items()}),
+        record_by_mac=MappingProxyType(first_by_mac),
         records_by_mac=MappingProxyType(by_mac),
         gateway_wildcard=MappingProxyType(wildcards),
         rdid_by_vsid=MappingProxyType(rdid_by_vsid),
         records_by_pa=MappingProxyType({pa: tuple(found) for pa, found in by_pa.items()}),
         _lpm=MappingProxyType(_tables([(r.rdid, r.destination, r) for r in routes], _rank)),
+        sender_by_mac={k: r for k, r in first_by_mac.items() if len(r.ca_bytes) == _IPV4_SIZE},
+        sender_by_rdid_ca=by_rdid_ca,
+        gateway_by_rdid_pa={
+            (r.rdid, r.pa_bytes): r for r in reversed(records) if r.type is RecordType.GATEWAY
+        },
     )
 
 
@@ -230,6 +243,7 @@ def _with_records(previous: Snapshot, policy: Policy, derived: RecordDelta) -> S
     for compiled in added:
         _file(compiled, by_ca, by_mac, wildcards)
         by_pa[compiled.pa_bytes] = (*by_pa.get(compiled.pa_bytes, ()), compiled)
+    senders = previous.sender_by_mac.copy()
     for compiled in (*gone, *added):
         key = (compiled.vsid, compiled.mac_bytes)
         found = by_mac.get(key)
@@ -237,6 +251,27 @@ def _with_records(previous: Snapshot, policy: Policy, derived: RecordDelta) -> S
             first_by_mac[key] = found[0]
         else:
             first_by_mac.pop(key, None)
+        if found and len(found[0].ca_bytes) == _IPV4_SIZE:
+            senders[key] = found[0]
+        else:
+            senders.pop(key, None)
+    by_rdid_ca = previous.sender_by_rdid_ca.copy()
+    gateways = previous.gateway_by_rdid_pa.copy()
+    for compiled in gone:  # a CA is one record's within its routing domain
+        if compiled.ca_bytes not in _WILDCARD_CAS:
+            del by_rdid_ca[compiled.rdid, compiled.ca_bytes]
+        key = (compiled.rdid, compiled.pa_bytes)
+        if gateways.get(key) is compiled:  # the next of that domain and PA, if any
+            del gateways[key]
+            for other in by_pa.get(compiled.pa_bytes, ()):
+                if other.type is RecordType.GATEWAY and other.rdid == compiled.rdid:
+                    gateways[key] = other
+                    break
+    for compiled in added:
+        if compiled.ca_bytes not in _WILDCARD_CAS:
+            by_rdid_ca[compiled.rdid, compiled.ca_bytes] = compiled
+        if compiled.type is RecordType.GATEWAY:
+            gateways.setdefault((compiled.rdid, compiled.pa_bytes), compiled)
     return Snapshot(
         revision=policy.revision,
         policy=policy,
@@ -249,6 +284,9 @@ def _with_records(previous: Snapshot, policy: Policy, derived: RecordDelta) -> S
         rdid_by_vsid=rdids,
         records_by_pa=MappingProxyType(by_pa),
         _lpm=previous._lpm,
+        sender_by_mac=senders,
+        sender_by_rdid_ca=by_rdid_ca,
+        gateway_by_rdid_pa=gateways,
     )
 
 

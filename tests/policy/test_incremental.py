@@ -19,8 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import ConfigError
-from gateway.policy import Snapshot, compile_policy, load_policy
-from gateway.policy.incremental import IndexedPolicy
+from gateway.policy import IndexedPolicy, Snapshot, compile_policy, load_policy
 
 from ._documents import base_document, record
 from ._gateway_document import gateway_document
@@ -75,14 +74,21 @@ random_records = st.builds(
 )
 raw_records = st.one_of(fresh_records, random_records)
 # One change: (positions removed, {position: new fields}, records appended); the
-# positions are fractions of the current count, made indexes when applied.
-# (0.999: the last record, often one the sequence added itself.)
-fractions = st.one_of(st.floats(min_value=0, max_value=1, exclude_max=True), st.just(0.999))
+# positions are fractions of the current count or places from its end (_position).
+# (-1, -2, -3: the last records, often ones the sequence added itself.)
+fractions = st.one_of(
+    st.floats(min_value=0, max_value=1, exclude_max=True), st.sampled_from([-1.0, -2.0, -3.0])
+)
 changes = st.tuples(
     st.lists(fractions, max_size=2),
     st.dictionaries(fractions, raw_records, max_size=2),
     st.lists(raw_records, max_size=2),
 )
+
+
+def _position(fraction: float, count: int) -> int:
+    """A place among ``count`` records: a fraction of them, or from the end."""
+    return int(fraction * count) if fraction >= 0 else max(count + int(fraction), 0)
 
 
 def _edited(document: dict[str, Any], removed: set[int], replaced: dict[int, Any], added: list):
@@ -117,6 +123,9 @@ def canonical(snapshot: Snapshot) -> dict[str, Any]:
         "rdid_by_vsid": dict(snapshot.rdid_by_vsid),
         "records_by_pa": dict(snapshot.records_by_pa),
         "lpm": dict(snapshot._lpm),
+        "sender_by_mac": snapshot.sender_by_mac,
+        "sender_by_rdid_ca": snapshot.sender_by_rdid_ca,
+        "gateway_by_rdid_pa": snapshot.gateway_by_rdid_pa,
     }
 
 
@@ -140,8 +149,8 @@ def test_incremental_validation_judges_as_whole_policy_validation(start, sequenc
         count = len(document["lookup_records"])
         if count == 0 and (removed_at or replaced_at):
             continue
-        removed = {int(f * count) for f in removed_at}
-        replaced = {int(f * count): fields for f, fields in replaced_at.items()}
+        removed = {_position(f, count) for f in removed_at}
+        replaced = {_position(f, count): fields for f, fields in replaced_at.items()}
         edited = _edited(document, removed, replaced, added)
         whole = _whole(edited)
         incremental = _incremental(indexed, edited["revision"], removed, replaced, added)
@@ -154,3 +163,25 @@ def test_incremental_validation_judges_as_whole_policy_validation(start, sequenc
                 assert updated._lpm is snapshot._lpm
             assert canonical(updated) == canonical(compile_policy(whole))
             snapshot = updated
+
+
+def test_a_routing_domain_s_first_gateway_record_removed_gives_way_to_the_next() -> None:
+    """Two gateway records of one routing domain on one PA (VSIDs 5010 and 5012 of
+    Blue): removing the first leaves the second as the domain's sender at that PA,
+    in the updated snapshot as in a compiled one."""
+    indexed = IndexedPolicy(base_document())
+    snapshot = compile_policy(indexed.policy)
+    for vsid, n in ((5010, 0), (5012, 1)):
+        policy = indexed.change_records(
+            indexed.policy.revision + 1, added=[_fresh(vsid, n, "198.18.0.1", "gateway")]
+        )
+        snapshot = compile_policy(policy, snapshot)
+    first = len(indexed.policy.lookup_records) - 2
+    policy = indexed.change_records(indexed.policy.revision + 1, removed=[first])
+    updated = compile_policy(policy, snapshot)
+    assert updated._lpm is snapshot._lpm
+    assert canonical(updated) == canonical(compile_policy(policy))
+    (sender,) = (
+        r for key, r in updated.gateway_by_rdid_pa.items() if key[1] == bytes([198, 18, 0, 1])
+    )
+    assert sender.vsid == 5012
