@@ -22,9 +22,9 @@ from typing import Any, NamedTuple, TypeVar
 
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.policy import IndexedPolicy, Policy, filter_value
+from gateway.policy._gc import paused_gc
 
 from .batches import AddAll
-from .config_file import to_plain
 from .edits import Add, Edit, Remove, not_found
 from .kinds import LOOKUP_RECORDS
 from .policy_rows import Delta, Placed, Row, entry_row, placed_document, two_entries
@@ -53,8 +53,9 @@ class RecordChanges:
         """The policy of the rows (validated whole, indexed); a refusal names the
         store (a newer nvgw's rows, a hand edit)."""
         self._indexed = None
-        try:
-            indexed = IndexedPolicy(to_plain(placed_document(state)))
+        try:  # the rows' JSON is plain already: no to_plain (3-4 s at 10^5 records)
+            with paused_gc():  # the indexes too, not only the parse (IndexedPolicy's)
+                indexed = IndexedPolicy(placed_document(state))
         except ConfigError as error:
             issues = [ConfigIssue(i.path, i.value, i.message, url) for i in error.issues]
             raise ConfigError(issues) from None
@@ -73,6 +74,12 @@ class RecordChanges:
         it (ConfigError, NotFound), and then nothing changed."""
         if not isinstance(edit, Add | AddAll | Remove) or edit.kind is not LOOKUP_RECORDS:
             return None
+        with paused_gc():  # a batch of 10^5 records: 3x faster (gateway/policy/_gc.py)
+            return self._change(state, edit, prepare)
+
+    def _change(
+        self, state: Placed, edit: Add | AddAll | Remove, prepare: Callable[[Policy], Prepared]
+    ) -> Changed:
         indexed = self._indexed
         if indexed is None or indexed.policy.revision != state.revision:
             self.policy(state, "")

@@ -78,9 +78,15 @@ def openapi_document(kinds: Sequence[Kind] = KINDS) -> dict[str, Any]:
         paths[f"/v1/{kind.name}"] = {
             "get": {"summary": f"List {kind.what}s", "parameters": filters, "responses": _ok()},
             "post": {
-                "summary": f"Add a {kind.what}",
+                "summary": f"Add a {kind.what}, or a batch of them (a list: one revision)",
                 "parameters": [revision_header],
-                "requestBody": {"content": {"application/json": {"schema": ref}}},
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {"oneOf": [ref, {"type": "array", "items": ref}]}
+                        }
+                    }
+                },
                 "responses": {"201": {"description": "added"}, **refused, **exists},
             },
             "delete": {

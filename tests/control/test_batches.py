@@ -114,3 +114,11 @@ async def test_a_batch_that_is_not_a_list_of_objects_is_a_400(
     answer = await api.post("/v1/lookup-records", json=body)
     assert answer.status_code == 400 and why in answer.json()["error"]
     assert state(config) == before
+
+
+async def test_the_openapi_document_gives_a_post_a_list_too(running) -> None:
+    api, _ = running
+    served = (await api.get("/v1/openapi.json")).json()
+    post = served["paths"]["/v1/virtual-subnets"]["post"]["requestBody"]["content"]
+    one, many = post["application/json"]["schema"]["oneOf"]
+    assert many == {"type": "array", "items": one}
