@@ -16,7 +16,7 @@ raw GRE sockets, provider link and receive ring use them, and so will the gatewa
 
 from __future__ import annotations
 
-import os
+import io
 import socket
 from collections.abc import Callable
 from functools import partial
@@ -121,12 +121,17 @@ async def read_socket_from(
 
 
 async def read_fd(fd: int, for_batch: Callable[[], Handler], on_fault: Fault, flush: Flush) -> None:
-    await read(fd, lambda buffer: partial(os.readv, fd, (buffer,)), for_batch, on_fault, flush)
+    """``read`` for a bare fd (a TAP): an unbuffered ``FileIO`` reads each frame into
+    the buffer (``readinto`` costs ~300 ns less a call than ``os.readv``, which builds
+    an iovec from a sequence each time), and says the fd ran dry with None rather than
+    an exception. The fd stays the caller's (``closefd=False``)."""
+    with io.FileIO(fd, "rb", closefd=False) as file:
+        await read(fd, lambda buffer: partial(file.readinto, buffer), for_batch, on_fault, flush)
 
 
 async def read(
     waitable: socket.socket | int,
-    reader_into: Callable[[bytearray], Callable[[], int]],
+    reader_into: Callable[[bytearray], Callable[[], int | None]],
     for_batch: Callable[[], Handler],
     on_fault: Fault,
     flush: Flush,
@@ -134,7 +139,8 @@ async def read(
     """Try the fd, drain up to a batch into one preallocated buffer (each frame
     handled before the next read), and wait for readiness only when it ran dry.
     ``reader_into(buffer)`` gives the call that reads one frame into ``buffer``, its
-    arguments bound once (a C call per frame, no Python frame or tuple).
+    arguments bound once (a C call per frame, no Python frame or tuple); it raises
+    BlockingIOError or returns None when the fd ran dry.
 
     ``for_batch`` is asked for the handler at the start of each batch: the policy may
     be swapped between batches, never within one, and asking per packet would cost
@@ -153,6 +159,8 @@ async def read(
         try:
             while handled < BATCH:
                 size = read_one()
+                if size is None:  # ran dry (``read_fd``'s FileIO; sockets raise)
+                    break
                 handled += 1
                 try:
                     handle(view[:size])
