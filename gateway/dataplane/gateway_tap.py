@@ -17,7 +17,10 @@ translated back to a tenant and routed in that tenant's routing domain.
 
 from __future__ import annotations
 
-from gateway.dataplane._frame import ETH_DST, IP, IP_DST_ADDR, IP_MIN_FRAME
+import struct
+from typing import Final
+
+from gateway.dataplane._frame import ETH_DST, ETH_SRC, IP, IP_DST_ADDR, IP_MIN_FRAME
 from gateway.dataplane.gateway_node import GatewayNode
 from gateway.dataplane.gateway_routing import route_ipv4
 from gateway.dataplane.gateway_tables import ExternalTap, GatewayTap
@@ -27,7 +30,6 @@ from gateway.wire import (
     ARP_OP_REPLY,
     ARP_OP_REQUEST,
     ETH_GROUP_BIT,
-    ETH_HEADER,
     ETH_HEADER_SIZE,
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,
@@ -36,6 +38,8 @@ from gateway.wire import (
     parse_arp,
 )
 
+_DST_AND_TYPE: Final = struct.Struct("!6s6xH").unpack_from  # Ethernet's destination and type
+
 
 def gateway_from_tap(node: GatewayNode, tap: GatewayTap | ExternalTap, frame: memoryview) -> None:
     """A frame the corp side sent into ``tap`` (or the internet into the external
@@ -43,7 +47,7 @@ def gateway_from_tap(node: GatewayNode, tap: GatewayTap | ExternalTap, frame: me
     if len(frame) < ETH_HEADER_SIZE:
         node.counters.drops[Drop.INNER_TRUNCATED] += 1
         return
-    dst_mac, src_mac, ethertype = ETH_HEADER.unpack_from(frame)
+    dst_mac, ethertype = _DST_AND_TYPE(frame)  # the source MAC only for ARP: not taken here
     if dst_mac != tap.mac:
         if not dst_mac[0] & ETH_GROUP_BIT:
             node.counters.drops[Drop.FOREIGN_MAC] += 1  # another station's: not the gateway's
@@ -57,7 +61,7 @@ def gateway_from_tap(node: GatewayNode, tap: GatewayTap | ExternalTap, frame: me
         else:
             route_ipv4(node, tap, frame)  # type: ignore[arg-type]
     elif ethertype == ETHERTYPE_ARP:
-        _arp_from_tap(node, tap, frame, src_mac)
+        _arp_from_tap(node, tap, frame, bytes(frame[ETH_SRC]))
     else:
         node.counters.drops[Drop.UNSUPPORTED] += 1
 

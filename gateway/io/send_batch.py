@@ -73,6 +73,7 @@ class _SockaddrIn(ctypes.Structure):
 _IOV_STRIDE: Final = ctypes.sizeof(_Iovec)
 _MSG_STRIDE: Final = ctypes.sizeof(_Mmsghdr)
 _IOV_LEN: Final = _Iovec.iov_len.offset
+_IOV_LENS: Final = tuple(i * _IOV_STRIDE + _IOV_LEN for i in range(SLOTS))  # per slot
 _MSG_NAME: Final = _Mmsghdr.msg_hdr.offset + _Msghdr.msg_name.offset
 _SIZE: Final = struct.Struct("N").pack_into  # a size_t or a pointer (native), in place
 # A framed packet's headers, in one pack: Ethernet and IPv4's first word, the total
@@ -179,7 +180,7 @@ class SendBatch:
         slots = self._slots
         slots[start:header_end] = gre
         slots[header_end:end] = frame
-        _SIZE(self._iov, count * _IOV_STRIDE + _IOV_LEN, end - start)
+        _SIZE(self._iov, _IOV_LENS[count], end - start)
         _SIZE(self._msgs, count * _MSG_STRIDE + _MSG_NAME, address)
         self._count = count = count + 1
         if count == SLOTS:
@@ -199,7 +200,8 @@ class SendBatch:
             self._base = self._framed_base
         count = self._count
         start = count * SLOT_BYTES
-        length = _IP_AND_GRE + len(frame)
+        size = len(frame)
+        length = _IP_AND_GRE + size
         total = partial + length
         _FRAMED(
             self._slots,
@@ -211,9 +213,9 @@ class SendBatch:
             addresses,
             gre,
         )
-        end = start + _HEADERS + len(frame)
-        self._slots[start + _HEADERS : end] = frame
-        _SIZE(self._iov, count * _IOV_STRIDE + _IOV_LEN, end - start)
+        start += _HEADERS
+        self._slots[start : start + size] = frame
+        _SIZE(self._iov, _IOV_LENS[count], _HEADERS + size)
         self._count = count = count + 1
         if count == SLOTS:
             self.flush()
