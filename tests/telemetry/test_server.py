@@ -4,6 +4,8 @@ gateway.netnames: tests/test_netnames.py)."""
 from __future__ import annotations
 
 import socket
+import socketserver
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -104,3 +106,19 @@ def test_serves_on_ipv6_loopback() -> None:
         assert ("nvgw_ports", ()) in scrape(server)
     finally:
         server.close()
+
+
+@pytest.mark.timeout(20)
+def test_close_does_not_wait_for_the_server_loop_to_look_for_a_stop() -> None:
+    """socketserver looks for a stop request only between waits for a connection
+    (every half second in prometheus-client's thread: every daemon's stop was that
+    much longer). A loop that waits an hour between looks still stops at once:
+    ``close`` wakes it with a connection of its own."""
+    server = socketserver.TCPServer(("127.0.0.1", 0), socketserver.BaseRequestHandler)
+    loop = threading.Thread(target=server.serve_forever, args=(3600.0,), daemon=True)
+    loop.start()
+    MetricsServer("127.0.0.1", server.server_address[1], server).close()
+    loop.join(TIMEOUT_S)
+    assert not loop.is_alive()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.server_address[1]), TIMEOUT_S)
