@@ -2,13 +2,18 @@
 host's decapsulation, for scale), counted by callgrind: what each path costs in
 Python, whatever the machine's load.
 
-    python bench/gateway_callgrind.py [--frames 5000]
+    python bench/gateway_callgrind.py [--frames 5000] [--only nat_out,nat_back]
 
 Each entry point runs on the benchmark's own configs (``hostfwd/gateway_setup.py``,
 ``hostfwd/traffic.py``) with an Output that keeps nothing: ``in``,
 ``gateway_from_provider`` on the NVGRE datagrams trafgen sends (the corp server's MAC
 already learned); ``out``, ``gateway_from_tap`` on the corp server's frames;
-``tunnel``, ``gateway_from_provider`` on the tunnel benchmark's NVGRE
+``nat_out``, ``gateway_from_provider`` on the NAT benchmark's NVGRE to the internet
+(``hostfwd/nat_setup.py``: routed to the NAT, translated, written to the external
+TAP); ``nat_back``, ``gateway_from_tap`` on the external TAP with the server's replies
+to those flows (translated back and encapsulated to the VM), each flow's session opened
+first, as in the benchmark's steady state; ``tunnel``, ``gateway_from_provider`` on
+the tunnel benchmark's NVGRE
 (``hostfwd/tunnel_setup.py``: routed into the tunnel, encrypted with ChaCha20-Poly1305
 and handed to ``Output.to_udp``; the handshake done first with a site of our own
 core); ``host``, the host's ``from_provider`` on the host benchmark's datagrams. Each runs
@@ -17,7 +22,8 @@ measured too, and taken off), twice under ``PYTHONHASHSEED=0 valgrind
 --tool=callgrind`` (N and 2N frames, 64 B and 1400 B inner, the same frames round
 robin); a run in which the node counted a drop fails. The difference of the two
 totals over N is the per-frame cost, start-up and imports cancelled out. Needs valgrind; no root,
-no namespaces. Prints a table and writes ``bench/results-gateway-callgrind.json``.
+no namespaces. Prints a table and writes ``bench/results-gateway-callgrind.json``
+(with ``--only``, only where ``--out`` says).
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ from hostfwd.gateway_setup import (
     inbound_frames,
     outbound_frames,
 )
+from hostfwd.nat_setup import EXT_MAC, ROUTER, nat_config, reply_frames, tenant_frames
+from hostfwd.nat_setup import INET_MAC as ROUTER_MAC
 from hostfwd.report import write_json
 from hostfwd.sources import versions, work_tree
 from hostfwd.traffic import nvgre_frames, nvgw_config
@@ -69,7 +77,7 @@ from gateway.dataplane import (
 from gateway.policy import compile_policy
 from gateway.wireguard import Device, public_key_of
 
-ENTRIES = ("in", "out", "tunnel", "host")
+ENTRIES = ("in", "out", "nat_out", "nat_back", "tunnel", "host")
 ETH = 14  # the outer Ethernet header: a datagram reaches the entry point without it
 
 
@@ -100,6 +108,8 @@ def node_and_call(entry: str, size: int) -> tuple[Any, list[bytes], list[int]]:
         return (lambda d: from_provider(host, d)), inputs, host.counters.drops
     if entry == "tunnel":
         return tunnel_node(Nothing(), size)
+    if entry.startswith("nat_"):
+        return nat_node(Nothing(), entry, size)
     snapshot = compile_policy(load_config(gateway_config()))
     node = GatewayNode(snapshot, NODE, Nothing())
     tap = next(t for t in node.tables.taps if t.name == GW_TAP)
@@ -111,6 +121,29 @@ def node_and_call(entry: str, size: int) -> tuple[Any, list[bytes], list[int]]:
         return (lambda d: gateway_from_provider(node, d)), datagrams, node.counters.drops
     inputs = outbound_frames(size)
     return (lambda f: gateway_from_tap(node, tap, f)), inputs, node.counters.drops
+
+
+def nat_node(out: Any, entry: str, size: int) -> tuple[Any, list[bytes], list[int]]:
+    """The NAT benchmark's gateway with a session per flow: its first frame asks for
+    the internet router's MAC (learned then), each flow's first frame opens its
+    session; ``nat_back`` takes the replies to those sessions' external ports."""
+    snapshot = compile_policy(load_config(nat_config()))
+    node = GatewayNode(snapshot, NODE, out)
+    external, napt = node.tables.external, node.napt
+    assert external is not None and napt is not None
+    datagrams = [f[ETH:] for f in tenant_frames(size)]
+    gateway_from_provider(node, memoryview(bytearray(datagrams[0])))  # asks for the MAC
+    mac = bytes.fromhex(ROUTER_MAC.replace(":", ""))
+    external.neighbors.learn(socket.inet_aton(ROUTER), mac, 0.0)
+    for datagram in datagrams:
+        gateway_from_provider(node, memoryview(bytearray(datagram)))
+    if napt.count != len(datagrams):
+        sys.exit(f"{entry} {size} B: {napt.count} sessions for {len(datagrams)} flows")
+    if entry == "nat_out":
+        return (lambda d: gateway_from_provider(node, d)), datagrams, node.counters.drops
+    ports = [session.mapping.ext_port for session in napt.by_out.values()]
+    frames = reply_frames(size, ports, EXT_MAC)
+    return (lambda f: gateway_from_tap(node, external, f)), frames, node.counters.drops
 
 
 def tunnel_node(out: Any, size: int) -> tuple[Any, list[bytes], list[int]]:
@@ -179,11 +212,17 @@ def main() -> int:
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=5000, help="N (the longer run does 2N)")
-    ap.add_argument("--out", type=Path, default=BENCH / "results-gateway-callgrind.json")
+    ap.add_argument("--only", help="comma-separated entries (default: all): " + ",".join(ENTRIES))
+    ap.add_argument(
+        "--out", type=Path, help="default: bench/results-gateway-callgrind.json (none with --only)"
+    )
     a = ap.parse_args()
+    entries = a.only.split(",") if a.only else ENTRIES
+    if unknown := set(entries) - set(ENTRIES):
+        ap.error(f"no such entry: {', '.join(sorted(unknown))}")
     SCRATCH.mkdir(exist_ok=True)
     per_frame: dict[str, int] = {}
-    for entry in ENTRIES:
+    for entry in entries:
         for size in SIZES:
             short = instructions(entry, size, a.frames)
             long = instructions(entry, size, 2 * a.frames)
@@ -191,8 +230,11 @@ def main() -> int:
             print(
                 f"{entry:<5} {size:>5} B  {per_frame[f'{entry}_{size}']:>8,} instructions per frame"
             )
+    out = a.out or (None if a.only else BENCH / "results-gateway-callgrind.json")
+    if out is None:
+        return 0  # a partial run leaves the whole run's results as they were
     write_json(
-        a.out,
+        out,
         {
             "benchmark": "gateway_callgrind",
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -202,7 +244,7 @@ def main() -> int:
             "instructions_per_frame": per_frame,
         },
     )
-    print(f"results: {a.out}")
+    print(f"results: {out}")
     return 0
 
 
