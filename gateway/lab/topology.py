@@ -4,7 +4,8 @@ are not ours (Open vSwitch, when it is installed: ``ovs_peer.py``).
 
 Every side effect is written into the lab's state file before it happens
 (``state.py``), so ``down`` can always undo exactly what ``up`` did, even after a
-crash. Nothing is created in the root namespace. The lab's daemons share one policy
+crash (the processes are started by ``launch.py``, which records each as it
+starts). Nothing is created in the root namespace. The lab's daemons share one policy
 store, a SQLite database beside the state file (``/run/nvgw/lab-PREFIX.db``, seeded
 from the scenario's config): a change one daemon's API takes is in force on the
 others within a fraction of a second, with no server and no signal. With ``store=
@@ -13,12 +14,8 @@ others within a fraction of a second, with no server and no signal. With ``store
 
 from __future__ import annotations
 
-import json
 import os
-import select
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -29,10 +26,10 @@ from gateway.dataplane import PORT_MTU
 from gateway.lab import etcd, netns, onprem
 from gateway.lab.corp_server import PORT
 from gateway.lab.internet import link_far, servers
+from gateway.lab.launch import DAEMON_READY_TIMEOUT_S, Launcher
 from gateway.lab.ovs_peer import OvsHost, missing_tools
 from gateway.lab.plan import (
     CorpPlan,
-    HostPlan,
     InternetPlan,
     LabError,
     LabPlan,
@@ -47,13 +44,11 @@ from gateway.lab.state import (
     LabState,
     RecordedProcess,
     is_same_process,
-    process_start_ticks,
     remove_files,
     stop_processes,
 )
 from gateway.policy import Policy, Rule, Snapshot, compile_policy, load_policy
 
-DAEMON_READY_TIMEOUT_S: Final = 20.0
 TAP_APPEAR_TIMEOUT_S: Final = 5.0
 
 
@@ -66,6 +61,7 @@ class Lab:
         self.state_dir = state_dir
         self.store_path = state_dir / f"lab-{prefix}.db"
         self.store = etcd.STORE if store == "etcd" else f"sqlite:{self.store_path}"
+        self._launch = Launcher(prefix, state_dir)
 
     # ---------------------------------------------------------------- up
 
@@ -95,7 +91,7 @@ class Lab:
             if self.store == etcd.STORE:
                 self._start_etcd(plan, state, config)
             for host in plan.hosts:
-                self._start_daemon(host, state, backend)
+                self._launch.daemon(host, state, backend)
                 for vm in plan.vms:
                     if vm.node == host.node:
                         self.attach_vm(vm)
@@ -167,7 +163,7 @@ class Lab:
         shutil.rmtree(data, ignore_errors=True)  # a crashed lab's, never brought down
         log = self.state_dir / f"lab-{self.prefix}-etcd.log"
         command = etcd.command(plan.provider_namespace, data)
-        process = self._start_process(state, command, f"etcd, data in {data}", log=log)
+        process = self._launch.process(state, command, f"etcd, data in {data}", log=log)
         etcd.wait_ready(plan.provider_namespace, process, log)
         etcd.seed(plan.provider_namespace, config)
 
@@ -194,62 +190,12 @@ class Lab:
         log = self.state_dir / f"lab-{self.prefix}-{site.name}-wireguard-go.log"
         env = {**os.environ, "LOG_LEVEL": "verbose"}
         command = onprem.wireguard_command(site)
-        process = self._start_process(
+        process = self._launch.process(
             state, command, f"wireguard-go of {site.namespace}", log=log, env=env
         )
         onprem.wait_for_socket(site, process)
         onprem.configure(site, onprem.keys_dir(self.state_dir, self.prefix))
-        self._start_server(state, site.namespace, "corp_server", onprem.server_arguments(site))
-
-    def _start_daemon(self, host: HostPlan, state: LabState, backend: str) -> None:
-        log_path = self.state_dir / f"lab-{self.prefix}-{host.node}.log"
-        read_end, write_end = os.pipe()
-        command = [
-            "ip",
-            "netns",
-            "exec",
-            host.namespace,
-            sys.executable,
-            "-m",
-            "gateway",
-            "run",
-            "--store",
-            state.config,  # the store the lab was brought up with
-            "--node",
-            host.node,
-            "--backend",
-            backend,
-            "--metrics",
-            "127.0.0.1:0",
-            "--ready-fd",
-            str(write_end),
-            "--api",
-            str(self.api_socket(host.node)),
-        ]
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                pass_fds=(write_end,),
-                start_new_session=True,
-            )
-        os.close(write_end)
-        ticks = process_start_ticks(process.pid)
-        recorded = RecordedProcess(process.pid, ticks or 0, f"nvgw run {host.node}", host.node)
-        state.processes.append(recorded)
-        state.save(self.state_dir)
-        try:
-            line = _read_line(read_end, DAEMON_READY_TIMEOUT_S)
-        finally:
-            os.close(read_end)
-        if not line:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise LabError(f"the daemon of {host.node} did not get ready; its log:\n{tail}")
-        ready = json.loads(line)
-        recorded.metrics = ready["metrics"]
-        state.save(self.state_dir)
+        self._launch.server(state, site.namespace, "corp_server", onprem.server_arguments(site))
 
     def attach_vm(self, vm: VmPlan, *, moved: bool = True) -> None:
         """Move the VM's TAP (made by its host's daemon) into the VM and address it;
@@ -275,7 +221,7 @@ class Lab:
             netns.add_route(corp.namespace, str(route), str(corp.via))
         address = corp.address.ip
         arguments = [corp.name, corp.namespace, f"tcp:{address}:{PORT}", f"udp:{address}:{PORT}"]
-        self._start_server(state, corp.namespace, "corp_server", arguments)
+        self._launch.server(state, corp.namespace, "corp_server", arguments)
 
     def _attach_internet(self, internet: InternetPlan, state: LabState) -> None:
         """Move the gateway's external TAP (its kernel end) into the internet, address
@@ -291,72 +237,29 @@ class Lab:
         )
         for namespace, address in servers(internet):
             arguments = [address, str(self.seen_log(namespace)), namespace]
-            self._start_server(state, namespace, "internet_server", arguments)
+            self._launch.server(state, namespace, "internet_server", arguments)
 
     def seen_log(self, namespace: str) -> Path:
         """What the internet's servers in ``namespace`` saw: ``tcp|udp ADDRESS:PORT``
         per connection or datagram (``internet_server.py``)."""
         return self.state_dir / f"lab-{namespace}-seen.log"
 
-    def _start_server(
-        self, state: LabState, namespace: str, module: str, arguments: list[str]
-    ) -> None:
-        """A server of the lab's (``gateway.lab.MODULE``) in ``namespace``, recorded
-        as it starts; returns once it says it is ready."""
-        command = ["ip", "netns", "exec", namespace, sys.executable, "-m"]
-        command += [f"gateway.lab.{module}", *arguments]
-        what = f"server of {namespace}"
-        process = self._start_process(state, command, what, stdout=subprocess.PIPE)
-        assert process.stdout is not None
-        try:
-            line = _read_line(process.stdout.fileno(), DAEMON_READY_TIMEOUT_S)
-        finally:
-            process.stdout.close()
-        if line != "ready":
-            raise LabError(f"the {what} did not start")
-
     def _start_peer(self, peer: PeerPlan, state: LabState) -> None:
         """Open vSwitch for a host that is not ours: its two daemons recorded as they
         start, then its bridges and flows, then its PA on ``br-phy``."""
         ovs = OvsHost(peer, self.state_dir / f"lab-{self.prefix}-{peer.name}.ovs")
         ovs.create_database()
-        self._start_process(
+        self._launch.process(
             state, ovs.server_command(), f"ovsdb-server of {peer.namespace}", env=ovs.env
         )
         ovs.wait_for_database()
-        self._start_process(
+        self._launch.process(
             state, ovs.switch_command(), f"ovs-vswitchd of {peer.namespace}", env=ovs.env
         )
         ovs.configure()
         netns.add_address(
             peer.namespace, "br-phy", str(peer.address.ip), peer.address.network.prefixlen
         )
-
-    def _start_process(
-        self,
-        state: LabState,
-        command: list[str],
-        what: str,
-        *,
-        stdout: int = subprocess.DEVNULL,
-        env: dict[str, str] | None = None,
-        log: Path | None = None,
-    ) -> subprocess.Popen[bytes]:
-        """A helper process of the lab (not a node's daemon), recorded as it starts;
-        ``log``: its output goes there (``down`` removes it)."""
-        with open(log or os.devnull, "ab") as out:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=stdout if log is None else out,
-                stderr=out,
-                env=env,
-                start_new_session=True,
-            )
-        ticks = process_start_ticks(process.pid) or 0
-        state.processes.append(RecordedProcess(process.pid, ticks, what))
-        state.save(self.state_dir)
-        return process
 
     # ---------------------------------------------------------------- a running lab
 
@@ -393,9 +296,7 @@ class Lab:
             self.store_path.with_name(self.store_path.name + suffix).unlink(missing_ok=True)
 
     def api_socket(self, node: str) -> Path:
-        """The control API of the node's daemon (the filesystem is shared by every
-        namespace, so each daemon of a lab needs its own socket path)."""
-        return self.state_dir / f"lab-{self.prefix}-{node}.sock"
+        return self._launch.api_socket(node)
 
     def api(self, node: str) -> ApiClient:
         return ApiClient(self.api_socket(node))
@@ -455,7 +356,7 @@ class Lab:
         stop_processes([daemon])
         state.processes = [p for p in state.processes if p.node != node]
         state.save(self.state_dir)
-        self._start_daemon(plan.host(node), state, backend)
+        self._launch.daemon(plan.host(node), state, backend)
 
     def _wait_for_revision(self, node: str, revision: int) -> None:
         """Until the node's daemon runs ``revision`` (it follows the lab's store)."""
@@ -501,21 +402,6 @@ def _create(state: LabState, state_dir: Path, name: str, *, ipv6: bool = True) -
     state.namespaces.append(name)
     state.save(state_dir)  # recorded first: a crash right after still gets cleaned up
     netns.create(name, ipv6=ipv6)
-
-
-def _read_line(fd: int, timeout_s: float) -> str:
-    """One line from a pipe, or "" if the writer closed it or the time ran out."""
-    deadline = time.monotonic() + timeout_s
-    data = b""
-    while b"\n" not in data:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-            return ""
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return ""
-        data += chunk
-    return data.split(b"\n", 1)[0].decode()
 
 
 def _wait_for_link(namespace: str, name: str, timeout_s: float, *, gone: bool = False) -> None:
