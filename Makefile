@@ -72,8 +72,9 @@ bench-compare: venv
 		--out bench/results-compare.json
 
 ## Fuzz every wire parser, every data-plane entry point of every node of every
-## policy, and the sans-IO cores (WireGuard, NAPT) (tests/fuzz): FUZZ_INPUTS inputs, one worker per CPU, a progress line every
-## 5 s; the summary goes to tests/fuzz/last-run.json. Exit 1 on any finding.
+## policy, and the sans-IO cores (WireGuard, NAPT, the gateway's tunnel path)
+## (tests/fuzz): FUZZ_INPUTS inputs, one worker per CPU, a progress line every 5 s;
+## the summary goes to tests/fuzz/last-run.json. Exit 1 on any finding.
 FUZZ_INPUTS ?= 10000000
 FUZZ_SEED   ?= 1
 fuzz: venv
