@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.errors import ConfigError, ConfigIssue
-from gateway.policy import NodeRole, Policy, Rule, Snapshot, compile_policy
+from gateway.policy import LookupRecord, NodeRole, Policy, Rule, Snapshot, compile_policy
 
 _IPV4_ONLY = "nvgw forwards IPv4 only so far: this node cannot serve it"
 
@@ -53,9 +53,13 @@ def ip_rewrite_pas(policy: Policy) -> frozenset[bytes]:
     return frozenset(r.pa.packed for r in policy.lookup_records if r.rule is Rule.IP_REWRITE)
 
 
-def plan_node(policy: Policy, name: str, running: NodePlan | None = None) -> NodePlan:
+def plan_node(
+    policy: Policy, name: str, running: NodePlan | None = None, snapshot: Snapshot | None = None
+) -> NodePlan:
     """The plan of node ``name``; ``running`` is the plan the daemon serves now, if
-    any, and what cannot change under it is refused. Raises ConfigError."""
+    any, and what cannot change under it is refused. Raises ConfigError. The node's
+    records are read by the policy's ``snapshot`` (compiled here if not given), so a
+    plan costs the node's ports and PAs, not a pass over every record."""
     try:
         node = policy.node(name)
     except KeyError:
@@ -66,15 +70,18 @@ def plan_node(policy: Policy, name: str, running: NodePlan | None = None) -> Nod
         for i, pa in enumerate(node.provider_addresses)
         if pa.pa.version != 4
     ]
+    if snapshot is None:
+        snapshot = compile_policy(policy)
     ports = {(port.vsid, bytes(port.mac)): port.name for port in node.ports}
     # The CA records of this node's ports (a wildcard record is no port's CA).
     own = [
-        (i, record, ports[key])
-        for i, record in enumerate(policy.lookup_records)
-        if (key := (record.vsid, bytes(record.mac))) in ports and not record.ca.is_unspecified
+        (compiled.record, port)
+        for key, port in ports.items()
+        for compiled in snapshot.records_by_mac.get(key, ())
+        if not compiled.wildcard
     ]
-    with_ipv4 = {(record.vsid, bytes(record.mac)) for _, record, _ in own if record.ca.version == 4}
-    ipv6 = [entry for entry in own if entry[1].ca.version != 4]
+    with_ipv4 = {(record.vsid, bytes(record.mac)) for record, _ in own if record.ca.version == 4}
+    ipv6 = _in_file_order(policy, [(r, port) for r, port in own if r.ca.version != 4])
     issues += [
         ConfigIssue(
             f"lookup_records[{i}].ca", str(record.ca), f"port {name} has no IPv4 CA: {_IPV4_ONLY}"
@@ -84,7 +91,12 @@ def plan_node(policy: Policy, name: str, running: NodePlan | None = None) -> Nod
     ]
     if issues:
         raise ConfigError(issues)
-    rewrite = ip_rewrite_pas(policy)
+    rewrite = {  # the node's PAs an IP-Rewrite record has (ip_rewrite_pas, for this node)
+        address.pa.packed
+        for address in node.provider_addresses
+        for record in snapshot.records_by_pa.get(address.pa.packed, ())
+        if record.rule is Rule.IP_REWRITE
+    }
     by_interface: dict[str, list[bytes]] = {}
     for address in node.provider_addresses:
         if address.pa.packed not in rewrite:
@@ -102,6 +114,17 @@ def plan_node(policy: Policy, name: str, running: NodePlan | None = None) -> Nod
     if running is not None:
         _refuse_what_cannot_change(running, plan)
     return plan
+
+
+def _in_file_order(
+    policy: Policy, found: list[tuple[LookupRecord, str]]
+) -> list[tuple[int, LookupRecord, str]]:
+    """Records (with their port) by their place in the file, each with it. A pass
+    over every record, so only when there are some (dual-stack ports are rare)."""
+    if not found:
+        return []
+    place = {id(record): i for i, record in enumerate(policy.lookup_records)}
+    return sorted((place[id(record)], record, port) for record, port in found)
 
 
 def _refuse_what_cannot_change(running: NodePlan, plan: NodePlan) -> None:
@@ -125,4 +148,5 @@ def prepare_node(
     refuses what this node cannot serve, or cannot change while ``running``).
     ``previous``, the snapshot in force: updated by a change of records alone
     (``compile_policy``) rather than compiled again."""
-    return compile_policy(policy, previous), plan_node(policy, name, running)
+    snapshot = compile_policy(policy, previous)
+    return snapshot, plan_node(policy, name, running, snapshot)
