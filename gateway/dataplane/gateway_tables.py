@@ -35,7 +35,7 @@ while building, never on the daemon's tables.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from gateway.dataplane.counters import Counters, DomainCounters
@@ -337,11 +337,7 @@ class GatewayTables:
         )
         self.mss = _mss(node.mss_clamp)
         served = self.table.served
-        own = [
-            r
-            for r in snapshot.records
-            if r.type is RecordType.GATEWAY and r.pa_bytes in self.local_pas and r.rdid in served
-        ]
+        own = _own_records(snapshot, node.provider_addresses, served)
         self.domains = {
             rdid: GatewayDomain(
                 rdid,
@@ -459,3 +455,23 @@ class _Routes(Mapping[tuple[str, bytes], GatewayHop]):
 
     def __len__(self) -> int:
         return 0
+
+
+def _own_records(
+    snapshot: Snapshot, addresses: Iterable[Any], served: Mapping[str, Any]
+) -> list[CompiledRecord]:
+    """The ``gateway`` records of the served routing domains on this node's PAs, in
+    the file's order: read by PA (not a pass over every record, which a change of
+    records would pay), and put back in the file's order when they come from more
+    than one PA (one pass then)."""
+    pas = list(dict.fromkeys(address.pa.packed for address in addresses))
+    own = [
+        r
+        for pa in pas
+        for r in snapshot.records_by_pa.get(pa, ())
+        if r.type is RecordType.GATEWAY and r.rdid in served
+    ]
+    if len(pas) > 1:
+        place = {id(record): i for i, record in enumerate(snapshot.records)}
+        own.sort(key=lambda record: place[id(record)])
+    return own
