@@ -17,10 +17,11 @@ to refuse. So a flood of new flows from one VM costs at most its tenant's limit 
 memory, and other tenants keep opening theirs.
 
 Expiry: one queue per state (an insertion-ordered dict), each session at the place
-of its last refresh. Every session in a queue has the same idle timeout, so each
-queue is in deadline order and ``expire`` reads heads only, up to ``limit`` sessions
-a call. A session found past its deadline by a packet is ended there and then, so
-the verdict never depends on when ``expire`` last ran.
+of its last refresh (refreshed again at the same ``now``, in the same batch, it keeps
+its place: its deadline is the same). Every session in a queue has the same idle
+timeout, so each queue is in deadline order and ``expire`` reads heads only, up to
+``limit`` sessions a call. A session found past its deadline by a packet is ended
+there and then, so the verdict never depends on when ``expire`` last ran.
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ from gateway.wire import (
     IPV4_HEADER_SIZE,
     IPV4_OFFSET_DST,
     IPV4_OFFSET_SRC,
+    IPV4_VIHL_NO_OPTIONS,
     checksum_update,
 )
 
@@ -74,10 +75,76 @@ _ICMP_ERRORS: Final = frozenset(
 _ICMP_ERROR_HEADER: Final = 8  # the quote starts after type, code, checksum, 4 unused bytes
 _QUOTE_L4: Final = 8  # RFC 792: at least 64 bits of the quoted datagram's payload
 _OUT, _IN = 0, 1  # a packet's direction: from a tenant, from the internet
+_WORD_MASK: Final = 0xFFFF
+# The direct path: a TCP segment or UDP datagram with no IP options and no fragment,
+# of a live session. One unpack reads what it needs (the IPv4 header's version+IHL,
+# total length, flags+fragment offset, protocol, checksum, addresses; the ports; and
+# UDP's length and checksum, which are TCP's sequence number there, unused) and one
+# pack writes the IPv4 checksum, both addresses and both ports back (UDP: its length
+# and checksum too; TCP's checksum, further on, takes a second).
+_DIRECT: Final = struct.Struct("!BxHxxHxBH4s4sHHHH").unpack_from
+_DIRECT_MIN: Final = struct.calcsize("!BxHxxHxBH4s4sHHHH")  # 28: IPv4 and UDP headers
+_UDP_REWRITE: Final = struct.Struct("!H4s4sHHHH").pack_into  # from the IPv4 checksum on
+_TCP_REWRITE: Final = struct.Struct("!H4s4sHH").pack_into
+_DIRECT_TCP_FLAGS: Final = IPV4_HEADER_SIZE + 13
+_DIRECT_TCP_CHECKSUM: Final = IPV4_HEADER_SIZE + 16
+# The least total length a direct packet may have, by protocol: its headers whole
+# (RFC 768, 9293); any other protocol goes the general way (an end never this long).
+_DIRECT_END: Final = tuple(
+    IPV4_HEADER_SIZE + {IPPROTO_TCP: 20, IPPROTO_UDP: 8}.get(protocol, 0x10000)
+    for protocol in range(256)
+)
 
 
 def napt_outbound(napt: Napt, tenant: Tenant, packet: memoryview, now: float) -> Session | Drop:
     """Translate a tenant's datagram toward the internet in place."""
+    size = len(packet)
+    if size < _DIRECT_MIN:
+        return _outbound(napt, tenant, packet, now)
+    vihl, end, fragment, protocol, check, src, dst, sport, dport, w6, w8 = _DIRECT(packet)
+    if (
+        vihl != IPV4_VIHL_NO_OPTIONS
+        or not _DIRECT_END[protocol] <= end <= size
+        or fragment & IPV4_FRAGMENT_MASK
+    ):
+        return _outbound(napt, tenant, packet, now)
+    session = napt.by_out.get((tenant.rdid, protocol, src, sport, dst, dport))
+    if session is None or session.expires <= now:
+        return _outbound(napt, tenant, packet, now)
+    # A segment or datagram of a live session: the common case, inline
+    # (``_advance`` and ``_rewrite`` do the same for every other packet).
+    state = session.state
+    if protocol == IPPROTO_TCP:
+        nxt = TCP_NEXT[session.opener][TCP_EVENT[packet[_DIRECT_TCP_FLAGS]]][state]
+    elif state == UDP_UNREPLIED and session.opener:
+        nxt = UDP_STREAM  # the forwarded endpoint answers
+    else:
+        nxt = state
+    if nxt == state:
+        deadline = now + napt.timeout_of[state]
+        if session.expires != deadline:  # else refreshed already at this ``now`` (a batch's)
+            napt.queues[state].move_to_end(session)
+            session.expires = deadline
+    elif nxt is not None:
+        napt.set_state(session, nxt, now)
+    m = session.mapping
+    check = -((check ^ _WORD_MASK) + m.out_ip) % _WORD_MASK
+    if protocol == IPPROTO_UDP:
+        if w8:  # RFC 768: 0 is "no checksum", kept; a computed 0 is sent as 0xFFFF
+            w8 = -((w8 ^ _WORD_MASK) + m.out_l4) % _WORD_MASK or _WORD_MASK
+        _UDP_REWRITE(packet, _IP_CHECKSUM, check, m.ext_addr, dst, m.ext_port, dport, w6, w8)
+    else:
+        _TCP_REWRITE(packet, _IP_CHECKSUM, check, m.ext_addr, dst, m.ext_port, dport)
+        tcp = packet[_DIRECT_TCP_CHECKSUM] << 8 | packet[_DIRECT_TCP_CHECKSUM + 1]
+        _WORD.pack_into(packet, _DIRECT_TCP_CHECKSUM, -((tcp ^ _WORD_MASK) + m.out_l4) % _WORD_MASK)
+    session.out_packets += 1
+    session.out_bytes += end
+    return session
+
+
+def _outbound(napt: Napt, tenant: Tenant, packet: memoryview, now: float) -> Session | Drop:
+    """``napt_outbound`` of any datagram: IP options, ICMP, a session to open or
+    found expired, or one NAPT refuses."""
     flow = _flow(napt, tenant, packet, _OUT, now)
     if flow.__class__ is not tuple:
         return flow
@@ -107,6 +174,52 @@ def napt_outbound(napt: Napt, tenant: Tenant, packet: memoryview, now: float) ->
 
 def napt_inbound(napt: Napt, packet: memoryview, now: float) -> Session | Drop:
     """Translate a datagram from the internet to one of the NAT's addresses in place."""
+    size = len(packet)
+    if size < _DIRECT_MIN:
+        return _inbound(napt, packet, now)
+    vihl, end, fragment, protocol, check, src, dst, sport, dport, w6, w8 = _DIRECT(packet)
+    if (
+        vihl != IPV4_VIHL_NO_OPTIONS
+        or not _DIRECT_END[protocol] <= end <= size
+        or fragment & IPV4_FRAGMENT_MASK
+    ):
+        return _inbound(napt, packet, now)
+    session = napt.by_in.get((protocol, dst, dport, src, sport))
+    if session is None or session.expires <= now:
+        return _inbound(napt, packet, now)
+    # A reply of a live session (or a packet of a forwarded one), inline
+    # as in ``napt_outbound``.
+    state = session.state
+    if protocol == IPPROTO_TCP:
+        nxt = TCP_NEXT[1 ^ session.opener][TCP_EVENT[packet[_DIRECT_TCP_FLAGS]]][state]
+    elif state == UDP_UNREPLIED and not session.opener:
+        nxt = UDP_STREAM  # the remote end answers
+    else:
+        nxt = state
+    if nxt == state:
+        deadline = now + napt.timeout_of[state]
+        if session.expires != deadline:  # else refreshed already at this ``now`` (a batch's)
+            napt.queues[state].move_to_end(session)
+            session.expires = deadline
+    elif nxt is not None:
+        napt.set_state(session, nxt, now)
+    m = session.mapping
+    check = -((check ^ _WORD_MASK) + m.in_ip) % _WORD_MASK
+    if protocol == IPPROTO_UDP:
+        if w8:
+            w8 = -((w8 ^ _WORD_MASK) + m.in_l4) % _WORD_MASK or _WORD_MASK
+        _UDP_REWRITE(packet, _IP_CHECKSUM, check, src, m.ca, sport, m.ca_port, w6, w8)
+    else:
+        _TCP_REWRITE(packet, _IP_CHECKSUM, check, src, m.ca, sport, m.ca_port)
+        tcp = packet[_DIRECT_TCP_CHECKSUM] << 8 | packet[_DIRECT_TCP_CHECKSUM + 1]
+        _WORD.pack_into(packet, _DIRECT_TCP_CHECKSUM, -((tcp ^ _WORD_MASK) + m.in_l4) % _WORD_MASK)
+    session.in_packets += 1
+    session.in_bytes += end
+    return session
+
+
+def _inbound(napt: Napt, packet: memoryview, now: float) -> Session | Drop:
+    """``napt_inbound`` of any datagram (as ``_outbound``)."""
     flow = _flow(napt, None, packet, _IN, now)
     if flow.__class__ is not tuple:
         return flow
