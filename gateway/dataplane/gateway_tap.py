@@ -69,16 +69,18 @@ def gateway_from_tap(node: GatewayNode, tap: GatewayTap | ExternalTap, frame: me
 def _from_internet(node: GatewayNode, tap: ExternalTap, frame: memoryview) -> None:
     """IPv4 from the internet: to one of the NAT's addresses, translated back by its
     session (``napt_inbound``, which refuses what belongs to none), then routed in the
-    session's routing domain toward the tenant's address, as any packet toward a VM."""
+    session's routing domain toward the tenant's address, as any packet toward a VM.
+    The destination is checked only when ``napt_inbound`` refused the packet: a
+    session's external address is always one of the NAT's (a new pool is a new
+    table), so what it translated was for the NAT."""
     napt = node.napt
     if len(frame) < IP_MIN_FRAME or napt is None:
         node.counters.drops[Drop.INNER_MALFORMED] += 1
         return
-    if bytes(frame[IP_DST_ADDR]) not in tap.answers:
-        node.counters.drops[Drop.NO_ROUTE] += 1  # the NAT's addresses are all it takes in
-        return
     verdict = napt_inbound(napt, frame[IP:], node.now)
     if verdict.__class__ is Drop:
+        if bytes(frame[IP_DST_ADDR]) not in tap.answers:
+            verdict = Drop.NO_ROUTE  # the NAT's addresses are all it takes in
         node.counters.drops[verdict] += 1  # type: ignore[index]
         return
     domain = node.tables.domains.get(verdict.tenant.rdid)  # type: ignore[union-attr]
