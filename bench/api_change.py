@@ -159,7 +159,16 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, default=ROOT / "bench" / "results-api-sqlite.json"
     )  # results-api.json: the file store before issue 14, kept to compare with
+    parser.add_argument(
+        "--batch", type=int, metavar="N", help="instead: one batch of N records imported and "
+        "a daemon's start on them (bench/api_batch.py), into bench/results-api.json",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.batch:
+        import api_batch
+
+        api_batch.write(ROOT / "bench" / "results-api.json", api_batch.measure(args.batch))
+        return
     rows = []
     for records in args.records:
         print(f"{records} records ...", file=sys.stderr, flush=True)
