@@ -16,8 +16,10 @@ Every backend keeps the same promises, which this front relies on:
 
 1. a change is applied to the policy as it is committed now (another daemon may
    have moved it on), conditional on the caller's revision (``RevisionMismatch``);
-2. it is validated whole, with the config loader and then the daemon's own checks
-   (``prepare``: IPv6 it cannot forward, provider addresses it cannot rebind);
+2. it is validated, with the config loader's checks (a change of lookup records
+   against the policy's indexes, ``incremental.py``; any other whole) and then the
+   daemon's own (``prepare``: IPv6 it cannot forward, provider addresses it cannot
+   rebind);
 3. it is made durable, and only then
 4. swapped into the data plane (``commit``, here, on the event loop).
 
