@@ -130,7 +130,8 @@ class GatewayNode:
         self._adopt_nat(tables)
         if tables.tunnel_keys is not None:
             self.tunnel_keys = tables.tunnel_keys
-        adopt_tunnels(self, tables.to_tunnel, self.tunnel_keys, self.make_device)
+        threshold = tables.node.tunnel_load_threshold
+        adopt_tunnels(self, tables.to_tunnel, self.tunnel_keys, self.make_device, threshold)
         self.tables = tables
         return tables
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Final
 
 from gateway.dataplane.tables import UNDERLAY_MTU
 from gateway.errors import Drop
-from gateway.policy import Tunnel, decode_key, endpoint_pair
+from gateway.policy import TUNNEL_LOAD_THRESHOLD, Tunnel, decode_key, endpoint_pair
 from gateway.wire import IPV4_HEADER_SIZE
 from gateway.wireguard import KEY_SIZE, TRANSPORT_OVERHEAD, Device, Limits, Peer, Reason
 
@@ -146,11 +146,10 @@ class ToTunnel:
 
 
 # When a listen port is under load (WireGuard paper 5.3: handshakes must then carry a
-# cookie, and a cookie reply answers those that do not): more than this many
-# handshake messages in one batch of its socket (the io layer reads a batch at one
-# ``now``: 64 datagrams at most), and for ``UNDER_LOAD_S`` after (wireguard-go's
-# UnderLoadAfterTime). Per port, so tests can lower it.
-HANDSHAKES_PER_BATCH: Final = 16
+# cookie, and a cookie reply answers those that do not): more than the node's
+# ``tunnel_load_threshold`` handshake messages in one batch of its socket (the io
+# layer reads a batch at one ``now``: 64 datagrams at most), and for ``UNDER_LOAD_S``
+# after (wireguard-go's UnderLoadAfterTime).
 UNDER_LOAD_S: Final = 1.0
 
 
@@ -177,7 +176,7 @@ class TunnelPort:
         self.device = device
         self.tunnels: dict[bytes, GatewayTunnel] = {}
         self.seen = [0] * len(Reason)  # the device's refusals already counted as drops
-        self.load_threshold = HANDSHAKES_PER_BATCH
+        self.load_threshold = TUNNEL_LOAD_THRESHOLD  # the node's, set by ``adopt_tunnels``
         self.batch_now = float("-inf")
         self.batch_handshakes = 0
         self.loaded_until = float("-inf")
@@ -210,9 +209,14 @@ def compile_tunnels(
 
 
 def adopt_tunnels(
-    node: GatewayNode, actions: Mapping[str, ToTunnel], keys: TunnelKeys, make: DeviceFactory
+    node: GatewayNode,
+    actions: Mapping[str, ToTunnel],
+    keys: TunnelKeys,
+    make: DeviceFactory,
+    load_threshold: int = TUNNEL_LOAD_THRESHOLD,
 ) -> None:
-    """Give each tunnel of the new tables its port and peer (module docstring)."""
+    """Give each tunnel of the new tables its port and peer (module docstring), and
+    each port the node's load threshold."""
     ports: dict[int, TunnelPort] = {}
     for action in actions.values():
         tunnel = action.tunnel
@@ -226,6 +230,7 @@ def adopt_tunnels(
             if port is None or port.key != key:
                 port = TunnelPort(listen_port, key, make(key))
             port.tunnels = {}
+            port.load_threshold = load_threshold
             ports[listen_port] = port
         try:
             peer = _peer(port.device, tunnel.config, keys.preshared.get(tunnel.name))

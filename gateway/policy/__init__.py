@@ -19,6 +19,7 @@ from .incremental import IndexedPolicy
 from .model import (
     DEFAULT_METRIC,
     DYNAMIC_PORTS,
+    TUNNEL_LOAD_THRESHOLD,
     CustomerRoute,
     DomainNat,
     LookupRecord,
@@ -47,6 +48,7 @@ from .snapshot import CompiledRecord, CompiledRoute, Snapshot, compile_policy
 __all__ = [
     "DEFAULT_METRIC",
     "DYNAMIC_PORTS",
+    "TUNNEL_LOAD_THRESHOLD",
     "VSID_MAX",
     "VSID_MIN",
     "CompiledRecord",

@@ -438,6 +438,10 @@ def _frozen_mapping(value: Mapping[str, ServedDomain]) -> Mapping[str, ServedDom
     return MappingProxyType(dict(value))
 
 
+# Handshake messages in one batch of a listen port past which it is under load
+# (WireGuard paper 5.3); a node's ``tunnel_load_threshold`` changes it.
+TUNNEL_LOAD_THRESHOLD: Final = 16
+
 # A node's fields that belong to one role: written on a node of another role they are
 # refused (never accepted and ignored); absent, they get the role's default.
 _ROLE_FIELDS: Mapping[str, tuple[NodeRole, str, Any]] = {
@@ -453,6 +457,11 @@ _ROLE_FIELDS: Mapping[str, tuple[NodeRole, str, Any]] = {
         NodeRole.GATEWAY,
         "only a gateway node serves tunnels",
         MappingProxyType({}),
+    ),
+    "tunnel_load_threshold": (
+        NodeRole.GATEWAY,
+        "only a gateway node serves tunnels",
+        TUNNEL_LOAD_THRESHOLD,
     ),
 }
 
@@ -485,8 +494,19 @@ class Node(_Frozen):
     tunnel_keys: Annotated[Mapping[Any, KeyFile], AfterValidator(_port_keys)] | None = Field(
         None, validate_default=True
     )
+    # Gateway only: a tunnel listen port is under load (handshakes then need a cookie)
+    # past this many handshake messages in one batch of its socket (64 datagrams).
+    tunnel_load_threshold: int | None = Field(None, ge=0, validate_default=True)
 
-    @field_validator("ports", "mss_clamp", "routing_domains", "nat", "tunnel_keys", mode="before")
+    @field_validator(
+        "ports",
+        "mss_clamp",
+        "routing_domains",
+        "nat",
+        "tunnel_keys",
+        "tunnel_load_threshold",
+        mode="before",
+    )
     @classmethod
     def _role_field(cls, value: Any, info: ValidationInfo) -> Any:
         role = info.data.get("role")  # absent when the role itself was refused

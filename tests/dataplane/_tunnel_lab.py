@@ -50,9 +50,15 @@ def tunnel_document(document: dict) -> None:
     document["tunnels"] = [tunnel_entry("blue"), tunnel_entry("red")]
 
 
-def tunnel_lab() -> Fabric:
+def tunnel_lab(**gateway: object) -> Fabric:
+    """The lab, ``gateway`` written into the gateway node's config."""
+
+    def document(d: dict) -> None:
+        tunnel_document(d)
+        d["nodes"]["gw"].update(gateway)
+
     keys = TunnelKeys(private={PORT: GW_KEY})
-    return Fabric(gateway_snapshot(tunnel_document), tunnel_keys={"gw": keys})
+    return Fabric(gateway_snapshot(document), tunnel_keys={"gw": keys})
 
 
 @dataclass

@@ -13,6 +13,7 @@ from scapy.packet import raw
 
 from gateway.dataplane import TUNNEL_MTU, GatewayNode
 from gateway.errors import Drop
+from gateway.policy import TUNNEL_LOAD_THRESHOLD
 from gateway.wire import parse_nvgre
 
 from ._gateway_lab import GW_CA, GW_PA, VSID, gateway_snapshot
@@ -173,13 +174,10 @@ def test_the_timers_retry_the_handshake_when_the_site_is_silent() -> None:
 
 
 def test_under_load_a_handshake_without_a_cookie_gets_a_cookie_reply_then_passes() -> None:
-    """Many handshakes in one batch put the port under load (here: any, the
-    threshold lowered): the site's initiation is answered with a cookie reply and
-    counted; the site's retry carries the cookie (mac2) and is answered."""
-    network = tunnel_lab()
-    node = network.node("gw")
-    assert isinstance(node, GatewayNode)
-    node.tunnel_ports[PORT].load_threshold = 0
+    """Many handshakes in one batch put the port under load (here: any, the node's
+    ``tunnel_load_threshold`` 0): the site's initiation is answered with a cookie
+    reply and counted; the site's retry carries the cookie (mac2) and is answered."""
+    network = tunnel_lab(tunnel_load_threshold=0)
     site = Site(network, "blue")
     site.device.initiate(site.peer, NOW)
     [refused] = site.answer()
@@ -264,3 +262,19 @@ def test_a_reload_that_turns_the_keepalive_on_keeps_the_session_and_sends_one() 
     assert (endpoint, datagram[0], len(datagram)) == (SITE["blue"], TRANSPORT, 32)
     assert site.device.receive(datagram, ("192.0.2.1", PORT), NOW + 1) is None  # it decrypts
     assert site.peer.handshakes == 1 and site.device.refused == [0] * len(site.device.refused)
+
+
+def test_the_load_threshold_is_the_nodes_and_follows_a_reload() -> None:
+    network = tunnel_lab()
+    node = network.node("gw")
+    assert isinstance(node, GatewayNode)
+    assert node.tunnel_ports[PORT].load_threshold == TUNNEL_LOAD_THRESHOLD
+    device = node.tunnel_ports[PORT].device
+
+    def lowered(d: dict) -> None:
+        tunnel_document(d)
+        d["nodes"]["gw"]["tunnel_load_threshold"] = 3
+
+    network.swap(gateway_snapshot(lowered))
+    assert node.tunnel_ports[PORT].load_threshold == 3
+    assert node.tunnel_ports[PORT].device is device  # the port kept: only its load changed

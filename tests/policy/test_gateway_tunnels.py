@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from gateway.control.entries import policy_json
-from gateway.policy import NextHopKind, compile_gateway, compile_policy, load_policy
+from gateway.policy import (
+    TUNNEL_LOAD_THRESHOLD,
+    NextHopKind,
+    compile_gateway,
+    compile_policy,
+    load_policy,
+)
 
 from ._documents import BLUE, RED
 from ._tunnel_document import (
@@ -53,6 +59,8 @@ def test_the_tunnel_document_loads() -> None:
     assert red.endpoint is None and red.preshared_key_file is None
     assert dict(policy.node("gw").tunnel_keys or {}) == {LISTEN_PORT: KEY_FILE}
     assert policy.node("host1").tunnel_keys is None
+    assert policy.node("gw").tunnel_load_threshold == TUNNEL_LOAD_THRESHOLD  # the default
+    assert policy.node("host1").tunnel_load_threshold is None
 
 
 def test_allowed_ips_route_each_tenant_to_its_own_tunnel() -> None:
@@ -142,6 +150,10 @@ CASES = [
          "nodes.host1.tunnel_keys", None, "only a gateway node serves tunnels"),
     Case("key-file-port-zero", _set(f"{GW}.tunnel_keys", {0: KEY_FILE, 51820: KEY_FILE}),
          f"{GW}.tunnel_keys", None, "0 is not a UDP port"),
+    Case("load-threshold-on-a-host", _set("nodes.host1.tunnel_load_threshold", 4),
+         "nodes.host1.tunnel_load_threshold", 4, "only a gateway node serves tunnels"),
+    Case("load-threshold-negative", _set(f"{GW}.tunnel_load_threshold", -1),
+         f"{GW}.tunnel_load_threshold", -1, "greater than or equal to 0"),
     Case("route-to-another-tenants-tunnel",
          _append(f"{BLUE_GW}.routes", _route("10.99.0.0/16", "tunnel:onprem-red")),
          f"{BLUE_GW}.routes[1].next_hop", "tunnel:onprem-red",
