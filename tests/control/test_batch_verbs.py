@@ -108,3 +108,21 @@ def test_from_is_every_kinds_and_excludes_the_fields(host1: Path, tmp_path: Path
     assert both.exit_code == 2 and "--from takes every field from the file" in both.output
     neither = nvgw("lookup-record", "add", "--vsid", "5010")
     assert neither.exit_code == 2 and "Missing option --ca, --mac, --pa" in neither.output
+
+
+def test_the_bar_is_shown_on_a_terminal_unless_quiet(
+    host1: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal (rich's FORCE_COLOR makes one of the test's stdout) the bar reads,
+    sends, then says "committing..."; --quiet shows none of it."""
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    batch = tmp_path / "records.jsonl"
+    batch.write_text(jsonl([record(n) for n in range(3)]))
+    shown = nvgw("lookup-record", "add", "--from", str(batch))
+    assert shown.exit_code == 0, shown.output
+    assert "committing..." in shown.output and "sending" in shown.output
+    batch.write_text(jsonl([record(n) for n in range(3, 6)]))
+    quiet = nvgw("lookup-record", "add", "--from", str(batch), "--quiet")
+    assert quiet.exit_code == 0, quiet.output
+    assert "committing..." not in quiet.output and "sending" not in quiet.output
+    assert held(host1).revision == 2
