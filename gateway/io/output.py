@@ -102,12 +102,14 @@ class FdOutput:
         if sock is None:
             self.drops[Drop.PROVIDER_UNREACHABLE] += 1
             return
+        if len(datagram) <= SLOT_BYTES:
+            self.batch.add_datagram(sock, endpoint, datagram)  # type: ignore[arg-type]
+            return
+        self.batch.flush()  # bigger than a slot: alone, after those decided before it
         try:
             sock.sendto(datagram, endpoint)
-        except BlockingIOError:
-            self.drops[Drop.TX_FULL] += 1
-        except OSError:  # no route to the peer, or ICMP unreachable from it before
-            self.drops[Drop.PROVIDER_UNREACHABLE] += 1
+        except OSError as error:  # as a batch's failures are counted
+            self.drops[send_drop(error.errno)] += 1
 
     def to_provider_link(self, frame: memoryview | bytes) -> None:
         if self.link is None:

@@ -1,5 +1,5 @@
-"""NVGRE sends gathered over a reader's batch and handed to the kernel in one
-sendmmsg(2).
+"""NVGRE (and a tunnel's UDP datagrams) gathered over a reader's batch and handed
+to the kernel in one sendmmsg(2).
 
 A raw GRE send costs more in the kernel's entry and in Python's argument handling
 (the iovec list, the address tuple) than the per-packet work it does: measured on
@@ -30,6 +30,7 @@ from typing import Final, NamedTuple
 from gateway.errors import Drop
 from gateway.wire import ETH_HEADER_SIZE
 
+MAX_ADDRESSES: Final = 4096  # destinations whose sockaddr is kept (``SendBatch._remember``)
 SLOTS: Final = 64  # the readers' batch (``readers.BATCH``): one sendmmsg per batch
 # A 1500-byte underlay's largest NVGRE payload (GRE header and inner frame) with
 # room to spare; bigger packets go alone (``FdOutput.to_provider``).
@@ -157,9 +158,10 @@ class SendBatch:
         self._msgs_base = self._base = ctypes.addressof(msgs)
         self._framed_base = ctypes.addressof(framed)
         self._framed = framed  # kept alive: the kernel reads it
-        # Packed address -> its sockaddr_in (kept alive here) and that one's address.
-        self._sockaddrs: dict[bytes, _SockaddrIn] = {}
-        self._addresses: dict[bytes, int] = {}
+        # A destination (a packed PA; a tunnel peer's (address, port)) -> its
+        # sockaddr_in (kept alive here) and that one's address; bounded (``_remember``).
+        self._sockaddrs: dict[object, _SockaddrIn] = {}
+        self._addresses: dict[object, int] = {}
 
     def add(self, sock: socket.socket, dst: bytes, gre: bytes, frame: memoryview) -> None:
         """Gather ``gre`` + ``frame`` for ``dst`` (a packed IPv4 address) on ``sock``;
@@ -172,7 +174,7 @@ class SendBatch:
             self._base = self._msgs_base
         address = self._addresses.get(dst)
         if address is None:
-            address = self._remember(dst)
+            address = self._remember(dst, dst, self.port)
         count = self._count
         start = count * SLOT_BYTES
         header_end = start + len(gre)
@@ -181,6 +183,31 @@ class SendBatch:
         slots[start:header_end] = gre
         slots[header_end:end] = frame
         _SIZE(self._iov, _IOV_LENS[count], end - start)
+        _SIZE(self._msgs, count * _MSG_STRIDE + _MSG_NAME, address)
+        self._count = count = count + 1
+        if count == SLOTS:
+            self.flush()
+
+    def add_datagram(
+        self, sock: socket.socket, endpoint: tuple[str, int], datagram: bytes | bytearray
+    ) -> None:
+        """Gather a UDP ``datagram`` (at most ``SLOT_BYTES``: a tunnel's WireGuard
+        message) for ``endpoint`` (an IPv4 address and port) on ``sock``."""
+        fd = sock.fileno()
+        if fd != self._fd:
+            if self._count:
+                self.flush()
+            self._fd = fd
+            self._base = self._msgs_base
+        address = self._addresses.get(endpoint)
+        if address is None:
+            host, port = endpoint
+            address = self._remember(endpoint, socket.inet_aton(host), port)
+        count = self._count
+        start = count * SLOT_BYTES
+        size = len(datagram)
+        self._slots[start : start + size] = datagram
+        _SIZE(self._iov, _IOV_LENS[count], size)
         _SIZE(self._msgs, count * _MSG_STRIDE + _MSG_NAME, address)
         self._count = count = count + 1
         if count == SLOTS:
@@ -241,9 +268,17 @@ class SendBatch:
             drops[reason] += 1
             sent += 1
 
-    def _remember(self, dst: bytes) -> int:
-        address_bytes = (ctypes.c_ubyte * len(dst)).from_buffer_copy(dst)
-        sockaddr = _SockaddrIn(socket.AF_INET, socket.htons(self.port), address_bytes)
-        self._sockaddrs[dst] = sockaddr
-        address = self._addresses[dst] = ctypes.addressof(sockaddr)
+    def _remember(self, key: object, packed: bytes, port: int) -> int:
+        """The address of a sockaddr_in for ``packed``:``port``, kept under ``key``.
+        Destinations come from the policy (PAs) and from authenticated peers (their
+        endpoints, which roam): past ``MAX_ADDRESSES`` the gathered packets leave and
+        the addresses they point to are forgotten, so none grows without bound."""
+        if len(self._addresses) >= MAX_ADDRESSES:
+            self.flush()
+            self._addresses.clear()
+            self._sockaddrs.clear()
+        address_bytes = (ctypes.c_ubyte * len(packed)).from_buffer_copy(packed)
+        sockaddr = _SockaddrIn(socket.AF_INET, socket.htons(port), address_bytes)
+        self._sockaddrs[key] = sockaddr
+        address = self._addresses[key] = ctypes.addressof(sockaddr)
         return address

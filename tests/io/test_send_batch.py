@@ -116,6 +116,47 @@ def test_a_message_the_kernel_refuses_is_counted_and_the_rest_still_leave(udp) -
     assert nonzero(drops) == {"PROVIDER_UNREACHABLE": 1}
 
 
+def test_datagrams_to_their_endpoints_leave_in_order_with_the_nvgre_before_them(udp) -> None:
+    """A tunnel's UDP datagrams go in the same batch (each to its peer's endpoint),
+    after the NVGRE gathered for another socket."""
+    sender, receiver, port = udp
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+        other.setblocking(False)
+        other.bind(("127.0.0.1", 0))
+        second = ("127.0.0.1", other.getsockname()[1])
+        batch = SendBatch([0] * len(Drop), port)
+        batch.add(other, LOOPBACK, GRE, memoryview(frame(1)))  # from the other socket
+        batch.add_datagram(sender, ("127.0.0.1", port), frame(2))
+        assert received(receiver) == [GRE + frame(1)]  # another socket: sent first
+        batch.add_datagram(sender, second, bytearray(frame(3)))
+        batch.add_datagram(sender, ("127.0.0.1", port), frame(4))
+        assert received(receiver) == []
+        batch.flush()
+        assert received(receiver) == [frame(2), frame(4)]
+        assert received(other) == [frame(3)]
+
+
+def test_past_its_bound_the_batch_forgets_addresses_after_sending_what_uses_them(
+    udp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Peers' endpoints roam: the sockaddrs kept are bounded, and forgetting them never
+    frees one a gathered message still points to."""
+    sender, receiver, port = udp
+    monkeypatch.setattr(send_batch, "MAX_ADDRESSES", 2)
+    batch = SendBatch([0] * len(Drop), port)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+        other.bind(("127.0.0.1", 0))
+        other.setblocking(False)
+        endpoints = [("127.0.0.1", port), ("127.0.0.1", other.getsockname()[1])]
+        for i in range(6):
+            batch.add_datagram(sender, endpoints[i % 2], frame(i))
+            batch.add_datagram(sender, ("127.0.0.2", 9), frame(i))  # a third: past the bound
+        batch.flush()
+        assert received(receiver) == [frame(i) for i in range(0, 6, 2)]
+        assert received(other) == [frame(i) for i in range(1, 6, 2)]
+    assert len(batch._addresses) <= 2
+
+
 class FailingSendmmsg:
     """Stands in for libc's sendmmsg: each call takes the next planned outcome (a
     count sent, or an errno), as the kernel reports a failure on the message after
