@@ -152,7 +152,8 @@ def tunnel_node(out: Any, size: int) -> tuple[Any, list[bytes], list[int]]:
     after)."""
     gw_key, site_key = bytes(range(32, 64)), bytes(range(64, 96))
     site_public = base64.b64encode(public_key_of(site_key)).decode()
-    snapshot = compile_policy(load_config(tunnel_config(KEYS / "unread.key", site_public)))
+    config = tunnel_config(KEYS / "unread.key", site_public, "callgrind-tunnel.yaml")
+    snapshot = compile_policy(load_config(config))
     counters = Counters()
     keys = TunnelKeys(private={PORT: gw_key})
     tables = GatewayTables(snapshot, TUNNEL_NODE, counters, None, keys)

@@ -72,9 +72,11 @@ def keys() -> dict[str, tuple[Path, str]]:
     return out
 
 
-def tunnel_config(gw_key: Path, site_public: str) -> Path:
+def tunnel_config(gw_key: Path, site_public: str, name: str = "gateway-tunnel.yaml") -> Path:
     """The gateway node with routing domain ``bench`` and one tunnel to the site (its
-    allowed IPs routes of ``bench``), validated with the daemon's own loader."""
+    allowed IPs routes of ``bench``), validated with the daemon's own loader, in the
+    scratch file ``name`` (the callgrind entry's own: never the one a running
+    benchmark's daemons read)."""
     rdid = "{6e766222-0000-4000-8000-000000005010}"
     text = (
         gateway_document("gateway_tunnel.py")
@@ -91,7 +93,7 @@ tunnels:
     allowed_ips: [{SITE_NET}]
 """
     )
-    return validated_config("gateway-tunnel.yaml", text)
+    return validated_config(name, text)
 
 
 def inbound_frames(size: int = 14 + INNER) -> list[bytes]:
