@@ -163,18 +163,26 @@ class SendBatch:
         self._sockaddrs: dict[object, _SockaddrIn] = {}
         self._addresses: dict[object, int] = {}
 
-    def add(self, sock: socket.socket, dst: bytes, gre: bytes, frame: memoryview) -> None:
-        """Gather ``gre`` + ``frame`` for ``dst`` (a packed IPv4 address) on ``sock``;
-        together at most ``SLOT_BYTES``. Sent when the batch is full, else by ``flush``."""
+    def add(
+        self,
+        sock: socket.socket,
+        to: bytes | tuple[str, int],
+        gre: bytes,
+        frame: memoryview | bytes | bytearray,
+    ) -> None:
+        """Gather ``gre`` + ``frame`` for ``to`` on ``sock``, together at most
+        ``SLOT_BYTES``: NVGRE for a packed PA (on a raw GRE socket, port ``self.port``),
+        or a tunnel's UDP datagram (``gre`` empty) for its peer's (address, port).
+        Sent when the batch is full, else by ``flush``."""
         fd = sock.fileno()
         if fd != self._fd:
             if self._count:
                 self.flush()
             self._fd = fd
             self._base = self._msgs_base
-        address = self._addresses.get(dst)
+        address = self._addresses.get(to)
         if address is None:
-            address = self._remember(dst, dst, self.port)
+            address = self._remember(to)
         count = self._count
         start = count * SLOT_BYTES
         header_end = start + len(gre)
@@ -183,31 +191,6 @@ class SendBatch:
         slots[start:header_end] = gre
         slots[header_end:end] = frame
         _SIZE(self._iov, _IOV_LENS[count], end - start)
-        _SIZE(self._msgs, count * _MSG_STRIDE + _MSG_NAME, address)
-        self._count = count = count + 1
-        if count == SLOTS:
-            self.flush()
-
-    def add_datagram(
-        self, sock: socket.socket, endpoint: tuple[str, int], datagram: bytes | bytearray
-    ) -> None:
-        """Gather a UDP ``datagram`` (at most ``SLOT_BYTES``: a tunnel's WireGuard
-        message) for ``endpoint`` (an IPv4 address and port) on ``sock``."""
-        fd = sock.fileno()
-        if fd != self._fd:
-            if self._count:
-                self.flush()
-            self._fd = fd
-            self._base = self._msgs_base
-        address = self._addresses.get(endpoint)
-        if address is None:
-            host, port = endpoint
-            address = self._remember(endpoint, socket.inet_aton(host), port)
-        count = self._count
-        start = count * SLOT_BYTES
-        size = len(datagram)
-        self._slots[start : start + size] = datagram
-        _SIZE(self._iov, _IOV_LENS[count], size)
         _SIZE(self._msgs, count * _MSG_STRIDE + _MSG_NAME, address)
         self._count = count = count + 1
         if count == SLOTS:
@@ -268,17 +251,21 @@ class SendBatch:
             drops[reason] += 1
             sent += 1
 
-    def _remember(self, key: object, packed: bytes, port: int) -> int:
-        """The address of a sockaddr_in for ``packed``:``port``, kept under ``key``.
-        Destinations come from the policy (PAs) and from authenticated peers (their
-        endpoints, which roam): past ``MAX_ADDRESSES`` the gathered packets leave and
-        the addresses they point to are forgotten, so none grows without bound."""
+    def _remember(self, to: bytes | tuple[str, int]) -> int:
+        """The address of a sockaddr_in for ``to``, kept. Destinations come from the
+        policy (PAs) and from authenticated peers (their endpoints, which roam): past
+        ``MAX_ADDRESSES`` the gathered packets leave and the addresses they point to
+        are forgotten, so none grows without bound."""
         if len(self._addresses) >= MAX_ADDRESSES:
             self.flush()
             self._addresses.clear()
             self._sockaddrs.clear()
+        if isinstance(to, tuple):
+            packed, port = socket.inet_aton(to[0]), to[1]
+        else:
+            packed, port = to, self.port
         address_bytes = (ctypes.c_ubyte * len(packed)).from_buffer_copy(packed)
         sockaddr = _SockaddrIn(socket.AF_INET, socket.htons(port), address_bytes)
-        self._sockaddrs[key] = sockaddr
-        address = self._addresses[key] = ctypes.addressof(sockaddr)
+        self._sockaddrs[to] = sockaddr
+        address = self._addresses[to] = ctypes.addressof(sockaddr)
         return address

@@ -126,10 +126,10 @@ def test_datagrams_to_their_endpoints_leave_in_order_with_the_nvgre_before_them(
         second = ("127.0.0.1", other.getsockname()[1])
         batch = SendBatch([0] * len(Drop), port)
         batch.add(other, LOOPBACK, GRE, memoryview(frame(1)))  # from the other socket
-        batch.add_datagram(sender, ("127.0.0.1", port), frame(2))
+        batch.add(sender, ("127.0.0.1", port), b"", frame(2))
         assert received(receiver) == [GRE + frame(1)]  # another socket: sent first
-        batch.add_datagram(sender, second, bytearray(frame(3)))
-        batch.add_datagram(sender, ("127.0.0.1", port), frame(4))
+        batch.add(sender, second, b"", bytearray(frame(3)))
+        batch.add(sender, ("127.0.0.1", port), b"", frame(4))
         assert received(receiver) == []
         batch.flush()
         assert received(receiver) == [frame(2), frame(4)]
@@ -149,8 +149,8 @@ def test_past_its_bound_the_batch_forgets_addresses_after_sending_what_uses_them
         other.setblocking(False)
         endpoints = [("127.0.0.1", port), ("127.0.0.1", other.getsockname()[1])]
         for i in range(6):
-            batch.add_datagram(sender, endpoints[i % 2], frame(i))
-            batch.add_datagram(sender, ("127.0.0.2", 9), frame(i))  # a third: past the bound
+            batch.add(sender, endpoints[i % 2], b"", frame(i))
+            batch.add(sender, ("127.0.0.2", 9), b"", frame(i))  # a third: past the bound
         batch.flush()
         assert received(receiver) == [frame(i) for i in range(0, 6, 2)]
         assert received(other) == [frame(i) for i in range(1, 6, 2)]
