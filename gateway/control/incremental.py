@@ -49,13 +49,15 @@ class RecordChanges:
         self._indexed: IndexedPolicy | None = None
         self._next_seq = 0  # the place of the next new row
 
-    def policy(self, state: Placed, url: str) -> Policy:
+    def policy(self, state: Placed, url: str, *, judged: bool = True) -> Policy:
         """The policy of the rows (validated whole, indexed); a refusal names the
-        store (a newer nvgw's rows, a hand edit)."""
+        store (a newer nvgw's rows, a hand edit). ``judged=False``: rows this nvgw
+        validated together already (the store's digest says so): each entry's
+        schema only, not the cross-entity checks."""
         self._indexed = None
         try:  # the rows' JSON is plain already: no to_plain (3-4 s at 10^5 records)
             with paused_gc():  # the indexes too, not only the parse (IndexedPolicy's)
-                indexed = IndexedPolicy(placed_document(state))
+                indexed = IndexedPolicy(placed_document(state), judged=judged)
         except ConfigError as error:
             issues = [ConfigIssue(i.path, i.value, i.message, url) for i in error.issues]
             raise ConfigError(issues) from None

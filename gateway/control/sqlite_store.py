@@ -6,7 +6,13 @@ holds no policy yet); ``entries`` a row per entry per kind of the registry, keye
 (kind, key) as ``policy_rows`` makes them, with ``seq`` keeping document order; and
 ``changes`` the log of committed changes (revision, kind, key, op, value), trimmed
 to ``CHANGES_KEPT`` rows by whole revisions, from which ``changes()`` answers a
-watcher that is not too far behind (None: read the whole policy again).
+watcher that is not too far behind (None: read the whole policy again); ``trust``
+the seal of the rows this nvgw validated (``store.seal``: their order-independent
+digest with the schema's and nvgw's versions), moved by each change's delta in the
+change's transaction. A read whose rows give back the seal (a start: 100,000
+records) skips the cross-entity checks (each entry's schema is still validated: it
+builds the entries); rows edited behind the store's back, or written by an nvgw
+that keeps no seal or another version's, are validated whole, then sealed.
 
 A change (``change``) is one ``BEGIN IMMEDIATE`` transaction: it takes the write
 lock first, so no other writer, in this process or another, can commit between the
@@ -43,13 +49,15 @@ from gateway.policy import Policy
 
 from .edits import Edit
 from .incremental import RecordChanges
-from .policy_rows import Delta, Placed, Row, placed
+from .policy_rows import Delta, Placed, Row, digest, placed
 from .store import (
     Loaded,
     NotSaved,
     RevisionMismatch,
     StoreBusy,
     empty,
+    seal,
+    sealed_after,
     seeding,
     unreadable,
     written,
@@ -69,6 +77,7 @@ SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS changes ("
     " id INTEGER PRIMARY KEY, revision INTEGER NOT NULL, kind TEXT NOT NULL,"
     " key TEXT NOT NULL, op TEXT NOT NULL, value TEXT)",
+    "CREATE TABLE IF NOT EXISTS trust ( id INTEGER PRIMARY KEY CHECK (id = 0), seal TEXT NOT NULL)",
 )
 # SQLite's primary result codes (sqlite3.h) for what a full or failing disk says
 _SQLITE_BUSY, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN = 5, 8, 10, 13, 14
@@ -104,6 +113,7 @@ class SqliteBackend(Generic[Prepared]):
         self._db: sqlite3.Connection | None = None
         self._state: Placed | None = None  # a cache, checked against the revision
         self._records = RecordChanges()  # its index, for changes of lookup records
+        self.trusted = False  # whether the last read found its rows under our seal
 
     # ---------------------------------------------------------------- the interface
 
@@ -112,10 +122,15 @@ class SqliteBackend(Generic[Prepared]):
             self._seed(*seed)
         with self._lock, self._transaction("BEGIN") as db:
             state = self._current(db)
+            stored = _seal_of(db)
         if state is None:
             raise empty(self.url)
+        found = seal(SCHEMA_VERSION, digest(state.entries))
+        self.trusted = stored == found
         with self._lock:
-            policy = self._records.policy(state, self.url)
+            policy = self._records.policy(state, self.url, judged=not self.trusted)
+        if not self.trusted:
+            self._reseal(state.revision, found)
         return Loaded(policy, self._prepare(policy))
 
     def change(self, edit: Edit, if_revision: int | None) -> Loaded[Prepared]:
@@ -127,7 +142,10 @@ class SqliteBackend(Generic[Prepared]):
                 if if_revision is not None and if_revision != state.revision:
                     raise RevisionMismatch(if_revision, state.revision)
                 change = written(self._records, state, edit, self._prepare)
+                sealed = sealed_after(_seal_of(db), SCHEMA_VERSION, state.entries, change.delta)
                 self._write(db, change.policy.revision, change.seqs, change.delta)
+                if sealed is not None:
+                    db.execute("UPDATE trust SET seal = ?", (sealed,))
         except BaseException:  # up to COMMIT: the index may have moved past the rows
             self._records.forget()
             raise
@@ -179,7 +197,28 @@ class SqliteBackend(Generic[Prepared]):
                 "INSERT INTO meta (id, schema, revision, log_from) VALUES (0, ?, ?, ?)",
                 (SCHEMA_VERSION, policy.revision, policy.revision + 1),
             )
+            db.execute(
+                "INSERT OR REPLACE INTO trust (id, seal) VALUES (0, ?)",
+                (seal(SCHEMA_VERSION, digest(seeded)),),
+            )
         self._state = None
+
+    # ---------------------------------------------------------------- the seal
+
+    def _reseal(self, revision: int, sealed: str) -> None:
+        """Seal rows just validated whole (judged by another nvgw, edited by hand),
+        if the store is still at their revision, so that the next start trusts
+        them. A store we cannot write (busy, read-only) keeps its seal: the next
+        start validates whole again, which is all it costs."""
+        try:
+            with self._lock, self._transaction("BEGIN IMMEDIATE") as db:
+                db.execute(
+                    "INSERT OR REPLACE INTO trust (id, seal)"
+                    " SELECT 0, ? FROM meta WHERE revision = ?",
+                    (sealed, revision),
+                )
+        except (StoreBusy, NotSaved):
+            pass
 
     # ---------------------------------------------------------------- inside a transaction
 
@@ -253,6 +292,11 @@ class SqliteBackend(Generic[Prepared]):
             if isinstance(error, sqlite3.Error):
                 raise _store_error(error, self.url) from None
             raise
+
+
+def _seal_of(db: sqlite3.Connection) -> str | None:
+    found = db.execute("SELECT seal FROM trust").fetchone()
+    return None if found is None else str(found[0])
 
 
 def _open(path: Path, url: str) -> sqlite3.Connection:

@@ -39,13 +39,23 @@ from typing import Any, Final, Generic, NamedTuple, Protocol, TypeVar
 
 import anyio
 
+import gateway
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.policy import Policy, load_policy
 
 from .config_file import to_plain
 from .edits import Edit
 from .incremental import RecordChanges, advanced
-from .policy_rows import Delta, Placed, Row, Rows, moved, placed_document, rows
+from .policy_rows import (
+    Delta,
+    Placed,
+    Row,
+    Rows,
+    digest_after,
+    moved,
+    placed_document,
+    rows,
+)
 
 Prepared = TypeVar("Prepared")
 DEFAULT_STORE: Final = "sqlite:/var/lib/nvgw/policy.db"
@@ -319,6 +329,29 @@ def edited(
     trial["revision"] = state.revision + 1
     policy = load_policy(to_plain(trial))
     return policy, prepare(policy), result
+
+
+def seal(schema: int, rows_digest: int) -> str:
+    """What a database store keeps beside rows this nvgw validated together: their
+    digest (``policy_rows.digest``) with the store's schema version and nvgw's own
+    (whose checks judged them). A start whose rows give back the seal skips the
+    cross-entity checks; rows edited behind the store's back, or judged by another
+    nvgw, do not, and are validated whole again."""
+    return f"{schema}/{gateway.__version__}/{rows_digest:032x}"
+
+
+def sealed_after(
+    stored: str | None, schema: int, entries: Mapping[Row, str], change: Delta
+) -> str | None:
+    """The seal once ``change`` is committed to ``entries``, in O(change), or None
+    when ``stored`` is no seal of this nvgw (none, another version's): it stays as
+    it is, and the next start validates the rows whole and seals them."""
+    if stored is None:
+        return None
+    versions, _, hex_digest = stored.rpartition("/")
+    if versions != seal(schema, 0).rpartition("/")[0]:
+        return None
+    return seal(schema, digest_after(int(hex_digest, 16), entries, change))
 
 
 def seeding(state: Placed | None, policy: Policy, source: str, url: str) -> Rows | None:

@@ -65,14 +65,15 @@ from .model import LookupRecord, Policy, Port, RecordDelta, RecordType
 class IndexedPolicy:
     """A valid policy and the indexes a change of its records is judged against.
 
-    Built by validating a whole document (``ConfigError`` if it does not validate);
-    ``change_records`` then applies a change of records, or refuses it and keeps
-    everything as it was.
+    Built by validating a whole document (``ConfigError`` if it does not validate;
+    ``judged=False``: each entry's schema only, for a document known to have passed
+    the cross-entity checks, ``parse_document``'s); ``change_records`` then applies
+    a change of records, or refuses it and keeps everything as it was.
     """
 
-    def __init__(self, document: Mapping[str, Any]) -> None:
+    def __init__(self, document: Mapping[str, Any], *, judged: bool = True) -> None:
         with paused_gc():  # as load_policy: 10^5 entries' objects are no garbage
-            parse = parse_document(document)
+            parse = parse_document(document, judged=judged)
         if parse.issues:
             raise ConfigError(parse.issues)
         self.policy = parse.policy()
