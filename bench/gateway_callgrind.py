@@ -16,13 +16,18 @@ first, as in the benchmark's steady state; ``tunnel``, ``gateway_from_provider``
 the tunnel benchmark's NVGRE
 (``hostfwd/tunnel_setup.py``: routed into the tunnel, encrypted with ChaCha20-Poly1305
 and handed to ``Output.to_udp``; the handshake done first with a site of our own
-core); ``host``, the host's ``from_provider`` on the host benchmark's datagrams. Each runs
-on a fresh writable copy of its frame per call (the loop and copies alone are
-measured too, and taken off), twice under ``PYTHONHASHSEED=0 valgrind
---tool=callgrind`` (N and 2N frames, 64 B and 1400 B inner, the same frames round
-robin); a run in which the node counted a drop fails. The difference of the two
-totals over N is the per-frame cost, start-up and imports cancelled out. Needs valgrind; no root,
-no namespaces. Prints a table and writes ``bench/results-gateway-callgrind.json``
+core); ``tunnel_back``, ``gateway_from_tunnel`` on transport datagrams that site
+sends back (the server's packets to the remote VM: decrypted, checked against the
+allowed IPs, routed into the VSID and encapsulated), 256 of them with counters 0..255,
+the receiving session's replay window renewed after the last (a new window, as a new
+session starts with: its cost spread over 256 frames); ``host``, the host's
+``from_provider`` on the host benchmark's datagrams. Each runs on a fresh writable
+copy of its frame per call (the loop and copies alone are measured too, and taken
+off), twice under ``PYTHONHASHSEED=0 valgrind --tool=callgrind`` (N and 2N frames, 64
+B and 1400 B inner, the same frames round robin); a run in which the node counted a
+drop fails. The difference of the two totals over N is the per-frame cost, start-up
+and imports cancelled out. Needs valgrind; no root, no namespaces. Prints a table and
+writes ``bench/results-gateway-callgrind.json``
 (with ``--only``, only where ``--out`` says).
 """
 
@@ -42,7 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # gateway
 
-from hostfwd.common import BENCH, HOST_PA, SCRATCH, SIZES, SND_PA
+from hostfwd.common import BENCH, HOST_PA, REMOTE_VM, SCRATCH, SIZES, SND_PA
 from hostfwd.gateway_setup import (
     CORP_ADDR,
     CORP_MAC,
@@ -57,8 +62,16 @@ from hostfwd.nat_setup import EXT_MAC, ROUTER, nat_config, reply_frames, tenant_
 from hostfwd.nat_setup import INET_MAC as ROUTER_MAC
 from hostfwd.report import write_json
 from hostfwd.sources import versions, work_tree
-from hostfwd.traffic import nvgre_frames, nvgw_config
-from hostfwd.tunnel_setup import KEYS, PORT, WAN_GW_ADDR, WAN_SITE_ADDR, tunnel_config
+from hostfwd.traffic import inner_frame, nvgre_frames, nvgw_config
+from hostfwd.tunnel_setup import (
+    ANY_MAC,
+    KEYS,
+    PORT,
+    SERVER,
+    WAN_GW_ADDR,
+    WAN_SITE_ADDR,
+    tunnel_config,
+)
 from hostfwd.tunnel_setup import NODE as TUNNEL_NODE
 from hostfwd.tunnel_setup import inbound_frames as tunnel_frames
 
@@ -75,9 +88,10 @@ from gateway.dataplane import (
     gateway_from_tunnel,
 )
 from gateway.policy import compile_policy
-from gateway.wireguard import Device, public_key_of
+from gateway.wireguard import Device, ReplayWindow, public_key_of
 
-ENTRIES = ("in", "out", "nat_out", "nat_back", "tunnel", "host")
+ENTRIES = ("in", "out", "nat_out", "nat_back", "tunnel", "tunnel_back", "host")
+BACK_DATAGRAMS = 256  # tunnel_back's, counters 0..255 (the low byte says the last)
 ETH = 14  # the outer Ethernet header: a datagram reaches the entry point without it
 
 
@@ -106,8 +120,8 @@ def node_and_call(entry: str, size: int) -> tuple[Any, list[bytes], list[int]]:
         host = HostNode(snapshot, "bench", Nothing(), provider_mac=bytes(6))
         inputs = [f[ETH:] for f in nvgre_frames(size)]
         return (lambda d: from_provider(host, d)), inputs, host.counters.drops
-    if entry == "tunnel":
-        return tunnel_node(Nothing(), size)
+    if entry.startswith("tunnel"):
+        return tunnel_node(Nothing(), size, back=entry == "tunnel_back")
     if entry.startswith("nat_"):
         return nat_node(Nothing(), entry, size)
     snapshot = compile_policy(load_config(gateway_config()))
@@ -146,10 +160,11 @@ def nat_node(out: Any, entry: str, size: int) -> tuple[Any, list[bytes], list[in
     return (lambda f: gateway_from_tap(node, external, f)), frames, node.counters.drops
 
 
-def tunnel_node(out: Any, size: int) -> tuple[Any, list[bytes], list[int]]:
+def tunnel_node(out: Any, size: int, back: bool = False) -> tuple[Any, list[bytes], list[int]]:
     """The tunnel benchmark's gateway with its tunnel in session: its first frame
     starts the handshake, a site of our own core answers it (``out`` keeps nothing
-    after)."""
+    after). ``back``: the call takes the site's transport datagrams instead (the site
+    confirmed the session with the packet that waited for the handshake)."""
     gw_key, site_key = bytes(range(32, 64)), bytes(range(64, 96))
     site_public = base64.b64encode(public_key_of(site_key)).decode()
     config = tunnel_config(KEYS / "unread.key", site_public, "callgrind-tunnel.yaml")
@@ -163,14 +178,33 @@ def tunnel_node(out: Any, size: int) -> tuple[Any, list[bytes], list[int]]:
     datagrams = [f[ETH:] for f in tunnel_frames(size)]
     gateway_from_provider(node, memoryview(bytearray(datagrams[0])))  # the initiation
     site = Device(site_key)
-    site.add_peer(public_key_of(gw_key), endpoint=(WAN_GW_ADDR, PORT))
+    gateway = site.add_peer(public_key_of(gw_key), endpoint=(WAN_GW_ADDR, PORT))
     site.receive(sent[0], (WAN_GW_ADDR, PORT), node.now)
     for response, _ in site.outbox:
         gateway_from_tunnel(node, PORT, response, (WAN_SITE_ADDR, PORT))
     if len(sent) < 2:  # the packet that waited for the handshake went out after it
         sys.exit(f"tunnel {size} B: no session with the site: {len(sent)} datagrams sent")
     out.kept = None  # from here on: keeps nothing
-    return (lambda d: gateway_from_provider(node, d)), datagrams, counters.drops
+    if not back:
+        return (lambda d: gateway_from_provider(node, d)), datagrams, counters.drops
+    if site.receive(sent[1], (WAN_GW_ADDR, PORT), node.now) is None:
+        sys.exit(f"tunnel_back {size} B: the site did not take the gateway's packet")
+    site.outbox.clear()
+    for i in range(BACK_DATAGRAMS):
+        packet = inner_frame(size, 40000 + i % 8, (SERVER, ANY_MAC), REMOTE_VM)[ETH:]
+        site.send(gateway, packet, node.now)
+    inputs = [bytes(datagram) for datagram, _ in site.outbox]
+    device = node.tunnel_ports[PORT].device
+    keypair = device.peers[public_key_of(site_key)].keypairs.current
+    last = (BACK_DATAGRAMS - 1) & 0xFF
+    source = (WAN_SITE_ADDR, PORT)
+
+    def call(d: memoryview) -> None:
+        gateway_from_tunnel(node, PORT, d, source)
+        if d[8] == last:  # the counter's low byte: the round starts again at 0
+            keypair.replay = ReplayWindow()  # type: ignore[union-attr]
+
+    return call, inputs, counters.drops
 
 
 def child(entry: str, size: int, frames: int) -> None:
