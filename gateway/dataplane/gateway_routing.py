@@ -81,7 +81,6 @@ from gateway.wire import (
     build_icmp_unreachable,
     build_ipv4,
     clamp_mss,
-    decrement_ttl,
     flow_id_of_frame,
     fragment_ipv4,
     icmp_checksum_ok,
@@ -172,7 +171,8 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
         action = action.out  # type: ignore[union-attr]
         cls = ToTap
     elif cls is ToTunnel:
-        _into_tunnel(node, domain, frame, end, ingress, action.tunnel)  # type: ignore[union-attr]
+        tunnel = action.tunnel  # type: ignore[union-attr]
+        _into_tunnel(node, domain, frame, end, ingress, tunnel, ttl, fragment, protocol, check)
         return
     else:
         counters.drops[action] += 1  # type: ignore[index]
@@ -241,30 +241,36 @@ def _into_tunnel(
     end: int,
     ingress: Ingress,
     tunnel: GatewayTunnel,
+    ttl: int,
+    fragment: int,
+    protocol: int,
+    check: int,
 ) -> None:
     """``route_ipv4``'s way into a site-to-site tunnel, the same steps (TTL, the
-    tunnel's MTU, the TTL counted down, MSS), apart: its encryption costs far more
-    than a call, and the paths into a TAP or a VSID then pay nothing for tunnels."""
-    packet = frame[IP:end]
-    if packet[IPV4_OFFSET_TTL] <= 1:
+    tunnel's MTU, the TTL counted down, MSS) on the header fields it read, apart: its
+    encryption costs far more than a call, and the paths into a TAP or a VSID then pay
+    nothing for tunnels."""
+    if ttl <= 1:
         _time_exceeded(node, domain, frame, end, ingress)
         return
-    fragment = packet[IPV4_OFFSET_FRAGMENT] << 8 | packet[IPV4_OFFSET_FRAGMENT + 1]
-    too_big = len(packet) > tunnel.mtu
+    too_big = end - IP > tunnel.mtu
     if too_big and fragment & IPV4_DF:
         node.counters.drops[Drop.TOO_BIG] += 1
-        icmp = build_icmp_unreachable(ICMP_CODE_FRAGMENTATION_NEEDED, packet, tunnel.mtu)
+        icmp = build_icmp_unreachable(ICMP_CODE_FRAGMENTATION_NEEDED, frame[IP:end], tunnel.mtu)
         _icmp_error(node, domain, frame, end, ingress, icmp)
         return
-    decrement_ttl(packet)
+    check += _TTL_UNIT  # the TTL counted down inline, as ``route_ipv4`` does (RFC 1624)
+    if check >= _WORD_MASK:
+        check = (check + 1) & _WORD_MASK
+    _TTL_PROTOCOL_CHECKSUM(frame, _IP_TTL, ttl - 1, protocol, check)
     mss = node.tables.mss
-    if mss and packet[IPV4_OFFSET_PROTOCOL] == IPPROTO_TCP:
+    if mss and protocol == IPPROTO_TCP:
         clamp_mss(frame, mss, IP)
     node.counters.routed += 1
     if too_big:
         _fragmented(node, frame, end, ToTunnel(tunnel), tunnel.mtu)
     else:
-        send_to_tunnel(node, tunnel, packet)
+        send_to_tunnel(node, tunnel, frame[IP:end])
 
 
 def _flow_gre(

@@ -294,7 +294,10 @@ def send_to_tunnel(node: GatewayNode, tunnel: GatewayTunnel, packet: memoryview)
         node.counters.drops[Drop.TUNNEL_NO_SESSION] += 1
         return
     device = port.device
-    device.send(tunnel.peer, packet, node.now)  # type: ignore[arg-type]
+    peer = tunnel.peer
+    datagram = device.seal(peer, packet, node.now)  # type: ignore[arg-type]
+    if datagram is not None:  # in session: straight out, no outbox
+        node.out.to_udp(port.listen_port, peer.endpoint, datagram)  # type: ignore[union-attr]
     if device.outbox:
         flush(node, port)
 

@@ -19,7 +19,6 @@ from gateway.wireguard.messages import (
     PADDING_MULTIPLE,
     TRANSPORT,
     TRANSPORT_HEADER,
-    TRANSPORT_HEADER_SIZE,
     build_initiation,
     padded_length,
 )
@@ -67,14 +66,29 @@ class Sessions:
     def send(self, peer: Peer, packet: bytes | bytearray | memoryview, now: float) -> None:
         """Encrypt ``packet`` for ``peer`` into the outbox, or hold it (at most
         ``limits.max_staged``, the oldest shed) and start a handshake."""
+        datagram = self.seal(peer, packet, now)
+        if datagram is not None:
+            self.outbox.append((datagram, peer.endpoint))  # type: ignore[arg-type]
+
+    def seal(self, peer: Peer, packet: bytes | bytearray | memoryview, now: float) -> bytes | None:
+        """``send`` without the outbox when it can be (the data path's way: no tuple
+        and no second pass per packet): the transport message to send to
+        ``peer.endpoint`` now; or None, when the packet is held or what goes out
+        waits in the outbox (a rekey's initiation goes after the message, in order)."""
         if len(packet) > MAX_PACKET:
             raise ValueError(f"an IP packet is at most {MAX_PACKET} bytes")
-        keypair = self._usable(peer, now)
-        if keypair is None or peer.staged:
+        keypair = peer.keypairs.current
+        limits = self.limits
+        if (  # _usable, inline
+            keypair is None
+            or peer.staged
+            or keypair.send_counter >= limits.reject_after_messages
+            or now - keypair.created >= limits.reject_after_time_s
+        ):
             self._stage(peer, bytes(packet))
             self._flush(peer, now)
-        else:
-            self._seal(peer, keypair, packet, now)
+            return None
+        return self._seal(peer, keypair, packet, now)
 
     def _usable(self, peer: Peer, now: float) -> Keypair | None:
         """The current keypair if it may still send (reject-after-time and -messages)."""
@@ -101,12 +115,16 @@ class Sessions:
             return
         staged = peer.staged
         while staged:
-            self._seal(peer, keypair, staged.popleft(), now)
+            datagram = self._seal(peer, keypair, staged.popleft(), now)
+            if datagram is not None:
+                self.outbox.append((datagram, peer.endpoint))  # type: ignore[arg-type]
 
     def _seal(
         self, peer: Peer, keypair: Keypair, packet: bytes | bytearray | memoryview, now: float
-    ) -> None:
-        """One transport message (paper 5.4.6) into the outbox, and the timers it moves."""
+    ) -> bytes | None:
+        """One transport message (paper 5.4.6), and the timers it moves: returned, or
+        None when a rekey starts (then the message is in the outbox, before the
+        initiation)."""
         limits = self.limits
         counter = keypair.send_counter
         keypair.send_counter = counter + 1
@@ -117,12 +135,16 @@ class Sessions:
             scratch[:length] = packet
             scratch[length:padded] = _ZEROS[: padded - length]
             packet = scratch[:padded]
-        datagram = bytearray(TRANSPORT_HEADER_SIZE + padded + 16)
-        TRANSPORT_HEADER.pack_into(datagram, 0, TRANSPORT, keypair.remote_index, counter)
-        keypair.send.encrypt_into(
-            NONCE.pack(counter), packet, None, memoryview(datagram)[TRANSPORT_HEADER_SIZE:]
-        )
-        self._transmit(peer, datagram, now)
+        # The header packed and the ciphertext appended: cheaper than sealing into a
+        # new buffer through a view (``encrypt_into``), by a third at 1400 B.
+        datagram = TRANSPORT_HEADER.pack(
+            TRANSPORT, keypair.remote_index, counter
+        ) + keypair.send.encrypt(NONCE.pack(counter), packet, None)
+        # _transmit, inline (the caller sends it).
+        peer.tx_bytes += len(datagram)
+        peer.keepalive_at = None
+        if peer.persistent_keepalive_s > 0:
+            peer.persistent_keepalive_at = now + peer.persistent_keepalive_s
         if length:
             peer.tx_packets += 1
             if peer.new_handshake_at is None:  # nothing back within this: rehandshake
@@ -130,7 +152,10 @@ class Sessions:
         if counter + 1 > limits.rekey_after_messages or (
             keypair.initiator and now - keypair.created > limits.rekey_after_time_s
         ):
+            self.outbox.append((datagram, peer.endpoint))  # type: ignore[arg-type]
             self._initiate(peer, now)
+            return None
+        return datagram
 
     def _send_keepalive(self, peer: Peer, now: float) -> None:
         """An empty transport message, unless packets are waiting (they do the same)."""
@@ -211,7 +236,8 @@ class Sessions:
 
     def _transmit(self, peer: Peer, datagram: bytearray, now: float) -> None:
         """Queue an authenticated datagram to the peer and move the timers sending
-        moves: any send cancels a pending keepalive and re-arms a persistent one."""
+        moves: any send cancels a pending keepalive and re-arms a persistent one
+        (``_seal`` does the same inline)."""
         self.outbox.append((datagram, peer.endpoint))  # type: ignore[arg-type]
         peer.tx_bytes += len(datagram)
         peer.keepalive_at = None

@@ -137,11 +137,30 @@ def test_rekey_and_reject_after_messages() -> None:
     assert _kinds(pair.a) == [4] and len(pair.ab.staged) == 1
 
 
+def test_seal_returns_the_message_in_session_and_leaves_the_rest_to_the_outbox() -> None:
+    """``seal`` (the data path's ``send``): the message itself when in session, the
+    outbox untouched; a rekey puts the message and then the initiation in the outbox;
+    without a session the packet is held, as ``send`` holds it."""
+    limits = Limits(rekey_after_messages=2)
+    pair = established(limits=limits)  # A's keepalive was counter 0
+    datagram = pair.a.seal(pair.ab, packet(ident=1), 6.0)
+    assert datagram is not None and not pair.a.outbox
+    assert datagram[:4] == b"\x04\0\0\0" and pair.ab.tx_packets == 1
+    got = pair.b.receive(datagram, A, 6.0)
+    assert got is not None and bytes(got[1]) == packet(ident=1)
+    assert pair.a.seal(pair.ab, packet(ident=2), 6.0) is None  # counter 2: past rekey
+    assert _kinds(pair.a) == [4, 1]
+    fresh = make_pair()
+    assert fresh.a.seal(fresh.ab, packet(), 0.0) is None
+    assert _kinds(fresh.a) == [1] and len(fresh.ab.staged) == 1
+
+
 def test_the_receiver_refuses_counters_at_reject_after_messages() -> None:
     limits = Limits(reject_after_messages=3)
     pair = established(limits=limits)
     pair.ab.keypairs.current.send_counter = 3  # type: ignore[union-attr]  # a sender that ignores it
-    pair.a._seal(pair.ab, pair.ab.keypairs.current, packet(), 1.0)  # type: ignore[arg-type]
+    datagram = pair.a._seal(pair.ab, pair.ab.keypairs.current, packet(), 1.0)  # type: ignore[arg-type]
+    pair.a.outbox.append((datagram, pair.ab.endpoint))  # type: ignore[arg-type]
     pair.deliver(pair.a, 1.0)
     assert pair.b.refused[Reason.REPLAYED] == 1
 
