@@ -5,7 +5,7 @@ Per snapshot (``GatewayTables.tunnels``), each tunnel the node serves is a
 ``GatewayTunnel``: its routing domain, its MTU (the WAN's less the outer IPv4 and UDP
 headers and WireGuard's 32 bytes of header and tag: 1440 on a 1500 WAN, so a DF
 packet too big for it gets fragmentation-needed with that MTU), its allowed IPs as
-(network, mask) pairs (the sources accepted from the peer: cryptokey routing), and
+a set of networks per mask (the sources accepted from the peer: cryptokey routing), and
 the gateway's CA in its routing domain, the source of the ICMP errors it sends back
 into the tunnel (the on-prem side routes the tenant's addresses to us). A route to it
 is the action ``ToTunnel``.
@@ -111,10 +111,13 @@ class GatewayTunnel:
         self.domain = domain
         self.own_ip = own_ip
         self.mtu = TUNNEL_MTU
-        self.allowed = tuple(
-            (int(prefix.network_address), _FULL_MASK ^ (_FULL_MASK >> prefix.prefixlen))
-            for prefix in tunnel.allowed_ips
-        )
+        # The allowed IPs as a set of networks per prefix length (by its mask): a
+        # source is checked with one lookup per length, however many prefixes.
+        by_mask: dict[int, set[int]] = {}
+        for prefix in tunnel.allowed_ips:
+            mask = _FULL_MASK ^ (_FULL_MASK >> prefix.prefixlen)
+            by_mask.setdefault(mask, set()).add(int(prefix.network_address))
+        self.allowed = tuple((mask, frozenset(networks)) for mask, networks in by_mask.items())
         self.port: TunnelPort | None = None
         self.peer: Peer | None = None
 
@@ -126,11 +129,6 @@ class GatewayTunnel:
         if peer is None or peer.last_handshake_s is None:
             return 0.0
         return peer.last_handshake_s + self.port.device.wall_offset_s  # type: ignore[union-attr]
-
-    def allows(self, source: bytes) -> bool:
-        """Whether ``source`` (4 packed bytes) is in the peer's allowed IPs."""
-        address = int.from_bytes(source, "big")
-        return any(address & mask == network for network, mask in self.allowed)
 
     def __repr__(self) -> str:
         return f"GatewayTunnel({self.name!r}, {self.domain.name})"

@@ -24,6 +24,7 @@ every ~100 ms.
 
 from __future__ import annotations
 
+import struct
 from typing import Final
 
 from gateway.dataplane.gateway_node import GatewayNode
@@ -33,7 +34,7 @@ from gateway.errors import Drop
 from gateway.wire import ETH_ADDR_SIZE, ETHERTYPE_IPV4, IPV4_OFFSET_SRC, IPV4_VERSION
 from gateway.wireguard import TRANSPORT_TYPE
 
-_SRC: Final = slice(IPV4_OFFSET_SRC, IPV4_OFFSET_SRC + 4)
+_SOURCE: Final = struct.Struct("!I").unpack_from  # the source address, as an int
 # The Ethernet header a decrypted packet is routed behind: its MACs are written on
 # the way out, its ethertype says IPv4 (what goes into a VSID keeps it).
 _ETHERNET: Final = bytes(2 * ETH_ADDR_SIZE) + ETHERTYPE_IPV4.to_bytes(2, "big")
@@ -62,7 +63,11 @@ def gateway_from_tunnel(
     if packet[0] >> 4 != IPV4_VERSION:
         node.counters.drops[Drop.UNSUPPORTED] += 1  # IPv6 is not forwarded yet
         return
-    if not tunnel.allows(packet[_SRC]):
+    (address,) = _SOURCE(packet, IPV4_OFFSET_SRC)
+    for mask, networks in tunnel.allowed:  # in the peer's allowed IPs (one set per length)
+        if address & mask in networks:
+            break
+    else:
         node.counters.drops[Drop.TUNNEL_SOURCE] += 1
         return
     # Routed as a frame from a TAP is (the routing path reads the IP header at ``IP``

@@ -63,6 +63,7 @@ from gateway.wireguard.sessions import DEFAULT_MTU, INDEXES_PER_PEER, MAX_PEERS,
 
 _IPV4_MIN: Final = 20
 _IPV6_HEADER: Final = 40
+_NO_ENTRY: Final = (None, None)  # what an unknown receiver index finds
 
 
 class Device(Sessions):
@@ -172,16 +173,15 @@ class Device(Sessions):
     ) -> tuple[Peer, bytes | memoryview] | None:
         if len(datagram) < TRANSPORT_HEADER_SIZE + 16:
             raise Refused(Reason.TRUNCATED)
-        entry = self.indexes.get(receiver)
-        if entry is None or entry[1] is None:
+        peer, keypair = self.indexes.get(receiver, _NO_ENTRY)
+        if keypair is None:  # no such index, or a handshake's
             raise Refused(Reason.UNKNOWN_INDEX)
-        peer, keypair = entry
         limits = self.limits
         if now - keypair.created >= limits.reject_after_time_s:
             raise Refused(Reason.KEY_EXPIRED)
         try:
             packet = keypair.receive.decrypt(
-                NONCE.pack(counter), memoryview(datagram)[TRANSPORT_HEADER_SIZE:], None
+                NONCE.pack(counter), datagram[TRANSPORT_HEADER_SIZE:], None
             )
         except InvalidTag:
             peer.decryption_failures += 1

@@ -113,6 +113,27 @@ def test_a_source_outside_the_peers_allowed_ips_is_dropped_and_counted() -> None
     assert vm_frames(network, VM["blue"]) == []
 
 
+def test_a_peer_with_several_allowed_prefixes_may_send_from_each_and_no_other() -> None:
+    """Allowed IPs of several lengths (a set per length): each prefix's sources pass,
+    a neighbour of each is dropped."""
+    network = tunnel_lab()
+    site, _ = establish(network, "blue")
+    more = ["172.16.50.0/24", "172.16.80.0/24", "172.16.81.0/24", "10.77.0.0/16", "172.16.90.7/32"]
+
+    def several(document: dict) -> None:
+        tunnel_document(document)
+        document["tunnels"][0]["allowed_ips"] = more
+
+    network.swap(gateway_snapshot(several))
+    for source in ("172.16.50.9", "172.16.81.200", "10.77.3.4", "172.16.90.7"):
+        site.send(raw(IP(src=source, dst=VM_IP) / ICMP(type=8)))
+    assert network.drops("gw") == {}
+    assert len(vm_frames(network, VM["blue"])) == 4
+    for source in ("172.16.82.1", "10.78.0.1", "172.16.90.6", "172.16.51.1"):
+        site.send(raw(IP(src=source, dst=VM_IP) / ICMP(type=8)))
+    assert network.drops("gw") == {"TUNNEL_SOURCE": 4}
+
+
 def test_a_too_big_df_packet_gets_fragmentation_needed_with_the_tunnels_mtu() -> None:
     network = tunnel_lab()
     establish(network, "blue")

@@ -74,7 +74,13 @@ def test_a_decrypted_packet_routed_in_another_tenants_domain_is_a_finding(
 def test_a_source_outside_the_allowed_ips_let_in_is_a_finding(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    found = _plant(monkeypatch, GatewayTunnel, "allows", lambda self, source: True)
+    init = GatewayTunnel.__init__
+
+    def lets_all_in(self: GatewayTunnel, *args: Any) -> None:
+        init(self, *args)
+        self.allowed = ((0, frozenset({0})),)  # 0.0.0.0/0: every source
+
+    found = _plant(monkeypatch, GatewayTunnel, "__init__", lets_all_in)
     assert "allowed_ips" in found
 
 
