@@ -43,11 +43,13 @@ lint: venv
 ## bench is the quick profile (fewer repetitions, shorter windows, policies up to
 ## 10,000 records, shorter rate sweeps: under ~15 minutes); bench-full runs every
 ## measurement at its defaults (5 repetitions of 5 s, the tunnel's sweeps of 3 s
-## windows, api_change up to 100,000 records) and counts the gateway data plane's
+## windows, api_change and api_batch's import and start at 100,000 records: 10,000
+## in the quick profile, under a minute) and counts the gateway data plane's
 ## instructions per frame (callgrind).
 bench: venv
 	$(BIN)/python bench/snapshot_build.py
 	$(BIN)/python bench/api_change.py --records 100 1000 10000
+	$(BIN)/python bench/api_batch.py --records 10000
 	$(BIN)/python bench/host_forwarding.py --reps 3 --dur 4
 	$(BIN)/python bench/gateway_forwarding.py --reps 2 --dur 3
 	$(BIN)/python bench/gateway_nat.py --reps 2 --dur 3
@@ -56,6 +58,7 @@ bench: venv
 bench-full: venv
 	$(BIN)/python bench/snapshot_build.py
 	$(BIN)/python bench/api_change.py
+	$(BIN)/python bench/api_batch.py
 	$(BIN)/python bench/host_forwarding.py
 	$(BIN)/python bench/gateway_forwarding.py
 	$(BIN)/python bench/gateway_nat.py
