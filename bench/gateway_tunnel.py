@@ -17,8 +17,8 @@ config, frames), ``tunnel_sweep.py`` (the search for the best rate at <= 1 % los
 Topology (three namespaces of its own, removed at the end)::
 
     [nvb-snd] nvbs0 ==veth== nvbh0 198.18.0.2 [nvb-host] nvbw0 192.0.2.1 ==veth== nvbw1 [nvb-site]
-     trafgen, CPU 0            gateway daemon, CPU 1  (or wireguard-go nvbwggw,     wireguard-go
-                               10.99.0.1, CPU 1, trafgen into its TUN on CPU 0)     nvbwgsite
+     paced_send, CPU 0         gateway daemon, CPU 1  (or wireguard-go nvbwggw,     wireguard-go
+                               10.99.0.1, CPU 1, paced_send into its TUN, CPU 0)    nvbwgsite
                                                                                     172.16.50.10
 
 * ``asyncio``, ``trio``: eight NVGRE flows (VSID 5010) from the remote VM 10.10.10.1
@@ -27,8 +27,14 @@ Topology (three namespaces of its own, removed at the end)::
   routes them to its tunnel (the tunnel's allowed IPs are routes of the routing
   domain), encrypts them and sends them from its UDP port 51820 to the site.
 * ``wggo`` (anchor D, wireguard-go to wireguard-go between the gateway's and the
-  site's namespaces): the same inner packets written by trafgen into the TUN of a
-  wireguard-go in the host namespace (port 51821, its own peer at the site).
+  site's namespaces): the same inner packets written by the same sender into the TUN
+  of a wireguard-go in the host namespace (port 51821, its own peer at the site).
+
+The sender is ``hostfwd/paced_send.py`` for both kinds (pinned to CPU 0): each frame
+at its due time, at most 4 back to back when it is late (trafgen's ``-b`` sent
+bursts of hundreds that overflowed the site's UDP receive buffer); a window whose
+sender missed more than 1 % of its schedule is refused and ends the sweep (the
+sender's ceiling).
 
 The site's wireguard-go (not pinned: it takes what the two cores have left, the
 same for both) decrypts; delivered = its TUN's rx, the packets dropped right after
@@ -71,9 +77,9 @@ from hostfwd.sources import Source, source_or_exit, versions
 from hostfwd.tunnel_measure import ANCHOR, KINDS, measure_tunnel
 from hostfwd.tunnel_report import finish, key_of
 from hostfwd.tunnel_setup import (
-    anchor_config,
+    anchor_frames_file,
     build_wan,
-    inbound_config,
+    inbound_frames_file,
     keys,
     start_site,
     tunnel_config,
@@ -86,7 +92,7 @@ TUNNEL_PACKAGES = {
     "wireguard-go": "wireguard-go",
     "wg": "wireguard-tools",
 }
-LABELS = {ANCHOR: "wireguard-go in the gateway's place (trafgen into its TUN)"}
+LABELS = {ANCHOR: "wireguard-go in the gateway's place (paced_send into its TUN)"}
 
 
 def arguments() -> argparse.Namespace:
@@ -120,7 +126,9 @@ def measure_all(a: argparse.Namespace, source: Source, results: dict[str, Any]) 
     """Every repetition, each kind in turn, each a sweep."""
     k = keys()
     config = tunnel_config(k["gw"][0], k["site"][1])
-    cfgs = {kind: anchor_config() if kind == ANCHOR else inbound_config() for kind in a.kinds}
+    cfgs = {
+        kind: anchor_frames_file() if kind == ANCHOR else inbound_frames_file() for kind in a.kinds
+    }
     log(f"config {config} valid; building namespaces")
     build_topology()
     build_wan()

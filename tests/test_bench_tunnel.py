@@ -1,8 +1,9 @@
-"""bench/gateway_tunnel.py's pure parts, on made-up windows: the sweep's search for
-the best rate at <= 1 % loss (climb, back off, halve the gap, stop at the sender's
-ceiling), the figures a sweep gives (the best held rate's CPU, who limited it), the
-ratio to wireguard-go within each repetition, and the table. The benchmark itself
-never runs in the tests."""
+"""bench/gateway_tunnel.py's pure parts, on made-up windows: the paced sender's
+schedule (on a made-up clock) and its check, the sweep's search for the best rate at
+<= 1 % loss (climb, back off, halve the gap, stop at the sender's ceiling), the
+figures a sweep gives (the best held rate's CPU, who limited it), the ratio to
+wireguard-go within each repetition, and the table. The benchmark itself never runs
+in the tests."""
 
 from __future__ import annotations
 
@@ -11,19 +12,93 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
+from hostfwd.paced_send import MAX_BURST, Pacer, check, read_frames, slots, write_frames
 from hostfwd.report import summarize_entries
 from hostfwd.tunnel_measure import sweep_figures
 from hostfwd.tunnel_report import key_of, limit_cell, print_table, ratios
-from hostfwd.tunnel_sweep import Plan, Step, best, next_rate
+from hostfwd.tunnel_sweep import Plan, Step, best, first_failed, next_rate
+
+
+class FakeClock:
+    """A monotonic clock in ns that each send advances by ``send_ns`` and each sleep
+    by what was asked plus ``overshoot_ns``; ``stall_at``: the clock jumps by
+    ``stall_ns`` once, when that many frames have gone (the sender preempted)."""
+
+    def __init__(self, send_ns: int, overshoot_ns: int = 15_000) -> None:
+        self.now, self.send_ns, self.overshoot_ns = 0, send_ns, overshoot_ns
+        self.sent: list[int] = []  # each frame's send time
+        self.stall_at, self.stall_ns = -1, 0
+
+    def clock(self) -> int:
+        self.now += 50  # a clock read costs something too
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += round(s * 1e9) + self.overshoot_ns
+
+    def send(self, frame: bytes) -> None:
+        if len(self.sent) == self.stall_at:
+            self.now += self.stall_ns
+        self.sent.append(self.now)
+        self.now += self.send_ns
+
+
+def pace(rate: int, fake: FakeClock, secs: float = 0.2) -> dict:
+    pacer = Pacer(rate)
+    pacer.run(fake.send, [b"a", b"b"], round(secs * 1e9), 0, fake.clock, fake.sleep)
+    return pacer.report()
+
+
+def test_the_sender_sends_each_frame_at_its_due_time_one_per_wake_up() -> None:
+    for rate in (5_000, 60_000):
+        fake = FakeClock(send_ns=5_000)
+        r = pace(rate, fake)
+        assert abs(r["sent"] - rate * 0.2) <= 1 and r["missed"] == 0
+        assert r["bursts"] == {"1": r["sent"]}
+        gaps = [b - a for a, b in zip(fake.sent, fake.sent[1:], strict=False)]
+        period = 1e9 / rate
+        assert all(abs(g - period) < 1_000 for g in gaps)  # within a us of the period
+        assert r["gap_us"]["p50"] == int(period // 1000)
+        assert check(r, rate) is None
+
+
+def test_a_late_sender_catches_up_a_few_frames_at_a_time_and_skips_the_rest() -> None:
+    assert slots(0, 10_000) == (1, 0)
+    assert slots(25_000, 10_000) == (3, 0)  # three frames were due
+    assert slots(100_000, 10_000) == (MAX_BURST, 11 - MAX_BURST)
+    fake = FakeClock(send_ns=5_000)
+    fake.stall_at, fake.stall_ns = 1000, 2_000_000  # 2 ms preempted at 50k pps: 100 slots
+    r = pace(50_000, fake)
+    assert max(int(n) for n in r["bursts"]) == MAX_BURST
+    # the 100 frames due in the stall: the latest MAX_BURST sent at once, the rest skipped
+    assert r["missed"] == 100 - MAX_BURST
+    assert r["sent"] + r["missed"] == 10_000
+    assert r["gap_us"]["max"] == 2000  # the stall, in the histogram's last bucket
+    assert check(r, 50_000) is None  # 0.96 % of the schedule missed: still paced
+
+
+def test_a_sender_slower_than_the_rate_is_refused() -> None:
+    r = pace(60_000, FakeClock(send_ns=20_000))  # 50k pps at most
+    assert r["missed"] > 0.1 * (r["sent"] + r["missed"])
+    assert 49_000 < r["achieved_pps"] < 50_100
+    reason = check(r, 60_000)
+    assert reason is not None and "fell behind" in reason
+    assert check({**r, "sent": 0, "missed": 0}, 60_000) == "the sender sent nothing"
+
+
+def test_frames_are_read_back_as_written(tmp_path: Path) -> None:
+    frames = [b"\x00" * 1454, b"abc", bytes(range(256))]
+    assert read_frames(write_frames(tmp_path / "f", frames)) == frames
 
 
 def run_sweep(plan: Plan, capacity: float, ceiling: float = 1e9) -> list[Step]:
     """The search against a made-up tunnel delivering up to ``capacity`` pps, fed by
-    a sender that offers at most ``ceiling``."""
+    a sender that can pace at most ``ceiling`` (above it, the window is refused)."""
     steps: list[Step] = []
     while (rate := next_rate(plan, steps)) is not None:
         offered = min(rate, ceiling)
-        steps.append(Step(rate, offered, min(offered, capacity)))
+        paced = offered >= 0.99 * rate
+        steps.append(Step(rate, offered, min(offered, capacity), paced))
     return steps
 
 
@@ -54,11 +129,15 @@ def test_the_sweep_backs_off_below_its_start_and_gives_up_at_the_floor() -> None
 
 
 def test_the_sweep_stops_at_the_senders_ceiling_and_after_max_steps() -> None:
-    # the sender offers 15k whatever is asked, and the tunnel takes it all: asking for
-    # more cannot show more
+    # the sender paces 15k at most, and the tunnel takes it all: asking for more cannot
+    # show more, and the window it could not pace counts for nothing
     steps = run_sweep(Plan(start=10_000, factor=2.0, max_steps=10), 1e9, ceiling=15_000)
     assert [s.rate for s in steps] == [10_000, 20_000]
-    assert steps[-1].ok and steps[-1].short
+    assert steps[-1].ok and not steps[-1].paced
+    assert best(steps) == steps[0]
+    # refused at a rate that lost: not the first rate that lost either
+    lossy = run_sweep(Plan(start=10_000, factor=2.0, max_steps=10), 12_000, ceiling=15_000)
+    assert first_failed(lossy) is None and best(lossy) == lossy[0]
     assert len(run_sweep(Plan(start=1000, factor=1.1, max_steps=4), 1e9)) == 4
 
 
@@ -72,6 +151,7 @@ def window(rate: int, offered: int, into: int, delivered: int, recv: float) -> d
         "site_cores": 0.5,
         "recv_cpu_s_per_mpkt": round(recv / into * 1e6, 3),
         "other_cores": 0.02,
+        "refused": None,
     }
 
 
@@ -95,6 +175,10 @@ def test_a_sweep_gives_its_best_held_rate_with_that_windows_cpu_and_who_limited_
     assert sweep_figures(gateway_bound[:2])["bottleneck"] == "sender"
     lost_all = sweep_figures([window(5_000, 5_000, 5_000, 100, 0.1)])
     assert lost_all["delivered_pps"] == 0 and "recv_cores" not in lost_all
+    # the sender fell behind at 40k: that window neither held nor limited anything
+    refused = {**gateway_bound[2], "refused": "the sender fell behind"}
+    r = sweep_figures([*gateway_bound[:2], refused])
+    assert (r["delivered_pps"], r["bottleneck"]) == (19_900, "sender")
 
 
 def entry(pps: dict[int, float], bottleneck: str = "site") -> dict:

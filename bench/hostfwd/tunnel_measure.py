@@ -3,10 +3,10 @@ started (the daemon, or the anchor's wireguard-go), its delivery checked, then t
 sweep of offered rates (``tunnel_sweep.py``), each a window between two snapshots
 of the kernel's counters, and its figures.
 
-* ``asyncio``, ``trio``: trafgen in the sender namespace sends NVGRE to the PA at a
-  fixed rate; the daemon (pinned to the receiver core) routes it into its tunnel,
+* ``asyncio``, ``trio``: ``paced_send.py`` in the sender namespace sends NVGRE to the
+  PA at a fixed rate, evenly; the daemon (pinned to the receiver core) routes it into its tunnel,
   encrypts it and sends it to the site. Offered = the sender veth's tx.
-* ``wggo`` (the anchor): trafgen writes the same inner packets into the anchor's TUN
+* ``wggo`` (the anchor): the same sender writes the same inner packets into the anchor's TUN
   in the host namespace; its wireguard-go (pinned to the receiver core) encrypts and
   sends them to the site. Offered = the TUN's tx.
 
@@ -19,8 +19,10 @@ less than was offered) or the site (it got everything and delivered less).
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,6 +50,7 @@ from .common import (
 )
 from .counters import cpu_shares, cpustat, delta, netdev, proc_cpu, rss_kib, tree_cpu
 from .namespaces import HOLD
+from .paced_send import check
 from .receivers import Receiver
 from .sources import Source, gateway_hash
 from .traffic import SENDER, wait_flowing
@@ -60,6 +63,7 @@ ANCHOR_FROM = (NS_HOST, WG_GW)
 SLOW_RATE = 2000  # pps: the handshake's first packets and the check's
 HANDSHAKE_S = 8.0
 DAEMON_COUNTS = ("provider_rx_packets", "kernel_rx_drops")  # from its /metrics
+PACED_SEND = Path(__file__).with_name("paced_send.py")
 
 
 @dataclass
@@ -93,25 +97,33 @@ def gateway_side(
         yield Side(daemon.pid, daemon, SENDER)
 
 
-def paced_trafgen(
-    cfg: Path, where: tuple[str, str], rate: int, secs: float, count: int | None = None
-) -> subprocess.Popen:
-    """trafgen on the sender core at ``rate`` pps (one worker; the long options keep it
-    off the global sysctls and IRQs, as ``traffic.start_trafgen`` says)."""
+def paced(
+    frames: Path, where: tuple[str, str], rate: int, secs: float, count: int = 0
+) -> tuple[subprocess.Popen, Path]:
+    """``paced_send.py`` on the sender core at ``rate`` pps for at most ``secs`` (or
+    ``count`` frames), and the file its report goes to when it ends."""
     ns, dev = where
-    cmd = ["timeout", "-s", "INT", str(int(secs) + 1), "taskset", "-c", str(SND_CPU), "trafgen"]
-    cmd += ["--dev", dev, "--conf", str(cfg), "-P", "1", "-b", f"{rate}pps"]
-    cmd += ["--no-sock-mem", "--notouch-irq", "--no-cpu-stats"]
-    cmd += ["-n", str(count)] if count else []
-    return start(nsx(ns, *cmd), "trafgen.log")
+    report = SCRATCH / "paced_send.json"
+    report.unlink(missing_ok=True)
+    cmd = ["taskset", "-c", str(SND_CPU), sys.executable, str(PACED_SEND), dev, str(frames)]
+    cmd += [str(rate), "--seconds", str(secs), "--count", str(count), "--report", str(report)]
+    return start(nsx(ns, *cmd), "paced_send.log"), report
 
 
-def send_slowly(cfg: Path, where: tuple[str, str], count: int) -> None:
-    trafgen = paced_trafgen(cfg, where, SLOW_RATE, count / SLOW_RATE + 10, count)
+def sender_report(proc: subprocess.Popen, report: Path) -> dict[str, Any]:
+    """The sender stopped (SIGINT, if still sending) and its report."""
+    stop(proc, signal.SIGINT)
+    if not report.exists():
+        raise BenchError(f"paced_send wrote no report, exit {proc.returncode} (see {SCRATCH})")
+    return json.loads(report.read_text())
+
+
+def send_slowly(frames: Path, where: tuple[str, str], count: int) -> None:
+    proc, report = paced(frames, where, SLOW_RATE, count / SLOW_RATE + 10, count)
     try:
-        trafgen.wait(timeout=count / SLOW_RATE + 12)
+        proc.wait(timeout=count / SLOW_RATE + 12)
     finally:
-        stop(trafgen, signal.SIGINT)
+        sender_report(proc, report)
 
 
 def site_rx() -> dict[str, int]:
@@ -158,7 +170,7 @@ def udp_rcvbuf_errors(ns: str) -> int:
     return int(values[head.index("RcvbufErrors")])
 
 
-def _snap(side: Side, site_pid: int, trafgen_pid: int) -> dict[str, Any]:
+def _snap(side: Side, site_pid: int, sender_pid: int) -> dict[str, Any]:
     return {
         "t": time.monotonic(),
         "dev": {ns: netdev(ns) for ns in (NS_SND, NS_HOST, NS_SITE)},
@@ -166,24 +178,26 @@ def _snap(side: Side, site_pid: int, trafgen_pid: int) -> dict[str, Any]:
         "cpu": cpustat(),
         "proc": proc_cpu(side.pid),
         "site": proc_cpu(site_pid),
-        "sender": tree_cpu(trafgen_pid),
+        "sender": tree_cpu(sender_pid),
     }
 
 
 def window(
     cfg: Path, side: Side, site_pid: int, rate: int, dur: float, warm: float
 ) -> dict[str, Any]:
-    """One window at ``rate`` pps offered: its figures."""
-    trafgen = paced_trafgen(cfg, side.sent_from, rate, warm + dur + 8)
+    """One window at ``rate`` pps offered: its figures, with the sender's report (its
+    whole run, the warm-up too) and whether it kept to its schedule."""
+    proc, report = paced(cfg, side.sent_from, rate, warm + dur + 8)
     try:
         wait_flowing(where=side.sent_from)
         time.sleep(warm)
-        s0 = _snap(side, site_pid, trafgen.pid)
+        s0 = _snap(side, site_pid, proc.pid)
         time.sleep(dur)
-        s1 = _snap(side, site_pid, trafgen.pid)
+        s1 = _snap(side, site_pid, proc.pid)
     finally:
-        stop(trafgen, signal.SIGINT)
-    return step_figures(s0, s1, side.sent_from, rate)
+        sent = sender_report(proc, report)
+    refused = check(sent, rate)
+    return {**step_figures(s0, s1, side.sent_from, rate), "sender": sent, "refused": refused}
 
 
 def step_figures(
@@ -238,16 +252,21 @@ def sweep(
             f" {w['into_tunnel_pps']}, delivered {w['delivered_pps']} (the site's UDP"
             f" buffer overflowed {w['site_udp_drops_pps']}/s), gateway side"
             f" {w['recv_cores']:.2f} cores, other jobs {w['other_cores']:.2f}"
+            + (f"; refused: {w['refused']}" if w["refused"] else "")
         )
-        steps.append(Step(rate, w["offered_pps"], w["delivered_pps"]))
+        steps.append(as_step(w))
     return windows
+
+
+def as_step(w: dict[str, Any]) -> Step:
+    return Step(w["rate"], w["offered_pps"], w["delivered_pps"], paced=not w["refused"])
 
 
 def sweep_figures(windows: list[dict[str, Any]]) -> dict[str, Any]:
     """The sweep's figures: the best rate at <= 1 % loss with its window's CPU, the
     most delivered at any rate, and who limited it (at the lowest rate that lost
     more): the gateway side, the site, or nobody (the sender's ceiling)."""
-    steps = [Step(w["rate"], w["offered_pps"], w["delivered_pps"]) for w in windows]
+    steps = [as_step(w) for w in windows]
     held, failed = best(steps), first_failed(steps)
     at = windows[steps.index(held)] if held else {}
     r: dict[str, Any] = {

@@ -39,7 +39,8 @@ from .common import (
 )
 from .gateway_setup import GW_RECORD, drop_ipv4_at_ingress, gateway_document
 from .namespaces import make_namespace
-from .traffic import inner_frame, nvgre_frames, trafgen_file, validated_config
+from .paced_send import write_frames
+from .traffic import inner_frame, nvgre_frames, validated_config
 
 NODE = "gw"
 TUNNEL = "site"
@@ -103,20 +104,21 @@ def inbound_frames(size: int = 14 + INNER) -> list[bytes]:
     return nvgre_frames(size, REMOTE_VM, (SERVER, GW_RECORD[1]))
 
 
-def inbound_config() -> Path:
-    frames = inbound_frames()
-    comment = f"NVGRE {REMOTE_VM[0]} -> {SERVER} via the gateway's tunnel, inner {INNER} B IPv4"
-    return trafgen_file("tunnel_in", comment, frames)
+def inbound_frames_file() -> Path:
+    """The daemon's frames for ``paced_send.py``: NVGRE from the remote VM to the site's
+    server, inner IPv4 packets of INNER bytes."""
+    return write_frames(SCRATCH / "tunnel_in.frames", inbound_frames())
 
 
-def anchor_config() -> Path:
+def anchor_frames_file() -> Path:
     """The same packets as the daemon's inner ones, from the anchor's address, as
-    trafgen writes them into the anchor's TUN (an IP device: no Ethernet header)."""
+    ``paced_send.py`` writes them into the anchor's TUN (an IP device: no Ethernet
+    header)."""
     frames = [
         inner_frame(14 + INNER, 40000 + flow, (ANCHOR_ADDR, ANY_MAC), (SERVER, ANY_MAC))[14:]
         for flow in range(1, FLOWS + 1)
     ]
-    return trafgen_file("tunnel_anchor", f"{ANCHOR_ADDR} -> {SERVER}, {INNER} B IPv4", frames)
+    return write_frames(SCRATCH / "tunnel_anchor.frames", frames)
 
 
 def build_wan() -> None:

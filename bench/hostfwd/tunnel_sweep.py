@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass
 
 LOSS_MAX = 0.01
-SHORT = 0.9  # the sender reached less than this share of the rate asked: its ceiling
 
 
 @dataclass(frozen=True)
@@ -24,11 +23,14 @@ class Plan:
 
 @dataclass(frozen=True)
 class Step:
-    """One window at ``rate`` pps asked: what the sender offered and what arrived."""
+    """One window at ``rate`` pps asked: what the sender offered and what arrived, and
+    whether the sender kept to its schedule (``paced_send.check``): a window it did
+    not is refused, neither held nor failed, and ends the search (its ceiling)."""
 
     rate: int
     offered_pps: float
     delivered_pps: float
+    paced: bool = True
 
     @property
     def loss(self) -> float:
@@ -40,18 +42,14 @@ class Step:
     def ok(self) -> bool:
         return self.loss <= LOSS_MAX
 
-    @property
-    def short(self) -> bool:
-        return self.offered_pps < SHORT * self.rate
-
 
 def next_rate(plan: Plan, steps: list[Step]) -> int | None:
     """The next rate to try, or None when the search is done: out of steps, the
-    sender's ceiling reached with no loss, nothing held down to the floor, or the
-    failing and the holding rates within ``refine`` of each other."""
+    sender's ceiling reached (a window it could not pace), nothing held down to the
+    floor, or the failing and the holding rates within ``refine`` of each other."""
     if not steps:
         return plan.start
-    if len(steps) >= plan.max_steps or any(s.ok and s.short for s in steps):
+    if len(steps) >= plan.max_steps or not all(s.paced for s in steps):
         return None
     held = [s.rate for s in steps if s.ok]
     failed = [s.rate for s in steps if not s.ok]
@@ -69,10 +67,10 @@ def next_rate(plan: Plan, steps: list[Step]) -> int | None:
 
 
 def best(steps: list[Step]) -> Step | None:
-    """The step that delivered most with loss within bounds; None if none held."""
-    return max((s for s in steps if s.ok), key=lambda s: s.delivered_pps, default=None)
+    """The paced step that delivered most with loss within bounds; None if none held."""
+    return max((s for s in steps if s.ok and s.paced), key=lambda s: s.delivered_pps, default=None)
 
 
 def first_failed(steps: list[Step]) -> Step | None:
-    """The lowest rate that lost more than allowed: where to see what limited it."""
-    return min((s for s in steps if not s.ok), key=lambda s: s.rate, default=None)
+    """The lowest paced rate that lost more than allowed: where to see what limited it."""
+    return min((s for s in steps if s.paced and not s.ok), key=lambda s: s.rate, default=None)
