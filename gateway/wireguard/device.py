@@ -41,6 +41,7 @@ from gateway.wireguard.keypairs import Limits
 from gateway.wireguard.messages import (
     COOKIE_REPLY,
     INITIATION,
+    KEEPALIVE_SIZE,
     RESPONSE,
     TRANSPORT,
     TRANSPORT_HEADER,
@@ -154,7 +155,7 @@ class Device(Sessions):
         """A datagram from ``source``: ``(peer, packet)`` for authenticated data, None for
         everything else (answered through the outbox, or refused and counted)."""
         try:
-            if len(datagram) >= TRANSPORT_HEADER_SIZE:
+            if len(datagram) >= KEEPALIVE_SIZE:  # shorter: refused as truncated below
                 kind, receiver, counter = TRANSPORT_HEADER.unpack_from(datagram)
                 if kind == TRANSPORT:
                     return self._on_transport(datagram, receiver, counter, source, now)
@@ -171,8 +172,7 @@ class Device(Sessions):
         source: Endpoint,
         now: float,
     ) -> tuple[Peer, bytes | memoryview] | None:
-        if len(datagram) < TRANSPORT_HEADER_SIZE + 16:
-            raise Refused(Reason.TRUNCATED)
+        """Transport data (``receive`` checked it holds a header and a tag)."""
         peer, keypair = self.indexes.get(receiver, _NO_ENTRY)
         if keypair is None:  # no such index, or a handshake's
             raise Refused(Reason.UNKNOWN_INDEX)
