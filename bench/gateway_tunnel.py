@@ -33,8 +33,8 @@ Topology (three namespaces of its own, removed at the end)::
 The sender is ``hostfwd/paced_send.py`` for both kinds (pinned to CPU 0): each frame
 at its due time, at most 4 back to back when it is late (trafgen's ``-b`` sent
 bursts of hundreds that overflowed the site's UDP receive buffer); a window whose
-sender missed more than 1 % of its schedule is refused and ends the sweep (the
-sender's ceiling).
+sender missed more than 1 % of its schedule is refused: no figure comes from it, and
+the sweep looks below it as below a rate that lost (the sender's ceiling).
 
 The site's wireguard-go (not pinned: it takes what the two cores have left, the
 same for both) decrypts; delivered = its TUN's rx, the packets dropped right after

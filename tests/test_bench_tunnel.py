@@ -129,15 +129,18 @@ def test_the_sweep_backs_off_below_its_start_and_gives_up_at_the_floor() -> None
 
 
 def test_the_sweep_stops_at_the_senders_ceiling_and_after_max_steps() -> None:
-    # the sender paces 15k at most, and the tunnel takes it all: asking for more cannot
-    # show more, and the window it could not pace counts for nothing
+    # the sender paces 15k at most, and the tunnel takes it all: the windows it could
+    # not pace count for nothing, and the search closes in on its ceiling instead
     steps = run_sweep(Plan(start=10_000, factor=2.0, max_steps=10), 1e9, ceiling=15_000)
-    assert [s.rate for s in steps] == [10_000, 20_000]
-    assert steps[-1].ok and not steps[-1].paced
-    assert best(steps) == steps[0]
-    # refused at a rate that lost: not the first rate that lost either
+    assert [s.rate for s in steps] == [10_000, 20_000, 14_142, 16_818, 15_422]
+    assert [s.paced for s in steps] == [True, False, True, False, False]
+    assert best(steps) == steps[2]
+    # a refused window that lost is not the rate that lost first: a paced one is
     lossy = run_sweep(Plan(start=10_000, factor=2.0, max_steps=10), 12_000, ceiling=15_000)
-    assert first_failed(lossy) is None and best(lossy) == lossy[0]
+    assert lossy[1].rate == 20_000 and not lossy[1].ok and not lossy[1].paced
+    failed, held = first_failed(lossy), best(lossy)
+    assert failed is not None and failed.paced and failed.rate < 15_000
+    assert held is not None and 11_000 < held.delivered_pps <= 12_000
     assert len(run_sweep(Plan(start=1000, factor=1.1, max_steps=4), 1e9)) == 4
 
 

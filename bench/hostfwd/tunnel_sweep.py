@@ -25,7 +25,7 @@ class Plan:
 class Step:
     """One window at ``rate`` pps asked: what the sender offered and what arrived, and
     whether the sender kept to its schedule (``paced_send.check``): a window it did
-    not is refused, neither held nor failed, and ends the search (its ceiling)."""
+    not is refused, neither held nor failed (no figure comes from it)."""
 
     rate: int
     offered_pps: float
@@ -44,15 +44,16 @@ class Step:
 
 
 def next_rate(plan: Plan, steps: list[Step]) -> int | None:
-    """The next rate to try, or None when the search is done: out of steps, the
-    sender's ceiling reached (a window it could not pace), nothing held down to the
-    floor, or the failing and the holding rates within ``refine`` of each other."""
+    """The next rate to try, or None when the search is done: out of steps, nothing
+    held down to the floor, or the failing and the holding rates within ``refine`` of
+    each other. A window the sender could not pace bounds the search from above as
+    one that lost does: the sender's ceiling is searched for as the tunnel's is."""
     if not steps:
         return plan.start
-    if len(steps) >= plan.max_steps or not all(s.paced for s in steps):
+    if len(steps) >= plan.max_steps:
         return None
-    held = [s.rate for s in steps if s.ok]
-    failed = [s.rate for s in steps if not s.ok]
+    held = [s.rate for s in steps if s.ok and s.paced]
+    failed = [s.rate for s in steps if not (s.ok and s.paced)]
     if not failed:
         return round(max(held) * plan.factor)
     high = min(failed)
