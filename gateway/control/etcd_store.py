@@ -4,7 +4,11 @@ same prefix, on any machine that reaches it.
 
 Keys (``PREFIX`` is the URL's path, ``/nvgw`` in ``etcd://198.18.0.250:2379/nvgw``):
 
-- ``PREFIX/meta``: ``{"schema": 1, "revision": N}``, the policy's revision. A key of
+- ``PREFIX/meta``: ``{"schema": 1, "revision": N, "seal": S}``, the policy's
+  revision and the seal of the rows this nvgw validated (``store.seal``, moved by
+  each change's delta and written in its transaction: a start whose rows give it
+  back skips the cross-entity checks; keys put by hand, or a meta written by an nvgw
+  that keeps no seal, are validated whole, then sealed). A key of
   its own rather than etcd's own revision, because etcd counts every write to every
   key of the cluster while the policy's revision counts its changes, from the
   revision its seed had, as on every other store (``nvgw policy export`` and If-Match
@@ -51,6 +55,7 @@ its own in a thread under trio.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable
@@ -66,7 +71,7 @@ from .edits import Edit
 from .etcd_watch import Watch, b64, range_end, text
 from .incremental import RecordChanges
 from .kinds import KINDS
-from .policy_rows import Placed, Row, placed
+from .policy_rows import Placed, Row, digest, placed
 from .store import (
     Loaded,
     NotSaved,
@@ -74,6 +79,8 @@ from .store import (
     StoreBusy,
     StoreUnavailable,
     empty,
+    seal,
+    sealed_after,
     seeding,
     unreadable,
     written,
@@ -123,6 +130,8 @@ class EtcdBackend(Generic[Prepared]):
         self._state: Placed | None = None  # the rows as last read or written
         self._mod = 0  # the meta key's mod revision in _state
         self._at = 0  # the etcd revision _state was read or written at
+        self._seal: str | None = None  # the meta's seal in _state
+        self.trusted = False  # whether the last read found its rows under our seal
         self._watch: Watch | None = None
         self._records = RecordChanges()  # its index, for changes of lookup records
 
@@ -135,7 +144,11 @@ class EtcdBackend(Generic[Prepared]):
             state = self._current()
             if state is None:
                 raise empty(self.url)
-            policy = self._records.policy(state, self.url)
+            found = seal(SCHEMA_VERSION, digest(state.entries))
+            self.trusted = self._seal == found
+            policy = self._records.policy(state, self.url, judged=not self.trusted)
+            if not self.trusted:
+                self._reseal(state.revision, found)
         return Loaded(policy, self._prepare(policy))
 
     def change(self, edit: Edit, if_revision: int | None) -> Loaded[Prepared]:
@@ -161,10 +174,11 @@ class EtcdBackend(Generic[Prepared]):
         else: whole) and sent as one transaction on ``state``'s revision; None when
         another writer committed first."""
         change = written(self._records, state, edit, self._prepare)
+        sealed = sealed_after(self._seal, SCHEMA_VERSION, state.entries, change.delta)
         put, seqs = change.delta.put, change.seqs
         ops = [_put(self._key(row), f"{seqs[row]} {value}") for row, value in put.items()]
         ops += [{"request_delete_range": {"key": b64(self._key(row))}} for row in change.delta.gone]
-        if not self._commit(self._same_meta(), ops, change.policy.revision):
+        if not self._commit(self._same_meta(), ops, change.policy.revision, sealed):
             return None
         self._state = change.rows(state)
         return Loaded(change.policy, change.prepared, change.result)
@@ -197,9 +211,17 @@ class EtcdBackend(Generic[Prepared]):
         places = enumerate(seeded.items())
         ops = [_put(self._key(row), f"{seq} {value}") for seq, (row, value) in places]
         absent = {"key": b64(self._meta), "target": "CREATE", "create_revision": "0"}
-        if not self._commit(absent, ops, policy.revision):  # another daemon seeded first:
+        sealed = seal(SCHEMA_VERSION, digest(seeded))
+        if not self._commit(absent, ops, policy.revision, sealed):  # another daemon seeded first:
             seeding(self._current(), policy, source, self.url)  # the same policy, or refused
         self._state = None  # read back as written, at the next read
+
+    def _reseal(self, revision: int, sealed: str) -> None:
+        """Seal rows just validated whole, in a transaction on the meta read with
+        them, so that the next start trusts them. Lost to another writer, or etcd
+        gone: the next start validates whole again, which is all it costs."""
+        with contextlib.suppress(StoreBusy, NotSaved):
+            self._commit(self._same_meta(), [], revision, sealed)
 
     # ---------------------------------------------------------------- reading
 
@@ -229,6 +251,7 @@ class EtcdBackend(Generic[Prepared]):
             key, value = text(kv["key"]), text(kv.get("value", ""))
             if key == self._meta:
                 revision, self._mod = self._meta_of(value), int(kv["mod_revision"])
+                self._seal = _seal_in(value)
             else:
                 found.append(self._row(key, value))
         if revision is None:  # deleted between the two reads: nothing we can run
@@ -252,6 +275,7 @@ class EtcdBackend(Generic[Prepared]):
             self._at = int(kv["mod_revision"])
             if key == self._meta:
                 revision, self._mod = self._meta_of(value), self._at
+                self._seal = _seal_in(value)
             elif event.get("type") == "DELETE":
                 found.pop(self._identity(key), None)
             else:
@@ -315,15 +339,20 @@ class EtcdBackend(Generic[Prepared]):
     def _same_meta(self) -> dict[str, Any]:
         return {"key": b64(self._meta), "target": "MOD", "mod_revision": str(self._mod)}
 
-    def _commit(self, compare: dict[str, Any], ops: list[dict[str, Any]], revision: int) -> bool:
-        """One transaction: ``ops`` and the new meta if ``compare`` holds. True when
-        committed (the meta's mod revision is then the transaction's)."""
-        meta = json.dumps({"schema": SCHEMA_VERSION, "revision": revision})
+    def _commit(
+        self, compare: dict[str, Any], ops: list[dict[str, Any]], revision: int, sealed: str | None
+    ) -> bool:
+        """One transaction: ``ops`` and the new meta (with ``sealed``, the seal of the
+        rows it makes; None: none) if ``compare`` holds. True when committed (the
+        meta's mod revision is then the transaction's)."""
+        fields = {"schema": SCHEMA_VERSION, "revision": revision}
+        meta = json.dumps(fields if sealed is None else {**fields, "seal": sealed})
         body = {"compare": [compare], "success": [*ops, _put(self._meta, meta)]}
         answer = self._call("/v3/kv/txn", body, writing=len(ops) + 1)
         if not answer.get("succeeded"):
             return False
         self._mod = self._at = int(answer["header"]["revision"])
+        self._seal = sealed
         return True
 
     # ---------------------------------------------------------------- the wire
@@ -372,3 +401,9 @@ class EtcdBackend(Generic[Prepared]):
 
 def _put(key: str, value: str) -> dict[str, Any]:
     return {"request_put": {"key": b64(key), "value": b64(value)}}
+
+
+def _seal_in(meta: str) -> str | None:
+    """The seal a meta key's value (``_meta_of`` read it already) carries, if any."""
+    found = json.loads(meta).get("seal")
+    return found if isinstance(found, str) else None

@@ -5,7 +5,9 @@ A start trusts a store written normally (seeded, changed by record and whole),
 and validates whole again, with the usual refusal, rows edited behind the store's
 back (sqlite3 directly) or sealed by another nvgw; a whole validation that passes
 seals the rows for the next start. The seal a sequence of changes leaves equals the
-one computed from the rows from scratch (a property test).
+one computed from the rows from scratch (a property test). On etcd, the seal is in
+the meta key, written in each change's transaction: the same, with keys put by hand
+and a meta written without a seal.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from hypothesis import strategies as st
 
 from gateway.control import load_config, read_document, to_plain
 from gateway.control.edits import add, remove, replace_all
+from gateway.control.etcd_store import SCHEMA_VERSION as ETCD_SCHEMA
+from gateway.control.etcd_store import EtcdBackend
 from gateway.control.kinds import LOOKUP_RECORDS
 from gateway.control.policy_rows import digest, document, placed
 from gateway.control.sqlite_store import SCHEMA_VERSION, SqliteBackend
@@ -29,6 +33,7 @@ from gateway.control.store import seal
 from gateway.errors import ConfigError
 from gateway.policy import Policy, load_policy
 
+from ._etcd import Etcd
 from ._sqlite_writer import record
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,3 +198,73 @@ def test_the_seal_after_any_changes_equals_the_seal_from_scratch(
         assert stored_seal(database) == seal_from_scratch(database)
     backend.close()
     assert started(database).trusted
+
+
+# ---------------------------------------------------------------- etcd: the seal in the meta key
+
+
+def etcd_seals(etcd: Etcd, url: str) -> tuple[str | None, str]:
+    """The seal the meta key holds, and the one computed from the entries' keys."""
+    under = f"/{url.split('/', 3)[3]}/"
+    found: list[tuple[str, str, int, str]] = []
+    stored = None
+    for key, (value, _) in etcd.keys(under).items():
+        if key == f"{under}meta":
+            stored = json.loads(value).get("seal")
+        else:
+            kind, name = key.removeprefix(f"{under}entries/").split("/", 1)
+            seq, _, text = value.partition(" ")
+            found.append((kind, name, int(seq), text))
+    return stored, seal(ETCD_SCHEMA, digest(placed(0, found).entries))
+
+
+def etcd_started(url: str) -> EtcdBackend[Policy]:
+    backend = EtcdBackend(url, keep)
+    try:
+        backend.read()
+    finally:
+        backend.close()
+    return backend
+
+
+def test_an_etcd_store_written_normally_starts_trusted_and_its_seal_follows_changes(
+    etcd_server: Etcd,
+) -> None:
+    url = etcd_server.url()
+    backend = EtcdBackend(url, keep)
+    try:
+        backend.read((load_config(TWO_HOSTS), "two-hosts.yaml"))
+        assert etcd_seals(etcd_server, url)[0] == etcd_seals(etcd_server, url)[1]
+        for n in (13, 14, 15):
+            backend.change(add(LOOKUP_RECORDS, record(n)), None)
+        backend.change(remove(LOOKUP_RECORDS, {"ca": "10.10.10.14"}), None)
+        new = to_plain(read_document(TWO_HOSTS))
+        new["customer_routes"][0]["metric"] = 100
+        backend.change(replace_all(new), None)
+        backend.change(add(LOOKUP_RECORDS, record(16)), None)
+        stored, scratch = etcd_seals(etcd_server, url)
+        assert stored == scratch
+    finally:
+        backend.close()
+    assert etcd_started(url).trusted
+
+
+def test_etcd_keys_put_by_hand_or_a_meta_without_a_seal_are_validated_whole(
+    etcd_server: Etcd,
+) -> None:
+    url = etcd_server.url()
+    under = f"/{url.split('/', 3)[3]}/"
+    seeder = EtcdBackend(url, keep)
+    seeder.read((load_config(TWO_HOSTS), "two-hosts.yaml"))
+    seeder.close()
+    twin = {**record(13), "ca": "10.10.10.11"}
+    etcd_server.put(f"{under}entries/lookup-records/twin", f"999 {json.dumps(twin)}")
+    with pytest.raises(ConfigError, match=r"10\.10\.10\.11") as refused:
+        etcd_started(url)
+    assert {issue.file for issue in refused.value.issues} == {url}
+    etcd_server.put(f"{under}entries/lookup-records/twin", f"999 {json.dumps(record(13))}")
+    assert not etcd_started(url).trusted  # a valid hand edit: validated whole, then sealed
+    assert etcd_started(url).trusted
+    meta = json.loads(etcd_server.keys(under)[f"{under}meta"][0])
+    etcd_server.put(f"{under}meta", json.dumps({"schema": meta["schema"], "revision": 0}))
+    assert not etcd_started(url).trusted  # an nvgw that keeps no seal wrote the meta
