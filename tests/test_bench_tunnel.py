@@ -44,8 +44,8 @@ class FakeClock:
 
 
 def pace(rate: int, fake: FakeClock, secs: float = 0.2) -> dict:
-    pacer = Pacer(rate)
-    pacer.run(fake.send, [b"a", b"b"], round(secs * 1e9), 0, fake.clock, fake.sleep)
+    pacer = Pacer(rate, round(secs * 1e9))
+    pacer.run(fake.send, [b"a", b"b"], 0, fake.clock, fake.sleep)
     return pacer.report()
 
 

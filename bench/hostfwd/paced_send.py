@@ -17,7 +17,7 @@ Ahead of it by more than SPIN_NS the sender sleeps (the timer slack set to 1 us)
 then busy-waits the rest. Behind, it sends every frame due at once, but never more
 than MAX_BURST: older slots are skipped and counted ``missed`` (a sender preempted
 for a millisecond would otherwise send 60 frames back to back at 60k pps, the burst
-this sender exists to avoid). The report (JSON, written on SIGINT or at the end)
+this sender exists to avoid). The report (JSON, written on SIGINT, SIGTERM or at the end)
 gives what it sent, what it missed, its achieved rate, how many frames each wake-up
 sent and the gaps between wake-ups; ``check`` refuses a run whose sender fell more
 than 1 % behind its schedule.
@@ -77,8 +77,9 @@ def slots(late_ns: int, period_ns: int) -> tuple[int, int]:
 class Pacer:
     """The send loop and its tallies."""
 
-    def __init__(self, rate: int) -> None:
+    def __init__(self, rate: int, end_ns: int) -> None:
         self.rate = rate
+        self.end_ns = end_ns  # a signal's handler sets it to 0: ``stop``
         self.period = round(1e9 / rate)
         self.sent = self.missed = 0
         self.bursts = [0] * (MAX_BURST + 1)  # wake-ups that sent n frames
@@ -89,41 +90,42 @@ class Pacer:
         self,
         send: Callable[[bytes], object],
         frames: list[bytes],
-        end_ns: int,
         count: int = 0,
         clock: Callable[[], int] = time.monotonic_ns,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """Send until ``end_ns`` or ``count`` frames (0: no limit); KeyboardInterrupt
-        (SIGINT) ends it as well. ``clock`` and ``sleep`` are for the tests."""
+        """Send until ``end_ns`` or ``count`` frames (0: no limit), or ``stop``.
+        ``clock`` and ``sleep`` are for the tests."""
         period, gaps, bursts = self.period, self.gaps, self.bursts
         n_frames, k = len(frames), 0
         self.t0 = last = due = clock()
-        try:
-            while True:
-                now = clock()
-                late = now - due
-                if late < 0:
-                    if late < -SPIN_NS:
-                        sleep((-late - SPIN_NS) * 1e-9)
-                    continue
-                if now >= end_ns or (count and self.sent >= count):
-                    break
-                n, skip = slots(late, period)
-                if count:
-                    n = min(n, count - self.sent)
-                for _ in range(n):
-                    send(frames[k])
-                    k = (k + 1) % n_frames
-                self.sent += n
-                self.missed += skip
-                due += (n + skip) * period
-                bursts[n] += 1
-                gaps[min((now - last) // 1000, GAP_TOP_US)] += 1
-                last = now
-        except KeyboardInterrupt:
-            pass
+        while True:
+            now = clock()
+            late = now - due
+            if late < 0:
+                if late < -SPIN_NS:
+                    sleep((-late - SPIN_NS) * 1e-9)
+                continue
+            if now >= self.end_ns or (count and self.sent >= count):
+                break
+            n, skip = slots(late, period)
+            if count:
+                n = min(n, count - self.sent)
+            for _ in range(n):
+                send(frames[k])
+                k = (k + 1) % n_frames
+            self.sent += n
+            self.missed += skip
+            due += (n + skip) * period
+            bursts[n] += 1
+            gaps[min((now - last) // 1000, GAP_TOP_US)] += 1
+            last = now
         self.t_last = clock()
+
+    def stop(self, *_: object) -> None:
+        """End the run at the next frame's due time (a signal handler: a flag, not an
+        exception, which Python 3.11 may raise outside the loop's ``try``)."""
+        self.end_ns = 0
 
     def report(self) -> dict[str, Any]:
         secs = (self.t_last - self.t0) / 1e9
@@ -179,14 +181,17 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=0, help="frames, then stop (0: no limit)")
     ap.add_argument("--report", type=Path, required=True)
     a = ap.parse_args()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_TIMERSLACK, 1000, 0, 0, 0)  # sleeps end within ~1 us, not 50
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # 0: it receives nothing
     sock.bind((a.dev, 0))
     frames = read_frames(a.frames)
-    pacer = Pacer(a.rate)
-    pacer.run(sock.send, frames, time.monotonic_ns() + int(a.seconds * 1e9), a.count)
+    pacer = Pacer(a.rate, time.monotonic_ns() + int(a.seconds * 1e9))
+    # SIGINT or SIGTERM ends the run with a report, even where the parent ignores SIGINT
+    # (started in the background, as make may)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, pacer.stop)
+    pacer.run(sock.send, frames, a.count)
     a.report.write_text(json.dumps(pacer.report()))
 
 

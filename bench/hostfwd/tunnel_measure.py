@@ -111,19 +111,18 @@ def paced(
 
 
 def sender_report(proc: subprocess.Popen, report: Path) -> dict[str, Any]:
-    """The sender stopped (SIGINT, if still sending) and its report."""
-    stop(proc, signal.SIGINT)
+    """The report of a sender that has stopped."""
     if not report.exists():
         raise BenchError(f"paced_send wrote no report, exit {proc.returncode} (see {SCRATCH})")
     return json.loads(report.read_text())
 
 
 def send_slowly(frames: Path, where: tuple[str, str], count: int) -> None:
-    proc, report = paced(frames, where, SLOW_RATE, count / SLOW_RATE + 10, count)
+    proc, _ = paced(frames, where, SLOW_RATE, count / SLOW_RATE + 10, count)
     try:
         proc.wait(timeout=count / SLOW_RATE + 12)
     finally:
-        sender_report(proc, report)
+        stop(proc, signal.SIGINT)
 
 
 def site_rx() -> dict[str, int]:
@@ -195,7 +194,8 @@ def window(
         time.sleep(dur)
         s1 = _snap(side, site_pid, proc.pid)
     finally:
-        sent = sender_report(proc, report)
+        stop(proc, signal.SIGINT)
+    sent = sender_report(proc, report)
     refused = check(sent, rate)
     return {**step_figures(s0, s1, side.sent_from, rate), "sender": sent, "refused": refused}
 
