@@ -38,6 +38,7 @@ from gateway.dataplane import (
     Step,
     router_mac,
 )
+from gateway.dataplane.napt import in_key
 from gateway.errors import BadPacket
 from gateway.policy import GatewayHop, Policy, compile_policy
 from gateway.wire import (
@@ -283,7 +284,7 @@ def _to_internet(result: Trace, node: Any, tap: ExternalTap, frame: bytes) -> No
         dport = int.from_bytes(frame[start + 2 : start + 4], "big")
         ends = f"{_ip(ip.src)}:{sport}", f"{_ip(ip.dst)}:{dport}"
     assert isinstance(node, GatewayNode) and node.napt is not None
-    session = node.napt.by_in.get((ip.protocol, ip.src, sport, ip.dst, dport))
+    session = node.napt.by_in.get(in_key(ip.protocol, ip.src, sport, ip.dst, dport))
     if session is not None:
         m = session.mapping
         inside = f"{_ip(m.ca)} id {m.ca_port}" if dport == 0 else f"{_ip(m.ca)}:{m.ca_port}"
@@ -306,7 +307,7 @@ def _from_internet(result: Trace, node: Any, packet: bytes) -> None:
     start = ip.header_length
     sport = int.from_bytes(packet[start : start + 2], "big")
     dport = int.from_bytes(packet[start + 2 : start + 4], "big")
-    session = node.napt.by_in.get((ip.protocol, ip.dst, dport, ip.src, sport))
+    session = node.napt.by_in.get(in_key(ip.protocol, ip.dst, dport, ip.src, sport))
     if session is None:
         return  # refused: the step's drop says why
     m = session.mapping

@@ -28,7 +28,7 @@ from typing import Final
 
 from gateway.dataplane import GatewayNode, GatewayTables
 from gateway.dataplane.gateway_tables import ExternalTap
-from gateway.dataplane.napt import Napt, Session, napt_outbound
+from gateway.dataplane.napt import Napt, Session, in_key, napt_outbound
 from gateway.errors import Drop
 from gateway.policy import NextHopKind, RecordType
 from gateway.wire import (
@@ -322,12 +322,12 @@ def _by_in(
         int.from_bytes(frame[l4 + 2 : l4 + 4], "big"),
     )
     if protocol == IPPROTO_ICMP:
-        key = (protocol, ext, int.from_bytes(frame[l4 + 4 : l4 + 6], "big"), remote, 0)
+        key = in_key(protocol, ext, int.from_bytes(frame[l4 + 4 : l4 + 6], "big"), remote, 0)
     elif protocol in (IPPROTO_TCP, IPPROTO_UDP):
         key = (
-            (protocol, ext, first, remote, second)
+            in_key(protocol, ext, first, remote, second)
             if out
-            else (protocol, ext, second, remote, first)
+            else in_key(protocol, ext, second, remote, first)
         )
     else:
         return None

@@ -31,7 +31,7 @@ from typing import Any
 
 from gateway.dataplane import PORT_MTU, GatewayTables, GatewayTap, router_mac
 from gateway.dataplane.gateway_tables import TAP_MTU
-from gateway.dataplane.napt import Napt
+from gateway.dataplane.napt import Napt, out_key
 from gateway.errors import BadPacket
 from gateway.wire import (
     ARP_OP_REPLY,
@@ -270,7 +270,7 @@ def _outbound_session(
     rdid = ingress_rdid(entry, source, data, tables)
     l4 = _ihl(packet)
     dport = int.from_bytes(packet[l4 + 2 : l4 + 4], "big")
-    session = napt.by_out.get((rdid, protocol, key[0], key[1], packet[16:20], dport))
+    session = napt.by_out.get(out_key(rdid, protocol, key[0], key[1], packet[16:20], dport))
     return None if session is None else (session.mapping.ext_addr, session.mapping.ext_port)
 
 

@@ -33,7 +33,16 @@ import ipaddress
 import random
 from typing import Final
 
-from gateway.dataplane.napt import Napt, Session, Tenant, Timeouts, napt_inbound, napt_outbound
+from gateway.dataplane.napt import (
+    Napt,
+    Session,
+    Tenant,
+    Timeouts,
+    in_key,
+    napt_inbound,
+    napt_outbound,
+    out_key,
+)
 from gateway.errors import Drop
 from gateway.wire import (
     ICMP_CODE_FRAGMENTATION_NEEDED,
@@ -430,7 +439,7 @@ def _translated(
                     ),
                     ihl,
                 )
-            key = (tenant.rdid, protocol, data[12:16], ports[0], data[16:20], ports[1])
+            key = out_key(tenant.rdid, protocol, data[12:16], ports[0], data[16:20], ports[1])
             if session.out_key != key or int.from_bytes(buf[at : at + 2], "big") != m.ext_port:
                 found.append(("misdirected", f"{entry}: translated by a session of another flow"))
     else:
@@ -444,7 +453,7 @@ def _translated(
                     int.from_bytes(data[ihl : ihl + 2], "big"),
                     int.from_bytes(data[ihl + 2 : ihl + 4], "big"),
                 )
-            key2 = (protocol, data[16:20], ports[1], data[12:16], ports[0])
+            key2 = in_key(protocol, data[16:20], ports[1], data[12:16], ports[0])
             if session.in_key != key2:
                 found.append(("misdirected", f"{entry}: delivered by a session of another flow"))
     before, after = checksums(data), checksums(buf)

@@ -12,7 +12,7 @@ External ports come from ``ports.py``. Time is always an argument.
 from __future__ import annotations
 
 from .ports import DYNAMIC_PORTS, AddressPool, PortAllocator
-from .session import LogRecord, Mapping, Session, Tenant
+from .session import LogRecord, Mapping, Session, Tenant, in_key, out_key
 from .states import STATE_NAMES, Timeouts
 from .table import (
     EXPIRE_BATCH,
@@ -40,6 +40,8 @@ __all__ = [
     "Session",
     "Tenant",
     "Timeouts",
+    "in_key",
     "napt_inbound",
     "napt_outbound",
+    "out_key",
 ]

@@ -19,6 +19,14 @@ ahead: the sum of the one's complements of the old words and of the new words), 
 a packet's checksums are fixed with one addition and one modulo each:
 ``apply_delta``. ``gateway.wire.checksum_update`` computes the same value from the
 bytes (tests/dataplane/napt/test_translate.py holds the two equal at every corner).
+
+A session's keys in the table (``out_key``, ``in_key``) hold its addresses as ints:
+an int's hash is itself, where a packet's 4-byte ``bytes`` are fresh objects whose
+hash (siphash) would be computed again for every packet. Every key is made by those
+two functions, save two places that build the same tuples from ints they hold: a
+``Session``'s own keys (sharing its mapping's ints) and the per-packet direct path
+(``translate.py``, which unpacks the addresses as ints); ``test_session_keys`` and
+``test_direct`` hold them equal.
 """
 
 from __future__ import annotations
@@ -35,6 +43,26 @@ REFUSALS: Final = (Drop.NAPT_TENANT_LIMIT, Drop.NAPT_TABLE_FULL, Drop.NAPT_PORTS
 
 _WORD_MASK: Final = 0xFFFF
 _PORT: Final = struct.Struct("!H")
+
+
+# (RDID, protocol, CA, CA port, remote address, remote port); addresses as ints.
+OutKey = tuple[str, int, int, int, int, int]
+# (protocol, external address, external port, remote address, remote port).
+InKey = tuple[int, int, int, int, int]
+
+
+def out_key(
+    rdid: str, protocol: int, ca: bytes, ca_port: int, remote: bytes, remote_port: int
+) -> OutKey:
+    """The key a session is found by going out (ICMP echo: the identifier is
+    ``ca_port``, ``remote_port`` is 0)."""
+    return (rdid, protocol, int.from_bytes(ca), ca_port, int.from_bytes(remote), remote_port)
+
+
+def in_key(protocol: int, ext_addr: bytes, ext_port: int, remote: bytes, remote_port: int) -> InKey:
+    """The key a session is found by coming in (ICMP echo: the identifier is
+    ``ext_port``, ``remote_port`` is 0)."""
+    return (protocol, int.from_bytes(ext_addr), ext_port, int.from_bytes(remote), remote_port)
 
 
 def words_delta(old: bytes, new: bytes) -> int:
@@ -76,15 +104,18 @@ class Tenant:
 class Mapping:
     """(RDID, protocol, CA, port) <-> (external address, port), and the checksum
     deltas of both rewrites: ``out_*`` replaces the CA side by the external one,
-    ``in_*`` the reverse. ``ip`` covers the address (IPv4 header, and the TCP/UDP
+    ``in_*`` the reverse (``ca_int``, ``ext_int``: the addresses as ints, as the
+    direct path packs them). ``ip`` covers the address (IPv4 header, and the TCP/UDP
     pseudo-header); ``l4`` is the transport checksum's whole delta (address and port
     for TCP and UDP, the identifier alone for ICMP, which has no pseudo-header)."""
 
     __slots__ = (
         "ca",
+        "ca_int",
         "ca_port",
         "ca_port_bytes",
         "ext_addr",
+        "ext_int",
         "ext_port",
         "ext_port_bytes",
         "in_ip",
@@ -110,6 +141,7 @@ class Mapping:
         self.key = key
         self.ca, self.ca_port = ca, ca_port
         self.ext_addr, self.ext_port = ext_addr, ext_port
+        self.ca_int, self.ext_int = int.from_bytes(ca), int.from_bytes(ext_addr)
         self.ca_port_bytes, self.ext_port_bytes = _PORT.pack(ca_port), _PORT.pack(ext_port)
         self.out_ip = words_delta(ca, ext_addr)
         self.in_ip = words_delta(ext_addr, ca)
@@ -168,9 +200,19 @@ class Session:
         self.opener = opener
         self.start = self.expires = now
         self.out_packets = self.out_bytes = self.in_packets = self.in_bytes = 0
-        # Its keys in the table's two dicts (the same tuples: no copy per session).
-        self.out_key = (tenant.rdid, protocol, mapping.ca, mapping.ca_port, remote, remote_port)
-        self.in_key = (protocol, mapping.ext_addr, mapping.ext_port, remote, remote_port)
+        # Its keys in the table's two dicts (the same tuples: no copy per session):
+        # ``out_key``'s and ``in_key``'s, made from the mapping's ints and one of the
+        # remote address, shared (a session's memory bounds the table).
+        remote_int = int.from_bytes(remote)
+        self.out_key = (
+            tenant.rdid,
+            protocol,
+            mapping.ca_int,
+            mapping.ca_port,
+            remote_int,
+            remote_port,
+        )
+        self.in_key = (protocol, mapping.ext_int, mapping.ext_port, remote_int, remote_port)
 
     def __repr__(self) -> str:
         m = self.mapping

@@ -7,7 +7,8 @@ remote port) and coming in by (protocol, external address, external port, remote
 address, remote port); ICMP echo uses its identifier as the port and 0 as the remote
 port. The RDID is part of the outbound key, so two tenants with the same CA and
 source port hold two mappings, two external ports, and never see each other's
-replies. (Mappings and filtering: ``session.py``.)
+replies. Keys are made by ``session.out_key`` and ``session.in_key`` (addresses as
+ints). (Mappings and filtering: ``session.py``.)
 
 Bounds: a session is opened only while its tenant holds fewer than its
 ``max_sessions`` and the table fewer than its own ``max_sessions``; a mapping exists
@@ -31,7 +32,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from gateway.dataplane.napt.ports import DYNAMIC_PORTS, AddressPool
-from gateway.dataplane.napt.session import LogRecord, Mapping, Session, Tenant
+from gateway.dataplane.napt.session import InKey, LogRecord, Mapping, OutKey, Session, Tenant
 from gateway.dataplane.napt.states import STATE_COUNT, Timeouts
 from gateway.errors import Drop
 from gateway.wire import IPPROTO_TCP, IPPROTO_UDP
@@ -93,8 +94,9 @@ class Napt:
         self.timeout_of = self.timeouts.by_state()
         self.log_capacity = log_capacity
         # Read by the per-packet code (translate.py); changed only by the methods.
-        self.by_out: dict[tuple[str, int, bytes, int, bytes, int], Session] = {}
-        self.by_in: dict[tuple[int, bytes, int, bytes, int], Session] = {}
+        # Keyed by ``session.out_key`` and ``session.in_key`` (addresses as ints).
+        self.by_out: dict[OutKey, Session] = {}
+        self.by_in: dict[InKey, Session] = {}
         self.forwards: dict[tuple[int, bytes, int], tuple[Tenant, Mapping]] = {}
         # Withdrawn forwards' mappings whose sessions still run, by external endpoint.
         self.withdrawn: dict[tuple[int, bytes, int], Mapping] = {}

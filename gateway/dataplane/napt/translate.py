@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from gateway.dataplane.napt.session import Session, Tenant, apply_delta
+from gateway.dataplane.napt.session import Session, Tenant, apply_delta, in_key, out_key
 from gateway.dataplane.napt.states import (
     ICMP_ECHO,
     TCP_EVENT,
@@ -81,11 +81,12 @@ _WORD_MASK: Final = 0xFFFF
 # total length, flags+fragment offset, protocol, checksum, addresses; the ports; and
 # UDP's length and checksum, which are TCP's sequence number there, unused) and one
 # pack writes the IPv4 checksum, both addresses and both ports back (UDP: its length
-# and checksum too; TCP's checksum, further on, takes a second).
-_DIRECT: Final = struct.Struct("!BxHxxHxBH4s4sHHHH").unpack_from
-_DIRECT_MIN: Final = struct.calcsize("!BxHxxHxBH4s4sHHHH")  # 28: IPv4 and UDP headers
-_UDP_REWRITE: Final = struct.Struct("!H4s4sHHHH").pack_into  # from the IPv4 checksum on
-_TCP_REWRITE: Final = struct.Struct("!H4s4sHH").pack_into
+# and checksum too; TCP's checksum, further on, takes a second). Addresses are ints
+# here, as in the table's keys (``session.out_key``: the tuple below is that one's).
+_DIRECT: Final = struct.Struct("!BxHxxHxBHIIHHHH").unpack_from
+_DIRECT_MIN: Final = struct.calcsize("!BxHxxHxBHIIHHHH")  # 28: IPv4 and UDP headers
+_UDP_REWRITE: Final = struct.Struct("!HIIHHHH").pack_into  # from the IPv4 checksum on
+_TCP_REWRITE: Final = struct.Struct("!HIIHH").pack_into
 _DIRECT_TCP_FLAGS: Final = IPV4_HEADER_SIZE + 13
 _DIRECT_TCP_CHECKSUM: Final = IPV4_HEADER_SIZE + 16
 # The least total length a direct packet may have, by protocol: its headers whole
@@ -132,9 +133,9 @@ def napt_outbound(napt: Napt, tenant: Tenant, packet: memoryview, now: float) ->
     if protocol == IPPROTO_UDP:
         if w8:  # RFC 768: 0 is "no checksum", kept; a computed 0 is sent as 0xFFFF
             w8 = -((w8 ^ _WORD_MASK) + m.out_l4) % _WORD_MASK or _WORD_MASK
-        _UDP_REWRITE(packet, _IP_CHECKSUM, check, m.ext_addr, dst, m.ext_port, dport, w6, w8)
+        _UDP_REWRITE(packet, _IP_CHECKSUM, check, m.ext_int, dst, m.ext_port, dport, w6, w8)
     else:
-        _TCP_REWRITE(packet, _IP_CHECKSUM, check, m.ext_addr, dst, m.ext_port, dport)
+        _TCP_REWRITE(packet, _IP_CHECKSUM, check, m.ext_int, dst, m.ext_port, dport)
         tcp = packet[_DIRECT_TCP_CHECKSUM] << 8 | packet[_DIRECT_TCP_CHECKSUM + 1]
         _WORD.pack_into(packet, _DIRECT_TCP_CHECKSUM, -((tcp ^ _WORD_MASK) + m.out_l4) % _WORD_MASK)
     session.out_packets += 1
@@ -149,7 +150,7 @@ def _outbound(napt: Napt, tenant: Tenant, packet: memoryview, now: float) -> Ses
     if flow.__class__ is not tuple:
         return flow
     ihl, end, protocol, src, dst, sport, dport = flow
-    session = napt.by_out.get((tenant.rdid, protocol, src, sport, dst, dport))
+    session = napt.by_out.get(out_key(tenant.rdid, protocol, src, sport, dst, dport))
     if session is not None and session.expires <= now:
         napt.end(session, session.expires)
         session = None
@@ -208,9 +209,9 @@ def napt_inbound(napt: Napt, packet: memoryview, now: float) -> Session | Drop:
     if protocol == IPPROTO_UDP:
         if w8:
             w8 = -((w8 ^ _WORD_MASK) + m.in_l4) % _WORD_MASK or _WORD_MASK
-        _UDP_REWRITE(packet, _IP_CHECKSUM, check, src, m.ca, sport, m.ca_port, w6, w8)
+        _UDP_REWRITE(packet, _IP_CHECKSUM, check, src, m.ca_int, sport, m.ca_port, w6, w8)
     else:
-        _TCP_REWRITE(packet, _IP_CHECKSUM, check, src, m.ca, sport, m.ca_port)
+        _TCP_REWRITE(packet, _IP_CHECKSUM, check, src, m.ca_int, sport, m.ca_port)
         tcp = packet[_DIRECT_TCP_CHECKSUM] << 8 | packet[_DIRECT_TCP_CHECKSUM + 1]
         _WORD.pack_into(packet, _DIRECT_TCP_CHECKSUM, -((tcp ^ _WORD_MASK) + m.in_l4) % _WORD_MASK)
     session.in_packets += 1
@@ -224,7 +225,7 @@ def _inbound(napt: Napt, packet: memoryview, now: float) -> Session | Drop:
     if flow.__class__ is not tuple:
         return flow
     ihl, end, protocol, src, dst, sport, dport = flow
-    session = napt.by_in.get((protocol, dst, dport, src, sport))
+    session = napt.by_in.get(in_key(protocol, dst, dport, src, sport))
     if session is not None and session.expires <= now:
         napt.end(session, session.expires)
         session = None
@@ -390,11 +391,11 @@ def _error(
     else:
         return Drop.NAPT_UNSUPPORTED
     if way == _IN:  # the quote is what went out: from the external address and port
-        session = napt.by_in.get((protocol, qsrc, qsport, qdst, qdport))
+        session = napt.by_in.get(in_key(protocol, qsrc, qsport, qdst, qdport))
         if session is None or packet[IPV4_OFFSET_DST : IPV4_OFFSET_DST + 4] != qsrc:
             return Drop.NAPT_NO_SESSION
     else:  # the quote is what the tenant received: to its CA and port
-        session = napt.by_out.get((tenant.rdid, protocol, qdst, qdport, qsrc, qsport))
+        session = napt.by_out.get(out_key(tenant.rdid, protocol, qdst, qdport, qsrc, qsport))
         if session is None or packet[IPV4_OFFSET_SRC : IPV4_OFFSET_SRC + 4] != qdst:
             return Drop.NAPT_NO_SESSION
     if session.expires <= now:

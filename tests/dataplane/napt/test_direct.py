@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.all import IP, TCP, UDP, raw
 
-from gateway.dataplane.napt import Napt, Session, Tenant
+from gateway.dataplane.napt import Napt, Session, Tenant, translate
 from gateway.dataplane.napt.translate import _inbound, _outbound
 
 from ._packets import CA, EXT, REMOTE, a, into, out, table, tcp, udp
@@ -90,3 +91,26 @@ def test_the_direct_path_is_the_general_path(proto: str, forwarded: bool, steps)
                 verdict = _inbound(napt, view, now) if inbound else _outbound(napt, blue, view, now)
             results.append((verdict is session, bytes(packet), _seen(napt, session)))
         assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+@pytest.mark.parametrize("forwarded", [False, True])
+def test_the_direct_path_finds_the_session_by_the_tables_keys(
+    monkeypatch: pytest.MonkeyPatch, proto: str, forwarded: bool
+) -> None:
+    """The direct path builds its keys inline (addresses unpacked as ints): they are
+    ``out_key``'s and ``in_key``'s, or every packet would miss and go the general
+    way (the same result, so the test above cannot tell)."""
+    napt, blue, _ = table()
+    session = _session(napt, blue, proto, forwarded)
+
+    def general(*_: object) -> None:
+        raise AssertionError("a live session's packet went the general way")
+
+    monkeypatch.setattr(translate, "_outbound", general)
+    monkeypatch.setattr(translate, "_inbound", general)
+    for i, inbound in enumerate((False, True, False)):
+        packet = _packet(session, inbound, 0x10, i, False)  # TCP: ACK
+        now = T0 + 0.5 * (i + 1)
+        verdict = into(napt, packet, now) if inbound else out(napt, blue, packet, now)
+        assert verdict is session

@@ -8,16 +8,51 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.all import IP, UDP
 
-from gateway.dataplane.napt import Napt, Session
+from gateway.dataplane.napt import Napt, Session, in_key, out_key
 from gateway.errors import Drop
 
-from ._packets import BLUE, CA, EXT, RED, REMOTE, SHORT, a, fast_udp, into, out, table, udp
+from ._packets import (
+    BLUE,
+    CA,
+    EXT,
+    RED,
+    REMOTE,
+    SHORT,
+    a,
+    echo,
+    fast_udp,
+    into,
+    out,
+    table,
+    tcp,
+    udp,
+)
 
 T0 = 10.0
 
 
 def _ext(session: Session) -> str:
     return ".".join(map(str, session.mapping.ext_addr))
+
+
+def test_a_sessions_keys_are_out_key_and_in_key() -> None:
+    """A session builds its keys from its mapping's ints (shared, for memory): the
+    same tuples ``out_key`` and ``in_key`` make from the addresses, which is how
+    everything else (the general path, ``nvgw trace``, the fuzz oracles) finds it."""
+    napt, blue, _ = table()
+    napt.forward(6, a(EXT), 80, blue, a(CA), 8080)
+    opened = [
+        out(napt, blue, udp(CA, REMOTE, 5000, 7), T0),
+        out(napt, blue, echo(CA, REMOTE, 77), T0),
+        into(napt, tcp(REMOTE, EXT, 5555, 80, "S"), T0),
+    ]
+    for session in opened:
+        assert isinstance(session, Session)
+        m = session.mapping
+        remote, rport = session.remote, session.remote_port
+        assert session.out_key == out_key(blue.rdid, m.key[1], m.ca, m.ca_port, remote, rport)
+        assert session.in_key == in_key(m.key[1], m.ext_addr, m.ext_port, remote, rport)
+        assert napt.by_out[session.out_key] is napt.by_in[session.in_key] is session
 
 
 def test_two_tenants_same_ca_and_port_get_their_own_ports_and_replies() -> None:
