@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import ConfigError, ConfigIssue
-from gateway.policy._paths import format_path
+from gateway.policy import format_path
 
 from .edits import Add, Exists, _holder
 from .kinds import KINDS, Kind

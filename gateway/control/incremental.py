@@ -21,8 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
 from gateway.errors import ConfigError, ConfigIssue
-from gateway.policy import IndexedPolicy, Policy, filter_value
-from gateway.policy._gc import paused_gc
+from gateway.policy import IndexedPolicy, Policy, filter_value, paused_gc
 
 from .batches import AddAll
 from .edits import Add, Edit, Remove, not_found

@@ -10,6 +10,7 @@ numbers in errors, is ``gateway.control``'s job.
 
 from __future__ import annotations
 
+from ._gc import paused_gc
 from ._load import load_policy
 from ._paths import format_path, parse_path
 from ._tunnel_values import decode_key, endpoint_pair
@@ -89,4 +90,5 @@ __all__ = [
     "format_path",
     "load_policy",
     "parse_path",
+    "paused_gc",
 ]
