@@ -163,7 +163,7 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
         # quote the packet as the tenant sent it, the fragments carry the translation.
         mtu = action.tap.mtu  # type: ignore[union-attr]
         if ttl > 1 and (ip_total <= mtu or not fragment & IPV4_DF):
-            verdict = napt_outbound(node.napt, domain.tenant, packet[IP:], node.now)  # type: ignore[arg-type]
+            verdict = napt_outbound(node.napt, domain.tenant, packet, node.now, IP)  # type: ignore[arg-type]
             if verdict.__class__ is Drop:
                 counters.drops[verdict] += 1  # type: ignore[index]
                 return

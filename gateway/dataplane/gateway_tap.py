@@ -77,7 +77,7 @@ def _from_internet(node: GatewayNode, tap: ExternalTap, frame: memoryview) -> No
     if len(frame) < IP_MIN_FRAME or napt is None:
         node.counters.drops[Drop.INNER_MALFORMED] += 1
         return
-    verdict = napt_inbound(napt, frame[IP:], node.now)
+    verdict = napt_inbound(napt, frame, node.now, IP)
     if verdict.__class__ is Drop:
         if bytes(frame[IP_DST_ADDR]) not in tap.answers:
             verdict = Drop.NO_ROUTE  # the NAT's addresses are all it takes in

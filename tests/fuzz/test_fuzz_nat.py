@@ -94,7 +94,8 @@ def test_an_untranslated_or_misported_packet_to_the_internet_is_a_finding(
     from a port the session does not hold."""
     translate_out = gateway_routing.napt_outbound
 
-    def untranslated(napt, tenant, packet, now):  # type: ignore[no-untyped-def]
+    def untranslated(napt, tenant, packet, now, at=0):  # type: ignore[no-untyped-def]
+        packet = packet[at:]  # the IPv4 header on (the router passes the frame)
         before = bytes(packet)
         verdict = translate_out(napt, tenant, packet, now)
         packet[: len(before)] = before
@@ -104,7 +105,8 @@ def test_an_untranslated_or_misported_packet_to_the_internet_is_a_finding(
     assert "IPv4 not from a NAT address (untranslated)" in found["output"]
     monkeypatch.undo()
 
-    def misported(napt, tenant, packet, now):  # type: ignore[no-untyped-def]
+    def misported(napt, tenant, packet, now, at=0):  # type: ignore[no-untyped-def]
+        packet = packet[at:]  # the IPv4 header on (the router passes the frame)
         verdict = translate_out(napt, tenant, packet, now)
         if packet[9] in (IPPROTO_TCP, IPPROTO_UDP):
             at = (packet[0] & 0x0F) * 4
@@ -139,7 +141,8 @@ def test_a_translation_that_changes_other_fields_is_a_finding(
     right): only addresses, ports, TTL, MSS and checksums may change."""
     translate_out = gateway_routing.napt_outbound
 
-    def renumbers(napt, tenant, packet, now):  # type: ignore[no-untyped-def]
+    def renumbers(napt, tenant, packet, now, at=0):  # type: ignore[no-untyped-def]
+        packet = packet[at:]  # the IPv4 header on (the router passes the frame)
         verdict = translate_out(napt, tenant, packet, now)
         ihl = (packet[0] & 0x0F) * 4
         packet[4:6] = b"\xbe\xef"
@@ -160,7 +163,8 @@ def test_an_internet_packet_in_the_wrong_domain_is_a_finding(
     network."""
     translate_in = gateway_tap.napt_inbound
 
-    def swapped(napt, packet, now):  # type: ignore[no-untyped-def]
+    def swapped(napt, packet, now, at=0):  # type: ignore[no-untyped-def]
+        packet = packet[at:]  # the IPv4 header on (the TAP passes the frame)
         verdict = translate_in(napt, packet, now)
         if isinstance(verdict, Drop):
             return verdict
@@ -171,7 +175,8 @@ def test_an_internet_packet_in_the_wrong_domain_is_a_finding(
     assert "into another routing domain's VSID" in found["isolation"]
     monkeypatch.undo()
 
-    def open_door(napt, packet, now):  # type: ignore[no-untyped-def]
+    def open_door(napt, packet, now, at=0):  # type: ignore[no-untyped-def]
+        packet = packet[at:]  # the IPv4 header on (the TAP passes the frame)
         verdict = translate_in(napt, packet, now)
         if verdict is Drop.NAPT_NO_SESSION and napt.by_in:
             session = next(iter(napt.by_in.values()))
@@ -183,7 +188,8 @@ def test_an_internet_packet_in_the_wrong_domain_is_a_finding(
     assert "from the internet, for no session" in found["isolation"]
     monkeypatch.undo()
 
-    def neighbour(napt, packet, now):  # type: ignore[no-untyped-def]
+    def neighbour(napt, packet, now, at=0):  # type: ignore[no-untyped-def]
+        packet = packet[at:]  # the IPv4 header on (the TAP passes the frame)
         verdict = translate_in(napt, packet, now)
         if not isinstance(verdict, Drop):
             packet[19] ^= 7  # 10.10.10.11 (the sessions' VM) -> .12, another VM
@@ -193,7 +199,8 @@ def test_an_internet_packet_in_the_wrong_domain_is_a_finding(
     assert "not to the session's CA in its routing domain" in found["isolation"]
     monkeypatch.undo()
 
-    def to_corp(napt, packet, now):  # type: ignore[no-untyped-def]
+    def to_corp(napt, packet, now, at=0):  # type: ignore[no-untyped-def]
+        packet = packet[at:]  # the IPv4 header on (the TAP passes the frame)
         verdict = translate_in(napt, packet, now)
         if not isinstance(verdict, Drop):
             packet[16:20] = bytes([172, 16, 0, 2])  # the corp server behind gw-blue

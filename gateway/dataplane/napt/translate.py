@@ -97,26 +97,29 @@ _DIRECT_END: Final = tuple(
 )
 
 
-def napt_outbound(napt: Napt, tenant: Tenant, packet: memoryview, now: float) -> Session | Drop:
-    """Translate a tenant's datagram toward the internet in place."""
-    size = len(packet)
+def napt_outbound(
+    napt: Napt, tenant: Tenant, packet: memoryview, now: float, at: int = 0
+) -> Session | Drop:
+    """Translate a tenant's datagram toward the internet in place (``at``: where in
+    ``packet`` its IPv4 header starts: a frame's, with no slice made per packet)."""
+    size = len(packet) - at
     if size < _DIRECT_MIN:
-        return _outbound(napt, tenant, packet, now)
-    vihl, end, fragment, protocol, check, src, dst, sport, dport, w6, w8 = _DIRECT(packet)
+        return _outbound(napt, tenant, packet[at:], now)
+    vihl, end, fragment, protocol, check, src, dst, sport, dport, w6, w8 = _DIRECT(packet, at)
     if (
         vihl != IPV4_VIHL_NO_OPTIONS
         or not _DIRECT_END[protocol] <= end <= size
         or fragment & IPV4_FRAGMENT_MASK
     ):
-        return _outbound(napt, tenant, packet, now)
+        return _outbound(napt, tenant, packet[at:], now)
     session = napt.by_out.get((tenant.rdid, protocol, src, sport, dst, dport))
     if session is None or session.expires <= now:
-        return _outbound(napt, tenant, packet, now)
+        return _outbound(napt, tenant, packet[at:], now)
     # A segment or datagram of a live session: the common case, inline
     # (``_advance`` and ``_rewrite`` do the same for every other packet).
     state = session.state
     if protocol == IPPROTO_TCP:
-        nxt = TCP_NEXT[session.opener][TCP_EVENT[packet[_DIRECT_TCP_FLAGS]]][state]
+        nxt = TCP_NEXT[session.opener][TCP_EVENT[packet[at + _DIRECT_TCP_FLAGS]]][state]
     elif state == UDP_UNREPLIED and session.opener:
         nxt = UDP_STREAM  # the forwarded endpoint answers
     else:
@@ -133,11 +136,12 @@ def napt_outbound(napt: Napt, tenant: Tenant, packet: memoryview, now: float) ->
     if protocol == IPPROTO_UDP:
         if w8:  # RFC 768: 0 is "no checksum", kept; a computed 0 is sent as 0xFFFF
             w8 = -((w8 ^ _WORD_MASK) + m.out_l4) % _WORD_MASK or _WORD_MASK
-        _UDP_REWRITE(packet, _IP_CHECKSUM, check, m.ext_int, dst, m.ext_port, dport, w6, w8)
+        _UDP_REWRITE(packet, at + _IP_CHECKSUM, check, m.ext_int, dst, m.ext_port, dport, w6, w8)
     else:
-        _TCP_REWRITE(packet, _IP_CHECKSUM, check, m.ext_int, dst, m.ext_port, dport)
-        tcp = packet[_DIRECT_TCP_CHECKSUM] << 8 | packet[_DIRECT_TCP_CHECKSUM + 1]
-        _WORD.pack_into(packet, _DIRECT_TCP_CHECKSUM, -((tcp ^ _WORD_MASK) + m.out_l4) % _WORD_MASK)
+        _TCP_REWRITE(packet, at + _IP_CHECKSUM, check, m.ext_int, dst, m.ext_port, dport)
+        at += _DIRECT_TCP_CHECKSUM
+        tcp = packet[at] << 8 | packet[at + 1]
+        _WORD.pack_into(packet, at, -((tcp ^ _WORD_MASK) + m.out_l4) % _WORD_MASK)
     session.out_packets += 1
     session.out_bytes += end
     return session
@@ -173,26 +177,27 @@ def _outbound(napt: Napt, tenant: Tenant, packet: memoryview, now: float) -> Ses
     return session
 
 
-def napt_inbound(napt: Napt, packet: memoryview, now: float) -> Session | Drop:
-    """Translate a datagram from the internet to one of the NAT's addresses in place."""
-    size = len(packet)
+def napt_inbound(napt: Napt, packet: memoryview, now: float, at: int = 0) -> Session | Drop:
+    """Translate a datagram from the internet to one of the NAT's addresses in place
+    (``at`` as in ``napt_outbound``)."""
+    size = len(packet) - at
     if size < _DIRECT_MIN:
-        return _inbound(napt, packet, now)
-    vihl, end, fragment, protocol, check, src, dst, sport, dport, w6, w8 = _DIRECT(packet)
+        return _inbound(napt, packet[at:], now)
+    vihl, end, fragment, protocol, check, src, dst, sport, dport, w6, w8 = _DIRECT(packet, at)
     if (
         vihl != IPV4_VIHL_NO_OPTIONS
         or not _DIRECT_END[protocol] <= end <= size
         or fragment & IPV4_FRAGMENT_MASK
     ):
-        return _inbound(napt, packet, now)
+        return _inbound(napt, packet[at:], now)
     session = napt.by_in.get((protocol, dst, dport, src, sport))
     if session is None or session.expires <= now:
-        return _inbound(napt, packet, now)
+        return _inbound(napt, packet[at:], now)
     # A reply of a live session (or a packet of a forwarded one), inline
     # as in ``napt_outbound``.
     state = session.state
     if protocol == IPPROTO_TCP:
-        nxt = TCP_NEXT[1 ^ session.opener][TCP_EVENT[packet[_DIRECT_TCP_FLAGS]]][state]
+        nxt = TCP_NEXT[1 ^ session.opener][TCP_EVENT[packet[at + _DIRECT_TCP_FLAGS]]][state]
     elif state == UDP_UNREPLIED and not session.opener:
         nxt = UDP_STREAM  # the remote end answers
     else:
@@ -209,11 +214,12 @@ def napt_inbound(napt: Napt, packet: memoryview, now: float) -> Session | Drop:
     if protocol == IPPROTO_UDP:
         if w8:
             w8 = -((w8 ^ _WORD_MASK) + m.in_l4) % _WORD_MASK or _WORD_MASK
-        _UDP_REWRITE(packet, _IP_CHECKSUM, check, src, m.ca_int, sport, m.ca_port, w6, w8)
+        _UDP_REWRITE(packet, at + _IP_CHECKSUM, check, src, m.ca_int, sport, m.ca_port, w6, w8)
     else:
-        _TCP_REWRITE(packet, _IP_CHECKSUM, check, src, m.ca_int, sport, m.ca_port)
-        tcp = packet[_DIRECT_TCP_CHECKSUM] << 8 | packet[_DIRECT_TCP_CHECKSUM + 1]
-        _WORD.pack_into(packet, _DIRECT_TCP_CHECKSUM, -((tcp ^ _WORD_MASK) + m.in_l4) % _WORD_MASK)
+        _TCP_REWRITE(packet, at + _IP_CHECKSUM, check, src, m.ca_int, sport, m.ca_port)
+        at += _DIRECT_TCP_CHECKSUM
+        tcp = packet[at] << 8 | packet[at + 1]
+        _WORD.pack_into(packet, at, -((tcp ^ _WORD_MASK) + m.in_l4) % _WORD_MASK)
     session.in_packets += 1
     session.in_bytes += end
     return session

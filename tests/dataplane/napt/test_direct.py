@@ -114,3 +114,30 @@ def test_the_direct_path_finds_the_session_by_the_tables_keys(
         now = T0 + 0.5 * (i + 1)
         verdict = into(napt, packet, now) if inbound else out(napt, blue, packet, now)
         assert verdict is session
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_at_translates_the_datagram_where_it_starts_in_a_frame(proto: str) -> None:
+    """``at`` (the gateway passes its frames whole, no slice per packet): the same
+    verdicts and bytes as the datagram alone, the bytes before it untouched, on the
+    direct path and the general one (the opening packet; one too short to read)."""
+    prefix = bytes(range(14))
+    runs = []
+    for at in (0, len(prefix)):
+        napt, blue, _ = table()
+        session = _session(napt, blue, proto, False)
+        seen = []
+        for inbound in (True, False):
+            frame = bytearray(prefix[:at]) + _packet(session, inbound, 0x10, 7, False)
+            view = memoryview(frame)
+            verdict = (
+                translate.napt_inbound(napt, view, T0 + 1, at)
+                if inbound
+                else translate.napt_outbound(napt, blue, view, T0 + 1, at)
+            )
+            assert bytes(frame[:at]) == prefix[:at]
+            seen.append((verdict is session, bytes(frame[at:])))
+        short = bytearray(prefix[:at]) + bytes(20)
+        seen.append(translate.napt_inbound(napt, memoryview(short), T0 + 1, at))
+        runs.append(seen)
+    assert runs[0] == runs[1] and runs[0][0][0] and runs[0][1][0]
