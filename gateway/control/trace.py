@@ -36,9 +36,9 @@ from gateway.dataplane import (
     GatewayTap,
     HostPort,
     Step,
+    in_key,
     router_mac,
 )
-from gateway.dataplane.napt import in_key
 from gateway.errors import BadPacket
 from gateway.policy import GatewayHop, Policy, compile_policy
 from gateway.wire import (

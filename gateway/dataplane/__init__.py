@@ -27,7 +27,7 @@ from .gateway_tunnel import TUNNEL_MTU, TunnelKeys, new_device
 from .gateway_wireguard import gateway_from_tunnel, gateway_tunnel_tick
 from .host import HostNode
 from .ip_rewrite import from_provider_link
-from .napt import EXPIRE_BATCH, LogRecord
+from .napt import EXPIRE_BATCH, LogRecord, in_key
 from .napt import STATE_NAMES as NAPT_STATE_NAMES
 from .napt import Session as NaptSession
 from .output import NamedTap, Output
@@ -77,6 +77,7 @@ __all__ = [
     "gateway_from_tap",
     "gateway_from_tunnel",
     "gateway_tunnel_tick",
+    "in_key",
     "link_mac",
     "new_device",
     "plan_node",
