@@ -45,7 +45,10 @@ from typing import Any
 # a period of its own; one more wake-up's worth than a preemption of a few us needs.
 MAX_BURST = 4
 # sleep only when the next frame is due later than this: a sleep with 1 us of slack
-# overshoots by ~15 us (p99 ~45 us on a loaded 2-core VM), so above ~25k pps it spins
+# overshoots by ~15 us (p99 ~45 us on a loaded 2-core VM), so above ~25k pps it spins.
+# At nice 0: the site's wireguard-go is not pinned and shares CPU 0 with it, as with
+# trafgen before (at nice -20 the spinning sender kept the site off CPU 0 and onto
+# the gateway side's core; sleeping longer woke milliseconds late on a busy machine)
 SPIN_NS = 40_000
 BEHIND_MAX = 0.01  # the share of the schedule a sender may miss
 GAP_TOP_US = 2000  # the gap histogram's last bucket: this many us or more
