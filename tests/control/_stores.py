@@ -73,6 +73,23 @@ def state(config: Path) -> Any:
         return [list(db.execute(f"SELECT * FROM {table} ORDER BY 1, 2")) for table in TABLES]
 
 
+def contents(config: Path) -> Any:
+    """What the store holds, comparable with another store's that took the same
+    changes: SQLite's revision, rows, log and seal; etcd's keys under the prefix
+    (named from it) with their values, without their mod revisions (etcd counts
+    every write to its cluster, not the store's changes)."""
+    if _etcd:
+        under = f"/{_prefix(config)}/"
+        return {key.removeprefix(under): value for key, (value, _) in _etcd[0].keys(under).items()}
+    with closing(sqlite3.connect(database(config))) as db:
+        return [
+            list(db.execute("SELECT revision, log_from FROM meta")),
+            list(db.execute("SELECT kind, key, seq, value FROM entries ORDER BY kind, key")),
+            list(db.execute("SELECT revision, kind, key, op, value FROM changes ORDER BY id")),
+            list(db.execute("SELECT seal FROM trust")),
+        ]
+
+
 def seed(config: Path) -> None:
     """Seed the config's database now, without a running store (a sync test's)."""
     backend = open_backend(url(config), lambda policy: policy)

@@ -4,12 +4,11 @@ whole path ends (the document of every row, validated whole, every row compared)
 random sequences of adds and removals, valid and invalid, applied to two stores
 seeded alike, one with the incremental path turned off, give the same answers (the
 policy and what the edit reports, or the same refusal) and the same rows, revision
-and log in the database."""
+and seal in the store (and log, on SQLite). On SQLite and etcd (``each_store``)."""
 
 from __future__ import annotations
 
 import sqlite3
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from hypothesis import strategies as st
 from gateway.control.edits import Exists, NotFound, add, remove
 from gateway.control.kinds import LOOKUP_RECORDS
 from gateway.control.sqlite_store import SqliteBackend
-from gateway.control.store import NotSaved
+from gateway.control.store import NotSaved, StoreUnavailable, open_backend
 from gateway.dataplane import prepare_node
 from gateway.errors import ConfigError
 from gateway.policy import Policy, Snapshot, _load, compile_policy, load_policy
@@ -29,6 +28,10 @@ from gateway.policy._load import parse_document
 
 from ..policy._gateway_document import gateway_document
 from ..policy.test_incremental import canonical, raw_records
+from ._stores import contents, url
+
+pytestmark = pytest.mark.usefixtures("each_store")
+SEED = "gateway_document"
 
 filters = st.fixed_dictionaries(
     {},
@@ -47,7 +50,16 @@ edits = st.one_of(
 )
 
 
-def _outcome(backend: SqliteBackend[Policy], step: tuple[str, Any]) -> Any:
+def opened(config: Path, prepare: Any = lambda policy: policy) -> Any:
+    """The store of ``config`` (``_stores``: SQLite, or a prefix of etcd), seeded with
+    the gateway document; a SqliteBackend or an EtcdBackend, whose index the tests
+    reach into."""
+    backend = open_backend(url(config), prepare)
+    backend.read((load_policy(gateway_document()), SEED))
+    return backend
+
+
+def _outcome(backend: Any, step: tuple[str, Any]) -> Any:
     verb, argument = step
     edit = add(LOOKUP_RECORDS, argument) if verb == "add" else remove(LOOKUP_RECORDS, argument)
     try:
@@ -57,15 +69,6 @@ def _outcome(backend: SqliteBackend[Policy], step: tuple[str, Any]) -> Any:
     except (NotFound, Exists) as error:
         return ("refused", str(error))
     return (loaded.policy, loaded.result)
-
-
-def _database(path: Path) -> list[list[tuple[Any, ...]]]:
-    with closing(sqlite3.connect(path)) as db:
-        return [
-            list(db.execute("SELECT revision, log_from FROM meta")),
-            list(db.execute("SELECT kind, key, seq, value FROM entries ORDER BY kind, key")),
-            list(db.execute("SELECT revision, kind, key, op, value FROM changes ORDER BY id")),
-        ]
 
 
 @settings(
@@ -78,10 +81,8 @@ def test_record_changes_on_a_database_end_as_whole_policy_changes_do(
     tmp_path_factory: Any, steps: list[tuple[str, Any]]
 ) -> None:
     directory = tmp_path_factory.mktemp("stores")
-    seed = (load_policy(gateway_document()), "gateway_document")
-    fast: SqliteBackend[Policy] = SqliteBackend(directory / "fast.db", lambda p: p)
-    whole: SqliteBackend[Policy] = SqliteBackend(directory / "whole.db", lambda p: p)
-    whole._records.change = lambda *args: None  # type: ignore[method-assign]
+    fast, whole = opened(directory / "fast.yaml"), opened(directory / "whole.yaml")
+    whole._records.change = lambda *args: None
     taken = []
     record_change = fast._records.change
 
@@ -91,14 +92,12 @@ def test_record_changes_on_a_database_end_as_whole_policy_changes_do(
         taken[-1] = found is not None
         return found
 
-    fast._records.change = spied  # type: ignore[method-assign]
+    fast._records.change = spied
     try:
-        fast.read(seed)
-        whole.read(seed)
         for step in steps:
             assert _outcome(fast, step) == _outcome(whole, step)
         assert all(taken) and len(taken) == len(steps)
-        assert _database(directory / "fast.db") == _database(directory / "whole.db")
+        assert contents(directory / "fast.yaml") == contents(directory / "whole.yaml")
         assert fast.read().policy == whole.read().policy
     finally:
         fast.close()
@@ -110,8 +109,7 @@ def test_a_change_of_records_parses_no_whole_document(
 ) -> None:
     """One whole validation when the store is read; none for a change of records
     (the whole path parses the edited document each time)."""
-    backend: SqliteBackend[Policy] = SqliteBackend(tmp_path / "p.db", lambda p: p)
-    backend.read((load_policy(gateway_document()), "gateway_document"))
+    backend = opened(tmp_path / "p.yaml")
     parsed = []
 
     def counted(document: Any) -> Any:
@@ -146,21 +144,39 @@ class _FailingCommit:
         return getattr(self.db, name)
 
 
+def fail_next_commit(backend: Any) -> type[Exception]:
+    """Make the backend's next commit fail once its index has taken the change:
+    SQLite's COMMIT as a full disk's; etcd's transaction, never sent, as an etcd
+    gone. What the change raises then."""
+    if isinstance(backend, SqliteBackend):
+        backend._db = _FailingCommit(backend._connection())
+        return NotSaved
+    call, armed = backend._call, [True]
+
+    def unsent(path: str, body: dict[str, Any], writing: int = 0) -> dict[str, Any]:
+        if path == "/v3/kv/txn" and armed:
+            armed.clear()
+            raise StoreUnavailable(f"cannot reach etcd at {backend.url}")
+        return call(path, body, writing)
+
+    backend._call = unsent
+    return StoreUnavailable
+
+
 def test_a_change_of_records_that_fails_to_commit_leaves_the_index_as_the_rows(
     tmp_path: Path,
 ) -> None:
     """The index had taken the record when COMMIT failed, and another writer then
     committed the revision the lost change would have had: the same record added
     again must be judged against the rows (accepted), not against the lost change."""
-    backend: SqliteBackend[Policy] = SqliteBackend(tmp_path / "p.db", lambda p: p)
-    backend.read((load_policy(gateway_document()), "gateway_document"))
+    backend = opened(tmp_path / "p.yaml")
     entry = {"vsid": 5010, "ca": "10.10.10.40", "mac": "02-00-00-00-00-40", "pa": "198.18.0.1"}
     edit = add(LOOKUP_RECORDS, {**entry, "rule": "encap"})
-    backend._db = _FailingCommit(backend._connection())  # type: ignore[assignment]
+    failure = fail_next_commit(backend)
     try:
-        with pytest.raises(NotSaved):
+        with pytest.raises(failure):
             backend.change(edit, None)
-        other: SqliteBackend[Policy] = SqliteBackend(tmp_path / "p.db", lambda p: p)
+        other = open_backend(url(tmp_path / "p.yaml"), lambda policy: policy)
         theirs = {**entry, "ca": "10.10.10.41", "mac": "02-00-00-00-00-41", "rule": "encap"}
         other.change(add(LOOKUP_RECORDS, theirs), None)
         other.close()
@@ -181,8 +197,7 @@ def test_a_change_of_records_updates_the_running_snapshot_by_its_delta(tmp_path:
         running.append(snapshot)
         return snapshot
 
-    backend: SqliteBackend[Snapshot] = SqliteBackend(tmp_path / "p.db", prepare)
-    backend.read((load_policy(gateway_document()), "gateway_document"))
+    backend = opened(tmp_path / "p.yaml", prepare)
     entry = {"vsid": 5010, "ca": "10.10.10.40", "mac": "02-00-00-00-00-40", "pa": "198.18.0.1"}
     try:
         added = backend.change(add(LOOKUP_RECORDS, {**entry, "rule": "encap"}), None)
