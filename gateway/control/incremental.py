@@ -17,7 +17,7 @@ revision, and dropped (``forget``) whenever a change fails after it moved on.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple, TypeVar
 
 from gateway.errors import ConfigError, ConfigIssue
@@ -25,7 +25,8 @@ from gateway.policy import IndexedPolicy, Policy, filter_value, paused_gc
 
 from .batches import AddAll
 from .edits import Add, Edit, Remove, not_found
-from .kinds import LOOKUP_RECORDS
+from .kinds import LOOKUP_RECORDS, NODES, PORTS, Kind, children, holders
+from .kinds import _named_objects as _named
 from .policy_rows import Delta, Placed, Row, entry_row, placed_document, two_entries
 
 Prepared = TypeVar("Prepared")
@@ -73,21 +74,53 @@ class RecordChanges:
         """``edit`` applied to the rows of ``state`` when it adds or removes lookup
         records (None: any other edit); refused as whole-policy validation refuses
         it (ConfigError, NotFound), and then nothing changed."""
-        if not isinstance(edit, Add | AddAll | Remove) or edit.kind is not LOOKUP_RECORDS:
+        if not isinstance(edit, Add | AddAll | Remove) or edit.kind in (PORTS, NODES):
             return None
         with paused_gc():  # a batch of 10^5 records: 3x faster (gateway/policy/_gc.py)
+            if edit.kind is not LOOKUP_RECORDS:
+                return self._change_others(state, edit, prepare)
             return self._change(state, edit, prepare)
 
-    def _change(
-        self, state: Placed, edit: Add | AddAll | Remove, prepare: Callable[[Policy], Prepared]
-    ) -> Changed:
+    def _indexed_at(self, state: Placed) -> IndexedPolicy:
+        """The index of ``state``'s rows, built again if it describes others."""
         indexed = self._indexed
         if indexed is None or indexed.policy.revision != state.revision:
             self.policy(state, "")
             indexed = self._indexed
             assert indexed is not None
-        revision = state.revision + 1
         self._indexed = None  # until the change is taken whole
+        return indexed
+
+    def _change_others(
+        self, state: Placed, edit: Add | AddAll | Remove, prepare: Callable[[Policy], Prepared]
+    ) -> Changed | None:
+        indexed = self._indexed_at(state)
+        before = indexed.policy
+        taken = indexed.change_others(state.revision + 1, edit)
+        if taken is None:  # nodes came or went: the whole path's
+            self._indexed = indexed
+            return None
+        policy, result = taken
+        put: dict[Row, str] = {}
+        gone: list[Row] = []
+        for kind in (edit.kind, *_nested(edit.kind)):
+            _rows_changed(kind, before, policy, state, put, gone)
+        prepared = prepare(policy)
+        seqs = {}
+        for row in put:
+            if row not in state.entries:
+                seqs[row] = self._next_seq + len(seqs)
+            else:
+                seqs[row] = state.seqs[row]
+        self._indexed = indexed
+        self._next_seq += sum(row not in state.entries for row in put)
+        return Changed(policy, prepared, result, Delta(put, gone), seqs)
+
+    def _change(
+        self, state: Placed, edit: Add | AddAll | Remove, prepare: Callable[[Policy], Prepared]
+    ) -> Changed:
+        indexed = self._indexed_at(state)
+        revision = state.revision + 1
         if isinstance(edit, Add | AddAll):
             raws = [dict(edit.entry)] if isinstance(edit, Add) else list(edit.entries)
             if isinstance(edit, AddAll):  # a refusal names each entry by its place
@@ -117,6 +150,48 @@ class RecordChanges:
         self._indexed = indexed
         self._next_seq += len(seqs)
         return Changed(policy, prepared, result, delta, seqs)
+
+
+def _nested(kind: Kind) -> list[Kind]:
+    """The kinds whose entries sit in ``kind``'s, at any depth."""
+    return [inner for child in children(kind) for inner in (child, *_nested(child))]
+
+
+def _rows_changed(
+    kind: Kind, before: Policy, after: Policy, state: Placed, put: dict[Row, str], gone: list[Row]
+) -> None:
+    """The rows of ``kind`` that differ between two policies (``put``: new or
+    altered, with their value; ``gone``), found by the entries that are not the
+    very objects they were: a holder (a node) left as it was is skipped whole."""
+    nested = children(kind)
+    old_holders = {
+        tuple(refs.values()): (holder, refs) for holder, refs in holders(before, kind, _named)
+    }
+    seen: set[Row] = set()
+    for holder, refs in holders(after, kind, _named):
+        old = old_holders.pop(tuple(refs.values()), (None, None))[0]
+        if old is holder:
+            continue
+        old_entries = {} if old is None else dict(_entries(old, kind, refs))
+        for row, (names, entry) in _entries(holder, kind, refs):
+            if row in seen:  # what store.moved refuses: a row is one entry
+                raise two_entries(kind, row[1])
+            seen.add(row)
+            if old_entries.pop(row, (None, None))[1] is entry:
+                continue
+            identity, value = entry_row(kind, names, entry, nested)
+            if state.entries.get(identity) != value:
+                put[identity] = value
+        gone.extend(old_entries)
+    for old, refs in old_holders.values():
+        gone.extend(row for row, _ in _entries(old, kind, refs))
+
+
+def _entries(holder: Any, kind: Kind, refs: dict[str, Any]) -> Iterator[tuple[Row, Any]]:
+    """A holder's entries of ``kind``, each by its row's identity, with its names."""
+    for name, entry in _named(holder, kind):
+        names = {**refs, kind.key_apart: name} if kind.key_apart else refs
+        yield (kind.name, kind.key_of(names, entry)), (names, entry)
 
 
 def _twice(keys: list[str]) -> str:

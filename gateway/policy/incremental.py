@@ -50,13 +50,15 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from gateway.errors import ConfigError, ConfigIssue
 
+from ._gateway_checks import GatewayParts
 from ._gc import paused_gc
 from ._load import _Loader, judge, parse_document
+from ._other_kinds import Sections
 from ._paths import Loc
 from .checks import Parsed
 from .model import LookupRecord, Policy, Port, RecordDelta, RecordType
@@ -90,12 +92,18 @@ class IndexedPolicy:
         self._gateway_ids: list[int] = []
         for index, record in enumerate(records):
             self._file(index, record)
-        # Ports and subnets by VSID, provider addresses by node and PA, each with its
-        # place among its kind's entries (document order).
-        parsed = parse.parsed
+        # Ports by VSID, with their place among the ports (document order).
         self._ports: dict[int, list[tuple[int, tuple[Loc, str, Port]]]] = defaultdict(list)
-        for order, entry in enumerate(parsed.ports):
+        for order, entry in enumerate(parse.parsed.ports):
             self._ports[entry[2].vsid].append((order, entry))
+        self._index_others(parse.parsed, parse.gateways)
+        # Every kind but records and ports, for a change of those (``_other_kinds.py``).
+        self._sections = Sections.of(document, parse)
+
+    def _index_others(self, parsed: Parsed, gateways: GatewayParts) -> None:
+        """Subnets by VSID, provider addresses by node and PA, each with its place
+        among its kind's entries (document order), and the gateways' parts."""
+        self._parse.parsed, self._parse.gateways = parsed, gateways
         self._subnets = {
             entry[1].vsid: (order, entry) for order, entry in enumerate(parsed.subnets)
         }
@@ -104,7 +112,6 @@ class IndexedPolicy:
         for order, entry in enumerate(parsed.provider_addresses):
             self._pas[entry[1]].append((order, entry))
             self._pa_owner[entry[2].pa] = entry[1]
-        gateways = parse.gateways
         # A gateway's checks read every subnet and provider address: then all are judged.
         self._everything = bool(gateways.served or gateways.nats or gateways.tunnels)
 
@@ -153,6 +160,60 @@ class IndexedPolicy:
             derived = RecordDelta(old.revision, len(old.lookup_records), tuple(gone), len(added))
         self.policy = self._policy(revision, derived)
         return self.policy
+
+    def change_others(self, revision: int, edit: Callable[[Any], Any]) -> tuple[Policy, Any] | None:
+        """The policy at ``revision`` once ``edit`` (a change of a document, as
+        ``control/edits.py`` makes them) is applied to every kind but lookup records
+        and ports, and what the edit reports; None when it added or removed nodes
+        (what ``_other_kinds.py`` cannot follow: the caller validates it whole).
+        ``ConfigError`` with the issues of whole-policy validation, or the edit's
+        own refusal; nothing changes then."""
+        sections = self._sections
+        new, result, issues, nodes = sections.edited(edit)
+        if list(new.nodes) != list(sections.nodes):
+            return None
+        vsids = _changed_vsids(sections.parsed, new.parsed)
+        ports = [entry for name, part in new.nodes.items() if name in nodes for entry in part.ports]
+        ids: set[int] = set()
+        for vsid in vsids | {port.vsid for _, _, port in ports}:
+            ids.update(self._by_vsid.get(vsid, ()))
+        served = any(part.served for part in new.nodes.values())
+        if served:
+            ids.update(self._gateway_ids)
+        records = [
+            (("lookup_records", bisect_left(self._ids, index)), self._records[index])
+            for index in sorted(ids)
+        ]
+        parsed, gateways = new.judged(records, ports)
+        issues.extend(judge(parsed, gateways))
+        if issues:
+            raise ConfigError(issues)
+        old = self.policy
+        self._sections = new
+        self._index_others(parsed, gateways)
+        # The records keep their compiled form when each keeps its VSID's RDID: the
+        # snapshot then keeps their tables (``compile_policy``).
+        rdids = {
+            subnet.vsid: rdid for _, subnet, rdid in new.parsed.subnets if subnet.vsid in vsids
+        }
+        kept = all(
+            not self._by_vsid.get(vsid) or rdids.get(vsid) == old.rdid_of(vsid) for vsid in vsids
+        )
+        derived = RecordDelta(old.revision, len(old.lookup_records), (), 0) if kept else None
+        self.policy = Policy(
+            revision=revision,
+            routing_domains=old.routing_domains
+            if new.domains is sections.domains
+            else tuple(domain for domain in new.domains if domain is not None),
+            lookup_records=old.lookup_records,
+            customer_routes=old.customer_routes
+            if new.routes is sections.routes
+            else tuple(new.routes),
+            nodes=tuple(part.built for part in new.nodes.values() if part.built is not None),
+            tunnels=tuple(new.built_tunnels),
+            derived=derived,
+        )
+        return self.policy, result
 
     # ---------------------------------------------------------------- the indexes
 
@@ -310,6 +371,19 @@ class _Trial:
         found.extend(touched)
         found.sort(key=lambda entry: entry[0][1])
         return found, vsids
+
+
+def _changed_vsids(old: Parsed, new: Parsed) -> set[int]:
+    """The VSIDs whose subnets (with their RDIDs) differ, or failed the schema."""
+    if new.subnets is old.subnets:
+        return set()
+    before: dict[int, list[Any]] = defaultdict(list)
+    after: dict[int, list[Any]] = defaultdict(list)
+    for found, parsed in ((before, old), (after, new)):
+        for _, subnet, rdid in parsed.subnets:
+            found[subnet.vsid].append((subnet, rdid))
+    changed = {vsid for vsid in before.keys() | after.keys() if before[vsid] != after[vsid]}
+    return changed | new.unresolved_vsids
 
 
 def _first(ids: Sequence[int], skip: Collection[int], count: int) -> list[int]:

@@ -133,6 +133,8 @@ def compile_policy(policy: Policy, previous: Snapshot | None = None) -> Snapshot
             and previous.revision == derived.base_revision
             and len(previous.records) == derived.base_count
         ):
+            if not derived.removed and not derived.added:
+                return _with_others(previous, policy)
             return _with_records(previous, policy, derived)
         return _compile(policy)
 
@@ -287,6 +289,44 @@ def _with_records(previous: Snapshot, policy: Policy, derived: RecordDelta) -> S
         sender_by_mac=senders,
         sender_by_rdid_ca=by_rdid_ca,
         gateway_by_rdid_pa=gateways,
+    )
+
+
+def _with_others(previous: Snapshot, policy: Policy) -> Snapshot:
+    """``previous`` for a policy whose records are those of its own and keep their
+    VSIDs' RDIDs (a change of routing domains, subnets, routes, nodes, tunnels:
+    ``IndexedPolicy.change_others`` says so by a delta that removes and adds no
+    record), so every record table is shared as it is. What reads the other kinds
+    is compiled again from the policy: the VSIDs' RDIDs, the routes and their LPM
+    tables (O(subnets + routes), no step per record), unless those are the very
+    ones of ``previous`` (a node's provider address changed: they are shared too)."""
+    old = previous.policy
+    rdid_by_vsid, routes, lpm = previous.rdid_by_vsid, previous.routes, previous._lpm
+    if policy.routing_domains is not old.routing_domains:
+        rdid_by_vsid = MappingProxyType(
+            {s.vsid: d.rdid for d in policy.routing_domains for s in d.virtual_subnets}
+        )
+    if (
+        rdid_by_vsid is not previous.rdid_by_vsid
+        or policy.customer_routes is not old.customer_routes
+    ):
+        routes = _compile_routes(policy)
+        lpm = MappingProxyType(_tables([(r.rdid, r.destination, r) for r in routes], _rank))
+    return Snapshot(
+        revision=policy.revision,
+        policy=policy,
+        records=previous.records,
+        routes=routes,
+        record_by_ca=previous.record_by_ca,
+        record_by_mac=previous.record_by_mac,
+        records_by_mac=previous.records_by_mac,
+        gateway_wildcard=previous.gateway_wildcard,
+        rdid_by_vsid=rdid_by_vsid,
+        records_by_pa=previous.records_by_pa,
+        _lpm=lpm,
+        sender_by_mac=previous.sender_by_mac,
+        sender_by_rdid_ca=previous.sender_by_rdid_ca,
+        gateway_by_rdid_pa=previous.gateway_by_rdid_pa,
     )
 
 

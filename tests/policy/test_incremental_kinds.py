@@ -1,0 +1,216 @@
+"""The differential test of every kind's change (issue 14): random sequences mixing
+changes of lookup records with adds and removals of every other kind of the registry
+(routing domains, subnets, customer routes, tunnels, provider addresses, a gateway's
+served routing domains, TAPs, routes and port forwards), valid and not. Each is
+judged by ``IndexedPolicy`` (``change_records``, ``change_others``) and by applying
+the same edit to the whole document and loading it: both refuse alike (the edit's
+own refusal with its message, or the same issues in the same order) or accept with
+equal policies; and the snapshot updated from the previous one equals the snapshot
+compiled from scratch, table by table."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.control import kinds as k
+from gateway.control.config_file import to_plain
+from gateway.control.edits import Add, Exists, NotFound, Remove
+from gateway.errors import ConfigError
+from gateway.policy import IndexedPolicy, compile_policy
+
+from ._documents import BLUE, RED, base_document
+from ._gateway_document import gateway_document
+from .test_incremental import _edited, _incremental, _position, _whole, canonical, changes
+
+GREEN = "{11111111-2222-3333-4444-000000006000}"
+RDIDS = st.sampled_from([BLUE, RED, GREEN])
+VSIDS = st.sampled_from([5010, 5011, 5012, 6000, 6001])
+PREFIXES = ["10.10.10.0/24", "10.10.20.0/24", "10.30.0.0/16", "10.30.1.0/24", "fd00:30::/64"]
+PAS = st.sampled_from(["198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.10", "bad"])
+NODES = st.sampled_from(["host1", "host2", "gw"])
+SERVED = st.sampled_from(["blue", "red", RED, "green"])
+KEY = "x" * 43 + "="  # a public key's shape: 32 bytes of base64
+
+
+def _maybe(strategy: Any) -> Any:
+    return st.one_of(st.none(), strategy)
+
+
+def _fields(**fields: Any) -> Any:
+    """An entry's fields, a None one left out (a missing field the schema refuses)."""
+    return st.fixed_dictionaries(fields).map(
+        lambda found: {key: value for key, value in found.items() if value is not None}
+    )
+
+
+entries = {
+    k.ROUTING_DOMAINS: _fields(rdid=RDIDS, name=_maybe(st.sampled_from(["blue", "green"]))),
+    k.VIRTUAL_SUBNETS: _fields(
+        rdid=RDIDS,
+        vsid=VSIDS,
+        prefixes=st.lists(st.sampled_from(PREFIXES), min_size=1, max_size=2),
+        gateway=_maybe(st.sampled_from(["10.30.0.1", "10.10.10.1", "10.30.0.0"])),
+    ),
+    k.CUSTOMER_ROUTES: _fields(
+        rdid=RDIDS,
+        vsid=VSIDS,
+        destination=st.sampled_from(["0.0.0.0/0", "10.10.10.0/24", "192.168.0.0/16", "::/0"]),
+        next_hop=st.sampled_from(["0.0.0.0", "10.10.10.254", "10.30.0.5", "::"]),
+    ),
+    k.TUNNELS: _fields(
+        name=st.sampled_from(["t1", "t2"]),
+        rdid=RDIDS,
+        node=NODES,
+        listen_port=st.just(51820),
+        public_key=st.just(KEY),
+        allowed_ips=st.just(["192.168.1.0/24"]),
+    ),
+    k.PROVIDER_ADDRESSES: _fields(
+        node=NODES,
+        interface=st.sampled_from(["pa0", "pa1", "gw-blue"]),
+        pa=PAS,
+        prefix_length=st.sampled_from([24, 40]),
+    ),
+    k.GATEWAY_DOMAINS: _fields(node=NODES, routing_domain=SERVED),
+    k.GATEWAY_TAPS: _fields(
+        node=NODES,
+        routing_domain=SERVED,
+        name=st.sampled_from(["gw-blue", "gw-new", "pa0"]),
+        address=st.sampled_from(["172.16.9.1/24", "172.16.0.1/24", "10.10.10.5/24"]),
+    ),
+    k.GATEWAY_ROUTES: _fields(
+        node=NODES,
+        routing_domain=SERVED,
+        destination=st.sampled_from(["172.16.60.0/24", "172.16.0.0/24", "10.10.10.0/24"]),
+        next_hop=st.sampled_from(["tap:gw-blue", "tap:gw-new", "172.16.0.9", "172.16.9.9"]),
+    ),
+    k.GATEWAY_PORT_FORWARDS: _fields(
+        node=NODES,
+        routing_domain=SERVED,
+        protocol=st.sampled_from(["tcp", "udp"]),
+        address=st.sampled_from(["203.0.113.10"]),
+        port=st.sampled_from([80, 443]),
+        ca=st.sampled_from(["10.10.10.11"]),
+        ca_port=st.just(8080),
+    ),
+}
+filters = {
+    k.ROUTING_DOMAINS: _fields(rdid=RDIDS),
+    k.VIRTUAL_SUBNETS: _fields(vsid=VSIDS),
+    k.CUSTOMER_ROUTES: _fields(
+        rdid=_maybe(RDIDS), destination=st.sampled_from(["10.10.10.0/24", "0.0.0.0/0"])
+    ),
+    k.TUNNELS: _fields(name=st.sampled_from(["t1", "t2"])),
+    k.PROVIDER_ADDRESSES: _fields(pa=PAS.filter(lambda pa: pa != "bad")),
+    k.GATEWAY_DOMAINS: _fields(node=NODES, routing_domain=SERVED),
+    k.GATEWAY_TAPS: _fields(name=st.sampled_from(["gw-blue", "gw-red", "gw-new"])),
+    k.GATEWAY_ROUTES: _fields(
+        destination=st.sampled_from(["172.16.0.0/24", "172.16.50.0/24", "172.16.60.0/24"])
+    ),
+    k.GATEWAY_PORT_FORWARDS: _fields(port=st.sampled_from([80, 443])),
+}
+# Entries that often fit (so that sequences also accept, and remove what they added),
+# beside the random ones above.
+fitting = {
+    k.ROUTING_DOMAINS: {"rdid": GREEN, "name": "green"},
+    k.VIRTUAL_SUBNETS: {"rdid": BLUE, "vsid": 6000, "prefixes": ["10.30.0.0/16"]},
+    k.CUSTOMER_ROUTES: {
+        "rdid": BLUE,
+        "vsid": 5010,
+        "destination": "192.168.0.0/16",
+        "next_hop": "10.10.10.254",
+    },
+    k.PROVIDER_ADDRESSES: {"node": "host1", "interface": "pa1", "pa": "198.18.0.3"},
+    k.GATEWAY_DOMAINS: {"node": "gw", "routing_domain": "blue"},
+    k.GATEWAY_TAPS: {
+        "node": "gw",
+        "routing_domain": "blue",
+        "name": "gw-new",
+        "address": "172.16.9.1/24",
+    },
+    k.GATEWAY_ROUTES: {
+        "node": "gw",
+        "routing_domain": "blue",
+        "destination": "172.16.60.0/24",
+        "next_hop": "172.16.0.9",
+    },
+}
+for kind, fields in fitting.items():
+    if kind is k.PROVIDER_ADDRESSES:
+        fields["prefix_length"] = 24
+    entries[kind] = st.one_of(st.just(fields), entries[kind])
+filters[k.ROUTING_DOMAINS] = st.one_of(st.just({"rdid": GREEN}), filters[k.ROUTING_DOMAINS])
+filters[k.VIRTUAL_SUBNETS] = st.one_of(st.just({"vsid": 6000}), filters[k.VIRTUAL_SUBNETS])
+filters[k.PROVIDER_ADDRESSES] = st.one_of(
+    st.just({"pa": "198.18.0.3"}), filters[k.PROVIDER_ADDRESSES]
+)
+other_edits = st.one_of(
+    *(st.builds(Add, st.just(kind), fields) for kind, fields in entries.items()),
+    *(st.builds(Remove, st.just(kind), fields) for kind, fields in filters.items()),
+)
+steps = st.one_of(other_edits, changes)
+
+
+def _refusal(error: Exception) -> Any:
+    if isinstance(error, ConfigError):
+        return list(error.issues)
+    return type(error), str(error)
+
+
+def _whole_edit(document: dict[str, Any], edit: Any) -> tuple[Any, Any]:
+    """The edited document (None: the edit refused) and its policy or refusal."""
+    edited = copy.deepcopy(document)
+    try:
+        edit(edited)
+    except (ConfigError, NotFound, Exists) as error:
+        return None, _refusal(error)
+    edited = to_plain(edited)
+    edited["revision"] += 1
+    return edited, _whole(edited)
+
+
+def _others(indexed: IndexedPolicy, revision: int, edit: Any) -> Any:
+    try:
+        return indexed.change_others(revision, edit)
+    except (ConfigError, NotFound, Exists) as error:
+        return _refusal(error)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    start=st.sampled_from([base_document, gateway_document]),
+    sequence=st.lists(steps, min_size=1, max_size=8),
+)
+def test_every_kind_s_change_judges_as_whole_policy_validation(start, sequence) -> None:
+    document = start()
+    indexed = IndexedPolicy(copy.deepcopy(document))
+    snapshot = compile_policy(indexed.policy)
+    for step in sequence:
+        if isinstance(step, Add | Remove):
+            edited, whole = _whole_edit(document, step)
+            taken = _others(indexed, document["revision"] + 1, step)
+            assert taken is not None  # no edit here adds or removes a node
+            incremental = taken[0] if isinstance(taken, tuple) and edited else taken
+        else:
+            removed_at, replaced_at, added = step
+            count = len(document["lookup_records"])
+            if count == 0 and (removed_at or replaced_at):
+                continue
+            removed = {_position(f, count) for f in removed_at}
+            replaced = {_position(f, count): fields for f, fields in replaced_at.items()}
+            edited = _edited(document, removed, replaced, added)
+            whole = _whole(edited)
+            incremental = _incremental(indexed, edited["revision"], removed, replaced, added)
+        assert incremental == whole
+        if edited is not None and not isinstance(whole, list):
+            document = edited
+            assert indexed.policy == whole
+            updated = compile_policy(indexed.policy, snapshot)
+            if isinstance(step, Add | Remove):  # every record table kept
+                assert updated.record_by_ca is snapshot.record_by_ca
+            assert canonical(updated) == canonical(compile_policy(whole))
+            snapshot = updated
