@@ -68,7 +68,7 @@ from gateway.errors import ConfigError
 from gateway.policy import Policy
 
 from .edits import Edit
-from .etcd_watch import Watch, b64, range_end, text
+from .etcd_watch import Watch, b64, plain_client, range_end, text
 from .incremental import RecordChanges
 from .kinds import KINDS
 from .policy_rows import Placed, Row, digest, placed
@@ -125,7 +125,7 @@ class EtcdBackend(Generic[Prepared]):
         self._prepare = prepare
         self._meta = f"{self.prefix}/meta"
         self._entries = f"{self.prefix}/entries/"
-        self._http = httpx.Client(base_url=self.endpoint, timeout=TIMEOUT_S)
+        self._http = plain_client(self.endpoint, TIMEOUT_S)
         self._lock = threading.Lock()  # one request thread at a time
         self._state: Placed | None = None  # the rows as last read or written
         self._mod = 0  # the meta key's mod revision in _state

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -293,6 +294,20 @@ def test_etcd_killed_is_a_clear_error_and_its_return_is_followed(
     assert changed.revision == 1  # nothing of the change refused while it was down
     awaited(lambda: follower.revision() == 1)
     assert follower.read().policy == changed
+
+
+def test_an_etcd_store_loads_no_certificate_authorities(
+    etcd_server: Etcd, opened: Callable[..., Backend[Policy]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nvgw speaks plain HTTP to etcd: neither a store's client nor its watch's loads
+    the CA bundle an https client would (60 ms each on this VM: every store opened,
+    by a daemon, a verb or a test, paid twice)."""
+    loaded: list[object] = []
+    monkeypatch.setattr(
+        ssl.SSLContext, "load_verify_locations", lambda *args, **_: loaded.append(args)
+    )
+    seeded(etcd_server, opened)
+    assert loaded == []
 
 
 def test_a_key_under_the_prefix_that_is_not_ours_is_refused_naming_it(
