@@ -43,13 +43,17 @@ lint: venv
 ## bench is the quick profile (fewer repetitions, shorter windows, policies up to
 ## 10,000 records, shorter rate sweeps: under ~15 minutes); bench-full runs every
 ## measurement at its defaults (5 repetitions of 5 s, the tunnel's sweeps of 3 s
-## windows, api_change and api_batch's import and start at 100,000 records: 10,000
-## in the quick profile, under a minute) and counts the gateway data plane's
+## windows, api_change and api_batch's import and start at 100,000 records on SQLite
+## and etcd, 200 changes followed by 2 other daemons, the file store of 5cdcc4a at
+## 1,000 and 10,000 beside them, into bench/results-api.json; the quick profile's
+## stop at 10,000 records, 50 changes, the file store at 1,000, under ~1.5 minutes,
+## into bench/results-api-quick.json) and counts the gateway data plane's
 ## instructions per frame (callgrind).
 bench: venv
 	$(BIN)/python bench/snapshot_build.py
-	$(BIN)/python bench/api_change.py --records 100 1000 10000
-	$(BIN)/python bench/api_batch.py --records 10000
+	$(BIN)/python bench/api_change.py --records 100 1000 10000 --propagate 10000 --changes 50 \
+		--rev 5cdcc4a --rev-records 1000 --out bench/results-api-quick.json
+	$(BIN)/python bench/api_batch.py --records 10000 --out bench/results-api-quick.json
 	$(BIN)/python bench/host_forwarding.py --reps 3 --dur 4
 	$(BIN)/python bench/gateway_forwarding.py --reps 2 --dur 3
 	$(BIN)/python bench/gateway_nat.py --reps 2 --dur 3
@@ -57,7 +61,7 @@ bench: venv
 
 bench-full: venv
 	$(BIN)/python bench/snapshot_build.py
-	$(BIN)/python bench/api_change.py
+	$(BIN)/python bench/api_change.py --rev 5cdcc4a
 	$(BIN)/python bench/api_batch.py
 	$(BIN)/python bench/host_forwarding.py
 	$(BIN)/python bench/gateway_forwarding.py
