@@ -234,12 +234,14 @@ def main() -> None:
     load = [round(x, 2) for x in os.getloadavg()]
     results = run_all(args)
     print("\n" + "\n".join(table(results)))
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    commit, dirty = (
+        subprocess.run(["git", "-C", str(ROOT), *words], capture_output=True, text=True).stdout
+        for words in (["rev-parse", "--short", "HEAD"], ["status", "--porcelain", "gateway"])
+    )
     out = {
         "benchmark": "api_change",
-        "commit": commit,
+        "commit": commit.strip(),
+        "gateway_uncommitted": dirty.splitlines(),  # measured as found in the work tree
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": len(os.sched_getaffinity(0)),
