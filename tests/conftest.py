@@ -1,4 +1,5 @@
-"""Shared fixtures: pinned anyio backends, and needs that skip locally but fail in CI.
+"""Shared fixtures: pinned anyio backends, the policy store a test runs on (SQLite,
+then etcd), and needs that skip locally but fail in CI.
 
 Under ``CI=true`` nothing may skip for want of root, namespaces or a peer tool: a CI
 run that silently skipped the end-to-end tests would prove nothing (design decision
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -39,3 +42,28 @@ def require_root() -> None:
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Both backends, pinned: a missing trio is an error, not half the runs."""
     return request.param
+
+
+@pytest.fixture(scope="session")
+def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One etcd for the session's tests, each on a prefix of its own."""
+    from tests.control._etcd import running_etcd  # which needs this module's require_tool
+
+    with running_etcd(tmp_path_factory.mktemp("etcd")) as etcd:
+        yield etcd
+
+
+@pytest.fixture(params=["sqlite", "etcd"])
+def each_store(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The test's database store (``tests/control/_stores.py``'s helpers name it):
+    SQLite, then a prefix of the session's etcd. The stores its helpers opened are
+    closed after the test (an etcd store's watch is a thread and a connection)."""
+    from tests.control import _stores
+
+    if request.param == "etcd":
+        _stores.use(request.getfixturevalue("etcd_server"))
+    try:
+        yield request.param
+    finally:
+        _stores.use(None)
+        _stores.close_opened()

@@ -1,9 +1,10 @@
 """A database store beside a test's config file, seeded from it, and how a test
 looks at what the database holds without going through the store under test.
 
-SQLite by default: a test that asks for the ``each_store`` fixture (conftest.py)
-runs once on SQLite and once on a prefix of a real etcd (``use``), the prefix
-named after the config's path, so every helper here names the same store."""
+SQLite by default: a test that asks for the ``each_store`` fixture
+(tests/conftest.py) runs once on SQLite and once on a prefix of a real etcd
+(``use``), the prefix named after the config's path, so every helper here names the
+same store; the stores ``seeded`` opened are closed after it (``close_opened``)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,19 @@ from ._etcd import Etcd
 Prepared = TypeVar("Prepared")
 TABLES = ("meta", "entries", "changes")
 _etcd: list[Etcd] = []  # the etcd the helpers use instead of SQLite, while set
+_opened: list[PolicyStore[Any]] = []  # by ``seeded``, until ``close_opened``
 
 
 def use(etcd: Etcd | None) -> None:
     """Name stores in ``etcd`` from now on (None: SQLite again)."""
     _etcd[:] = [] if etcd is None else [etcd]
+
+
+def close_opened() -> None:
+    """Close every store ``seeded`` opened (an etcd store's watch is a thread and a
+    connection to etcd): ``each_store`` does, after its test."""
+    while _opened:
+        _opened.pop().close()
 
 
 def database(config: Path) -> Path:
@@ -51,6 +60,7 @@ async def seeded(
 ) -> PolicyStore[Prepared]:
     """A store on the config's database, loaded: seeded from the config if empty."""
     store = PolicyStore(url(config), prepare, commit)
+    _opened.append(store)
     await store.load((load_config(config), str(config)))
     return store
 

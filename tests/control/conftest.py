@@ -1,5 +1,6 @@
 """Fixtures of the control tests: a copy of the two-hosts config, a real disk
-that fills up, and a real etcd."""
+that fills up, and a real etcd of a test's own (tests/conftest.py has the session's,
+and ``each_store``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import pytest
 
 from tests.conftest import require_root
 
-from . import _stores
 from ._disk import SIZE, mount
 from ._etcd import Etcd, running_etcd
 
@@ -42,27 +42,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
             subprocess.run(["umount", str(mountpoint)], check=True, timeout=30)
 
 
-@pytest.fixture(scope="session")
-def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
-    """One etcd for the session's tests, each on a prefix of its own."""
-    with running_etcd(tmp_path_factory.mktemp("etcd")) as etcd:
-        yield etcd
-
-
 @pytest.fixture
 def etcd(tmp_path: Path) -> Iterator[Etcd]:
     """An etcd of this test's own, to stop, restart or compact."""
     with running_etcd(tmp_path) as etcd:
         yield etcd
-
-
-@pytest.fixture(params=["sqlite", "etcd"])
-def each_store(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The test's database store (``_stores``' helpers name it): SQLite, then a
-    prefix of the session's etcd."""
-    if request.param == "etcd":
-        _stores.use(request.getfixturevalue("etcd_server"))
-    try:
-        yield request.param
-    finally:
-        _stores.use(None)
