@@ -118,9 +118,12 @@ def verbs_talk_to_host1(config: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 
 @pytest.fixture
-def api_for_verbs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """host1's API over a copy of the two-hosts config, in process: every verb talks
-    to it (tests/io/test_api_daemon.py runs the same verbs against a real daemon)."""
+def api_for_verbs(
+    each_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """host1's API over a store (SQLite, then etcd) seeded from the two-hosts config,
+    in process: every verb talks to it (tests/io/test_api_daemon.py runs the same
+    verbs against a real daemon)."""
     config = tmp_path / "two-hosts.yaml"
     shutil.copyfile(ROOT / "configs" / "two-hosts.yaml", config)
     with verbs_talk_to_host1(config, monkeypatch):
@@ -174,7 +177,9 @@ def test_the_verbs_add_get_and_remove_as_before(api_for_verbs: None) -> None:
 
 
 @pytest.fixture
-def api_for_gateway_verbs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def api_for_gateway_verbs(
+    each_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """As ``api_for_verbs``, over a config with a gateway node (whose own daemon
     cannot run yet): the verbs edit the gateway's part of the shared policy."""
     config = gateway_config(tmp_path)

@@ -22,6 +22,7 @@ from gateway.control.store import PolicyStore
 from tests._tls import make_pki, write_token
 
 from ._node import host1_prepare
+from ._stores import seeded
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TOKEN = "a-token-long-enough-to-count"
@@ -82,19 +83,19 @@ def test_unusable_tls_files_are_named(tmp_path: Path) -> None:
 
 
 async def loaded_store(tmp_path: Path) -> PolicyStore[Any]:
-    """A store over a copy of the two-hosts config, loaded, swapping into nothing."""
+    """A store (``each_store``'s) seeded from a copy of the two-hosts config, loaded,
+    swapping into nothing."""
     config = tmp_path / "two-hosts.yaml"
     shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
 
     async def swap(policy: Any) -> None:
         pass
 
-    store: PolicyStore[Any] = PolicyStore(config, host1_prepare(), swap)
-    await store.load()
-    return store
+    return await seeded(config, host1_prepare(), swap)
 
 
 @pytest.mark.anyio
+@pytest.mark.usefixtures("each_store")
 async def test_the_api_over_tls_wants_the_token_and_a_trusted_ca(tmp_path: Path) -> None:
     """hypercorn on a real loopback socket, on both backends: the CA's client gets in
     with the token (any case of ``Bearer``), others are refused at the handshake."""
@@ -142,6 +143,7 @@ def test_the_cli_refuses_a_token_file_others_may_read(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.usefixtures("each_store")
 async def test_cancelling_the_server_with_a_connection_open_ends_it_cleanly(
     tmp_path: Path,
 ) -> None:

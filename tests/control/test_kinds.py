@@ -77,7 +77,8 @@ def portal() -> Iterator[anyio.from_thread.BlockingPortal]:
 def host1_api(
     tmp_path: Path, portal: anyio.from_thread.BlockingPortal, kinds: Sequence[Kind]
 ) -> Starlette:
-    """host1's API over a database seeded from the two-hosts config, serving ``kinds``."""
+    """host1's API over a database seeded from the two-hosts config (``each_store``'s),
+    serving ``kinds``."""
     config = tmp_path / "two-hosts.yaml"
     shutil.copyfile(CONFIGS / "two-hosts.yaml", config)
 
@@ -165,6 +166,7 @@ async def _openapi(app: Starlette) -> dict[str, Any]:
         return (await client.get("/v1/openapi.json")).json()
 
 
+@pytest.mark.usefixtures("each_store")
 def test_the_api_the_openapi_document_and_the_cli_serve_what_the_registry_says(
     tmp_path: Path, portal: anyio.from_thread.BlockingPortal
 ) -> None:
@@ -235,6 +237,7 @@ def with_widgets(policy: Policy, *widgets: Widget) -> SimpleNamespace:
     )
 
 
+@pytest.mark.usefixtures("each_store")
 def test_a_new_kind_is_served_listed_diffed_and_edited_from_its_registry_entry(
     tmp_path: Path, portal: anyio.from_thread.BlockingPortal, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -38,9 +38,12 @@ def nat_gateway() -> GatewayNode:
 
 
 @pytest.fixture
-def sessions_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GatewayNode]:
-    """The API of a store holding the gateway config (its routing domains' names),
-    serving the sessions of ``nat_gateway()``; every verb talks to it."""
+def sessions_api(
+    each_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[GatewayNode]:
+    """The API of a store (SQLite, then etcd) holding the gateway config (its routing
+    domains' names, its revision), serving the sessions of ``nat_gateway()``; every
+    verb talks to it."""
     node = nat_gateway()
     node.now = NOW + 10  # the clock of its last batch
 

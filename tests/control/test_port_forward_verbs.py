@@ -15,7 +15,10 @@ from tests.test_cli import nvgw, verbs_talk_to_host1
 
 
 @pytest.fixture
-def gateway_with_nat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def gateway_with_nat(
+    each_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """host1's API over a store (SQLite, then etcd) holding a gateway with a NAT."""
     config = gateway_config(tmp_path, nat_gateway_text(forward=False))
     with verbs_talk_to_host1(config, monkeypatch):
         yield config

@@ -41,10 +41,13 @@ def b64(raw_key: bytes) -> str:
 
 
 @pytest.fixture
-def tunnels_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    """The API serving the tunnels of the fabric's gateway after Blue's VM pinged its
-    site (the gateway started the handshake) and the site answered; Red's tunnel has
-    seen nothing. Yields ``[node]``: a test may replace the node (a host)."""
+def tunnels_api(
+    each_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[list[Any]]:
+    """The API, over a store (SQLite, then etcd) holding the gateway config, serving
+    the tunnels of the fabric's gateway after Blue's VM pinged its site (the gateway
+    started the handshake) and the site answered; Red's tunnel has seen nothing.
+    Yields ``[node]``: a test may replace the node (a host)."""
     network = tunnel_lab()
     site, _ = establish(network, "blue", NOW)
     site.send(raw(IP(src=SERVER, dst=VM_IP) / ICMP(type=0, id=7, seq=1)), NOW + 1)
