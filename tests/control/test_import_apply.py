@@ -17,7 +17,7 @@ from tests.test_cli import verbs_talk_to_host1
 from ._stores import held, seed, url
 from .test_hnv_import import CONFIGS, lab3_arguments, unnamed
 
-pytestmark = pytest.mark.usefixtures("each_store")
+on_both = pytest.mark.usefixtures("each_store")  # the tests that reach a database store
 
 
 def imported() -> object:
@@ -25,6 +25,7 @@ def imported() -> object:
     return unnamed(load_config(CONFIGS / "two-hosts.yaml"))
 
 
+@on_both
 def test_apply_to_an_empty_store_seeds_it(tmp_path: Path, config: Path) -> None:
     arguments = [*lab3_arguments(tmp_path), "--apply", "--store", url(config)]
     result = CliRunner().invoke(app, arguments, prog_name="nvgw")
@@ -33,6 +34,7 @@ def test_apply_to_an_empty_store_seeds_it(tmp_path: Path, config: Path) -> None:
     assert held(config).lookup_records == imported().lookup_records  # type: ignore[attr-defined]
 
 
+@on_both
 def test_apply_makes_a_store_equal_in_one_revision_and_writes_the_yaml_too(
     tmp_path: Path, config: Path
 ) -> None:
@@ -47,6 +49,7 @@ def test_apply_makes_a_store_equal_in_one_revision_and_writes_the_yaml_too(
     assert load_config(output) == imported()
 
 
+@on_both
 def test_apply_through_the_api(tmp_path: Path, config: Path, monkeypatch) -> None:
     with verbs_talk_to_host1(config, monkeypatch):
         result = CliRunner().invoke(app, [*lab3_arguments(tmp_path), "--apply"], prog_name="nvgw")
