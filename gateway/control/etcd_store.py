@@ -29,7 +29,8 @@ retries, or is a RevisionMismatch when it named a revision: never a half-applied
 change. etcd
 limits a transaction's operations (``--max-txn-ops``, 128 by default) and size
 (``--max-request-bytes``, 1.5 MiB): a change or seed beyond them is NotSaved naming
-the flag to raise.
+the flag to raise; so is a change an etcd out of space refuses (its NOSPACE alarm,
+past ``--quota-backend-bytes``), as a full disk (507) with what to do.
 
 Following: a watch on the prefix (a streaming POST to ``/v3/watch``, in a thread of
 its own) keeps the committed revision, so ``revision()``, which the daemon polls, is
@@ -56,6 +57,7 @@ its own in a thread under trio.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import threading
 from collections.abc import Callable
@@ -395,6 +397,13 @@ class EtcdBackend(Generic[Prepared]):
                 f"etcd refused a transaction of {writing} operations ({reason}): start "
                 "etcd with a larger --max-txn-ops (and --max-request-bytes)",
                 None,
+            )
+        if writing and "database space exceeded" in reason:  # its NOSPACE alarm: a full disk
+            raise NotSaved(
+                self.url,
+                f"etcd is out of space ({reason}): compact and defragment it and disarm its "
+                "NOSPACE alarm (etcdctl alarm disarm), or raise its --quota-backend-bytes",
+                errno.ENOSPC,
             )
         raise StoreUnavailable(f"etcd at {self.url} answered {response.status_code}: {reason}")
 

@@ -3,9 +3,10 @@
 ``Etcd`` runs one ``etcd`` process on two free ports of 127.0.0.1 (never 2379/2380:
 no collision with a system etcd) with a data directory of its own, waits until it
 answers, and is killed by its PID and its directory removed however the test ends.
-It may be killed and started again on the same ports and data (an outage), and
-compacted (``compact``) as an operator's ``etcdctl compact`` would; ``Partition``
-cuts one store off it while the others go on.
+It may be killed and started again on the same ports and data (an outage),
+compacted (``compact``) as an operator's ``etcdctl compact`` would, and, started with
+a space quota, filled until it refuses writes and given room again (``fill``,
+``make_room``); ``Partition`` cuts one store off it while the others go on.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tests.conftest import require_tool
 
 READY_S = 30.0  # only bounds a failure: etcd answers within a second here
 MAX_TXN_OPS = 100_000  # a seed is one transaction: etcd's default allows 128 operations
+FILLER_BYTES = 100_000  # a key that fills an etcd of a small quota in a few puts
 _prefixes = itertools.count()
 _PROBE = (  # a read, from inside a namespace: exit 0 when etcd answered
     "import httpx, sys; "
@@ -48,9 +50,14 @@ class Etcd:
     """One etcd process; ``url(prefix)`` names a store in it."""
 
     def __init__(
-        self, directory: Path, max_txn_ops: int = MAX_TXN_OPS, namespace: str | None = None
+        self,
+        directory: Path,
+        max_txn_ops: int = MAX_TXN_OPS,
+        namespace: str | None = None,
+        quota_bytes: int | None = None,
     ) -> None:
         self.max_txn_ops = max_txn_ops
+        self.quota = [] if quota_bytes is None else ["--quota-backend-bytes", str(quota_bytes)]
         # In a network namespace (a daemon's, in the daemon tests): on its loopback.
         self.inside = [] if namespace is None else ["ip", "netns", "exec", namespace]
         self.binary = require_tool("etcd")
@@ -72,7 +79,7 @@ class Etcd:
                  "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
                  "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                  "--initial-cluster", f"t={peer}", "--max-txn-ops", str(self.max_txn_ops),
-                 "--max-request-bytes", str(32 << 20)],
+                 "--max-request-bytes", str(32 << 20), *self.quota],
                 stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + READY_S
@@ -113,6 +120,28 @@ class Etcd:
     def put(self, key: str, value: str) -> None:
         self.call("/v3/kv/put", {"key": _b64(key), "value": _b64(value)})
 
+    def fill(self, prefix: str) -> None:
+        """Put keys under ``prefix`` until etcd is out of its space quota: it refuses
+        every write then (its NOSPACE alarm), as a full disk would."""
+        for n in itertools.count():
+            answer = httpx.post(
+                f"{self.endpoint}/v3/kv/put",
+                json={"key": _b64(f"{prefix}{n}"), "value": _b64("x" * FILLER_BYTES)},
+            )
+            if "database space exceeded" in answer.text:
+                return
+            answer.raise_for_status()
+
+    def make_room(self, prefix: str) -> None:
+        """What an operator does for an etcd out of space: delete (``prefix``'s keys),
+        compact, defragment, and disarm the alarm."""
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        self.call("/v3/kv/deleterange", {"key": _b64(prefix), "range_end": _b64(end)})
+        self.compact()
+        self.call("/v3/maintenance/defragment", {})
+        for alarm in self.call("/v3/maintenance/alarm", {"action": "GET"}).get("alarms", []):
+            self.call("/v3/maintenance/alarm", {"action": "DEACTIVATE", **alarm})
+
     def keys(self, prefix: str) -> dict[str, tuple[str, int]]:
         """Every key under ``prefix`` with its value and mod revision: what a refused
         change must leave as it was."""
@@ -126,10 +155,13 @@ class Etcd:
 
 @contextmanager
 def running_etcd(
-    directory: Path, max_txn_ops: int = MAX_TXN_OPS, namespace: str | None = None
+    directory: Path,
+    max_txn_ops: int = MAX_TXN_OPS,
+    namespace: str | None = None,
+    quota_bytes: int | None = None,
 ) -> Iterator[Etcd]:
     """An etcd started in ``directory``, killed and its data removed after."""
-    etcd = Etcd(directory, max_txn_ops, namespace)
+    etcd = Etcd(directory, max_txn_ops, namespace, quota_bytes)
     try:
         etcd.start()
         yield etcd
