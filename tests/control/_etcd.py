@@ -28,12 +28,16 @@ from typing import Any
 
 import httpx
 
+from gateway.control.etcd_watch import plain_client
 from tests.conftest import require_tool
 
 READY_S = 30.0  # only bounds a failure: etcd answers within a second here
 MAX_TXN_OPS = 100_000  # a seed is one transaction: etcd's default allows 128 operations
 FILLER_BYTES = 100_000  # a key that fills an etcd of a small quota in a few puts
 _prefixes = itertools.count()
+# The tests' own requests to etcd, plain HTTP: one client, with no CA bundle loaded
+# (httpx.post would build a verifying client for each request: 50 ms apiece here).
+_HTTP = plain_client("http://127.0.0.1", 30.0)
 _PROBE = (  # a read, from inside a namespace: exit 0 when etcd answered
     "import httpx, sys; "
     "httpx.post(sys.argv[1] + '/v3/kv/range', json={'key': 'AA=='}).raise_for_status()"
@@ -94,7 +98,7 @@ class Etcd:
             probe = [*self.inside, sys.executable, "-c", _PROBE, self.endpoint]
             return subprocess.run(probe, capture_output=True, timeout=READY_S).returncode == 0
         try:
-            return httpx.post(f"{self.endpoint}/v3/kv/range", json={"key": "AA=="}).is_success
+            return _HTTP.post(f"{self.endpoint}/v3/kv/range", json={"key": "AA=="}).is_success
         except httpx.TransportError:
             return False
 
@@ -107,7 +111,7 @@ class Etcd:
 
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """One request to etcd's JSON gateway, as a tool of the operator's would."""
-        answer = httpx.post(f"{self.endpoint}{path}", json=body, timeout=30)
+        answer = _HTTP.post(f"{self.endpoint}{path}", json=body)
         answer.raise_for_status()
         return dict(answer.json())
 
@@ -124,7 +128,7 @@ class Etcd:
         """Put keys under ``prefix`` until etcd is out of its space quota: it refuses
         every write then (its NOSPACE alarm), as a full disk would."""
         for n in itertools.count():
-            answer = httpx.post(
+            answer = _HTTP.post(
                 f"{self.endpoint}/v3/kv/put",
                 json={"key": _b64(f"{prefix}{n}"), "value": _b64("x" * FILLER_BYTES)},
             )

@@ -9,14 +9,16 @@ same store; the stores ``seeded`` opened are closed after it (``close_opened``).
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from collections.abc import Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.control import load_config
-from gateway.control.store import PolicyStore, open_backend
+from gateway.control import etcd_store, load_config, sqlite_store
+from gateway.control.policy_rows import digest, placed
+from gateway.control.store import PolicyStore, open_backend, seal
 from gateway.policy import Policy
 
 from ._etcd import Etcd
@@ -98,6 +100,27 @@ def contents(config: Path) -> Any:
             list(db.execute("SELECT revision, kind, key, op, value FROM changes ORDER BY id")),
             list(db.execute("SELECT seal FROM trust")),
         ]
+
+
+def seals(config: Path) -> tuple[str | None, str]:
+    """The seal the store keeps beside its rows (None: none; SQLite's ``trust`` table,
+    etcd's meta key), and the seal of those rows computed from scratch."""
+    if _etcd:
+        under = f"/{_prefix(config)}/"
+        found: list[tuple[str, str, int, str]] = []
+        stored = None
+        for key, (value, _) in _etcd[0].keys(under).items():
+            if key == f"{under}meta":
+                stored = json.loads(value).get("seal")
+            else:
+                kind, name = key.removeprefix(f"{under}entries/").split("/", 1)
+                seq, _, text = value.partition(" ")
+                found.append((kind, name, int(seq), text))
+        return stored, seal(etcd_store.SCHEMA_VERSION, digest(placed(0, found).entries))
+    with closing(sqlite3.connect(database(config))) as db:
+        kept = db.execute("SELECT seal FROM trust").fetchone()
+        rows = placed(0, db.execute("SELECT kind, key, seq, value FROM entries"))
+    return (kept[0] if kept else None), seal(sqlite_store.SCHEMA_VERSION, digest(rows.entries))
 
 
 def seed(config: Path) -> None:

@@ -1,19 +1,21 @@
 """A database store's seal: the digest of the rows this nvgw validated together,
 which lets a start skip the cross-entity checks, and only for those rows.
 
-A start trusts a store written normally (seeded, changed by record and whole),
-and validates whole again, with the usual refusal, rows edited behind the store's
-back (sqlite3 directly) or sealed by another nvgw; a whole validation that passes
-seals the rows for the next start. The seal a sequence of changes leaves equals the
-one computed from the rows from scratch (a property test). On etcd, the seal is in
-the meta key, written in each change's transaction: the same, with keys put by hand
-and a meta written without a seal.
+On SQLite and etcd (``each_store``): a start trusts a store written normally
+(seeded, changed by record and whole), and the seal a sequence of changes leaves
+equals the one computed from the rows from scratch (a property test); the seal is
+SQLite's ``trust`` table, etcd's meta key, written in each change's transaction.
+Rows changed behind the store's back are each backend's own (sqlite3 on the
+database; keys put by hand and a meta written without a seal on etcd): validated
+whole again, with the usual refusal, and a whole validation that passes seals the
+rows for the next start.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -24,17 +26,16 @@ from hypothesis import strategies as st
 
 from gateway.control import load_config, read_document, to_plain
 from gateway.control.edits import add, remove, replace_all
-from gateway.control.etcd_store import SCHEMA_VERSION as ETCD_SCHEMA
 from gateway.control.etcd_store import EtcdBackend
 from gateway.control.kinds import LOOKUP_RECORDS
-from gateway.control.policy_rows import digest, document, placed
-from gateway.control.sqlite_store import SCHEMA_VERSION, SqliteBackend
-from gateway.control.store import seal
+from gateway.control.policy_rows import document, placed
+from gateway.control.store import open_backend
 from gateway.errors import ConfigError
 from gateway.policy import Policy, load_policy
 
 from ._etcd import Etcd
 from ._sqlite_writer import record
+from ._stores import database, seals, url
 
 ROOT = Path(__file__).resolve().parents[2]
 TWO_HOSTS = ROOT / "configs" / "two-hosts.yaml"
@@ -44,48 +45,63 @@ def keep(policy: Policy) -> Policy:
     return policy
 
 
-def seeded(database: Path) -> SqliteBackend[Policy]:
-    backend = SqliteBackend(database, keep)
+_opened: list[Any] = []  # closed after each test (an etcd backend's watch is a thread)
+
+
+@pytest.fixture(autouse=True)
+def _closed() -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
+def opened(store: Path) -> Any:
+    """A backend (SQLite's or etcd's: ``trusted`` says what its last read found) on
+    the store ``_stores`` names after ``store``."""
+    _opened.append(open_backend(url(store), keep))
+    return _opened[-1]
+
+
+def seeded(store: Path) -> Any:
+    backend = opened(store)
     backend.read((load_config(TWO_HOSTS), "two-hosts.yaml"))
     return backend
 
 
-def started(database: Path) -> SqliteBackend[Policy]:
-    """A new backend on the database that has read it: a daemon's start."""
-    backend = SqliteBackend(database, keep)
+def started(store: Path) -> Any:
+    """A new backend on the store that has read it: a daemon's start."""
+    backend = opened(store)
     backend.read()
     return backend
 
 
-def sql(database: Path, statement: str, *args: Any) -> list[tuple[Any, ...]]:
-    with closing(sqlite3.connect(database)) as db, db:
+def sql(store: Path, statement: str, *args: Any) -> list[tuple[Any, ...]]:
+    """A statement on the SQLite database of ``store``, behind the store's back."""
+    with closing(sqlite3.connect(database(store))) as db, db:
         return list(db.execute(statement, args))
 
 
-def stored_seal(database: Path) -> str | None:
-    found = sql(database, "SELECT seal FROM trust")
-    return found[0][0] if found else None
-
-
-def seal_from_scratch(database: Path) -> str:
-    revision = sql(database, "SELECT revision FROM meta")[0][0]
-    rows = placed(revision, sql(database, "SELECT kind, key, seq, value FROM entries"))
-    return seal(SCHEMA_VERSION, digest(rows.entries))
-
-
+@pytest.mark.usefixtures("each_store")
 def test_a_store_written_normally_starts_trusted(tmp_path: Path) -> None:
-    database = tmp_path / "p.db"
-    backend = seeded(database)
+    store = tmp_path / "p.yaml"
+    backend = seeded(store)
+    assert seals(store)[0] == seals(store)[1]  # the seed's, in its transaction
     backend.change(add(LOOKUP_RECORDS, record(13)), None)  # by the index
     backend.change(remove(LOOKUP_RECORDS, {"ca": "10.10.10.13"}), None)
     new = to_plain(read_document(TWO_HOSTS))
     new["customer_routes"][0]["metric"] = 100
     backend.change(replace_all(new), None)  # whole
-    backend.close()
-    restarted = SqliteBackend(database, keep)
-    policy = restarted.read().policy
+    backend.change(add(LOOKUP_RECORDS, record(16)), None)  # and by the index after it
+    stored, scratch = seals(store)
+    assert stored == scratch
+    restarted = started(store)
     assert restarted.trusted
-    assert policy == load_policy({**new, "revision": 3})
+    assert restarted.read().policy == load_policy(
+        {**new, "lookup_records": [*new["lookup_records"], record(16)], "revision": 4}
+    )
+
+
+# ---------------------------------------------------------------- SQLite's rows edited with sqlite3
 
 
 def test_rows_edited_behind_the_store_s_back_are_validated_whole_and_refused(
@@ -93,37 +109,37 @@ def test_rows_edited_behind_the_store_s_back_are_validated_whole_and_refused(
 ) -> None:
     """A second record on blue1's CA, inserted with sqlite3: refused at start as
     whole-policy validation refuses the document, naming the store."""
-    database = tmp_path / "p.db"
-    seeded(database).close()
+    store = tmp_path / "p.yaml"
+    seeded(store)
     twin = {**record(13), "ca": "10.10.10.11"}
     sql(
-        database,
+        store,
         "INSERT INTO entries (kind, key, seq, value) VALUES ('lookup-records', 'twin', 999, ?)",
         json.dumps(twin),
     )
-    rows = placed(0, sql(database, "SELECT kind, key, seq, value FROM entries"))
+    rows = placed(0, sql(store, "SELECT kind, key, seq, value FROM entries"))
     with pytest.raises(ConfigError) as whole:
         load_policy(document(((kind, value) for (kind, _), value in rows.entries.items()), 0))
     with pytest.raises(ConfigError) as refused:
-        SqliteBackend(database, keep).read()
+        started(store)
     expected = [(issue.path, issue.message) for issue in whole.value.issues]
     assert [(issue.path, issue.message) for issue in refused.value.issues] == expected
-    assert {issue.file for issue in refused.value.issues} == {f"sqlite:{database}"}
+    assert {issue.file for issue in refused.value.issues} == {url(store)}
 
 
 def test_a_valid_hand_edit_is_validated_whole_once_then_sealed(tmp_path: Path) -> None:
-    database = tmp_path / "p.db"
-    seeded(database).close()
+    store = tmp_path / "p.yaml"
+    seeded(store)
     sql(
-        database,
+        store,
         "INSERT INTO entries (kind, key, seq, value) VALUES ('lookup-records', ?, 999, ?)",
         "5010/10.10.10.13",
         json.dumps(record(13)),
     )
-    first = started(database)
+    first = started(store)
     assert not first.trusted
-    assert stored_seal(database) == seal_from_scratch(database)
-    assert started(database).trusted
+    assert seals(store)[0] == seals(store)[1]
+    assert started(store).trusted
 
 
 @pytest.mark.parametrize(
@@ -134,13 +150,13 @@ def test_rows_sealed_by_no_nvgw_or_another_version_are_validated_whole(
 ) -> None:
     """An older nvgw keeps no seal (and a change by it leaves ours stale); another
     version's checks may judge differently: either way, validated whole once."""
-    database = tmp_path / "p.db"
-    seeded(database).close()
-    sql(database, statement)
-    backend = started(database)
+    store = tmp_path / "p.yaml"
+    seeded(store)
+    sql(store, statement)
+    backend = started(store)
     assert not backend.trusted
     backend.change(add(LOOKUP_RECORDS, record(13)), None)  # no seal to move on: resealed
-    assert stored_seal(database) == seal_from_scratch(database)
+    assert seals(store)[0] == seals(store)[1]
 
 
 def test_a_seal_left_stale_by_another_writer_stays_stale_through_our_changes(
@@ -149,14 +165,14 @@ def test_a_seal_left_stale_by_another_writer_stays_stale_through_our_changes(
     """Rows changed by a writer that keeps no seal (an older nvgw) while a daemon
     runs: the daemon's next change moves the stale seal by its own delta, which
     leaves it stale, so the next start still validates whole."""
-    database = tmp_path / "p.db"
-    running = seeded(database)
+    store = tmp_path / "p.yaml"
+    running = seeded(store)
     running.change(add(LOOKUP_RECORDS, record(13)), None)
-    sql(database, "DELETE FROM entries WHERE key = '5010/10.10.10.13'")
-    sql(database, "UPDATE meta SET revision = revision + 1")
+    sql(store, "DELETE FROM entries WHERE key = '5010/10.10.10.13'")
+    sql(store, "UPDATE meta SET revision = revision + 1")
     running.change(add(LOOKUP_RECORDS, record(14)), None)
-    assert stored_seal(database) != seal_from_scratch(database)
-    assert not started(database).trusted
+    assert seals(store)[0] != seals(store)[1]
+    assert not started(store).trusted
 
 
 EDITS = st.lists(
@@ -169,6 +185,7 @@ EDITS = st.lists(
 )
 
 
+@pytest.mark.usefixtures("each_store")
 @settings(
     max_examples=25,
     deadline=None,
@@ -180,8 +197,8 @@ def test_the_seal_after_any_changes_equals_the_seal_from_scratch(
 ) -> None:
     """Each change moves the seal by its delta (records by the index, a whole
     replacement by its rows): the sum over every row read back agrees."""
-    database = tmp_path_factory.mktemp("trust") / "p.db"
-    backend = seeded(database)
+    store = tmp_path_factory.mktemp("trust") / "p.yaml"
+    backend = seeded(store)
     base = to_plain(read_document(TWO_HOSTS))
     for op, n in edits:
         try:
@@ -195,27 +212,13 @@ def test_the_seal_after_any_changes_equals_the_seal_from_scratch(
                 backend.change(replace_all(new), None)  # drops the records added
         except (ConfigError, LookupError):
             pass  # a refusal (a CA twice, none to remove) changes nothing
-        assert stored_seal(database) == seal_from_scratch(database)
-    backend.close()
-    assert started(database).trusted
+        assert seals(store)[0] == seals(store)[1]
+    assert started(store).trusted
+    while _opened:  # this example's backends, not every example's at the end
+        _opened.pop().close()
 
 
-# ---------------------------------------------------------------- etcd: the seal in the meta key
-
-
-def etcd_seals(etcd: Etcd, url: str) -> tuple[str | None, str]:
-    """The seal the meta key holds, and the one computed from the entries' keys."""
-    under = f"/{url.split('/', 3)[3]}/"
-    found: list[tuple[str, str, int, str]] = []
-    stored = None
-    for key, (value, _) in etcd.keys(under).items():
-        if key == f"{under}meta":
-            stored = json.loads(value).get("seal")
-        else:
-            kind, name = key.removeprefix(f"{under}entries/").split("/", 1)
-            seq, _, text = value.partition(" ")
-            found.append((kind, name, int(seq), text))
-    return stored, seal(ETCD_SCHEMA, digest(placed(0, found).entries))
+# ---------------------------------------------------------------- etcd's keys put by hand
 
 
 def etcd_started(url: str) -> EtcdBackend[Policy]:
@@ -225,28 +228,6 @@ def etcd_started(url: str) -> EtcdBackend[Policy]:
     finally:
         backend.close()
     return backend
-
-
-def test_an_etcd_store_written_normally_starts_trusted_and_its_seal_follows_changes(
-    etcd_server: Etcd,
-) -> None:
-    url = etcd_server.url()
-    backend = EtcdBackend(url, keep)
-    try:
-        backend.read((load_config(TWO_HOSTS), "two-hosts.yaml"))
-        assert etcd_seals(etcd_server, url)[0] == etcd_seals(etcd_server, url)[1]
-        for n in (13, 14, 15):
-            backend.change(add(LOOKUP_RECORDS, record(n)), None)
-        backend.change(remove(LOOKUP_RECORDS, {"ca": "10.10.10.14"}), None)
-        new = to_plain(read_document(TWO_HOSTS))
-        new["customer_routes"][0]["metric"] = 100
-        backend.change(replace_all(new), None)
-        backend.change(add(LOOKUP_RECORDS, record(16)), None)
-        stored, scratch = etcd_seals(etcd_server, url)
-        assert stored == scratch
-    finally:
-        backend.close()
-    assert etcd_started(url).trusted
 
 
 def test_etcd_keys_put_by_hand_or_a_meta_without_a_seal_are_validated_whole(
