@@ -61,9 +61,20 @@ async def seeded(
     commit: Callable[[Prepared], Awaitable[None]],
 ) -> PolicyStore[Prepared]:
     """A store on the config's database, loaded: seeded from the config if empty."""
+    return await loaded(config, prepare, commit, seed=True)
+
+
+async def loaded(
+    config: Path,
+    prepare: Callable[[Policy], Prepared],
+    commit: Callable[[Prepared], Awaitable[None]],
+    seed: bool = False,
+) -> PolicyStore[Prepared]:
+    """A store on the config's database, loaded as it is (``seed``: seeded from the
+    config if empty; a store that changed since refuses that seed)."""
     store = PolicyStore(url(config), prepare, commit)
     _opened.append(store)
-    await store.load((load_config(config), str(config)))
+    await store.load((load_config(config), str(config)) if seed else None)
     return store
 
 

@@ -1,19 +1,17 @@
 """The policy store: a change is a new revision in the store, or nothing at all.
 
 Runs on both anyio backends against copies of the shipped configs; ``prepare`` and
-``commit`` are recorders standing in for the daemon's compile and swap. Changes run
-against the database stores, SQLite and a real etcd (the file store takes none: it
-says so, and what it reads it reads as before); reading runs against all three.
+``commit`` are recorders standing in for the daemon's compile and swap. Changes and
+reads run against the database stores, SQLite and a real etcd (``each_store``);
+the file store's tests are its own (it takes no change: it says so, and what it
+reads, on SIGHUP, it reads as before).
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import pytest
@@ -21,12 +19,12 @@ import pytest
 from gateway.control import load_config
 from gateway.control.edits import NotFound, add, migrate, remove
 from gateway.control.kinds import CUSTOMER_ROUTES, LOOKUP_RECORDS, VIRTUAL_SUBNETS
-from gateway.control.store import PolicyStore, ReadOnly, RevisionMismatch, open_backend
+from gateway.control.store import PolicyStore, ReadOnly, RevisionMismatch
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.io.privileges import lookup_user
 from gateway.policy import Policy
 
-from ._etcd import Etcd
+from . import _stores
 
 pytestmark = pytest.mark.anyio
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -50,61 +48,36 @@ class Daemon:
         self.committed.append(policy.revision)
 
 
-@pytest.fixture(params=["sqlite", "etcd"])
-def at(request: pytest.FixtureRequest, config: Path) -> Where:
-    """A database store seeded from the config: a store that takes changes."""
-    return Where(request.param, config, request)
-
-
-@pytest.fixture(params=["file", "sqlite", "etcd"])
-def each(request: pytest.FixtureRequest, config: Path) -> Where:
-    """The store under test, by backend: the config file itself, or a database
-    seeded from it."""
-    return Where(request.param, config, request)
+@pytest.fixture
+def at(each_store: str, config: Path) -> Where:
+    """A database store (SQLite, then etcd) seeded from the config: a store that
+    takes changes."""
+    return Where(config)
 
 
 class Where:
-    """A store of any backend holding the two-hosts config, and how a test looks
-    at what it holds without going through the store under test."""
+    """A database store holding the two-hosts config (``_stores`` names it after the
+    config), the stores started on it, and how a test looks at what it holds without
+    going through the store under test."""
 
-    def __init__(self, backend: str, config: Path, request: pytest.FixtureRequest) -> None:
-        self.backend, self.config = backend, config
-        self.url: str | Path = config if backend == "file" else f"sqlite:{config.parent}/p.db"
-        if backend == "etcd":
-            self.etcd: Etcd = request.getfixturevalue("etcd_server")
-            self.url = self.etcd.url()
-        self.seeded = backend == "file"  # a database is seeded by the first store started
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.seeded = False  # a database is seeded by the first store started
 
     async def started(self, daemon: Daemon | None = None) -> PolicyStore[Any]:
         daemon = daemon or Daemon()
-        store = PolicyStore(self.url, daemon.prepare, daemon.commit)
-        seed = None if self.seeded else (load_config(self.config), str(self.config))
-        await store.load(seed)
+        store = await _stores.loaded(self.config, daemon.prepare, daemon.commit, not self.seeded)
         self.seeded = True
         return store
 
     def held(self) -> Policy:
         """The policy the store holds now, read afresh."""
-        if self.backend == "file":
-            return load_config(self.config)
-        backend = open_backend(self.url, lambda policy: policy)
-        try:
-            return backend.read().policy
-        finally:
-            backend.close()
+        return _stores.held(self.config)
 
     def state(self) -> object:
-        """What a refused change must leave as it was: the file's bytes, or the
-        database's revision, rows and log."""
-        if self.backend == "file":
-            return self.config.read_bytes()
-        if self.backend == "etcd":
-            return self.etcd.keys(f"{urlsplit(str(self.url)).path}/")
-        with closing(sqlite3.connect(self.config.parent / "p.db")) as db:
-            return [list(db.execute(f"SELECT * FROM {t} ORDER BY 1, 2")) for t in TABLES]
-
-
-TABLES = ("meta", "entries", "changes")
+        """What a refused change must leave as it was: the database's revision, rows
+        and log, or etcd's keys under the prefix."""
+        return _stores.state(self.config)
 
 
 async def started(config: Path, daemon: Daemon | None = None) -> PolicyStore[Any]:
@@ -129,16 +102,23 @@ async def test_the_file_store_refuses_every_change_naming_the_alternative(config
     assert store.changes == {"applied": 0, "refused": 1}
 
 
-async def test_a_load_reads_what_the_store_holds_now(each: Where) -> None:
-    """SIGHUP, or a daemon following another's write: the store as committed now."""
+async def test_a_load_reads_what_the_file_holds_now(config: Path) -> None:
+    """SIGHUP after a hand edit, or a GitOps tool's: the file as it is now (the file
+    store's own: it is re-read on SIGHUP, and takes no change of its own)."""
     daemon = Daemon()
-    store = await each.started(daemon)
-    if each.backend == "file":  # a hand edit, or a GitOps tool's
-        each.config.write_text(each.config.read_text().replace("revision: 0", "revision: 1", 1))
-    else:  # another daemon's change
-        other = await each.started()
-        await other.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13")))
-    assert (await store.load()).revision == 1 == each.held().revision
+    store = await started(config, daemon)
+    config.write_text(config.read_text().replace("revision: 0", "revision: 1", 1))
+    assert (await store.load()).revision == 1 == load_config(config).revision
+    assert daemon.committed == [0, 1]
+
+
+async def test_a_load_reads_what_the_store_holds_now(at: Where) -> None:
+    """A daemon following another's write: the store as committed now."""
+    daemon = Daemon()
+    store = await at.started(daemon)
+    other = await at.started()
+    await other.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13")))
+    assert (await store.load()).revision == 1 == at.held().revision
     assert daemon.committed == [0, 1]
 
 
