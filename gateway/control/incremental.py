@@ -96,7 +96,10 @@ class RecordChanges:
     ) -> Changed | None:
         indexed = self._indexed_at(state)
         before = indexed.policy
-        taken = indexed.change_others(state.revision + 1, edit)
+        top = edit.kind
+        while top.parent is not None:
+            top = top.parent
+        taken = indexed.change_others(state.revision + 1, edit, top.section)
         if taken is None:  # nodes came or went: the whole path's
             self._indexed = indexed
             return None
@@ -162,36 +165,46 @@ def _rows_changed(
 ) -> None:
     """The rows of ``kind`` that differ between two policies (``put``: new or
     altered, with their value; ``gone``), found by the entries that are not the
-    very objects they were: a holder (a node) left as it was is skipped whole."""
+    very objects they were (the others are not even keyed): a holder (a node) left
+    as it was is skipped whole."""
     nested = children(kind)
     old_holders = {
         tuple(refs.values()): (holder, refs) for holder, refs in holders(before, kind, _named)
     }
-    seen: set[Row] = set()
+    written: set[Row] = set()  # each row of a new entry, whether its value changed or not
     for holder, refs in holders(after, kind, _named):
-        old = old_holders.pop(tuple(refs.values()), (None, None))[0]
+        old, _ = old_holders.pop(tuple(refs.values()), (None, None))
         if old is holder:
             continue
-        old_entries = {} if old is None else dict(_entries(old, kind, refs))
-        for row, (names, entry) in _entries(holder, kind, refs):
-            if row in seen:  # what store.moved refuses: a row is one entry
-                raise two_entries(kind, row[1])
-            seen.add(row)
-            if old_entries.pop(row, (None, None))[1] is entry:
+        old_ids = set() if old is None else {id(entry) for _, entry in _named(old, kind)}
+        kept: set[int] = set()
+        for name, entry in _named(holder, kind):
+            if id(entry) in old_ids:
+                kept.add(id(entry))
                 continue
-            identity, value = entry_row(kind, names, entry, nested)
+            identity, value = entry_row(kind, _names(kind, refs, name), entry, nested)
+            if identity in written:  # what store.moved refuses: a row is one entry
+                raise two_entries(kind, identity[1])
+            written.add(identity)
             if state.entries.get(identity) != value:
                 put[identity] = value
-        gone.extend(old_entries)
+        if old is not None:
+            gone.extend(_keys(old, kind, refs, kept))
     for old, refs in old_holders.values():
-        gone.extend(row for row, _ in _entries(old, kind, refs))
+        gone.extend(_keys(old, kind, refs, set()))
+    gone[:] = [row for row in gone if row not in written]
 
 
-def _entries(holder: Any, kind: Kind, refs: dict[str, Any]) -> Iterator[tuple[Row, Any]]:
-    """A holder's entries of ``kind``, each by its row's identity, with its names."""
+def _names(kind: Kind, refs: dict[str, Any], name: Any) -> dict[str, Any]:
+    """What an entry's row carries beside its fields: its parents' refs, its key."""
+    return {**refs, kind.key_apart: name} if kind.key_apart else refs
+
+
+def _keys(holder: Any, kind: Kind, refs: dict[str, Any], kept: set[int]) -> Iterator[Row]:
+    """The rows of a holder's entries of ``kind``, but those in ``kept`` (by id)."""
     for name, entry in _named(holder, kind):
-        names = {**refs, kind.key_apart: name} if kind.key_apart else refs
-        yield (kind.name, kind.key_of(names, entry)), (names, entry)
+        if id(entry) not in kept:
+            yield kind.name, kind.key_of(_names(kind, refs, name), entry)
 
 
 def _twice(keys: list[str]) -> str:

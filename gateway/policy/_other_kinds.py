@@ -17,6 +17,7 @@ with the records and ports the change can reach.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -99,25 +100,24 @@ class Sections:
         )
 
     def edited(
-        self, edit: Callable[[Any], Any]
+        self, edit: Callable[[Any], Any], section: str
     ) -> tuple[Sections, Any, list[ConfigIssue], set[Any]]:
-        """The sections once ``edit`` is applied to a copy of the skeleton (what the
-        edit reports; its refusals raise), the schema issues of what it changed, and
-        the nodes whose mapping changed (their names)."""
-        skeleton = {key: _copied(value) for key, value in self.skeleton.items()}
+        """The sections once ``edit``, which changes the skeleton's ``section``
+        alone (``routing_domains``, ``customer_routes``, ``tunnels`` or ``nodes``),
+        is applied to a copy of it (what the edit reports; its refusals raise), the
+        schema issues of what it changed, and the nodes whose mapping changed."""
+        skeleton = {**self.skeleton, section: _copied(self.skeleton[section])}
         result = edit(skeleton)
         issues: list[ConfigIssue] = []
-        old = self.skeleton
         new = replace(self, skeleton=skeleton, parsed=replace(self.parsed))
-        if skeleton["routing_domains"] != old["routing_domains"]:
-            parsed = Parsed()
-            loader = _Loader(parsed, issues)
-            found = _items(skeleton, "routing_domains", issues)
-            new.domains = [loader.domain(loc, raw) for loc, raw in found]
-            new.parsed = replace(parsed, routes=self.parsed.routes)
-        if skeleton["customer_routes"] != old["customer_routes"]:
+        changed: set[Any] = set()
+        if skeleton[section] == self.skeleton[section]:
+            return new, result, issues, changed
+        if section == "routing_domains":
+            self._domains(new, issues)
+        elif section == "customer_routes":
             new.parsed.routes, new.routes = self._routes(skeleton, issues)
-        if skeleton["tunnels"] != old["tunnels"]:
+        elif section == "tunnels":
             loader = _Loader(Parsed(), issues)
             new.tunnels, new.built_tunnels, new.unresolved_tunnels = [], [], set()
             for loc, raw in _items(skeleton, "tunnels", issues):
@@ -127,16 +127,37 @@ class Sections:
                 else:
                     new.tunnels.append((loc, tunnel))
                     new.built_tunnels.append(tunnel)
-        changed = set(self.nodes) ^ set(skeleton["nodes"])
-        new.nodes = {}
-        for name, body in skeleton["nodes"].items():
-            part = self.nodes.get(name)
-            if part is not None and body == part.body:
-                new.nodes[name] = part
-            else:
-                changed.add(name)
-                new.nodes[name] = _node(name, body, part, issues)
+        else:
+            changed = set(self.nodes) ^ set(skeleton["nodes"])
+            new.nodes = {}
+            for name, body in skeleton["nodes"].items():
+                part = self.nodes.get(name)
+                if part is not None and body == part.body:
+                    new.nodes[name] = part
+                else:
+                    changed.add(name)
+                    new.nodes[name] = _node(name, body, part, issues)
         return new, result, issues, changed
+
+    def _domains(self, new: Sections, issues: list[ConfigIssue]) -> None:
+        """The routing domains of ``new``'s skeleton, each left as it was at its
+        place keeping its entries (and its subnets')."""
+        parsed = Parsed(routes=self.parsed.routes)
+        loader = _Loader(parsed, issues)
+        old = self.skeleton["routing_domains"]
+        subnets = defaultdict(list)
+        for entry in self.parsed.subnets:
+            subnets[entry[0][1]].append(entry)
+        new.domains = []
+        for loc, raw in _items(new.skeleton, "routing_domains", issues):
+            at = loc[1]
+            if at < len(old) and raw == old[at]:
+                parsed.domains.append(self.parsed.domains[at])
+                parsed.subnets.extend(subnets[at])
+                new.domains.append(self.domains[at])
+            else:
+                new.domains.append(loader.domain(loc, raw))
+        new.parsed = parsed
 
     def _routes(
         self, skeleton: dict[str, Any], issues: list[ConfigIssue]

@@ -100,18 +100,23 @@ class IndexedPolicy:
         # Every kind but records and ports, for a change of those (``_other_kinds.py``).
         self._sections = Sections.of(document, parse)
 
-    def _index_others(self, parsed: Parsed, gateways: GatewayParts) -> None:
-        """Subnets by VSID, provider addresses by node and PA, each with its place
-        among its kind's entries (document order), and the gateways' parts."""
+    def _index_others(
+        self, parsed: Parsed, gateways: GatewayParts, subnets: bool = True, pas: bool = True
+    ) -> None:
+        """Subnets by VSID, provider addresses by node and PA (each filed again only
+        when ``subnets``, ``pas``: they changed), each with its place among its
+        kind's entries (document order), and the gateways' parts."""
         self._parse.parsed, self._parse.gateways = parsed, gateways
-        self._subnets = {
-            entry[1].vsid: (order, entry) for order, entry in enumerate(parsed.subnets)
-        }
-        self._pas: dict[str, list[tuple[int, Any]]] = defaultdict(list)
-        self._pa_owner: dict[Any, str] = {}
-        for order, entry in enumerate(parsed.provider_addresses):
-            self._pas[entry[1]].append((order, entry))
-            self._pa_owner[entry[2].pa] = entry[1]
+        if subnets:
+            self._subnets = {
+                entry[1].vsid: (order, entry) for order, entry in enumerate(parsed.subnets)
+            }
+        if pas:
+            self._pas: dict[str, list[tuple[int, Any]]] = defaultdict(list)
+            self._pa_owner: dict[Any, str] = {}
+            for order, entry in enumerate(parsed.provider_addresses):
+                self._pas[entry[1]].append((order, entry))
+                self._pa_owner[entry[2].pa] = entry[1]
         # A gateway's checks read every subnet and provider address: then all are judged.
         self._everything = bool(gateways.served or gateways.nats or gateways.tunnels)
 
@@ -161,15 +166,18 @@ class IndexedPolicy:
         self.policy = self._policy(revision, derived)
         return self.policy
 
-    def change_others(self, revision: int, edit: Callable[[Any], Any]) -> tuple[Policy, Any] | None:
+    def change_others(
+        self, revision: int, edit: Callable[[Any], Any], section: str
+    ) -> tuple[Policy, Any] | None:
         """The policy at ``revision`` once ``edit`` (a change of a document, as
-        ``control/edits.py`` makes them) is applied to every kind but lookup records
-        and ports, and what the edit reports; None when it added or removed nodes
+        ``control/edits.py`` makes them, of its ``section`` alone: the top-level
+        key its kind sits under) is applied to every kind but lookup records and
+        ports, and what the edit reports; None when it added or removed nodes
         (what ``_other_kinds.py`` cannot follow: the caller validates it whole).
         ``ConfigError`` with the issues of whole-policy validation, or the edit's
         own refusal; nothing changes then."""
         sections = self._sections
-        new, result, issues, nodes = sections.edited(edit)
+        new, result, issues, nodes = sections.edited(edit, section)
         if list(new.nodes) != list(sections.nodes):
             return None
         vsids = _changed_vsids(sections.parsed, new.parsed)
@@ -190,7 +198,8 @@ class IndexedPolicy:
             raise ConfigError(issues)
         old = self.policy
         self._sections = new
-        self._index_others(parsed, gateways)
+        moved = new.parsed.subnets is not sections.parsed.subnets
+        self._index_others(parsed, gateways, moved, bool(nodes))
         # The records keep their compiled form when each keeps its VSID's RDID: the
         # snapshot then keeps their tables (``compile_policy``).
         rdids = {
@@ -264,15 +273,7 @@ class IndexedPolicy:
         else:
             added = [self._records[index] for index in self._ids[len(self._ids) - derived.added :]]
             records = derived.spliced(old.lookup_records, added)
-        return Policy(
-            revision=revision,
-            routing_domains=old.routing_domains,
-            lookup_records=records,
-            customer_routes=old.customer_routes,
-            nodes=old.nodes,
-            tunnels=old.tunnels,
-            derived=derived,
-        )
+        return old.with_records(revision, records, derived)
 
 
 class _Trial:

@@ -173,9 +173,13 @@ def _whole_edit(document: dict[str, Any], edit: Any) -> tuple[Any, Any]:
     return edited, _whole(edited)
 
 
+def _top(kind: Any) -> Any:
+    return kind if kind.parent is None else _top(kind.parent)
+
+
 def _others(indexed: IndexedPolicy, revision: int, edit: Any) -> Any:
     try:
-        return indexed.change_others(revision, edit)
+        return indexed.change_others(revision, edit, _top(edit.kind).section)
     except (ConfigError, NotFound, Exists) as error:
         return _refusal(error)
 
