@@ -2,9 +2,10 @@
 
 ``POST /v1/KIND`` with a JSON list (``nvgw KIND add --from FILE.jsonl``,
 ``nvgw import-hnv --apply``) is one ``AddAll`` edit: the entries are placed as
-``edits.Add`` places each one, and the store validates the edited policy once (a
-batch of lookup records by the indexes, ``incremental.RecordChanges``, in
-O(batch); any other kind whole) and commits it as one revision. A refusal names
+``edits.Add`` places each one, and the store validates the edited policy once (by
+the indexes, ``incremental.RecordChanges``: a batch of lookup records in O(batch),
+of another kind with every entry of the few kinds and the records and ports they
+reach) and commits it as one revision. A refusal names
 every bad entry at once: each issue carries the index of the entry it is about in
 the batch (``entry``), beside the usual path and value, so a client can point at
 the line of its file.

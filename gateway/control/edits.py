@@ -1,10 +1,11 @@
 """Changes to a config document, as an HNV admin's cmdlets make them.
 
 Each edit works on a policy document (the plain mappings and lists a database store
-builds from its rows) and only moves entries around: it checks nothing about the
-policy itself. The store validates the whole edited document with the config loader
-afterwards, so an entry added here is judged exactly as the same entry written in a
-config file would be.
+builds from its rows, or the part of them its kind sits in: ``gateway.policy``'s
+skeleton, for ``control/incremental.py``) and only moves entries around: it checks
+nothing about the policy itself. The store validates the edited document with the
+config loader afterwards (whole, or by its indexes with the same issues), so an entry
+added here is judged exactly as the same entry written in a config file would be.
 What an edit does refuse is what the loader cannot see: removing entries that do not
 exist, an entry whose parent (its ``rdid``, its ``node``) does not exist, an entry
 under a key its mapping already has (a routing domain a gateway already serves:

@@ -1,13 +1,17 @@
-"""A database store's change of lookup records in O(change): validated against the
+"""A database store's change of any kind in O(change): validated against the
 indexes of ``gateway.policy.incremental``, written as the rows it touches.
 
 A database backend keeps one ``RecordChanges`` beside its rows: ``policy(state)``
 reads the stored policy (validated whole, and indexed) and ``change(state, edit,
-prepare)`` takes an edit that adds a lookup record or removes lookup records
-(``edits.Add``, ``edits.Remove``) straight to the rows: the record's own row, the
-indexes' checks (the same issues as whole-policy validation: tested against it), and
-the new policy, without building the document of every row, validating it whole or
-writing every row again. Any other edit answers None, for the backend's whole path
+prepare)`` takes an edit that adds or removes entries (``edits.Add``,
+``batches.AddAll``, ``edits.Remove``) straight to the rows: lookup records by the
+indexes' checks (``change_records``), every other kind the API serves by its
+section of the policy's skeleton with the records and ports it reaches
+(``change_others``), each with the same issues as whole-policy validation (tested
+against it); then the new policy and the rows of the edited kind (and the kinds
+nested in it) that differ, without building the document of every row, validating
+it whole or writing every row again. Any other edit (a migration, ``nvgw apply``'s
+replacement, ports and nodes) answers None, for the backend's whole path
 (``store.edited``), after which the index is built again on the next change.
 
 The index must describe exactly the rows the change starts from: it is kept per

@@ -1,4 +1,4 @@
-"""Validating a change of lookup records against indexes, not the whole policy.
+"""Validating a change of the policy against indexes, not the whole policy.
 
 A policy holds few routing domains, subnets and routes and many lookup records (one
 per VM: 10^5 on a gateway), and an HNV cloud changes records far more often than
@@ -36,12 +36,30 @@ policy before the change was valid, and only records changed):
   prefixes not overlapping within an RDID, the gateway inside and not reserved),
   customer routes (their RDID, VSID, next hop), provider addresses (one node each,
   prefix lengths), tunnels: read no record, so a change of records cannot break
-  them. A change of any of these kinds is validated whole (``IndexedPolicy(document)``),
-  and the indexes are built again: such changes are rare and their entries few.
+  them.
+
+A change of any other kind but ports (``change_others``: an edit of the policy's
+*skeleton*, every kind but records and host ports, ``_other_kinds.py``) is judged
+with every entry of those kinds, which are few, and the records and ports it can
+reach, since only these checks read them (the rest of the records and ports were
+valid and nothing they are judged by changed):
+
+- the records' rules against their subnet (a VSID known, the CA inside its prefix,
+  not reserved, not the gateway): the records of each VSID whose subnets (with their
+  RDIDs) changed or failed the schema;
+- the ports' (on the node owning their records' PAs, not named as one of the node's
+  provider interfaces): the ports of each node whose mapping changed, with every
+  record of their VSIDs (what gives each port's MAC a CA);
+- a gateway's served routing domain reached by a ``gateway`` record: every gateway
+  record, when a gateway serves any;
+- the other rules of records (duplicates, wildcards, IP-Rewrite's PA) read records
+  alone, which did not change. Nodes added or removed (no API edit does) are
+  validated whole.
 
 ``tests/policy/test_incremental.py`` checks, over random sequences of changes of
 records, that this accepts and refuses exactly what whole-policy validation does,
-with the same issues in the same order. A check's cost is its scope's: a VSID's
+with the same issues in the same order; ``test_incremental_kinds.py`` over sequences
+mixing them with adds and removals of every other kind. A check's cost is its scope's: a VSID's
 records (250 in the benchmark) and their subnets, ports and nodes' addresses; the
 indexes are updated in O(log n) per record plus a list deletion (a memmove).
 """
