@@ -4,7 +4,10 @@ watch that brings another writer's change, a follower cut off past a compaction
 that resyncs, etcd killed and restarted, and each error naming the store.
 
 The behaviours every backend shares (a change is a new revision or nothing,
-If-Match, concurrent writers, migrate) are test_store.py's, run against etcd too.
+If-Match, concurrent writers, migrate, a follower's reads) are test_store.py's, run
+against SQLite and etcd; the tests here are etcd's by nature (its keys and
+transactions, its watch, compaction, outages, authentication and limits), each the
+counterpart of test_sqlite_store's where SQLite has one.
 Latencies are awaited and printed, never asserted against a clock.
 """
 
@@ -24,7 +27,7 @@ from typing import Any
 import pytest
 
 from gateway.control import etcd_store as etcd_module
-from gateway.control import load_config
+from gateway.control import load_config, read_document, to_plain
 from gateway.control.edits import add, replace_all
 from gateway.control.entries import policy_json
 from gateway.control.kinds import LOOKUP_RECORDS
@@ -37,7 +40,7 @@ from gateway.control.store import (
     open_backend,
 )
 from gateway.errors import ConfigError
-from gateway.policy import Policy
+from gateway.policy import Policy, load_policy
 
 from ._etcd import Etcd, Partition, running_etcd
 from ._sqlite_writer import record
@@ -149,6 +152,29 @@ def test_a_change_writes_only_the_keys_that_differ_in_one_transaction(
     assert len({after[key][1] for key in changed}) == 1  # one etcd revision: one transaction
     meta = json.loads(after[f"{prefix(url)}meta"][0])
     assert (meta["schema"], meta["revision"]) == (1, 1)  # and the rows' seal (test_store_trust)
+
+
+def test_applying_a_whole_file_writes_only_the_keys_that_differ(
+    etcd_server: Etcd, opened: Callable[..., Backend[Policy]], tmp_path: Path
+) -> None:
+    """``nvgw apply``: the prefix becomes equal to the file, removals included, in one
+    transaction that writes exactly the keys of the entries that differ."""
+    url, backend = seeded(etcd_server, opened)
+    backend.change(add(LOOKUP_RECORDS, record(13)), None)  # which the file lacks
+    before = etcd_server.keys(prefix(url))
+    edited = tmp_path / "edited.yaml"
+    text = (CONFIGS / "two-hosts.yaml").read_text()
+    edited.write_text(text.replace("metric: 255", "metric: 100", 1))
+    new = to_plain(read_document(edited))
+    accepted = backend.change(replace_all(new), None)
+    assert accepted.policy == load_policy({**new, "revision": 2})
+    after = etcd_server.keys(prefix(url))
+    assert set(before) - set(after) == {f"{prefix(url)}entries/lookup-records/5010/10.10.10.13"}
+    changed = {key for key, value in after.items() if before.get(key) != value}
+    touched = {tuple(key.removeprefix(prefix(url)).split("/", 2)[:2]) for key in changed}
+    assert touched == {("meta",), ("entries", "customer-routes")}  # the route's metric
+    assert len({after[key][1] for key in changed}) == 1  # one etcd revision: one transaction
+    assert opened(url).read().policy == accepted.policy
 
 
 def racing(url: str, opened: Callable[..., Backend[Policy]], if_revision: int | None) -> list[Any]:

@@ -4,8 +4,9 @@ the old revision or the new one whatever kills its writer, with writers in
 several processes at once.
 
 The behaviours every backend shares (a change is a new revision or nothing,
-If-Match, concurrent writers in one process, migrate) are test_store.py's, run
-against both backends.
+If-Match, concurrent writers in one process, migrate, a follower's reads) are
+test_store.py's, run against both backends; each test here says why it is SQLite's
+(its tables, log, locks and file), and where etcd's counterpart is.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def log_of(database: Path) -> list[tuple[Any, ...]]:
         return list(db.execute("SELECT revision, kind, key, op FROM changes ORDER BY id"))
 
 
+# The rows themselves, no store: etcd's keys of them are test_etcd_store's.
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_rows_give_back_the_same_policy_for_every_shipped_config(name: str) -> None:
     policy = load_config(CONFIGS / name)
@@ -84,11 +86,13 @@ def test_rows_give_back_the_same_policy_for_every_shipped_config(name: str) -> N
     assert rows(back) == stored
 
 
+# SQLite's empty database file; an empty etcd prefix is test_etcd_store's.
 async def test_an_empty_store_says_how_to_seed_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"holds no policy yet.*--config FILE.*nvgw apply"):
         await fresh(tmp_path / "p.db")
 
 
+# Compared table by table (SQLite's); the same on etcd's keys in test_etcd_store.
 async def test_a_seed_fills_an_empty_store_and_the_same_seed_again_is_no_change(
     tmp_path: Path,
 ) -> None:
@@ -100,6 +104,7 @@ async def test_a_seed_fills_an_empty_store_and_the_same_seed_again_is_no_change(
     assert tables(database) == before
 
 
+# Compared table by table (SQLite's); the same on etcd's keys in test_etcd_store.
 async def test_a_seed_never_overwrites_a_store_holding_another_policy(tmp_path: Path) -> None:
     database = tmp_path / "p.db"
     store = await seeded(database)
@@ -113,6 +118,7 @@ async def test_a_seed_never_overwrites_a_store_holding_another_policy(tmp_path: 
     assert tables(database) == before
 
 
+# SQLite's log of changes; etcd's keys written per transaction are test_etcd_store's.
 async def test_a_change_writes_only_the_rows_that_differ(tmp_path: Path) -> None:
     database = tmp_path / "p.db"
     store = await seeded(database)
@@ -124,6 +130,7 @@ async def test_a_change_writes_only_the_rows_that_differ(tmp_path: Path) -> None
     ]
 
 
+# SQLite's log of changes; etcd's keys written per transaction are test_etcd_store's.
 async def test_applying_a_whole_file_touches_only_what_differs(tmp_path: Path) -> None:
     """``nvgw apply``: the store becomes equal to the file, removals included, in one
     revision whose log names exactly the entries that differ."""
@@ -144,6 +151,7 @@ async def test_applying_a_whole_file_touches_only_what_differs(tmp_path: Path) -
     assert await fresh(database) == accepted.policy
 
 
+# SQLite's log and its trimming; etcd's compaction is test_etcd_store's.
 async def test_the_log_answers_a_watcher_until_trimmed_past_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,6 +172,7 @@ async def test_the_log_answers_a_watcher_until_trimmed_past_it(
     assert changes[0].value is not None and '"ca":"10.10.10.15"' in changes[0].value
 
 
+# SQLite's write lock (BEGIN IMMEDIATE); etcd has none: racing writers, test_etcd_store.
 async def test_a_writer_kept_waiting_too_long_gets_busy_and_changes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -199,6 +208,7 @@ KILLED_AT = {  # where the writer dies, and whether its change must be in the st
 }
 
 
+# Killed at SQLite's own points (rows written, inside COMMIT); etcd's in test_etcd_store.
 @pytest.mark.parametrize("point", KILLED_AT)
 async def test_a_writer_killed_at_any_point_leaves_the_old_or_the_new_revision(
     tmp_path: Path, point: str
@@ -224,6 +234,7 @@ async def test_a_writer_killed_at_any_point_leaves_the_old_or_the_new_revision(
     )
 
 
+# SQLite's file lock between processes; etcd's transactions in test_etcd_store.
 async def test_writers_in_several_processes_lose_nothing(tmp_path: Path) -> None:
     database = tmp_path / "p.db"
     await seeded(database)
@@ -259,6 +270,7 @@ async def test_writers_in_several_processes_lose_nothing(tmp_path: Path) -> None
     }
 
 
+# SQLite's revision read from the file; etcd's watch in test_etcd_store.
 async def test_a_second_store_on_the_database_sees_the_first_ones_revision(
     tmp_path: Path,
 ) -> None:
@@ -271,29 +283,10 @@ async def test_a_second_store_on_the_database_sees_the_first_ones_revision(
     assert (await two.load()) == one.policy
 
 
+# A file's place: SQLite's alone.
 def test_a_database_in_an_unwritable_place_is_a_refusal_naming_it(tmp_path: Path) -> None:
     blocked = tmp_path / "file"
     blocked.write_text("")
     store = PolicyStore(f"sqlite:{blocked}/p.db", keep, swap)
     with pytest.raises(ConfigError, match=f"sqlite:{blocked}/p.db"):
         store.read()
-
-
-async def test_a_follower_reads_only_a_revision_it_does_not_run(tmp_path: Path) -> None:
-    """What a daemon's follow task asks: nothing is read or swapped in again for the
-    revision this store committed itself, and another writer's revision is."""
-    database = tmp_path / "p.db"
-    swapped: list[int] = []
-
-    async def recorded(policy: Policy) -> None:
-        swapped.append(policy.revision)
-
-    store = PolicyStore(f"sqlite:{database}", keep, recorded)
-    await store.load((two_hosts(), "two-hosts.yaml"))
-    await store.change(add(LOOKUP_RECORDS, record(13)))
-    assert await store.load(moved_only=True) is None and swapped == [0, 1]
-    other = PolicyStore(f"sqlite:{database}", keep, swap)
-    await other.load()
-    await other.change(add(LOOKUP_RECORDS, record(14)))
-    moved = await store.load(moved_only=True)
-    assert moved is not None and moved.revision == 2 and swapped == [0, 1, 2]

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.anyio
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 BLUE = "{11111111-2222-3333-4444-000000005010}"
 RED = "{11111111-2222-3333-4444-000000005011}"
+FOLLOW_DEADLINE_S = 30.0  # only bounds a failure: etcd's watch brings a change in ms
 
 
 class Daemon:
@@ -233,6 +234,23 @@ async def test_two_daemons_sharing_a_store_build_on_each_other(at: Where) -> Non
     assert accepted.policy.revision == 2
     cas = {str(r.ca) for r in at.held().lookup_records}
     assert {"10.10.10.13", "10.10.10.14"} <= cas
+
+
+async def test_a_follower_reads_only_a_revision_it_does_not_run(at: Where) -> None:
+    """What a daemon's follow task asks: nothing is read or swapped in again for the
+    revision this store committed itself, and another writer's revision is (once the
+    store sees it: SQLite's at once, etcd's when its watch brings it)."""
+    daemon = Daemon()
+    store = await at.started(daemon)
+    await store.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13")))
+    assert await store.load(moved_only=True) is None and daemon.committed == [0, 1]
+    other = await at.started()
+    await other.change(add(LOOKUP_RECORDS, record("10.10.10.14", "00-00-00-00-00-14")))
+    with anyio.fail_after(FOLLOW_DEADLINE_S):
+        while await store.committed_revision() != 2:  # what the daemon polls
+            await anyio.sleep(0.005)
+    moved = await store.load(moved_only=True)
+    assert moved is not None and moved.revision == 2 and daemon.committed == [0, 1, 2]
 
 
 async def test_removing_what_does_not_exist_is_not_found(at: Where) -> None:
