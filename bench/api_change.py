@@ -174,12 +174,14 @@ def _summary(values: list[float]) -> dict[str, float]:
     return {"best_s": round(min(values), 4), "median_s": round(statistics.median(values), 4)}
 
 
-def run_all(args: argparse.Namespace) -> dict[str, Any]:
+def run_all(args: argparse.Namespace, results: dict[str, Any]) -> None:
     """Every size on every store, interleaved (the stores of one size measured one
-    after the other, under the same load), then the file store of ``--rev``."""
+    after the other, under the same load), then the file store of ``--rev``: into
+    ``results`` as they come."""
     _time_validation()
     changed: dict[str, list[dict[str, Any]]] = {kind: [] for kind in args.store}
     spread: dict[str, list[dict[str, Any]]] = {}
+    results.update(change=changed, propagation=spread)
     with stores(args.store) as url:
         for records in args.records:
             for kind in args.store:
@@ -194,11 +196,9 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                 changed[kind].append(row)
                 if figures is not None:
                     spread.setdefault(kind, []).append(figures)
-    results: dict[str, Any] = {"change": changed, "propagation": spread}
     if args.rev:
         print(f"{args.rev}'s file store ...", file=sys.stderr, flush=True)
         results["file_store"] = file_store(args.rev, args.rev_records, args.repeat)
-    return results
 
 
 def arguments() -> argparse.Namespace:
@@ -232,7 +232,14 @@ def main() -> None:
         api_batch.write(args.out, api_batch.measure(args.batch))
         return
     load = [round(x, 2) for x in os.getloadavg()]
-    results = run_all(args)
+    results: dict[str, Any] = {}
+    try:
+        run_all(args, results)
+    except BaseException:  # what was measured, apart: never over a whole run's file
+        partial = args.out.with_suffix(".partial.json")
+        partial.write_text(json.dumps({"load_average_at_start": load, **results}, indent=2))
+        print(f"stopped; what was measured is in {partial}", file=sys.stderr)
+        raise
     print("\n" + "\n".join(table(results)))
     commit, dirty = (
         subprocess.run(["git", "-C", str(ROOT), *words], capture_output=True, text=True).stdout

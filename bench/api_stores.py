@@ -4,7 +4,11 @@
 real etcd on loopback in it (``tests/control/_etcd.py``'s: two free ports, never
 2379/2380, killed by its PID and its data removed at the end, however the run
 ends); it yields ``url(kind, name)``: ``sqlite:DIR/NAME.db``, or an etcd prefix
-``/nvgw-bench-PID/NAME`` that nothing else uses.
+``/NAME`` (the etcd is the run's own, so nothing else is in it). The prefix is
+kept short: etcd takes a request of at most ``--max-request-bytes`` (the test
+etcd's: 32 MiB), and a seed of 10^5 records is 31 MB of JSON with ``/n100000``,
+37 MB with a prefix 20 characters longer (each of its 210,901 keys carries it, in
+base64).
 
 etcd is started for 10^5 records: a seed is one transaction of one operation per
 row (210,901 for ``generate(100_000)``, whose nodes have a port per VM), beyond the
@@ -18,7 +22,6 @@ only lets the seed and a follower's first read finish.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -52,12 +55,11 @@ def stores(kinds: Sequence[str]) -> Iterator[Callable[[str, str], str]]:
         if "etcd" in kinds:
             etcd = stack.enter_context(running_etcd(directory, MAX_TXN_OPS))
         patient_etcd()
-        run = f"nvgw-bench-{os.getpid()}"
 
         def url(kind: str, store: str) -> str:
             if kind == "sqlite":
                 return f"sqlite:{directory / store}.db"
             assert etcd is not None, "etcd was not among the kinds"
-            return etcd.url(f"{run}/{store}")
+            return etcd.url(store)
 
         yield url
