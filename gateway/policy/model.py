@@ -11,10 +11,11 @@ all and is the only way to get a ``Policy``.
 
 from __future__ import annotations
 
+import copy
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import chain, pairwise
+from itertools import pairwise
 from types import MappingProxyType
 from typing import Annotated, Any, Final, Literal
 
@@ -534,10 +535,15 @@ class RecordDelta:
 
     def spliced(self, old: tuple[Any, ...], added: Iterable[Any]) -> tuple[Any, ...]:
         """``old`` (one item per record of the base) without the removed positions,
-        then ``added``: the slices between them copied by C, not item by item."""
-        cuts = (-1, *self.removed, len(old))
-        kept = [old[start + 1 : end] for start, end in pairwise(cuts)]
-        return tuple(chain(*kept, added))
+        then ``added``: the slices between them copied by C's list and tuple copies
+        (at 10^5 items several times faster than an iterator over them, ``chain``)."""
+        if not self.removed:
+            return old + tuple(added)
+        kept: list[Any] = []
+        for start, end in pairwise((-1, *self.removed, len(old))):
+            kept += old[start + 1 : end]
+        kept += added
+        return tuple(kept)
 
 
 @dataclass(frozen=True, slots=True)
@@ -558,6 +564,9 @@ class Policy:
     _subnets: Mapping[int, VirtualSubnet] = field(init=False, repr=False, compare=False)
     _rdids: Mapping[int, str] = field(init=False, repr=False, compare=False)
     _nodes: Mapping[str, Node] = field(init=False, repr=False, compare=False)
+    # What ``counts`` passes over records and nodes for (IP-Rewrite records, provider
+    # addresses, ports), once it or ``with_records`` knew.
+    _tallies: tuple[int, int, int] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         subnets: dict[int, VirtualSubnet] = {}
@@ -572,6 +581,34 @@ class Policy:
         object.__setattr__(self, "_subnets", MappingProxyType(subnets))
         object.__setattr__(self, "_rdids", MappingProxyType(rdids))
         object.__setattr__(self, "_nodes", MappingProxyType(nodes))
+        object.__setattr__(self, "_tallies", None)
+
+    def with_records(
+        self, revision: int, records: tuple[LookupRecord, ...], derived: RecordDelta | None
+    ) -> Policy:
+        """This policy at ``revision`` with ``records`` as its lookup records, and
+        nothing else changed (``IndexedPolicy.change_records``; ``derived`` says how,
+        when it can): every other entry, and what ``__post_init__`` indexed of them,
+        shared rather than indexed again, and ``counts``' tallies moved by the
+        change, so that a change of records makes no pass over the nodes (one per
+        50 records in the benchmark) or over every record."""
+        new = copy.copy(self)
+        tallies = self._tallies
+        if tallies is not None and derived is not None:
+            gone = (self.lookup_records[position] for position in derived.removed)
+            added = records[len(records) - derived.added :]
+            moved = _ip_rewrites(added) - _ip_rewrites(gone)
+            tallies = (tallies[0] + moved, *tallies[1:])
+        else:
+            tallies = None
+        for name, value in (
+            ("revision", revision),
+            ("lookup_records", records),
+            ("derived", derived),
+            ("_tallies", tallies),
+        ):
+            object.__setattr__(new, name, value)
+        return new
 
     @property
     def virtual_subnets(self) -> tuple[VirtualSubnet, ...]:
@@ -596,7 +633,13 @@ class Policy:
 
     def counts(self) -> dict[str, int]:
         """What the policy holds, for summaries and log events."""
-        rewrite = sum(1 for record in self.lookup_records if record.rule is Rule.IP_REWRITE)
+        if self._tallies is None:  # passes over every record and node, once per policy
+            addresses = sum(len(node.provider_addresses) for node in self.nodes)
+            ports = sum(len(node.ports) for node in self.nodes)
+            object.__setattr__(
+                self, "_tallies", (_ip_rewrites(self.lookup_records), addresses, ports)
+            )
+        rewrite, addresses, ports = self._tallies  # type: ignore[misc]
         return {
             "routing_domains": len(self.routing_domains),
             "virtual_subnets": len(self._subnets),
@@ -605,6 +648,10 @@ class Policy:
             "ip_rewrite_records": rewrite,
             "customer_routes": len(self.customer_routes),
             "nodes": len(self.nodes),
-            "provider_addresses": sum(len(node.provider_addresses) for node in self.nodes),
-            "ports": sum(len(node.ports) for node in self.nodes),
+            "provider_addresses": addresses,
+            "ports": ports,
         }
+
+
+def _ip_rewrites(records: Iterable[LookupRecord]) -> int:
+    return sum(1 for record in records if record.rule is Rule.IP_REWRITE)
