@@ -113,15 +113,28 @@ class RecordChanges:
         for kind in (edit.kind, *_nested(edit.kind)):
             _rows_changed(kind, before, policy, state, put, gone)
         prepared = prepare(policy)
-        seqs = {}
-        for row in put:
-            if row not in state.entries:
-                seqs[row] = self._next_seq + len(seqs)
-            else:
-                seqs[row] = state.seqs[row]
         self._indexed = indexed
-        self._next_seq += sum(row not in state.entries for row in put)
-        return Changed(policy, prepared, result, Delta(put, gone), seqs)
+        delta = Delta(put, gone)
+        return Changed(policy, prepared, result, delta, self._placed(state, delta))
+
+    def _placed(self, state: Placed, delta: Delta) -> dict[Row, int]:
+        """The place of each row ``delta`` writes, as ``store.moved`` gives it: a row
+        there keeps its own, new ones follow the last place there is, in order. Then
+        the next new row's place: after the last place left (a removal of the last
+        row gives its place back, as the whole path's next change would)."""
+        seqs = {}
+        for row in delta.put:
+            if row in state.entries:
+                seqs[row] = state.seqs[row]
+            else:
+                seqs[row] = self._next_seq
+                self._next_seq += 1
+        last = self._next_seq - 1
+        if any(state.seqs.get(row) == last for row in delta.gone):  # rare: O(rows)
+            gone = set(delta.gone)
+            left = (seq for row, seq in state.seqs.items() if row not in gone)
+            self._next_seq = max(left, default=-1) + 1
+        return seqs
 
     def _change(
         self, state: Placed, edit: Add | AddAll | Remove, prepare: Callable[[Policy], Prepared]
@@ -139,7 +152,6 @@ class RecordChanges:
             if len(delta.put) < len(rows):  # what store.moved refuses: a row is one entry
                 raise two_entries(LOOKUP_RECORDS, _twice([key for (_, key), _ in rows]))
             result = dict(edit.entry) if isinstance(edit, Add) else {"added": len(raws)}
-            seqs = {row: self._next_seq + n for n, (row, _) in enumerate(rows)}
         else:
             records = indexed.policy.lookup_records
             wanted = {field: filter_value(field, v) for field, v in edit.filters.items()}
@@ -149,14 +161,13 @@ class RecordChanges:
             gone = [entry_row(LOOKUP_RECORDS, {}, records[p])[0] for p in doomed]
             result = [json.loads(state.entries[row]) for row in gone]
             policy = indexed.change_records(revision, removed=doomed)
-            delta, seqs = Delta({}, gone), {}
+            delta = Delta({}, gone)
         prepared = prepare(policy)
         for row in delta.put:
             if row in state.entries:  # what store.moved refuses: a row is one entry
                 raise two_entries(LOOKUP_RECORDS, row[1])
         self._indexed = indexed
-        self._next_seq += len(seqs)
-        return Changed(policy, prepared, result, delta, seqs)
+        return Changed(policy, prepared, result, delta, self._placed(state, delta))
 
 
 def _nested(kind: Kind) -> list[Kind]:

@@ -129,6 +129,21 @@ def canonical(snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
+def record_change(document: dict[str, Any], indexed: IndexedPolicy, change: Any) -> Any:
+    """One change of records (of ``changes``) judged both ways: the edited document,
+    whole-policy validation's answer, the index's, and whether records were replaced
+    in place; None when there is no record to remove or replace."""
+    removed_at, replaced_at, added = change
+    count = len(document["lookup_records"])
+    if count == 0 and (removed_at or replaced_at):
+        return None
+    removed = {_position(f, count) for f in removed_at}
+    replaced = {_position(f, count): fields for f, fields in replaced_at.items()}
+    edited = _edited(document, removed, replaced, added)
+    incremental = _incremental(indexed, edited["revision"], removed, replaced, added)
+    return edited, _whole(edited), incremental, bool(set(replaced) - removed)
+
+
 def _incremental(indexed: IndexedPolicy, revision: int, removed, replaced, added) -> Any:
     try:
         return indexed.change_records(revision, replaced=replaced, removed=removed, added=added)
@@ -145,21 +160,17 @@ def test_incremental_validation_judges_as_whole_policy_validation(start, sequenc
     document = start()
     indexed = IndexedPolicy(document)
     snapshot = compile_policy(indexed.policy)
-    for removed_at, replaced_at, added in sequence:
-        count = len(document["lookup_records"])
-        if count == 0 and (removed_at or replaced_at):
+    for change in sequence:
+        judged = record_change(document, indexed, change)
+        if judged is None:
             continue
-        removed = {_position(f, count) for f in removed_at}
-        replaced = {_position(f, count): fields for f, fields in replaced_at.items()}
-        edited = _edited(document, removed, replaced, added)
-        whole = _whole(edited)
-        incremental = _incremental(indexed, edited["revision"], removed, replaced, added)
+        edited, whole, incremental, in_place = judged
         assert incremental == whole
         if not isinstance(whole, list):
             document = edited
             assert indexed.policy == whole
             updated = compile_policy(indexed.policy, snapshot)
-            if not set(replaced) - removed:  # removals and additions: the delta's, not a build
+            if not in_place:  # removals and additions: the delta's, not a build
                 assert updated._lpm is snapshot._lpm
             assert canonical(updated) == canonical(compile_policy(whole))
             snapshot = updated

@@ -24,7 +24,7 @@ from gateway.policy import IndexedPolicy, compile_policy
 
 from ._documents import BLUE, RED, base_document
 from ._gateway_document import gateway_document
-from .test_incremental import _edited, _incremental, _position, _whole, canonical, changes
+from .test_incremental import _whole, canonical, changes, record_change
 
 GREEN = "{11111111-2222-3333-4444-000000006000}"
 RDIDS = st.sampled_from([BLUE, RED, GREEN])
@@ -200,15 +200,10 @@ def test_every_kind_s_change_judges_as_whole_policy_validation(start, sequence) 
             assert taken is not None  # no edit here adds or removes a node
             incremental = taken[0] if isinstance(taken, tuple) and edited else taken
         else:
-            removed_at, replaced_at, added = step
-            count = len(document["lookup_records"])
-            if count == 0 and (removed_at or replaced_at):
+            judged = record_change(document, indexed, step)
+            if judged is None:
                 continue
-            removed = {_position(f, count) for f in removed_at}
-            replaced = {_position(f, count): fields for f, fields in replaced_at.items()}
-            edited = _edited(document, removed, replaced, added)
-            whole = _whole(edited)
-            incremental = _incremental(indexed, edited["revision"], removed, replaced, added)
+            edited, whole, incremental, _ = judged
         assert incremental == whole
         if edited is not None and not isinstance(whole, list):
             document = edited
