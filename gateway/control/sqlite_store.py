@@ -258,13 +258,29 @@ class SqliteBackend(Generic[Prepared]):
         self._trim(db)
 
     def _trim(self, db: sqlite3.Connection) -> None:
-        """Keep the log's last ``CHANGES_KEPT`` rows, cut at a revision's boundary."""
+        """Keep the log's last ``CHANGES_KEPT`` rows, cut at a revision's boundary.
+        Each step goes by id (the log's ids run on without gaps, rows leaving from
+        the oldest end only, and revisions rise with them): the row to cut at is
+        looked up in the id's b-tree, and the rows to delete are those before the
+        first of a later revision. By ``OFFSET``, or by revision (no index), each
+        change stepped over the whole log, 10^5 rows."""
         cut = db.execute(
-            "SELECT revision FROM changes ORDER BY id DESC LIMIT 1 OFFSET ?", (CHANGES_KEPT,)
+            "SELECT id, revision FROM changes WHERE id <= (SELECT max(id) FROM changes) - ?"
+            " ORDER BY id DESC LIMIT 1",
+            (CHANGES_KEPT,),
         ).fetchone()
-        if cut is not None:
-            db.execute("DELETE FROM changes WHERE revision <= ?", cut)
-            db.execute("UPDATE meta SET log_from = ?", (cut[0] + 1,))
+        if cut is None:
+            return
+        cut_id, revision = cut
+        later = db.execute(
+            "SELECT id FROM changes WHERE id > ? AND revision > ? ORDER BY id LIMIT 1",
+            (cut_id, revision),
+        ).fetchone()
+        if later is None:  # one revision holds the whole log: it goes too
+            db.execute("DELETE FROM changes")
+        else:
+            db.execute("DELETE FROM changes WHERE id < ?", later)
+        db.execute("UPDATE meta SET log_from = ?", (revision + 1,))
 
     # ---------------------------------------------------------------- the connection
 
