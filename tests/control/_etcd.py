@@ -6,13 +6,15 @@ answers, and is killed by its PID and its directory removed however the test end
 It may be killed and started again on the same ports and data (an outage),
 compacted (``compact``) as an operator's ``etcdctl compact`` would, and, started with
 a space quota, filled until it refuses writes and given room again (``fill``,
-``make_room``); ``Partition`` cuts one store off it while the others go on.
+``make_room``); ``Partition`` cuts one store off it while the others go on, and
+``bridged`` lets a daemon in a network namespace reach it at its own address.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import itertools
 import shutil
 import signal
@@ -21,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ import httpx
 from gateway.control.etcd_watch import plain_client
 from tests.conftest import require_tool
 
+ROOT = Path(__file__).resolve().parents[2]
 READY_S = 30.0  # only bounds a failure: etcd answers within a second here
 MAX_TXN_OPS = 100_000  # a seed is one transaction: etcd's default allows 128 operations
 FILLER_BYTES = 100_000  # a key that fills an etcd of a small quota in a few puts
@@ -228,8 +231,51 @@ class Partition:
             server = socket.create_connection(self.target)
             with self.lock:
                 self.sockets += [client, server]
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=_relay, args=(source, sink), daemon=True).start()
+            _pipe(client, server)
+
+
+@contextmanager
+def bridged(etcd: Etcd, namespace: str, directory: Path) -> Iterator[None]:
+    """``etcd`` (of this namespace) reachable from inside ``namespace`` (a daemon's) at
+    its own address, 127.0.0.1 and its client port, so one store URL names the store
+    in both: a relay in the namespace listens there and pipes each connection through
+    a Unix socket in ``directory`` (a file: it crosses namespaces) to a relay here,
+    which connects to etcd. The inner relay is killed by its PID after."""
+    path = directory / "etcd-bridge.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen()
+    to_etcd = functools.partial(socket.create_connection, ("127.0.0.1", etcd.client))
+    threading.Thread(target=_serve, args=(listener, to_etcd), daemon=True).start()
+    inside = subprocess.Popen(
+        ["ip", "netns", "exec", namespace, sys.executable, "-m", "tests.control._etcd",
+         str(path), str(etcd.client)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert inside.stdout is not None and inside.stdout.readline() == "listening\n"
+        yield
+    finally:
+        inside.kill()
+        inside.wait(timeout=30)
+        listener.close()
+
+
+def _serve(listener: socket.socket, connect: Callable[[], socket.socket]) -> None:
+    """Pipe each connection ``listener`` accepts to a new one of ``connect``'s, until
+    the listener is closed."""
+    while True:
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            return  # closed
+        _pipe(client, connect())
+
+
+def _pipe(one: socket.socket, other: socket.socket) -> None:
+    """Relay between two connected sockets, each way in a thread of its own."""
+    for source, sink in ((one, other), (other, one)):
+        threading.Thread(target=_relay, args=(source, sink), daemon=True).start()
 
 
 def _relay(source: socket.socket, sink: socket.socket) -> None:
@@ -240,3 +286,15 @@ def _relay(source: socket.socket, sink: socket.socket) -> None:
         with contextlib.suppress(OSError):
             each.shutdown(socket.SHUT_RDWR)
         each.close()
+
+
+def _unix(path: str) -> socket.socket:
+    connected = socket.socket(socket.AF_UNIX)
+    connected.connect(path)
+    return connected
+
+
+if __name__ == "__main__":  # the relay ``bridged`` runs inside the namespace
+    inner = socket.create_server(("127.0.0.1", int(sys.argv[2])))
+    print("listening", flush=True)
+    _serve(inner, lambda: _unix(sys.argv[1]))

@@ -4,7 +4,11 @@ test makes, its Unix socket, its config file, and its data plane.
 The daemon runs host1 of the two-hosts config with its PA on a veth of its own and
 its VMs' TAPs left in its own namespace: enough to see a change reach the data plane
 (ARP for a CA is answered once its record exists, a migrated VM's TAP appears) with
-no lab around it. Once per backend.
+no lab around it. On SQLite once per anyio backend, and on a prefix of the session's
+etcd, which the daemon reaches from its namespace through a bridge
+(``tests/control/_etcd.py``), as the test does from its own, on asyncio (the default:
+the in-process API tests run each store on both backends, and trio on etcd here
+passed as well, for 1.5-3 more minutes of the suite).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,8 @@ from gateway.io.privileges import lookup_user
 from gateway.lab import netns
 from tests._tls import write_token
 from tests.conftest import require_root
+from tests.control import _stores
+from tests.control._etcd import Etcd, bridged
 from tests.control._stores import held, state, url
 
 from ._host import connects_as, host_namespace, stop_process
@@ -142,34 +148,51 @@ def daemon_in_namespace(
     source: Path = CONFIGS / "two-hosts.yaml",
     tcp_args: list[str] | None = None,
     store: str = "sqlite",
+    etcd: Etcd | None = None,
 ) -> Iterator[Daemon]:
     """host1 of a copy of ``source`` (the two-hosts config) in ``directory``, run in a
     namespace of its own (``tcp_args`` for how its API listens on TCP), and always
-    torn down with it."""
+    torn down with it. ``etcd``: its store is ``_stores``' prefix of that etcd (which
+    ``_stores.use`` names), bridged into the namespace."""
     config = directory / "two-hosts.yaml"
     shutil.copyfile(source, config)
     running = Daemon(namespace, config, directory / "api.sock", backend, store)
+    if etcd is not None:
+        running.store_args += ["--store", url(config)]
     if tcp_args is not None:
         running.tcp_args = tcp_args
     try:
         host_namespace(namespace)
-        running.start()
-        yield running
+        with ExitStack() as bridge:
+            if etcd is not None:
+                bridge.enter_context(bridged(etcd, namespace, directory))
+            try:
+                running.start()
+                yield running
+            finally:
+                running.stop()  # before its bridge to etcd goes
     finally:
-        try:
-            running.stop()
-        finally:
-            running.notifications.close()
-            netns.remove(namespace)
+        running.notifications.close()
+        netns.remove(namespace)
 
 
-@pytest.fixture(scope="module", params=["asyncio", "trio"])
+@pytest.fixture(
+    scope="module",
+    params=[("asyncio", "sqlite"), ("trio", "sqlite"), ("asyncio", "etcd")],
+    ids="-".join,
+)
 def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     require_root()
-    namespace = f"nvt-api{os.getpid() % 10000}{request.param[0]}"
-    directory = tmp_path_factory.mktemp(f"api-{request.param}")
-    with daemon_in_namespace(namespace, directory, request.param) as running:
-        yield running
+    backend, store = request.param
+    namespace = f"nvt-api{os.getpid() % 10000}{backend[0]}{store[0]}"
+    directory = tmp_path_factory.mktemp(f"api-{backend}-{store}")
+    etcd = request.getfixturevalue("etcd_server") if store == "etcd" else None
+    _stores.use(etcd)  # what held() and state() read: this daemon's store
+    try:
+        with daemon_in_namespace(namespace, directory, backend, store=store, etcd=etcd) as running:
+            yield running
+    finally:
+        _stores.use(None)
 
 
 def arp_for(daemon: Daemon, ca: str) -> dict[str, int]:

@@ -3,7 +3,9 @@
 The daemon runs host1 of two-hosts as `nobody` in a namespace the test makes, with
 its config in a directory `nobody` owns; the test reads what the kernel says of the
 process (/proc/PID/status) and then makes the daemon use what it kept: the API, a
-rewrite of the config, and a TAP created for a VM migrated here.
+rewrite of the config, and a TAP created for a VM migrated here. On SQLite alone: what
+the user must be able to write is the database's file and directory (an etcd store
+has none: the daemon's user needs no file of it).
 """
 
 from __future__ import annotations

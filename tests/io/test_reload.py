@@ -2,7 +2,9 @@
 and returns; the policy that ran keeps running. No data plane is needed: before the
 daemon serves, the store's commit only keeps what it was given.
 
-(tests/io/test_reload_daemon.py does the same to a real daemon with SIGHUP.)
+(tests/io/test_reload_daemon.py does the same to a real daemon with SIGHUP.) The file
+store's alone: a reload re-reads its file; the database stores follow their writes
+without a signal (tests/io/test_store_daemon.py, on SQLite and etcd).
 """
 
 from __future__ import annotations

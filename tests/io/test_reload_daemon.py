@@ -1,7 +1,8 @@
 """SIGHUP never kills a daemon: a reload that cannot read the file is refused, counted,
 logged with the reason, and the old policy keeps running; once the file is back, the
 next SIGHUP applies it. A real daemon on a file store (``-c FILE`` alone) in a
-namespace of its own, once per backend.
+namespace of its own, once per backend: the file store's alone, whose reload is
+SIGHUP (the database stores follow without a signal: test_store_daemon.py).
 
 The test waits for the daemon's READY=1 after each SIGHUP (sd_notify, which it sends
 once the reload is decided), never for a fixed time.

@@ -1,8 +1,9 @@
-"""Daemons sharing one database: a change one daemon's API commits is in force on the
-other without a signal, and a daemon whose --config disagrees with its database
-refuses to start, naming both. Real daemons, each in a namespace of its own. On
-etcd: a daemon and `nvgw apply` / `nvgw policy export` sharing a prefix of a real
-etcd run in the daemon's namespace (its loopback), each seeing the other's change.
+"""Daemons sharing one store: a change one daemon's API commits is in force on the
+other without a signal, and a daemon whose --config disagrees with its store refuses
+to start, naming both; on SQLite and on etcd. Real daemons, each in a namespace of
+its own. And on an etcd of the test's own, in the daemon's namespace (its loopback):
+a daemon and `nvgw apply` / `nvgw policy export` sharing a prefix, each seeing the
+other's change, and etcd stopped under the daemon and back.
 
 The latency is awaited, never asserted against a clock: the test polls the second
 daemon's revision with a generous deadline and prints what it measured.
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,8 @@ from gateway.control.client import ApiClient, ApiError
 from gateway.control.entries import policy_json
 from gateway.lab import netns
 from tests.conftest import require_root
-from tests.control._etcd import Etcd, running_etcd
+from tests.control import _stores
+from tests.control._etcd import Etcd, bridged, running_etcd
 from tests.control._stores import url
 
 from ._host import host_namespace
@@ -36,28 +39,41 @@ pytestmark = pytest.mark.netns
 FOLLOW_DEADLINE_S = 20.0  # only bounds a failure: the daemon polls every 20 ms
 
 
-@pytest.fixture(params=["asyncio", "trio"])
+@pytest.fixture(
+    params=[("asyncio", "sqlite"), ("trio", "sqlite"), ("asyncio", "etcd"), ("trio", "etcd")],
+    ids="-".join,
+)
 def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Daemon, Daemon]]:
-    """host1 seeding the database from the two-hosts config, and host2 on the same
-    database without --config."""
+    """host1 seeding the store from the two-hosts config, and host2 on the same store
+    without --config: one SQLite database, or one prefix of the session's etcd
+    (bridged into each daemon's namespace)."""
     require_root()
-    tag = f"{os.getpid() % 10000}{request.param[0]}"
-    with daemon_in_namespace(f"nvt-sa{tag}", tmp_path, request.param) as one:
-        namespace = f"nvt-sb{tag}"
-        directory = tmp_path / "two"
-        directory.mkdir()
-        two = Daemon(namespace, one.config, directory / "api.sock", request.param, node="host2")
-        two.store_args = ["--store", url(one.config)]
-        two.tcp_args = []
-        try:
-            host_namespace(namespace, "198.18.0.2/24")
-            two.start()
-            yield one, two
-        finally:
+    backend, store = request.param
+    tag = f"{os.getpid() % 10000}{backend[0]}{store[0]}"
+    etcd = request.getfixturevalue("etcd_server") if store == "etcd" else None
+    _stores.use(etcd)
+    try:
+        with daemon_in_namespace(f"nvt-sa{tag}", tmp_path, backend, store=store, etcd=etcd) as one:
+            namespace = f"nvt-sb{tag}"
+            directory = tmp_path / "two"
+            directory.mkdir()
+            two = Daemon(namespace, one.config, directory / "api.sock", backend, node="host2")
+            two.store_args = ["--store", url(one.config)]
+            two.tcp_args = []
             try:
-                two.stop()
+                host_namespace(namespace, "198.18.0.2/24")
+                with ExitStack() as bridge:
+                    if etcd is not None:
+                        bridge.enter_context(bridged(etcd, namespace, directory))
+                    try:
+                        two.start()
+                        yield one, two
+                    finally:
+                        two.stop()  # before its bridge to etcd goes
             finally:
                 subprocess.run(["ip", "netns", "del", namespace], check=False)
+    finally:
+        _stores.use(None)
 
 
 def revision(socket: Path) -> int:
@@ -82,6 +98,7 @@ def test_a_change_on_one_daemon_is_in_force_on_the_other(pair: tuple[Daemon, Dae
     assert trace["revision"] == changed
 
 
+@pytest.mark.usefixtures("each_store")
 def test_a_config_that_disagrees_with_the_database_stops_the_start(tmp_path: Path) -> None:
     """No namespace: the refusal comes before the daemon opens anything."""
     config = tmp_path / "two-hosts.yaml"
