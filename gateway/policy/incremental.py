@@ -83,12 +83,14 @@ from .model import LookupRecord, Policy, Port, RecordDelta, RecordType
 
 
 class IndexedPolicy:
-    """A valid policy and the indexes a change of its records is judged against.
+    """A valid policy and the indexes a change of it is judged against.
 
     Built by validating a whole document (``ConfigError`` if it does not validate;
     ``judged=False``: each entry's schema only, for a document known to have passed
-    the cross-entity checks, ``parse_document``'s); ``change_records`` then applies
-    a change of records, or refuses it and keeps everything as it was.
+    the cross-entity checks, ``parse_document``'s), whose sections other than the
+    records it keeps, uncopied (the caller leaves the document as it is);
+    ``change_records`` then applies a change of records, ``change_others`` an edit
+    of another kind, or refuses it and keeps everything as it was.
     """
 
     def __init__(self, document: Mapping[str, Any], *, judged: bool = True) -> None:
