@@ -61,9 +61,10 @@ def test_export_writes_yaml_that_check_and_apply_take_back(config: Path, tmp_pat
     assert code == 0 and out == text
 
 
-def test_export_of_an_empty_store_says_how_to_fill_it(tmp_path: Path) -> None:
-    code, out = nvgw("policy", "export", "--store", f"sqlite:{tmp_path}/p.db")
-    assert code == 1 and "holds no policy yet" in out
+@pytest.mark.usefixtures("each_store")
+def test_export_of_an_empty_store_says_how_to_fill_it(config: Path) -> None:
+    code, out = nvgw("policy", "export", "--store", url(config))
+    assert code == 1 and "holds no policy yet" in out and "nvgw apply" in out
 
 
 def test_an_etcd_nothing_answers_at_is_a_message_naming_it(config: Path) -> None:
