@@ -83,11 +83,10 @@ async def test_a_batch_with_two_bad_entries_is_refused_whole_naming_both(
     assert (await api.get("/v1/policy")).json()["revision"] == 0
 
 
-async def test_a_batch_of_another_kind_goes_whole_and_still_names_its_entries(
-    running, config: Path
-) -> None:
-    """Subnets are validated whole (not by the records' indexes): one bad entry of
-    two, named by its index; then both good, one revision."""
+async def test_a_batch_of_another_kind_still_names_its_entries(running, config: Path) -> None:
+    """Subnets (judged by the other kinds' path, ``IndexedPolicy.change_others``, not
+    the records' indexes): one bad entry of two, named by its index; then both good,
+    one revision."""
     api, _ = running
     rdid = "{11111111-2222-3333-4444-000000005010}"
     good = {"rdid": rdid, "vsid": 5030, "prefixes": ["10.30.0.0/24"]}
