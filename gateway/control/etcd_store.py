@@ -20,17 +20,17 @@ Keys (``PREFIX`` is the URL's path, ``/nvgw`` in ``etcd://198.18.0.250:2379/nvgw
 Anything else under the prefix is not ours: reading it is a ConfigError naming the
 key (give nvgw a prefix of its own).
 
-A change is validated and prepared first, as on SQLite (shared code): one of lookup
-records against the policy's indexes (``incremental.RecordChanges``), any other
-whole (``store.edited``); then sent as ONE transaction: compare the meta key's mod
-revision with the one read, then put and delete only the rows that differ and the
-new meta. A writer that lost the race (another committed in between) reads again and
-retries, or is a RevisionMismatch when it named a revision: never a half-applied
-change. etcd
-limits a transaction's operations (``--max-txn-ops``, 128 by default) and size
-(``--max-request-bytes``, 1.5 MiB): a change or seed beyond them is NotSaved naming
-the flag to raise; so is a change an etcd out of space refuses (its NOSPACE alarm,
-past ``--quota-backend-bytes``), as a full disk (507) with what to do.
+A change is validated and prepared first, as on SQLite (shared code): an add or a
+removal of entries against the policy's indexes (``incremental.RecordChanges``), a
+migration or a replacement whole (``store.edited``); then sent as ONE transaction:
+compare the meta key's mod revision with the one read, then put and delete only the
+rows that differ and the new meta. A writer that lost the race (another committed in
+between) reads again and retries, or is a RevisionMismatch when it named a revision:
+never a half-applied change. etcd limits a transaction's operations
+(``--max-txn-ops``, 128 by default) and size (``--max-request-bytes``, 1.5 MiB): a
+change or seed beyond them is NotSaved naming the flag to raise; so is a change an
+etcd out of space refuses (its NOSPACE alarm, past ``--quota-backend-bytes``), as a
+full disk (507) with what to do.
 
 Following: a watch on the prefix (a streaming POST to ``/v3/watch``, in a thread of
 its own) keeps the committed revision, so ``revision()``, which the daemon polls, is
@@ -135,7 +135,7 @@ class EtcdBackend(Generic[Prepared]):
         self._seal: str | None = None  # the meta's seal in _state
         self.trusted = False  # whether the last read found its rows under our seal
         self._watch: Watch | None = None
-        self._records = RecordChanges()  # its index, for changes of lookup records
+        self._records = RecordChanges()  # its index, for adds and removals of entries
 
     # ---------------------------------------------------------------- the interface
 

@@ -112,7 +112,7 @@ class SqliteBackend(Generic[Prepared]):
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._state: Placed | None = None  # a cache, checked against the revision
-        self._records = RecordChanges()  # its index, for changes of lookup records
+        self._records = RecordChanges()  # its index, for adds and removals of entries
         self.trusted = False  # whether the last read found its rows under our seal
 
     # ---------------------------------------------------------------- the interface

@@ -308,8 +308,9 @@ def written(
     records: RecordChanges, state: Placed, edit: Edit, prepare: Callable[[Policy], Prepared]
 ) -> Written:
     """``edit`` on the rows of ``state``, validated and prepared: against the index
-    (``records``) when it adds or removes lookup records, whole otherwise. Refusals
-    as ``edited``'s; the caller forgets ``records`` if it does not commit."""
+    (``records``) when it adds or removes entries of a kind the API serves, whole
+    otherwise (a migration, a replacement). Refusals as ``edited``'s; the caller
+    forgets ``records`` if it does not commit."""
     taken = records.change(state, edit, prepare)
     if taken is not None:
         return Written(*taken, None)
