@@ -232,6 +232,10 @@ def main() -> None:
         api_batch.write(args.out, api_batch.measure(args.batch))
         return
     load = [round(x, 2) for x in os.getloadavg()]
+    commit, dirty = (  # at the start: others may commit while it runs
+        subprocess.run(["git", "-C", str(ROOT), *words], capture_output=True, text=True).stdout
+        for words in (["rev-parse", "--short", "HEAD"], ["status", "--porcelain", "gateway"])
+    )
     results: dict[str, Any] = {}
     try:
         run_all(args, results)
@@ -241,10 +245,6 @@ def main() -> None:
         print(f"stopped; what was measured is in {partial}", file=sys.stderr)
         raise
     print("\n" + "\n".join(table(results)))
-    commit, dirty = (
-        subprocess.run(["git", "-C", str(ROOT), *words], capture_output=True, text=True).stdout
-        for words in (["rev-parse", "--short", "HEAD"], ["status", "--porcelain", "gateway"])
-    )
     out = {
         "benchmark": "api_change",
         "commit": commit.strip(),
