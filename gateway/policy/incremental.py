@@ -193,10 +193,13 @@ class IndexedPolicy:
         ``control/edits.py`` makes them, of its ``section`` alone: the top-level
         key its kind sits under) is applied to every kind but lookup records and
         ports, and what the edit reports; None when it added or removed nodes
-        (what ``_other_kinds.py`` cannot follow: the caller validates it whole).
-        ``ConfigError`` with the issues of whole-policy validation, or the edit's
-        own refusal; nothing changes then."""
+        (what ``_other_kinds.py`` cannot follow), or ``section`` is none a policy
+        has (a registry's kind the loader does not know): the caller validates it
+        whole, which refuses it by its key. ``ConfigError`` with the issues of
+        whole-policy validation, or the edit's own refusal; nothing changes then."""
         sections = self._sections
+        if section not in sections.skeleton:
+            return None
         new, result, issues, nodes = sections.edited(edit, section)
         if list(new.nodes) != list(sections.nodes):
             return None

@@ -213,3 +213,21 @@ def test_every_kind_s_change_judges_as_whole_policy_validation(start, sequence) 
                 assert updated.record_by_ca is snapshot.record_by_ca
             assert canonical(updated) == canonical(compile_policy(whole))
             snapshot = updated
+
+
+def test_a_section_the_policy_has_not_goes_whole() -> None:
+    """An edit of a top-level key no kind of the policy sits under (a registry's kind
+    the loader does not know) is not taken: the caller's whole path refuses it as the
+    loader does ("unknown key"), and the index stays as it was."""
+    document = base_document()
+    indexed = IndexedPolicy(copy.deepcopy(document))
+    before = indexed.policy
+
+    def edit(doc: dict[str, Any]) -> None:
+        doc.setdefault("widgets", []).append({"name": "w1", "size": 3})
+
+    assert indexed.change_others(document["revision"] + 1, edit, "widgets") is None
+    assert indexed.policy is before
+    _, whole = _whole_edit(document, edit)
+    assert [issue.path for issue in whole] == ["widgets"]
+    assert whole[0].message.startswith("unknown key")
