@@ -46,7 +46,7 @@ lint: venv
 ## windows, api_change and api_batch's import and start at 100,000 records on SQLite
 ## and etcd, 200 changes followed by 2 other daemons, the file store of 5cdcc4a at
 ## 1,000 and 10,000 beside them, into bench/results-api.json; the quick profile's
-## stop at 10,000 records, 50 changes, the file store at 1,000, under ~1.5 minutes,
+## stop at 10,000 records, 50 changes, the file store at 1,000: 2-3 min at load 5-7,
 ## into bench/results-api-quick.json) and counts the gateway data plane's
 ## instructions per frame (callgrind).
 bench: venv
