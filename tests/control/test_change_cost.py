@@ -12,9 +12,18 @@ from typing import Any
 
 import pytest
 
+from gateway.control import load_config
 from gateway.control import sqlite_store as sqlite_module
 from gateway.control import store as store_module
+from gateway.control.edits import add, remove
+from gateway.control.incremental import RecordChanges, advanced
+from gateway.control.kinds import LOOKUP_RECORDS
+from gateway.control.policy_rows import Placed, rows
 from gateway.policy import Policy
+
+from ._sqlite_writer import record
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_seal_reads_nvgw_s_version_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,3 +81,34 @@ def test_trimming_the_log_does_not_step_over_the_rows_it_keeps(
     large, large_from = _trim_steps(tmp_path / "large.db", 20_000, monkeypatch)
     assert (small_from, large_from) == (6, 6)  # rows 0..9 (revisions 1..5) cut
     assert large <= small + 5
+
+
+class _Unread(dict):  # type: ignore[type-arg]
+    """Rows' places that must not be passed over (each row's, 10^5 of them)."""
+
+    def items(self) -> Any:
+        raise AssertionError("a pass over every row's place")
+
+    values = items
+    __iter__ = items
+
+
+def test_removing_the_row_placed_last_reads_no_other_row_s_place() -> None:
+    """A record added, then removed: its place is given back (the next new row
+    takes it, as the whole path's would) without a pass over every row's place (28
+    ms a removal at 10^5 records); and the next record added takes that place."""
+    policy = load_config(ROOT / "configs/two-hosts.yaml")
+    entries = rows(policy)
+    state = Placed(policy.revision, entries, {row: n for n, row in enumerate(entries)})
+    changes = RecordChanges()
+    changes.policy(state, "two-hosts")
+    places = []
+    for edit in (add(LOOKUP_RECORDS, record(40)), remove(LOOKUP_RECORDS, {"ca": "10.10.10.40"})):
+        taken = changes.change(state, edit, lambda policy: policy)
+        assert taken is not None
+        state = advanced(state, taken.policy.revision, taken.delta, taken.seqs)
+        state = Placed(state.revision, state.entries, _Unread(state.seqs))
+        places += taken.seqs.values()
+    taken = changes.change(state, add(LOOKUP_RECORDS, record(41)), lambda policy: policy)
+    assert taken is not None
+    assert places == [len(entries)] and list(taken.seqs.values()) == places
