@@ -87,7 +87,6 @@ _DIRECT: Final = struct.Struct("!BxHxxHxBHIIHHHH").unpack_from
 _DIRECT_MIN: Final = struct.calcsize("!BxHxxHxBHIIHHHH")  # 28: IPv4 and UDP headers
 _UDP_REWRITE: Final = struct.Struct("!HIIHHHH").pack_into  # from the IPv4 checksum on
 _TCP_REWRITE: Final = struct.Struct("!HIIHH").pack_into
-_DIRECT_TCP_FLAGS: Final = IPV4_HEADER_SIZE + 13
 _DIRECT_TCP_CHECKSUM: Final = IPV4_HEADER_SIZE + 16
 # The least total length a direct packet may have, by protocol: its headers whole
 # (RFC 768, 9293); any other protocol goes the general way (an end never this long).
@@ -115,22 +114,9 @@ def napt_outbound(
     session = napt.by_out.get((tenant.rdid, protocol, src, sport, dst, dport))
     if session is None or session.expires <= now:
         return _outbound(napt, tenant, packet[at:], now)
-    # A segment or datagram of a live session: the common case, inline
-    # (``_advance`` and ``_rewrite`` do the same for every other packet).
-    state = session.state
-    if protocol == IPPROTO_TCP:
-        nxt = TCP_NEXT[session.opener][TCP_EVENT[packet[at + _DIRECT_TCP_FLAGS]]][state]
-    elif state == UDP_UNREPLIED and session.opener:
-        nxt = UDP_STREAM  # the forwarded endpoint answers
-    else:
-        nxt = state
-    if nxt == state:
-        deadline = now + napt.timeout_of[state]
-        if session.expires != deadline:  # else refreshed already at this ``now`` (a batch's)
-            napt.queues[state].move_to_end(session)
-            session.expires = deadline
-    elif nxt is not None:
-        napt.set_state(session, nxt, now)
+    # A segment or datagram of a live session: the common case, its rewrite inline
+    # (``_rewrite`` does the same for every other packet).
+    _advance(napt, session, packet, at + IPV4_HEADER_SIZE, protocol, _OUT, now)
     m = session.mapping
     check = -((check ^ _WORD_MASK) + m.out_ip) % _WORD_MASK
     if protocol == IPPROTO_UDP:
@@ -193,22 +179,9 @@ def napt_inbound(napt: Napt, packet: memoryview, now: float, at: int = 0) -> Ses
     session = napt.by_in.get((protocol, dst, dport, src, sport))
     if session is None or session.expires <= now:
         return _inbound(napt, packet[at:], now)
-    # A reply of a live session (or a packet of a forwarded one), inline
+    # A reply of a live session (or a packet of a forwarded one), its rewrite inline
     # as in ``napt_outbound``.
-    state = session.state
-    if protocol == IPPROTO_TCP:
-        nxt = TCP_NEXT[1 ^ session.opener][TCP_EVENT[packet[at + _DIRECT_TCP_FLAGS]]][state]
-    elif state == UDP_UNREPLIED and not session.opener:
-        nxt = UDP_STREAM  # the remote end answers
-    else:
-        nxt = state
-    if nxt == state:
-        deadline = now + napt.timeout_of[state]
-        if session.expires != deadline:  # else refreshed already at this ``now`` (a batch's)
-            napt.queues[state].move_to_end(session)
-            session.expires = deadline
-    elif nxt is not None:
-        napt.set_state(session, nxt, now)
+    _advance(napt, session, packet, at + IPV4_HEADER_SIZE, protocol, _IN, now)
     m = session.mapping
     check = -((check ^ _WORD_MASK) + m.in_ip) % _WORD_MASK
     if protocol == IPPROTO_UDP:
@@ -316,16 +289,23 @@ def _advance(
     napt: Napt, session: Session, packet: memoryview, ihl: int, protocol: int, way: int, now: float
 ) -> None:
     """Follow the session's state on a packet of ``way`` and restart its idle timer
-    (TCP: not on a segment its state does not expect, ``states.py``)."""
+    (TCP: not on a segment its state does not expect, ``states.py``). A session that
+    stays in its state (nearly every packet) is refreshed here, without a call, and
+    once per ``now`` (a batch's): its deadline is already right for the rest."""
     state = session.state
     if protocol == IPPROTO_TCP:
         nxt = TCP_NEXT[way ^ session.opener][TCP_EVENT[packet[ihl + _TCP_FLAGS]]][state]
-        if nxt is not None:
-            napt.set_state(session, nxt, now)
     elif state == UDP_UNREPLIED and way != session.opener:
-        napt.set_state(session, UDP_STREAM, now)
+        nxt = UDP_STREAM  # the other end answers
     else:
-        napt.set_state(session, state, now)
+        nxt = state
+    if nxt == state:
+        deadline = now + napt.timeout_of[state]
+        if session.expires != deadline:
+            napt.queues[state].move_to_end(session)
+            session.expires = deadline
+    elif nxt is not None:
+        napt.set_state(session, nxt, now)
 
 
 def _rewrite(
