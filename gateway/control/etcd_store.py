@@ -28,9 +28,21 @@ rows that differ and the new meta. A writer that lost the race (another committe
 between) reads again and retries, or is a RevisionMismatch when it named a revision:
 never a half-applied change. etcd limits a transaction's operations
 (``--max-txn-ops``, 128 by default) and size (``--max-request-bytes``, 1.5 MiB): a
-change or seed beyond them is NotSaved naming the flag to raise; so is a change an
-etcd out of space refuses (its NOSPACE alarm, past ``--quota-backend-bytes``), as a
-full disk (507) with what to do.
+change or seed beyond them is NotSaved naming the flag to raise (a seed of 10^5
+records with a port each is 210,901 operations and 31 MB of JSON: the README's etcd
+paragraph gives the flags for N records); so is a change an etcd out of space refuses
+(its NOSPACE alarm, past ``--quota-backend-bytes``), as a full disk (507) with what
+to do.
+
+Time-outs: a request is given ``TIMEOUT_S`` plus ``PER_ROW_S`` for each operation
+of its transaction or key of its read (a read of the whole prefix counts its keys
+first: a ``count_only`` range, 50 ms for 210,901 keys here). A small request, as
+every change and every poll is, so still fails within seconds when etcd is
+stopped or cut off, while one transaction that must stay atomic (a seed, ``nvgw
+apply``, a batch) gets the time etcd needs for it: that seed took 22 s to commit at
+load 1 on this 2-core VM and 45 s at load 6-7 (0.1-0.2 ms per operation), and a read
+of it back 4.2 s (0.02 ms per key), each beyond a fixed 5 s; ``PER_ROW_S`` of 1 ms is
+five times the slower figure (216 s for that seed before nvgw gives up).
 
 Following: a watch on the prefix (a streaming POST to ``/v3/watch``, in a thread of
 its own) keeps the committed revision, so ``revision()``, which the daemon polls, is
@@ -81,6 +93,7 @@ from .store import (
     StoreBusy,
     StoreUnavailable,
     empty,
+    followed,
     seal,
     sealed_after,
     seeding,
@@ -90,7 +103,8 @@ from .store import (
 
 Prepared = TypeVar("Prepared")
 SCHEMA_VERSION: Final = 1
-TIMEOUT_S: Final = 5.0  # one request: StoreUnavailable after
+TIMEOUT_S: Final = 5.0  # a small request: StoreUnavailable after
+PER_ROW_S: Final = 0.001  # more for each operation or key of a request (see above)
 RACES: Final = 20  # changes lost to other writers in a row before StoreBusy
 _KINDS: Final = frozenset(kind.name for kind in KINDS)
 _AUTH: Final = ("user name", "permission denied", "token", "authenticat")
@@ -133,6 +147,7 @@ class EtcdBackend(Generic[Prepared]):
         self._mod = 0  # the meta key's mod revision in _state
         self._at = 0  # the etcd revision _state was read or written at
         self._seal: str | None = None  # the meta's seal in _state
+        self._sealed: str | None = None  # the seal of _state's rows (None: unknown)
         self.trusted = False  # whether the last read found its rows under our seal
         self._watch: Watch | None = None
         self._records = RecordChanges()  # its index, for adds and removals of entries
@@ -143,14 +158,17 @@ class EtcdBackend(Generic[Prepared]):
         with self._lock:
             if seed is not None:
                 self._seed(*seed)
-            state = self._current()
-            if state is None:
-                raise empty(self.url)
-            found = seal(SCHEMA_VERSION, digest(state.entries))
-            self.trusted = self._seal == found
-            policy = self._records.policy(state, self.url, judged=not self.trusted)
-            if not self.trusted:
-                self._reseal(state.revision, found)
+            policy = None if seed is not None else self._followed()
+            if policy is None:
+                state = self._current()
+                if state is None:
+                    raise empty(self.url)
+                found = seal(SCHEMA_VERSION, digest(state.entries))
+                self.trusted = self._seal == found
+                policy = self._records.policy(state, self.url, judged=not self.trusted)
+                if not self.trusted:
+                    self._reseal(state.revision, found)
+                self._sealed = found
         return Loaded(policy, self._prepare(policy))
 
     def change(self, edit: Edit, if_revision: int | None) -> Loaded[Prepared]:
@@ -182,7 +200,7 @@ class EtcdBackend(Generic[Prepared]):
         ops += [{"request_delete_range": {"key": b64(self._key(row))}} for row in change.delta.gone]
         if not self._commit(self._same_meta(), ops, change.policy.revision, sealed):
             return None
-        self._state = change.rows(state)
+        self._state, self._sealed = change.rows(state), sealed
         return Loaded(change.policy, change.prepared, change.result)
 
     def revision(self) -> int | None:
@@ -246,7 +264,8 @@ class EtcdBackend(Generic[Prepared]):
 
     def _resync(self) -> Placed:
         """The whole prefix at one revision; the watch (re)started after it."""
-        kvs, at = self._range(f"{self.prefix}/", range_end(f"{self.prefix}/"))
+        start, end = f"{self.prefix}/", range_end(f"{self.prefix}/")
+        kvs, at = self._range(start, end, rows=self._count(start, end))
         found: list[tuple[str, str, int, str]] = []
         revision = None
         for kv in kvs:
@@ -258,7 +277,7 @@ class EtcdBackend(Generic[Prepared]):
                 found.append(self._row(key, value))
         if revision is None:  # deleted between the two reads: nothing we can run
             raise unreadable(self.url, "the store", f"{self._meta} is gone while read")
-        self._state, self._at = placed(revision, found), at
+        self._state, self._at, self._sealed = placed(revision, found), at, None
         if self._watch is None:
             self._watch = Watch(
                 self.endpoint, self.prefix, self._meta, self._revision_or_none, at, revision
@@ -267,10 +286,43 @@ class EtcdBackend(Generic[Prepared]):
             self._watch.restart(at, revision)
         return self._state
 
+    def _followed(self) -> Policy | None:
+        """Another writer's changes since the rows held (``_state``), as the watch
+        brought them, applied to them and to the index (``store.followed``), in
+        O(change); None for the whole read (no rows held, nothing moved, a watch
+        compacted past them: resynced here, a change the index cannot take, a seal
+        that does not follow: the rows brought forward, as ``_current`` does)."""
+        state, before, watch = self._state, self._sealed, self._watch
+        if state is None or before is None or watch is None:
+            return None
+        meta, _ = self._read_meta()
+        if meta is None or meta[1] == self._mod:
+            return None
+        events = watch.until(meta[1], self._at)
+        if events is None:
+            self._resync()
+            return None
+        now, revision = self._touched(events, state.revision)
+        seals = (before, self._seal)
+        taken = followed(self._records, state, now, revision, seals, SCHEMA_VERSION)
+        if taken is None:
+            self._state = self._moved(state, now, revision)
+            return None
+        policy, self._state = taken
+        self._sealed = self._seal
+        return policy
+
     def _applied(self, state: Placed, events: list[dict[str, Any]]) -> Placed:
         """``state`` with the watch's events (all newer than it) applied."""
-        found = {row: (state.seqs[row], value) for row, value in state.entries.items()}
-        revision = state.revision
+        return self._moved(state, *self._touched(events, state.revision))
+
+    def _touched(
+        self, events: list[dict[str, Any]], revision: int
+    ) -> tuple[dict[Row, tuple[int, str] | None], int]:
+        """The rows the watch's events touch, each as they leave it (its place and
+        value, or None: deleted), and the policy's revision they bring (``revision``:
+        none)."""
+        now: dict[Row, tuple[int, str] | None] = {}
         for event in events:
             kv = event["kv"]
             key, value = text(kv["key"]), text(kv.get("value", ""))
@@ -279,10 +331,23 @@ class EtcdBackend(Generic[Prepared]):
                 revision, self._mod = self._meta_of(value), self._at
                 self._seal = _seal_in(value)
             elif event.get("type") == "DELETE":
-                found.pop(self._identity(key), None)
+                now[self._identity(key)] = None
             else:
                 kind, name, seq, row = self._row(key, value)
-                found[(kind, name)] = (seq, row)
+                now[(kind, name)] = (seq, row)
+        return now, revision
+
+    def _moved(
+        self, state: Placed, now: dict[Row, tuple[int, str] | None], revision: int
+    ) -> Placed:
+        """``state``'s rows with those ``now`` gives, read back in order (O(rows))."""
+        found = {row: (state.seqs[row], value) for row, value in state.entries.items()}
+        for row, seen in now.items():
+            if seen is None:
+                found.pop(row, None)
+            else:
+                found[row] = seen
+        self._sealed = None  # not checked: the next read is whole
         return placed(revision, ((k, n, s, t) for (k, n), (s, t) in found.items()))
 
     def _read_meta(self) -> tuple[tuple[int, int] | None, int]:
@@ -350,7 +415,7 @@ class EtcdBackend(Generic[Prepared]):
         fields = {"schema": SCHEMA_VERSION, "revision": revision}
         meta = json.dumps(fields if sealed is None else {**fields, "seal": sealed})
         body = {"compare": [compare], "success": [*ops, _put(self._meta, meta)]}
-        answer = self._call("/v3/kv/txn", body, writing=len(ops) + 1)
+        answer = self._call("/v3/kv/txn", body, rows=len(ops) + 1, writing=True)
         if not answer.get("succeeded"):
             return False
         self._mod = self._at = int(answer["header"]["revision"])
@@ -359,19 +424,40 @@ class EtcdBackend(Generic[Prepared]):
 
     # ---------------------------------------------------------------- the wire
 
-    def _range(self, key: str, end: str | None = None) -> tuple[list[dict[str, Any]], int]:
+    def _range(
+        self, key: str, end: str | None = None, rows: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The keys from ``key`` (to ``end``), expected to be about ``rows``, and the
+        etcd revision they were read at."""
         body = {"key": b64(key)} | ({"range_end": b64(end)} if end else {})
-        answer = self._call("/v3/kv/range", body)
+        answer = self._call("/v3/kv/range", body, rows=rows)
         return answer.get("kvs", []), int(answer["header"]["revision"])
 
-    def _call(self, path: str, body: dict[str, Any], writing: int = 0) -> dict[str, Any]:
-        """One request; what goes wrong is the store's error, naming the URL."""
+    def _count(self, key: str, end: str) -> int:
+        """How many keys there are from ``key`` to ``end`` (none of them sent)."""
+        answer = self._call(
+            "/v3/kv/range", {"key": b64(key), "range_end": b64(end), "count_only": True}
+        )
+        return int(answer.get("count", 0))
+
+    def _call(
+        self, path: str, body: dict[str, Any], rows: int = 0, writing: bool = False
+    ) -> dict[str, Any]:
+        """One request of ``rows`` operations or keys (its time-out grows with them);
+        what goes wrong is the store's error, naming the URL and what to do."""
+        content = json.dumps(body).encode()
+        timeout = TIMEOUT_S + rows * PER_ROW_S
+        headers = {"content-type": "application/json"}
         try:
-            response = self._http.post(path, json=body)
+            response = self._http.post(path, content=content, headers=headers, timeout=timeout)
         except httpx.TimeoutException:
+            maybe = (
+                " It may still commit that transaction: read the store's revision (nvgw "
+                "policy export) before sending it again."
+            )
             raise StoreUnavailable(
-                f"etcd at {self.url} did not answer within {TIMEOUT_S:.0f} s: is it "
-                "overloaded, or has it lost its quorum?"
+                f"etcd at {self.url} did not answer within {timeout:.3g} s: is it "
+                f"overloaded, or has it lost its quorum?{maybe if writing else ''}"
             ) from None
         except httpx.TransportError as error:
             raise StoreUnavailable(
@@ -391,11 +477,18 @@ class EtcdBackend(Generic[Prepared]):
                 "etcd; give it an etcd (or a proxy) that lets it read and write the prefix "
                 "without authentication"
             )
-        if writing and ("too many operations" in reason or "too large" in reason):
+        if writing and "too many operations" in reason:
             raise NotSaved(
                 self.url,
-                f"etcd refused a transaction of {writing} operations ({reason}): start "
-                "etcd with a larger --max-txn-ops (and --max-request-bytes)",
+                f"etcd refused a transaction of {rows} operations ({reason}): start "
+                "etcd with a larger --max-txn-ops (one per entry written, and one)",
+                None,
+            )
+        if writing and ("too large" in reason or "larger than max" in reason):
+            raise NotSaved(
+                self.url,
+                f"etcd refused a transaction of {len(content)} bytes of JSON ({reason}): "
+                "start etcd with a larger --max-request-bytes",
                 None,
             )
         if writing and "database space exceeded" in reason:  # its NOSPACE alarm: a full disk

@@ -35,7 +35,12 @@ from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_S = 30.0  # only bounds a failure: etcd answers within a second here
-MAX_TXN_OPS = 100_000  # a seed is one transaction: etcd's default allows 128 operations
+# A seed is one transaction of one operation per row (210,901 for bench/snapshot_build's
+# 100,000 records, whose nodes have a port per VM) and one request of their JSON (31 MB
+# on a short prefix): limits that fit 10^5 records, as the README's etcd section says.
+# etcd's defaults allow 128 operations and 1.5 MiB.
+MAX_TXN_OPS = 1_000_000
+MAX_REQUEST_BYTES = 128 << 20
 FILLER_BYTES = 100_000  # a key that fills an etcd of a small quota in a few puts
 _prefixes = itertools.count()
 # The tests' own requests to etcd, plain HTTP: one client, with no CA bundle loaded
@@ -62,8 +67,10 @@ class Etcd:
         max_txn_ops: int = MAX_TXN_OPS,
         namespace: str | None = None,
         quota_bytes: int | None = None,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
     ) -> None:
         self.max_txn_ops = max_txn_ops
+        self.max_request_bytes = max_request_bytes
         self.quota = [] if quota_bytes is None else ["--quota-backend-bytes", str(quota_bytes)]
         # In a network namespace (a daemon's, in the daemon tests): on its loopback.
         self.inside = [] if namespace is None else ["ip", "netns", "exec", namespace]
@@ -86,7 +93,7 @@ class Etcd:
                  "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
                  "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                  "--initial-cluster", f"t={peer}", "--max-txn-ops", str(self.max_txn_ops),
-                 "--max-request-bytes", str(32 << 20), *self.quota],
+                 "--max-request-bytes", str(self.max_request_bytes), *self.quota],
                 stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + READY_S
@@ -166,9 +173,10 @@ def running_etcd(
     max_txn_ops: int = MAX_TXN_OPS,
     namespace: str | None = None,
     quota_bytes: int | None = None,
+    max_request_bytes: int = MAX_REQUEST_BYTES,
 ) -> Iterator[Etcd]:
     """An etcd started in ``directory``, killed and its data removed after."""
-    etcd = Etcd(directory, max_txn_ops, namespace, quota_bytes)
+    etcd = Etcd(directory, max_txn_ops, namespace, quota_bytes, max_request_bytes)
     try:
         etcd.start()
         yield etcd

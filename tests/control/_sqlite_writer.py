@@ -71,8 +71,8 @@ async def main(database: str, mode: str, *args: str) -> None:
     if isinstance(backend, etcd_store.EtcdBackend):
         call = backend._call
 
-        def call_then(path: str, body: dict[str, Any], writing: int = 0) -> dict[str, Any]:
-            answer = call(path, body, writing)
+        def call_then(path: str, body: dict[str, Any], **options: Any) -> dict[str, Any]:
+            answer = call(path, body, **options)
             if path == "/v3/kv/txn" and point == "sent":
                 die()
             return answer

@@ -13,7 +13,9 @@ Latencies are awaited and printed, never asserted against a clock.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 import signal
 import ssl
 import subprocess
@@ -389,6 +391,51 @@ def test_a_change_beyond_etcds_transaction_limit_is_not_saved_naming_the_flag(
         with pytest.raises(NotSaved, match=r"transaction of \d+ operations.*--max-txn-ops"):
             backend.change(replace_all(bigger), None)
         assert etcd.keys(prefix(url)) == before
+
+
+def generated(records: int) -> dict[str, Any]:
+    """bench/snapshot_build.py's policy document of ``records`` records (and a port
+    each): a store of many rows."""
+    spec = importlib.util.spec_from_file_location(
+        "snapshot_build", ROOT / "bench/snapshot_build.py"
+    )
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return dict(bench.generate(records))
+
+
+@pytest.mark.parametrize("records", [300, 3000])
+def test_a_change_beyond_etcds_request_size_is_not_saved_naming_the_flag(
+    tmp_path: Path, opened: Callable[..., Backend[Policy]], records: int
+) -> None:
+    """Over ``--max-request-bytes`` etcd says "request is too large"; over it and gRPC's
+    512 KiB of slack, "received message larger than max" (as 429): both name the flag
+    to raise, not --max-txn-ops, and write nothing."""
+    with running_etcd(tmp_path, max_request_bytes=64 << 10) as etcd:
+        url, backend = seeded(etcd, opened)
+        before = etcd.keys(prefix(url))
+        with pytest.raises(NotSaved) as refused:
+            backend.change(replace_all(generated(records)), None)
+        message = str(refused.value)
+        assert re.search(r"transaction of \d+ bytes of JSON.*--max-request-bytes", message)
+        assert "--max-txn-ops" not in message
+        assert etcd.keys(prefix(url)) == before
+
+
+def test_a_seed_and_its_read_longer_than_a_small_requests_time_out_complete(
+    etcd: Etcd, opened: Callable[..., Backend[Policy]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction that must stay one (a seed of 20,000 records and their ports) and
+    a read of the whole prefix get time for each row beyond a small request's
+    time-out: with that cut to 0.2 s, which a fixed time-out failed (etcd commits
+    ~0.1-0.2 ms per operation here), the seed commits and another daemon's first
+    read reads it."""
+    monkeypatch.setattr(etcd_module, "TIMEOUT_S", 0.2)
+    policy = load_policy(generated(20_000))
+    url = etcd.url()
+    assert opened(url).read((policy, "generated")).policy == policy
+    assert opened(url).read().policy == policy
 
 
 def test_a_meta_key_rewritten_by_someone_else_is_refused_and_the_watch_goes_on(
