@@ -37,7 +37,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from api_report import lags, summary  # noqa: E402
-from api_stores import patient_etcd  # noqa: E402
 
 from gateway.control.edits import Edit  # noqa: E402
 from gateway.control.store import PolicyStore  # noqa: E402
@@ -133,7 +132,6 @@ async def propagation(
 
 def follow(url: str) -> None:
     """In the child: follow ``url`` as the daemon does, each commit written out."""
-    patient_etcd()
     running: list[Snapshot] = []
 
     def prepare(policy: Policy) -> Snapshot:
