@@ -93,6 +93,7 @@ from .store import (
     StoreBusy,
     StoreUnavailable,
     empty,
+    followed,
     seal,
     sealed_after,
     seeding,
@@ -146,6 +147,7 @@ class EtcdBackend(Generic[Prepared]):
         self._mod = 0  # the meta key's mod revision in _state
         self._at = 0  # the etcd revision _state was read or written at
         self._seal: str | None = None  # the meta's seal in _state
+        self._sealed: str | None = None  # the seal of _state's rows (None: unknown)
         self.trusted = False  # whether the last read found its rows under our seal
         self._watch: Watch | None = None
         self._records = RecordChanges()  # its index, for adds and removals of entries
@@ -156,14 +158,17 @@ class EtcdBackend(Generic[Prepared]):
         with self._lock:
             if seed is not None:
                 self._seed(*seed)
-            state = self._current()
-            if state is None:
-                raise empty(self.url)
-            found = seal(SCHEMA_VERSION, digest(state.entries))
-            self.trusted = self._seal == found
-            policy = self._records.policy(state, self.url, judged=not self.trusted)
-            if not self.trusted:
-                self._reseal(state.revision, found)
+            policy = None if seed is not None else self._followed()
+            if policy is None:
+                state = self._current()
+                if state is None:
+                    raise empty(self.url)
+                found = seal(SCHEMA_VERSION, digest(state.entries))
+                self.trusted = self._seal == found
+                policy = self._records.policy(state, self.url, judged=not self.trusted)
+                if not self.trusted:
+                    self._reseal(state.revision, found)
+                self._sealed = found
         return Loaded(policy, self._prepare(policy))
 
     def change(self, edit: Edit, if_revision: int | None) -> Loaded[Prepared]:
@@ -195,7 +200,7 @@ class EtcdBackend(Generic[Prepared]):
         ops += [{"request_delete_range": {"key": b64(self._key(row))}} for row in change.delta.gone]
         if not self._commit(self._same_meta(), ops, change.policy.revision, sealed):
             return None
-        self._state = change.rows(state)
+        self._state, self._sealed = change.rows(state), sealed
         return Loaded(change.policy, change.prepared, change.result)
 
     def revision(self) -> int | None:
@@ -272,7 +277,7 @@ class EtcdBackend(Generic[Prepared]):
                 found.append(self._row(key, value))
         if revision is None:  # deleted between the two reads: nothing we can run
             raise unreadable(self.url, "the store", f"{self._meta} is gone while read")
-        self._state, self._at = placed(revision, found), at
+        self._state, self._at, self._sealed = placed(revision, found), at, None
         if self._watch is None:
             self._watch = Watch(
                 self.endpoint, self.prefix, self._meta, self._revision_or_none, at, revision
@@ -281,10 +286,43 @@ class EtcdBackend(Generic[Prepared]):
             self._watch.restart(at, revision)
         return self._state
 
+    def _followed(self) -> Policy | None:
+        """Another writer's changes since the rows held (``_state``), as the watch
+        brought them, applied to them and to the index (``store.followed``), in
+        O(change); None for the whole read (no rows held, nothing moved, a watch
+        compacted past them: resynced here, a change the index cannot take, a seal
+        that does not follow: the rows brought forward, as ``_current`` does)."""
+        state, before, watch = self._state, self._sealed, self._watch
+        if state is None or before is None or watch is None:
+            return None
+        meta, _ = self._read_meta()
+        if meta is None or meta[1] == self._mod:
+            return None
+        events = watch.until(meta[1], self._at)
+        if events is None:
+            self._resync()
+            return None
+        now, revision = self._touched(events, state.revision)
+        seals = (before, self._seal)
+        taken = followed(self._records, state, now, revision, seals, SCHEMA_VERSION)
+        if taken is None:
+            self._state = self._moved(state, now, revision)
+            return None
+        policy, self._state = taken
+        self._sealed = self._seal
+        return policy
+
     def _applied(self, state: Placed, events: list[dict[str, Any]]) -> Placed:
         """``state`` with the watch's events (all newer than it) applied."""
-        found = {row: (state.seqs[row], value) for row, value in state.entries.items()}
-        revision = state.revision
+        return self._moved(state, *self._touched(events, state.revision))
+
+    def _touched(
+        self, events: list[dict[str, Any]], revision: int
+    ) -> tuple[dict[Row, tuple[int, str] | None], int]:
+        """The rows the watch's events touch, each as they leave it (its place and
+        value, or None: deleted), and the policy's revision they bring (``revision``:
+        none)."""
+        now: dict[Row, tuple[int, str] | None] = {}
         for event in events:
             kv = event["kv"]
             key, value = text(kv["key"]), text(kv.get("value", ""))
@@ -293,10 +331,23 @@ class EtcdBackend(Generic[Prepared]):
                 revision, self._mod = self._meta_of(value), self._at
                 self._seal = _seal_in(value)
             elif event.get("type") == "DELETE":
-                found.pop(self._identity(key), None)
+                now[self._identity(key)] = None
             else:
                 kind, name, seq, row = self._row(key, value)
-                found[(kind, name)] = (seq, row)
+                now[(kind, name)] = (seq, row)
+        return now, revision
+
+    def _moved(
+        self, state: Placed, now: dict[Row, tuple[int, str] | None], revision: int
+    ) -> Placed:
+        """``state``'s rows with those ``now`` gives, read back in order (O(rows))."""
+        found = {row: (state.seqs[row], value) for row, value in state.entries.items()}
+        for row, seen in now.items():
+            if seen is None:
+                found.pop(row, None)
+            else:
+                found[row] = seen
+        self._sealed = None  # not checked: the next read is whole
         return placed(revision, ((k, n, s, t) for (k, n), (s, t) in found.items()))
 
     def _read_meta(self) -> tuple[tuple[int, int] | None, int]:

@@ -30,9 +30,18 @@ from gateway.policy import IndexedPolicy, Policy, filter_value, paused_gc
 
 from .batches import AddAll
 from .edits import Add, Edit, Remove, not_found
-from .kinds import LOOKUP_RECORDS, NODES, PORTS, Kind, children, holders
+from .kinds import KINDS, LOOKUP_RECORDS, NODES, PORTS, Kind, children, holders
 from .kinds import _named_objects as _named
-from .policy_rows import Delta, Placed, Row, entry_row, placed_document, two_entries
+from .policy_rows import (
+    Delta,
+    Placed,
+    Row,
+    document,
+    entry_row,
+    kind_order,
+    placed_document,
+    two_entries,
+)
 
 Prepared = TypeVar("Prepared")
 
@@ -76,6 +85,72 @@ class RecordChanges:
 
     def forget(self) -> None:
         self._indexed = None
+
+    def follow(
+        self, state: Placed, delta: Delta, seqs: Mapping[Row, int], revision: int
+    ) -> Policy | None:
+        """The policy of ``state``'s rows once another writer's committed ``delta``
+        (each row it writes at its place in ``seqs``) moved them to ``revision``, by
+        the index, whose checks judge it (a refusal is the whole read's to report):
+        routing domains, customer routes and tunnels by their sections rebuilt from
+        their rows (``change_others``), then lookup records removed, replaced and
+        added by their rows (``change_records``). None when the index cannot take
+        it: it describes other rows, the delta touches nodes or what sits in them,
+        or a row it writes is not where a change leaves it (in its own place, or
+        new after every other): the caller reads the whole policy."""
+        indexed = self._indexed
+        if indexed is None or indexed.policy.revision != state.revision:
+            return None
+        last = self._places[-1] if self._places else -1
+        new = sorted((row for row in delta.put if row not in state.entries), key=seqs.__getitem__)
+        if any(seqs[row] <= last for row in new) or any(
+            seqs[row] != state.seqs[row] for row in delta.put if row in state.entries
+        ):
+            return None
+        kinds = {_KIND.get(kind) for kind, _ in (*delta.put, *delta.gone)}
+        if None in kinds:  # a kind this nvgw does not know: the whole read refuses it
+            return None
+        sections = {_top(kind) for kind in kinds if kind is not None}
+        if NODES in sections:
+            return None
+        records = [row for row in (*delta.put, *delta.gone) if row[0] == LOOKUP_RECORDS.name]
+        at = {
+            row: self._position(indexed, state.entries[row])
+            for row in records
+            if row in state.entries
+        }
+        if None in at.values():
+            return None
+        self._indexed = None  # until it has taken the change
+        with paused_gc():
+            for top in sorted(sections - {LOOKUP_RECORDS}, key=KINDS.index):
+                rebuilt = _section(top, state, delta, seqs)
+                taken = indexed.change_others(
+                    revision, lambda doc, rebuilt=rebuilt: doc.update(rebuilt), top.section
+                )
+                if taken is None:
+                    return None
+            policy = indexed.change_records(
+                revision,
+                removed=[at[row] for row in delta.gone if row in at],
+                replaced={at[row]: json.loads(v) for row, v in delta.put.items() if row in at},
+                added=[json.loads(delta.put[row]) for row in new if row in records],
+            )
+        self._indexed = indexed
+        places = self._places  # the writer's places: ascending, new ones after all others
+        for row in delta.gone:
+            del places[bisect_left(places, state.seqs[row])]
+        places.extend(seqs[row] for row in new)
+        self._next_seq = places[-1] + 1 if places else 0
+        return policy
+
+    @staticmethod
+    def _position(indexed: IndexedPolicy, value: str) -> int | None:
+        """The position of the record a row holds among the policy's (by its key)."""
+        fields = json.loads(value)
+        wanted = {field: filter_value(field, fields[field]) for field in ("vsid", "ca")}
+        found = indexed.positions(wanted)
+        return found[0] if len(found) == 1 else None
 
     def change(
         self, state: Placed, edit: Edit, prepare: Callable[[Policy], Prepared]
@@ -173,6 +248,37 @@ class RecordChanges:
                 raise two_entries(LOOKUP_RECORDS, row[1])
         self._indexed = indexed
         return Changed(policy, prepared, result, delta, self._placed(state, delta))
+
+
+_KIND = {kind.name: kind for kind in KINDS}
+
+
+def _top(kind: Kind) -> Kind:
+    """The kind whose section of the document holds ``kind``'s entries."""
+    while kind.parent is not None:
+        kind = kind.parent
+    return kind
+
+
+def _section(top: Kind, state: Placed, delta: Delta, seqs: Mapping[Row, int]) -> dict[str, Any]:
+    """``top``'s section of the document (``{section: entries}``) once ``delta`` is
+    applied to ``state``'s rows, built from the rows of its kinds in their order."""
+    family = {kind.name for kind in (top, *_nested(top))}
+    gone = set(delta.gone)
+    found = [
+        (row, state.seqs[row], delta.put.get(row, value))
+        for row, value in state.entries.items()
+        if row[0] in family and row not in gone
+    ]
+    found += [
+        (row, seqs[row], v)
+        for row, v in delta.put.items()
+        if row[0] in family and row not in state.entries
+    ]
+    order = kind_order()
+    found.sort(key=lambda item: (order[item[0][0]], item[1]))
+    built = document(((kind, value) for (kind, _), _, value in found), state.revision)
+    return {top.section: built.get(top.section, [])}
 
 
 def _nested(kind: Kind) -> list[Kind]:

@@ -116,6 +116,20 @@ def delta(old: Mapping[Row, str], new: Mapping[Row, str]) -> Delta:
     return Delta(put, [row for row in old if row not in new])
 
 
+def net(state: Placed, now: Mapping[Row, tuple[int, str] | None]) -> tuple[Delta, dict[Row, int]]:
+    """What moved ``state``'s rows to those of ``now`` (each row some changes touched:
+    its place and value now, or None, gone), and each written row's place. A row
+    placed again (removed, then added) is written even if its value is the same."""
+    entries, places = state.entries, state.seqs
+    put = {
+        row: found[1]
+        for row, found in now.items()
+        if found is not None and (entries.get(row) != found[1] or places.get(row) != found[0])
+    }
+    gone = [row for row, found in now.items() if found is None and row in entries]
+    return Delta(put, gone), {row: now[row][0] for row in put}  # type: ignore[index]
+
+
 def placed(revision: int, found: Iterable[tuple[str, str, int, str]]) -> Placed:
     """Rows read back as (kind, key, place, value), in any order, put in document
     order: parents' kinds first, then by place."""

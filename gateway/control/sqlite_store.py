@@ -56,6 +56,7 @@ from .store import (
     RevisionMismatch,
     StoreBusy,
     empty,
+    followed,
     seal,
     sealed_after,
     seeding,
@@ -113,6 +114,7 @@ class SqliteBackend(Generic[Prepared]):
         self._db: sqlite3.Connection | None = None
         self._state: Placed | None = None  # a cache, checked against the revision
         self._records = RecordChanges()  # its index, for adds and removals of entries
+        self._sealed: str | None = None  # the seal of _state's rows (None: unknown)
         self.trusted = False  # whether the last read found its rows under our seal
 
     # ---------------------------------------------------------------- the interface
@@ -120,6 +122,10 @@ class SqliteBackend(Generic[Prepared]):
     def read(self, seed: tuple[Policy, str] | None = None) -> Loaded[Prepared]:
         if seed is not None:
             self._seed(*seed)
+        else:
+            followed = self._followed()
+            if followed is not None:
+                return followed
         with self._lock, self._transaction("BEGIN") as db:
             state = self._current(db)
             stored = _seal_of(db)
@@ -131,6 +137,7 @@ class SqliteBackend(Generic[Prepared]):
             policy = self._records.policy(state, self.url, judged=not self.trusted)
         if not self.trusted:
             self._reseal(state.revision, found)
+        self._sealed = found
         return Loaded(policy, self._prepare(policy))
 
     def change(self, edit: Edit, if_revision: int | None) -> Loaded[Prepared]:
@@ -146,6 +153,7 @@ class SqliteBackend(Generic[Prepared]):
                 self._write(db, change.policy.revision, change.seqs, change.delta)
                 if sealed is not None:
                     db.execute("UPDATE trust SET seal = ?", (sealed,))
+                self._sealed = sealed
         except BaseException:  # up to COMMIT: the index may have moved past the rows
             self._records.forget()
             raise
@@ -178,6 +186,42 @@ class SqliteBackend(Generic[Prepared]):
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+    def _followed(self) -> Loaded[Prepared] | None:
+        """Another writer's changes since the rows held (``_state``), read from the
+        log and applied to them and to the index (``store.followed``), in O(change):
+        the rows the log names since, as committed now; None for the whole read (no
+        rows held, nothing moved, the log trimmed past them, a change the index
+        cannot take, a seal that does not follow)."""
+        state, sealed = self._state, self._sealed
+        if state is None or sealed is None:
+            return None
+        with self._lock, self._transaction("BEGIN") as db:
+            meta = db.execute("SELECT schema, revision, log_from FROM meta").fetchone()
+            if meta is None or meta[0] != SCHEMA_VERSION or not state.revision < meta[1]:
+                return None
+            if state.revision + 1 < meta[2]:  # trimmed: the log no longer reaches back
+                return None
+            touched: set[Row] = set()
+            newest_first = db.execute("SELECT revision, kind, key FROM changes ORDER BY id DESC")
+            for revision, kind, key in newest_first:
+                if revision <= state.revision:
+                    break
+                touched.add((kind, key))
+            now = {row: self._row_now(db, row) for row in touched}
+            stored = _seal_of(db)
+            taken = followed(self._records, state, now, meta[1], (sealed, stored), SCHEMA_VERSION)
+            if taken is None:
+                return None
+            policy, self._state = taken
+            self._sealed = stored
+        return Loaded(policy, self._prepare(policy))
+
+    @staticmethod
+    def _row_now(db: sqlite3.Connection, row: Row) -> tuple[int, str] | None:
+        found = db.execute("SELECT seq, value FROM entries WHERE kind = ? AND key = ?", row)
+        place = found.fetchone()
+        return None if place is None else (int(place[0]), str(place[1]))
 
     # ---------------------------------------------------------------- seeding
 
@@ -236,6 +280,7 @@ class SqliteBackend(Generic[Prepared]):
             return self._state
         found = db.execute("SELECT kind, key, seq, value FROM entries")
         self._state = placed(revision, found)
+        self._sealed = None  # not read with them: the next read is whole
         return self._state
 
     def _write(

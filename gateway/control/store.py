@@ -54,6 +54,7 @@ from .policy_rows import (
     Rows,
     digest_after,
     moved,
+    net,
     placed_document,
     rows,
 )
@@ -317,6 +318,34 @@ def written(
     policy, prepared, result = edited(state, edit, prepare)
     new, delta = moved(state, policy)
     return Written(policy, prepared, result, delta, new.seqs, new)
+
+
+def followed(
+    records: RecordChanges,
+    state: Placed,
+    now: Mapping[Row, tuple[int, str] | None],
+    revision: int,
+    seals: tuple[str | None, str | None],
+    schema: int,
+) -> tuple[Policy, Placed] | None:
+    """The policy and rows another writer's changes made of ``state`` (``now``: each
+    row they touched, as committed at ``revision``), in O(change), or None: read
+    the whole policy. ``seals``: the store's seal of ``state`` and its seal now;
+    the delta must move the one to the other, which proves that the rows it reads
+    are those a writer of this nvgw validated and sealed (a row edited behind the
+    store's back, or sealed by another nvgw, breaks it). The new records are still
+    judged by the index's checks (cheap), as a change of them is on the writer."""
+    change, seqs = net(state, now)
+    before, after = seals
+    if before is None or sealed_after(before, schema, state.entries, change) != after:
+        return None
+    try:
+        policy = records.follow(state, change, seqs, revision)
+    except ConfigError:  # the whole read reports it, naming the store
+        return None
+    if policy is None:
+        return None
+    return policy, advanced(state, revision, change, seqs)
 
 
 def edited(

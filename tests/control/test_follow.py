@@ -1,0 +1,195 @@
+"""A daemon following another's writes takes them by their delta (``store.followed``:
+the rows they touched, applied to the rows it holds and to its index; its snapshot
+updated from the running one) and ends exactly where a whole read ends: random
+changes of every kind by one store, a second store on the same database following
+each, its policy and snapshot equal to a fresh whole read's. A log that no longer
+reaches back, a seal the delta does not move, a change refused on the writer: the
+whole read, or nothing. On SQLite and etcd (``each_store``) but where a test says."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.control import sqlite_store
+from gateway.control.edits import add
+from gateway.control.kinds import LOOKUP_RECORDS, NODES
+from gateway.control.store import open_backend
+from gateway.dataplane import prepare_node
+from gateway.errors import ConfigError
+from gateway.policy import Policy, Snapshot, compile_policy
+
+from ..policy.test_incremental import canonical
+from ..policy.test_incremental_kinds import _top as top
+from ..policy.test_incremental_kinds import other_edits
+from ._stores import database, url
+from .test_record_changes import _outcome, opened
+from .test_record_changes import edits as record_edits
+
+each_store = pytest.mark.usefixtures("each_store")
+FOLLOW_DEADLINE_S = 30.0  # only bounds a failure: etcd's watch brings a change in ms
+ENTRY = {"vsid": 5010, "pa": "198.18.0.1", "rule": "encap"}
+
+
+def entry(last: int, subnet: str = "10.10.10") -> dict[str, Any]:
+    """A blue record (outside blue's subnet: ``subnet`` 10.10.11)."""
+    return {**ENTRY, "ca": f"{subnet}.{last}", "mac": f"02-00-00-00-00-{last}"}
+
+
+class Follower:
+    """A second store on the writer's database, prepared as the daemon prepares (the
+    snapshot in force as ``previous``), counting the reads its index took."""
+
+    def __init__(self, config: Path) -> None:
+        self.running: list[Snapshot] = []
+        self.backend = open_backend(url(config), self._prepare)
+        self.loaded = self.backend.read()
+        self.taken: list[bool] = []
+        follow = self.backend._records.follow
+
+        def spied(*args: Any) -> Any:
+            found = follow(*args)
+            self.taken.append(found is not None)
+            return found
+
+        self.backend._records.follow = spied
+
+    def _prepare(self, policy: Policy) -> Snapshot:
+        snapshot, _ = prepare_node(
+            policy, "host1", None, self.running[-1] if self.running else None
+        )
+        self.running.append(snapshot)
+        return snapshot
+
+    def follow(self, revision: int) -> Any:
+        """Read once the store shows ``revision`` (etcd's: when the watch brings it)."""
+        deadline = time.monotonic() + FOLLOW_DEADLINE_S
+        while self.backend.revision() != revision:
+            assert time.monotonic() < deadline, "the follower never saw the revision"
+            time.sleep(0.005)
+        self.loaded = self.backend.read()
+        return self.loaded
+
+
+def whole(config: Path) -> Policy:
+    fresh = open_backend(url(config), lambda policy: policy)
+    try:
+        return fresh.read().policy
+    finally:
+        fresh.close()
+
+
+@each_store
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(steps=st.lists(st.one_of(other_edits, record_edits), min_size=1, max_size=8))
+def test_a_follower_ends_each_change_where_a_whole_read_does(
+    tmp_path_factory: Any, steps: list[Any]
+) -> None:
+    config = tmp_path_factory.mktemp("stores") / "p.yaml"
+    writer = opened(config)
+    follower = Follower(config)
+    try:
+        for step in steps:
+            answer = _outcome(writer, step)
+            if answer[0] == "refused":
+                continue
+            policy = answer[0]
+            taken = len(follower.taken)
+            loaded = follower.follow(policy.revision)
+            if isinstance(step, tuple) or top(getattr(step, "kind", NODES)) is not NODES:
+                assert follower.taken[taken:] == [True]
+            assert loaded.policy == policy == whole(config)
+            assert canonical(loaded.prepared) == canonical(compile_policy(policy))
+    finally:
+        writer.close()
+        follower.backend.close()
+
+
+@each_store
+def test_a_change_of_records_is_followed_by_its_delta(tmp_path: Path) -> None:
+    """Records added and removed by another writer reach the follower through its
+    index, and its snapshot is the running one updated, not compiled again."""
+    config = tmp_path / "p.yaml"
+    writer = opened(config)
+    follower = Follower(config)
+    try:
+        writer.change(add(LOOKUP_RECORDS, entry(40)), None)
+        last = writer.change(add(LOOKUP_RECORDS, entry(41)), None)
+        loaded = follower.follow(last.policy.revision)
+    finally:
+        writer.close()
+        follower.backend.close()
+    assert follower.taken == [True]
+    assert loaded.policy == whole(config)
+    assert loaded.prepared._lpm is follower.running[0]._lpm  # updated, not compiled again
+    assert canonical(loaded.prepared) == canonical(compile_policy(loaded.policy))
+
+
+@each_store
+def test_a_change_refused_on_the_writer_moves_nothing_on_the_follower(tmp_path: Path) -> None:
+    config = tmp_path / "p.yaml"
+    writer = opened(config)
+    follower = Follower(config)
+    try:
+        outside = add(LOOKUP_RECORDS, entry(40, "10.10.11"))  # outside its subnet
+        with pytest.raises(ConfigError):
+            writer.change(outside, None)
+        assert follower.backend.revision() == follower.loaded.policy.revision
+        accepted = writer.change(add(LOOKUP_RECORDS, entry(40)), None)
+        loaded = follower.follow(accepted.policy.revision)
+    finally:
+        writer.close()
+        follower.backend.close()
+    assert follower.taken == [True] and loaded.policy == whole(config)
+    assert not any(str(r.ca) == "10.10.11.40" for r in loaded.policy.lookup_records)
+
+
+def test_a_log_trimmed_past_the_follower_s_revision_is_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's log kept to one row: the follower, two revisions behind, reads the
+    whole store (SQLite's alone: etcd's counterpart, a watch compacted past the rows
+    held, resyncs, test_etcd_store's)."""
+    monkeypatch.setattr(sqlite_store, "CHANGES_KEPT", 1)
+    config = tmp_path / "p.yaml"
+    writer = opened(config)
+    follower = Follower(config)
+    try:
+        writer.change(add(LOOKUP_RECORDS, entry(40)), None)
+        last = writer.change(add(LOOKUP_RECORDS, entry(41)), None)
+        loaded = follower.follow(last.policy.revision)
+    finally:
+        writer.close()
+        follower.backend.close()
+    assert follower.taken == [] and loaded.policy == last.policy == whole(config)
+
+
+def test_a_row_edited_behind_the_store_s_back_is_read_whole(tmp_path: Path) -> None:
+    """A row a change touched, edited by hand after it: the seal no longer follows
+    the delta, so the follower reads (and validates) the whole store (SQLite's
+    alone: etcd's keys are written by etcd's clients, under the meta's revision)."""
+    config = tmp_path / "p.yaml"
+    writer = opened(config)
+    follower = Follower(config)
+    try:
+        accepted = writer.change(add(LOOKUP_RECORDS, entry(40)), None)
+        with closing(sqlite3.connect(database(config))) as db, db:
+            edited = "replace(value, '02-00-00-00-00-40', '02-00-00-00-00-77')"
+            db.execute(f"UPDATE entries SET value = {edited} WHERE key = '5010/10.10.10.40'")
+        loaded = follower.follow(accepted.policy.revision)
+    finally:
+        writer.close()
+        follower.backend.close()
+    assert follower.taken == [] and loaded.policy == whole(config)
+    assert str(loaded.policy.lookup_records[-1].mac) == "02-00-00-00-00-77"
