@@ -28,7 +28,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from gateway.errors import ConfigError, ConfigIssue
-from gateway.policy import Policy, filter_value
+from gateway.policy import IndexedPolicy, Policy, filter_value
 
 from .config_file import to_plain
 from .kinds import KINDS, Kind, children, holders
@@ -144,33 +144,65 @@ def not_found(kind: Kind, filters: Mapping[str, Any]) -> NotFound:
     return NotFound(f"no {kind.what} matches {_describe(filters)}")
 
 
-def migrate(vm: str, pa: str, policy: Policy) -> Edit:
+def migrate(vm: str, pa: str, policy: Policy) -> Migrate:
     """A live migration in one step, as HNV does it: every lookup record of the VM
     takes the new PA, and its port moves to the node that owns that PA."""
     owners = [n.name for n in policy.nodes for a in n.provider_addresses if str(a.pa) == pa]
     if not owners:
         known = ", ".join(f"{a.pa} ({n.name})" for n in policy.nodes for a in n.provider_addresses)
         raise NotFound(f"no node owns PA {pa} (provider addresses: {known or 'none'})")
-    target_node = owners[0]
+    return Migrate(vm, pa, owners[0])
 
-    def edit(document: Any) -> dict[str, Any]:
-        records = [r for r in document.get("lookup_records") or [] if r.get("vm") == vm]
+
+@dataclass(frozen=True, eq=False)
+class Migrate:
+    """``migrate``'s edit: every record naming ``vm`` takes ``pa``, and the first
+    port named ``vm`` of each other node moves to the end of ``node``'s ports. A
+    store may also apply it to its rows (``indexed``): it says what it changes."""
+
+    vm: str
+    pa: str
+    node: str
+
+    def __call__(self, document: Any) -> dict[str, Any]:
+        vm, everyone = self.vm, document.get("lookup_records") or []
+        records = [r for r in everyone if r.get("vm") == vm]
         if not records:
-            names = sorted({str(r.get("vm")) for r in document.get("lookup_records") or []})
-            raise NotFound(f"no lookup record names VM {vm!r} (VMs: {', '.join(names)})")
+            raise _no_vm(vm, sorted({str(r.get("vm")) for r in everyone}))
         for record in records:
-            record["pa"] = pa
+            record["pa"] = self.pa
         moved_from = None
         for name, node in (document.get("nodes") or {}).items():
             ports = node.get("ports") or []
             for index, port in enumerate(ports):
-                if port.get("name") == vm and name != target_node:
-                    _list(document["nodes"][target_node], "ports").append(ports.pop(index))
+                if port.get("name") == vm and name != self.node:
+                    _list(document["nodes"][self.node], "ports").append(ports.pop(index))
                     moved_from = name
                     break
-        return {"vm": vm, "pa": pa, "node": target_node, "from_node": moved_from}
+        return self._result(moved_from)
 
-    return edit
+    def indexed(
+        self, indexed: IndexedPolicy, revision: int, raw: Callable[[int], Mapping[str, Any]]
+    ) -> tuple[Policy, dict[str, Any]] | None:
+        """The migration judged and made by ``indexed`` (``raw(position)``: the
+        record there as the document holds it), with what ``__call__`` reports and
+        refusing alike; None when the index cannot take it (a port to a gateway)."""
+        plan = indexed.migration(self.vm, self.node)
+        if plan is None:
+            return None
+        positions, moved = plan
+        if not positions:
+            raise _no_vm(self.vm, indexed.vms())
+        replaced = {position: {**raw(position), "pa": self.pa} for position in positions}
+        policy = indexed.change_records(revision, replaced=replaced, moved=moved)
+        return policy, self._result(moved[-1][0] if moved else None)
+
+    def _result(self, moved_from: str | None) -> dict[str, Any]:
+        return {"vm": self.vm, "pa": self.pa, "node": self.node, "from_node": moved_from}
+
+
+def _no_vm(vm: str, names: list[str]) -> NotFound:
+    return NotFound(f"no lookup record names VM {vm!r} (VMs: {', '.join(names)})")
 
 
 def replace_all(new_document: Any) -> Edit:

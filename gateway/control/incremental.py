@@ -4,15 +4,17 @@ indexes of ``gateway.policy.incremental``, written as the rows it touches.
 A database backend keeps one ``RecordChanges`` beside its rows: ``policy(state)``
 reads the stored policy (validated whole, and indexed) and ``change(state, edit,
 prepare)`` takes an edit that adds or removes entries (``edits.Add``,
-``batches.AddAll``, ``edits.Remove``) straight to the rows: lookup records by the
-indexes' checks (``change_records``), every other kind the API serves by its
-section of the policy's skeleton with the records and ports it reaches
-(``change_others``), each with the same issues as whole-policy validation (tested
-against it); then the new policy and the rows of the edited kind (and the kinds
-nested in it) that differ, without building the document of every row, validating
-it whole or writing every row again. Any other edit (a migration, ``nvgw apply``'s
-replacement, ports and nodes) answers None, for the backend's whole path
-(``store.edited``), after which the index is built again on the next change.
+``batches.AddAll``, ``edits.Remove``) or migrates a VM (``edits.Migrate``) straight
+to the rows: lookup records by the indexes' checks (``change_records``; a
+migration's records replaced in place and its port moved), every other kind the
+API serves by its section of the policy's skeleton with the records and ports it
+reaches (``change_others``), each with the same issues as whole-policy validation
+(tested against it); then the new policy and the rows of the edited kind (and the
+kinds nested in it) that differ, without building the document of every row,
+validating it whole or writing every row again. Any other edit (``nvgw apply``'s
+replacement, ports and nodes, a port migrated to a gateway node, which its schema
+refuses whole) answers None, for the backend's whole path (``store.edited``),
+after which the index is built again on the next change.
 
 The index must describe exactly the rows the change starts from: it is kept per
 revision, and dropped (``forget``) whenever a change fails after it moved on.
@@ -29,7 +31,7 @@ from gateway.errors import ConfigError, ConfigIssue
 from gateway.policy import IndexedPolicy, Policy, filter_value, paused_gc
 
 from .batches import AddAll
-from .edits import Add, Edit, Remove, not_found
+from .edits import Add, Edit, Migrate, Remove, not_found
 from .kinds import KINDS, LOOKUP_RECORDS, NODES, PORTS, Kind, children, holders
 from .kinds import _named_objects as _named
 from .policy_rows import (
@@ -155,9 +157,11 @@ class RecordChanges:
     def change(
         self, state: Placed, edit: Edit, prepare: Callable[[Policy], Prepared]
     ) -> Changed | None:
-        """``edit`` applied to the rows of ``state`` when it adds or removes lookup
-        records (None: any other edit); refused as whole-policy validation refuses
-        it (ConfigError, NotFound), and then nothing changed."""
+        """``edit`` applied to the rows of ``state`` when the index takes it (None:
+        the whole path's, the module says which); refused as whole-policy
+        validation refuses it (ConfigError, NotFound), and then nothing changed."""
+        if isinstance(edit, Migrate):
+            return self._migrate(state, edit, prepare)
         if not isinstance(edit, Add | AddAll | Remove) or edit.kind in (PORTS, NODES):
             return None
         with paused_gc():  # a batch of 10^5 records: 3x faster (gateway/policy/_gc.py)
@@ -192,6 +196,36 @@ class RecordChanges:
         gone: list[Row] = []
         for kind in (edit.kind, *_nested(edit.kind)):
             _rows_changed(kind, before, policy, state, put, gone)
+        prepared = prepare(policy)
+        self._indexed = indexed
+        delta = Delta(put, gone)
+        return Changed(policy, prepared, result, delta, self._placed(state, delta))
+
+    def _migrate(
+        self, state: Placed, edit: Migrate, prepare: Callable[[Policy], Prepared]
+    ) -> Changed | None:
+        """A live migration: the VM's records' rows written again with the new PA,
+        and the rows of the ports it moved (the two nodes' alone are compared)."""
+        indexed = self._indexed_at(state)
+        before = indexed.policy
+        records = before.lookup_records
+
+        def raw(position: int) -> Any:
+            return json.loads(state.entries[entry_row(LOOKUP_RECORDS, {}, records[position])[0]])
+
+        taken = edit.indexed(indexed, state.revision + 1, raw)
+        if taken is None:  # a port to a gateway node: the whole path's
+            self._indexed = indexed
+            return None
+        policy, result = taken
+        assert policy.derived is not None  # change_records' always
+        put: dict[Row, str] = {}
+        gone: list[Row] = []
+        for position, _ in policy.derived.replaced:
+            row, value = entry_row(LOOKUP_RECORDS, {}, policy.lookup_records[position])
+            if state.entries[row] != value:  # to the PA it had: nothing to write
+                put[row] = value
+        _rows_changed(PORTS, before, policy, state, put, gone)
         prepared = prepare(policy)
         self._indexed = indexed
         delta = Delta(put, gone)

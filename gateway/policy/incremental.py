@@ -28,6 +28,10 @@ policy before the change was valid, and only records changed):
 - ports (each has a record of its VSID and MAC; on the node that owns the record's
   PA; names, MACs once): re-checked for the ports of the VSIDs touched, with the
   provider addresses of their nodes and of the scope's records' PAs;
+- a migration's port moved to the end of another node's ports (``moved``): its
+  VSID, and that of any port of its name on its new node, join the scope (every
+  record and port of theirs), and the ports after it on its old node are judged at
+  their new paths; a port to a gateway node is the whole path's (the schema's);
 - a gateway's served routing domain reached by a ``gateway`` record with one of the
   node's PAs: re-checked with every gateway record; on a policy with gateway
   nodes, the gateway's checks run whole (TAPs, routes, NAT, tunnels read no record
@@ -69,6 +73,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from gateway.errors import ConfigError, ConfigIssue
@@ -79,7 +84,9 @@ from ._load import _Loader, judge, parse_document
 from ._other_kinds import Sections
 from ._paths import Loc
 from .checks import Parsed
-from .model import LookupRecord, Policy, Port, RecordDelta, RecordType
+from .model import LookupRecord, Node, NodeRole, Policy, Port, RecordDelta, RecordType
+
+PortEntry = tuple[Loc, str, Port]  # a port as parsed: its path, its node's name, itself
 
 
 class IndexedPolicy:
@@ -109,16 +116,21 @@ class IndexedPolicy:
         self._by_vsid: dict[int, list[int]] = defaultdict(list)
         self._by_pa: dict[bytes, list[int]] = defaultdict(list)
         self._by_ca: dict[bytes, list[int]] = defaultdict(list)
+        self._by_vm: dict[str | None, list[int]] = defaultdict(list)
         self._gateway_ids: list[int] = []
         for index, record in enumerate(records):
             self._file(index, record)
-        # Ports by VSID, with their place among the ports (document order).
-        self._ports: dict[int, list[tuple[int, tuple[Loc, str, Port]]]] = defaultdict(list)
-        for order, entry in enumerate(parse.parsed.ports):
-            self._ports[entry[2].vsid].append((order, entry))
+        # Ports by VSID, and the nodes that have a port of each name (a migration
+        # moves a VM's port by its name); ports sort by their node's place and theirs.
+        self._ports: dict[int, list[PortEntry]] = defaultdict(list)
+        self._port_nodes: dict[str, list[Any]] = defaultdict(list)
+        for entry in parse.parsed.ports:
+            self._ports[entry[2].vsid].append(entry)
+            self._port_nodes[entry[2].name].append(entry[0][1])
         self._index_others(parse.parsed, parse.gateways)
         # Every kind but records and ports, for a change of those (``_other_kinds.py``).
         self._sections = Sections.of(document, parse)
+        self._node_order = {name: order for order, name in enumerate(self._sections.nodes)}
 
     def _index_others(
         self, parsed: Parsed, gateways: GatewayParts, subnets: bool = True, pas: bool = True
@@ -145,7 +157,12 @@ class IndexedPolicy:
         (each in the form the policy holds it: ``filter_value``'s), looked up by CA,
         VSID or PA when one of them is given."""
         ids: Sequence[int] = self._ids
-        for field, index in (("ca", self._by_ca), ("vsid", self._by_vsid), ("pa", self._by_pa)):
+        for field, index in (
+            ("ca", self._by_ca),
+            ("vsid", self._by_vsid),
+            ("pa", self._by_pa),
+            ("vm", self._by_vm),
+        ):
             if field in wanted:
                 key = getattr(wanted[field], "packed", wanted[field])
                 ids = index.get(key, ())
@@ -165,26 +182,59 @@ class IndexedPolicy:
         replaced: Mapping[int, Any] | None = None,
         removed: Collection[int] = (),
         added: Sequence[Any] = (),
+        moved: Sequence[tuple[Any, int, Any]] = (),
     ) -> Policy:
         """The policy at ``revision`` with the records at positions ``removed`` (of
         ``policy.lookup_records``) gone, those at ``replaced`` given new fields in
-        place, and ``added`` appended (plain mappings, as a document holds them).
+        place, ``added`` appended (plain mappings, as a document holds them), and
+        the ports ``moved`` (node, place among its ports, target node: each to the
+        end of its target's, in this order; what a migration does, ``migration``).
         ``ConfigError`` with the issues whole-policy validation would report for the
         edited document; nothing changes then. A position both removed and replaced
         is removed."""
         gone = sorted(set(removed))
         kept = {p: fields for p, fields in (replaced or {}).items() if p not in removed}
-        trial = _Trial(self, gone, kept, added)
+        trial = _Trial(self, gone, kept, added, _Moves(self, moved))
         issues = trial.issues()
         if issues:
             raise ConfigError(issues)
+        ids = {position: self._ids[position] for position in sorted(trial.new_at)}
         self._commit(trial)
+        nodes = trial.moves.commit()
         old = self.policy
-        derived = None
-        if not kept:  # what compile_policy can take as a delta of the snapshot
-            derived = RecordDelta(old.revision, len(old.lookup_records), tuple(gone), len(added))
-        self.policy = self._policy(revision, derived)
+        # Each replaced record's place among its PA's records, for the snapshot's table.
+        places = tuple(
+            (p, bisect_left(self._by_pa[self._records[index].pa.packed], index))
+            for p, index in ids.items()
+        )
+        derived = RecordDelta(
+            old.revision, len(old.lookup_records), tuple(gone), len(added), places
+        )
+        replacing = [self._records[index] for index in ids.values()]
+        self.policy = self._policy(revision, derived, replacing, nodes)
         return self.policy
+
+    def migration(self, vm: str, node: Any) -> tuple[list[int], list[tuple[Any, int, Any]]] | None:
+        """What a live migration of ``vm`` to ``node`` changes (``edits.migrate``):
+        the positions of every record naming the VM (each to take the new PA), and
+        the first port named ``vm`` of each other node that has one, moved to the
+        end of ``node``'s ports (``change_records``' ``moved``), in the nodes'
+        order. None when a port would move to a node that is not a host (a
+        gateway's ports are its schema's to refuse, whole)."""
+        holders = sorted(set(self._port_nodes.get(vm, ())), key=self._node_order.__getitem__)
+        moved = []
+        for holder in holders:
+            if holder != node:
+                ports = self._sections.nodes[holder].ports
+                place = next(i for i, entry in enumerate(ports) if entry[2].name == vm)
+                moved.append((holder, place, node))
+        if moved and not self.is_host(node):
+            return None
+        return self.positions({"vm": vm}), moved
+
+    def vms(self) -> list[str]:
+        """Every VM a record names (``None``'s records as "None"), sorted."""
+        return sorted(str(vm) for vm, ids in self._by_vm.items() if ids)
 
     def change_others(
         self, revision: int, edit: Callable[[Any], Any], section: str
@@ -255,6 +305,7 @@ class IndexedPolicy:
             self._by_vsid[record.vsid],
             self._by_pa[record.pa.packed],
             self._by_ca[record.ca.packed],
+            self._by_vm[record.vm],
         ]
         if record.type is RecordType.GATEWAY:
             lists.append(self._gateway_ids)
@@ -289,14 +340,22 @@ class IndexedPolicy:
             self._records[index] = record
             self._file(index, record)
 
-    def _policy(self, revision: int, derived: RecordDelta | None) -> Policy:
+    def _policy(
+        self,
+        revision: int,
+        derived: RecordDelta,
+        replacing: Sequence[LookupRecord],
+        nodes: Mapping[str, Node],
+    ) -> Policy:
         old = self.policy
-        if derived is None:  # records replaced in place: each read from the index
-            records = tuple(self._records[index] for index in self._ids)
-        else:
-            added = [self._records[index] for index in self._ids[len(self._ids) - derived.added :]]
-            records = derived.spliced(old.lookup_records, added)
-        return old.with_records(revision, records, derived)
+        added = [self._records[index] for index in self._ids[len(self._ids) - derived.added :]]
+        records = derived.spliced(old.lookup_records, added, replacing)
+        return old.with_records(revision, records, derived, nodes)
+
+    def is_host(self, node: Any) -> bool:
+        """Whether ``node`` is a host node (the one role whose ports the index keeps)."""
+        part = self._sections.nodes.get(node)
+        return part is not None and part.built is not None and part.built.role is NodeRole.HOST
 
 
 class _Trial:
@@ -308,11 +367,13 @@ class _Trial:
         removed: list[int],
         replaced: dict[int, Any],
         added: Sequence[Any],
+        moves: _Moves,
     ) -> None:
         self.indexed = indexed
         self.removed = removed
         self.replaced = replaced
         self.added = added
+        self.moves = moves
         count = len(indexed._ids)
         for position in (*removed, *replaced):
             if not 0 <= position < count:
@@ -347,8 +408,7 @@ class _Trial:
                 touched.append((loc, record))
         scope.records, vsids = self._records_in_scope(touched, scope.unresolved_records)
         # Only the ports of the VSIDs whose records are all in scope.
-        ports = sorted(entry for vsid in vsids for entry in indexed._ports.get(vsid, ()))
-        scope.ports = [entry for _, entry in ports]
+        scope.ports = self.moves.ports(vsids)
         if indexed._everything:
             scope.subnets, scope.provider_addresses = base.subnets, base.provider_addresses
         else:
@@ -380,6 +440,7 @@ class _Trial:
         old = [indexed._records[indexed._ids[p]] for p in (*self.removed, *self.replaced)]
         vsids = {record.vsid for record in old} | {record.vsid for _, record in touched}
         vsids |= {vsid for vsid, _ in unresolved if vsid is not None}
+        vsids |= self.moves.vsids
         pas = {record.pa.packed for record in old} | {r.pa.packed for _, r in touched}
         gone = {indexed._ids[p] for p in (*self.removed, *self.replaced)}
         ids: set[int] = set()
@@ -395,6 +456,72 @@ class _Trial:
         found.extend(touched)
         found.sort(key=lambda entry: entry[0][1])
         return found, vsids
+
+
+class _Moves:
+    """Ports moved to the end of another node's ports (a migration), judged before
+    anything changes: each node's ports after the moves, and the entries whose path
+    changed with them (the moved ones, and those after them on their old node)."""
+
+    def __init__(self, indexed: IndexedPolicy, moved: Sequence[tuple[Any, int, Any]]) -> None:
+        self.indexed = indexed
+        nodes = indexed._sections.nodes
+        lists: dict[Any, list[PortEntry]] = {}
+        self.vsids: set[int] = set()  # whose records and ports the moves can break
+        self.names: list[tuple[str, Any, Any]] = []  # (port name, from node, to node)
+        for node, place, target in moved:
+            for name in (node, target):
+                lists.setdefault(name, list(nodes[name].ports))
+            entry = lists[node].pop(place)
+            lists[target].append(entry)
+            port = entry[2]
+            self.names.append((port.name, node, target))
+            self.vsids.add(port.vsid)  # and those of a port of its name already there
+            self.vsids.update(p.vsid for _, _, p in nodes[target].ports if p.name == port.name)
+        self.relocated: dict[int, tuple[PortEntry, PortEntry]] = {}  # by id: old, new
+        self.after: dict[Any, list[PortEntry]] = {}
+        for node, entries in lists.items():
+            self.after[node] = placed = []
+            for index, entry in enumerate(entries):
+                loc = ("nodes", node, "ports", index)
+                if entry[0] != loc:
+                    new = (loc, node, entry[2])
+                    self.relocated[id(entry)] = (entry, new)
+                    entry = new
+                placed.append(entry)
+
+    def ports(self, vsids: Iterable[int]) -> list[PortEntry]:
+        """The ports of ``vsids`` after the moves, in document order."""
+        relocated, order = self.relocated, self.indexed._node_order
+        found = [
+            relocated[id(entry)][1] if id(entry) in relocated else entry
+            for vsid in vsids
+            for entry in self.indexed._ports.get(vsid, ())
+        ]
+        found.sort(key=lambda entry: (order[entry[0][1]], entry[0][3]))
+        return found
+
+    def commit(self) -> dict[str, Node]:
+        """The moves made in the indexes; the nodes they changed, by name."""
+        indexed = self.indexed
+        sections = indexed._sections
+        parts, nodes = {}, {}
+        for node, entries in self.after.items():
+            part = sections.nodes[node]
+            assert part.built is not None  # a valid policy's
+            built = part.built.model_copy(update={"ports": tuple(p for _, _, p in entries)})
+            parts[node] = replace(part, ports=entries, built=built)
+            nodes[built.name] = built
+        if parts:
+            indexed._sections = replace(sections, nodes={**sections.nodes, **parts})
+        for old, new in self.relocated.values():
+            same = indexed._ports[old[2].vsid]
+            same[next(i for i, entry in enumerate(same) if entry is old)] = new
+        for name, node, target in self.names:
+            holders = indexed._port_nodes[name]
+            holders.remove(node)
+            holders.append(target)
+        return nodes
 
 
 def _changed_vsids(old: Parsed, new: Parsed) -> set[int]:

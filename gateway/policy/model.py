@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import enum
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -525,18 +526,35 @@ class Node(_Frozen):
 @dataclass(frozen=True, slots=True)
 class RecordDelta:
     """A policy made of the one at ``base_revision`` (which had ``base_count`` lookup
-    records) by removing the records at ``removed`` (positions there, ascending) and
-    appending its last ``added`` records; nothing else differs."""
+    records) by giving the records at ``replaced`` new fields in place, removing
+    those at ``removed`` (positions there, ascending) and appending its last
+    ``added`` records; nothing else of the records differs (a migration also moves
+    ports: the nodes are the policy's to say). Each replaced position comes with its
+    record's place among the records of its new PA (document order), which the
+    snapshot's table by PA keeps."""
 
     base_revision: int
     base_count: int
     removed: tuple[int, ...]
     added: int
+    replaced: tuple[tuple[int, int], ...] = ()  # (position, place among its PA's), ascending
 
-    def spliced(self, old: tuple[Any, ...], added: Iterable[Any]) -> tuple[Any, ...]:
-        """``old`` (one item per record of the base) without the removed positions,
-        then ``added``: the slices between them copied by C's list and tuple copies
-        (at 10^5 items several times faster than an iterator over them, ``chain``)."""
+    def position(self, replaced: int) -> int:
+        """Where the record replaced at base position ``replaced`` sits now."""
+        return replaced - bisect_left(self.removed, replaced)
+
+    def spliced(
+        self, old: tuple[Any, ...], added: Iterable[Any], replacing: Iterable[Any] = ()
+    ) -> tuple[Any, ...]:
+        """``old`` (one item per record of the base) with ``replacing`` at the
+        replaced positions, without the removed ones, then ``added``: the slices
+        between them copied by C's list and tuple copies (at 10^5 items several
+        times faster than an iterator over them, ``chain``)."""
+        if self.replaced:
+            items = list(old)
+            for (position, _), item in zip(self.replaced, replacing, strict=True):
+                items[position] = item
+            old = tuple(items)
         if not self.removed:
             return old + tuple(added)
         kept: list[Any] = []
@@ -584,29 +602,47 @@ class Policy:
         object.__setattr__(self, "_tallies", None)
 
     def with_records(
-        self, revision: int, records: tuple[LookupRecord, ...], derived: RecordDelta | None
+        self,
+        revision: int,
+        records: tuple[LookupRecord, ...],
+        derived: RecordDelta | None,
+        nodes: Mapping[str, Node] | None = None,
     ) -> Policy:
         """This policy at ``revision`` with ``records`` as its lookup records, and
-        nothing else changed (``IndexedPolicy.change_records``; ``derived`` says how,
-        when it can): every other entry, and what ``__post_init__`` indexed of them,
-        shared rather than indexed again, and ``counts``' tallies moved by the
-        change, so that a change of records makes no pass over the nodes (one per
-        50 records in the benchmark) or over every record."""
+        nothing else changed but the ``nodes`` given by name (a migration's ports
+        moved between them, none added or removed: ``IndexedPolicy``; ``derived``
+        says how, when it can): every other entry, and what ``__post_init__``
+        indexed of them, shared rather than indexed again, and ``counts``' tallies
+        moved by the change, so that a change of records makes no pass over the
+        nodes (one per 50 records in the benchmark) or over every record."""
         new = copy.copy(self)
         tallies = self._tallies
         if tallies is not None and derived is not None:
-            gone = (self.lookup_records[position] for position in derived.removed)
-            added = records[len(records) - derived.added :]
-            moved = _ip_rewrites(added) - _ip_rewrites(gone)
-            tallies = (tallies[0] + moved, *tallies[1:])
+            old = self.lookup_records
+            gone = [old[position] for position in derived.removed]
+            added = list(records[len(records) - derived.added :])
+            for position, _ in derived.replaced:
+                gone.append(old[position])
+                added.append(records[derived.position(position)])
+            rewrites, addresses, ports = tallies
+            for name, node in (nodes or {}).items():
+                was = self._nodes[name]
+                addresses += len(node.provider_addresses) - len(was.provider_addresses)
+                ports += len(node.ports) - len(was.ports)
+            tallies = (rewrites + _ip_rewrites(added) - _ip_rewrites(gone), addresses, ports)
         else:
             tallies = None
-        for name, value in (
+        changes: list[tuple[str, Any]] = [
             ("revision", revision),
             ("lookup_records", records),
             ("derived", derived),
             ("_tallies", tallies),
-        ):
+        ]
+        if nodes:
+            named = {**self._nodes, **nodes}
+            changes.append(("nodes", tuple(named.values())))
+            changes.append(("_nodes", MappingProxyType(named)))
+        for name, value in changes:
             object.__setattr__(new, name, value)
         return new
 

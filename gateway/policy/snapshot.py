@@ -138,10 +138,10 @@ def compile_policy(policy: Policy, previous: Snapshot | None = None) -> Snapshot
     Relies on the policy's invariants (unique VSIDs, CAs per VSID, one CA per family
     and MAC, one gateway wildcard per VSID and family, routes inside known routing
     domains); it checks none of them again. ``previous``: the snapshot running now;
-    when ``policy`` was made of its policy by a change of lookup records alone
-    (``Policy.derived``), the new snapshot is that one with the record tables the
-    change touches copied and updated (``_with_records``), in O(change) but for the
-    copies, never built again from every record.
+    when ``policy`` was made of its policy by a change of lookup records (and of
+    the ports a migration moves, which no table holds: ``Policy.derived``), the new
+    snapshot is that one with the record tables the change touches updated
+    (``_with_records``), in O(change), never built again from every record.
     """
     derived = policy.derived
     with paused_gc():
@@ -151,7 +151,7 @@ def compile_policy(policy: Policy, previous: Snapshot | None = None) -> Snapshot
             and previous.revision == derived.base_revision
             and len(previous.records) == derived.base_count
         ):
-            if not derived.removed and not derived.added:
+            if not (derived.removed or derived.added or derived.replaced):
                 return _with_others(previous, policy)
             return _with_records(previous, policy, derived)
         return _compile(policy)
@@ -240,18 +240,19 @@ def _file(
 
 
 def _with_records(previous: Snapshot, policy: Policy, derived: RecordDelta) -> Snapshot:
-    """``previous`` with the records ``derived`` names removed and appended: each
-    record table they touch updated as a persistent map (O(log n) per record, the
-    rest of the map shared), every other table (routes, the LPM, VSIDs' RDIDs)
-    shared as it is. The old snapshot is never changed: a batch still running on it
-    sees it whole."""
-    gone = [previous.records[position] for position in derived.removed]
+    """``previous`` with the records ``derived`` names replaced in place, removed
+    and appended (a replaced record is removed from the tables and filed again, in
+    document order where a table keeps it): each record table they touch updated as
+    a persistent map (O(log n) per record, the rest of the map shared), every other
+    table (routes, the LPM, VSIDs' RDIDs) shared as it is. The old snapshot is never
+    changed: a batch still running on it sees it whole."""
     rdids = previous.rdid_by_vsid
-    added = [
-        _compiled(r, rdids)
-        for r in policy.lookup_records[len(policy.lookup_records) - derived.added :]
-    ]
-    records = derived.spliced(previous.records, added)
+    new = policy.lookup_records
+    swapped = [(p, _compiled(new[derived.position(p)], rdids)) for p, _ in derived.replaced]
+    added = [_compiled(r, rdids) for r in new[len(new) - derived.added :]]
+    records = derived.spliced(previous.records, added, [r for _, r in swapped])
+    gone = [previous.records[p] for p in (*derived.removed, *(p for p, _ in swapped))]
+    refiled = [r for _, r in swapped]
     by_ca = previous.record_by_ca.mutate()
     by_mac = previous.records_by_mac.mutate()
     first_by_mac = previous.record_by_mac.mutate()
@@ -273,11 +274,15 @@ def _with_records(previous: Snapshot, policy: Policy, derived: RecordDelta) -> S
             by_pa[compiled.pa_bytes] = users
         else:
             del by_pa[compiled.pa_bytes]
+    for compiled, (_, place) in zip(refiled, derived.replaced, strict=True):
+        _file(compiled, by_ca, by_mac, wildcards)
+        users = by_pa.get(compiled.pa_bytes, ())
+        by_pa[compiled.pa_bytes] = (*users[:place], compiled, *users[place:])
     for compiled in added:
         _file(compiled, by_ca, by_mac, wildcards)
         by_pa[compiled.pa_bytes] = (*by_pa.get(compiled.pa_bytes, ()), compiled)
     senders = previous.sender_by_mac.mutate()
-    for compiled in (*gone, *added):
+    for compiled in (*gone, *refiled, *added):
         key = (compiled.vsid, compiled.mac_bytes)
         found = by_mac.get(key)
         if found:
@@ -300,6 +305,15 @@ def _with_records(previous: Snapshot, policy: Policy, derived: RecordDelta) -> S
                 if other.type is RecordType.GATEWAY and other.rdid == compiled.rdid:
                     gateways[key] = other
                     break
+    for compiled in refiled:  # filed mid-file: the first of its domain and PA, maybe
+        if compiled.ca_bytes not in _WILDCARD_CAS:
+            by_rdid_ca[compiled.rdid, compiled.ca_bytes] = compiled
+        if compiled.type is RecordType.GATEWAY:
+            gateways[compiled.rdid, compiled.pa_bytes] = next(
+                other
+                for other in by_pa[compiled.pa_bytes]
+                if other.type is RecordType.GATEWAY and other.rdid == compiled.rdid
+            )
     for compiled in added:
         if compiled.ca_bytes not in _WILDCARD_CAS:
             by_rdid_ca[compiled.rdid, compiled.ca_bytes] = compiled

@@ -16,18 +16,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.control.edits import Exists, NotFound, add, remove
+from gateway.control.edits import Exists, NotFound, add, migrate, remove
 from gateway.control.kinds import LOOKUP_RECORDS
 from gateway.control.sqlite_store import SqliteBackend
 from gateway.control.store import NotSaved, StoreUnavailable, open_backend
 from gateway.dataplane import prepare_node
 from gateway.errors import ConfigError
-from gateway.policy import Policy, Snapshot, _load, compile_policy, load_policy
+from gateway.policy import NodeRole, Policy, Snapshot, _load, compile_policy, load_policy
 from gateway.policy import incremental as policy_incremental
 from gateway.policy._load import parse_document
 
 from ..policy._gateway_document import gateway_document
 from ..policy.test_incremental import canonical, raw_records
+from ..policy.test_incremental_kinds import Migration, migrations
 from ._stores import contents, url
 
 pytestmark = pytest.mark.usefixtures("each_store")
@@ -47,6 +48,7 @@ filters = st.fixed_dictionaries(
 edits = st.one_of(
     st.builds(lambda entry: ("add", entry), raw_records),
     st.builds(lambda found: ("remove", found), filters),
+    migrations,
 )
 
 
@@ -59,13 +61,18 @@ def opened(config: Path, prepare: Any = lambda policy: policy) -> Any:
     return backend
 
 
-def _outcome(backend: Any, step: Any) -> Any:
-    """The backend's answer to an edit, or to ("add"|"remove", fields) of records."""
+def _outcome(backend: Any, step: Any, policy: Policy | None = None) -> Any:
+    """The backend's answer to an edit, to ("add"|"remove", fields) of records, or
+    to a migration (its PA's owner found in ``policy``, the stored one, as the API
+    finds it in the policy in force)."""
     edit = step
     if isinstance(step, tuple):
         verb, argument = step
         edit = add(LOOKUP_RECORDS, argument) if verb == "add" else remove(LOOKUP_RECORDS, argument)
     try:
+        if isinstance(step, Migration):
+            assert policy is not None
+            edit = migrate(step.vm, step.pa, policy)
         loaded = backend.change(edit, None)
     except ConfigError as error:
         return ("refused", list(error.issues))
@@ -104,8 +111,18 @@ def end_alike(directory: Path, steps: list[Any]) -> None:
     fast._records.change = spied
     try:
         for step in steps:
-            assert _outcome(fast, step) == _outcome(whole, step)
-        assert all(taken) and len(taken) == len(steps)
+            before = len(taken)
+            policy = whole.read().policy  # (the other's read would build its index again)
+            assert _outcome(fast, step, policy) == _outcome(whole, step, policy)
+            if isinstance(step, Migration):  # a port to a gateway: the whole path's
+                owners = [
+                    n for n in policy.nodes for a in n.provider_addresses if str(a.pa) == step.pa
+                ]
+                assert len(taken) - before == bool(owners)
+                if owners and owners[0].role is not NodeRole.GATEWAY:
+                    assert taken[-1]
+            else:
+                assert taken[before:] == [True]
         assert contents(directory / "fast.yaml") == contents(directory / "whole.yaml")
         assert fast.read().policy == whole.read().policy
     finally:
@@ -162,11 +179,11 @@ def fail_next_commit(backend: Any) -> type[Exception]:
         return NotSaved
     call, armed = backend._call, [True]
 
-    def unsent(path: str, body: dict[str, Any], writing: int = 0) -> dict[str, Any]:
+    def unsent(path: str, body: dict[str, Any], *args: Any, **keywords: Any) -> dict[str, Any]:
         if path == "/v3/kv/txn" and armed:
             armed.clear()
             raise StoreUnavailable(f"cannot reach etcd at {backend.url}")
-        return call(path, body, writing)
+        return call(path, body, *args, **keywords)
 
     backend._call = unsent
     return StoreUnavailable
@@ -197,8 +214,8 @@ def test_a_change_of_records_that_fails_to_commit_leaves_the_index_as_the_rows(
 
 def test_a_change_of_records_updates_the_running_snapshot_by_its_delta(tmp_path: Path) -> None:
     """As the daemon prepares a change (``prepare_node`` with the snapshot in force):
-    the store's change of records reaches it as a delta, and the snapshot updated by
-    it equals the one compiled from scratch, table by table."""
+    the store's change of records (a migration's too) reaches it as a delta, and the
+    snapshot updated by it equals the one compiled from scratch, table by table."""
     running: list[Snapshot] = []
 
     def prepare(policy: Policy) -> Snapshot:
@@ -211,9 +228,12 @@ def test_a_change_of_records_updates_the_running_snapshot_by_its_delta(tmp_path:
     try:
         added = backend.change(add(LOOKUP_RECORDS, {**entry, "rule": "encap"}), None)
         removed = backend.change(remove(LOOKUP_RECORDS, {"ca": "10.10.10.40"}), None)
+        moved = backend.change(migrate("blue1", "198.18.0.2", removed.policy), None)
     finally:
         backend.close()
-    for loaded, before in ((added, running[0]), (removed, running[1])):
+    report = {"vm": "blue1", "pa": "198.18.0.2", "node": "host2", "from_node": "host1"}
+    assert moved.result == report
+    for loaded, before in ((added, running[0]), (removed, running[1]), (moved, running[2])):
         assert loaded.prepared._lpm is before._lpm  # updated, not compiled again
         assert canonical(loaded.prepared) == canonical(compile_policy(loaded.policy))
 

@@ -164,14 +164,13 @@ def test_incremental_validation_judges_as_whole_policy_validation(start, sequenc
         judged = record_change(document, indexed, change)
         if judged is None:
             continue
-        edited, whole, incremental, in_place = judged
+        edited, whole, incremental, _ = judged
         assert incremental == whole
         if not isinstance(whole, list):
             document = edited
             assert indexed.policy == whole
             updated = compile_policy(indexed.policy, snapshot)
-            if not in_place:  # removals and additions: the delta's, not a build
-                assert updated._lpm is snapshot._lpm
+            assert updated._lpm is snapshot._lpm  # the delta's (in place too), not a build
             assert canonical(updated) == canonical(compile_policy(whole))
             snapshot = updated
 

@@ -11,6 +11,7 @@ compiled from scratch, table by table."""
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from gateway.control import kinds as k
 from gateway.control.config_file import to_plain
-from gateway.control.edits import Add, Exists, NotFound, Remove
+from gateway.control.edits import Add, Exists, NotFound, Remove, migrate
 from gateway.errors import ConfigError
 from gateway.policy import IndexedPolicy, compile_policy
 
@@ -152,7 +153,22 @@ other_edits = st.one_of(
     *(st.builds(Add, st.just(kind), fields) for kind, fields in entries.items()),
     *(st.builds(Remove, st.just(kind), fields) for kind, fields in filters.items()),
 )
-steps = st.one_of(other_edits, changes)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """``edits.migrate``'s live migration of a VM to the node owning a PA."""
+
+    vm: str
+    pa: str
+
+
+migrations = st.builds(
+    Migration,
+    st.sampled_from(["blue1", "red1", "blue2", "red2", "blue3", "vm-a", "vm-b", "gone"]),
+    st.sampled_from(["198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.10", "203.0.113.9"]),
+)
+steps = st.one_of(other_edits, changes, migrations)
 
 
 def _refusal(error: Exception) -> Any:
@@ -177,6 +193,31 @@ def _top(kind: Any) -> Any:
     return kind if kind.parent is None else _top(kind.parent)
 
 
+def migrated(document: dict[str, Any], indexed: IndexedPolicy, step: Migration) -> Any:
+    """A migration judged both ways: the edited document (None: refused), the whole
+    path's policy and report (or refusal), the index's (None: not its to take)."""
+    try:
+        edit = migrate(step.vm, step.pa, indexed.policy)
+    except NotFound as error:  # before either path: from the running policy
+        return None, _refusal(error), _refusal(error)
+    edited = copy.deepcopy(document)
+    try:
+        report = edit(edited)
+    except NotFound as error:
+        edited, whole = None, _refusal(error)
+    else:
+        edited = to_plain(edited)
+        edited["revision"] += 1
+        whole = _whole(edited)
+        whole = whole if isinstance(whole, list) else (whole, report)
+    try:
+        records = document["lookup_records"]
+        incremental = edit.indexed(indexed, document["revision"] + 1, records.__getitem__)
+    except (ConfigError, NotFound) as error:
+        incremental = _refusal(error)
+    return edited, whole, incremental
+
+
 def _others(indexed: IndexedPolicy, revision: int, edit: Any) -> Any:
     try:
         return indexed.change_others(revision, edit, _top(edit.kind).section)
@@ -194,7 +235,12 @@ def test_every_kind_s_change_judges_as_whole_policy_validation(start, sequence) 
     indexed = IndexedPolicy(copy.deepcopy(document))
     snapshot = compile_policy(indexed.policy)
     for step in sequence:
-        if isinstance(step, Add | Remove):
+        if isinstance(step, Migration):
+            edited, whole, incremental = migrated(document, indexed, step)
+            if incremental is None:  # a port to the gateway: the whole path's (it refuses)
+                assert isinstance(whole, list)
+                continue
+        elif isinstance(step, Add | Remove):
             edited, whole = _whole_edit(document, step)
             taken = _others(indexed, document["revision"] + 1, step)
             assert taken is not None  # no edit here adds or removes a node
@@ -207,11 +253,13 @@ def test_every_kind_s_change_judges_as_whole_policy_validation(start, sequence) 
         assert incremental == whole
         if edited is not None and not isinstance(whole, list):
             document = edited
-            assert indexed.policy == whole
+            assert indexed.policy == (whole[0] if isinstance(step, Migration) else whole)
             updated = compile_policy(indexed.policy, snapshot)
+            if not isinstance(step, Add | Remove):  # records: the delta's, not a build
+                assert updated._lpm is snapshot._lpm
             if isinstance(step, Add | Remove):  # every record table kept
                 assert updated.record_by_ca is snapshot.record_by_ca
-            assert canonical(updated) == canonical(compile_policy(whole))
+            assert canonical(updated) == canonical(compile_policy(indexed.policy))
             snapshot = updated
 
 
@@ -231,3 +279,25 @@ def test_a_section_the_policy_has_not_goes_whole() -> None:
     _, whole = _whole_edit(document, edit)
     assert [issue.path for issue in whole] == ["widgets"]
     assert whole[0].message.startswith("unknown key")
+
+
+def test_a_migrated_port_named_as_one_on_its_new_node_is_refused_alike() -> None:
+    """A port moved to a node that has a port of its name already (another VSID's,
+    none of the migration's records) is refused as the whole path refuses it, as is
+    a migration whose VM names no record; the index stays as it was."""
+    document = base_document()
+    host2 = document["nodes"]["host2"]["ports"]
+    host2[[p["name"] for p in host2].index("red2")]["name"] = "blue1"
+    indexed = IndexedPolicy(copy.deepcopy(document))
+    before = indexed.policy
+    refusals = []
+    for step in (Migration("blue1", "198.18.0.2"), Migration("nobody", "198.18.0.2")):
+        _, whole, incremental = migrated(document, indexed, step)
+        assert incremental == whole
+        assert indexed.policy is before
+        refusals.append(whole)
+    (issue,) = refusals[0]
+    assert issue.path == "nodes.host2.ports[3].name"
+    assert issue.message == "duplicate port name in node host2: nodes.host2.ports[1] has it"
+    vms = "blue1, blue2, blue3, red1, red2"
+    assert refusals[1] == (NotFound, f"no lookup record names VM 'nobody' (VMs: {vms})")
