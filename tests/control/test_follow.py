@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +20,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.control import sqlite_store
-from gateway.control.edits import add
+from gateway.control.edits import NotFound, add, migrate, remove
 from gateway.control.kinds import LOOKUP_RECORDS, NODES
 from gateway.control.store import open_backend
 from gateway.dataplane import prepare_node
 from gateway.errors import ConfigError
 from gateway.policy import Policy, Snapshot, compile_policy
 
-from ..policy.test_incremental import canonical
+from ..policy.test_incremental import canonical, raw_records
+from ..policy.test_incremental_kinds import Migration, migrations, other_edits
 from ..policy.test_incremental_kinds import _top as top
-from ..policy.test_incremental_kinds import other_edits
 from ._stores import database, url
-from .test_record_changes import _outcome, opened
-from .test_record_changes import edits as record_edits
+from .test_record_changes import _outcome, filters, opened
 
 each_store = pytest.mark.usefixtures("each_store")
 FOLLOW_DEADLINE_S = 30.0  # only bounds a failure: etcd's watch brings a change in ms
@@ -78,6 +78,20 @@ class Follower:
         return self.loaded
 
 
+@contextmanager
+def pair(config: Path) -> Iterator[tuple[Any, Follower]]:
+    """A writer seeding ``config``'s store, and a follower of it; both closed after."""
+    writer = opened(config)
+    try:
+        follower = Follower(config)
+        try:
+            yield writer, follower
+        finally:
+            follower.backend.close()
+    finally:
+        writer.close()
+
+
 def whole(config: Path) -> Policy:
     fresh = open_backend(url(config), lambda policy: policy)
     try:
@@ -86,34 +100,46 @@ def whole(config: Path) -> Policy:
         fresh.close()
 
 
+record_edits = st.one_of(
+    st.builds(lambda fields: add(LOOKUP_RECORDS, fields), raw_records),
+    st.builds(lambda found: remove(LOOKUP_RECORDS, found), filters),
+)
+
+
+def answer(writer: Any, step: Any) -> Any:
+    """The writer's answer to an edit or a migration (its PA's owner found in the
+    policy it holds, as the API finds it)."""
+    if isinstance(step, Migration):
+        try:
+            step = migrate(step.vm, step.pa, writer.read().policy)
+        except NotFound as error:
+            return ("refused", str(error))
+    return _outcome(writer, step)
+
+
 @each_store
 @settings(
     max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@given(steps=st.lists(st.one_of(other_edits, record_edits), min_size=1, max_size=8))
+@given(steps=st.lists(st.one_of(other_edits, record_edits, migrations), min_size=1, max_size=8))
 def test_a_follower_ends_each_change_where_a_whole_read_does(
     tmp_path_factory: Any, steps: list[Any]
 ) -> None:
     config = tmp_path_factory.mktemp("stores") / "p.yaml"
-    writer = opened(config)
-    follower = Follower(config)
-    try:
+    with pair(config) as (writer, follower):
         for step in steps:
-            answer = _outcome(writer, step)
-            if answer[0] == "refused":
+            answered = answer(writer, step)
+            if answered[0] == "refused":
                 continue
-            policy = answer[0]
+            policy = answered[0]
             taken = len(follower.taken)
             loaded = follower.follow(policy.revision)
-            if isinstance(step, tuple) or top(getattr(step, "kind", NODES)) is not NODES:
-                assert follower.taken[taken:] == [True]
+            if not isinstance(step, Migration) and top(step.kind) is not NODES:
+                assert follower.taken[taken:] == [True]  # by the index
             assert loaded.policy == policy == whole(config)
             assert canonical(loaded.prepared) == canonical(compile_policy(policy))
-    finally:
-        writer.close()
-        follower.backend.close()
 
 
 @each_store
@@ -121,15 +147,10 @@ def test_a_change_of_records_is_followed_by_its_delta(tmp_path: Path) -> None:
     """Records added and removed by another writer reach the follower through its
     index, and its snapshot is the running one updated, not compiled again."""
     config = tmp_path / "p.yaml"
-    writer = opened(config)
-    follower = Follower(config)
-    try:
+    with pair(config) as (writer, follower):
         writer.change(add(LOOKUP_RECORDS, entry(40)), None)
         last = writer.change(add(LOOKUP_RECORDS, entry(41)), None)
         loaded = follower.follow(last.policy.revision)
-    finally:
-        writer.close()
-        follower.backend.close()
     assert follower.taken == [True]
     assert loaded.policy == whole(config)
     assert loaded.prepared._lpm is follower.running[0]._lpm  # updated, not compiled again
@@ -139,18 +160,13 @@ def test_a_change_of_records_is_followed_by_its_delta(tmp_path: Path) -> None:
 @each_store
 def test_a_change_refused_on_the_writer_moves_nothing_on_the_follower(tmp_path: Path) -> None:
     config = tmp_path / "p.yaml"
-    writer = opened(config)
-    follower = Follower(config)
-    try:
+    with pair(config) as (writer, follower):
         outside = add(LOOKUP_RECORDS, entry(40, "10.10.11"))  # outside its subnet
         with pytest.raises(ConfigError):
             writer.change(outside, None)
         assert follower.backend.revision() == follower.loaded.policy.revision
         accepted = writer.change(add(LOOKUP_RECORDS, entry(40)), None)
         loaded = follower.follow(accepted.policy.revision)
-    finally:
-        writer.close()
-        follower.backend.close()
     assert follower.taken == [True] and loaded.policy == whole(config)
     assert not any(str(r.ca) == "10.10.11.40" for r in loaded.policy.lookup_records)
 
@@ -163,15 +179,10 @@ def test_a_log_trimmed_past_the_follower_s_revision_is_read_whole(
     held, resyncs, test_etcd_store's)."""
     monkeypatch.setattr(sqlite_store, "CHANGES_KEPT", 1)
     config = tmp_path / "p.yaml"
-    writer = opened(config)
-    follower = Follower(config)
-    try:
+    with pair(config) as (writer, follower):
         writer.change(add(LOOKUP_RECORDS, entry(40)), None)
         last = writer.change(add(LOOKUP_RECORDS, entry(41)), None)
         loaded = follower.follow(last.policy.revision)
-    finally:
-        writer.close()
-        follower.backend.close()
     assert follower.taken == [] and loaded.policy == last.policy == whole(config)
 
 
@@ -180,16 +191,33 @@ def test_a_row_edited_behind_the_store_s_back_is_read_whole(tmp_path: Path) -> N
     the delta, so the follower reads (and validates) the whole store (SQLite's
     alone: etcd's keys are written by etcd's clients, under the meta's revision)."""
     config = tmp_path / "p.yaml"
-    writer = opened(config)
-    follower = Follower(config)
-    try:
+    with pair(config) as (writer, follower):
         accepted = writer.change(add(LOOKUP_RECORDS, entry(40)), None)
         with closing(sqlite3.connect(database(config))) as db, db:
             edited = "replace(value, '02-00-00-00-00-40', '02-00-00-00-00-77')"
             db.execute(f"UPDATE entries SET value = {edited} WHERE key = '5010/10.10.10.40'")
         loaded = follower.follow(accepted.policy.revision)
-    finally:
-        writer.close()
-        follower.backend.close()
     assert follower.taken == [] and loaded.policy == whole(config)
     assert str(loaded.policy.lookup_records[-1].mac) == "02-00-00-00-00-77"
+
+
+@each_store
+def test_a_follower_s_own_change_places_its_rows_as_the_writer_would(tmp_path: Path) -> None:
+    """The index and the places a follower took by delta serve its own next change:
+    after another writer added two records and removed the last, the follower's
+    record takes the place the removal gave back, and its rows, places and policy
+    are a fresh whole read's."""
+    config = tmp_path / "p.yaml"
+    with pair(config) as (writer, follower):
+        writer.change(add(LOOKUP_RECORDS, entry(40)), None)
+        writer.change(add(LOOKUP_RECORDS, entry(41)), None)
+        last = writer.change(remove(LOOKUP_RECORDS, {"ca": "10.10.10.41"}), None)
+        follower.follow(last.policy.revision)
+        mine = follower.backend.change(add(LOOKUP_RECORDS, entry(42)), None)
+        fresh = open_backend(url(config), lambda policy: policy)
+        try:
+            assert fresh.read().policy == mine.policy
+            assert fresh._state.seqs == follower.backend._state.seqs
+        finally:
+            fresh.close()
+    assert follower.taken == [True]
