@@ -124,6 +124,7 @@ class RecordChanges:
         if None in at.values():
             return None
         self._indexed = None  # until it has taken the change
+        policy = None
         with paused_gc():
             for top in sorted(sections - {LOOKUP_RECORDS}, key=KINDS.index):
                 rebuilt = _section(top, state, delta, seqs)
@@ -132,12 +133,14 @@ class RecordChanges:
                 )
                 if taken is None:
                     return None
-            policy = indexed.change_records(
-                revision,
-                removed=[at[row] for row in delta.gone if row in at],
-                replaced={at[row]: json.loads(v) for row, v in delta.put.items() if row in at},
-                added=[json.loads(delta.put[row]) for row in new if row in records],
-            )
+                policy = taken[0]
+            if records or policy is None:  # none at all: the next revision as it is
+                policy = indexed.change_records(
+                    revision,
+                    removed=[at[row] for row in delta.gone if row in at],
+                    replaced={at[row]: json.loads(v) for row, v in delta.put.items() if row in at},
+                    added=[json.loads(delta.put[row]) for row in new if row in records],
+                )
         self._indexed = indexed
         places = self._places  # the writer's places: ascending, new ones after all others
         for row in delta.gone:

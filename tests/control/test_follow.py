@@ -21,12 +21,13 @@ from hypothesis import strategies as st
 
 from gateway.control import sqlite_store
 from gateway.control.edits import NotFound, add, migrate, remove
-from gateway.control.kinds import LOOKUP_RECORDS, NODES
+from gateway.control.kinds import LOOKUP_RECORDS, NODES, VIRTUAL_SUBNETS
 from gateway.control.store import open_backend
 from gateway.dataplane import prepare_node
 from gateway.errors import ConfigError
 from gateway.policy import Policy, Snapshot, compile_policy
 
+from ..policy._documents import BLUE
 from ..policy.test_incremental import canonical, raw_records
 from ..policy.test_incremental_kinds import Migration, migrations, other_edits
 from ..policy.test_incremental_kinds import _top as top
@@ -221,3 +222,18 @@ def test_a_follower_s_own_change_places_its_rows_as_the_writer_would(tmp_path: P
         finally:
             fresh.close()
     assert follower.taken == [True]
+
+
+@each_store
+def test_a_change_of_another_kind_keeps_the_snapshot_s_record_tables(tmp_path: Path) -> None:
+    """A subnet added by another writer reaches the follower through its section
+    (``change_others``), and its snapshot keeps every record table of the running
+    one (``compile_policy``'s path for other kinds), not compiled again."""
+    config = tmp_path / "p.yaml"
+    subnet = {"rdid": BLUE, "vsid": 5099, "prefixes": ["10.10.99.0/24"]}
+    with pair(config) as (writer, follower):
+        accepted = writer.change(add(VIRTUAL_SUBNETS, subnet), None)
+        loaded = follower.follow(accepted.policy.revision)
+    assert follower.taken == [True] and loaded.policy == whole(config)
+    assert loaded.prepared.record_by_ca is follower.running[0].record_by_ca
+    assert canonical(loaded.prepared) == canonical(compile_policy(loaded.policy))
