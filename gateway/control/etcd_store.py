@@ -47,7 +47,9 @@ five times the slower figure (216 s for that seed before nvgw gives up).
 Following: a watch on the prefix (a streaming POST to ``/v3/watch``, in a thread of
 its own) keeps the committed revision, so ``revision()``, which the daemon polls, is
 a memory read; and it queues the events, which ``read`` applies to the rows it last
-held (O(change) per write, not O(policy)). A watch whose start revision etcd has
+held and to its index (``store.followed``: the policy and snapshot by their delta,
+O(change) per write, not O(policy); what the index cannot take, a read of the rows
+brought forward, validated whole). A watch whose start revision etcd has
 compacted away is cancelled by etcd: the next read is a full resync (the whole
 prefix at one revision) and the watch starts again after it. A read that does not
 find the watch caught up within ``etcd_watch.CATCH_UP_S`` resyncs too.

@@ -31,7 +31,9 @@ is durable, so it must be ``FULL``.
 
 Readers never block writers in WAL mode: a daemon following another's writes polls
 ``revision()`` (a one-row read, from a worker thread; ``gateway/io/daemon.py`` says
-how often).
+how often), and ``read`` takes the rows the log names since the rows it holds, as
+committed now, to them and to its index (``store.followed``: O(change)), or reads
+them all when the log no longer reaches back.
 One connection per backend, used from worker threads one at a time (``_lock``).
 """
 

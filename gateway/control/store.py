@@ -232,7 +232,8 @@ class PolicyStore(Generic[Prepared]):
         self, seed: tuple[Policy, str] | None = None, *, moved_only: bool = False
     ) -> Policy | None:
         """Read, validate and swap in the policy as committed now (start-up, SIGHUP,
-        another daemon's write); ``seed`` fills an empty store first (``--config``).
+        another daemon's write: a database backend takes that by its delta, where it
+        can, ``followed``); ``seed`` fills an empty store first (``--config``).
         ``moved_only``: only if the store is at another revision than the running
         policy, else None (a follower that saw this store's own change committed)."""
         async with self._lock:
