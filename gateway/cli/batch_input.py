@@ -74,7 +74,11 @@ def add_batch(
         with talking(target) as api:
             try:
                 answer = api.request(
-                    "POST", f"/v1/{kind.name}", content=chunks, if_revision=if_revision
+                    "POST",
+                    f"/v1/{kind.name}",
+                    content=chunks,
+                    size=len(body),
+                    if_revision=if_revision,
                 )
             except ApiError as error:
                 refused_lines(batch, error.body.get("issues", []), source)

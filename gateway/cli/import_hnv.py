@@ -144,8 +144,10 @@ def _apply(document: CommentedMap, store: str | None, quiet: bool, target: Targe
     text = io.StringIO()
     new_yaml().dump(document, text)
     with progress(quiet) as shown, talking(target) as client:
-        chunks = body_chunks(text.getvalue().encode("utf-8"), shown)
-        answer = client.request("PUT", "/v1/policy", content=chunks)
+        body = text.getvalue().encode("utf-8")
+        answer = client.request(
+            "PUT", "/v1/policy", content=body_chunks(body, shown), size=len(body)
+        )
     console.print(f"applied to {client.where}: policy revision {answer['revision']}")
 
 
