@@ -461,17 +461,24 @@ def _own_records(
     snapshot: Snapshot, addresses: Iterable[Any], served: Mapping[str, Any]
 ) -> list[CompiledRecord]:
     """The ``gateway`` records of the served routing domains on this node's PAs, in
-    the file's order: read by PA (not a pass over every record, which a change of
-    records would pay), and put back in the file's order when they come from more
-    than one PA (one pass then)."""
+    the file's order where it decides anything: read by PA (not a pass over every
+    record, which each change of records would pay: 25 ms at 10^5). Which record
+    comes first decides a domain's PA and a VSID's and a domain's CA, so records of
+    several PAs are put back in the file's order (one pass over every record) only
+    when two PAs hold records of one routing domain; otherwise each domain's (and
+    each VSID's, which one domain holds) come from one PA, in its file order."""
     pas = list(dict.fromkeys(address.pa.packed for address in addresses))
-    own = [
-        r
+    by_pa = [
+        [
+            r
+            for r in snapshot.records_by_pa.get(pa, ())
+            if r.type is RecordType.GATEWAY and r.rdid in served
+        ]
         for pa in pas
-        for r in snapshot.records_by_pa.get(pa, ())
-        if r.type is RecordType.GATEWAY and r.rdid in served
     ]
-    if len(pas) > 1:
+    own = [r for found in by_pa for r in found]
+    domains = [{r.rdid for r in found} for found in by_pa]
+    if sum(map(len, domains)) > len(set().union(*domains)):  # a domain on two PAs
         place = {id(record): i for i, record in enumerate(snapshot.records)}
         own.sort(key=lambda record: place[id(record)])
     return own
