@@ -42,7 +42,7 @@ import anyio
 
 import gateway
 from gateway.errors import ConfigError, ConfigIssue
-from gateway.policy import Policy, load_policy
+from gateway.policy import Policy, kept_build, load_policy
 
 from .config_file import to_plain
 from .edits import Edit
@@ -241,12 +241,18 @@ class PolicyStore(Generic[Prepared]):
                 revision = await anyio.to_thread.run_sync(self.backend.revision)
                 if revision == self.policy.revision:
                     return None
-            loaded = await anyio.to_thread.run_sync(self.backend.read, seed)
+            loaded = await anyio.to_thread.run_sync(self._read, seed)
             try:
                 await self._commit(loaded.prepared)
             finally:
                 self.policy = loaded.policy
             return loaded.policy
+
+    def _read(self, seed: tuple[Policy, str] | None) -> Loaded[Prepared]:
+        """The backend's read (a worker thread's call), what it builds kept from the
+        collector's passes afterwards when it is a whole load (``kept_build``)."""
+        with kept_build():
+            return self.backend.read(seed)
 
     async def change(self, edit: Edit, if_revision: int | None = None) -> Accepted:
         """Apply one edit as a new revision, or refuse it and change nothing.

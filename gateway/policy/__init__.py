@@ -10,7 +10,7 @@ numbers in errors, is ``gateway.control``'s job.
 
 from __future__ import annotations
 
-from ._gc import paused_gc
+from ._gc import kept_build, paused_gc
 from ._load import load_policy
 from ._paths import format_path, parse_path
 from ._tunnel_values import decode_key, endpoint_pair
@@ -88,6 +88,7 @@ __all__ = [
     "endpoint_pair",
     "filter_value",
     "format_path",
+    "kept_build",
     "load_policy",
     "parse_path",
     "paused_gc",
