@@ -8,10 +8,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, NoReturn
 
+from gateway.control import read_document, to_plain
 from gateway.dataplane import Counters, GatewayTables
-from gateway.policy import Snapshot
+from gateway.policy import IndexedPolicy, Snapshot, compile_policy
 
-from ._gateway_lab import GW_PA, VSID, gateway_snapshot
+from ._gateway_lab import GW_MAC, GW_PA, VSID, gateway_document, gateway_snapshot
+from ._policies import CONFIGS
 
 GW_PA2 = bytes([198, 18, 0, 11])
 
@@ -82,3 +84,44 @@ def test_a_domain_on_two_pas_takes_the_pa_of_its_first_record_in_the_file() -> N
     tables = GatewayTables(gateway_snapshot(both), "gw", Counters())
     pas = {tables.domains[rdid].name: pa for rdid, pa in seen(tables)["pa"].items()}
     assert set(pas.values()) == {GW_PA2}
+
+
+def test_changes_of_a_gateway_s_records_give_the_tables_of_a_whole_compile() -> None:
+    """On two PAs: Blue's gateway record added on the second PA (a domain on two
+    PAs), its first one removed, then one of Red's added on the first PA; after each
+    change the tables of the snapshot the change updated are those of the policy
+    compiled whole, and each domain's PA is that of its first record in the file."""
+    document = to_plain(read_document(CONFIGS / "two-hosts.yaml"))
+    gateway_document(document)
+    two_pas(document)
+    indexed = IndexedPolicy(document)
+    snapshot = compile_policy(indexed.policy)
+    blue_mac = GW_MAC["blue"].replace(":", "-")
+    changes: list[dict[str, Any]] = [
+        {"added": [gateway_record("blue", "10.10.10.253", "02-00-00-00-50-12", "198.18.0.11")]},
+        {
+            "removed": [
+                i for i, r in enumerate(indexed.policy.lookup_records) if str(r.mac) == blue_mac
+            ]
+        },
+        {"added": [gateway_record("red", "10.10.10.253", "02-00-00-00-50-13", "198.18.0.10")]},
+    ]
+    for change in changes:
+        policy = indexed.change_records(indexed.policy.revision + 1, **change)
+        updated = compile_policy(policy, snapshot)
+        assert updated.records_by_pa is not snapshot.records_by_pa  # by the delta
+        tables = GatewayTables(updated, "gw", Counters())
+        assert seen(tables) == seen(GatewayTables(compile_policy(policy), "gw", Counters()))
+        snapshot = updated
+    assert set(seen(tables)["pa"].values()) == {GW_PA2}
+
+
+def gateway_record(tenant: str, ca: str, mac: str, pa: str) -> dict[str, Any]:
+    return {
+        "vsid": VSID[tenant],
+        "ca": ca,
+        "mac": mac,
+        "pa": pa,
+        "rule": "encap",
+        "type": "gateway",
+    }
