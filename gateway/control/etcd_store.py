@@ -297,10 +297,10 @@ class EtcdBackend(Generic[Prepared]):
         state, before, watch = self._state, self._sealed, self._watch
         if state is None or before is None or watch is None:
             return None
-        meta, _ = self._read_meta()
-        if meta is None or meta[1] == self._mod:
+        mod = watch.meta_written()  # no request to etcd: the watch saw the write
+        if mod is None or mod <= self._mod:
             return None
-        events = watch.until(meta[1], self._at)
+        events = watch.until(mod, self._at)
         if events is None:
             self._resync()
             return None

@@ -53,6 +53,7 @@ class Watch:
         self._events: list[dict[str, Any]] = []
         self._from = at + 1  # the next etcd revision it asks for
         self._revision: int | None = revision
+        self._meta_mod = at  # the etcd revision of the last meta write it saw (at: none)
         self._live = False  # created, and not cancelled or broken since
         self._gap = False  # compacted past what it had: the backend must resync
         self._stopping = threading.Event()
@@ -67,6 +68,12 @@ class Watch:
         watching now, or saw a revision it cannot read (the caller asks etcd)."""
         with self._changed:
             return self._revision if self._live else None  # None too when unreadable
+
+    def meta_written(self) -> int | None:
+        """The etcd revision of the last write of the meta key it saw (what ``until``
+        brings the events up to without asking etcd); None when it is not watching."""
+        with self._changed:
+            return self._meta_mod if self._live else None
 
     def until(self, mod: int, after: int, wait: bool = True) -> list[dict[str, Any]] | None:
         """The events after etcd revision ``after`` up to the meta key's write at
@@ -153,6 +160,7 @@ class Watch:
                 self._from = _mod_of(event) + 1
                 if event["kv"]["key"] == self._meta and event.get("type") != "DELETE":
                     self._revision = self._revision_of(text(event["kv"]["value"]))
+                    self._meta_mod = _mod_of(event)
             self._events.extend(events)
             self._changed.notify_all()
 

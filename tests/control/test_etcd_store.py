@@ -270,6 +270,29 @@ def test_a_watch_brings_another_writers_change_without_reading_everything(
     print(f"watch: follower's revision() moved {[f'{1e6 * s:.0f} us' for s in latencies]} after")
 
 
+def test_a_follower_takes_a_change_by_its_events_without_asking_etcd(
+    etcd_server: Etcd, opened: Callable[..., Backend[Policy]]
+) -> None:
+    """What the watch brought is all a follower's read needs: the meta key's write
+    it saw, and the events up to it (a read of the meta key from etcd cost 11 ms of
+    a 20 ms follow at 10^5 records on a busy etcd)."""
+    url, follower = seeded(etcd_server, opened)
+    writer = opened(url)
+    writer.read()
+    changed = writer.change(add(LOOKUP_RECORDS, record(30)), None).policy
+    awaited(lambda: follower.revision() == changed.revision)
+    asked: list[str] = []
+    call = follower._call  # type: ignore[attr-defined]
+
+    def counted(path: str, *args: Any, **kwargs: Any) -> Any:
+        asked.append(path)
+        return call(path, *args, **kwargs)
+
+    follower._call = counted  # type: ignore[attr-defined]
+    assert follower.read().policy == changed
+    assert asked == []
+
+
 def test_a_follower_cut_off_past_a_compaction_resyncs(
     etcd: Etcd, opened: Callable[..., Backend[Policy]], resyncs: list[str]
 ) -> None:
