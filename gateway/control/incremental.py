@@ -11,10 +11,12 @@ API serves by its section of the policy's skeleton with the records and ports it
 reaches (``change_others``), each with the same issues as whole-policy validation
 (tested against it); then the new policy and the rows of the edited kind (and the
 kinds nested in it) that differ, without building the document of every row,
-validating it whole or writing every row again. Any other edit (``nvgw apply``'s
-replacement, ports and nodes, a port migrated to a gateway node, which its schema
-refuses whole) answers None, for the backend's whole path (``store.edited``),
-after which the index is built again on the next change.
+validating it whole or writing every row again; a node added or removed is one of
+those kinds (its rows, its provider addresses' and ports', and the removal's answer
+read back from them: the index's skeleton holds no host's ports). Any other edit
+(``nvgw apply``'s replacement, ports alone, a port migrated to a gateway node,
+which its schema refuses whole) answers None, for the backend's whole path
+(``store.edited``), after which the index is built again on the next change.
 
 The index must describe exactly the rows the change starts from: it is kept per
 revision, and dropped (``forget``) whenever a change fails after it moved on.
@@ -165,7 +167,7 @@ class RecordChanges:
         validation refuses it (ConfigError, NotFound), and then nothing changed."""
         if isinstance(edit, Migrate):
             return self._migrate(state, edit, prepare)
-        if not isinstance(edit, Add | AddAll | Remove) or edit.kind in (PORTS, NODES):
+        if not isinstance(edit, Add | AddAll | Remove) or edit.kind is PORTS:
             return None
         with paused_gc():  # a batch of 10^5 records: 3x faster (gateway/policy/_gc.py)
             if edit.kind is not LOOKUP_RECORDS:
@@ -191,7 +193,7 @@ class RecordChanges:
         while top.parent is not None:
             top = top.parent
         taken = indexed.change_others(state.revision + 1, edit, top.section)
-        if taken is None:  # nodes came or went: the whole path's
+        if taken is None:  # a section no policy has: the whole path's (it refuses)
             self._indexed = indexed
             return None
         policy, result = taken
@@ -199,6 +201,8 @@ class RecordChanges:
         gone: list[Row] = []
         for kind in (edit.kind, *_nested(edit.kind)):
             _rows_changed(kind, before, policy, state, put, gone)
+        if isinstance(edit, Remove) and edit.kind is NODES:  # as the whole document has them
+            result = _removed_nodes(state, gone, result)
         prepared = prepare(policy)
         self._indexed = indexed
         delta = Delta(put, gone)
@@ -320,6 +324,16 @@ def _section(top: Kind, state: Placed, delta: Delta, seqs: Mapping[Row, int]) ->
     found.sort(key=lambda item: (order[item[0][0]], item[1]))
     built = document(((kind, value) for (kind, _), _, value in found), state.revision)
     return {top.section: built.get(top.section, [])}
+
+
+def _removed_nodes(state: Placed, gone: list[Row], removed: list[Any]) -> list[Any]:
+    """The nodes a removal reports, as whole from their rows (``gone``: theirs and
+    what sat in them) as the whole path's document has them: the skeleton the
+    index edited holds no host's ports."""
+    order = kind_order()
+    rows = sorted(gone, key=lambda row: (order[row[0]], state.seqs[row]))
+    nodes = document(((row[0], state.entries[row]) for row in rows), state.revision)["nodes"]
+    return [{"name": entry["name"], **nodes[entry["name"]]} for entry in removed]
 
 
 def _nested(kind: Kind) -> list[Kind]:

@@ -9,7 +9,8 @@ is applied to a copy of it (``edits.py`` works on any document), and each sectio
 it changed is parsed again, section by section as ``parse_document`` parses it:
 routing domains and tunnels whole, customer routes reusing the entry of each item
 left as it was, nodes one by one (a node whose mapping is unchanged keeps its
-entries; a host node's ports are never in the skeleton, it keeps its parsed ones).
+entries; a host node's ports are never in the skeleton, it keeps its parsed ones; a
+node added brings its ports, parsed with it, then kept out of the skeleton).
 So the issues of each entry's schema are those of whole-policy validation, in its
 order, and ``incremental.IndexedPolicy.change_others`` judges the result together
 with the records and ports the change can reach.
@@ -140,6 +141,7 @@ class Sections:
                 else:
                     changed.add(name)
                     new.nodes[name] = _node(name, body, part, issues)
+                    skeleton["nodes"][name] = new.nodes[name].body  # a new one's: no ports
         return new, result, issues, changed
 
     def _domains(self, new: Sections, issues: list[ConfigIssue]) -> None:
@@ -204,17 +206,21 @@ class Sections:
 
 
 def _node(name: Any, body: Any, old: NodePart | None, issues: list[ConfigIssue]) -> NodePart:
-    """A node parsed again, alone, keeping the ports it had (never in the skeleton)."""
+    """A node parsed again, alone, keeping the ports it had (never in the skeleton);
+    a node new to the skeleton (an added node) with the ports its body brings, kept
+    out of the skeleton from then on."""
     parsed = Parsed()
     loader = _Loader(parsed, issues)
     built = loader.node(("nodes", name), name, body)
     label = _label(name)
-    ports = old.ports if old is not None else []
-    if built is not None and ports:
-        built = built.model_copy(update={"ports": tuple(port for _, _, port in ports)})
+    ports = parsed.ports
+    if old is not None:
+        ports = old.ports
+        if built is not None and ports:
+            built = built.model_copy(update={"ports": tuple(port for _, _, port in ports)})
     gateways = loader.gateways
     return NodePart(
-        body,
+        _without_ports(body),
         parsed.provider_addresses,
         ports,
         gateways.served,

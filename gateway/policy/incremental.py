@@ -57,8 +57,15 @@ valid and nothing they are judged by changed):
 - a gateway's served routing domain reached by a ``gateway`` record: every gateway
   record, when a gateway serves any;
 - the other rules of records (duplicates, wildcards, IP-Rewrite's PA) read records
-  alone, which did not change. Nodes added or removed (no API edit does) are
-  validated whole.
+  alone, which did not change;
+- a node added (last, with its provider addresses and, a host, its ports) or
+  removed (with what sat in it): its provider addresses with every other node's
+  (the skeleton's, all of them), and every port and record of each VSID that has
+  a record at one of its PAs (which node owns a PA decides where their ports
+  belong; a removed node's own ports are gone, nothing else needs them) or a port
+  on the added node (a VSID's MACs once, each port's record and node); gateway
+  records whole when a gateway served anything before or after. The nodes kept
+  in another order (no edit does it) are the whole path's.
 
 ``tests/policy/test_incremental.py`` checks, over random sequences of changes of
 records, that this accepts and refuses exactly what whole-policy validation does,
@@ -81,7 +88,7 @@ from gateway.errors import ConfigError, ConfigIssue
 from ._gateway_checks import GatewayParts
 from ._gc import paused_gc
 from ._load import _Loader, judge, parse_document
-from ._other_kinds import Sections
+from ._other_kinds import NodePart, Sections
 from ._paths import Loc
 from .checks import Parsed
 from .model import LookupRecord, Node, NodeRole, Policy, Port, RecordDelta, RecordType
@@ -242,24 +249,31 @@ class IndexedPolicy:
         """The policy at ``revision`` once ``edit`` (a change of a document, as
         ``control/edits.py`` makes them, of its ``section`` alone: the top-level
         key its kind sits under) is applied to every kind but lookup records and
-        ports, and what the edit reports; None when it added or removed nodes
-        (what ``_other_kinds.py`` cannot follow), or ``section`` is none a policy
-        has (a registry's kind the loader does not know): the caller validates it
-        whole, which refuses it by its key. ``ConfigError`` with the issues of
-        whole-policy validation, or the edit's own refusal; nothing changes then."""
+        ports (nodes may come, last, and go), and what the edit reports; None
+        when the nodes kept come in another order (no edit does it), or
+        ``section`` is none a policy has (a registry's kind the loader does not
+        know): the caller validates it whole, which refuses it by its key.
+        ``ConfigError`` with the issues of whole-policy validation, or the edit's
+        own refusal; nothing changes then."""
         sections = self._sections
         if section not in sections.skeleton:
             return None
         new, result, issues, nodes = sections.edited(edit, section)
-        if list(new.nodes) != list(sections.nodes):
-            return None
+        added = [name for name in new.nodes if name not in sections.nodes]
+        removed = [name for name in sections.nodes if name not in new.nodes]
+        if [name for name in new.nodes if name not in added] != [
+            name for name in sections.nodes if name not in removed
+        ]:
+            return None  # the nodes kept, reordered: no edit does it
         vsids = _changed_vsids(sections.parsed, new.parsed)
         ports = [entry for name, part in new.nodes.items() if name in nodes for entry in part.ports]
+        if added or removed:  # every record and port its PAs and ports reach
+            ports = self._ports_reached(new, [*added, *removed], sections, ports)
         ids: set[int] = set()
         for vsid in vsids | {port.vsid for _, _, port in ports}:
             ids.update(self._by_vsid.get(vsid, ()))
         served = any(part.served for part in new.nodes.values())
-        if served:
+        if served or self._parse.gateways.served:
             ids.update(self._gateway_ids)
         records = [
             (("lookup_records", bisect_left(self._ids, index)), self._records[index])
@@ -273,6 +287,8 @@ class IndexedPolicy:
         self._sections = new
         moved = new.parsed.subnets is not sections.parsed.subnets
         self._index_others(parsed, gateways, moved, bool(nodes))
+        if added or removed:
+            self._file_nodes(new, added, [sections.nodes[name] for name in removed])
         # The records keep their compiled form when each keeps its VSID's RDID: the
         # snapshot then keeps their tables (``compile_policy``).
         rdids = {
@@ -296,6 +312,44 @@ class IndexedPolicy:
             derived=derived,
         )
         return self.policy, result
+
+    def _ports_reached(
+        self, new: Sections, came: Sequence[Any], old: Sections, ports: list[PortEntry]
+    ) -> list[PortEntry]:
+        """The ports a node added or removed (``came``) can break or be judged with,
+        in document order: every port of each VSID with a record at one of its
+        provider addresses (which node owns the PA decides where its ports belong)
+        or with a port of an added node, those of a removed node gone, and
+        ``ports`` (the changed nodes')."""
+        parts = [new.nodes.get(name) or old.nodes[name] for name in came]
+        vsids = {port.vsid for part in parts for _, _, port in part.ports}
+        for part in parts:
+            for _, _, address in part.addresses:
+                vsids.update(self._records[i].vsid for i in self._by_pa.get(address.pa.packed, ()))
+        found = {id(entry): entry for entry in ports}
+        for vsid in vsids:
+            for entry in self._ports.get(vsid, ()):
+                if entry[0][1] in new.nodes:
+                    found.setdefault(id(entry), entry)
+        for name in came:
+            if name in new.nodes:
+                for entry in new.nodes[name].ports:
+                    if entry[2].vsid in vsids:
+                        found.setdefault(id(entry), entry)
+        order = {name: place for place, name in enumerate(new.nodes)}
+        return sorted(found.values(), key=lambda entry: (order[entry[0][1]], entry[0][3]))
+
+    def _file_nodes(self, new: Sections, added: Sequence[Any], gone: Sequence[NodePart]) -> None:
+        """The port indexes once nodes ``added`` came (last) and those ``gone`` went."""
+        for part in gone:
+            for entry in part.ports:
+                self._ports[entry[2].vsid].remove(entry)
+                self._port_nodes[entry[2].name].remove(entry[0][1])
+        for name in added:
+            for entry in new.nodes[name].ports:
+                self._ports[entry[2].vsid].append(entry)
+                self._port_nodes[entry[2].name].append(entry[0][1])
+        self._node_order = {name: order for order, name in enumerate(new.nodes)}
 
     # ---------------------------------------------------------------- the indexes
 

@@ -1,7 +1,8 @@
 """The differential test of every kind's change (issue 14): random sequences mixing
 changes of lookup records with adds and removals of every other kind of the registry
 (routing domains, subnets, customer routes, tunnels, provider addresses, a gateway's
-served routing domains, TAPs, routes and port forwards), valid and not. Each is
+served routing domains, TAPs, routes and port forwards, nodes added and removed
+with what sits in them), valid and not. Each is
 judged by ``IndexedPolicy`` (``change_records``, ``change_others``) and by applying
 the same edit to the whole document and loading it: both refuse alike (the edit's
 own refusal with its message, or the same issues in the same order) or accept with
@@ -14,7 +15,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.control import kinds as k
@@ -163,12 +164,69 @@ class Migration:
     pa: str
 
 
+# A node added (a host with its provider addresses and ports: a record's PA, a port
+# of a record's VSID and MAC, one already on another node, one no record gives a
+# CA; or a gateway) or removed, with what sat in it. Apart from ``other_edits``: a
+# follower (test_follow) runs as one of these nodes.
+_PORTS = [
+    {"name": "blue1", "vsid": 5010, "mac": "00-00-00-00-00-11"},
+    {"name": "vm-x", "vsid": 5011, "mac": "00-00-00-00-00-21"},
+    {"name": "vm-y", "vsid": 5012, "mac": "00-00-00-00-00-99"},
+]
+_HOST1 = {  # host1 again, as host3: it fits once host1 is gone
+    "name": "host3",
+    "role": "host",
+    "provider_addresses": [{"interface": "pa0", "pa": "198.18.0.1", "prefix_length": 24}],
+    "ports": [_PORTS[0], {"name": "red1", "vsid": 5011, "mac": "00-00-00-00-00-21"}],
+}
+node_edits = st.one_of(
+    st.builds(
+        Add,
+        st.just(k.NODES),
+        st.one_of(
+            st.just(_HOST1),
+            st.just(
+                {
+                    "name": "host3",
+                    "role": "host",
+                    "provider_addresses": [_HOST1["provider_addresses"][0] | {"pa": "198.18.0.3"}],
+                }
+            ),
+            _fields(
+                name=st.sampled_from(["host3", "host1"]),
+                role=st.sampled_from(["host", "gateway"]),
+                provider_addresses=st.lists(
+                    _fields(
+                        interface=st.just("pa0"), pa=PAS, prefix_length=st.sampled_from([24, 40])
+                    ),
+                    max_size=2,
+                ),
+                ports=_maybe(st.lists(st.sampled_from(_PORTS), max_size=2)),
+            ),
+        ),
+    ),
+    st.builds(Remove, st.just(k.NODES), st.one_of(st.just({"name": "host3"}), _fields(name=NODES))),
+)
+# Sequences the draws above seldom make: host1 removed and added again as host3
+# with its ports (taken), then a node at host3's PA, host3 removed; a node whose
+# ports are a VSID's MAC on another node and on the wrong node (refused).
+node_sequences = [
+    [
+        Remove(k.NODES, {"name": "host1"}),
+        Add(k.NODES, _HOST1),
+        Add(k.NODES, {**_HOST1, "name": "host4", "ports": []}),
+        Remove(k.NODES, {"name": "host3"}),
+    ],
+    [Add(k.NODES, {**_HOST1, "provider_addresses": [], "ports": _PORTS[:2]})],
+]
+
+
 migrations = st.builds(
     Migration,
     st.sampled_from(["blue1", "red1", "blue2", "red2", "blue3", "vm-a", "vm-b", "gone"]),
     st.sampled_from(["198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.10", "203.0.113.9"]),
 )
-steps = st.one_of(other_edits, changes, migrations)
+steps = st.one_of(other_edits, node_edits, changes, migrations)
 
 
 def _refusal(error: Exception) -> Any:
@@ -230,6 +288,9 @@ def _others(indexed: IndexedPolicy, revision: int, edit: Any) -> Any:
     start=st.sampled_from([base_document, gateway_document]),
     sequence=st.lists(steps, min_size=1, max_size=8),
 )
+@example(start=base_document, sequence=node_sequences[0])
+@example(start=base_document, sequence=node_sequences[1])
+@example(start=gateway_document, sequence=node_sequences[0])
 def test_every_kind_s_change_judges_as_whole_policy_validation(start, sequence) -> None:
     document = start()
     indexed = IndexedPolicy(copy.deepcopy(document))
@@ -243,7 +304,7 @@ def test_every_kind_s_change_judges_as_whole_policy_validation(start, sequence) 
         elif isinstance(step, Add | Remove):
             edited, whole = _whole_edit(document, step)
             taken = _others(indexed, document["revision"] + 1, step)
-            assert taken is not None  # no edit here adds or removes a node
+            assert taken is not None  # nodes added and removed too
             incremental = taken[0] if isinstance(taken, tuple) and edited else taken
         else:
             judged = record_change(document, indexed, step)
