@@ -98,10 +98,11 @@ class RecordChanges:
         the index, whose checks judge it (a refusal is the whole read's to report):
         routing domains, customer routes and tunnels by their sections rebuilt from
         their rows (``change_others``), then lookup records removed, replaced and
-        added by their rows (``change_records``). None when the index cannot take
-        it: it describes other rows, the delta touches nodes or what sits in them,
-        or a row it writes is not where a change leaves it (in its own place, or
-        new after every other): the caller reads the whole policy."""
+        added by their rows, and a live migration's port moved (``change_records``;
+        its rows paired by ``_moved_port``). None when the index cannot take it: it
+        describes other rows, the delta touches nodes or what sits in them but one
+        migrated port, or a row it writes is not where a change leaves it (in its
+        own place, or new after every other): the caller reads the whole policy."""
         indexed = self._indexed
         if indexed is None or indexed.policy.revision != state.revision:
             return None
@@ -115,8 +116,12 @@ class RecordChanges:
         if None in kinds:  # a kind this nvgw does not know: the whole read refuses it
             return None
         sections = {_top(kind) for kind in kinds if kind is not None}
-        if NODES in sections:
-            return None
+        move = None
+        if NODES in sections:  # a migration's port, or the whole read's
+            move = _moved_port(indexed, state, delta)
+            if move is None:
+                return None
+            sections.discard(NODES)
         records = [row for row in (*delta.put, *delta.gone) if row[0] == LOOKUP_RECORDS.name]
         at = {
             row: self._position(indexed, state.entries[row])
@@ -136,12 +141,13 @@ class RecordChanges:
                 if taken is None:
                     return None
                 policy = taken[0]
-            if records or policy is None:  # none at all: the next revision as it is
+            if records or move or policy is None:  # none at all: the next revision as it is
                 policy = indexed.change_records(
                     revision,
                     removed=[at[row] for row in delta.gone if row in at],
                     replaced={at[row]: json.loads(v) for row, v in delta.put.items() if row in at},
                     added=[json.loads(delta.put[row]) for row in new if row in records],
+                    moved=[move] if move else (),
                 )
         self._indexed = indexed
         places = self._places  # the writer's places: ascending, new ones after all others
@@ -334,6 +340,25 @@ def _removed_nodes(state: Placed, gone: list[Row], removed: list[Any]) -> list[A
     rows = sorted(gone, key=lambda row: (order[row[0]], state.seqs[row]))
     nodes = document(((row[0], state.entries[row]) for row in rows), state.revision)["nodes"]
     return [{"name": entry["name"], **nodes[entry["name"]]} for entry in removed]
+
+
+def _moved_port(indexed: IndexedPolicy, state: Placed, delta: Delta) -> tuple[Any, int, Any] | None:
+    """The port a live migration moved, paired from ``delta``'s rows of nodes (its
+    row gone from one node, a new row of its name, its fields otherwise the same, on
+    a host node), as ``change_records``' ``moved`` takes it; None for anything else
+    there (another node change, a port edited, several ports), the whole read's."""
+    rows = [row for row in (*delta.put, *delta.gone) if _top(_KIND[row[0]]) is NODES]
+    if len(rows) != 2 or any(row[0] != PORTS.name for row in rows):
+        return None
+    gone = [row for row in rows if row not in delta.put]
+    new = [row for row in rows if row in delta.put and row not in state.entries]
+    if len(gone) != 1 or len(new) != 1:
+        return None
+    was, now = json.loads(state.entries[gone[0]]), json.loads(delta.put[new[0]])
+    node, target = was.pop("node", None), now.pop("node", None)
+    if was != now:  # edited on its way
+        return None
+    return indexed.port_move(was.get("name"), node, target)
 
 
 def _nested(kind: Kind) -> list[Kind]:

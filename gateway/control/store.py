@@ -316,8 +316,8 @@ def written(
     records: RecordChanges, state: Placed, edit: Edit, prepare: Callable[[Policy], Prepared]
 ) -> Written:
     """``edit`` on the rows of ``state``, validated and prepared: against the index
-    (``records``) when it adds or removes entries of a kind the API serves, whole
-    otherwise (a migration, a replacement). Refusals as ``edited``'s; the caller
+    (``records``) when it adds or removes entries of a kind the API serves or
+    migrates a VM, whole otherwise (a replacement). Refusals as ``edited``'s; the caller
     forgets ``records`` if it does not commit."""
     taken = records.change(state, edit, prepare)
     if taken is not None:

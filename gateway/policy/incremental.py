@@ -229,15 +229,25 @@ class IndexedPolicy:
         order. None when a port would move to a node that is not a host (a
         gateway's ports are its schema's to refuse, whole)."""
         holders = sorted(set(self._port_nodes.get(vm, ())), key=self._node_order.__getitem__)
-        moved = []
-        for holder in holders:
-            if holder != node:
-                ports = self._sections.nodes[holder].ports
-                place = next(i for i, entry in enumerate(ports) if entry[2].name == vm)
-                moved.append((holder, place, node))
+        moved = [(h, self._port_place(h, vm), node) for h in holders if h != node]
         if moved and not self.is_host(node):
             return None
         return self.positions({"vm": vm}), moved
+
+    def port_move(self, name: str, node: Any, target: Any) -> tuple[Any, int, Any] | None:
+        """The move of ``node``'s first port named ``name`` to the end of
+        ``target``'s ports, as ``change_records``' ``moved`` takes it (a follower
+        pairs a migration's rows by it); None when ``node`` has no such port or
+        ``target`` is not a host (a migration's whole path, as ``migration``'s)."""
+        if node not in self._sections.nodes or not self.is_host(target):
+            return None
+        place = self._port_place(node, name)
+        return None if place is None else (node, place, target)
+
+    def _port_place(self, node: Any, name: str) -> int | None:
+        """The place of ``node``'s first port named ``name`` among its ports (None: none)."""
+        ports = self._sections.nodes[node].ports
+        return next((i for i, entry in enumerate(ports) if entry[2].name == name), None)
 
     def vms(self) -> list[str]:
         """Every VM a record names (``None``'s records as "None"), sorted."""

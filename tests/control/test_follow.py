@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.control import sqlite_store
-from gateway.control.edits import NotFound, add, migrate, remove
+from gateway.control.edits import NotFound, add, migrate, remove, replace_all
 from gateway.control.kinds import LOOKUP_RECORDS, NODES, VIRTUAL_SUBNETS
 from gateway.control.store import open_backend
 from gateway.dataplane import prepare_node
@@ -28,6 +28,7 @@ from gateway.errors import ConfigError
 from gateway.policy import Policy, Snapshot, compile_policy
 
 from ..policy._documents import BLUE
+from ..policy._gateway_document import gateway_document
 from ..policy.test_incremental import canonical, raw_records
 from ..policy.test_incremental_kinds import Migration, migrations, other_edits
 from ..policy.test_incremental_kinds import _top as top
@@ -106,6 +107,13 @@ record_edits = st.one_of(
     st.builds(lambda found: remove(LOOKUP_RECORDS, found), filters),
 )
 
+# Migrations between the two hosts of VMs with a port (few of ``migrations`` move one).
+moving = st.builds(
+    Migration,
+    st.sampled_from(["blue1", "red1", "blue2", "red2", "blue3"]),
+    st.sampled_from(["198.18.0.1", "198.18.0.2"]),
+)
+
 
 def answer(writer: Any, step: Any) -> Any:
     """The writer's answer to an edit or a migration (its PA's owner found in the
@@ -124,7 +132,9 @@ def answer(writer: Any, step: Any) -> Any:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@given(steps=st.lists(st.one_of(other_edits, record_edits, migrations), min_size=1, max_size=8))
+@given(
+    steps=st.lists(st.one_of(other_edits, record_edits, migrations, moving), min_size=1, max_size=8)
+)
 def test_a_follower_ends_each_change_where_a_whole_read_does(
     tmp_path_factory: Any, steps: list[Any]
 ) -> None:
@@ -137,8 +147,10 @@ def test_a_follower_ends_each_change_where_a_whole_read_does(
             policy = answered[0]
             taken = len(follower.taken)
             loaded = follower.follow(policy.revision)
-            if not isinstance(step, Migration) and top(step.kind) is not NODES:
-                assert follower.taken[taken:] == [True]  # by the index
+            # By the index, a migration too (its port paired); a change of what
+            # sits in nodes (gateways' parts, provider addresses): the whole read.
+            by_index = isinstance(step, Migration) or top(step.kind) is not NODES
+            assert follower.taken[taken:] == [by_index]
             assert loaded.policy == policy == whole(config)
             assert canonical(loaded.prepared) == canonical(compile_policy(policy))
 
@@ -236,4 +248,75 @@ def test_a_change_of_another_kind_keeps_the_snapshot_s_record_tables(tmp_path: P
         loaded = follower.follow(accepted.policy.revision)
     assert follower.taken == [True] and loaded.policy == whole(config)
     assert loaded.prepared.record_by_ca is follower.running[0].record_by_ca
+    assert canonical(loaded.prepared) == canonical(compile_policy(loaded.policy))
+
+
+@each_store
+def test_a_migration_is_followed_by_its_delta(tmp_path: Path) -> None:
+    """A live migration by another writer (blue1's record to host2's PA, its port
+    from host1 to the end of host2's) reaches the follower through its index, the
+    port paired by its name: its snapshot is the running one updated, and its rows,
+    places and policy are a fresh whole read's, also after its own migration back."""
+    config = tmp_path / "p.yaml"
+    with pair(config) as (writer, follower):
+        there = writer.change(migrate("blue1", "198.18.0.2", writer.read().policy), None)
+        loaded = follower.follow(there.policy.revision)
+        host2 = next(node for node in loaded.policy.nodes if node.name == "host2")
+        assert host2.ports[-1].name == "blue1"
+        assert loaded.prepared._lpm is follower.running[0]._lpm  # updated, not compiled again
+        assert canonical(loaded.prepared) == canonical(compile_policy(loaded.policy))
+        back = follower.backend.change(migrate("blue1", "198.18.0.1", loaded.policy), None)
+        fresh = open_backend(url(config), lambda policy: policy)
+        try:
+            assert fresh.read().policy == back.policy
+            assert fresh._state.entries == follower.backend._state.entries
+            assert fresh._state.seqs == follower.backend._state.seqs
+        finally:
+            fresh.close()
+    assert follower.taken == [True]
+    assert loaded.policy == there.policy
+
+
+def _pa_changed() -> dict[str, Any]:
+    """blue1 migrated to host2, and host2's provider address given another prefix."""
+    document = _blue1_on_host2()
+    document["nodes"]["host2"]["provider_addresses"][0]["prefix_length"] = 25
+    return document
+
+
+def _blue1_on_host2() -> dict[str, Any]:
+    """The seed's document once blue1 migrated to host2, as ``nvgw apply`` takes it."""
+    document = gateway_document()
+    document["lookup_records"][0]["pa"] = "198.18.0.2"
+    hosts = document["nodes"]
+    hosts["host2"]["ports"].append(hosts["host1"]["ports"].pop(0))
+    return document
+
+
+def _port_edited() -> dict[str, Any]:
+    """blue1 migrated to host2 with another MAC (its record's and its port's)."""
+    document = _blue1_on_host2()
+    document["lookup_records"][0]["mac"] = document["nodes"]["host2"]["ports"][-1]["mac"] = (
+        "00-00-00-00-00-77"
+    )
+    return document
+
+
+@each_store
+@pytest.mark.parametrize("case", ["provider address", "port edited", "two ports"])
+def test_what_a_migration_does_not_explain_is_read_whole(tmp_path: Path, case: str) -> None:
+    """The rows of nodes a follower cannot pair as one migrated port, its fields
+    the same (a provider address changed by ``nvgw apply`` beside a migration, a
+    port edited on its way, two migrations followed at once), are read whole."""
+    config = tmp_path / "p.yaml"
+    with pair(config) as (writer, follower):
+        if case == "two ports":
+            writer.change(migrate("blue1", "198.18.0.2", writer.read().policy), None)
+            last = writer.change(migrate("red1", "198.18.0.2", writer.read().policy), None)
+        else:
+            changed = _pa_changed() if case == "provider address" else _port_edited()
+            last = writer.change(replace_all(changed), None)  # nvgw apply
+        loaded = follower.follow(last.policy.revision)
+    assert follower.taken == [False]
+    assert loaded.policy == last.policy == whole(config)
     assert canonical(loaded.prepared) == canonical(compile_policy(loaded.policy))
