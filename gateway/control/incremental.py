@@ -146,7 +146,9 @@ class RecordChanges:
                     revision,
                     removed=[at[row] for row in delta.gone if row in at],
                     replaced={at[row]: json.loads(v) for row, v in delta.put.items() if row in at},
-                    added=[json.loads(delta.put[row]) for row in new if row in records],
+                    added=[
+                        json.loads(delta.put[row]) for row in new if row[0] == LOOKUP_RECORDS.name
+                    ],
                     moved=[move] if move else (),
                 )
         self._indexed = indexed
