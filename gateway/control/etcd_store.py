@@ -298,7 +298,12 @@ class EtcdBackend(Generic[Prepared]):
         if state is None or before is None or watch is None:
             return None
         mod = watch.meta_written()  # no request to etcd: the watch saw the write
-        if mod is None or mod <= self._mod:
+        if mod is None:  # not watching yet (it just started, or reconnects): ask etcd,
+            meta, _ = self._read_meta()  # then wait for the events as ``_current`` does
+            if meta is None:
+                return None
+            mod = meta[1]
+        if mod <= self._mod:
             return None
         events = watch.until(mod, self._at)
         if events is None:

@@ -35,6 +35,7 @@ from ..policy._gateway_document import gateway_document
 from ..policy.test_incremental import canonical, raw_records
 from ..policy.test_incremental_kinds import Migration, migrations, other_edits
 from ..policy.test_incremental_kinds import _top as top
+from . import _stores
 from ._stores import database, url
 from .test_record_changes import _outcome, filters, opened
 
@@ -171,6 +172,27 @@ def test_a_change_of_records_is_followed_by_its_delta(tmp_path: Path) -> None:
     assert loaded.policy == whole(config)
     assert loaded.prepared._lpm is follower.running[0]._lpm  # updated, not compiled again
     assert canonical(loaded.prepared) == canonical(compile_policy(loaded.policy))
+
+
+def test_a_follower_whose_watch_is_not_live_still_takes_the_change_by_its_delta(
+    tmp_path: Path, etcd_server: Any
+) -> None:
+    """A watch just started or reconnecting has seen no write of the meta key: the
+    follower asks etcd where it is and waits for the watch's events, as a change of
+    its own does, rather than reading the whole prefix again (it did, now and then,
+    in the differential test above: a follower opened just before the change)."""
+    _stores.use(etcd_server)
+    try:
+        config = tmp_path / "p.yaml"
+        with pair(config) as (writer, follower):
+            follower.backend._watch.meta_written = lambda: None  # not watching (yet)
+            last = writer.change(add(LOOKUP_RECORDS, entry(42)), None)
+            loaded = follower.follow(last.policy.revision)
+    finally:
+        _stores.use(None)
+        _stores.close_opened()
+    assert follower.taken == [True]
+    assert loaded.policy == last.policy
 
 
 @each_store
