@@ -37,6 +37,7 @@ from ..policy.test_incremental_kinds import Migration, migrations, other_edits
 from ..policy.test_incremental_kinds import _top as top
 from . import _stores
 from ._stores import database, url
+from ._stores import held as whole
 from .test_record_changes import _outcome, filters, opened
 
 each_store = pytest.mark.usefixtures("each_store")
@@ -96,14 +97,6 @@ def pair(config: Path) -> Iterator[tuple[Any, Follower]]:
             follower.backend.close()
     finally:
         writer.close()
-
-
-def whole(config: Path) -> Policy:
-    fresh = open_backend(url(config), lambda policy: policy)
-    try:
-        return fresh.read().policy
-    finally:
-        fresh.close()
 
 
 record_edits = st.one_of(
