@@ -213,8 +213,8 @@ class Partition:
         return url.replace(f":{self.target[1]}/", f":{self.port}/", 1)
 
     def cut(self) -> None:
-        self.open.clear()
         with self.lock:
+            self.open.clear()
             for each in self.sockets:
                 with contextlib.suppress(OSError):
                     each.shutdown(socket.SHUT_RDWR)
@@ -238,6 +238,10 @@ class Partition:
                 continue
             server = socket.create_connection(self.target)
             with self.lock:
+                if not self.open.is_set():  # cut while it connected: never relayed
+                    client.close()
+                    server.close()
+                    continue
                 self.sockets += [client, server]
             _pipe(client, server)
 

@@ -13,10 +13,12 @@ Latencies are awaited and printed, never asserted against a clock.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -291,6 +293,31 @@ def test_a_follower_takes_a_change_by_its_events_without_asking_etcd(
     follower._call = counted  # type: ignore[attr-defined]
     assert follower.read().policy == changed
     assert asked == []
+
+
+def test_a_connection_the_partition_takes_as_it_is_cut_is_never_relayed(
+    etcd: Etcd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay's own race (``Partition``): a connection accepted just before a cut
+    and registered after it was relayed through the cut, so a watch that connected
+    then followed every change the partition was meant to hide (and so never saw the
+    compaction the test below waits for). Here the cut lands while the relay connects
+    to etcd for it: the client must see the connection closed, not etcd's answer."""
+    partition = Partition(etcd)
+    connect = socket.create_connection
+
+    def cut_meanwhile(*args: Any, **kwargs: Any) -> socket.socket:
+        partition.cut()
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", cut_meanwhile)
+    try:
+        with connect(("127.0.0.1", partition.port), timeout=10) as client:
+            client.sendall(b"GET /version HTTP/1.1\r\nHost: etcd\r\n\r\n")
+            with contextlib.suppress(ConnectionResetError):
+                assert client.recv(4096) == b""
+    finally:
+        partition.close()
 
 
 def test_a_follower_cut_off_past_a_compaction_resyncs(
