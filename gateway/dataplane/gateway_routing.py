@@ -63,6 +63,7 @@ from gateway.wire import (
     IPPROTO_ICMP,
     IPPROTO_TCP,
     IPV4_DF,
+    IPV4_FIRST_GROUP_OCTET,
     IPV4_FRAGMENT_MASK,
     IPV4_HEADER_SIZE,
     IPV4_IHL_MASK,
@@ -112,7 +113,6 @@ MAX_FLOWS: Final = 1 << 16
 # (RFC 1812 sec. 4.3.2.7: "this network", loopback, multicast, reserved, broadcast).
 _THIS_NETWORK: Final = 0
 _LOOPBACK: Final = 127
-_FIRST_GROUP_OCTET: Final = 224
 
 _WAYS_BACK: Final = (ToTap, ToVsid, ToTunnel)  # where the gateway's own packets may go
 # Where a packet came in: errors go back there (none to the internet).
@@ -128,10 +128,11 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
         counters.drops[Drop.INNER_MALFORMED] += 1
         return
     vihl, ip_total, fragment, ttl, protocol, check, dst = _HEADER(frame, IP)
+    end = IP + ip_total
     # The packet must fit its frame and hold its own header (RFC 1812 sec. 5.2.2); a
     # header without options (nearly all) has the shorter test.
     if vihl == IPV4_VIHL_NO_OPTIONS:
-        if not IPV4_HEADER_SIZE <= ip_total <= size - IP:
+        if end > size or ip_total < IPV4_HEADER_SIZE:
             counters.drops[Drop.INNER_MALFORMED] += 1
             return
     elif (
@@ -140,14 +141,11 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
     ):
         counters.drops[Drop.INNER_MALFORMED] += 1
         return
-    if dst[0] >= _FIRST_GROUP_OCTET:
-        counters.drops[Drop.BROADCAST] += 1  # group destinations are never routed (RFC 1812)
-        return
+    # A group destination's action is Drop.BROADCAST (``GatewayTables.route``).
     domain = ingress.domain
     action = domain.routes.get(dst)
     if action is None:
         action = node.tables.route(domain, dst)
-    end = IP + ip_total
     packet = frame if end == size else frame[:end]  # without the Ethernet padding
     cls = action.__class__
     if cls is ToVsid:
@@ -192,9 +190,10 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
     if check >= _WORD_MASK:
         check = (check + 1) & _WORD_MASK
     _TTL_PROTOCOL_CHECKSUM(frame, _IP_TTL, ttl - 1, protocol, check)
-    mss = node.tables.mss
-    if mss and protocol == IPPROTO_TCP:
-        clamp_mss(frame, mss, IP)
+    if protocol == IPPROTO_TCP:
+        mss = node.tables.mss
+        if mss:
+            clamp_mss(frame, mss, IP)
     counters.routed += 1
     if too_big:
         if cls is ToVsid and ingress.__class__ is GatewayTap:
@@ -362,7 +361,7 @@ def _reply(
     False when there is no way back (a source that is no single host, a group MAC,
     no route)."""
     to = bytes(frame[IP_SRC_ADDR])
-    if to[0] in (_THIS_NETWORK, _LOOPBACK) or to[0] >= _FIRST_GROUP_OCTET:
+    if to[0] in (_THIS_NETWORK, _LOOPBACK) or to[0] >= IPV4_FIRST_GROUP_OCTET:
         return False
     packet = build_ipv4(source, to, protocol, len(payload)) + payload
     if ingress.__class__ is GatewayTap:

@@ -56,7 +56,7 @@ from gateway.policy import (
     Tap,
     compile_gateway,
 )
-from gateway.wire import ETH_ADDR_SIZE, IPV4_ADDR_SIZE, VSID_SHIFT
+from gateway.wire import ETH_ADDR_SIZE, IPV4_ADDR_SIZE, IPV4_FIRST_GROUP_OCTET, VSID_SHIFT
 
 TAP_MTU: Final = UNDERLAY_MTU  # a TAP is a plain Ethernet link
 TAP_MAC_PREFIX: Final = b"\x02\x4e\x47"  # locally administered, "NG": a gateway's TAP side
@@ -400,6 +400,8 @@ class GatewayTables:
         return action
 
     def _resolve(self, domain: GatewayDomain, dst: bytes) -> Action:
+        if dst[0] >= IPV4_FIRST_GROUP_OCTET:
+            return Drop.BROADCAST  # multicast, broadcast: never routed (RFC 1812 sec. 5.3.5)
         hop = self.lpm.get((domain.rdid, dst))
         if hop is None:
             return Drop.NO_ROUTE

@@ -42,6 +42,7 @@ from gateway.wire import (
     ICMP_CODE_FRAGMENTATION_NEEDED,
     IPPROTO_ICMP,
     IPV4_ADDR_SIZE,
+    IPV4_FIRST_GROUP_OCTET,
     IPV4_IHL_MASK,
     IPV4_IHL_MIN,
     IPV4_OFFSET_TTL,
@@ -63,9 +64,6 @@ from gateway.wire import (
 
 _UNSPECIFIED_V4: Final = bytes(IPV4_ADDR_SIZE)  # 0.0.0.0: an ARP probe's sender (RFC 5227)
 _IP_TTL: Final = IP + IPV4_OFFSET_TTL
-# 224.0.0.0/4 multicast and 240.0.0.0/4 (reserved, and 255.255.255.255): never routed
-# (RFC 1812 sec. 5.3.5, 5.3.7), so never sent on to a gateway either.
-_FIRST_GROUP_OCTET: Final = 224
 
 
 def from_port(node: HostNode, port: HostPort, frame: memoryview) -> None:
@@ -136,7 +134,7 @@ def _ipv4_from_port(node: HostNode, port: HostPort, frame: memoryview, dst_mac: 
     snapshot = tables.snapshot
     dst_ip = bytes(frame[IP_DST_ADDR])
     if dst_mac == port.router_mac:
-        if dst_ip[0] >= _FIRST_GROUP_OCTET:
+        if dst_ip[0] >= IPV4_FIRST_GROUP_OCTET:  # never routed, so never sent to a gateway
             drops[Drop.BROADCAST] += 1  # multicast, broadcast: no router forwards them
             return
         route = snapshot.route(port.rdid, dst_ip)

@@ -20,6 +20,7 @@ from gateway.wire.checksum import checksum_ok, internet_checksum
 from gateway.wire.ipv4 import (
     _IPV4_FRAGMENT_OFFSET_MASK,
     IPPROTO_ICMP,
+    IPV4_FIRST_GROUP_OCTET,
     IPV4_IHL_MASK,
     IPV4_OFFSET_DST,
     IPV4_OFFSET_FRAGMENT,
@@ -47,7 +48,6 @@ _ICMP_ERROR_TYPES: Final = frozenset(
         _ICMP_PARAMETER_PROBLEM,
     )
 )
-_FIRST_GROUP_OCTET: Final = 224  # 224.0.0.0/4 multicast, 240.0.0.0/4 reserved and broadcast
 ICMP_CODE_FRAGMENTATION_NEEDED: Final = 4  # with type 3; next-hop MTU in rest (RFC 1191 sec. 4)
 # RFC 792: an error quotes the offending datagram's IP header and its first 64 bits.
 _ICMP_QUOTED_PAYLOAD_SIZE: Final = 8
@@ -153,7 +153,7 @@ def icmp_error_allowed(original: Buffer) -> bool:
     fragment = original[IPV4_OFFSET_FRAGMENT] << 8 | original[IPV4_OFFSET_FRAGMENT + 1]
     if fragment & _IPV4_FRAGMENT_OFFSET_MASK:
         return False
-    if original[IPV4_OFFSET_DST] >= _FIRST_GROUP_OCTET:
+    if original[IPV4_OFFSET_DST] >= IPV4_FIRST_GROUP_OCTET:
         return False
     if original[IPV4_OFFSET_PROTOCOL] == IPPROTO_ICMP:
         at = (original[0] & IPV4_IHL_MASK) * 4

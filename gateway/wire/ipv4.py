@@ -48,6 +48,11 @@ IPV4_IHL_MASK: Final = 0x0F
 IPV4_IHL_MIN: Final = IPV4_HEADER_SIZE // 4  # 5: a header without options
 IPV4_VIHL_NO_OPTIONS: Final = IPV4_VERSION << 4 | IPV4_IHL_MIN  # 0x45, the common header
 
+# A destination whose first octet is at least this is no single host: 224.0.0.0/4
+# multicast, 240.0.0.0/4 reserved and 255.255.255.255 (never routed, RFC 1812 sec.
+# 5.3.5, 5.3.7; never sent an ICMP error, sec. 4.3.2.7).
+IPV4_FIRST_GROUP_OCTET: Final = 224
+
 # Masks on the 16-bit word at IPV4_OFFSET_FRAGMENT.
 IPV4_DF: Final = 0x4000
 _IPV4_MF: Final = 0x2000
