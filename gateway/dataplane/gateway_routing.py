@@ -46,7 +46,6 @@ from gateway.dataplane.gateway_tables import (
 )
 from gateway.dataplane.gateway_tunnel import GatewayTunnel, ToTunnel, send_to_tunnel
 from gateway.dataplane.napt import napt_outbound
-from gateway.dataplane.neighbors import REFRESH_AFTER_S
 from gateway.dataplane.tables import PORT_MTU
 from gateway.errors import BadPacket, Drop
 from gateway.wire import (
@@ -204,10 +203,10 @@ def route_ipv4(node: GatewayNode, ingress: Ingress, frame: memoryview) -> None:
         # The common case inline: a neighbour learned and fresh (else ``to_tap`` asks).
         tap = action.tap  # type: ignore[union-attr]
         entry = tap.neighbors.learned.get(action.next_hop)  # type: ignore[union-attr]
-        if entry is None or node.now - entry[1] > REFRESH_AFTER_S:
+        if entry is None or node.now > entry[1]:
             to_tap(node, tap, action.next_hop, packet)  # type: ignore[union-attr]
             return
-        frame[_ETH_ADDRS] = entry[0] + tap.mac  # one write of both, as into a VSID
+        frame[_ETH_ADDRS] = entry[2]  # both MACs in one write, as into a VSID
         node.out.to_tap(tap, packet)
         crossed = tap.counters
         crossed.out_packets += 1

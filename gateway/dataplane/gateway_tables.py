@@ -182,7 +182,7 @@ class GatewayTap:
         self.broadcast = tap.address.network.broadcast_address.packed
         self.mac = tap_mac(tap.name)
         self.mtu = TAP_MTU
-        self.neighbors = Neighbors()
+        self.neighbors = Neighbors(self.mac)
         self.answers = frozenset((self.own_ip,))  # the addresses ARP is answered for
 
     def __repr__(self) -> str:
@@ -220,7 +220,7 @@ class ExternalTap:
         self.next_hop = nat.next_hop.packed
         self.mac = tap_mac(nat.tap)
         self.mtu = TAP_MTU
-        self.neighbors = Neighbors()
+        self.neighbors = Neighbors(self.mac)
         self.counters = DomainCounters()
 
     def __repr__(self) -> str:

@@ -67,7 +67,7 @@ class HostNode:
         self.provider_mac = provider_mac
         self.counters = counters if counters is not None else Counters()
         self.tables = tables or HostTables(snapshot, name, self.counters)
-        self.neighbors = Neighbors()
+        self.neighbors = Neighbors(provider_mac or b"")
 
     def swap(self, snapshot: Snapshot) -> HostTables:
         """Adopt a new snapshot (between batches). Counters carry over by port name."""

@@ -35,19 +35,29 @@ ANSWER_WITHIN_S: Final = 3.0
 # PAs asked for and not yet answered (Linux's gc_thresh3 bounds its table at 1024):
 # past it, asks older than ANSWER_WITHIN_S are forgotten, and a new PA waits its turn.
 MAX_ASKED: Final = 1024
-_STALE: Final = float("-inf")  # a learned time that any ``now`` finds due for refresh
+_STALE: Final = float("-inf")  # a refresh time that any ``now`` has passed
 
 
 class Neighbors:
-    __slots__ = ("_asked", "_pending", "learned", "max_asked", "max_pending")
+    """``source_mac`` is the MAC the node sends from on this link: each learned entry
+    holds the 12 bytes a frame to that neighbour starts with."""
 
-    def __init__(self, max_pending: int = MAX_PENDING_PER_PA, max_asked: int = MAX_ASKED) -> None:
+    __slots__ = ("_asked", "_pending", "learned", "max_asked", "max_pending", "source_mac")
+
+    def __init__(
+        self,
+        source_mac: bytes,
+        max_pending: int = MAX_PENDING_PER_PA,
+        max_asked: int = MAX_ASKED,
+    ) -> None:
+        self.source_mac = source_mac
         self.max_pending = max_pending
         self.max_asked = max_asked
-        # PA -> (MAC, when learned). Public for reading only: the gateway's per-packet
-        # code reads a fresh entry here itself (a call to ``resolve`` costs as much as
-        # the rest of its work on that packet); every change goes through the methods.
-        self.learned: dict[bytes, tuple[bytes, float]] = {}
+        # PA -> (MAC, when to ask again, MAC + source_mac). Public for reading only:
+        # the gateway's per-packet code reads a fresh entry here itself, and writes
+        # its addresses in one go (a call to ``resolve`` costs as much as the rest of
+        # its work on that packet); every change goes through the methods.
+        self.learned: dict[bytes, tuple[bytes, float, bytes]] = {}
         self._pending: dict[bytes, deque[bytes]] = {}
         self._asked: dict[bytes, float] = {}  # PA -> when we last asked
 
@@ -59,8 +69,7 @@ class Neighbors:
         """(the MAC to send to or None, whether to send an ARP request now)."""
         found = self.learned.get(pa)
         if found is not None:
-            mac, learned = found
-            return mac, now - learned > REFRESH_AFTER_S and self._may_ask(pa, now)
+            return found[0], now > found[1] and self._may_ask(pa, now)
         return None, self._may_ask(pa, now)
 
     def park(self, pa: bytes, frame: bytes) -> bool:
@@ -87,7 +96,7 @@ class Neighbors:
         if asked is None or now - asked > ANSWER_WITHIN_S:
             return None
         del self._asked[pa]
-        self.learned[pa] = (mac, now)
+        self.learned[pa] = (mac, now + REFRESH_AFTER_S, mac + self.source_mac)
         waiting = self._pending.pop(pa, None)
         return list(waiting) if waiting else []
 
@@ -97,7 +106,7 @@ class Neighbors:
         the known MAC, whose owner answers if it still has the PA."""
         found = self.learned.get(pa)
         if found is not None and found[0] != mac:
-            self.learned[pa] = (found[0], _STALE)
+            self.learned[pa] = (found[0], _STALE, found[2])
 
     def _may_ask(self, pa: bytes, now: float) -> bool:
         asked = self._asked

@@ -15,6 +15,7 @@ from gateway.dataplane.neighbors import (
 
 PA, OTHER = bytes([198, 18, 0, 12]), bytes([198, 18, 0, 22])
 MAC, NEW_MAC = bytes.fromhex("020000000002"), bytes.fromhex("020000000003")
+OWN_MAC = bytes.fromhex("020000000001")  # what the node sends from on this link
 T0 = 1000.0
 STEP = RETRY_AFTER_S / 8  # well inside one retry window, and exact in binary
 
@@ -22,12 +23,12 @@ STEP = RETRY_AFTER_S / 8  # well inside one retry window, and exact in binary
 def test_limits_are_sane() -> None:
     assert 0 < RETRY_AFTER_S < ANSWER_WITHIN_S < REFRESH_AFTER_S
     assert MAX_PENDING_PER_PA >= 1 and MAX_ASKED >= 1
-    assert Neighbors().max_pending == MAX_PENDING_PER_PA
-    assert Neighbors().max_asked == MAX_ASKED
+    assert Neighbors(OWN_MAC).max_pending == MAX_PENDING_PER_PA
+    assert Neighbors(OWN_MAC).max_asked == MAX_ASKED
 
 
 def test_unknown_pa_is_asked_once_per_retry_window() -> None:
-    n = Neighbors()
+    n = Neighbors(OWN_MAC)
     assert n.resolve(PA, T0) == (None, True)
     for k in range(1, 8):
         assert n.resolve(PA, T0 + k * STEP) == (None, False), k
@@ -39,7 +40,7 @@ def test_unknown_pa_is_asked_once_per_retry_window() -> None:
 
 
 def test_each_pa_has_its_own_retry_window() -> None:
-    n = Neighbors()
+    n = Neighbors(OWN_MAC)
     assert n.resolve(PA, T0) == (None, True)
     assert n.resolve(OTHER, T0 + STEP) == (None, True)
     assert n.resolve(PA, T0 + 2 * STEP) == (None, False)
@@ -48,7 +49,7 @@ def test_each_pa_has_its_own_retry_window() -> None:
 
 @pytest.mark.parametrize("limit", [1, 3, MAX_PENDING_PER_PA])
 def test_park_is_bounded_per_pa(limit: int) -> None:
-    n = Neighbors(max_pending=limit)
+    n = Neighbors(OWN_MAC, max_pending=limit)
     frames = [bytes([i]) * 60 for i in range(limit + 5)]
     kept = [n.park(PA, frame) for frame in frames]
     assert kept == [True] * limit + [False] * 5
@@ -59,7 +60,7 @@ def test_park_is_bounded_per_pa(limit: int) -> None:
 
 
 def test_learn_returns_parked_frames_in_order_once_and_resolves_without_asking() -> None:
-    n = Neighbors()
+    n = Neighbors(OWN_MAC)
     assert n.resolve(PA, T0) == (None, True)
     frames = [b"first", b"second", b"third"]
     assert all(n.park(PA, f) for f in frames)
@@ -77,7 +78,7 @@ def test_learn_returns_parked_frames_in_order_once_and_resolves_without_asking()
 
 
 def test_a_reply_nobody_asked_for_is_refused() -> None:
-    n = Neighbors()
+    n = Neighbors(OWN_MAC)
     assert n.park(PA, b"waiting")
     assert n.learn(PA, MAC, T0) is None
     assert n.mac(PA) is None
@@ -85,14 +86,14 @@ def test_a_reply_nobody_asked_for_is_refused() -> None:
 
 
 def test_a_late_reply_is_refused() -> None:
-    n = Neighbors()
+    n = Neighbors(OWN_MAC)
     assert n.resolve(PA, T0) == (None, True)
     assert n.learn(PA, MAC, T0 + ANSWER_WITHIN_S + STEP) is None
     assert n.mac(PA) is None
 
 
 def test_a_doubted_entry_is_still_used_and_asked_again() -> None:
-    n = Neighbors()
+    n = Neighbors(OWN_MAC)
     n.resolve(PA, T0)
     n.learn(PA, MAC, T0)
     n.doubt(PA, MAC)  # the claim we already believe: nothing to doubt
@@ -104,7 +105,7 @@ def test_a_doubted_entry_is_still_used_and_asked_again() -> None:
 
 
 def test_unanswered_asks_are_bounded() -> None:
-    n = Neighbors(max_asked=2)
+    n = Neighbors(OWN_MAC, max_asked=2)
     third = bytes([198, 18, 0, 32])
     assert n.resolve(PA, T0) == (None, True)
     assert n.resolve(OTHER, T0) == (None, True)
@@ -117,7 +118,7 @@ def test_unanswered_asks_are_bounded() -> None:
 
 
 def test_stale_entry_is_still_used_while_a_refresh_is_asked_once_per_window() -> None:
-    n = Neighbors()
+    n = Neighbors(OWN_MAC)
     n.resolve(PA, T0)
     n.learn(PA, MAC, T0)
     stale = T0 + REFRESH_AFTER_S + STEP
@@ -135,7 +136,20 @@ def test_stale_entry_is_still_used_while_a_refresh_is_asked_once_per_window() ->
 
 def test_time_going_backwards_never_asks_more_than_once_a_window() -> None:
     """Clocks are monotonic in io/, but a table must not flood if handed an earlier now."""
-    n = Neighbors()
+    n = Neighbors(OWN_MAC)
     assert n.resolve(PA, T0) == (None, True)
     assert n.resolve(PA, T0 - 5) == (None, False)
     assert n.resolve(PA, T0 + STEP) == (None, False)
+
+
+def test_a_learned_entry_holds_the_addresses_a_frame_to_it_starts_with() -> None:
+    """The gateway's per-packet code writes them in one go: the neighbour's MAC, then
+    the node's own on this link; a doubted entry keeps them (and is due at once)."""
+    n = Neighbors(OWN_MAC)
+    n.resolve(PA, T0)
+    n.learn(PA, MAC, T0)
+    mac, due, addresses = n.learned[PA]
+    assert (mac, due, addresses) == (MAC, T0 + REFRESH_AFTER_S, MAC + OWN_MAC)
+    n.doubt(PA, NEW_MAC)
+    mac, due, addresses = n.learned[PA]
+    assert (mac, addresses) == (MAC, MAC + OWN_MAC) and T0 > due

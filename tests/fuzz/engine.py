@@ -151,24 +151,28 @@ class Bench:
         and a gateway its NAT as every feed starts it (``gateway_nat.py``)."""
         if isinstance(plane, GatewayNode):
             for tap in gateway_taps(plane.tables):
-                tap.neighbors = plane.neighbors[tap.name] = self.neighbors(state, tap.name)
+                tables = self.neighbors(state, tap.mac, tap.name)
+                tap.neighbors = plane.neighbors[tap.name] = tables
             if self.nat is not None:
                 self.nat.install(plane)
         else:
-            plane.neighbors = self.neighbors(state)
+            plane.neighbors = self.neighbors(state, plane.provider_mac or b"")
 
-    def neighbors(self, state: int, tap: str = "") -> CountingNeighbors:
-        """A neighbour table in state ``state``: the last one built, if nothing used it
-        since, else a new one."""
+    def neighbors(self, state: int, source_mac: bytes, tap: str = "") -> CountingNeighbors:
+        """A neighbour table in state ``state`` for a link the node sends on from
+        ``source_mac``: the last one built, if nothing used it since, else a new one."""
         table = self._neighbors.get((tap, state))
         if table is None or table.touched:
-            table = self._neighbors[tap, state] = self._new_neighbors(state, self.waiting[tap])
+            waiting = self.waiting[tap]
+            table = self._neighbors[tap, state] = self._new_neighbors(state, waiting, source_mac)
         return table
 
     @staticmethod
-    def _new_neighbors(state: int, waiting: list[tuple[bytes, bytes, bytes]]) -> CountingNeighbors:
+    def _new_neighbors(
+        state: int, waiting: list[tuple[bytes, bytes, bytes]], source_mac: bytes
+    ) -> CountingNeighbors:
         """A neighbour table in one of five states for every address of ``waiting``."""
-        table = CountingNeighbors()
+        table = CountingNeighbors(source_mac)
         for pa, mac, frame in waiting:
             if state == 1:  # learned a moment ago
                 table.resolve(pa, NOW - 1.0)

@@ -106,8 +106,8 @@ class CountingNeighbors(Neighbors):
 
     __slots__ = ("answered", "parked", "touched")
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, source_mac: bytes) -> None:
+        super().__init__(source_mac)
         self.parked = 0
         self.answered = 0
         self.touched = False
