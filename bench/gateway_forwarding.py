@@ -3,7 +3,7 @@ for each and to Open vSwitch userspace, in one run.
 
     python bench/gateway_forwarding.py [--reps 5] [--dur 5] [--warmup 1.5] [--quick]
                                        [--only in,out] [--kinds bare,ovs,asyncio,trio]
-                                       [--out FILE]
+                                       [--rev REV [--rev REV ...]] [--out FILE]
     python bench/gateway_forwarding.py --cleanup   # remove what a killed run left behind
 
 Needs root, 2 CPUs or more, /dev/net/tun, veth and nftables' netdev ingress hook; it
@@ -44,8 +44,16 @@ overflowed by more than 2 %, or the sender waited). Before each window 64 frames
 arrive exactly, and the daemon count none dropped. A measurement during which another
 job took more than 10 % of a core is done again (up to 3 times).
 
+Two commits compared (``--rev OLD --rev NEW``; ``worktree`` is the work tree): in each
+repetition the anchors run once, then each commit's daemons, the commits' order
+turning by one each repetition; each daemon's ratio to its path's bare loop is taken
+within the repetition as always, and the comparison (``hostfwd/report.py``'s
+``compare``, as ``host_forwarding.py`` has it) says, per path, daemon and size, how
+the median ratio moved and whether it dropped by more than the larger of 5 % and the
+reference's own spread. With one source, keys and output are as they always were.
+
 Writes ``bench/results-gateway.json`` and prints a table; exit status 2 when a check
-failed or a measurement could not run.
+failed or a measurement could not run, 1 when a later commit is slower.
 """
 
 from __future__ import annotations
@@ -78,7 +86,7 @@ from hostfwd.gateway_setup import (
 )
 from hostfwd.namespaces import build_topology, make_namespace
 from hostfwd.runner import begin, guarded, measure_kept, window_arguments
-from hostfwd.sources import Source, source_or_exit, versions
+from hostfwd.sources import Source, sources_or_exit, versions
 
 GATEWAY_PACKAGES = {**PACKAGES, "ovs-vswitchd": "openvswitch-switch", "nft": "nftables"}
 LABELS = {
@@ -95,8 +103,11 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("--daemon-arg", action="append", default=[], metavar="ARG", help="for nvgw run")
     ap.add_argument(
         "--rev",
+        action="append",
+        default=[],
         metavar="REV",
-        help="run the daemon from this commit's gateway/ (git archive), not the work tree",
+        help="run the daemon from this commit's gateway/ (git archive); repeat to compare "
+        "revisions interleaved, the first being the reference ('worktree': the work tree)",
     )
     ap.add_argument("--out", type=Path, default=BENCH / "results-gateway.json")
     ap.add_argument("--cleanup", action="store_true", help="remove a killed run's leftovers")
@@ -115,8 +126,10 @@ def what(path: str, kind: str, size: int) -> str:
     return f"{path}: {label}, {size} B inner"
 
 
-def measure_all(a: argparse.Namespace, source: Source, results: dict[str, Any]) -> None:
-    """Every repetition, per size, each path's receivers in turn."""
+def measure_all(a: argparse.Namespace, sources: list[Source], results: dict[str, Any]) -> None:
+    """Every repetition, per size, each path's receivers in turn: the anchors, then
+    each source's daemons (the sources' order turning by one each repetition, so that
+    none always runs right after the anchors)."""
     config = gateway_config()
     # the daemon's frames are to its record's MAC; the anchors only decapsulate, so
     # theirs carry the corp end's MAC, as the gateway writes them
@@ -130,15 +143,29 @@ def measure_all(a: argparse.Namespace, source: Source, results: dict[str, Any]) 
     build_topology()
     make_namespace(NS_CORP)
     sink_provider_side()
-    total = a.reps * len(SIZES) * sum(len(kinds) for kinds in a.plan.values())
+    compared = len(sources) > 1
+    kinds_all = [kind for kinds in a.plan.values() for kind in kinds]
+    each_rep = sum(len(sources) if kind in DAEMONS else 1 for kind in kinds_all)
+    total = a.reps * len(SIZES) * each_rep
     done = 0
     for rep in range(1, a.reps + 1):
+        turn = (rep - 1) % len(sources)
+        order = sources[turn:] + sources[:turn]
         for size in SIZES:
             for path, kinds in a.plan.items():
-                for kind in kinds:
+                # (kind, its source, its label in the keys): the anchors run once, with
+                # the first source's digest
+                plan = [(k, sources[0], None) for k in kinds if k not in DAEMONS]
+                for source in order:
+                    label = source.label if compared else None
+                    plan += [(k, source, label) for k in kinds if k in DAEMONS]
+                for kind, source, label in plan:
                     done += 1
-                    key = key_of(path, kind, size)
-                    e = results.setdefault(key, {"what": what(path, kind, size), "runs": []})
+                    key = key_of(path, kind, size, label)
+                    described = what(path, kind, size)
+                    if label is not None:
+                        described += f", gateway/ of {label}"
+                    e = results.setdefault(key, {"what": described, "runs": []})
                     routed = kind in DAEMONS
                     cfg = outbound[size] if path == "out" else inbound[size, routed]
                     tag = f"[{done}/{total}] rep {rep} {key}"
@@ -153,11 +180,12 @@ def main() -> int:
     results: dict[str, Any] = {}
     problems: list[str] = []
     t_start = time.time()
-    source = source_or_exit(a.rev, "gateway_forwarding")
-    machine = versions([source])
+    sources = sources_or_exit(a.rev, "gateway_forwarding")
+    a.labels = [source.label for source in sources]
+    machine = versions(sources)
     machine["ovs"] = run(["ovs-vswitchd", "--version"], check=False).split("\n")[0]
     machine["nft"] = run(["nft", "--version"], check=False).strip()
-    guarded(lambda: measure_all(a, source, results), problems)
+    guarded(lambda: measure_all(a, sources, results), problems)
     return finish(a, machine, results, problems, t_start)
 
 

@@ -76,7 +76,6 @@ slower.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -90,14 +89,13 @@ from hostfwd.common import (
     NAMESPACES,
     RECEIVERS,
     SIZES,
-    BenchError,
     log,
 )
 from hostfwd.namespaces import build_topology
 from hostfwd.receivers import Receiver, measure_receiver
 from hostfwd.report import finish, result_key
 from hostfwd.runner import begin, guarded, measure_kept, window_arguments
-from hostfwd.sources import Source, source_of, versions, work_tree
+from hostfwd.sources import Source, sources_or_exit, versions
 from hostfwd.traffic import measure_sender_alone, nvgw_config, trafgen_config
 
 LABELS = {
@@ -207,17 +205,7 @@ def main() -> int:
     results: dict[str, Any] = {}
     problems: list[str] = []
     t_start = time.time()
-    sources = [work_tree()]
-    if a.rev:
-        try:
-            sources = [source_of(rev) for rev in a.rev]
-        except (BenchError, subprocess.CalledProcessError) as error:
-            sys.exit(f"host_forwarding: --rev {' '.join(a.rev)}: {error}")
-        for rev, source in zip(a.rev, sources, strict=True):
-            log(f"daemon from {rev} = {source.label} ({source.path})")
-    labels = [source.label for source in sources]
-    if len(set(labels)) < len(labels):
-        sys.exit(f"host_forwarding: --rev names one revision twice: {' '.join(a.rev)}")
+    sources = sources_or_exit(a.rev, "host_forwarding")
     machine = versions(sources)
     guarded(lambda: measure_all(a, kinds, sources, results), problems)
     return finish(a, kinds, sources, machine, results, problems, t_start)

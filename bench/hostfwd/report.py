@@ -89,32 +89,47 @@ def ratio_within_reps(measured: dict[str, Any], base: dict[str, Any]) -> dict[st
     }
 
 
-def compare(rat: dict[str, Any], labels: list[str], reps: int) -> dict[str, Any]:
-    """Each later source against the first (the reference), per daemon and size: the
-    change of the median ratio, and whether it stays within the allowed drop."""
+# A line of a comparison: the receiver's name, the size, and the key of a source's
+# ratio to the bare loop in the ratios, given the source's label.
+Case = tuple[str, int, Callable[[str], str]]
+
+
+def host_cases() -> list[Case]:
+    """The host benchmark's lines: each daemon at each size."""
+    return [
+        (kind, size, lambda label, kind=kind, size=size: result_key(kind, size, label))
+        for kind in DAEMONS
+        for size in SIZES
+    ]
+
+
+def compare(
+    rat: dict[str, Any], labels: list[str], reps: int, cases: list[Case] | None = None
+) -> dict[str, Any]:
+    """Each later source against the first (the reference), per case (by default each
+    daemon at each size): the change of the median ratio, and whether it stays within
+    the allowed drop."""
     reference, lines = labels[0], []
     for label in labels[1:]:
-        for kind in DAEMONS:
-            for size in SIZES:
-                old = rat.get(result_key(kind, size, reference))
-                new = rat.get(result_key(kind, size, label))
-                line: dict[str, Any] = {"receiver": kind, "size": size, "against": label}
-                if not old or not new:
-                    lines.append({**line, "ok": False, "missing": True})
-                    continue
-                spread = (old["max"] - old["min"]) / old["median"]
-                allowed = max(MIN_ALLOWED_DROP, spread)
-                change = new["median"] / old["median"] - 1
-                lines.append(
-                    {
-                        **line,
-                        "reference": {k: old[k] for k in ("median", "min", "max")},
-                        "measured": {k: new[k] for k in ("median", "min", "max")},
-                        "change": round(change, 4),
-                        "allowed_drop": round(allowed, 4),
-                        "ok": change >= -allowed,
-                    }
-                )
+        for receiver, size, key in cases or host_cases():
+            old, new = rat.get(key(reference)), rat.get(key(label))
+            line: dict[str, Any] = {"receiver": receiver, "size": size, "against": label}
+            if not old or not new:
+                lines.append({**line, "ok": False, "missing": True})
+                continue
+            spread = (old["max"] - old["min"]) / old["median"]
+            allowed = max(MIN_ALLOWED_DROP, spread)
+            change = new["median"] / old["median"] - 1
+            lines.append(
+                {
+                    **line,
+                    "reference": {k: old[k] for k in ("median", "min", "max")},
+                    "measured": {k: new[k] for k in ("median", "min", "max")},
+                    "change": round(change, 4),
+                    "allowed_drop": round(allowed, 4),
+                    "ok": change >= -allowed,
+                }
+            )
     return {
         "reference": reference,
         "rule": f"no median ratio to the bare loop drops by more than the larger of "
@@ -130,7 +145,7 @@ def print_comparison(comparison: dict[str, Any]) -> None:
     reference = comparison["reference"]
     print(f"comparison against {reference}: {comparison['rule']}")
     for line in comparison["lines"]:
-        name = f"  {line['receiver']:<8}{line['size']:>5} B  {line['against']}"
+        name = f"  {line['receiver']:<12}{line['size']:>5} B  {line['against']}"
         if line.get("missing"):
             print(f"{name}: MISSING (a measurement failed)")
             continue
@@ -285,19 +300,7 @@ def finish(
 ) -> int:
     """Summaries, checks, ratios (and the comparison), written to ``a.out`` and printed."""
     checks: dict[str, Any] = {}
-    summarize_entries(results, problems)
-    for source in sources:
-        seen = {
-            r["gateway_py_sha256"]
-            for key, e in results.items()
-            if _measured_from(key, source, sources)
-            for r in e["runs"]
-            if "check" in r
-        }
-        if len(seen) > 1:
-            which = f" of {source.label}" if len(sources) > 1 else ""
-            versions = f"{len(seen)} versions measured"
-            problems.append(f"gateway/{which} changed during the run: {versions}")
+    summarize_versions(results, problems)
     for key, e in results.items():
         for r in e["runs"]:
             if "check" in r:
@@ -344,14 +347,20 @@ def summarize_entries(results: dict[str, Any], problems: list[str]) -> None:
             problems.append(f"{key}: {e.get('error') or 'no runs'}")
 
 
-def summarize_one_source(results: dict[str, Any], problems: list[str]) -> None:
-    """``summarize_entries``, and a problem when the daemon's ``gateway/`` was not the
-    same in every run (a run of one source: the gateway benchmarks')."""
+def summarize_versions(results: dict[str, Any], problems: list[str]) -> None:
+    """``summarize_entries``, and a problem for each source of the daemon whose
+    ``gateway/`` was not the same in every run of it: the work tree may change under
+    a long run. A key's source is its label (``result_key``); keys with none (a run of
+    one source, the anchors) record the first source's digest."""
     summarize_entries(results, problems)
-    seen = {r.get("gateway_py_sha256") for e in results.values() for r in e["runs"]}
-    seen.discard(None)
-    if len(seen) > 1:
-        problems.append(f"gateway/ changed during the run: {len(seen)} versions measured")
+    seen: dict[str, set[str]] = {}
+    for key, e in results.items():
+        digests = seen.setdefault(key.partition("@")[2], set())
+        digests.update(r["gateway_py_sha256"] for r in e["runs"] if "gateway_py_sha256" in r)
+    for label, digests in seen.items():
+        if len(digests) > 1:
+            which = f" of {label}" if label else ""
+            problems.append(f"gateway/{which} changed during the run: {len(digests)} versions")
 
 
 def print_ending(results: dict[str, Any], below: str, out: Path, problems: list[str]) -> int:
@@ -392,14 +401,6 @@ def run_header(
             "check_frames": CHECK_FRAMES,
         },
     }
-
-
-def _measured_from(key: str, source: Source, sources: list[Source]) -> bool:
-    """Whether the runs of ``key`` carry the digest of ``source``'s gateway/: those of
-    its label, and those of no label (a single source, or the bare loop, which records
-    the first source's)."""
-    label = split_key(key)[2]
-    return source is sources[0] if label is None else label == source.label
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import ROOT, SCRATCH, BenchError, run
+from .common import ROOT, SCRATCH, BenchError, log, run
 
 WORK_TREE = "worktree"  # --rev worktree: the work tree as found (the default)
 
@@ -59,6 +59,23 @@ def source_or_exit(rev: str | None, script: str) -> Source:
         return work_tree() if rev is None else source_of(rev)
     except (BenchError, subprocess.CalledProcessError) as error:
         sys.exit(f"{script}: --rev {rev}: {error}")
+
+
+def sources_or_exit(revs: list[str], script: str) -> list[Source]:
+    """Repeated ``--rev``'s sources in order (none: the work tree alone), each logged,
+    or the script's exit naming why one cannot be run or that one is named twice."""
+    if not revs:
+        return [work_tree()]
+    try:
+        sources = [source_of(rev) for rev in revs]
+    except (BenchError, subprocess.CalledProcessError) as error:
+        sys.exit(f"{script}: --rev {' '.join(revs)}: {error}")
+    for rev, source in zip(revs, sources, strict=True):
+        log(f"daemon from {rev} = {source.label} ({source.path})")
+    labels = [source.label for source in sources]
+    if len(set(labels)) < len(labels):
+        sys.exit(f"{script}: --rev names one revision twice: {' '.join(revs)}")
+    return sources
 
 
 def gateway_hash(src: Path) -> str:

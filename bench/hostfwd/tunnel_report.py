@@ -15,7 +15,7 @@ from .report import (
     print_rows,
     ratio_within_reps,
     run_header,
-    summarize_one_source,
+    summarize_versions,
     write_json,
 )
 from .tunnel_measure import ANCHOR
@@ -73,7 +73,7 @@ def finish(
     t_start: float,
 ) -> int:
     """Summaries, checks and ratios, written to ``a.out`` and printed; 2 on a problem."""
-    summarize_one_source(results, problems)
+    summarize_versions(results, problems)
     rat = ratios(results)
     below = [k for k, v in rat.items() if v["median"] < TARGET]
     out = run_header("gateway_tunnel", a, machine, t_start, NODE)
