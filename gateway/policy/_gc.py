@@ -1,5 +1,5 @@
 """Pause the cyclic garbage collector while a policy or snapshot is built, and keep
-it off what a whole load built.
+it off what a large build (a whole load, a batch) left.
 
 Building 100,000 records allocates a few hundred thousand container objects, and
 every 700 allocations CPython's collector runs; the older generations it scans hold
@@ -12,18 +12,19 @@ collector to find afterwards; it is switched back on (if it was on) on the way o
 Switched back on, though, the collector still walks what was built, once per
 generation it climbs: after a whole load of 10^5 records a young pass of 1.7 s and
 a full one of 2.3 s here (0.8 s at load 1.25, 7.8 s at load 7), holding the GIL, so
-the event loop and the data plane stall. ``kept_build`` freezes what such a build
-left (``gc.freeze``: the collector never walks it again). Frozen objects are still
-freed by their reference counts, and the policy's, snapshot's and store's objects
-hold no cycles, so the next load's swap frees them. Frozen cyclic garbage is never
-collected, though: the young generations are collected first (a pass over a few
-thousand objects), which leaves what a freeze keeps for good to the cyclic garbage
-already in the oldest generation (the collector's next full pass would have freed
-it) and what was alive then and later dies in a cycle (a gateway's tables in force:
-three objects per routing domain), once per whole load (a start, a reload, a
-follower's whole read), never per change. Collecting everything first instead
-would walk the running policy, and the heap a small deployment never freezes, at
-each load: the stall again.
+the event loop and the data plane stall; a batch of 10^5 records taken as one change
+builds as much. ``kept_build`` freezes what such a build left (``gc.freeze``: the
+collector never walks it again). Frozen objects are still freed by their reference
+counts, and the policy's, snapshot's and store's objects hold no cycles, so the next
+load's swap frees them. Frozen cyclic garbage is never collected, though: the young
+generations are collected first (a pass over a few thousand objects), which leaves
+what a freeze keeps for good to the cyclic garbage already in the oldest generation
+(the collector's next full pass would have freed it) and what was alive then and
+later dies in a cycle (a gateway's tables in force: three objects per routing
+domain), once per large build (a start, a reload, a follower's whole read, a change
+that left more than ``FREEZE_OVER`` young objects), never per small change.
+Collecting everything first instead would walk the running policy, and the heap a
+small deployment never freezes, at each load: the stall again.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-# A build that leaves more young objects than this is frozen (a whole load: 10^5
-# records leave millions); a smaller one (a change taken by its delta) is left to
-# the collector, whose passes over it cost a few milliseconds.
+# A build that leaves more young objects than this is frozen (a whole load, or a
+# batch, of 10^5 records leaves millions); a smaller one (a change of a few entries)
+# is left to the collector, whose passes over it cost a few milliseconds.
 FREEZE_OVER = 100_000
 
 
