@@ -74,9 +74,8 @@ class _SockaddrIn(ctypes.Structure):
 _IOV_STRIDE: Final = ctypes.sizeof(_Iovec)
 _MSG_STRIDE: Final = ctypes.sizeof(_Mmsghdr)
 _IOV_LEN: Final = _Iovec.iov_len.offset
-_IOV_LENS: Final = tuple(i * _IOV_STRIDE + _IOV_LEN for i in range(SLOTS))  # per slot
 _MSG_NAME: Final = _Mmsghdr.msg_hdr.offset + _Msghdr.msg_name.offset
-_SIZE: Final = struct.Struct("N").pack_into  # a size_t or a pointer (native), in place
+_WORD: Final = ctypes.sizeof(ctypes.c_size_t)  # a size_t, and a pointer: the same size
 # A framed packet's headers, in one pack: Ethernet and IPv4's first word, the total
 # length, the words up to the checksum, the checksum, the addresses, the GRE header.
 _FRAMED_HEADERS: Final = struct.Struct("!16sH6sH8s8s")
@@ -125,8 +124,10 @@ class SendBatch:
         "_framed",
         "_framed_base",
         "_iov",
+        "_lengths",
         "_msgs",
         "_msgs_base",
+        "_names",
         "_slots",
         "_sockaddrs",
         "drops",
@@ -158,6 +159,11 @@ class SendBatch:
         self._msgs_base = self._base = ctypes.addressof(msgs)
         self._framed_base = ctypes.addressof(framed)
         self._framed = framed  # kept alive: the kernel reads it
+        # Each slot's iov_len and each message's msg_name, as items of native words:
+        # an item written costs half a pack_into (the fields are word-aligned, and
+        # the strides whole words).
+        self._lengths = memoryview(self._iov).cast("N")[_IOV_LEN // _WORD :: _IOV_STRIDE // _WORD]
+        self._names = memoryview(self._msgs).cast("N")[_MSG_NAME // _WORD :: _MSG_STRIDE // _WORD]
         # A destination (a packed PA; a tunnel peer's (address, port)) -> its
         # sockaddr_in (kept alive here) and that one's address; bounded (``_remember``).
         self._sockaddrs: dict[object, _SockaddrIn] = {}
@@ -190,8 +196,8 @@ class SendBatch:
         slots = self._slots
         slots[start:header_end] = gre
         slots[header_end:end] = frame
-        _SIZE(self._iov, _IOV_LENS[count], end - start)
-        _SIZE(self._msgs, count * _MSG_STRIDE + _MSG_NAME, address)
+        self._lengths[count] = end - start
+        self._names[count] = address
         self._count = count = count + 1
         if count == SLOTS:
             self.flush()
@@ -225,7 +231,7 @@ class SendBatch:
         )
         start += _HEADERS
         self._slots[start : start + size] = frame
-        _SIZE(self._iov, _IOV_LENS[count], _HEADERS + size)
+        self._lengths[count] = _HEADERS + size
         self._count = count = count + 1
         if count == SLOTS:
             self.flush()
