@@ -71,12 +71,17 @@ bench-full: venv
 
 ## Two revisions of the daemon measured interleaved in one run (each from its own
 ## git archive of gateway/; NEW=worktree for the work tree as it is), with a verdict
-## on the median ratios to the bare loop; results in bench/results-compare.json.
+## on the median ratios to the bare loop: the host's decapsulation, then the
+## gateway's two paths; results in bench/results-compare.json and
+## bench/results-compare-gateway.json; exit 1 if either is slower.
 NEW ?= HEAD
 bench-compare: venv
 	@test -n "$(OLD)" || { echo "usage: make bench-compare OLD=REV [NEW=REV|worktree]"; exit 2; }
 	$(BIN)/python bench/host_forwarding.py --rev $(OLD) --rev $(NEW) \
-		--out bench/results-compare.json
+		--out bench/results-compare.json; host=$$?; \
+	$(BIN)/python bench/gateway_forwarding.py --rev $(OLD) --rev $(NEW) \
+		--kinds bare,asyncio,trio --out bench/results-compare-gateway.json; gateway=$$?; \
+	exit $$(( host > gateway ? host : gateway ))
 
 ## Fuzz every wire parser, every data-plane entry point of every node of every
 ## policy, and the sans-IO cores (WireGuard, NAPT, the gateway's tunnel path)
