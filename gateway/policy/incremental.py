@@ -21,13 +21,18 @@ policy before the change was valid, and only records changed):
   gateway wildcard per VSID and family, no static record on a wildcard, one l2only
   wildcard per MAC; a CA once per VSID; a MAC with one CA per family; IP-Rewrite not
   on a gateway or wildcard record, with a CA and PA of one family): re-checked over
-  the scope, every record of each VSID the change touches (these rules are all
-  within one VSID) with those VSIDs' subnets;
+  the scope (these rules are all within one VSID), with the VSIDs' subnets. In a VSID
+  where only records changed, the scope is the records of the changed records' CAs
+  and MACs: the others raised nothing against each other before, and a changed
+  record can clash only with those (a CA once, a MAC's CA of each family). A VSID
+  with a changed wildcard, a record that failed the schema or a migration's port
+  brings every record of it;
 - an IP-Rewrite record's PA of its own: re-checked over the first two records of
   each PA the change touches (the message names the other user);
 - ports (each has a record of its VSID and MAC; on the node that owns the record's
-  PA; names, MACs once): re-checked for the ports of the VSIDs touched, with the
-  provider addresses of their nodes and of the scope's records' PAs;
+  PA; names, MACs once): re-checked for the ports of the changed records' MACs (of
+  every port of a VSID whose records all came), with the provider addresses of their
+  nodes and of the scope's records' PAs;
 - a migration's port moved to the end of another node's ports (``moved``): its
   VSID, and that of any port of its name on its new node, join the scope (every
   record and port of theirs), and the ports after it on its old node are judged at
@@ -470,9 +475,7 @@ class _Trial:
             if record is not None:
                 self.appended.append(record)
                 touched.append((loc, record))
-        scope.records, vsids = self._records_in_scope(touched, scope.unresolved_records)
-        # Only the ports of the VSIDs whose records are all in scope.
-        scope.ports = self.moves.ports(vsids)
+        scope.records, scope.ports = self._in_scope(touched, scope.unresolved_records)
         if indexed._everything:
             scope.subnets, scope.provider_addresses = base.subnets, base.provider_addresses
         else:
@@ -495,31 +498,60 @@ class _Trial:
         pas = sorted(entry for node in nodes for entry in indexed._pas.get(node, ()))
         scope.provider_addresses = [entry for _, entry in pas]
 
-    def _records_in_scope(
+    def _in_scope(
         self, touched: list[tuple[Loc, LookupRecord]], unresolved: Iterable[tuple[Any, Any]]
-    ) -> tuple[list[tuple[Loc, LookupRecord]], set[int]]:
-        """Every record the change can break or be judged against, in document order,
-        and the VSIDs whose records are all among them."""
+    ) -> tuple[list[tuple[Loc, LookupRecord]], list[PortEntry]]:
+        """Every record the change can break or be judged against, and every port,
+        each in document order.
+
+        The policy before the change is valid, so its records raise nothing against
+        each other: in a VSID where only records changed (no migration, no record
+        that failed the schema, no wildcard CA among them) the change can clash only
+        with the records of its CAs and MACs (a duplicate CA; a MAC's CA of each
+        family, which also gives a port of that MAC its CA), and break only the ports
+        of its MACs. Those are judged, found by the CA index and one pass over the
+        VSID's records (no judging of them); any other VSID is judged with all its
+        records and ports."""
         indexed = self.indexed
         old = [indexed._records[indexed._ids[p]] for p in (*self.removed, *self.replaced)]
-        vsids = {record.vsid for record in old} | {record.vsid for _, record in touched}
-        vsids |= {vsid for vsid, _ in unresolved if vsid is not None}
-        vsids |= self.moves.vsids
-        pas = {record.pa.packed for record in old} | {r.pa.packed for _, r in touched}
+        changed = [*old, *(record for _, record in touched)]
+        vsids = {record.vsid for record in changed}
+        whole = {vsid for vsid, _ in unresolved if vsid is not None} | self.moves.vsids
+        if any(vsid is None for vsid, _ in unresolved):
+            whole |= vsids  # a record of no readable VSID: it may clash in any of them
+        whole |= {record.vsid for record in changed if record.ca.is_unspecified}
+        keyed = vsids - whole
+        cas = {(record.vsid, record.ca.packed) for record in changed if record.vsid in keyed}
+        macs = {(record.vsid, record.mac) for record in changed if record.vsid in keyed}
+        pas = {record.pa.packed for record in changed}
         gone = {indexed._ids[p] for p in (*self.removed, *self.replaced)}
+        records = indexed._records
         ids: set[int] = set()
-        for vsid in vsids:
+        for vsid in whole:
             ids.update(indexed._by_vsid.get(vsid, ()))
+        for vsid, ca in cas:
+            ids.update(i for i in indexed._by_ca.get(ca, ()) if records[i].vsid == vsid)
+        for vsid in keyed:
+            ids.update(i for i in indexed._by_vsid.get(vsid, ()) if (vsid, records[i].mac) in macs)
         for pa in pas:
             ids.update(_first(indexed._by_pa.get(pa, ()), gone, 2))
         if indexed._parse.gateways.served:
             ids.update(indexed._gateway_ids)
         kept = sorted(ids - gone)
         positions = [bisect_left(indexed._ids, index) for index in kept]
-        found = [(self._loc(p), indexed._records[i]) for p, i in zip(positions, kept, strict=True)]
+        found = [(self._loc(p), records[i]) for p, i in zip(positions, kept, strict=True)]
         found.extend(touched)
         found.sort(key=lambda entry: entry[0][1])
-        return found, vsids
+        ports = self.moves.ports(whole)
+        ports += [
+            entry
+            for vsid in keyed
+            for entry in indexed._ports.get(vsid, ())
+            if (vsid, entry[2].mac) in macs
+        ]
+        order = indexed._node_order
+        ports.sort(key=lambda entry: (order[entry[0][1]], entry[0][3]))
+        return found, ports
 
 
 class _Moves:

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import ConfigError
-from gateway.policy import IndexedPolicy, Snapshot, compile_policy, load_policy
+from gateway.policy import IndexedPolicy, Snapshot, compile_policy, incremental, load_policy
 
 from ._documents import base_document, record
 from ._gateway_document import gateway_document
@@ -195,3 +195,35 @@ def test_a_routing_domain_s_first_gateway_record_removed_gives_way_to_the_next()
         r for key, r in updated.gateway_by_rdid_pa.items() if key[1] == bytes([198, 18, 0, 1])
     )
     assert sender.vsid == 5012
+
+
+def test_a_change_in_a_large_vsid_is_judged_with_what_it_can_clash_with(monkeypatch) -> None:
+    """A VSID of 200 records more: a record added there is judged with the records of
+    its CA and MAC and its PA's first users, not with all of them (judged whole:
+    204); a duplicate CA or a MAC's second IPv4 CA deep in the VSID is still refused,
+    with whole validation's issues."""
+    document = base_document()
+    document["lookup_records"] += [
+        record(5010, f"10.10.10.{20 + n}", f"02-00-00-00-02-{n:02x}", "198.18.0.2")
+        for n in range(200)
+    ]
+    indexed = IndexedPolicy(document)
+    scopes: list[int] = []
+    judge = incremental.judge
+
+    def spy(scope: Any, parts: Any) -> Any:
+        scopes.append(len(scope.records))
+        return judge(scope, parts)
+
+    monkeypatch.setattr(incremental, "judge", spy)
+    added = record(5010, "10.10.10.250", "02-00-00-00-03-01", "198.18.0.1")
+    indexed.change_records(document["revision"] + 1, added=[added])
+    assert scopes == [3]  # the added record and its PA's first two users; failed before: 204
+    document = _edited(document, set(), {}, [added])
+    for clash in (
+        record(5010, "10.10.10.120", "02-00-00-00-03-02", "198.18.0.1"),  # 100th's CA
+        record(5010, "10.10.10.251", "02-00-00-00-02-64", "198.18.0.1"),  # 100th's MAC
+    ):
+        whole = _whole(_edited(document, set(), {}, [clash]))
+        assert isinstance(whole, list) and len(whole) == 1
+        assert _incremental(indexed, document["revision"] + 1, set(), {}, [clash]) == whole
