@@ -542,16 +542,7 @@ class _Trial:
         found = [(self._loc(p), records[i]) for p, i in zip(positions, kept, strict=True)]
         found.extend(touched)
         found.sort(key=lambda entry: entry[0][1])
-        ports = self.moves.ports(whole)
-        ports += [
-            entry
-            for vsid in keyed
-            for entry in indexed._ports.get(vsid, ())
-            if (vsid, entry[2].mac) in macs
-        ]
-        order = indexed._node_order
-        ports.sort(key=lambda entry: (order[entry[0][1]], entry[0][3]))
-        return found, ports
+        return found, self.moves.ports(whole, macs)
 
 
 class _Moves:
@@ -586,14 +577,17 @@ class _Moves:
                     entry = new
                 placed.append(entry)
 
-    def ports(self, vsids: Iterable[int]) -> list[PortEntry]:
-        """The ports of ``vsids`` after the moves, in document order."""
-        relocated, order = self.relocated, self.indexed._node_order
-        found = [
-            relocated[id(entry)][1] if id(entry) in relocated else entry
-            for vsid in vsids
-            for entry in self.indexed._ports.get(vsid, ())
-        ]
+    def ports(
+        self, vsids: Collection[int], macs: Collection[tuple[int, bytes]] = ()
+    ) -> list[PortEntry]:
+        """Every port of ``vsids``, and those of the (VSID, MAC) keys ``macs`` (of
+        other VSIDs), after the moves (at the places they leave them), in document
+        order."""
+        relocated, order, ports = self.relocated, self.indexed._node_order, self.indexed._ports
+        chosen = [entry for vsid in vsids for entry in ports.get(vsid, ())]
+        for vsid in {vsid for vsid, _ in macs}:
+            chosen += [entry for entry in ports.get(vsid, ()) if (vsid, entry[2].mac) in macs]
+        found = [relocated[id(entry)][1] if id(entry) in relocated else entry for entry in chosen]
         found.sort(key=lambda entry: (order[entry[0][1]], entry[0][3]))
         return found
 

@@ -362,3 +362,24 @@ def test_a_migrated_port_named_as_one_on_its_new_node_is_refused_alike() -> None
     assert issue.message == "duplicate port name in node host2: nodes.host2.ports[1] has it"
     vms = "blue1, blue2, blue3, red1, red2"
     assert refusals[1] == (NotFound, f"no lookup record names VM 'nobody' (VMs: {vms})")
+
+
+def test_a_migration_judges_a_second_nic_s_port_at_its_new_place() -> None:
+    """A VM with a NIC in another VSID (5012) whose port stays behind, after the
+    moved one on the old node: its record now names the new node's PA, so that port
+    is on the wrong node, at the place the move left it (ports[1], not ports[2]), as
+    the whole path says."""
+    document = base_document()
+    document["lookup_records"].append(
+        {"vsid": 5012, "ca": "10.10.20.31", "mac": "00-00-00-00-00-31",
+         "pa": "198.18.0.1", "rule": "encap", "vm": "blue1"}
+    )  # fmt: skip
+    document["nodes"]["host1"]["ports"].append(
+        {"name": "blue1-nic2", "vsid": 5012, "mac": "00-00-00-00-00-31"}
+    )
+    indexed = IndexedPolicy(copy.deepcopy(document))
+    _, whole, incremental = migrated(document, indexed, Migration("blue1", "198.18.0.2"))
+    assert incremental == whole
+    (issue,) = whole
+    assert issue.path == "nodes.host1.ports[1].name"
+    assert "the port is on the wrong node" in issue.message
