@@ -31,7 +31,7 @@ from gateway.errors import Drop
 from gateway.wire import ETH_HEADER_SIZE
 
 MAX_ADDRESSES: Final = 4096  # destinations whose sockaddr is kept (``SendBatch._remember``)
-SLOTS: Final = 64  # the readers' batch (``readers.BATCH``): one sendmmsg per batch
+SLOTS: Final = 64  # a reader's batch (``readers.BATCH``): one sendmmsg each; a ring's takes four
 # A 1500-byte underlay's largest NVGRE payload (GRE header and inner frame) with
 # room to spare; bigger packets go alone (``FdOutput.to_provider``).
 SLOT_BYTES: Final = 2048
