@@ -39,7 +39,7 @@ lint: venv
 ## Benchmarks write JSON into bench/ and print a table; never run by the tests.
 ## host_forwarding.py and gateway_forwarding.py need root and 2 CPUs; they install
 ## netsniff-ng (trafgen), and the gateway's Open vSwitch and nftables, when missing
-## (gateway_tunnel.py: wireguard-go and wireguard-tools too).
+## (gateway_tunnel.py: wireguard-go, wireguard-tools and iperf3 too).
 ## bench is the quick profile (fewer repetitions, shorter windows, policies up to
 ## 10,000 records, shorter rate sweeps: under ~15 minutes); bench-full runs every
 ## measurement at its defaults (5 repetitions of 5 s, the tunnel's sweeps of 3 s

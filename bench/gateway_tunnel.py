@@ -2,12 +2,14 @@
 wireguard-go, next to wireguard-go itself in the gateway's place, in one run.
 
     python bench/gateway_tunnel.py [--reps 5] [--dur 3] [--warmup 1] [--quick]
-                                   [--kinds wggo,asyncio,trio] [--start-pps N]
-                                   [--max-steps N] [--rev REV] [--out FILE]
+                                   [--only rate,tcp] [--kinds wggo,asyncio,trio]
+                                   [--start-pps N] [--max-steps N] [--rev REV]
+                                   [--out FILE]
     python bench/gateway_tunnel.py --cleanup   # remove what a killed run left behind
 
 Needs root, 2 CPUs or more, /dev/net/tun, veth, nftables' netdev ingress hook,
-wireguard-go and wg; installs what it lacks as ``gateway_forwarding.py`` does. Run
+wireguard-go, wg and iperf3; installs what it lacks as
+``gateway_forwarding.py`` does. Run
 by ``make bench`` (2 repetitions, 1.5 s windows) and ``make bench-full`` (the
 defaults); never by the tests. Its parts are the gateway benchmark's
 (``bench/hostfwd/``), with its own in ``hostfwd/tunnel_setup.py`` (the site, keys,
@@ -53,11 +55,19 @@ handshake is made and 64 packets must arrive exactly (the daemon counting no
 drop). A measurement during which another job took more than 10 % of a core is
 done again (up to 3 times).
 
-Not measured here: TCP Mbit/s through the daemon's tunnel and the VM-to-site path
-end to end (a VM behind a host daemon, through the gateway): see the README.
+TCP (``--only tcp``; ``hostfwd/tunnel_tcp.py`` has the details), anchor D1's method:
+one iperf3 stream to the site's server, the receiver's goodput in Mbit/s, per
+repetition after the rates. The headline's path again (``tcp-asyncio``,
+``tcp-trio``: the client behind a TAP in the sender namespace whose host is
+``bare_host.py``, a bare NVGRE loop each way: NVGRE in at the daemon's PA) next to wireguard-go
+(``tcp-wggo``: the client in the host namespace, through the anchor); and the second
+figure, VM to site end to end (``tcp-vm-asyncio``, ``tcp-vm-trio``): the hybrid lab
+brought up for the run from the same source, the client in blue1's namespace behind
+host1's daemon, through the gateway daemon's tunnel to the Blue site's wireguard-go
+(the lab pins nothing). Each ratio to ``tcp-wggo`` is taken within its repetition.
 
-Writes ``bench/results-gateway-tunnel.json`` and prints a table; exit status 2 when
-a check failed or a measurement could not run.
+Writes ``bench/results-gateway-tunnel.json`` and prints a table for each part; exit
+status 2 when a check failed or a measurement could not run.
 """
 
 from __future__ import annotations
@@ -70,7 +80,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # gateway, for the config
 
-from hostfwd.common import BENCH, PACKAGES, log, run, stop
+from hostfwd.common import BENCH, NS_HOST, NS_SITE, NS_SND, PACKAGES, log, run, stop
 from hostfwd.namespaces import build_topology
 from hostfwd.runner import begin, guarded, measure_kept, window_arguments
 from hostfwd.sources import Source, source_or_exit, versions
@@ -85,19 +95,23 @@ from hostfwd.tunnel_setup import (
     tunnel_config,
 )
 from hostfwd.tunnel_sweep import Plan
+from hostfwd.tunnel_tcp import VM, lab_down, lab_namespaces, measure_tcp
 
 TUNNEL_PACKAGES = {
     **PACKAGES,
     "nft": "nftables",
     "wireguard-go": "wireguard-go",
     "wg": "wireguard-tools",
+    "iperf3": "iperf3",
 }
+PARTS = ("rate", "tcp")
 LABELS = {ANCHOR: "wireguard-go in the gateway's place (paced_send into its TUN)"}
 
 
 def arguments() -> argparse.Namespace:
     ap = window_arguments(__doc__)
     ap.set_defaults(dur=3.0, warmup=1.0)
+    ap.add_argument("--only", default=",".join(PARTS), help="rate,tcp")
     ap.add_argument("--kinds", default=",".join(KINDS), help="wggo,asyncio,trio")
     ap.add_argument("--start-pps", type=int, default=20000, help="the sweep's first rate")
     ap.add_argument("--max-steps", type=int, default=7, help="rates tried per sweep")
@@ -114,6 +128,9 @@ def arguments() -> argparse.Namespace:
     if a.quick:
         a.reps, a.dur, a.warmup = 1, 1.5, 0.5
     a.kinds = [k for k in a.kinds.split(",") if k in KINDS]
+    a.only = [p for p in a.only.split(",") if p in PARTS]
+    # TCP: each kind, and each daemon's VM-to-site run through the lab
+    a.tcp_kinds = [*a.kinds, *(VM + k for k in a.kinds if k != ANCHOR)] if "tcp" in a.only else []
     return a
 
 
@@ -122,8 +139,27 @@ def what(kind: str) -> str:
     return f"{label}, to the site's wireguard-go, 1400 B inner IPv4, best pps at <= 1 % loss"
 
 
-def measure_all(a: argparse.Namespace, source: Source, results: dict[str, Any]) -> None:
-    """Every repetition, each kind in turn, each a sweep."""
+def what_tcp(kind: str) -> str:
+    if kind == ANCHOR:
+        label = "wireguard-go in the gateway's place, the client beside it"
+    elif kind.startswith(VM):
+        label = f"VM to site end to end: the hybrid lab, --backend {kind.removeprefix(VM)}"
+    else:
+        label = f"nvgw gateway daemon, --backend {kind}, NVGRE in at its PA (bare_host.py)"
+    return f"{label}, to the site's wireguard-go, one iperf3 TCP stream, receiver's Mbit/s"
+
+
+def tcp_said(r: dict[str, Any]) -> str:
+    return (
+        f"{r['mbit_s']} Mbit/s, {r['retransmits']} retransmits,"
+        f" gateway side {r['gateway_cores']:.2f} cores"
+    )
+
+
+def measure_all(
+    a: argparse.Namespace, source: Source, results: dict[str, Any], tcp: dict[str, Any]
+) -> None:
+    """Every repetition, each kind in turn, each a sweep; then each a TCP run."""
     k = keys()
     config = tunnel_config(k["gw"][0], k["site"][1])
     cfgs = {
@@ -133,11 +169,13 @@ def measure_all(a: argparse.Namespace, source: Source, results: dict[str, Any]) 
     build_topology()
     build_wan()
     site = start_site(k)
+    ours = [NS_SND, NS_HOST, NS_SITE]
     starts = dict.fromkeys(a.kinds, a.start_pps)
-    total, done = a.reps * len(a.kinds), 0
+    rate_kinds = a.kinds if "rate" in a.only else []
+    total, done = a.reps * (len(rate_kinds) + len(a.tcp_kinds)), 0
     try:
         for rep in range(1, a.reps + 1):
-            for kind in a.kinds:
+            for kind in rate_kinds:
                 done += 1
                 key = key_of(kind)
                 e = results.setdefault(key, {"what": what(kind), "runs": []})
@@ -153,6 +191,19 @@ def measure_all(a: argparse.Namespace, source: Source, results: dict[str, Any]) 
                 )
                 if e["runs"] and e["runs"][-1]["rep"] == rep and e["runs"][-1]["delivered_pps"]:
                     starts[kind] = max(1000, round(0.8 * e["runs"][-1]["delivered_pps"]))
+            for kind in a.tcp_kinds:
+                done += 1
+                key = f"tcp-{kind}"
+                e = tcp.setdefault(key, {"what": what_tcp(kind), "runs": []})
+                args = (kind, config, source, a.daemon_arg, k, ours, a.dur, a.warmup)
+                measure_kept(
+                    e,
+                    f"[{done}/{total}] rep {rep} {key}",
+                    rep,
+                    lambda args=args: measure_tcp(*args),
+                    a.max_wait,
+                    tcp_said,
+                )
     finally:
         stop(site)
 
@@ -160,6 +211,8 @@ def measure_all(a: argparse.Namespace, source: Source, results: dict[str, Any]) 
 def main() -> int:
     a = arguments()
     if not begin(a.cleanup, TUNNEL_PACKAGES):
+        if lab_namespaces():  # a killed run's lab
+            lab_down(Path.cwd())
         return 0
     results: dict[str, Any] = {}
     problems: list[str] = []
@@ -167,8 +220,14 @@ def main() -> int:
     source = source_or_exit(a.rev, "gateway_tunnel")
     machine = versions([source])
     machine["wireguard_go"] = run(["dpkg-query", "-W", "wireguard-go"], check=False).strip()
-    guarded(lambda: measure_all(a, source, results), problems)
-    return finish(a, machine, results, problems, t_start)
+    machine["iperf3"] = run(["iperf3", "--version"], check=False).splitlines()[0]
+    tcp: dict[str, Any] = {}
+    try:
+        guarded(lambda: measure_all(a, source, results, tcp), problems)
+    finally:
+        if lab_namespaces():  # a failed or interrupted lab run's
+            lab_down(source.path)
+    return finish(a, machine, results, tcp, problems, t_start)
 
 
 if __name__ == "__main__":

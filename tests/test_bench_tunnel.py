@@ -2,8 +2,8 @@
 schedule (on a made-up clock) and its check, the sweep's search for the best rate at
 <= 1 % loss (climb, back off, halve the gap, stop at the sender's ceiling), the
 figures a sweep gives (the best held rate's CPU, who limited it), the ratio to
-wireguard-go within each repetition, and the table. The benchmark itself never runs
-in the tests."""
+wireguard-go within each repetition, and the tables, the TCP part's too. The
+benchmark itself never runs in the tests."""
 
 from __future__ import annotations
 
@@ -15,7 +15,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from hostfwd.paced_send import MAX_BURST, Pacer, check, read_frames, slots, write_frames
 from hostfwd.report import summarize_entries
 from hostfwd.tunnel_measure import sweep_figures
-from hostfwd.tunnel_report import key_of, limit_cell, print_table, ratios
+from hostfwd.tunnel_report import (
+    key_of,
+    limit_cell,
+    print_table,
+    print_tcp_table,
+    ratios,
+    tcp_key_of,
+)
 from hostfwd.tunnel_sweep import Plan, Step, best, first_failed, next_rate
 
 
@@ -219,3 +226,40 @@ def test_the_ratio_to_wireguard_go_is_taken_within_each_repetition_and_tabled(
     ]  # fmt: skip
     wggo_row = next(line for line in lines if line.startswith("tunnel-wggo"))
     assert wggo_row.split()[4] == "1.00"
+
+
+def tcp_entry(mbit_s: dict[int, float], **cores: float) -> dict:
+    """A made-up TCP measurement: a run per repetition, its goodput ``mbit_s[rep]``."""
+    runs = [
+        {"rep": rep, "mbit_s": v, "retransmits": 100 * rep, "gateway_cores": 0.6, **cores}
+        for rep, v in mbit_s.items()
+    ]
+    return {"what": "made up", "runs": runs}
+
+
+def test_tcp_goodput_is_compared_with_wireguard_gos_within_each_repetition_and_tabled(
+    capsys,
+) -> None:
+    failed = {"what": "made up", "runs": [], "error": "iperf3 from nvb-snd: no report"}
+    tcp = {
+        tcp_key_of("wggo"): tcp_entry({1: 500.0, 2: 400.0}),
+        tcp_key_of("asyncio"): tcp_entry({1: 250.0, 2: 400.0}),
+        tcp_key_of("vm-trio"): tcp_entry({2: 100.0}, host_cores=0.5),
+        tcp_key_of("trio"): failed,
+    }
+    rat = ratios(tcp, tcp_key_of("wggo"), "mbit_s")
+    assert rat == {
+        "tcp-asyncio/wggo": {"per_rep": [0.5, 1.0], "median": 0.75, "min": 0.5, "max": 1.0},
+        "tcp-vm-trio/wggo": {"per_rep": [0.25], "median": 0.25, "min": 0.25, "max": 0.25},
+    }
+    problems: list[str] = []
+    summarize_entries(tcp, problems)
+    assert problems == ["tcp-trio: iperf3 from nvb-snd: no report"]
+    print_tcp_table(tcp, rat)
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
+    assert rows["tcp-asyncio"] == [
+        "tcp-asyncio", "325", "(250..400)", "0.75", "(0.50..1.00)", "0.60", "-", "150",
+    ]  # fmt: skip
+    assert rows["tcp-vm-trio"][5:] == ["0.60", "0.50", "200"]  # the lab's host daemon too
+    assert rows["tcp-wggo"][3] == "1.00"
+    assert rows["tcp-trio"][1:] == ["FAILED:", "iperf3", "from", "nvb-snd:", "no", "report"]

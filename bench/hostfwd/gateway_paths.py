@@ -48,7 +48,7 @@ from .common import (
 from .counters import cpu_shares, delta, netdev, rss_kib
 from .gateway_ovs import ovs_start, ovs_stop
 from .gateway_setup import CORP_MAC, GW_TAP, NODE, NVGRE_OVERHEAD, attach_corp
-from .receivers import Receiver, _read_line, require_flow, window_figures
+from .receivers import Receiver, read_line, require_flow, window_figures
 from .sources import Source, gateway_hash
 from .traffic import SENDER, blast, start_trafgen
 
@@ -86,7 +86,7 @@ def receiver(
         cmd += [GW_TAP, str(VSID)]
         proc = start(nsx(NS_HOST, "taskset", "-c", str(RCV_CPU), *cmd), stdout=subprocess.PIPE)
         try:
-            line = _read_line(proc, proc.stdout.fileno(), "bare loop", 10)
+            line = read_line(proc, proc.stdout.fileno(), "bare loop", 10)
             if not line.startswith("ready"):
                 raise BenchError(f"bare loop: {line!r}")
             attach_corp(CORP_MAC)

@@ -141,12 +141,16 @@ def attach_corp(mac: str | None) -> None:
     drop_ipv4_at_ingress(NS_CORP, GW_TAP)
 
 
-def drop_ipv4_at_ingress(ns: str, dev: str) -> None:
-    """nftables' netdev ingress hook drops every IPv4 frame ``dev`` receives, right
-    after the driver counted it (ARP passes): the receiving end costs the same, and
-    next to nothing, whoever wrote the frame into the TAP."""
+def drop_ipv4_at_ingress(ns: str, dev: str, udp_only: bool = False) -> None:
+    """nftables' netdev ingress hook drops every IPv4 frame ``dev`` receives (or
+    every UDP one: a TCP server behind it stays reachable), right after the driver
+    counted it (ARP passes): the receiving end costs the same, and next to nothing,
+    whoever wrote the frame into the TAP."""
     run(nsx(ns, "nft", "delete", "table", "netdev", "nvb"), check=False)
     hook = f'{{ type filter hook ingress device "{dev}" priority 0; policy accept; }}'
     run(nsx(ns, "nft", "add", "table", "netdev", "nvb"))
     run(nsx(ns, "nft", "add", "chain", "netdev", "nvb", "in", hook))
-    run(nsx(ns, "nft", "add", "rule", "netdev", "nvb", "in", "meta", "protocol", "ip", "drop"))
+    udp = ("meta", "l4proto", "udp") if udp_only else ()
+    run(
+        nsx(ns, "nft", "add", "rule", "netdev", "nvb", "in", "meta", "protocol", "ip", *udp, "drop")
+    )

@@ -49,7 +49,7 @@ from .nat_setup import (
     kernel_router_up,
     reply_config,
 )
-from .receivers import Receiver, _diff_drops, _read_line, require_flow, window_figures
+from .receivers import Receiver, _diff_drops, read_line, require_flow, window_figures
 from .report import _ratio, bound_cell, figure_rows, print_rows, ratio_within_reps
 from .sources import Source, gateway_hash
 from .traffic import SENDER, blast, bottleneck, sender_figures, start_trafgen
@@ -113,7 +113,7 @@ def capture(where: tuple[str, str], count: int) -> subprocess.Popen:
     ns, dev = where
     cmd = [sys.executable, str(BENCH / "hostfwd" / "nat_capture.py"), dev, str(count), "5"]
     proc = start(nsx(ns, *cmd), stdout=subprocess.PIPE)
-    line = _read_line(proc, proc.stdout.fileno(), "capture", 10)
+    line = read_line(proc, proc.stdout.fileno(), "capture", 10)
     if line != "ready":
         raise BenchError(f"nat_capture.py: {line!r}")
     return proc

@@ -81,7 +81,7 @@ class Receiver:
         if self.kind == "bare":
             cmd = [sys.executable, str(BENCH / "bare_decap.py"), HOST_PA, PORT, str(VSID)]
             self.proc = start(nsx(NS_HOST, *pin, *cmd), stdout=subprocess.PIPE)
-            line = _read_line(self.proc, self.proc.stdout.fileno(), "bare loop", 10)
+            line = read_line(self.proc, self.proc.stdout.fileno(), "bare loop", 10)
             if not line.startswith("ready"):
                 raise BenchError(f"bare loop: {line!r}")
             self.pid = self.proc.pid
@@ -100,7 +100,7 @@ class Receiver:
                     cwd=self.source.path,
                 )
                 os.close(ready_w)
-                ready = json.loads(_read_line(self.proc, ready_r, f"nvgw {self.kind}", 30))
+                ready = json.loads(read_line(self.proc, ready_r, f"nvgw {self.kind}", 30))
             finally:
                 os.close(ready_r)
             self.pid = int(ready["pid"])
@@ -141,7 +141,7 @@ class Receiver:
         return out
 
 
-def _read_line(proc: subprocess.Popen, fd: int, what: str, timeout: float) -> str:
+def read_line(proc: subprocess.Popen, fd: int, what: str, timeout: float) -> str:
     data = b""
     t_end = time.monotonic() + timeout
     while b"\n" not in data:

@@ -70,14 +70,15 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def ratio_within_reps(measured: dict[str, Any], base: dict[str, Any]) -> dict[str, Any] | None:
-    """``measured``'s delivered pps over ``base``'s, taken within each repetition that
-    has both, then the median (min..max); None when no repetition has both."""
-    by_rep = {r["rep"]: r["delivered_pps"] for r in base["runs"]}
+def ratio_within_reps(
+    measured: dict[str, Any], base: dict[str, Any], figure: str = "delivered_pps"
+) -> dict[str, Any] | None:
+    """``measured``'s ``figure`` (delivered pps) over ``base``'s, taken within each
+    repetition that has both, then the median (min..max); None when no repetition
+    has both."""
+    by_rep = {r["rep"]: r[figure] for r in base["runs"]}
     per_rep = [
-        round(r["delivered_pps"] / by_rep[r["rep"]], 3)
-        for r in measured["runs"]
-        if by_rep.get(r["rep"])
+        round(r[figure] / by_rep[r["rep"]], 3) for r in measured["runs"] if by_rep.get(r["rep"])
     ]
     if not per_rep:
         return None

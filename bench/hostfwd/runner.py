@@ -112,11 +112,13 @@ def measure_kept(
     rep: int,
     measure: Callable[[], dict[str, Any]],
     quiet_wait_s: float = 120.0,
+    said: Callable[[dict[str, Any]], str] | None = None,
 ) -> None:
     """One measurement into ``e["runs"]``, done again (up to ATTEMPTS) while another
     job disturbs it (those kept apart in ``e["disturbed_runs"]``); before each, up to
     ``quiet_wait_s`` waiting for the machine to go quiet. A failed check stops the
-    whole run; a measurement that could not run is recorded in ``e["error"]``."""
+    whole run; a measurement that could not run is recorded in ``e["error"]``.
+    ``said`` puts its figures in the log line (``rate_said``: delivered pps)."""
     for attempt in range(1, ATTEMPTS + 1):
         wait_quiet(quiet_wait_s)
         try:
@@ -131,19 +133,21 @@ def measure_kept(
         r["rep"], r["attempt"] = rep, attempt
         other = max(r["other_load"].values())
         r["disturbed"] = other > OTHER_LOAD_MAX
-        extra = ""
-        if "recv_cores" in r:
-            extra = (
-                f", recv {r['recv_cores']:.2f} cores,"
-                f" {r['cpu_s_per_mpkt']} CPU s/Mpkt, {r['bottleneck']}-bound"
-            )
-        log(
-            f"{tag}: delivered {r['delivered_pps']} pps,"
-            f" offered {r['offered_pps']}{extra}, other load {other:.0%}"
-        )
+        log(f"{tag}: {(said or rate_said)(r)}, other load {other:.0%}")
         if r["disturbed"] and attempt < ATTEMPTS:
             e.setdefault("disturbed_runs", []).append(r)
             log(f"{tag}: another job took {other:.0%} of a core: again")
             continue
         e["runs"].append(r)
         return
+
+
+def rate_said(r: dict[str, Any]) -> str:
+    """A rate measurement's figures for its log line."""
+    extra = ""
+    if "recv_cores" in r:
+        extra = (
+            f", recv {r['recv_cores']:.2f} cores,"
+            f" {r['cpu_s_per_mpkt']} CPU s/Mpkt, {r['bottleneck']}-bound"
+        )
+    return f"delivered {r['delivered_pps']} pps, offered {r['offered_pps']}{extra}"

@@ -8,8 +8,9 @@ there, ``nvbw1`` 192.0.2.11 in ``nvb-site``. The site runs wireguard-go (interfa
 two peers: the gateway daemon (its port 51820 key; allowed IPs the VSID's
 10.10.10.0/24) and the anchor, a wireguard-go in the host namespace (``nvbwggw``,
 port 51821, 10.99.0.1, allowed IPs 10.99.0.0/24). What the site decrypts is counted
-as its TUN's rx and dropped at the TUN's ingress (nftables), so nothing answers and
-the sink costs the same for both. wireguard-go's control sockets live in
+as its TUN's rx and, UDP, dropped at the TUN's ingress (nftables), so nothing answers
+and the sink costs the same for both; TCP goes on to the iperf3 server there
+(``tunnel_tcp.py``). wireguard-go's control sockets live in
 /var/run/wireguard for the whole machine: both names carry the benchmark's ``nvb``
 prefix (decisions.md, "Lab and tests").
 """
@@ -160,7 +161,7 @@ def start_site(k: dict[str, tuple[Path, str]]) -> subprocess.Popen:
     ipn(NS_SITE, "link", "set", WG_SITE, "up")
     for net in (VSID_NET, ANCHOR_NET):
         ipn(NS_SITE, "route", "add", net, "dev", WG_SITE)
-    drop_ipv4_at_ingress(NS_SITE, WG_SITE)
+    drop_ipv4_at_ingress(NS_SITE, WG_SITE, udp_only=True)  # TCP: the iperf3 server's
     return proc
 
 
