@@ -214,9 +214,11 @@ class GatewayServing:
         wanted = set(self.node.tunnel_ports)
         for port in set(self.udp) - wanted:
             sock, scope = self.udp.pop(port)
-            scope.cancel()
             self.out.udp.pop(port, None)
-            sock.close()
+            if self._tg is None:
+                sock.close()  # never read
+            else:
+                scope.cancel()  # its reader closes it as it ends (``readiness.py``)
         for port in wanted - set(self.udp):
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
@@ -241,8 +243,11 @@ class GatewayServing:
             return lambda datagram, source: gateway_from_tunnel(node, port, datagram, source)
 
         async def serve() -> None:
-            with scope:
-                await read_socket_from(sock, for_batch, fault, self.out.flush)
+            try:
+                with scope:
+                    await read_socket_from(sock, for_batch, fault, self.out.flush)
+            finally:
+                sock.close()
 
         self._tg.start_soon(serve)
 

@@ -2,7 +2,8 @@
 
 A reader drains up to a batch (``BATCH`` frames) into one preallocated buffer (a
 receive ring: ``RING_BATCH``, read in place), hands each frame to the data plane
-before reading the next, and waits for readiness only when the fd ran dry; after a
+before reading the next, and waits for readiness only when the fd ran dry (at the
+cost ``readiness.py`` makes cheapest for the event loop); after a
 full batch it yields once (``checkpoint``) so that the other tasks (other ports,
 reloads, the API) get a turn under load. There is no await per packet, and a batch
 is decided synchronously, so a policy swap (between batches) is never seen half-way.
@@ -26,6 +27,7 @@ import anyio
 import anyio.lowlevel
 
 from gateway.io.faults import Fault
+from gateway.io.readiness import readable
 from gateway.io.ring import ReceiveRing
 
 # Frames handled per readiness before other tasks get a turn (wireguard-go's
@@ -157,26 +159,27 @@ async def read(
     buffer = bytearray(MAX_DATAGRAM)
     view = memoryview(buffer)
     read_one = reader_into(buffer)
-    while True:
-        handled = 0
-        handle = for_batch()
-        try:
-            while handled < BATCH:
-                size = read_one()
-                if size is None:  # ran dry (``read_fd``'s FileIO; sockets raise)
-                    break
-                handled += 1
-                try:
-                    handle(view[:size])
-                except Exception as error:  # a bug costs this frame, not the node
-                    on_fault(error, view[:size])
-        except BlockingIOError:
-            pass
-        flush()
-        if handled < BATCH:
-            await anyio.wait_readable(waitable)
-        else:
-            await anyio.lowlevel.checkpoint()
+    async with readable(waitable) as wait_readable:
+        while True:
+            handled = 0
+            handle = for_batch()
+            try:
+                while handled < BATCH:
+                    size = read_one()
+                    if size is None:  # ran dry (``read_fd``'s FileIO; sockets raise)
+                        break
+                    handled += 1
+                    try:
+                        handle(view[:size])
+                    except Exception as error:  # a bug costs this frame, not the node
+                        on_fault(error, view[:size])
+            except BlockingIOError:
+                pass
+            flush()
+            if handled < BATCH:
+                await wait_readable()
+            else:
+                await anyio.lowlevel.checkpoint()
 
 
 async def read_ring(
@@ -186,11 +189,12 @@ async def read_ring(
     each frame in place (no copy, no wrapper call per packet) and holds the barrier;
     ``flush`` ends each batch, as in ``read``."""
     drain = ring.drain
-    while True:
-        node.now = anyio.current_time()
-        drained = drain(handle, node, RING_BATCH)
-        flush()
-        if drained < RING_BATCH:
-            await anyio.wait_readable(ring)
-        else:
-            await anyio.lowlevel.checkpoint()
+    async with readable(ring.fileno()) as wait_readable:
+        while True:
+            node.now = anyio.current_time()
+            drained = drain(handle, node, RING_BATCH)
+            flush()
+            if drained < RING_BATCH:
+                await wait_readable()
+            else:
+                await anyio.lowlevel.checkpoint()
