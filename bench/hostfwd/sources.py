@@ -34,7 +34,8 @@ def work_tree() -> Source:
 
 
 def source_of(rev: str) -> Source:
-    """``rev``'s gateway/ in the scratch directory (or the work tree for ``worktree``);
+    """``rev``'s gateway/ in the scratch directory (or the work tree for ``worktree``),
+    with its configs/ (the lab's scenarios: ``gateway/lab/configs`` links there);
     checks that ``python -m gateway`` there imports that copy."""
     if rev == WORK_TREE:
         return work_tree()
@@ -43,7 +44,9 @@ def source_of(rev: str) -> Source:
     shutil.rmtree(src, ignore_errors=True)
     src.mkdir(parents=True)
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", commit, "gateway"], capture_output=True, check=True
+        ["git", "-C", str(ROOT), "archive", commit, "gateway", "configs"],
+        capture_output=True,
+        check=True,
     )
     subprocess.run(["tar", "-x", "-C", str(src)], input=archive.stdout, check=True)
     where = run([sys.executable, "-c", "import gateway; print(gateway.__file__)"], cwd=src)

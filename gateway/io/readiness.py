@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
@@ -44,10 +45,15 @@ async def readable(waitable: Waitable) -> AsyncIterator[Wait]:
     loop = asyncio.get_running_loop()
     fd = waitable if isinstance(waitable, int) else waitable.fileno()
     waiter: list[asyncio.Future[None] | None] = [None]
+    # The loop may run a readiness callback it polled before the reader drained the
+    # fd and began to wait: asked again, with no timeout, the fd says whether it is.
+    still = select.poll()
+    still.register(fd, select.POLLIN)
+    readable_now = partial(still.poll, 0)
 
     def ready() -> None:
         future = waiter[0]
-        if future is not None:
+        if future is not None and readable_now():
             waiter[0] = None
             if not future.done():  # cancelled meanwhile
                 future.set_result(None)
