@@ -29,15 +29,16 @@ GRE_HEADER = struct.Struct("!HHI")  # flags+version (K only), protocol TEB, key
 GRE_K, TEB = 0x2000, 0x6558
 
 
-def main() -> None:
-    pa, remote, tap_name, vsid = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+def open_pair(pa: str, remote: str, tap_name: str) -> tuple[socket.socket, int]:
+    """The raw GRE socket bound to PA and connected to REMOTE_PA, and the TAP."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_GRE)
     sock.bind((pa, 0))
     sock.connect((remote, 0))
-    tap = open_tap(tap_name)
-    print("ready", flush=True)
+    return sock, open_tap(tap_name)
 
+
+def encapsulate(sock: socket.socket, tap: int, vsid: int) -> None:
+    """The loop: each frame read behind the fixed GRE header and sent, forever."""
     buffer = bytearray(8 + 65535)
     GRE_HEADER.pack_into(buffer, 0, GRE_K, TEB, vsid << 8)
     view = memoryview(buffer)
@@ -47,6 +48,14 @@ def main() -> None:
     while True:
         size = readv(tap, frame)
         send(view[: 8 + size])
+
+
+def main() -> None:
+    pa, remote, tap_name, vsid = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    sock, tap = open_pair(pa, remote, tap_name)
+    print("ready", flush=True)
+    encapsulate(sock, tap, vsid)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ import struct
 import sys
 import threading
 
-from bare_decap import NVGRE_WORD, open_tap
-from bare_encap import GRE_HEADER, GRE_K, TEB
+from bare_decap import NVGRE_WORD
+from bare_encap import encapsulate, open_pair
 
 
 def decapsulate(sock: socket.socket, tap: int, vsid: int) -> None:
@@ -43,20 +43,10 @@ def decapsulate(sock: socket.socket, tap: int, vsid: int) -> None:
 def main() -> None:
     pa, remote, tap_name, vsid = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_GRE)
-    sock.bind((pa, 0))
-    sock.connect((remote, 0))
-    tap = open_tap(tap_name)
+    sock, tap = open_pair(pa, remote, tap_name)
     threading.Thread(target=decapsulate, args=(sock, tap, vsid), daemon=True).start()
     print("ready", flush=True)
-
-    buffer = bytearray(8 + 65535)
-    GRE_HEADER.pack_into(buffer, 0, GRE_K, TEB, vsid << 8)
-    view = memoryview(buffer)
-    frame = [view[8:]]
-    while True:
-        size = os.readv(tap, frame)
-        sock.send(view[: 8 + size])
+    encapsulate(sock, tap, vsid)
 
 
 if __name__ == "__main__":
