@@ -8,10 +8,9 @@ wireguard-go, next to wireguard-go itself in the gateway's place, in one run.
     python bench/gateway_tunnel.py --cleanup   # remove what a killed run left behind
 
 Needs root, 2 CPUs or more, /dev/net/tun, veth, nftables' netdev ingress hook,
-wireguard-go, wg and iperf3; installs what it lacks as
-``gateway_forwarding.py`` does. Run
-by ``make bench`` (2 repetitions, 1.5 s windows) and ``make bench-full`` (the
-defaults); never by the tests. Its parts are the gateway benchmark's
+wireguard-go, wg and iperf3; installs what it lacks as ``gateway_forwarding.py``
+does. Run by ``make bench`` (2 repetitions, 1.5 s windows) and ``make bench-full``
+(the defaults); never by the tests. Its parts are the gateway benchmark's
 (``bench/hostfwd/``), with its own in ``hostfwd/tunnel_setup.py`` (the site, keys,
 config, frames), ``tunnel_sweep.py`` (the search for the best rate at <= 1 % loss),
 ``tunnel_measure.py`` (one measurement) and ``tunnel_report.py`` (ratios, table).
@@ -59,12 +58,13 @@ TCP (``--only tcp``; ``hostfwd/tunnel_tcp.py`` has the details), anchor D1's met
 one iperf3 stream to the site's server, the receiver's goodput in Mbit/s, per
 repetition after the rates. The headline's path again (``tcp-asyncio``,
 ``tcp-trio``: the client behind a TAP in the sender namespace whose host is
-``bare_host.py``, a bare NVGRE loop each way: NVGRE in at the daemon's PA) next to wireguard-go
-(``tcp-wggo``: the client in the host namespace, through the anchor); and the second
-figure, VM to site end to end (``tcp-vm-asyncio``, ``tcp-vm-trio``): the hybrid lab
-brought up for the run from the same source, the client in blue1's namespace behind
-host1's daemon, through the gateway daemon's tunnel to the Blue site's wireguard-go
-(the lab pins nothing). Each ratio to ``tcp-wggo`` is taken within its repetition.
+``bare_host.py``, a bare NVGRE loop each way: NVGRE in at the daemon's PA) next to
+wireguard-go (``tcp-wggo``: the client in the host namespace, through the anchor);
+and the second figure, VM to site end to end (``tcp-vm-asyncio``, ``tcp-vm-trio``):
+the hybrid lab brought up for the run from the same source, the client in blue1's
+namespace behind host1's daemon, through the gateway daemon's tunnel to the Blue
+site's wireguard-go (the lab pins nothing). Each ratio to ``tcp-wggo`` is taken
+within its repetition.
 
 Writes ``bench/results-gateway-tunnel.json`` and prints a table for each part; exit
 status 2 when a check failed or a measurement could not run.
@@ -85,7 +85,7 @@ from hostfwd.namespaces import build_topology
 from hostfwd.runner import begin, guarded, measure_kept, window_arguments
 from hostfwd.sources import Source, source_or_exit, versions
 from hostfwd.tunnel_measure import ANCHOR, KINDS, measure_tunnel
-from hostfwd.tunnel_report import finish, key_of
+from hostfwd.tunnel_report import finish, key_of, tcp_key_of
 from hostfwd.tunnel_setup import (
     anchor_frames_file,
     build_wan,
@@ -193,7 +193,7 @@ def measure_all(
                     starts[kind] = max(1000, round(0.8 * e["runs"][-1]["delivered_pps"]))
             for kind in a.tcp_kinds:
                 done += 1
-                key = f"tcp-{kind}"
+                key = tcp_key_of(kind)
                 e = tcp.setdefault(key, {"what": what_tcp(kind), "runs": []})
                 args = (kind, config, source, a.daemon_arg, k, ours, a.dur, a.warmup)
                 measure_kept(
