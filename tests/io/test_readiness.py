@@ -57,9 +57,8 @@ async def test_a_wait_returns_once_the_fd_is_readable_and_not_before(pair) -> No
             assert b.recv(16) == b"x%d" % round_
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # trio registers per wait
 async def test_on_asyncio_the_fd_stays_registered_between_waits_and_not_after(pair) -> None:
-    if sniffio.current_async_library() != "asyncio":
-        pytest.skip("trio's wait_readable registers per wait (readiness.py)")
     a, b = pair
     fd = b.fileno()
     assert not registered(fd)
