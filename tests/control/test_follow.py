@@ -67,6 +67,14 @@ class Follower:
             return found
 
         self.backend._records.follow = spied
+        # etcd: the watch live before the first change, so that the change is taken
+        # by what it brings (a watch not live yet is its own test, below); one that
+        # starts later than a read waits for it (CATCH_UP_S) makes that read whole.
+        watch = getattr(self.backend, "_watch", None)
+        deadline = time.monotonic() + FOLLOW_DEADLINE_S
+        while watch is not None and watch.meta_written() is None:
+            assert time.monotonic() < deadline, "the follower's watch never started"
+            time.sleep(0.005)
 
     def _prepare(self, policy: Policy) -> Snapshot:
         snapshot, _ = prepare_node(
