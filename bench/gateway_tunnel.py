@@ -80,7 +80,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # gateway, for the config
 
-from hostfwd.common import BENCH, NS_HOST, NS_SITE, NS_SND, PACKAGES, log, run, stop
+from hostfwd.common import BENCH, NS_HOST, NS_SITE, NS_SND, PACKAGES, ROOT, log, run, stop
 from hostfwd.namespaces import build_topology
 from hostfwd.runner import begin, guarded, measure_kept, window_arguments
 from hostfwd.sources import Source, source_or_exit, versions
@@ -212,7 +212,7 @@ def main() -> int:
     a = arguments()
     if not begin(a.cleanup, TUNNEL_PACKAGES):
         if lab_namespaces():  # a killed run's lab
-            lab_down(Path.cwd())
+            lab_down(ROOT)
         return 0
     results: dict[str, Any] = {}
     problems: list[str] = []
