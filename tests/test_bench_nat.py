@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from hostfwd.common import REMOTE_VM, VSID
 from hostfwd.nat_capture import endpoints
-from hostfwd.nat_measure import key_of, ratios
+from hostfwd.nat_measure import below, key_of, ratios
 from hostfwd.nat_setup import (
     EXT_ADDR,
     EXT_MAC,
@@ -81,6 +81,25 @@ def test_each_ratio_is_against_the_kernel_of_its_own_repetition_and_direction() 
     assert rat["out-asyncio_64/kernel"]["per_rep"] == [0.5, 0.4]  # repetition 3: no kernel
     assert rat["back-trio_64/kernel"]["per_rep"] == [0.25, 0.5]
     assert set(rat) == {"out-asyncio_64/kernel", "back-trio_64/kernel"}
+
+
+def test_the_bare_loop_is_the_kernel_s_ceiling_and_the_daemons_anchor_not_a_verdict() -> None:
+    results = {
+        key_of("back", "kernel", 64): runs({1: 400.0, 2: 500.0}),
+        key_of("back", "bare", 64): runs({1: 160.0, 2: 150.0}),
+        key_of("back", "asyncio", 64): runs({1: 120.0, 2: 135.0}),
+        key_of("out", "kernel", 1400): runs({1: 400.0}),
+        key_of("out", "trio", 1400): runs({1: 200.0}),
+    }
+    rat = ratios(results)
+    assert rat["back-bare_64/kernel"]["per_rep"] == [0.4, 0.3]
+    assert rat["back-asyncio_64/bare"]["per_rep"] == [0.75, 0.9]
+    assert rat["back-asyncio_64/kernel"]["per_rep"] == [0.3, 0.27]
+    assert "out-trio_1400/bare" not in rat  # no bare loop measured on that way
+    # Only the daemons are held to the target: the bare loop under it says the
+    # target is above Python's ceiling, which is no verdict on the daemon.
+    assert below(rat, 0.45) == ["back-asyncio_64/kernel"]
+    assert below(rat, 0.25) == []
 
 
 def test_memory_is_per_session_opened() -> None:

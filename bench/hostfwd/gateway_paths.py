@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .common import (
-    BENCH,
     CHECK_FRAMES,
     HOST_PA,
     NS_CORP,
@@ -41,14 +38,12 @@ from .common import (
     VSID,
     BenchError,
     CheckFailed,
-    nsx,
-    start,
     stop,
 )
 from .counters import cpu_shares, delta, netdev, rss_kib
 from .gateway_ovs import ovs_start, ovs_stop
 from .gateway_setup import CORP_MAC, GW_TAP, NODE, NVGRE_OVERHEAD, attach_corp
-from .receivers import Receiver, read_line, require_flow, window_figures
+from .receivers import Receiver, require_flow, start_bare, window_figures
 from .sources import Source, gateway_hash
 from .traffic import SENDER, blast, start_trafgen
 
@@ -81,14 +76,9 @@ def receiver(
             ovs_stop()
         return
     if kind == "bare":
-        cmd = [sys.executable, str(BENCH / BARE[path]), HOST_PA]
-        cmd += [SND_PA] if path == "out" else []
-        cmd += [GW_TAP, str(VSID)]
-        proc = start(nsx(NS_HOST, "taskset", "-c", str(RCV_CPU), *cmd), stdout=subprocess.PIPE)
+        remote = [SND_PA] if path == "out" else []
+        proc, _ = start_bare(BARE[path], HOST_PA, *remote, GW_TAP, str(VSID))
         try:
-            line = read_line(proc, proc.stdout.fileno(), "bare loop", 10)
-            if not line.startswith("ready"):
-                raise BenchError(f"bare loop: {line!r}")
             attach_corp(CORP_MAC)
             yield Running(proc.pid)
         finally:

@@ -25,11 +25,14 @@ from .common import (
     BENCH,
     CHECK_FRAMES,
     FLOWS,
+    HOST_PA,
     NS_HOST,
     NS_INET,
     RCV_CPU,
     REMOTE_VM,
     SND_CPU,
+    SND_PA,
+    VSID,
     BenchError,
     CheckFailed,
     nsx,
@@ -49,34 +52,51 @@ from .nat_setup import (
     kernel_router_up,
     reply_config,
 )
-from .receivers import Receiver, _diff_drops, read_line, require_flow, window_figures
+from .receivers import (
+    Receiver,
+    _diff_drops,
+    read_line,
+    require_flow,
+    start_bare,
+    window_figures,
+)
 from .report import _ratio, bound_cell, figure_rows, print_rows, ratio_within_reps
 from .sources import Source, gateway_hash
 from .traffic import SENDER, blast, bottleneck, sender_figures, start_trafgen
 
 PATHS = ("out", "back")
-KINDS = ("kernel", "asyncio", "trio")
-DAEMONS = KINDS[1:]
+KINDS = ("kernel", "bare", "asyncio", "trio")
+DAEMONS = KINDS[2:]
+# The Python ceiling of each way's I/O: a bare loop with the NAT's endpoints (the
+# gateway's PA, the external TAP) that translates nothing.
+BARE = {"out": "bare_decap.py", "back": "bare_encap.py"}
+MEASURED_AGAINST = {"kernel": ("bare", *DAEMONS), "bare": DAEMONS}  # the ratios' anchors
 PRIME_FRAMES = 8  # one per flow: each opens its session
+TENANT_PORTS = list(range(40001, 40001 + FLOWS))  # the flows' source ports
 
 
 class Running:
-    """A started NAT: where it delivers, its pid (None: the kernel), its daemon."""
+    """A started NAT, or a bare loop: where it delivers, its pid (None: the kernel),
+    its daemon."""
 
-    def __init__(self, where: tuple[str, str], daemon: Receiver | None = None) -> None:
-        self.where, self.daemon = where, daemon
-        self.pid = daemon.pid if daemon else None
+    def __init__(
+        self, where: tuple[str, str], pid: int | None = None, daemon: Receiver | None = None
+    ) -> None:
+        self.where, self.daemon, self.pid = where, daemon, pid
+        self.translates = pid is None or daemon is not None  # a bare loop does not
         # the kernel's frames queue on the receiver core (RPS): trafgen's slow path
-        self.slow = daemon is None
+        self.slow = pid is None
 
     def drops(self) -> dict[str, int]:
         return self.daemon.scrape()["drops"] if self.daemon else {}
 
 
 @contextlib.contextmanager
-def nat(kind: str, config: Path, source: Source, daemon_args: list[str]) -> Iterator[Running]:
-    """The kernel's NAT router, or the daemon pinned to the receiver core with its
-    external TAP in the internet namespace."""
+def nat(
+    kind: str, path: str, config: Path, source: Source, daemon_args: list[str]
+) -> Iterator[Running]:
+    """The kernel's NAT router; or the daemon, or ``path``'s bare loop, pinned to the
+    receiver core with its external TAP in the internet namespace."""
     if kind == "kernel":
         try:
             kernel_router_up()
@@ -84,10 +104,20 @@ def nat(kind: str, config: Path, source: Source, daemon_args: list[str]) -> Iter
         finally:
             kernel_router_down()
         return
+    if kind == "bare":
+        remote = [SND_PA] if path == "back" else []
+        proc, _ = start_bare(BARE[path], HOST_PA, *remote, EXT_TAP, str(VSID))
+        try:
+            attach_internet()
+            yield Running((NS_INET, EXT_TAP), proc.pid)
+        finally:
+            stop(proc)
+            wait_gone(EXT_TAP)
+        return
     try:
         with Receiver(f"gw-{kind}", source, daemon_args, config, "gw", kind) as daemon:
             attach_internet()
-            yield Running((NS_INET, EXT_TAP), daemon)
+            yield Running((NS_INET, EXT_TAP), daemon.pid, daemon)
     finally:
         wait_gone(EXT_TAP)
 
@@ -142,7 +172,8 @@ def checked(
 
 def check_translation(cfg: Path, size: int, rx: Running) -> dict[str, Any]:
     """The way out: the eight sessions opened, then every frame from the external
-    address to the server, from eight external ports."""
+    address to the server, from eight external ports (from a bare loop: every frame
+    as the tenant sent it)."""
     ns, dev = rx.where
     send(cfg, PRIME_FRAMES, rx.slow)
     t_end = time.monotonic() + 3
@@ -150,7 +181,8 @@ def check_translation(cfg: Path, size: int, rx: Running) -> dict[str, Any]:
         time.sleep(0.05)
     time.sleep(0.2)
     check, seen = checked(cfg, rx, SENDER, rx.where)
-    check["translated"] = all(s[0] == EXT_ADDR and s[2:4] == [SERVER, SERVER_PORT] for s in seen)
+    source = EXT_ADDR if rx.translates else REMOTE_VM[0]
+    check["translated"] = all(s[0] == source and s[2:4] == [SERVER, SERVER_PORT] for s in seen)
     check["external_ports"] = sorted({s[1] for s in seen})
     check["ok"] = (
         check["delivered"] == len(seen) == CHECK_FRAMES
@@ -164,12 +196,13 @@ def check_translation(cfg: Path, size: int, rx: Running) -> dict[str, Any]:
 
 def check_way_back(cfg: Path, size: int, rx: Running) -> dict[str, Any]:
     """The way back: every reply reaches the sender veth (NVGRE from the daemon,
-    plain IPv4 from the kernel) to the VM's address and its eight source ports."""
+    plain IPv4 from the kernel) to the VM's address and its eight source ports (from
+    a bare loop: in NVGRE, as the server sent it)."""
     check, seen = checked(cfg, rx, rx.where, SENDER)
-    frame = size + (NVGRE_OVERHEAD if rx.daemon else 0)
-    ports = list(range(40001, 40001 + FLOWS))
+    frame = size + (NVGRE_OVERHEAD if rx.pid else 0)
+    to = REMOTE_VM[0] if rx.translates else EXT_ADDR
     check["translated"] = all(
-        s[:3] == [SERVER, SERVER_PORT, REMOTE_VM[0]] and s[3] in ports for s in seen
+        s[:3] == [SERVER, SERVER_PORT, to] and s[3] in TENANT_PORTS for s in seen
     )
     check["ok"] = (
         check["delivered"] == len(seen) == CHECK_FRAMES
@@ -193,15 +226,21 @@ def measure_kind(
 ) -> dict[str, Any]:
     """One measurement of ``kind``'s NAT at ``size`` (``cfg``: trafgen's frames for the
     way out) on ``path``: ``out`` (tenant -> internet) or ``back`` (the server's
-    replies to the sessions the way out opened)."""
-    with nat(kind, config, source, daemon_args) as rx:
+    replies to the sessions the way out opened; a bare loop, which opens none, gets
+    them to the tenant's own ports)."""
+    with nat(kind, path, config, source, daemon_args) as rx:
         r: dict[str, Any] = {}
-        if rx.pid is not None:
+        if rx.daemon is not None:
             r["rss_start_kib"] = rss_kib(rx.pid)
             r["gateway_py_sha256"] = gateway_hash(source.path)
-        r["check"] = check_translation(cfg, size, rx)
         sender, counted = SENDER, rx.where
-        if path == "back" and r["check"]["ok"]:
+        if path == "back" and not rx.translates:
+            cfg = reply_config(kind, size, TENANT_PORTS)
+            r["check"] = check_way_back(cfg, size, rx)
+            sender, counted = rx.where, SENDER
+        else:
+            r["check"] = check_translation(cfg, size, rx)
+        if path == "back" and rx.translates and r["check"]["ok"]:
             cfg = reply_config(kind, size, r["check"]["external_ports"])
             r["check_out"] = r["check"]
             r["check"] = check_way_back(cfg, size, rx)
@@ -299,24 +338,40 @@ def key_of(path: str, kind: str, size: int) -> str:
 
 
 def ratios(results: dict[str, Any]) -> dict[str, Any]:
-    """``out-asyncio_64/kernel`` and the like: per repetition, then median (min..max)."""
+    """``out-asyncio_64/kernel``, ``out-bare_64/kernel`` (the ceiling's) and
+    ``out-asyncio_64/bare`` and the like: per repetition, then median (min..max)."""
     out = {}
     for key, e in results.items():
         name, size = key.split("_")
         path, kind = name.split("-")
-        base = results.get(key_of(path, "kernel", int(size)))
-        if kind in DAEMONS and base and (ratio := ratio_within_reps(e, base)):
-            out[f"{key}/kernel"] = ratio
+        for anchor, measured in MEASURED_AGAINST.items():
+            base = results.get(key_of(path, anchor, int(size)))
+            if kind in measured and base and (ratio := ratio_within_reps(e, base)):
+                out[f"{key}/{anchor}"] = ratio
     return out
 
 
+def below(rat: dict[str, Any], target: float) -> list[str]:
+    """The daemons' ratios to the kernel under ``target`` (the bare loop's is its
+    ceiling's, not a verdict)."""
+    return [
+        key
+        for key, value in rat.items()
+        if key.endswith("/kernel") and key.split("_")[0].split("-")[1] in DAEMONS
+        if value["median"] < target
+    ]
+
+
 def print_table(results: dict[str, Any], rat: dict[str, Any]) -> None:
-    head = ("id", "delivered pps", "offered pps", "x kernel", "recv cores", "CPU s/Mpkt")
-    head += ("recv-bound", "other load")
+    head = ("id", "delivered pps", "offered pps", "x kernel", "x bare", "recv cores")
+    head += ("CPU s/Mpkt", "recv-bound", "other load")
 
     def ratio(key: str, e: dict[str, Any]) -> tuple[str, ...]:
-        value = rat.get(f"{key}/kernel")
-        return (_ratio(value) if value else "1.00" if "-kernel_" in key else "-",)
+        cells = []
+        for anchor in MEASURED_AGAINST:
+            value = rat.get(f"{key}/{anchor}")
+            cells.append(_ratio(value) if value else "1.00" if f"-{anchor}_" in key else "-")
+        return tuple(cells)
 
     def bound_and_load(key: str, e: dict[str, Any]) -> tuple[str, ...]:
         other = max(max(r["other_load"].values()) for r in e["runs"])

@@ -100,7 +100,7 @@ def traffic_configs(size: int) -> dict[str, Path]:
     plain = trafgen_file(
         f"nat_plain_{size}", f"IPv4 {REMOTE_VM[0]} -> {SERVER}, {size} B", kernel_frames(size)
     )
-    return {"kernel": plain, "asyncio": nvgre, "trio": nvgre}
+    return {"kernel": plain, "bare": nvgre, "asyncio": nvgre, "trio": nvgre}
 
 
 def reply_frames(size: int, ports: list[int], to_mac: str) -> list[bytes]:

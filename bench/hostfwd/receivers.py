@@ -77,13 +77,8 @@ class Receiver:
         return self
 
     def _start(self) -> None:
-        pin = ["taskset", "-c", str(RCV_CPU)]
         if self.kind == "bare":
-            cmd = [sys.executable, str(BENCH / "bare_decap.py"), HOST_PA, PORT, str(VSID)]
-            self.proc = start(nsx(NS_HOST, *pin, *cmd), stdout=subprocess.PIPE)
-            line = read_line(self.proc, self.proc.stdout.fileno(), "bare loop", 10)
-            if not line.startswith("ready"):
-                raise BenchError(f"bare loop: {line!r}")
+            self.proc, line = start_bare("bare_decap.py", HOST_PA, PORT, str(VSID))
             self.pid = self.proc.pid
             self.rcvbuf = int(line.split()[1])
             ipn(NS_HOST, "link", "set", PORT, "address", LOCAL_VM[1], "mtu", str(TAP_MTU), "up")
@@ -94,7 +89,7 @@ class Receiver:
             cmd += ["--ready-fd", str(ready_w), "--log-level", "info", *self.daemon_args]
             try:
                 self.proc = start(
-                    nsx(NS_HOST, *pin, *cmd),
+                    nsx(NS_HOST, "taskset", "-c", str(RCV_CPU), *cmd),
                     f"nvgw-{self.kind}.log",
                     pass_fds=(ready_w,),
                     cwd=self.source.path,
@@ -139,6 +134,22 @@ class Receiver:
             elif name == "nvgw_kernel_rx_drops_total":  # receive ring full (ring mode)
                 out["kernel_rx_drops"] = int(float(value))
         return out
+
+
+def start_bare(script: str, *args: str) -> tuple[subprocess.Popen, str]:
+    """A bare loop (``bench/bare_*.py``) in the host namespace, pinned to the receiver
+    core, once it said ``ready``: its process, and that line (some loops report
+    something after the word)."""
+    cmd = [sys.executable, str(BENCH / script), *args]
+    proc = start(nsx(NS_HOST, "taskset", "-c", str(RCV_CPU), *cmd), stdout=subprocess.PIPE)
+    try:
+        line = read_line(proc, proc.stdout.fileno(), "bare loop", 10)
+        if not line.startswith("ready"):
+            raise BenchError(f"{script}: {line!r}")
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, line
 
 
 def read_line(proc: subprocess.Popen, fd: int, what: str, timeout: float) -> str:
