@@ -28,6 +28,17 @@ import struct
 from typing import Final, NamedTuple
 
 from gateway.errors import Drop
+from gateway.io.mmsg import (
+    IOV_STRIDE,
+    MSG_STRIDE,
+    Iovec,
+    Mmsghdr,
+    SockaddrIn,
+    msg_field,
+    sendmmsg,
+    word_index,
+    words,
+)
 from gateway.wire import ETH_HEADER_SIZE
 
 MAX_ADDRESSES: Final = 4096  # destinations whose sockaddr is kept (``SendBatch._remember``)
@@ -36,46 +47,8 @@ SLOTS: Final = 64  # a reader's batch (``readers.BATCH``): one sendmmsg each; a 
 # room to spare; bigger packets go alone (``FdOutput.to_provider``).
 SLOT_BYTES: Final = 2048
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_sendmmsg = _libc.sendmmsg
-_sendmmsg.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int)
-_sendmmsg.restype = ctypes.c_int
-
-
-class _Iovec(ctypes.Structure):
-    _fields_ = (("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t))
-
-
-class _Msghdr(ctypes.Structure):
-    _fields_ = (
-        ("msg_name", ctypes.c_void_p),
-        ("msg_namelen", ctypes.c_uint32),
-        ("msg_iov", ctypes.c_void_p),
-        ("msg_iovlen", ctypes.c_size_t),
-        ("msg_control", ctypes.c_void_p),
-        ("msg_controllen", ctypes.c_size_t),
-        ("msg_flags", ctypes.c_int),
-    )
-
-
-class _Mmsghdr(ctypes.Structure):
-    _fields_ = (("msg_hdr", _Msghdr), ("msg_len", ctypes.c_uint))
-
-
-class _SockaddrIn(ctypes.Structure):
-    _fields_ = (
-        ("sin_family", ctypes.c_ushort),
-        ("sin_port", ctypes.c_uint16),  # network order, written as bytes
-        ("sin_addr", ctypes.c_ubyte * 4),  # not c_char: that would stop at a zero byte
-        ("sin_zero", ctypes.c_ubyte * 8),
-    )
-
-
-_IOV_STRIDE: Final = ctypes.sizeof(_Iovec)
-_MSG_STRIDE: Final = ctypes.sizeof(_Mmsghdr)
-_IOV_LEN: Final = _Iovec.iov_len.offset
-_MSG_NAME: Final = _Mmsghdr.msg_hdr.offset + _Msghdr.msg_name.offset
-_WORD: Final = ctypes.sizeof(ctypes.c_size_t)  # a size_t, and a pointer: the same size
+_IOV_LEN: Final = word_index(Iovec.iov_len.offset)
+_MSG_NAME: Final = msg_field("msg_name")
 # A framed packet's headers, in one pack: Ethernet and IPv4's first word, the total
 # length, the words up to the checksum, the checksum, the addresses, the GRE header.
 _FRAMED_HEADERS: Final = struct.Struct("!16sH6sH8s8s")
@@ -140,21 +113,21 @@ class SendBatch:
         self._fd = -1
         self._count = 0
         self._slots = memoryview(bytearray(SLOTS * SLOT_BYTES))
-        self._iov = bytearray(SLOTS * _IOV_STRIDE)
-        self._msgs = bytearray(SLOTS * _MSG_STRIDE)
+        self._iov = bytearray(SLOTS * IOV_STRIDE)
+        self._msgs = bytearray(SLOTS * MSG_STRIDE)
         slots = (ctypes.c_char * len(self._slots)).from_buffer(self._slots)
         iov = (ctypes.c_char * len(self._iov)).from_buffer(self._iov)
-        msgs = (_Mmsghdr * SLOTS).from_buffer(self._msgs)
+        msgs = (Mmsghdr * SLOTS).from_buffer(self._msgs)
         # The framed packets' messages: the same slots, no address (the link is the
         # way out), so that nothing per packet has to clear one.
-        framed = (_Mmsghdr * SLOTS)()
+        framed = (Mmsghdr * SLOTS)()
         for i in range(SLOTS):
-            vector = _Iovec.from_buffer(self._iov, i * _IOV_STRIDE)
+            vector = Iovec.from_buffer(self._iov, i * IOV_STRIDE)
             vector.iov_base = ctypes.addressof(slots) + i * SLOT_BYTES
-            for message, name_size in ((msgs[i], ctypes.sizeof(_SockaddrIn)), (framed[i], 0)):
+            for message, name_size in ((msgs[i], ctypes.sizeof(SockaddrIn)), (framed[i], 0)):
                 header = message.msg_hdr
                 header.msg_namelen = name_size
-                header.msg_iov = ctypes.addressof(iov) + i * _IOV_STRIDE
+                header.msg_iov = ctypes.addressof(iov) + i * IOV_STRIDE
                 header.msg_iovlen = 1
         self._msgs_base = self._base = ctypes.addressof(msgs)
         self._framed_base = ctypes.addressof(framed)
@@ -162,11 +135,11 @@ class SendBatch:
         # Each slot's iov_len and each message's msg_name, as items of native words:
         # an item written costs half a pack_into (the fields are word-aligned, and
         # the strides whole words).
-        self._lengths = memoryview(self._iov).cast("N")[_IOV_LEN // _WORD :: _IOV_STRIDE // _WORD]
-        self._names = memoryview(self._msgs).cast("N")[_MSG_NAME // _WORD :: _MSG_STRIDE // _WORD]
+        self._lengths = words(self._iov)[_IOV_LEN :: word_index(IOV_STRIDE)]
+        self._names = words(self._msgs)[_MSG_NAME :: word_index(MSG_STRIDE)]
         # A destination (a packed PA; a tunnel peer's (address, port)) -> its
         # sockaddr_in (kept alive here) and that one's address; bounded (``_remember``).
-        self._sockaddrs: dict[object, _SockaddrIn] = {}
+        self._sockaddrs: dict[object, SockaddrIn] = {}
         self._addresses: dict[object, int] = {}
 
     def add(
@@ -246,7 +219,7 @@ class SendBatch:
         sent = 0
         drops = self.drops
         while sent < count:
-            done = _sendmmsg(self._fd, self._base + sent * _MSG_STRIDE, count - sent, 0)
+            done = sendmmsg(self._fd, self._base + sent * MSG_STRIDE, count - sent, 0)
             if done > 0:
                 sent += done
                 continue
@@ -271,7 +244,7 @@ class SendBatch:
         else:
             packed, port = to, self.port
         address_bytes = (ctypes.c_ubyte * len(packed)).from_buffer_copy(packed)
-        sockaddr = _SockaddrIn(socket.AF_INET, socket.htons(port), address_bytes)
+        sockaddr = SockaddrIn(socket.AF_INET, socket.htons(port), address_bytes)
         self._sockaddrs[to] = sockaddr
         address = self._addresses[to] = ctypes.addressof(sockaddr)
         return address

@@ -194,7 +194,7 @@ def test_send_failures_are_counted_by_kind(
 ) -> None:
     sender, _receiver, port = udp
     fake = FailingSendmmsg(plan)
-    monkeypatch.setattr(send_batch, "_sendmmsg", fake)
+    monkeypatch.setattr(send_batch, "sendmmsg", fake)
     counted = [0] * len(Drop)
     batch = SendBatch(counted, port)
     for i in range(6):
