@@ -103,7 +103,7 @@ class FdOutput:
             self.drops[Drop.PROVIDER_UNREACHABLE] += 1
             return
         if len(datagram) <= SLOT_BYTES:
-            self.batch.add(sock, endpoint, b"", datagram)
+            self.batch.add(sock, endpoint, b"", datagram, segmented=True)
             return
         self.batch.flush()  # bigger than a slot: alone, after those decided before it
         try:

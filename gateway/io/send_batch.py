@@ -39,6 +39,7 @@ from gateway.io.mmsg import (
     word_index,
     words,
 )
+from gateway.io.udp_segments import REFUSED, Segments
 from gateway.wire import ETH_HEADER_SIZE
 
 MAX_ADDRESSES: Final = 4096  # destinations whose sockaddr is kept (``SendBatch._remember``)
@@ -101,10 +102,13 @@ class SendBatch:
         "_msgs",
         "_msgs_base",
         "_names",
+        "_segmented",
+        "_segments",
         "_slots",
         "_sockaddrs",
         "drops",
         "port",
+        "segmenting",
     )
 
     def __init__(self, drops: list[int], port: int = 0) -> None:
@@ -141,6 +145,11 @@ class SendBatch:
         # sockaddr_in (kept alive here) and that one's address; bounded (``_remember``).
         self._sockaddrs: dict[object, SockaddrIn] = {}
         self._addresses: dict[object, int] = {}
+        # Datagrams gathered for ``segmented`` sends go as runs (``udp_segments.py``)
+        # while ``segmenting`` holds: until the kernel refuses one.
+        self._segments = Segments(SLOTS, ctypes.addressof(iov), IOV_STRIDE)
+        self._segmented = False
+        self.segmenting = True
 
     def add(
         self,
@@ -148,17 +157,20 @@ class SendBatch:
         to: bytes | tuple[str, int],
         gre: bytes,
         frame: memoryview | bytes | bytearray,
+        segmented: bool = False,
     ) -> None:
         """Gather ``gre`` + ``frame`` for ``to`` on ``sock``, together at most
         ``SLOT_BYTES``: NVGRE for a packed PA (on a raw GRE socket, port ``self.port``),
-        or a tunnel's UDP datagram (``gre`` empty) for its peer's (address, port).
+        or a tunnel's UDP datagram (``gre`` empty) for its peer's (address, port),
+        ``segmented``: sent in runs (``udp_segments.py``) while the kernel takes them.
         Sent when the batch is full, else by ``flush``."""
         fd = sock.fileno()
-        if fd != self._fd:
+        if fd != self._fd or segmented is not self._segmented:
             if self._count:
                 self.flush()
             self._fd = fd
             self._base = self._msgs_base
+            self._segmented = segmented
         address = self._addresses.get(to)
         if address is None:
             address = self._remember(to)
@@ -187,6 +199,7 @@ class SendBatch:
                 self.flush()
             self._fd = fd
             self._base = self._framed_base
+            self._segmented = False
         count = self._count
         start = count * SLOT_BYTES
         size = len(frame)
@@ -216,19 +229,52 @@ class SendBatch:
         if not count:
             return
         self._count = 0
-        sent = 0
+        if self._segmented and self.segmenting and count > 1:
+            self._send_runs(count)
+        else:
+            self._send(0, count)
+
+    def _send(self, first: int, end: int) -> None:
+        """Slots ``first`` to ``end`` (not included), a message each."""
+        sent = first
         drops = self.drops
-        while sent < count:
-            done = sendmmsg(self._fd, self._base + sent * MSG_STRIDE, count - sent, 0)
+        while sent < end:
+            done = sendmmsg(self._fd, self._base + sent * MSG_STRIDE, end - sent, 0)
             if done > 0:
                 sent += done
                 continue
             reason = send_drop(ctypes.get_errno())
             if reason is Drop.TX_FULL:
-                drops[reason] += count - sent  # the socket is full: so is the rest
+                drops[reason] += end - sent  # the socket is full: so is the rest
                 return
             drops[reason] += 1
             sent += 1
+
+    def _send_runs(self, count: int) -> None:
+        """The ``count`` datagrams gathered, in runs. A run the kernel fails goes
+        again one datagram at a time, so each gets its own verdict (and a kernel
+        that takes no runs gets none from here on); no room fails the rest, as in
+        ``_send``."""
+        runs = self._segments.build(self._names, self._lengths, count)
+        base = self._segments.base
+        done, slot = 0, 0
+        while done < len(runs):
+            sent = sendmmsg(self._fd, base + done * MSG_STRIDE, len(runs) - done, 0)
+            if sent > 0:
+                slot += sum(runs[done : done + sent])
+                done += sent
+                continue
+            error, run = ctypes.get_errno(), runs[done]
+            if error in _NO_ROOM:
+                self.drops[Drop.TX_FULL] += count - slot
+                return
+            if run > 1:
+                self.segmenting = error not in REFUSED
+                self._send(slot, slot + run)
+            else:
+                self.drops[send_drop(error)] += 1
+            slot += run
+            done += 1
 
     def _remember(self, to: bytes | tuple[str, int]) -> int:
         """The address of a sockaddr_in for ``to``, kept. Destinations come from the
