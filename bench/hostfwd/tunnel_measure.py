@@ -54,7 +54,7 @@ from .paced_send import check
 from .receivers import Receiver
 from .sources import Source, gateway_hash
 from .traffic import SENDER, wait_flowing
-from .tunnel_setup import INNER, NODE, WAN_GW, start_anchor
+from .tunnel_setup import INNER, NODE, start_anchor
 from .tunnel_sweep import LOSS_MAX, Plan, Step, best, first_failed, next_rate
 
 ANCHOR = "wggo"
@@ -161,19 +161,21 @@ def check_delivery(cfg: Path, side: Side) -> dict[str, Any]:
     return check
 
 
-def udp_rcvbuf_errors(ns: str) -> int:
-    """Datagrams ``ns``'s UDP sockets dropped, their receive buffer full: at the site,
-    what its wireguard-go was too slow to read."""
+def udp_counters(ns: str) -> dict[str, int]:
+    """``ns``'s UDP counters (/proc/net/snmp), of which at the site: ``InDatagrams``
+    and ``InErrors``, every datagram that came through the tunnel (counted one by one
+    also when it travelled in a run, which the WAN veth counts as one packet);
+    ``RcvbufErrors``, what its wireguard-go was too slow to read."""
     with open(f"/proc/{HOLD[ns]}/net/snmp") as f:
         head, values = (line.split() for line in f if line.startswith("Udp:"))
-    return int(values[head.index("RcvbufErrors")])
+    return dict(zip(head[1:], map(int, values[1:]), strict=True))
 
 
 def _snap(side: Side, site_pid: int, sender_pid: int) -> dict[str, Any]:
     return {
         "t": time.monotonic(),
         "dev": {ns: netdev(ns) for ns in (NS_SND, NS_HOST, NS_SITE)},
-        "site_udp_drops": udp_rcvbuf_errors(NS_SITE),
+        "site_udp": udp_counters(NS_SITE),
         "cpu": cpustat(),
         "proc": proc_cpu(side.pid),
         "site": proc_cpu(site_pid),
@@ -208,7 +210,8 @@ def step_figures(
     # a veth's tx_drop is what the sender offered and its peer refused; a TUN's counts
     # what the kernel could not queue to wireguard-go, out of its tx_packets already
     offered = sent["tx_packets"] + (sent["tx_drop"] if sent_from[1] == SND_DEV else 0)
-    into = delta(s0, s1, NS_HOST, WAN_GW)["tx_packets"]
+    site_udp = {key: s1["site_udp"][key] - s0["site_udp"][key] for key in s0["site_udp"]}
+    into = site_udp["InDatagrams"] + site_udp["InErrors"]
     got = delta(s0, s1, NS_SITE, WG_SITE)
     cpus = cpu_shares(s0["cpu"], s1["cpu"], dt)
 
@@ -228,7 +231,7 @@ def step_figures(
         "delivered_bytes_per_packet": round(got["rx_bytes"] / got["rx_packets"], 1)
         if got["rx_packets"]
         else None,
-        "site_udp_drops_pps": round((s1["site_udp_drops"] - s0["site_udp_drops"]) / dt),
+        "site_udp_drops_pps": round(site_udp["RcvbufErrors"] / dt),
         "recv_cores": round(recv, 3),
         "site_cores": round(site, 3),
         "sender_cores": round(sender, 3),
