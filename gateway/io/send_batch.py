@@ -39,7 +39,7 @@ from gateway.io.mmsg import (
     word_index,
     words,
 )
-from gateway.io.udp_segments import REFUSED, Segments
+from gateway.io.udp_segments import REFUSED, Segments, kernel_segments
 from gateway.wire import ETH_HEADER_SIZE
 
 MAX_ADDRESSES: Final = 4096  # destinations whose sockaddr is kept (``SendBatch._remember``)
@@ -149,7 +149,7 @@ class SendBatch:
         # while ``segmenting`` holds: until the kernel refuses one.
         self._segments = Segments(SLOTS, ctypes.addressof(iov), IOV_STRIDE)
         self._segmented = False
-        self.segmenting = True
+        self.segmenting = kernel_segments()
 
     def add(
         self,
@@ -269,7 +269,8 @@ class SendBatch:
                 self.drops[Drop.TX_FULL] += count - slot
                 return
             if run > 1:
-                self.segmenting = error not in REFUSED
+                if error in REFUSED:
+                    self.segmenting = False
                 self._send(slot, slot + run)
             else:
                 self.drops[send_drop(error)] += 1

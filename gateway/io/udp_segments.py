@@ -16,15 +16,19 @@ message gives the size; a datagram alone stays a message of its own. The runs ke
 the datagrams' order and each datagram is sent exactly as gathered: only the
 number of trips through the stack changes.
 
-A kernel without ``UDP_SEGMENT`` (before Linux 4.18), or a route that refuses it,
-fails such a send; ``SendBatch`` then sends that run's datagrams one by one and
-makes no more runs (``REFUSED``).
+A kernel without ``UDP_SEGMENT`` (before Linux 4.18) would not fail such a send:
+it ignores a control message it does not know and sends the run as one datagram.
+So runs are made only where the kernel answers the option's ``getsockopt``
+(``kernel_segments``), as wireguard-go and quic-go probe it. A route or device
+that refuses a run fails its send; ``SendBatch`` then sends that run's datagrams
+one by one, and after a refusal of that kind (``REFUSED``) makes no more runs.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import socket
 from typing import Final
 
@@ -36,9 +40,22 @@ UDP_SEGMENT: Final = 103  # linux/udp.h: the segment size of a send
 # later); and at most an IPv4 datagram's payload in all.
 MAX_SEGMENTS: Final = 64
 MAX_BYTES: Final = 65507
-# What a kernel or a route answers a segmented send it does not take with: no
-# UDP_SEGMENT (ENOPROTOOPT, EINVAL), no checksum offload on the way (EIO).
+# What a kernel or a route answers a segmented send it does not take with: a size
+# or count it does not take (EINVAL), no checksum offload on the way (EIO).
 REFUSED: Final = frozenset((errno.EIO, errno.EINVAL, errno.ENOPROTOOPT))
+
+
+@functools.cache
+def kernel_segments() -> bool:
+    """Whether this kernel takes ``UDP_SEGMENT``: one that does answers its
+    getsockopt (the size a socket segments by, 0 unless set), an older one refuses
+    the option."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.getsockopt(SOL_UDP, UDP_SEGMENT)
+        except OSError:
+            return False
+    return True
 
 
 class _Cmsg(ctypes.Structure):
@@ -91,12 +108,13 @@ class Segments:
         first = 0
         while first < count:
             name, size = names[first], lengths[first]
-            end = min(count, first + MAX_SEGMENTS, first + MAX_BYTES // max(size, 1))
+            # An empty datagram goes alone: a run of them would be one empty send.
+            end = min(count, first + MAX_SEGMENTS, first + MAX_BYTES // size) if size else first
             last = first + 1
             while last < end and names[last] == name and lengths[last] == size:
                 last += 1
-            if last < end and names[last] == name and lengths[last] < size:
-                last += 1  # a shorter datagram may end a run
+            if last < end and names[last] == name and 0 < lengths[last] < size:
+                last += 1  # a shorter datagram may end a run (an empty one would vanish)
             n = len(runs)
             at = n * _MESSAGE
             fields[at + _NAME] = name

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from gateway.errors import Drop
 from gateway.io import send_batch
 from gateway.io.send_batch import SLOTS, SendBatch
-from gateway.io.udp_segments import MAX_BYTES, MAX_SEGMENTS, Segments
+from gateway.io.udp_segments import MAX_BYTES, MAX_SEGMENTS, Segments, kernel_segments
 
 from .test_send_batch import FailingSendmmsg, nonzero, received
 
@@ -64,6 +64,7 @@ def test_runs_deliver_every_datagram_in_order_with_its_own_size(two) -> None:
     drops = [0] * len(Drop)
     batch = SendBatch(drops)
     plan = [(a, 1400)] * 9 + [(a, 300)] + [(a, 1400)] * 5 + [(b, 1400)] * 2 + [(a, 64)]
+    plan += [(a, 0), (a, 0), (a, 64)]  # empty datagrams are datagrams too
     wanted = gather(batch, sender, plan)
     batch.flush()
     assert received(a) == wanted[a] and received(b) == wanted[b]
@@ -76,15 +77,19 @@ def test_a_run_is_one_destination_one_size_and_a_shorter_last() -> None:
     names = memoryview(bytearray(8 * SLOTS)).cast("N")
     lengths = memoryview(bytearray(8 * SLOTS)).cast("N")
     plan = [(1, 1400)] * 4 + [(1, 100)] + [(1, 100)] + [(2, 100), (2, 100), (1, 100)] + [(1, 900)]
+    plan += [(1, 900), (1, 0)]
     for i, (name, size) in enumerate(plan):
         names[i], lengths[i] = name, size
     # 1400 x 4 and its shorter last; 100 alone (then another destination); the two to
-    # 2; 100 and a longer 900, which starts a run of its own.
-    assert segments.build(names, lengths, len(plan)) == [5, 1, 2, 1, 1]
+    # 2; 100 and a longer 900, which starts a run of its own, with the next 900 but
+    # not the empty datagram after them (an empty segment would not be sent).
+    assert segments.build(names, lengths, len(plan)) == [5, 1, 2, 1, 2, 1]
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 2), st.sampled_from([1, 64, 1400, 1452])), max_size=SLOTS))
+@given(
+    st.lists(st.tuples(st.integers(1, 2), st.sampled_from([0, 1, 64, 1400, 1452])), max_size=SLOTS)
+)
 def test_runs_cover_the_batch_in_order_within_the_kernel_s_limits(plan) -> None:
     iov = (ctypes.c_char * (SLOTS * 16))()
     segments = Segments(SLOTS, ctypes.addressof(iov), 16)
@@ -100,6 +105,7 @@ def test_runs_cover_the_batch_in_order_within_the_kernel_s_limits(plan) -> None:
         assert len({name for name, _ in members}) == 1
         size = members[0][1]
         assert all(s == size for _, s in members[:-1]) and members[-1][1] <= size
+        assert run == 1 or all(s for _, s in members)  # no empty segment
         assert run <= MAX_SEGMENTS and run * size <= MAX_BYTES
         first += run
 
@@ -150,6 +156,13 @@ def test_no_room_fails_the_rest_of_the_batch(two, monkeypatch) -> None:
     batch.flush()
     assert fake.calls == [2, 1]
     assert nonzero(drops) == {"TX_FULL": 2}
+
+
+def test_this_kernel_segments_and_a_batch_knows_it() -> None:
+    """The probe a batch starts from: Linux 4.18 and later answer it (CI's kernels
+    all do), and a batch makes runs only where it did."""
+    assert kernel_segments()
+    assert SendBatch([0] * len(Drop)).segmenting
 
 
 def test_nvgre_and_lone_datagrams_are_never_segmented(two, monkeypatch) -> None:
