@@ -146,7 +146,7 @@ class SendBatch:
         self._sockaddrs: dict[object, SockaddrIn] = {}
         self._addresses: dict[object, int] = {}
         # Datagrams gathered for ``segmented`` sends go as runs (``udp_segments.py``)
-        # while ``segmenting`` holds: until the kernel refuses one.
+        # while ``segmenting`` holds: where the kernel has runs, until it refuses one.
         self._segments = Segments(SLOTS, ctypes.addressof(iov), IOV_STRIDE)
         self._segmented = False
         self.segmenting = kernel_segments()

@@ -41,7 +41,8 @@ UDP_SEGMENT: Final = 103  # linux/udp.h: the segment size of a send
 MAX_SEGMENTS: Final = 64
 MAX_BYTES: Final = 65507
 # What a kernel or a route answers a segmented send it does not take with: a size
-# or count it does not take (EINVAL), no checksum offload on the way (EIO).
+# or count it does not take (EINVAL), no checksum offload on the way (EIO), no such
+# option after all (ENOPROTOOPT).
 REFUSED: Final = frozenset((errno.EIO, errno.EINVAL, errno.ENOPROTOOPT))
 
 
