@@ -1,18 +1,19 @@
-"""The readers: one task per fd, each trying its fd first and waiting only when dry.
+"""The readers: one per fd, each draining its fd in batches whenever it is readable.
 
 A reader drains up to a batch (``BATCH`` frames) into one preallocated buffer (a
-receive ring: ``RING_BATCH``, read in place), hands each frame to the data plane
-before reading the next, and waits for readiness only when the fd ran dry (at the
-cost ``readiness.py`` makes cheapest for the event loop); after a
-full batch it yields once (``checkpoint``) so that the other tasks (other ports,
-reloads, the API) get a turn under load. There is no await per packet, and a batch
-is decided synchronously, so a policy swap (between batches) is never seen half-way.
+receive ring: ``RING_BATCH``, read in place) and hands each frame to the data plane
+before reading the next. Its batches run when the fd is readable, at the cost
+``readiness.py`` makes cheapest for the event loop (on asyncio, the fd's readiness
+callback; on trio, a task that waits when the fd ran dry); after a full batch the
+other tasks (other ports, reloads, the API) get a turn before the next one. There is
+no await per packet, and a batch is decided synchronously, so a policy swap (between
+batches) is never seen half-way.
 
 The per-packet barrier (``faults.py``): a frame the handler raises on goes to the
 reader's ``on_fault`` and the reader goes on with the next frame.
 
-Free functions over an fd and a handler, whatever the role: the host role's TAPs,
-raw GRE sockets, provider link and receive ring use them, and so will the gateway's.
+Free functions over an fd and a handler, whatever the role: TAPs, raw GRE sockets,
+the provider link, the receive rings and a gateway's tunnel sockets use them.
 """
 
 from __future__ import annotations
@@ -24,10 +25,9 @@ from functools import partial
 from typing import Final, Protocol, TypeVar
 
 import anyio
-import anyio.lowlevel
 
 from gateway.io.faults import Fault
-from gateway.io.readiness import readable
+from gateway.io.readiness import serve_batches
 from gateway.io.ring import ReceiveRing
 
 # Frames handled per readiness before other tasks get a turn (wireguard-go's
@@ -142,8 +142,8 @@ async def read(
     on_fault: Fault,
     flush: Flush,
 ) -> None:
-    """Try the fd, drain up to a batch into one preallocated buffer (each frame
-    handled before the next read), and wait for readiness only when it ran dry.
+    """Drain the fd in batches into one preallocated buffer, each frame handled
+    before the next read, whenever it is readable (``serve_batches``).
     ``reader_into(buffer)`` gives the call that reads one frame into ``buffer``, its
     arguments bound once (a C call per frame, no Python frame or tuple); it raises
     BlockingIOError or returns None when the fd ran dry.
@@ -154,32 +154,31 @@ async def read(
     that fails (a broken fd) still ends the reader rather than spin; it costs nothing
     per frame until it catches (Python 3.11's exceptions are zero-cost).
 
-    ``flush`` ends each batch, before the reader waits or yields: what the handlers
-    gathered to send (``FdOutput.flush``) leaves then, never later."""
+    ``flush`` ends each batch, before the reader waits or the others get a turn:
+    what the handlers gathered to send (``FdOutput.flush``) leaves then, never later."""
     buffer = bytearray(MAX_DATAGRAM)
     view = memoryview(buffer)
     read_one = reader_into(buffer)
-    async with readable(waitable) as wait_readable:
-        while True:
-            handled = 0
-            handle = for_batch()
-            try:
-                while handled < BATCH:
-                    size = read_one()
-                    if size is None:  # ran dry (``read_fd``'s FileIO; sockets raise)
-                        break
-                    handled += 1
-                    try:
-                        handle(view[:size])
-                    except Exception as error:  # a bug costs this frame, not the node
-                        on_fault(error, view[:size])
-            except BlockingIOError:
-                pass
-            flush()
-            if handled < BATCH:
-                await wait_readable()
-            else:
-                await anyio.lowlevel.checkpoint()
+
+    def batch() -> int:
+        handled = 0
+        handle = for_batch()
+        try:
+            while handled < BATCH:
+                size = read_one()
+                if size is None:  # ran dry (``read_fd``'s FileIO; sockets raise)
+                    break
+                handled += 1
+                try:
+                    handle(view[:size])
+                except Exception as error:  # a bug costs this frame, not the node
+                    on_fault(error, view[:size])
+        except BlockingIOError:
+            pass
+        flush()
+        return handled
+
+    await serve_batches(waitable, batch, BATCH)
 
 
 async def read_ring(
@@ -189,12 +188,11 @@ async def read_ring(
     each frame in place (no copy, no wrapper call per packet) and holds the barrier;
     ``flush`` ends each batch, as in ``read``."""
     drain = ring.drain
-    async with readable(ring.fileno()) as wait_readable:
-        while True:
-            node.now = anyio.current_time()
-            drained = drain(handle, node, RING_BATCH)
-            flush()
-            if drained < RING_BATCH:
-                await wait_readable()
-            else:
-                await anyio.lowlevel.checkpoint()
+
+    def batch() -> int:
+        node.now = anyio.current_time()
+        drained = drain(handle, node, RING_BATCH)
+        flush()
+        return drained
+
+    await serve_batches(ring.fileno(), batch, RING_BATCH)
