@@ -4,8 +4,9 @@ ms at p99 after the writer's answer, at 100,000 records).
 ``propagation`` starts N followers, each a process of its own (``python
 bench/api_follow.py URL``) holding a ``PolicyStore`` on the shared store (the SQLite
 file, or the etcd prefix) and following it as ``nvgw run`` does
-(``gateway/io/daemon.py``'s ``_follow``: the committed revision polled every
-``FOLLOW_INTERVAL_S``, and a reload of the store when it moved, with the snapshot
+(``gateway/io/daemon.py``'s ``_follow``: the committed revision asked whenever
+``PolicyStore.moves`` says another writer may have committed, and a reload of the
+store when it moved, with the snapshot
 in force handed to ``compile_policy`` as the daemon's ``prepare`` hands it). Its
 commit callback, where the daemon swaps the snapshot in, writes the revision and
 ``time.monotonic_ns()`` to its stdout: when that revision was in force. Once every
@@ -39,8 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from api_report import lags, summary  # noqa: E402
 
 from gateway.control.edits import Edit  # noqa: E402
-from gateway.control.store import PolicyStore  # noqa: E402
-from gateway.io.daemon import FOLLOW_INTERVAL_S  # noqa: E402
+from gateway.control.store import BACKSTOP_S, POLL_S, PolicyStore  # noqa: E402
 from gateway.policy import Policy, Snapshot, compile_policy  # noqa: E402
 
 WAIT_S = 900.0  # bounds a failure only: a follower's first read of 10^5 records on etcd
@@ -123,7 +123,8 @@ async def propagation(
         "followers": count,
         "changes": changes,
         "gap_s": gap,
-        "follow_interval_s": FOLLOW_INTERVAL_S,
+        "follow": f"as the store's files change, at least every {BACKSTOP_S} s (SQLite); "
+        f"every {POLL_S} s (etcd)",
         "in_force_after_answer": summary(seconds),
         "reloads": [len(f.in_force) - 1 for f in following],  # fewer than changes: coalesced
         "writer_change": summary(took),
@@ -147,12 +148,13 @@ def follow(url: str) -> None:
 
     async def run() -> None:
         await store.load()
-        while True:
-            await anyio.sleep(FOLLOW_INTERVAL_S)
-            revision = await store.committed_revision()
-            policy = store.policy
-            if revision is not None and policy is not None and revision != policy.revision:
-                await store.load(moved_only=True)
+        async with store.moves() as moved:
+            while True:
+                await moved()
+                revision = await store.committed_revision()
+                policy = store.policy
+                if revision is not None and policy is not None and revision != policy.revision:
+                    await store.load(moved_only=True)
 
     anyio.run(run)
 

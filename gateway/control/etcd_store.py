@@ -216,6 +216,11 @@ class EtcdBackend(Generic[Prepared]):
             meta, _ = self._read_meta()
         return None if meta is None else meta[0]
 
+    def change_feed(self) -> None:
+        """None: ``revision()`` reads what the watch brought, in memory, as often as
+        ``PolicyStore.moves`` polls."""
+        return None
+
     def close(self) -> None:
         if self._watch is not None:
             self._watch.stop()

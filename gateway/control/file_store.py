@@ -74,6 +74,10 @@ class FileBackend(Generic[Prepared]):
     def revision(self) -> int | None:
         return self._revision
 
+    def change_feed(self) -> None:
+        """None: nothing follows a file (SIGHUP re-reads it)."""
+        return None
+
     def close(self) -> None:
         pass
 

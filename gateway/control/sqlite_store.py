@@ -29,11 +29,12 @@ commit. ``NORMAL`` would be faster and still never corrupt the database, but a
 power cut could take back the last commits: the API answers a change only once it
 is durable, so it must be ``FULL``.
 
-Readers never block writers in WAL mode: a daemon following another's writes polls
-``revision()`` (a one-row read, from a worker thread; ``gateway/io/daemon.py`` says
-how often), and ``read`` takes the rows the log names since the rows it holds, as
-committed now, to them and to its index (``store.followed``: O(change)), or reads
-them all when the log no longer reaches back.
+Readers never block writers in WAL mode: a daemon following another's writes asks
+``revision()`` (a one-row read, from a worker thread) when the database's files were
+written (``change_feed``: inotify, ``file_changes.py``; ``store.PolicyStore.moves``),
+and ``read`` takes the rows the log names since the rows it holds, as committed now,
+to them and to its index (``store.followed``: O(change)), or reads them all when the
+log no longer reaches back.
 One connection per backend, used from worker threads one at a time (``_lock``).
 """
 
@@ -50,6 +51,7 @@ from typing import Final, Generic, NamedTuple, TypeVar
 from gateway.policy import Policy
 
 from .edits import Edit
+from .file_changes import FileChanges
 from .incremental import RecordChanges
 from .policy_rows import Delta, Placed, Row, digest, placed
 from .store import (
@@ -169,6 +171,11 @@ class SqliteBackend(Generic[Prepared]):
             except sqlite3.Error as error:
                 raise _store_error(error, self.url) from None
         return None if found is None else int(found[0])
+
+    def change_feed(self) -> FileChanges:
+        """Writes to the database or its WAL or rollback journal, as they happen."""
+        name = self.path.name
+        return FileChanges(self.path.parent, (name, f"{name}-wal", f"{name}-journal"))
 
     def changes(self, since: int) -> list[Change] | None:
         """Every change committed after revision ``since``, oldest first; None when

@@ -5,7 +5,8 @@ time. What keeps it is a backend, picked by ``--store`` (``open_backend``):
 
 - ``sqlite:PATH`` (the default, ``sqlite_store.py``): a database with a row per
   entry, a revision counter and a log of changes; several daemons may share one
-  (a lab) and each follows the others' writes by polling its revision;
+  (a lab) and each follows the others' writes as its files change (inotify,
+  ``file_changes.py``), asking its revision then;
 - ``etcd://HOST:PORT/PREFIX`` (``etcd_store.py``): a key per entry under a prefix of
   an etcd cluster, for a gateway cluster on several machines; each daemon follows
   the others' writes through a watch;
@@ -32,13 +33,15 @@ an anyio lock, writers in others on the backend's own (a database lock, an flock
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, Final, Generic, NamedTuple, Protocol, TypeVar
 
 import anyio
+import structlog
 
 import gateway
 from gateway.errors import ConfigError, ConfigIssue
@@ -147,7 +150,7 @@ class Backend(Protocol[Prepared]):
     url: str  # sqlite:/var/lib/nvgw/policy.db: names the store in messages
     path: Path | None  # the file that holds it (the daemon checks its user may write
     # it); None: a server holds it (etcd)
-    follows: bool  # whether a daemon polls ``revision()`` to follow others' writes
+    follows: bool  # whether a daemon follows others' writes (``PolicyStore.moves``)
     writable: bool  # whether ``change`` may succeed (file: never, it is ReadOnly)
 
     def read(self, seed: tuple[Policy, str] | None = None) -> Loaded[Prepared]:
@@ -164,6 +167,25 @@ class Backend(Protocol[Prepared]):
 
     def revision(self) -> int | None:
         """The revision committed now, cheaply (None: no policy yet)."""
+        ...
+
+    def change_feed(self) -> ChangeFeed | None:
+        """What says, with no query, that another writer may have committed (the
+        event loop's call, not a worker thread's: it opens at most an fd); None:
+        ``revision()`` is asked every ``POLL_S``. OSError when it cannot be had."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ChangeFeed(Protocol):
+    """An fd that becomes readable when the store may have moved
+    (``file_changes.FileChanges``)."""
+
+    def fileno(self) -> int: ...
+
+    def drain(self) -> bool:
+        """Read what is queued; whether any of it may be a commit."""
         ...
 
     def close(self) -> None: ...
@@ -204,6 +226,13 @@ def open_backend(url: str | Path, prepare: Callable[[Policy], Prepared]) -> Back
     from .file_store import FileBackend
 
     return FileBackend(Path(where), prepare)
+
+
+POLL_S: Final = 0.02  # a backend with no feed: its revision asked this often
+BACKSTOP_S: Final = 1.0  # with one, asked this often all the same (an event missed)
+SETTLE_S: Final = 0.25  # and every POLL_S this long after an event (the commit's sync)
+
+log = structlog.get_logger("nvgw.store")
 
 
 class PolicyStore(Generic[Prepared]):
@@ -284,6 +313,48 @@ class PolicyStore(Generic[Prepared]):
     async def committed_revision(self) -> int | None:
         """The revision the backend holds now (another daemon may have moved it on)."""
         return await anyio.to_thread.run_sync(self.backend.revision)
+
+    @contextlib.asynccontextmanager
+    async def moves(self) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        """A ``wait()`` for a follower (the daemon's, ``bench/api_follow.py``'s):
+        it returns when another writer may have committed, after which the follower
+        asks ``committed_revision``. Without a feed from the backend (etcd: its
+        watch already holds the revision), every ``POLL_S``. With one (SQLite's
+        files, ``file_changes.py``): at an event, then every ``POLL_S`` until
+        ``SETTLE_S`` after the last one, since a commit's writes come before it can
+        be seen (SQLite syncs the WAL, then publishes the commit in shared memory,
+        which raises no event), and after ``BACKSTOP_S`` at the latest. The feed is
+        opened before the first wait, so a commit made after the block began wakes
+        a wait even if it came before it."""
+        try:
+            feed = self.backend.change_feed()
+        except OSError as error:  # inotify's limits reached: poll, and say so
+            log.warning("store changes not watched: polling", store=self.url, reason=str(error))
+            feed = None
+        if feed is None:
+            yield partial(anyio.sleep, POLL_S)
+            return
+        fd = feed.fileno()
+        settled = 0.0  # until when the last event's commit may still become visible
+
+        async def wait() -> None:
+            nonlocal settled
+            if anyio.current_time() < settled:
+                await anyio.sleep(POLL_S)
+                event = feed.drain()
+            else:
+                event = False
+                with anyio.move_on_after(BACKSTOP_S):
+                    while not feed.drain():
+                        await anyio.wait_readable(fd)
+                    event = True
+            if event:
+                settled = anyio.current_time() + SETTLE_S
+
+        try:
+            yield wait
+        finally:
+            feed.close()
 
     def read(self) -> tuple[Policy, Prepared]:
         """The store's policy, validated and prepared but not swapped in (a worker

@@ -2,8 +2,8 @@
 
 What it owns is the node's life, never a packet: the policy store (read at start,
 seeded from ``--config`` if empty, re-read on SIGHUP, changed through the API, and
-followed: a database another daemon writes is polled for its revision, and a new
-one read, within ``FOLLOW_INTERVAL_S``), the role's adapters (``roles.py``: what
+followed: when a database another daemon writes may have moved, its revision is
+asked and a new one read, ``PolicyStore.moves``), the role's adapters (``roles.py``: what
 the node opens, reads and writes), the listeners (``listeners.py``), privileges,
 signals, systemd's notify and watchdog, and the drop summaries. One anyio task group
 holds all of it: the role's readers, one per fd, never await per packet
@@ -50,7 +50,6 @@ from gateway.netnames import format_host_port
 from gateway.policy import Policy
 
 DROP_SUMMARY_INTERVAL_S: Final = 10.0
-FOLLOW_INTERVAL_S: Final = 0.02  # a revision another daemon commits is in force well within 0.1 s
 PROVIDER_RX: Final = ("ring", "socket")  # how NVGRE is received: AF_PACKET ring, raw socket
 PROVIDER_TX: Final = ("link", "kernel")  # how it is sent: framed on the link, raw socket
 CAPABILITIES_KEPT: Final = ("CAP_NET_ADMIN", "CAP_NET_RAW")  # io/privileges.py says why
@@ -205,25 +204,27 @@ class Daemon:
                     return
 
     async def _follow(self) -> None:
-        """Poll the store's revision; read one another daemon committed. A revision
-        this node refused (a policy it cannot serve) is not read again until the
-        store moves past it; a store that cannot be read is logged once per reason."""
+        """Ask the store's revision whenever another writer may have committed
+        (``PolicyStore.moves``); read one another daemon committed. A revision this
+        node refused (a policy it cannot serve) is not read again until the store
+        moves past it; a store that cannot be read is logged once per reason."""
         refused: int | None = None
         failing = ""
-        while True:
-            await anyio.sleep(FOLLOW_INTERVAL_S)
-            try:
-                revision = await self.store.committed_revision()
-            except Exception as error:  # a disk error: keep forwarding, say so once
-                if str(error) != failing:
-                    failing = str(error)
-                    log.error("policy store unreadable", store=self.store.url, reason=failing)
-                continue
-            failing = ""
-            running = self.store.policy
-            if revision is None or running is None or revision in (running.revision, refused):
-                continue
-            refused = None if await self.reload(moved_only=True) else revision
+        async with self.store.moves() as moved:
+            while True:
+                await moved()
+                try:
+                    revision = await self.store.committed_revision()
+                except Exception as error:  # a disk error: keep forwarding, say so once
+                    if str(error) != failing:
+                        failing = str(error)
+                        log.error("policy store unreadable", store=self.store.url, reason=failing)
+                    continue
+                failing = ""
+                running = self.store.policy
+                if revision is None or running is None or revision in (running.revision, refused):
+                    continue
+                refused = None if await self.reload(moved_only=True) else revision
 
     async def reload(self, *, moved_only: bool = False) -> bool:
         """Re-read the store (SIGHUP, or another daemon's write); swap it in whole, or
