@@ -323,9 +323,9 @@ class PolicyStore(Generic[Prepared]):
         files, ``file_changes.py``): at an event, then every ``POLL_S`` until
         ``SETTLE_S`` after the last one, since a commit's writes come before it can
         be seen (SQLite syncs the WAL, then publishes the commit in shared memory,
-        which raises no event), and after ``BACKSTOP_S`` at the latest. The feed is
-        opened before the first wait, so a commit made after the block began wakes
-        a wait even if it came before it."""
+        which raises no event), and after ``BACKSTOP_S`` at the latest. The waits
+        also poll for ``SETTLE_S`` after the feed opens, so a commit made before it
+        did (after the follower's last read) is seen as soon."""
         try:
             feed = self.backend.change_feed()
         except OSError as error:  # inotify's limits reached: poll, and say so
@@ -335,7 +335,7 @@ class PolicyStore(Generic[Prepared]):
             yield partial(anyio.sleep, POLL_S)
             return
         fd = feed.fileno()
-        settled = 0.0  # until when the last event's commit may still become visible
+        settled = anyio.current_time() + SETTLE_S  # until when a commit may still show
 
         async def wait() -> None:
             nonlocal settled

@@ -20,7 +20,13 @@ from gateway.control import load_config
 from gateway.control.edits import NotFound, add, migrate, remove
 from gateway.control.kinds import CUSTOMER_ROUTES, LOOKUP_RECORDS, VIRTUAL_SUBNETS
 from gateway.control.sqlite_store import SqliteBackend
-from gateway.control.store import BACKSTOP_S, PolicyStore, ReadOnly, RevisionMismatch
+from gateway.control.store import (
+    BACKSTOP_S,
+    SETTLE_S,
+    PolicyStore,
+    ReadOnly,
+    RevisionMismatch,
+)
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.io.privileges import lookup_user
 from gateway.policy import Policy
@@ -259,17 +265,35 @@ async def test_a_follower_reads_only_a_revision_it_does_not_run(at: Where) -> No
 async def test_a_followers_wait_returns_when_another_writer_commits(at: Where) -> None:
     """``moves``, what a daemon's follow task waits on: it returns soon after another
     writer commits (SQLite: on its files' events, well before the backstop; etcd:
-    its poll), and on SQLite, while nothing is committed, not before the backstop."""
+    its poll), and on SQLite, while nothing is committed, not before the backstop
+    once the feed's opening has settled."""
     store, other = await at.started(), await at.started()
     watched = isinstance(store.backend, SqliteBackend)
     async with store.moves() as moved:
         if watched:
+            settled = anyio.current_time() + SETTLE_S
+            while anyio.current_time() < settled:  # it asks every POLL_S meanwhile
+                await moved()
             with anyio.move_on_after(QUIET_S) as quiet:
                 await moved()
             assert quiet.cancelled_caught, "a wait returned with nothing committed"
         await other.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13")))
         with anyio.fail_after(EVENT_S if watched else FOLLOW_DEADLINE_S):
             while True:
+                await moved()
+                if await store.committed_revision() == 1:
+                    break
+
+
+async def test_a_commit_before_the_followers_feed_opened_is_seen_as_soon(at: Where) -> None:
+    """A commit between a follower's read and its first wait (the daemon's start: the
+    store loaded, then its follow task started) raised its events before anything
+    watched them: the waits ask again soon after the feed opens all the same."""
+    store, other = await at.started(), await at.started()
+    await other.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13")))
+    async with store.moves() as moved:
+        with anyio.fail_after(EVENT_S):
+            while True:  # the daemon's order: wait, then ask
                 await moved()
                 if await store.committed_revision() == 1:
                     break
