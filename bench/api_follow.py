@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from api_report import lags, summary  # noqa: E402
 
 from gateway.control.edits import Edit  # noqa: E402
-from gateway.control.store import BACKSTOP_S, POLL_S, PolicyStore  # noqa: E402
+from gateway.control.store import BACKSTOP_S, PolicyStore  # noqa: E402
 from gateway.policy import Policy, Snapshot, compile_policy  # noqa: E402
 
 WAIT_S = 900.0  # bounds a failure only: a follower's first read of 10^5 records on etcd
@@ -123,8 +123,8 @@ async def propagation(
         "followers": count,
         "changes": changes,
         "gap_s": gap,
-        "follow": f"as the store's files change, at least every {BACKSTOP_S} s (SQLite); "
-        f"every {POLL_S} s (etcd)",
+        "follow": f"on the store's signal (SQLite's files, etcd's watch), at least every "
+        f"{BACKSTOP_S} s",
         "in_force_after_answer": summary(seconds),
         "reloads": [len(f.in_force) - 1 for f in following],  # fewer than changes: coalesced
         "writer_change": summary(took),

@@ -45,14 +45,16 @@ of it back 4.2 s (0.02 ms per key), each beyond a fixed 5 s; ``PER_ROW_S`` of 1 
 five times the slower figure (216 s for that seed before nvgw gives up).
 
 Following: a watch on the prefix (a streaming POST to ``/v3/watch``, in a thread of
-its own) keeps the committed revision, so ``revision()``, which the daemon polls, is
-a memory read; and it queues the events, which ``read`` applies to the rows it last
-held and to its index (``store.followed``: the policy and snapshot by their delta,
-O(change) per write, not O(policy); what the index cannot take, a read of the rows
-brought forward, validated whole). A watch whose start revision etcd has
-compacted away is cancelled by etcd: the next read is a full resync (the whole
-prefix at one revision) and the watch starts again after it. A read that does not
-find the watch caught up within ``etcd_watch.CATCH_UP_S`` resyncs too.
+its own) keeps the committed revision, so ``revision()`` is a memory read, asked when
+the watch signals a follower's feed (``change_feed``: an eventfd it writes when the
+revision it saw moves, or it goes down or up); and it queues the events, which
+``read`` applies to the rows it last held and to its index (``store.followed``: the
+policy and snapshot by their delta, O(change) per write, not O(policy); what the
+index cannot take, a read of the rows brought forward, validated whole). A watch
+whose start revision etcd has compacted away is cancelled by etcd: the next read is
+a full resync (the whole prefix at one revision) and the watch starts again after
+it. A read that does not find the watch caught up within ``etcd_watch.CATCH_UP_S``
+resyncs too.
 
 etcd down: every call is a StoreUnavailable naming the URL (503 through the API;
 the daemon keeps forwarding on its last policy and says so once), the watch retries
@@ -84,7 +86,7 @@ from gateway.errors import ConfigError
 from gateway.policy import Policy
 
 from .edits import Edit
-from .etcd_watch import Watch, b64, plain_client, range_end, text
+from .etcd_watch import Feed, Signals, Watch, b64, plain_client, range_end, text
 from .incremental import RecordChanges
 from .kinds import KINDS
 from .policy_rows import Placed, Row, digest, placed
@@ -152,6 +154,7 @@ class EtcdBackend(Generic[Prepared]):
         self._sealed: str | None = None  # the seal of _state's rows (None: unknown)
         self.trusted = False  # whether the last read found its rows under our seal
         self._watch: Watch | None = None
+        self._signals = Signals()  # the followers' feeds, which the watch signals
         self._records = RecordChanges()  # its index, for adds and removals of entries
 
     # ---------------------------------------------------------------- the interface
@@ -216,10 +219,11 @@ class EtcdBackend(Generic[Prepared]):
             meta, _ = self._read_meta()
         return None if meta is None else meta[0]
 
-    def change_feed(self) -> None:
-        """None: ``revision()`` reads what the watch brought, in memory, as often as
-        ``PolicyStore.moves`` polls."""
-        return None
+    def change_feed(self) -> Feed:
+        """Signalled by the watch when what ``revision()`` reads from it may have
+        moved (``etcd_watch.Signals``); before the first read starts the watch,
+        nothing signals it and the follower's backstop asks."""
+        return self._signals.feed()
 
     def close(self) -> None:
         if self._watch is not None:
@@ -287,7 +291,13 @@ class EtcdBackend(Generic[Prepared]):
         self._state, self._at, self._sealed = placed(revision, found), at, None
         if self._watch is None:
             self._watch = Watch(
-                self.endpoint, self.prefix, self._meta, self._revision_or_none, at, revision
+                self.endpoint,
+                self.prefix,
+                self._meta,
+                self._revision_or_none,
+                at,
+                revision,
+                self._signals,
             )
         else:
             self._watch.restart(at, revision)

@@ -3,7 +3,8 @@ streaming POST to etcd's ``/v3/watch`` in a thread of its own, resumed where it
 stopped after a break (``RETRY_S`` between attempts), and a gap flagged when etcd
 cancels it because what it asks for is compacted away, until the backend has read
 the whole prefix again (``restart``). ``stop`` shuts its socket down, so the thread
-ends at once, not at the next write.
+ends at once, not at the next write. ``Signals``: eventfds it writes when what
+``followed`` says changes, so a follower sleeps until then (``store.PolicyStore.moves``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -30,6 +32,53 @@ def plain_client(endpoint: str, timeout: httpx.Timeout | float) -> httpx.Client:
     return httpx.Client(base_url=endpoint, timeout=timeout, verify=False)
 
 
+class Signals:
+    """Eventfds, one per follower's feed, each written when the watch's answer to
+    ``followed`` may have changed: a revision it saw, the watch down or up again.
+    A feed removed is closed under the lock ``fire`` writes under, so no write
+    ever reaches its fd number once it is free for another file."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fds: set[int] = set()
+
+    def feed(self) -> Feed:
+        fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        with self._lock:
+            self._fds.add(fd)
+        return Feed(self, fd)
+
+    def fire(self) -> None:
+        with self._lock:
+            for fd in self._fds:
+                os.eventfd_write(fd, 1)  # a counter: never full at 2**64 - 2 writes
+
+    def _remove(self, fd: int) -> None:
+        with self._lock:
+            self._fds.discard(fd)
+            os.close(fd)
+
+
+class Feed:
+    """A follower's eventfd (``store.ChangeFeed``): readable once the watch fired."""
+
+    def __init__(self, signals: Signals, fd: int) -> None:
+        self._signals = signals
+        self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def drain(self) -> bool:
+        try:
+            return os.eventfd_read(self._fd) > 0
+        except BlockingIOError:
+            return False
+
+    def close(self) -> None:
+        self._signals._remove(self._fd)
+
+
 class Watch:
     """The watch on a store's prefix, in a thread: the committed revision, and the
     events since the backend's rows, until it reads them.
@@ -47,6 +96,7 @@ class Watch:
         revision_of: Callable[[str], int | None],
         at: int,
         revision: int,
+        signals: Signals,
     ) -> None:
         self._prefix, self._meta, self._revision_of = f"{prefix}/", b64(meta), revision_of
         self._changed = threading.Condition()
@@ -58,6 +108,7 @@ class Watch:
         self._gap = False  # compacted past what it had: the backend must resync
         self._stopping = threading.Event()
         self._socket: socket.socket | None = None
+        self._signals = signals
         forever = httpx.Timeout(TIMEOUT_S, read=None)  # it waits for the next write
         self._http = plain_client(endpoint, forever)
         self._thread = threading.Thread(target=self._run, name=f"watch {prefix}", daemon=True)
@@ -121,6 +172,7 @@ class Watch:
                     broken = False  # ended: compacted away, or closed by etcd
                 with self._changed:
                     self._live, self._socket = False, None
+                    self._signals.fire()  # ``followed`` says None now: ask etcd
                     while self._gap and not self._stopping.is_set():
                         self._changed.wait(RETRY_S)  # until the backend resyncs
                 if broken:
@@ -128,6 +180,7 @@ class Watch:
         finally:  # whatever ended it: a watch gone answers nothing, the backend asks etcd
             with self._changed:
                 self._live = False
+            self._signals.fire()
 
     def _stream(self) -> None:
         with self._changed:
@@ -149,12 +202,14 @@ class Watch:
                     with self._changed:
                         self._gap, self._live, self._events = True, False, []
                         self._changed.notify_all()
+                    self._signals.fire()
                     return
                 self._took(result)
 
     def _took(self, result: dict[str, Any]) -> None:
         events = result.get("events", [])
         with self._changed:
+            was = self._live, self._revision
             self._live = True
             for event in events:
                 self._from = _mod_of(event) + 1
@@ -163,6 +218,9 @@ class Watch:
                     self._meta_mod = _mod_of(event)
             self._events.extend(events)
             self._changed.notify_all()
+            moved = (self._live, self._revision) != was
+        if moved:
+            self._signals.fire()
 
 
 def b64(plain: str) -> str:

@@ -318,12 +318,12 @@ class PolicyStore(Generic[Prepared]):
     async def moves(self) -> AsyncIterator[Callable[[], Awaitable[None]]]:
         """A ``wait()`` for a follower (the daemon's, ``bench/api_follow.py``'s):
         it returns when another writer may have committed, after which the follower
-        asks ``committed_revision``. Without a feed from the backend (etcd: its
-        watch already holds the revision), every ``POLL_S``. With one (SQLite's
-        files, ``file_changes.py``): at an event, then every ``POLL_S`` until
-        ``SETTLE_S`` after the last one, since a commit's writes come before it can
-        be seen (SQLite syncs the WAL, then publishes the commit in shared memory,
-        which raises no event), and after ``BACKSTOP_S`` at the latest. The waits
+        asks ``committed_revision``. With the backend's feed (SQLite's files,
+        ``file_changes.py``; etcd's watch, ``etcd_watch.Signals``): at an event,
+        then every ``POLL_S`` until ``SETTLE_S`` after the last one, since a
+        SQLite commit's writes come before it can be seen (SQLite syncs the WAL,
+        then publishes the commit in shared memory, which raises no event), and
+        after ``BACKSTOP_S`` at the latest; without one, every ``POLL_S``. The waits
         also poll for ``SETTLE_S`` after the feed opens, so a commit made before it
         did (after the follower's last read) is seen as soon."""
         try:

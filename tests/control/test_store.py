@@ -19,7 +19,6 @@ import pytest
 from gateway.control import load_config
 from gateway.control.edits import NotFound, add, migrate, remove
 from gateway.control.kinds import CUSTOMER_ROUTES, LOOKUP_RECORDS, VIRTUAL_SUBNETS
-from gateway.control.sqlite_store import SqliteBackend
 from gateway.control.store import (
     BACKSTOP_S,
     SETTLE_S,
@@ -39,7 +38,7 @@ BLUE = "{11111111-2222-3333-4444-000000005010}"
 RED = "{11111111-2222-3333-4444-000000005011}"
 FOLLOW_DEADLINE_S = 30.0  # only bounds a failure: etcd's watch brings a change in ms
 QUIET_S = 0.3  # a follower's wait watched not returning (the backstop is BACKSTOP_S)
-EVENT_S = BACKSTOP_S / 2  # a commit's file events wake it well before the backstop
+EVENT_S = BACKSTOP_S / 2  # a commit's events wake it well before the backstop
 
 
 class Daemon:
@@ -264,21 +263,19 @@ async def test_a_follower_reads_only_a_revision_it_does_not_run(at: Where) -> No
 
 async def test_a_followers_wait_returns_when_another_writer_commits(at: Where) -> None:
     """``moves``, what a daemon's follow task waits on: it returns soon after another
-    writer commits (SQLite: on its files' events, well before the backstop; etcd:
-    its poll), and on SQLite, while nothing is committed, not before the backstop
-    once the feed's opening has settled."""
+    writer commits, well before the backstop (SQLite: on its files' events; etcd: on
+    its watch's signal), and, once the feed's opening has settled, not while nothing
+    is committed."""
     store, other = await at.started(), await at.started()
-    watched = isinstance(store.backend, SqliteBackend)
     async with store.moves() as moved:
-        if watched:
-            settled = anyio.current_time() + SETTLE_S
-            while anyio.current_time() < settled:  # it asks every POLL_S meanwhile
-                await moved()
-            with anyio.move_on_after(QUIET_S) as quiet:
-                await moved()
-            assert quiet.cancelled_caught, "a wait returned with nothing committed"
+        settled = anyio.current_time() + SETTLE_S
+        while anyio.current_time() < settled:  # it asks every POLL_S meanwhile
+            await moved()
+        with anyio.move_on_after(QUIET_S) as quiet:
+            await moved()
+        assert quiet.cancelled_caught, "a wait returned with nothing committed"
         await other.change(add(LOOKUP_RECORDS, record("10.10.10.13", "00-00-00-00-00-13")))
-        with anyio.fail_after(EVENT_S if watched else FOLLOW_DEADLINE_S):
+        with anyio.fail_after(EVENT_S):
             while True:
                 await moved()
                 if await store.committed_revision() == 1:
