@@ -34,9 +34,9 @@ def test_a_firing_wakes_every_feed_once() -> None:
 def test_a_closed_feed_is_written_no_more() -> None:
     signals = Signals()
     gone, kept = signals.feed(), signals.feed()
+    r, w = os.pipe()  # before the close: neither takes the feed's number
     number = gone.fileno()
     gone.close()
-    r, w = os.pipe()
     os.dup2(w, number)  # its number is now another file's: a pipe's writing end
     try:
         signals.fire()
