@@ -180,7 +180,7 @@ class Backend(Protocol[Prepared]):
 
 class ChangeFeed(Protocol):
     """An fd that becomes readable when the store may have moved
-    (``file_changes.FileChanges``)."""
+    (``file_changes.FileChanges``, ``etcd_watch.Feed``)."""
 
     def fileno(self) -> int: ...
 
