@@ -133,6 +133,22 @@ def slow_verdict(tables: HostTables, datagram: memoryview) -> tuple[object, memo
 def _flow_verdict(key: tuple, tables: HostTables) -> HostPort | Drop | object:
     """Decide a flow-cache miss: the verdict (cached), or _NOT_COMMON when the
     datagram is not the form the flow key describes (not cached)."""
+    verdict = decide_flow(key, tables)
+    if verdict is not _NOT_COMMON:
+        cache_flow(tables.flows, key, verdict)
+    return verdict
+
+
+def cache_flow(flows: dict[tuple, object], key: tuple, verdict: object) -> None:
+    if len(flows) >= MAX_FLOWS:
+        flows.clear()  # bounded against floods of distinct headers; refills by itself
+    flows[key] = verdict
+
+
+def decide_flow(key: tuple, tables: HostTables) -> HostPort | Drop | object:
+    """The verdict on a datagram of the common form from its flow key (not cached:
+    a role caches it under its own key), or _NOT_COMMON when the datagram is not the
+    form the flow key describes."""
     vihl, fragment, protocol, outer_run, ethernet, inner_vihl, src_ip = key
     src_pa, dst_pa, gre_word, vsid_bytes = _FLOW_RUN(outer_run)
     dst_mac, src_mac, ethertype = ETH_HEADER.unpack(ethernet)
@@ -146,14 +162,7 @@ def _flow_verdict(key: tuple, tables: HostTables) -> HostPort | Drop | object:
         or not VSID_MIN <= vsid <= VSID_MAX
     ):
         return _NOT_COMMON
-    verdict = _verdict(
-        tables, vsid, src_pa, dst_pa, dst_mac, src_mac, ethertype, inner_vihl, src_ip
-    )
-    flows = tables.flows
-    if len(flows) >= MAX_FLOWS:
-        flows.clear()  # bounded against floods of distinct headers; refills by itself
-    flows[key] = verdict
-    return verdict
+    return _verdict(tables, vsid, src_pa, dst_pa, dst_mac, src_mac, ethertype, inner_vihl, src_ip)
 
 
 def _verdict(

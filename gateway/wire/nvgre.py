@@ -82,6 +82,11 @@ NVGRE_OVERHEAD_V6: Final = NVGRE_HEADER_V6_SIZE + ETH_HEADER_SIZE  # 40 + 8 + 14
 # what is wrong.
 NVGRE_V4_FLOW: Final = struct.Struct("!B5xHxB2x15sx14sB11x4s")
 NVGRE_V4_FLOW_INNER_OFFSET: Final = _NVGRE_HEADER_V4_SIZE  # 28: where the inner frame starts
+# A router's flow key (the gateway's): the same fields up to the inner source, then
+# the inner TTL and protocol and the destination with the source (8 bytes), which
+# decide where a routed packet goes and what is done to it. Its first seven fields,
+# the source cut from the run, are ``NVGRE_V4_FLOW``'s key.
+NVGRE_V4_ROUTED_FLOW: Final = struct.Struct("!B5xHxB2x15sx14sB7xBB2x8s")
 # How to split the 15-byte run: PAs, GRE word, VSID.
 NVGRE_V4_FLOW_RUN: Final = struct.Struct("!4s4sI3s")
 NVGRE_WORD: Final = NVGRE_FLAGS << 16 | ETHERTYPE_TEB  # 0x20006558, the first GRE word

@@ -1,13 +1,15 @@
 """The gateway's state and handlers called directly, as the io layer calls them: what
 the tables hold (interfaces, TAPs and their MACs, the domains' PAs, the MSS), that a
-swap keeps the neighbours and drops the caches, and that the receive side's fast
-path decides as ``parse_nvgre`` does (style.md, testing habit 4)."""
+swap keeps the neighbours and drops the caches, that the receive side's fast
+path decides as ``parse_nvgre`` does (style.md, testing habit 4), and that a flow
+forwarded from its cached route (``TapFlow``) leaves as ``route_ipv4`` sends it."""
 
 from __future__ import annotations
 
 import struct
 import zlib
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption
@@ -21,13 +23,16 @@ from gateway.dataplane import (
     GatewayTap,
     gateway_from_provider,
     gateway_from_tap,
+    gateway_provider,
     gateway_routing,
     router_mac,
     tap_mac,
 )
-from gateway.wire import build_ipv4, decrement_ttl, flow_id_of_frame
+from gateway.dataplane.gateway_provider import TapFlow
+from gateway.dataplane.neighbors import REFRESH_AFTER_S
+from gateway.wire import build_ipv4, decrement_ttl, flow_id_of_frame, ipv4_checksum_ok
 
-from ._gateway_lab import BLUE, GW_MAC, GW_PA, RED, gateway_snapshot
+from ._gateway_lab import BLUE, CORP_IP, CORP_MAC, GW_MAC, GW_PA, RED, gateway_snapshot
 from ._policies import NOW
 from .test_host import MAC, PA1
 
@@ -273,3 +278,110 @@ def test_a_flow_is_hashed_once_per_domain_and_swap(monkeypatch) -> None:  # type
     for frame in FLOWS[1:4]:
         gateway_from_tap(node, tap, memoryview(bytearray(frame)))
     assert len(node.tables.domains[BLUE].flows) <= 2
+
+
+def _from_blue_vm(  # type: ignore[no-untyped-def]
+    dst: str, layer, ttl: int = 64, flags: str = "", pad: int = 0, options=None, claim: int = 0
+) -> bytes:
+    """NVGRE from the Blue VM 10.10.10.11 (on PA1) to the gateway's MAC in VSID 5010,
+    the inner frame followed by ``pad`` bytes of Ethernet padding, its IPv4 total
+    length ``claim`` bytes more than it holds."""
+    ip = IP(src="10.10.10.11", dst=dst, ttl=ttl, flags=flags, options=options or [])
+    inner = bytearray(raw(Ether(dst=GW_MAC["blue"], src=MAC["blue1"]) / ip / layer) + bytes(pad))
+    inner[16:18] = (int.from_bytes(inner[16:18], "big") + claim).to_bytes(2, "big")
+    payload = struct.pack("!HHI", 0x2000, 0x6558, 5010 << 8 | 7) + inner
+    return build_ipv4(PA1, GW_PA, 47, len(payload)) + payload
+
+
+def _knowing_corp(learned_at: float | None) -> GatewayNode:
+    """A gateway that learned Blue's corp server's MAC at ``learned_at`` (None: not)."""
+    node = gateway()
+    if learned_at is not None:
+        neighbours = node.tables.tap_by_name["gw-blue"].neighbors
+        corp = bytes(map(int, CORP_IP.split(".")))
+        neighbours.resolve(corp, learned_at)  # asked, so that the answer is taken
+        assert (
+            neighbours.learn(corp, bytes.fromhex(CORP_MAC["blue"].replace(":", "")), learned_at)
+            == []
+        )
+    return node
+
+
+def _what_it_did(node: GatewayNode) -> tuple:
+    counters = node.counters
+    blue = counters.domains[BLUE]
+    return (
+        node.out.taps,  # type: ignore[attr-defined]
+        node.out.nvgre,  # type: ignore[attr-defined]
+        list(counters.drops),
+        [
+            getattr(counters, name)
+            for name, _ in counters.TOTALS
+            if not name.startswith("provider_rx")
+        ],
+        [getattr(blue, name) for name, _ in blue.TOTALS],
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    dst=st.sampled_from(["172.16.0.2", "172.16.0.9", "172.16.0.1", "10.10.10.12", "10.10.10.254"]),
+    ttl=st.sampled_from([64, 2, 1]),
+    tcp=st.booleans(),
+    length=st.sampled_from([0, 1444, 1472, 1473]),  # UDP: 28 .. 1501 B, TCP: 44 .. 1517 B
+    df=st.booleans(),
+    pad=st.sampled_from([0, 3]),
+    claim=st.sampled_from([0, 2, 4]),
+    options=st.booleans(),
+    neighbour=st.sampled_from(["fresh", "stale", "unknown"]),
+)
+def test_a_cached_tap_flow_is_forwarded_as_route_ipv4_forwards_it(
+    dst, ttl, tcp, length, df, pad, claim, options, neighbour
+) -> None:
+    """Twice the same datagram (the second from the cached verdict, a ``TapFlow`` when
+    its flow goes out of a TAP) to one gateway, and its inner frame straight to
+    ``route_ipv4`` on another: the same frames out, the same counts, whatever the
+    packet's length against the TAP's MTU and its frame, its TTL, options, padding, a
+    TCP SYN's MSS, and whether the corp side's MAC is known, stale or not yet."""
+    layer = (
+        TCP(flags="S", options=[("MSS", 1460)]) / bytes(length) if tcp else UDP() / bytes(length)
+    )
+    data = _from_blue_vm(
+        dst, layer, ttl, "DF" if df else "", pad, [IPOption(NOP_OPTION)] if options else None, claim
+    )
+    learned_at = {"fresh": NOW, "stale": NOW - REFRESH_AFTER_S - 1, "unknown": None}[neighbour]
+    cached, general = _knowing_corp(learned_at), _knowing_corp(learned_at)
+    interface = general.tables.port_by_key[(5010, bytes.fromhex(GW_MAC["blue"].replace(":", "")))]
+    for _ in range(2):
+        gateway_from_provider(cached, memoryview(bytearray(data)))
+        gateway_routing.route_ipv4(general, interface, memoryview(bytearray(data))[28:])
+    assert _what_it_did(cached) == _what_it_did(general)
+
+
+def test_a_flow_to_the_corp_side_is_routed_once_then_forwarded_from_its_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A TCP flow to Blue's corp server: its first datagram routed and cached as a
+    ``TapFlow`` (the TTL it leaves with, the MSS clamp), the next ones forwarded from it
+    without ``route_ipv4``: each with its TTL counted down, the SYN's MSS clamped; and a
+    swap empties the cache with the tables."""
+    node = _knowing_corp(NOW)
+    data = _from_blue_vm(CORP_IP, TCP(flags="S", options=[("MSS", 1460)]), ttl=9)
+    gateway_from_provider(node, memoryview(bytearray(data)))
+    [flow] = node.tables.flows.values()
+    assert isinstance(flow, TapFlow) and (flow.ttl, flow.mss) == (8, node.tables.mss)
+    routed = []
+    monkeypatch.setattr(gateway_provider, "route_ipv4", lambda *args: routed.append(args))
+    gateway_from_provider(node, memoryview(bytearray(data)))
+    assert not routed and len(node.out.taps) == 2  # type: ignore[attr-defined]
+    for name, frame in node.out.taps:  # type: ignore[attr-defined]
+        sent = Ether(frame)
+        assert name == "gw-blue" and sent.dst == CORP_MAC["blue"] and sent[IP].ttl == 8
+        assert dict(sent[TCP].options)["MSS"] == node.tables.mss
+        assert ipv4_checksum_ok(memoryview(frame)[14:])
+        tcp_checksum = sent[TCP].chksum
+        del sent[TCP].chksum
+        assert IP(raw(sent[IP]))[TCP].chksum == tcp_checksum
+    assert node.counters.routed == 2 and node.counters.domains[BLUE].out_packets == 2
+    node.swap(gateway_snapshot())
+    assert not node.tables.flows
