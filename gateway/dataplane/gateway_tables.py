@@ -163,6 +163,7 @@ class GatewayTap:
         "broadcast",
         "counters",
         "domain",
+        "flows",
         "internet",
         "mac",
         "mtu",
@@ -184,6 +185,9 @@ class GatewayTap:
         self.mtu = TAP_MTU
         self.neighbors = Neighbors(self.mac)
         self.answers = frozenset((self.own_ip,))  # the addresses ARP is answered for
+        # What its frames' flows were decided to be (``gateway_tap``): it dies with the
+        # tables, as the routes it was decided from.
+        self.flows: dict[tuple, object] = {}
 
     def __repr__(self) -> str:
         return f"GatewayTap({self.name!r}, {self.domain.name})"

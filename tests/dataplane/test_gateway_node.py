@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
@@ -25,6 +26,7 @@ from gateway.dataplane import (
     gateway_from_tap,
     gateway_provider,
     gateway_routing,
+    gateway_tap,
     router_mac,
     tap_mac,
 )
@@ -323,6 +325,63 @@ def _what_it_did(node: GatewayNode) -> tuple:
     )
 
 
+def _layer(tcp: bool, length: int):  # type: ignore[no-untyped-def]
+    """A TCP SYN with an MSS to clamp, or UDP, with ``length`` bytes after the header."""
+    return TCP(flags="S", options=[("MSS", 1460)]) / bytes(length) if tcp else UDP() / bytes(length)
+
+
+def _tap_flow_as_route_ipv4(  # type: ignore[no-untyped-def]
+    dst=CORP_IP,
+    ttl=64,
+    tcp=False,
+    length=0,
+    df=False,
+    pad=0,
+    claim=0,
+    options=False,
+    neighbour="fresh",
+) -> None:
+    """Twice the same datagram (the second from the cached verdict, a ``TapFlow`` when
+    its flow goes out of a TAP) to one gateway, and its inner frame straight to
+    ``route_ipv4`` on another: the same frames out, the same counts."""
+    data = _from_blue_vm(
+        dst,
+        _layer(tcp, length),
+        ttl,
+        "DF" if df else "",
+        pad,
+        [IPOption(NOP_OPTION)] if options else None,
+        claim,
+    )
+    learned_at = {"fresh": NOW, "stale": NOW - REFRESH_AFTER_S - 1, "unknown": None}[neighbour]
+    cached, general = _knowing_corp(learned_at), _knowing_corp(learned_at)
+    interface = general.tables.port_by_key[(5010, bytes.fromhex(GW_MAC["blue"].replace(":", "")))]
+    for _ in range(2):
+        gateway_from_provider(cached, memoryview(bytearray(data)))
+        gateway_routing.route_ipv4(general, interface, memoryview(bytearray(data))[28:])
+    assert _what_it_did(cached) == _what_it_did(general)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        {},
+        {"length": 1473},  # over the TAP's MTU: fragmented
+        {"length": 1473, "df": True},  # fragmentation-needed
+        {"ttl": 1},
+        {"pad": 3, "claim": 2},  # the padding taken as the packet's
+        {"pad": 3, "claim": 4},  # longer than its frame
+        {"tcp": True},
+        {"options": True},
+        {"neighbour": "stale"},
+        {"neighbour": "unknown"},
+    ],
+    ids=repr,
+)
+def test_each_corner_of_a_tap_flow_is_forwarded_as_route_ipv4_forwards_it(case: dict) -> None:
+    _tap_flow_as_route_ipv4(**case)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     dst=st.sampled_from(["172.16.0.2", "172.16.0.9", "172.16.0.1", "10.10.10.12", "10.10.10.254"]),
@@ -338,24 +397,10 @@ def _what_it_did(node: GatewayNode) -> tuple:
 def test_a_cached_tap_flow_is_forwarded_as_route_ipv4_forwards_it(
     dst, ttl, tcp, length, df, pad, claim, options, neighbour
 ) -> None:
-    """Twice the same datagram (the second from the cached verdict, a ``TapFlow`` when
-    its flow goes out of a TAP) to one gateway, and its inner frame straight to
-    ``route_ipv4`` on another: the same frames out, the same counts, whatever the
-    packet's length against the TAP's MTU and its frame, its TTL, options, padding, a
-    TCP SYN's MSS, and whether the corp side's MAC is known, stale or not yet."""
-    layer = (
-        TCP(flags="S", options=[("MSS", 1460)]) / bytes(length) if tcp else UDP() / bytes(length)
-    )
-    data = _from_blue_vm(
-        dst, layer, ttl, "DF" if df else "", pad, [IPOption(NOP_OPTION)] if options else None, claim
-    )
-    learned_at = {"fresh": NOW, "stale": NOW - REFRESH_AFTER_S - 1, "unknown": None}[neighbour]
-    cached, general = _knowing_corp(learned_at), _knowing_corp(learned_at)
-    interface = general.tables.port_by_key[(5010, bytes.fromhex(GW_MAC["blue"].replace(":", "")))]
-    for _ in range(2):
-        gateway_from_provider(cached, memoryview(bytearray(data)))
-        gateway_routing.route_ipv4(general, interface, memoryview(bytearray(data))[28:])
-    assert _what_it_did(cached) == _what_it_did(general)
+    """Whatever the packet's length against the TAP's MTU and its frame, its TTL,
+    options, padding, a TCP SYN's MSS, and whether the corp side's MAC is known,
+    stale or not yet (``_tap_flow_as_route_ipv4``; the corners above, always)."""
+    _tap_flow_as_route_ipv4(dst, ttl, tcp, length, df, pad, claim, options, neighbour)
 
 
 def test_a_flow_to_the_corp_side_is_routed_once_then_forwarded_from_its_verdict(
@@ -385,3 +430,122 @@ def test_a_flow_to_the_corp_side_is_routed_once_then_forwarded_from_its_verdict(
     assert node.counters.routed == 2 and node.counters.domains[BLUE].out_packets == 2
     node.swap(gateway_snapshot())
     assert not node.tables.flows
+
+
+def _from_blue_corp(  # type: ignore[no-untyped-def]
+    dst: str, layer, ttl: int = 64, flags: str = "", frag: int = 0, pad: int = 0, **more
+) -> bytes:
+    """A frame from Blue's corp server into ``gw-blue``, to the TAP's MAC unless
+    ``to`` says otherwise, followed by ``pad`` bytes of Ethernet padding, its IPv4
+    total length ``claim`` bytes more than it holds."""
+    options = [IPOption(NOP_OPTION)] if more.get("options") else []
+    ip = IP(src=CORP_IP, dst=dst, ttl=ttl, flags=flags, frag=frag, options=options)
+    to = more.get("to") or tap_mac("gw-blue").hex(":")
+    frame = bytearray(raw(Ether(src=CORP_MAC["blue"], dst=to) / ip / layer) + bytes(pad))
+    frame[16:18] = (int.from_bytes(frame[16:18], "big") + more.get("claim", 0)).to_bytes(2, "big")
+    return bytes(frame)
+
+
+def _vsid_flow_as_without_the_cache(  # type: ignore[no-untyped-def]
+    dst="10.10.10.11",
+    ttl=64,
+    tcp=False,
+    length=0,
+    flags="",
+    frag=0,
+    pad=0,
+    claim=0,
+    options=False,
+    to=None,
+) -> None:
+    """Twice the same corp frame to one gateway (the second from the cached verdict,
+    a ``VsidFlow`` when its flow goes into a VSID), and to another whose TAP side
+    has no flow cache (frames shorter than any key), then the flow's plain frame: the
+    same NVGRE and frames out, the same counts."""
+    layer = _layer(tcp, length)
+    frame = _from_blue_corp(dst, layer, ttl, flags, frag, pad, options=options, claim=claim, to=to)
+    whole = _from_blue_corp(dst, layer, ttl)  # then the same flow, plain: no cache misleads it
+    cached, general = _knowing_corp(NOW), _knowing_corp(NOW)
+    with patch.object(gateway_tap, "_ROUTED_FLOW_SIZE", 1 << 20):
+        tap = general.tables.tap_by_name["gw-blue"]
+        for sent in (frame, frame, whole):
+            gateway_tap.gateway_from_tap(general, tap, memoryview(bytearray(sent)))
+    tap = cached.tables.tap_by_name["gw-blue"]
+    for sent in (frame, frame, whole):
+        gateway_tap.gateway_from_tap(cached, tap, memoryview(bytearray(sent)))
+    assert _what_it_did(cached) == _what_it_did(general)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        {},
+        {"length": 1431},  # over the VSID's MTU: fragmented
+        {"length": 1431, "flags": "DF"},  # fragmentation-needed
+        {"flags": "MF"},  # a first fragment: its FlowID has no ports
+        {"frag": 7},
+        {"ttl": 1},
+        {"pad": 3, "claim": 2},
+        {"pad": 3, "claim": 4},
+        {"tcp": True},
+        {"options": True},
+        {"to": "ff:ff:ff:ff:ff:ff"},
+        {"dst": "10.10.10.254"},
+    ],
+    ids=repr,
+)
+def test_each_corner_of_a_vsid_flow_is_sent_as_without_the_cache(case: dict) -> None:
+    _vsid_flow_as_without_the_cache(**case)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    dst=st.sampled_from(
+        ["10.10.10.11", "10.10.10.12", "10.10.10.254", "172.16.0.9", "10.10.10.99"]
+    ),
+    ttl=st.sampled_from([64, 2, 1]),
+    tcp=st.booleans(),
+    length=st.sampled_from([0, 1414, 1430, 1431]),  # UDP: 28 .. 1459 B, TCP: 44 .. 1475 B
+    flags=st.sampled_from(["", "DF", "MF"]),
+    frag=st.sampled_from([0, 0, 7]),
+    pad=st.sampled_from([0, 3]),
+    claim=st.sampled_from([0, 2, 4]),
+    options=st.booleans(),
+    to=st.sampled_from([None, None, "ff:ff:ff:ff:ff:ff", "02:c0:00:00:00:99"]),
+)
+def test_a_cached_vsid_flow_is_sent_as_without_the_cache(
+    dst, ttl, tcp, length, flags, frag, pad, claim, options, to
+) -> None:
+    """Whatever the packet's length against the VSID's MTU and its frame, its TTL,
+    fragment, options, padding, a TCP SYN's MSS, and its MAC
+    (``_vsid_flow_as_without_the_cache``; the corners above, always)."""
+    _vsid_flow_as_without_the_cache(dst, ttl, tcp, length, flags, frag, pad, claim, options, to)
+
+
+def test_a_corp_flow_into_a_vsid_is_routed_once_then_sent_from_its_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A TCP flow from Blue's corp server to the Blue VM: its first frame routed and
+    cached as a ``VsidFlow`` (the TTL it leaves with, its GRE header with the flow's
+    FlowID), the next ones sent from it without ``route_ipv4``, each with its TTL
+    counted down and the SYN's MSS clamped; a swap empties the cache with the TAP."""
+    node = gateway()
+    tap = node.tables.tap_by_name["gw-blue"]
+    frame = _from_blue_corp("10.10.10.11", TCP(flags="S", options=[("MSS", 1460)]), ttl=9)
+    gateway_from_tap(node, tap, memoryview(bytearray(frame)))
+    [flow] = tap.flows.values()
+    assert isinstance(flow, gateway_tap.VsidFlow) and (flow.ttl, flow.mss) == (8, node.tables.mss)
+    routed = []
+    monkeypatch.setattr(gateway_tap, "route_ipv4", lambda *args: routed.append(args))
+    gateway_from_tap(node, tap, memoryview(bytearray(frame)))
+    assert not routed and len(node.out.nvgre) == 2  # type: ignore[attr-defined]
+    for src, dst, gre, sent in node.out.nvgre:  # type: ignore[attr-defined]
+        assert (src, dst) == (GW_PA, PA1)
+        assert gre == struct.pack("!HHI", 0x2000, 0x6558, 5010 << 8 | flow_id_of_frame(sent))
+        inner = Ether(sent)
+        assert (inner.dst, inner.src) == (MAC["blue1"], router_mac(5010).hex(":"))
+        assert inner[IP].ttl == 8 and dict(inner[TCP].options)["MSS"] == node.tables.mss
+        assert ipv4_checksum_ok(memoryview(sent)[14:])
+    assert node.counters.encapsulated == 2 and node.counters.domains[BLUE].in_packets == 2
+    node.swap(gateway_snapshot())
+    assert not node.tables.tap_by_name["gw-blue"].flows
