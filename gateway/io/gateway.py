@@ -35,7 +35,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -62,7 +62,7 @@ from gateway.io.napt_log import napt_housekeeping
 from gateway.io.nvgre import NvgreSockets, ProviderIo
 from gateway.io.output import FdOutput
 from gateway.io.ports import TapPorts
-from gateway.io.readers import Handler, SourcedHandler, each_batch_for, read_socket_from
+from gateway.io.readers import ForBatch, SourcedHandler, each_batch_for, read_socket_from
 from gateway.policy import Policy, Snapshot, decode_key
 
 _CORP_MAC_BYTE = 0x43  # "C": the corp side's end of a gateway's TAP ("NG" is the gateway's)
@@ -238,8 +238,8 @@ class GatewayServing:
         fault = self.faults.reader(f"tunnel port {port}", ethernet=False)
         node = self.node
 
-        def for_batch() -> SourcedHandler:
-            node.now = anyio.current_time()
+        def for_batch(now: float) -> SourcedHandler:
+            node.now = now
             return lambda datagram, source: gateway_from_tunnel(node, port, datagram, source)
 
         async def serve() -> None:
@@ -260,7 +260,7 @@ class GatewayServing:
             gateway_tunnel_tick(node)
             self.out.flush()
 
-    def _tap_reader(self, name: str) -> Callable[[], Handler]:
+    def _tap_reader(self, name: str) -> ForBatch:
         """The ``for_batch`` of TAP ``name``."""
         node = self.node
         return each_batch_for(gateway_from_tap, node, lambda: node.tables.tap_by_name.get(name))

@@ -12,7 +12,6 @@ entry point for it: ``from_provider`` (ring or GRE socket), ``from_provider_link
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
 
 from anyio.abc import TaskGroup
 
@@ -30,7 +29,7 @@ from gateway.io.nvgre import NvgreSockets, ProviderIo
 from gateway.io.output import FdOutput
 from gateway.io.ports import TapPorts
 from gateway.io.provider import link_mac, open_link
-from gateway.io.readers import Handler, each_batch, each_batch_for, read_socket
+from gateway.io.readers import ForBatch, each_batch, each_batch_for, read_socket
 from gateway.policy import Snapshot
 
 
@@ -88,7 +87,7 @@ class HostServing:
         self.node.adopt(tables)
         await self.ports.reconcile(tables.port_by_name)
 
-    def _port_reader(self, name: str) -> Callable[[], Handler]:
+    def _port_reader(self, name: str) -> ForBatch:
         """The ``for_batch`` of port ``name``'s TAP."""
         node = self.node
         return each_batch_for(from_port, node, lambda: node.tables.port_by_name.get(name))

@@ -18,7 +18,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from gateway.control import ApplyError
 from gateway.io.faults import PacketFaults
-from gateway.io.readers import Flush, Handler, read_fd
+from gateway.io.readers import Flush, ForBatch, read_fd
 from gateway.io.tap import Tap
 
 log = structlog.get_logger("nvgw")
@@ -43,7 +43,7 @@ class TapPorts:
     def __init__(
         self,
         faults: PacketFaults,
-        reader_for: Callable[[str], Callable[[], Handler]],
+        reader_for: Callable[[str], ForBatch],
         flush: Flush,
     ) -> None:
         self.taps: dict[str, Tap] = {}

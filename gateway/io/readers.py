@@ -7,7 +7,8 @@ before reading the next. Its batches run when the fd is readable, at the cost
 callback; on trio, a task that waits when the fd ran dry); after a full batch the
 other tasks (other ports, reloads, the API) get a turn before the next one. There is
 no await per packet, and a batch is decided synchronously, so a policy swap (between
-batches) is never seen half-way.
+batches) is never seen half-way. The event loop's clock is read once per batch, for
+the data plane's ``now`` (``loop_clock``, bound when the reader starts).
 
 The per-packet barrier (``faults.py``): a frame the handler raises on goes to the
 reader's ``on_fault`` and the reader goes on with the next frame.
@@ -24,10 +25,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Final, Protocol, TypeVar
 
-import anyio
-
 from gateway.io.faults import Fault
-from gateway.io.readiness import serve_batches
+from gateway.io.readiness import loop_clock, serve_batches
 from gateway.io.ring import ReceiveRing
 
 # Frames handled per readiness before other tasks get a turn (wireguard-go's
@@ -46,7 +45,7 @@ Flush = Callable[[], None]
 
 class Clocked(Protocol):
     """A role's data-plane state (``gateway.dataplane.HostNode``): its handlers read
-    the time from ``now``, which the reader sets once per batch."""
+    the time from ``now``, which the reader's ``for_batch`` sets once per batch."""
 
     now: float
 
@@ -61,12 +60,16 @@ def discard(frame: memoryview) -> None:
     del frame
 
 
-def each_batch(handle: Callable[[Node, memoryview], None], node: Node) -> Callable[[], Handler]:
-    """A reader's ``for_batch`` for a data-plane entry point that takes the node
-    alone: per batch, the clock is read once into ``node.now`` and the handler bound."""
+# What a reader asks at the start of each batch, given the time: the batch's handler.
+ForBatch = Callable[[float], Handler]
 
-    def for_batch() -> Handler:
-        node.now = anyio.current_time()
+
+def each_batch(handle: Callable[[Node, memoryview], None], node: Node) -> ForBatch:
+    """A reader's ``for_batch`` for a data-plane entry point that takes the node
+    alone: per batch, the time is set into ``node.now`` and the handler bound."""
+
+    def for_batch(now: float) -> Handler:
+        node.now = now
         return partial(handle, node)
 
     return for_batch
@@ -76,14 +79,14 @@ def each_batch_for(
     handle: Callable[[Node, Found, memoryview], None],
     node: Node,
     find: Callable[[], Found | None],
-) -> Callable[[], Handler]:
+) -> ForBatch:
     """A reader's ``for_batch`` for an entry point that takes the node and what the fd
     stands for (a host's port, a gateway's TAP): ``find`` looks it up again once per
     batch, since a swap replaces it between batches. Gone (removed by a change, the
     reader's task being cancelled), its last frames are discarded."""
 
-    def for_batch() -> Handler:
-        node.now = anyio.current_time()
+    def for_batch(now: float) -> Handler:
+        node.now = now
         found = find()
         if found is None:
             return discard
@@ -93,7 +96,7 @@ def each_batch_for(
 
 
 async def read_socket(
-    sock: socket.socket, for_batch: Callable[[], Handler], on_fault: Fault, flush: Flush
+    sock: socket.socket, for_batch: ForBatch, on_fault: Fault, flush: Flush
 ) -> None:
     await read(sock, lambda buffer: partial(sock.recv_into, buffer), for_batch, on_fault, flush)
 
@@ -103,7 +106,10 @@ SourcedHandler = Callable[[memoryview, tuple[str, int]], None]
 
 
 async def read_socket_from(
-    sock: socket.socket, for_batch: Callable[[], SourcedHandler], on_fault: Fault, flush: Flush
+    sock: socket.socket,
+    for_batch: Callable[[float], SourcedHandler],
+    on_fault: Fault,
+    flush: Flush,
 ) -> None:
     """``read_socket`` for a UDP socket whose handler needs each datagram's source
     (a tunnel's peer roams): ``recvfrom_into`` reads it, and the batch's handler is
@@ -119,14 +125,14 @@ async def read_socket_from(
 
         return read_one
 
-    def for_batch_with_source() -> Handler:
-        handle = for_batch()
+    def for_batch_with_source(now: float) -> Handler:
+        handle = for_batch(now)
         return lambda datagram: handle(datagram, source[0])
 
     await read(sock, reader_into, for_batch_with_source, on_fault, flush)
 
 
-async def read_fd(fd: int, for_batch: Callable[[], Handler], on_fault: Fault, flush: Flush) -> None:
+async def read_fd(fd: int, for_batch: ForBatch, on_fault: Fault, flush: Flush) -> None:
     """``read`` for a bare fd (a TAP): an unbuffered ``FileIO`` reads each frame into
     the buffer (``readinto`` costs ~300 ns less a call than ``os.readv``, which builds
     an iovec from a sequence each time), and says the fd ran dry with None rather than
@@ -138,7 +144,7 @@ async def read_fd(fd: int, for_batch: Callable[[], Handler], on_fault: Fault, fl
 async def read(
     waitable: socket.socket | int,
     reader_into: Callable[[bytearray], Callable[[], int | None]],
-    for_batch: Callable[[], Handler],
+    for_batch: ForBatch,
     on_fault: Fault,
     flush: Flush,
 ) -> None:
@@ -148,21 +154,23 @@ async def read(
     arguments bound once (a C call per frame, no Python frame or tuple); it raises
     BlockingIOError or returns None when the fd ran dry.
 
-    ``for_batch`` is asked for the handler at the start of each batch: the policy may
-    be swapped between batches, never within one, and asking per packet would cost
-    for nothing. The ``try`` of the barrier wraps the handler alone, so that a read
-    that fails (a broken fd) still ends the reader rather than spin; it costs nothing
-    per frame until it catches (Python 3.11's exceptions are zero-cost).
+    ``for_batch`` is asked for the handler at the start of each batch, given the
+    time: the policy may be swapped between batches, never within one, and asking
+    per packet would cost for nothing. The ``try`` of the barrier wraps the handler
+    alone, so that a read that fails (a broken fd) still ends the reader rather than
+    spin; it costs nothing per frame until it catches (Python 3.11's exceptions are
+    zero-cost).
 
     ``flush`` ends each batch, before the reader waits or the others get a turn:
     what the handlers gathered to send (``FdOutput.flush``) leaves then, never later."""
     buffer = bytearray(MAX_DATAGRAM)
     view = memoryview(buffer)
     read_one = reader_into(buffer)
+    clock = loop_clock()
 
     def batch() -> int:
         handled = 0
-        handle = for_batch()
+        handle = for_batch(clock())
         try:
             while handled < BATCH:
                 size = read_one()
@@ -188,9 +196,10 @@ async def read_ring(
     each frame in place (no copy, no wrapper call per packet) and holds the barrier;
     ``flush`` ends each batch, as in ``read``."""
     drain = ring.drain
+    clock = loop_clock()
 
     def batch() -> int:
-        node.now = anyio.current_time()
+        node.now = clock()
         drained = drain(handle, node, RING_BATCH)
         flush()
         return drained

