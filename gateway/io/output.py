@@ -1,12 +1,21 @@
 """The data plane's ``Output``, carried out on real file descriptors.
 
-Every write is tried at once and never waited for: a full TAP queue or socket
-buffer costs that one packet (``TX_FULL``), counted, instead of a queue that grows
-without bound or an await in the middle of a batch. Errors are counted by kind,
-never logged per packet. NVGRE is gathered over a reader's batch and sent by
-``flush`` (``send_batch.py``), which every reader calls before it waits: framed by
-the daemon on the provider link when ``link_tx.py`` has resolved the pair of PAs,
-else by the kernel on the source PA's raw GRE socket.
+What a reader's batch decides is gathered and written by ``flush``, which every
+reader calls at the end of each batch, before it waits or the others get a turn (so
+nothing waits longer than the batch it was decided in): NVGRE (``send_batch.py``),
+framed by the daemon on the provider link when ``link_tx.py`` has resolved the pair
+of PAs, else by the kernel on the source PA's raw GRE socket; and the TAPs' frames,
+copied (the reader's buffer holds the next frame), then written one ``write`` each,
+in the order they were decided. Why the TAP writes wait for the batch's end: back to
+back, with the data plane's Python run before them rather than between them, the
+kernel's side of a write costs less; on the gateway's NVGRE -> TAP path (64-byte
+frames, this project's machine) 1.4-1.5 us of system time per frame against 1.7-1.9
+interleaved, the copy included in the user time.
+
+Every write is tried once and never waited for: a full TAP queue or socket buffer
+costs that one packet (``TX_FULL``), counted, instead of a queue that grows without
+bound or an await in the middle of a batch. Errors are counted by kind, never logged
+per packet.
 """
 
 from __future__ import annotations
@@ -30,7 +39,18 @@ class FdOutput:
     every TAP the daemon owns, by interface name, whatever stands behind it (a VM's
     port today; ``gateway.dataplane.output`` says why one map serves every role)."""
 
-    __slots__ = ("_sockaddrs", "batch", "drops", "gre", "link", "outer", "tap_fds", "udp", "wanted")
+    __slots__ = (
+        "_sockaddrs",
+        "_tap_frames",
+        "batch",
+        "drops",
+        "gre",
+        "link",
+        "outer",
+        "tap_fds",
+        "udp",
+        "wanted",
+    )
 
     def __init__(
         self,
@@ -46,6 +66,9 @@ class FdOutput:
         self.gre = gre
         self.link = link
         self.batch = SendBatch(drops)
+        # The batch's TAP frames, (fd, frame) in the order decided: at most what one
+        # batch's frames give (a frame, its fragments, an ARP request), then written.
+        self._tap_frames: list[tuple[int, bytes]] = []
         # With ``--provider-tx link``: the pairs of PAs framed on the link, by
         # destination (``LinkTx`` replaces it), and those sent the kernel's way since
         # its last refresh, for it to resolve (None: no ``LinkTx``, nothing noted).
@@ -60,12 +83,7 @@ class FdOutput:
         if fd is None:
             self.drops[Drop.PORT_DOWN] += 1
             return
-        try:
-            os.write(fd, frame)
-        except BlockingIOError:
-            self.drops[Drop.TX_FULL] += 1
-        except OSError as error:
-            self.drops[Drop.PORT_DOWN if error.errno in _TAP_GONE else Drop.TX_FULL] += 1
+        self._tap_frames.append((fd, bytes(frame)))
 
     def to_provider(self, src_pa: bytes, dst_pa: bytes, gre: bytes, frame: memoryview) -> None:
         outer = self.outer.get(dst_pa)
@@ -92,8 +110,22 @@ class FdOutput:
             self.drops[send_drop(error.errno)] += 1
 
     def flush(self) -> None:
-        """Send the NVGRE gathered since the last flush (the readers' end of batch)."""
+        """Write what was gathered since the last flush (the readers' end of batch):
+        the NVGRE, then the TAPs' frames. A TAP that went away since (its fd closed
+        between batches: never within one) costs its frames, counted."""
         self.batch.flush()
+        frames = self._tap_frames
+        if not frames:
+            return
+        write, drops = os.write, self.drops
+        for fd, frame in frames:
+            try:
+                write(fd, frame)
+            except BlockingIOError:
+                drops[Drop.TX_FULL] += 1
+            except OSError as error:
+                drops[Drop.PORT_DOWN if error.errno in _TAP_GONE else Drop.TX_FULL] += 1
+        frames.clear()
 
     def to_udp(
         self, port: int, endpoint: tuple[str, int], datagram: bytes | bytearray | memoryview

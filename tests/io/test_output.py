@@ -1,4 +1,5 @@
-"""FdOutput: every write tried once, every failure a counted drop, never an exception.
+"""FdOutput: every write tried once, at the end of its batch; every failure a counted
+drop, never an exception.
 
 A Unix datagram socketpair stands in for a TAP (one write, one frame), a UDP socket
 on loopback for the raw GRE socket: no root, no devices.
@@ -52,15 +53,24 @@ def fill(sock: socket.socket) -> int:
     raise AssertionError("the socket never filled up")
 
 
-def test_to_tap_writes_exactly_the_frame(tap) -> None:
+def test_to_tap_writes_exactly_the_frame_as_decided_at_the_batchs_end(tap) -> None:
+    """A batch's frames wait for its ``flush`` and leave in the order decided, each
+    as it was when decided: the reader's buffer holds the next frame by then."""
     daemon_end, vm_end = tap
     drops = [0] * len(Drop)
     out = FdOutput(drops, {"blue1": daemon_end.fileno()}, {})
     buffer = bytearray(b"\xee" * 10 + FRAME + b"\xee" * 10)
     out.to_tap(port("blue1"), memoryview(buffer)[10:-10])  # a slice of a reused buffer
+    buffer[:] = bytes(len(buffer))  # the next frame read into it
     out.to_tap(port("blue1"), b"\x01")
+    with pytest.raises(BlockingIOError):
+        vm_end.recv(65536)  # nothing before the batch ends
+    out.flush()
     assert vm_end.recv(65536) == FRAME
     assert vm_end.recv(65536) == b"\x01"
+    out.flush()  # written once
+    with pytest.raises(BlockingIOError):
+        vm_end.recv(65536)
     assert nonzero(drops) == {}
 
 
@@ -71,6 +81,7 @@ def test_to_tap_on_a_full_queue_counts_tx_full_and_does_not_block(tap) -> None:
     out = FdOutput(drops, {"blue1": daemon_end.fileno()}, {})
     out.to_tap(port("blue1"), FRAME)
     out.to_tap(port("blue1"), FRAME)
+    out.flush()
     assert nonzero(drops) == {"TX_FULL": 2}
 
 
@@ -91,6 +102,7 @@ def test_to_tap_on_a_closed_fd_counts_port_down() -> None:
     drops = [0] * len(Drop)
     out = FdOutput(drops, {"blue1": w}, {})
     out.to_tap(port("blue1"), FRAME)
+    out.flush()
     assert nonzero(drops) == {"PORT_DOWN": 1}
 
 
@@ -105,6 +117,7 @@ def test_to_tap_follows_the_daemons_live_mapping(tap) -> None:
     out.to_tap(port("blue1"), FRAME)
     del tap_fds["blue1"]
     out.to_tap(port("blue1"), FRAME)
+    out.flush()
     assert vm_end.recv(65536) == FRAME
     with pytest.raises(BlockingIOError):
         vm_end.recv(65536)
