@@ -101,7 +101,9 @@ def versions(sources: list[Source]) -> dict[str, Any]:
             return None
 
     with open("/proc/cpuinfo") as f:
-        model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), None)
+        cpu = dict(ln.split(":", 1) for ln in f.read().split("\n\n")[0].splitlines() if ":" in ln)
+    cpu = {key.strip(): value.strip() for key, value in cpu.items()}
+    model = cpu.get("model name")
     dirty = run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "gateway"], check=False)
     # what the daemon ran: a commit's gateway/ (--rev), or the work tree as found, with
     # the files that differed from git_commit (changes not yet committed are part of it)
@@ -110,6 +112,10 @@ def versions(sources: list[Source]) -> dict[str, Any]:
     digests = {source.label: gateway_hash(source.path) for source in sources}
     return {
         "cpu_model": model,
+        # A VM's "AMD EPYC" names no generation: family, model and stepping do (the
+        # same code's ratios to a bare loop moved by a third between two such VMs).
+        "cpu_family_model_stepping": [cpu.get(k) for k in ("cpu family", "model", "stepping")],
+        "cpu_cache": cpu.get("cache size"),
         "nproc": os.cpu_count(),
         "kernel": platform.release(),
         "python": platform.python_version(),
