@@ -168,11 +168,7 @@ def _flow_verdict(key: tuple, tables: GatewayTables) -> object:
     if verdict is _NOT_COMMON:
         return verdict
     if verdict.__class__ is GatewayInterface and inner_vihl == IPV4_VIHL_NO_OPTIONS and ttl > 1:
-        domain = verdict.domain  # type: ignore[attr-defined]
-        dst = addresses[_DESTINATION]
-        route = domain.routes.get(dst)
-        if route is None:
-            route = tables.route(domain, dst)
+        route = tables.route(verdict.domain, addresses[_DESTINATION])  # type: ignore[attr-defined]
         if route.__class__ is ToTap:
             verdict = TapFlow(verdict, route, ttl, inner_protocol, tables.mss)  # type: ignore[arg-type]
     cache_flow(tables.flows, key, verdict)

@@ -46,12 +46,12 @@ from gateway.dataplane.gateway_routing import (
     _TTL_PROTOCOL_CHECKSUM,
     _TTL_UNIT,
     _WORD_MASK,
-    MAX_FLOWS,
     _flow_gre,
     route_ipv4,
 )
 from gateway.dataplane.gateway_tables import ExternalTap, GatewayTap, ToVsid
 from gateway.dataplane.napt import napt_inbound
+from gateway.dataplane.provider_side import cache_flow
 from gateway.dataplane.tables import PORT_MTU
 from gateway.errors import BadPacket, Drop
 from gateway.wire import (
@@ -139,9 +139,7 @@ def gateway_from_tap(node: GatewayNode, tap: GatewayTap | ExternalTap, frame: me
                 crossed.in_packets += 1
                 crossed.in_bytes += end
                 return
-            route_ipv4(node, tap, frame)  # type: ignore[arg-type]
-            return
-        if flow is _ROUTE:
+        if flow is not None:  # _ROUTE, or a VsidFlow's frame its length failed
             route_ipv4(node, tap, frame)  # type: ignore[arg-type]
             return
     if size < ETH_HEADER_SIZE:
@@ -178,20 +176,11 @@ def _flow_verdict(node: GatewayNode, tap: GatewayTap, key: tuple, frame: memoryv
     verdict: object = _ROUTE
     if vihl == IPV4_VIHL_NO_OPTIONS and not fragment & IPV4_FRAGMENT_MASK and ttl > 1:
         domain = tap.domain
-        dst = addresses[4:8]
-        route = domain.routes.get(dst)
-        if route is None:
-            route = node.tables.route(domain, dst)
+        route = node.tables.route(domain, addresses[4:8])  # a miss: resolved afresh
         if route.__class__ is ToVsid:
-            flow = _FLOW(frame, _IP_PROTOCOL)
-            gre = domain.flows.get(flow)
-            if gre is None:
-                gre = _flow_gre(domain.flows, flow, route, frame)  # type: ignore[arg-type]
+            gre = _flow_gre(domain.flows, _FLOW(frame, _IP_PROTOCOL), route, frame)  # type: ignore[arg-type]
             verdict = VsidFlow(route, gre, ttl, protocol, node.tables.mss)  # type: ignore[arg-type]
-    flows = tap.flows
-    if len(flows) >= MAX_FLOWS:
-        flows.clear()  # bounded against floods of distinct flows; refills by itself
-    flows[key] = verdict
+    cache_flow(tap.flows, key, verdict)
     return verdict
 
 

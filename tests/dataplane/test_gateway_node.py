@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from functools import partial
 from unittest.mock import patch
 
 import pytest
@@ -188,7 +189,8 @@ def test_a_genuine_datagram_is_routed_by_both_paths() -> None:
 
 
 class Last:
-    """An Output that keeps only the last NVGRE frame it was given."""
+    """An Output that keeps only the last frame it was given (NVGRE's inner frame, or a
+    TAP's)."""
 
     frame = b""
 
@@ -196,29 +198,37 @@ class Last:
         self.frame = bytes(frame)
 
     def to_tap(self, tap: GatewayTap, frame: bytes | memoryview) -> None:
-        raise AssertionError("nothing goes back to the TAP here")
+        self.frame = bytes(frame)
 
 
-def test_the_inline_ttl_countdown_is_decrement_ttl_for_every_checksum() -> None:
-    """The routed path patches the header checksum inline (Linux's ip_decrease_ttl);
-    for each of the 65,536 checksums a header can carry (the gateway checks none, as
-    a host does not), the result is what ``decrement_ttl`` (RFC 1624 eqn. 3) gives."""
-    node = gateway()
+@pytest.mark.parametrize("way", ["route_ipv4", "VsidFlow", "TapFlow"])
+def test_the_inline_ttl_countdown_is_decrement_ttl_for_every_checksum(way: str) -> None:
+    """The routed path patches the header checksum inline (Linux's ip_decrease_ttl),
+    in ``route_ipv4`` and in the two cached flows' paths; for each of the 65,536
+    checksums a header can carry (the gateway checks none, as a host does not), the
+    result is what ``decrement_ttl`` (RFC 1624 eqn. 3) gives, each way."""
+    node = _knowing_corp(NOW)
     node.out = Last()
     tap = node.tables.tap_by_name["gw-blue"]
-    frame = bytearray(
-        raw(
-            Ether(src="02:c0:00:00:00:02", dst=tap.mac.hex(":"))
-            / IP(src="172.16.0.2", dst="10.10.10.11", ttl=9)
-            / ICMP()
-        )
-    )
+    if way == "TapFlow":  # NVGRE from the Blue VM to the corp server
+        data = bytearray(_from_blue_vm(CORP_IP, ICMP(), ttl=9))
+        header = 28 + 14  # the inner IPv4 header, after the outer one, GRE and Ethernet
+        call = partial(gateway_from_provider, node)
+    else:  # the corp server to the Blue VM
+        ip = IP(src=CORP_IP, dst="10.10.10.11", ttl=9)
+        data = bytearray(raw(Ether(src=CORP_MAC["blue"], dst=tap.mac.hex(":")) / ip / ICMP()))
+        header = 14
+        routed = gateway_from_tap if way == "VsidFlow" else gateway_routing.route_ipv4
+        call = partial(routed, node, tap)
     for checksum in range(0x10000):
-        frame[24:26] = checksum.to_bytes(2, "big")
-        expected = bytearray(frame[14:34])
+        data[header + 10 : header + 12] = checksum.to_bytes(2, "big")
+        expected = bytearray(data[header : header + 20])
         decrement_ttl(expected)
-        gateway_from_tap(node, tap, memoryview(bytearray(frame)))
+        call(memoryview(bytearray(data)))
         assert node.out.frame[14:34] == expected, hex(checksum)  # type: ignore[attr-defined]
+    cached = {"route_ipv4": None, "VsidFlow": tap.flows, "TapFlow": node.tables.flows}[way]
+    if cached is not None:  # the way it names is the way every frame but the first took
+        assert [type(flow).__name__ for flow in cached.values()] == [way]
 
 
 def _to_blue_vm(**fields) -> bytearray:  # type: ignore[no-untyped-def]
