@@ -40,8 +40,9 @@ lint: venv
 ## host_forwarding.py and gateway_forwarding.py need root and 2 CPUs; they install
 ## netsniff-ng (trafgen), and the gateway's Open vSwitch and nftables, when missing
 ## (gateway_tunnel.py: wireguard-go, wireguard-tools and iperf3 too).
-## bench is the quick profile (fewer repetitions, shorter windows, policies up to
-## 10,000 records, shorter rate sweeps: under ~15 minutes); bench-full runs every
+## bench is the quick profile (fewer repetitions, shorter windows after 1 s of
+## warm-up, policies up to 10,000 records, shorter rate sweeps: under ~15 minutes);
+## bench-full runs every
 ## measurement at its defaults (5 repetitions of 5 s, the tunnel's sweeps of 3 s
 ## windows, api_change and api_batch's import and start at 100,000 records on SQLite
 ## and etcd, 200 changes followed by 2 other daemons, the file store of 5cdcc4a at
@@ -50,13 +51,13 @@ lint: venv
 ## into bench/results-api-quick.json) and counts the gateway data plane's
 ## instructions per frame (callgrind).
 bench: venv
-	$(BIN)/python bench/snapshot_build.py
+	$(BIN)/python bench/snapshot_build.py --repeat 3
 	$(BIN)/python bench/api_change.py --records 100 1000 10000 --propagate 10000 --changes 50 \
 		--rev 5cdcc4a --rev-records 1000 --out bench/results-api-quick.json
 	$(BIN)/python bench/api_batch.py --records 10000 --out bench/results-api-quick.json
-	$(BIN)/python bench/host_forwarding.py --reps 3 --dur 4
-	$(BIN)/python bench/gateway_forwarding.py --reps 2 --dur 3
-	$(BIN)/python bench/gateway_nat.py --reps 2 --dur 3
+	$(BIN)/python bench/host_forwarding.py --reps 3 --dur 3 --warmup 1
+	$(BIN)/python bench/gateway_forwarding.py --reps 2 --dur 3 --warmup 1
+	$(BIN)/python bench/gateway_nat.py --reps 2 --dur 3 --warmup 1
 	$(BIN)/python bench/gateway_tunnel.py --reps 2 --dur 1.5 --warmup 0.5 --max-steps 6
 
 bench-full: venv

@@ -103,16 +103,23 @@ def tree_cpu(pid: int) -> tuple[float, float]:
     return user, system
 
 
+# How long each look at the cores lasts: half a second tells a job that would disturb
+# a measurement (a test run, a build: a core busy for seconds) from the idle machine,
+# and is paid before each measurement, a hundred times in ``make bench``.
+QUIET_LOOK_S = 0.5
+
+
 def wait_quiet(limit_s: float = 120.0, threshold: float = 0.10) -> float:
     """Wait until both cores are nearly idle (another job on this shared machine, such
     as a test run, would take CPU from the sender or the receiver). Returns the
-    busiest core's share over the last second; goes on anyway after ``limit_s``."""
+    busiest core's share over the last look (``QUIET_LOOK_S``); goes on anyway after
+    ``limit_s``."""
     t_end = time.monotonic() + limit_s
     said = False
     while True:
         c0 = cpustat()
-        time.sleep(1.0)
-        shares = cpu_shares(c0, cpustat(), 1.0)
+        time.sleep(QUIET_LOOK_S)
+        shares = cpu_shares(c0, cpustat(), QUIET_LOOK_S)
         busiest = max(shares[f"cpu{c}"]["busy"] for c in (SND_CPU, RCV_CPU))
         if busiest <= threshold:
             return busiest
