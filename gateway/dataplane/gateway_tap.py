@@ -72,14 +72,20 @@ from gateway.wire import (
 )
 
 _DST_AND_TYPE: Final = struct.Struct("!6s6xH").unpack_from  # Ethernet's destination and type
-# A corp frame's flow key: Ethernet's destination and type; of the IPv4 header, the
-# version/IHL, the flags and fragment offset, the TTL and protocol; the addresses and
-# the 4 bytes after an option-less header (a TCP or UDP packet's ports, which decide
-# its FlowID). What varies within a flow (the total length, the ID, the checksum) is
-# read per frame or patched.
-_ROUTED_FLOW: Final = struct.Struct("!6s6xHB5xHBB2x12s")
+# A corp frame's flow key, in three runs of the header: the Ethernet header with the
+# IPv4 version/IHL and TOS; the flags and fragment offset, TTL and protocol (as one
+# number); the addresses and the 4 bytes after an option-less header (a TCP or UDP
+# packet's ports, which decide its FlowID). What varies within a flow (the total
+# length, the ID, the checksum) is read per frame or patched; the source MAC and the
+# TOS decide nothing but are constant within a flow. Three items rather than the seven
+# fields a decision reads (``_DECIDED``, on a miss): about 600 fewer instructions per
+# frame, its hash and compare included (``bench/gateway_callgrind.py``, ``out``).
+_ROUTED_FLOW: Final = struct.Struct("!16s4xI2x12s")
 _ROUTED_FLOW_UNPACK: Final = _ROUTED_FLOW.unpack_from
 _ROUTED_FLOW_SIZE: Final = _ROUTED_FLOW.size
+# What decides a flow, read from its first frame: Ethernet's destination and type;
+# the version/IHL, the flags and fragment offset, the TTL and protocol; the addresses.
+_DECIDED: Final = struct.Struct("!6s6xHB5xHBB2x8s").unpack_from
 _TOTAL_LENGTH: Final = struct.Struct("!H").unpack_from
 _ROUTE: Final = object()  # a flow's verdict when ``route_ipv4`` decides each frame
 
@@ -170,7 +176,7 @@ def _flow_verdict(node: GatewayNode, tap: GatewayTap, key: tuple, frame: memoryv
     ``route_ipv4`` decides each of its frames (another destination, a TTL of 1,
     options, fragments), or None when the frame is not IPv4 to the gateway's MAC
     (not cached: ``gateway_from_tap`` reads it as any other)."""
-    dst_mac, ethertype, vihl, fragment, ttl, protocol, addresses = key
+    dst_mac, ethertype, vihl, fragment, ttl, protocol, addresses = _DECIDED(frame)
     if dst_mac != tap.mac or ethertype != ETHERTYPE_IPV4:
         return None
     verdict: object = _ROUTE

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from functools import partial
+from functools import cache, partial
 from unittest.mock import patch
 
 import pytest
@@ -33,7 +33,13 @@ from gateway.dataplane import (
 )
 from gateway.dataplane.gateway_provider import TapFlow
 from gateway.dataplane.neighbors import REFRESH_AFTER_S
-from gateway.wire import build_ipv4, decrement_ttl, flow_id_of_frame, ipv4_checksum_ok
+from gateway.wire import (
+    build_ipv4,
+    decrement_ttl,
+    flow_id_of_frame,
+    internet_checksum,
+    ipv4_checksum_ok,
+)
 
 from ._gateway_lab import BLUE, CORP_IP, CORP_MAC, GW_MAC, GW_PA, RED, gateway_snapshot
 from ._policies import NOW
@@ -55,6 +61,11 @@ class Collect:
 
     def to_provider_link(self, frame: bytes | memoryview) -> None:
         raise AssertionError("a gateway is never on the provider link")
+
+
+# One compiled snapshot for the tests that build many nodes (each node builds its own
+# tables, caches included, from it).
+_SNAPSHOT = cache(gateway_snapshot)
 
 
 def gateway(snapshot=None) -> GatewayNode:  # type: ignore[no-untyped-def]
@@ -305,9 +316,10 @@ def _from_blue_vm(  # type: ignore[no-untyped-def]
     return build_ipv4(PA1, GW_PA, 47, len(payload)) + payload
 
 
-def _knowing_corp(learned_at: float | None) -> GatewayNode:
-    """A gateway that learned Blue's corp server's MAC at ``learned_at`` (None: not)."""
-    node = gateway()
+def _knowing_corp(learned_at: float | None, snapshot=None) -> GatewayNode:  # type: ignore[no-untyped-def]
+    """A gateway that learned Blue's corp server's MAC at ``learned_at`` (None: not),
+    of ``snapshot`` (default: a new one)."""
+    node = gateway(snapshot)
     if learned_at is not None:
         neighbours = node.tables.tap_by_name["gw-blue"].neighbors
         corp = bytes(map(int, CORP_IP.split(".")))
@@ -340,6 +352,10 @@ def _layer(tcp: bool, length: int):  # type: ignore[no-untyped-def]
     return TCP(flags="S", options=[("MSS", 1460)]) / bytes(length) if tcp else UDP() / bytes(length)
 
 
+_OUTER_CHECKSUM = slice(10, 12)  # in the NVGRE datagram
+_OUTER_CHECKSUM_AT = range(_OUTER_CHECKSUM.start, _OUTER_CHECKSUM.stop)
+
+
 def _tap_flow_as_route_ipv4(  # type: ignore[no-untyped-def]
     dst=CORP_IP,
     ttl=64,
@@ -364,11 +380,39 @@ def _tap_flow_as_route_ipv4(  # type: ignore[no-untyped-def]
         claim,
     )
     learned_at = {"fresh": NOW, "stale": NOW - REFRESH_AFTER_S - 1, "unknown": None}[neighbour]
-    cached, general = _knowing_corp(learned_at), _knowing_corp(learned_at)
+    cached, general = _knowing_corp(learned_at, _SNAPSHOT()), _knowing_corp(learned_at, _SNAPSHOT())
     interface = general.tables.port_by_key[(5010, bytes.fromhex(GW_MAC["blue"].replace(":", "")))]
     for _ in range(2):
         gateway_from_provider(cached, memoryview(bytearray(data)))
         gateway_routing.route_ipv4(general, interface, memoryview(bytearray(data))[28:])
+    assert _what_it_did(cached) == _what_it_did(general)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    offset=st.integers(0, 61).filter(lambda at: at not in _OUTER_CHECKSUM_AT),
+    value=st.integers(0, 255),
+    tcp=st.booleans(),
+)
+def test_a_datagram_unlike_its_flows_in_any_header_byte_is_routed_as_without_the_cache(
+    offset: int, value: int, tcp: bool
+) -> None:
+    """The receive side's flow key holds every byte a decision reads: a flow cached
+    from its datagram, then that datagram with one of its first 62 bytes changed (the
+    outer IPv4 and GRE headers, the inner Ethernet and IPv4 headers) goes as a node
+    without the cache (every datagram parsed by ``parse_nvgre``) takes it. The outer
+    header checksum stays right, as the ring's filter or the kernel leaves it."""
+    data = _from_blue_vm(CORP_IP, _layer(tcp, 0))
+    changed = bytearray(data)
+    changed[offset] = value
+    changed[_OUTER_CHECKSUM] = b"\0\0"
+    changed[_OUTER_CHECKSUM] = internet_checksum(changed[:20]).to_bytes(2, "big")
+    cached, general = _knowing_corp(NOW, _SNAPSHOT()), _knowing_corp(NOW, _SNAPSHOT())
+    with patch.object(gateway_provider, "_FLOW_SIZE", 1 << 20):
+        for sent in (data, changed):
+            gateway_from_provider(general, memoryview(bytearray(sent)))
+    for sent in (data, changed):
+        gateway_from_provider(cached, memoryview(bytearray(sent)))
     assert _what_it_did(cached) == _what_it_did(general)
 
 
@@ -475,7 +519,7 @@ def _vsid_flow_as_without_the_cache(  # type: ignore[no-untyped-def]
     layer = _layer(tcp, length)
     frame = _from_blue_corp(dst, layer, ttl, flags, frag, pad, options=options, claim=claim, to=to)
     whole = _from_blue_corp(dst, layer, ttl)  # then the same flow, plain: no cache misleads it
-    cached, general = _knowing_corp(NOW), _knowing_corp(NOW)
+    cached, general = _knowing_corp(NOW, _SNAPSHOT()), _knowing_corp(NOW, _SNAPSHOT())
     with patch.object(gateway_tap, "_ROUTED_FLOW_SIZE", 1 << 20):
         tap = general.tables.tap_by_name["gw-blue"]
         for sent in (frame, frame, whole):
@@ -530,6 +574,29 @@ def test_a_cached_vsid_flow_is_sent_as_without_the_cache(
     fragment, options, padding, a TCP SYN's MSS, and its MAC
     (``_vsid_flow_as_without_the_cache``; the corners above, always)."""
     _vsid_flow_as_without_the_cache(dst, ttl, tcp, length, flags, frag, pad, claim, options, to)
+
+
+@settings(max_examples=200, deadline=None)
+@given(offset=st.integers(0, 37), value=st.integers(0, 255), tcp=st.booleans())
+def test_a_frame_unlike_its_flows_in_any_header_byte_is_sent_as_without_the_cache(
+    offset: int, value: int, tcp: bool
+) -> None:
+    """The corp side's flow key holds every byte a decision reads: a flow cached from
+    its frame, then that frame with one of its first 38 bytes changed (the Ethernet
+    header, the IPv4 header, the ports) goes as a node without the cache sends it,
+    whether the change makes another flow or one the key ignores."""
+    frame = _from_blue_corp("10.10.10.11", _layer(tcp, 0))
+    changed = bytearray(frame)
+    changed[offset] = value
+    cached, general = _knowing_corp(NOW, _SNAPSHOT()), _knowing_corp(NOW, _SNAPSHOT())
+    with patch.object(gateway_tap, "_ROUTED_FLOW_SIZE", 1 << 20):
+        tap = general.tables.tap_by_name["gw-blue"]
+        for sent in (frame, changed):
+            gateway_tap.gateway_from_tap(general, tap, memoryview(bytearray(sent)))
+    tap = cached.tables.tap_by_name["gw-blue"]
+    for sent in (frame, changed):
+        gateway_tap.gateway_from_tap(cached, tap, memoryview(bytearray(sent)))
+    assert _what_it_did(cached) == _what_it_did(general)
 
 
 def test_a_corp_flow_into_a_vsid_is_routed_once_then_sent_from_its_verdict(
