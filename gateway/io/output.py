@@ -87,7 +87,7 @@ class FdOutput:
 
     def to_provider(self, src_pa: bytes, dst_pa: bytes, gre: bytes, frame: memoryview) -> None:
         outer = self.outer.get(dst_pa)
-        if outer is not None and outer[0] == src_pa and len(frame) <= FRAMED_BYTES:
+        if outer is not None and outer.src == src_pa and len(frame) <= FRAMED_BYTES:
             self.batch.add_framed(outer, gre, frame)
             return
         sock = self.gre.get(src_pa)
