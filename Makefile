@@ -57,7 +57,7 @@ bench: venv
 	$(BIN)/python bench/api_batch.py --records 10000 --out bench/results-api-quick.json
 	$(BIN)/python bench/host_forwarding.py --reps 3 --dur 3 --warmup 1
 	$(BIN)/python bench/gateway_forwarding.py --reps 2 --dur 3 --warmup 1
-	$(BIN)/python bench/gateway_nat.py --reps 2 --dur 3 --warmup 1
+	$(BIN)/python bench/gateway_nat.py --reps 2 --dur 2.5 --warmup 1
 	$(BIN)/python bench/gateway_tunnel.py --reps 2 --dur 1.5 --warmup 0.5 --max-steps 6
 
 bench-full: venv

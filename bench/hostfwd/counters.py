@@ -103,10 +103,11 @@ def tree_cpu(pid: int) -> tuple[float, float]:
     return user, system
 
 
-# How long each look at the cores lasts: half a second tells a job that would disturb
-# a measurement (a test run, a build: a core busy for seconds) from the idle machine,
-# and is paid before each measurement, a hundred times in ``make bench``.
-QUIET_LOOK_S = 0.5
+# How long each look at the cores lasts: a quarter of a second (25 ticks) tells a job
+# that would disturb a measurement (a test run, a build: a core busy for seconds) from
+# the idle machine, and is paid before each measurement, a hundred times in ``make
+# bench``; one that starts later shows in the measurement's own ``other_load``.
+QUIET_LOOK_S = 0.25
 
 
 def wait_quiet(limit_s: float = 120.0, threshold: float = 0.10) -> float:
