@@ -316,10 +316,10 @@ def _from_blue_vm(  # type: ignore[no-untyped-def]
     return build_ipv4(PA1, GW_PA, 47, len(payload)) + payload
 
 
-def _knowing_corp(learned_at: float | None, snapshot=None) -> GatewayNode:  # type: ignore[no-untyped-def]
-    """A gateway that learned Blue's corp server's MAC at ``learned_at`` (None: not),
-    of ``snapshot`` (default: a new one)."""
-    node = gateway(snapshot)
+def _knowing_corp(learned_at: float | None) -> GatewayNode:
+    """A gateway of the shared snapshot that learned Blue's corp server's MAC at
+    ``learned_at`` (None: not)."""
+    node = gateway(_SNAPSHOT())
     if learned_at is not None:
         neighbours = node.tables.tap_by_name["gw-blue"].neighbors
         corp = bytes(map(int, CORP_IP.split(".")))
@@ -380,7 +380,7 @@ def _tap_flow_as_route_ipv4(  # type: ignore[no-untyped-def]
         claim,
     )
     learned_at = {"fresh": NOW, "stale": NOW - REFRESH_AFTER_S - 1, "unknown": None}[neighbour]
-    cached, general = _knowing_corp(learned_at, _SNAPSHOT()), _knowing_corp(learned_at, _SNAPSHOT())
+    cached, general = _knowing_corp(learned_at), _knowing_corp(learned_at)
     interface = general.tables.port_by_key[(5010, bytes.fromhex(GW_MAC["blue"].replace(":", "")))]
     for _ in range(2):
         gateway_from_provider(cached, memoryview(bytearray(data)))
@@ -407,7 +407,7 @@ def test_a_datagram_unlike_its_flows_in_any_header_byte_is_routed_as_without_the
     changed[offset] = value
     changed[_OUTER_CHECKSUM] = b"\0\0"
     changed[_OUTER_CHECKSUM] = internet_checksum(changed[:20]).to_bytes(2, "big")
-    cached, general = _knowing_corp(NOW, _SNAPSHOT()), _knowing_corp(NOW, _SNAPSHOT())
+    cached, general = _knowing_corp(NOW), _knowing_corp(NOW)
     with patch.object(gateway_provider, "_FLOW_SIZE", 1 << 20):
         for sent in (data, changed):
             gateway_from_provider(general, memoryview(bytearray(sent)))
@@ -519,7 +519,7 @@ def _vsid_flow_as_without_the_cache(  # type: ignore[no-untyped-def]
     layer = _layer(tcp, length)
     frame = _from_blue_corp(dst, layer, ttl, flags, frag, pad, options=options, claim=claim, to=to)
     whole = _from_blue_corp(dst, layer, ttl)  # then the same flow, plain: no cache misleads it
-    cached, general = _knowing_corp(NOW, _SNAPSHOT()), _knowing_corp(NOW, _SNAPSHOT())
+    cached, general = _knowing_corp(NOW), _knowing_corp(NOW)
     with patch.object(gateway_tap, "_ROUTED_FLOW_SIZE", 1 << 20):
         tap = general.tables.tap_by_name["gw-blue"]
         for sent in (frame, frame, whole):
@@ -588,7 +588,7 @@ def test_a_frame_unlike_its_flows_in_any_header_byte_is_sent_as_without_the_cach
     frame = _from_blue_corp("10.10.10.11", _layer(tcp, 0))
     changed = bytearray(frame)
     changed[offset] = value
-    cached, general = _knowing_corp(NOW, _SNAPSHOT()), _knowing_corp(NOW, _SNAPSHOT())
+    cached, general = _knowing_corp(NOW), _knowing_corp(NOW)
     with patch.object(gateway_tap, "_ROUTED_FLOW_SIZE", 1 << 20):
         tap = general.tables.tap_by_name["gw-blue"]
         for sent in (frame, changed):
