@@ -4,8 +4,9 @@ and closes.
 One raw GRE socket bound to each NVGRE PA (it sends NVGRE, and receives it unless a
 ring does: ``provider.py``), and with ``--provider-rx ring`` (the default) one receive
 ring per interface that carries NVGRE PAs, filtering for that interface's PAs (which
-cannot change while the daemon runs: ``plan_node`` refuses it); the GRE sockets then
-only send (and, open, keep the kernel from answering GRE itself). Each fd gets a
+cannot change while the daemon runs: ``plan_node`` refuses it), with the kernel's IP
+stack kept off what the rings read (``ingress_drop.py``); the GRE sockets then only
+send (and, open, keep the kernel from answering GRE itself). Each fd gets a
 reader that hands the datagrams, outer IPv4 header first, to the role's entry point
 (the host's ``from_provider``, the gateway's ``gateway_from_provider``). With
 ``--provider-tx link`` (the default) NVGRE leaves framed by the daemon on the
@@ -19,15 +20,19 @@ import socket
 from collections.abc import Callable
 from typing import NamedTuple
 
+import structlog
 from anyio.abc import TaskGroup
 
 from gateway.dataplane import Counters, NodePlan
 from gateway.io.faults import PacketFaults
+from gateway.io.ingress_drop import IngressDrop, IngressDropError
 from gateway.io.link_tx import LinkTx
 from gateway.io.output import FdOutput
 from gateway.io.provider import link_mtu, open_gre_socket
 from gateway.io.readers import Node, each_batch, read_ring, read_socket
 from gateway.io.ring import ReceiveRing, attach_drop_all
+
+log = structlog.get_logger("nvgw")
 
 
 class ProviderIo(NamedTuple):
@@ -50,6 +55,7 @@ class NvgreSockets:
         self.faults = faults
         self.gre: dict[bytes, socket.socket] = {}
         self.rings: list[ReceiveRing] = []
+        self.ingress_drop: IngressDrop | None = None
         self.link_tx = LinkTx() if provider.tx == "link" and plan.nvgre_pas else None
         try:
             for pa in plan.nvgre_pas:
@@ -61,6 +67,7 @@ class NvgreSockets:
                     self.rings.append(ReceiveRing(interface, mtu, counters.drops, pas, fault))
                 for sock in self.gre.values():
                     attach_drop_all(sock)
+                self.ingress_drop = _drop_at_ingress(plan)
         except BaseException:
             self.close()
             raise
@@ -91,12 +98,24 @@ class NvgreSockets:
         return sum(ring.read_kernel_drops() for ring in self.rings)
 
     def close(self) -> None:
+        if self.ingress_drop is not None:
+            self.ingress_drop.close()
         if self.link_tx is not None:
             self.link_tx.close()
         for sock in self.gre.values():
             sock.close()
         for ring in self.rings:
             ring.close()
+
+
+def _drop_at_ingress(plan: NodePlan) -> IngressDrop | None:
+    """The kernel kept off what the rings take (``ingress_drop.py``), or, if it cannot
+    be, said once: the node works as well, at a higher cost per datagram."""
+    try:
+        return IngressDrop(plan.name, plan.nvgre_by_interface)
+    except IngressDropError as error:
+        log.warning("kernel also processes nvgre", reason=str(error))
+        return None
 
 
 def _bind_or_explain(pa: bytes, interface: str | None) -> socket.socket:

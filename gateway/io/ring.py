@@ -9,9 +9,11 @@ of its latency; V3's block-retire timer adds half a millisecond at low rates.
 
 A classic BPF filter keeps everything but GRE to this node's own NVGRE PAs out of
 the ring, and PACKET_IGNORE_OUTGOING keeps our own sends out. The kernel's IP stack
-still gets the frames too; the raw GRE socket the sender keeps open stops it from
-answering them with ICMP protocol-unreachable, and a drop-everything filter on that
-socket keeps the kernel from queueing copies for it (``attach_drop_all``).
+would get the frames too: the node's nftables table drops them at the interface's
+ingress, after the ring's copy (``ingress_drop.py``); where it cannot be made, the raw
+GRE socket the sender keeps open stops the kernel from answering them with ICMP
+protocol-unreachable, and a drop-everything filter on that socket keeps it from
+queueing copies for it (``attach_drop_all``).
 
 Nothing in the kernel checks what an AF_PACKET socket reads, so the filter does what
 IP input would (``gre_filter``): it verifies the outer IPv4 header checksum of every

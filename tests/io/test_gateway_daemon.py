@@ -143,3 +143,15 @@ def test_a_tap_added_or_removed_through_the_api_is_created_or_closed(gateway: Ga
         assert gateway.wait_link("gw-red2", False)
     assert gateway.link("gw-red") is not None, "the other TAPs stay"
     assert gateway.process.poll() is None
+
+
+def test_the_kernel_is_kept_off_the_nvgre_its_ring_reads(gateway: Gateway) -> None:
+    """The node's nftables table (``gateway/io/ingress_drop.py``), on its PA's link."""
+    ruleset = subprocess.run(
+        ["ip", "netns", "exec", gateway.namespace, "nft", "list", "table", "netdev", "nvgw-gw"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert 'hook ingress device "pa0"' in ruleset
+    assert "ip protocol gre ip daddr 198.18.0.10 drop" in ruleset
