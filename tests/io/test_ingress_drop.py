@@ -9,8 +9,6 @@ is a typed error carrying nftables' reason.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -25,10 +23,11 @@ from scapy.packet import raw
 
 from gateway.io import ingress_drop
 from gateway.io.ingress_drop import IngressDrop, IngressDropError, ingress_ruleset
-from gateway.lab import netns
-from tests.conftest import require_root
-from tests.io.test_ring import INJECT, READER_MAC, SENDER_MAC, nvgre
 
+from ._veth_pair import READER_MAC, SENDER_MAC, result_after_sending, start_reader, veth_pair
+from .test_ring import nvgre
+
+pytestmark = pytest.mark.netns
 HERE = Path(__file__).parent
 PA = "198.18.0.2"
 GRE_FRAMES = 20
@@ -37,18 +36,9 @@ GRE_FRAMES = 20
 @pytest.fixture
 def veth() -> Iterator[tuple[str, str]]:
     """Namespaces a (sender, ra0) and b (rb0, MAC READER_MAC, address PA/24)."""
-    require_root()
-    a, b = f"nvt-ind-a{os.getpid() % 10000}", f"nvt-ind-b{os.getpid() % 10000}"
-    try:
-        netns.create(a)
-        netns.create(b)
-        netns.add_veth(a, "ra0", b, "rb0")
-        subprocess.run(["ip", "-n", b, "link", "set", "rb0", "address", READER_MAC], check=True)
+    with veth_pair("ind") as (a, b):
         subprocess.run(["ip", "-n", b, "addr", "add", f"{PA}/24", "dev", "rb0"], check=True)
         yield a, b
-    finally:
-        netns.remove(a)
-        netns.remove(b)
 
 
 def tables(namespace: str) -> str:
@@ -60,15 +50,9 @@ def tables(namespace: str) -> str:
     ).stdout
 
 
-def start_reader(namespace: str, mode: str) -> subprocess.Popen[str]:
-    command = [sys.executable, str(HERE / "_ingress_reader.py"), "rb0", PA, str(GRE_FRAMES)]
-    reader = subprocess.Popen(
-        ["ip", "netns", "exec", namespace, *command, "10", mode],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert reader.stdout.readline().strip() == "ready"  # type: ignore[union-attr]
-    return reader
+def reader(namespace: str, mode: str) -> subprocess.Popen[str]:
+    script = str(HERE / "_ingress_reader.py")
+    return start_reader(namespace, [sys.executable, script, "rb0", PA, str(GRE_FRAMES), "10", mode])
 
 
 def send_through(veth: tuple[str, str], mode: str) -> dict:
@@ -82,20 +66,7 @@ def send_through(veth: tuple[str, str], mode: str) -> dict:
     )
     gre = [nvgre(n % 5) for n in range(GRE_FRAMES)]
     frames = [f for n, g in enumerate(gre) for f in ((udp, g) if n % 4 == 0 else (g,))]
-    reader = start_reader(b, mode)
-    try:
-        subprocess.run(
-            ["ip", "netns", "exec", a, sys.executable, str(INJECT), "ra0"],
-            input="\n".join(f.hex() for f in frames).encode(),
-            check=True,
-            timeout=20,
-        )
-        out, _ = reader.communicate(timeout=20)
-    finally:
-        if reader.poll() is None:
-            reader.kill()
-            reader.wait()
-    return json.loads(out.strip().splitlines()[-1])
+    return result_after_sending(a, reader(b, mode), frames)
 
 
 def test_the_kernel_never_gets_what_the_ring_reads(veth) -> None:
@@ -109,7 +80,7 @@ def test_without_the_drop_the_kernel_gets_every_datagram_too(veth) -> None:
 
 def test_the_table_goes_with_the_process_even_killed(veth) -> None:
     _, b = veth
-    holder = start_reader(b, "hold")
+    holder = reader(b, "hold")
     try:
         assert "table netdev nvgw-test" in tables(b)
     finally:

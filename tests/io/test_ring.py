@@ -9,8 +9,6 @@ that one frame, whose slot still goes back to the kernel.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,57 +19,29 @@ from scapy.layers.inet import GRE, IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import raw
 
-from gateway.lab import netns
-from tests.conftest import require_root
+from ._veth_pair import READER_MAC, SENDER_MAC, result_after_sending, start_reader, veth_pair
 
 pytestmark = pytest.mark.netns
 HERE = Path(__file__).parent
-INJECT = HERE.parent / "lab" / "_inject.py"
-READER_MAC, SENDER_MAC = "02:00:00:00:00:02", "02:00:00:00:00:01"
 PA, OTHER_PA = "198.18.0.2", "198.18.0.3"
 
 
 @pytest.fixture
 def veth() -> Iterator[tuple[str, str]]:
     """Namespaces a (sender, ra0) and b (reader, rb0, MAC READER_MAC), MTU 9000."""
-    require_root()
-    a, b = f"nvt-ring-a{os.getpid() % 10000}", f"nvt-ring-b{os.getpid() % 10000}"
-    try:
-        netns.create(a)
-        netns.create(b)
-        netns.add_veth(a, "ra0", b, "rb0")
+    with veth_pair("ring") as (a, b):
         for namespace, ifname in ((a, "ra0"), (b, "rb0")):
             subprocess.run(
                 ["ip", "-n", namespace, "link", "set", ifname, "mtu", "9000"], check=True
             )
-        subprocess.run(["ip", "-n", b, "link", "set", "rb0", "address", READER_MAC], check=True)
         yield a, b
-    finally:
-        netns.remove(a)
-        netns.remove(b)
 
 
 def read_through_ring(veth: tuple[str, str], frames: list[bytes], count: int, *extra: str):
     """Start the reader in b, send ``frames`` from a, return the reader's result."""
     a, b = veth
     command = [sys.executable, str(HERE / "_ring_reader.py"), "rb0", "1500", str(count), "10", PA]
-    reader = subprocess.Popen(
-        ["ip", "netns", "exec", b, *command, *extra], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert reader.stdout.readline().strip() == "ready"  # type: ignore[union-attr]
-        subprocess.run(
-            ["ip", "netns", "exec", a, sys.executable, str(INJECT), "ra0"],
-            input="\n".join(f.hex() for f in frames).encode(),
-            check=True,
-            timeout=20,
-        )
-        out, _ = reader.communicate(timeout=20)
-    finally:
-        if reader.poll() is None:
-            reader.kill()
-            reader.wait()
-    return json.loads(out.strip().splitlines()[-1])
+    return result_after_sending(a, start_reader(b, [*command, *extra]), frames)
 
 
 def nvgre(n: int, dst: str = PA, mac: str = READER_MAC, **ip: object) -> bytes:
