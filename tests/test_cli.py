@@ -84,6 +84,35 @@ def test_version() -> None:
     assert result.exit_code == 0 and result.output.startswith("nvgw ")
 
 
+def test_the_lab_is_loaded_for_nvgw_lab_and_the_help_alone() -> None:
+    """Any other command spares the lab's imports (pyroute2 among them)."""
+    code = (
+        "import sys\n"
+        "from gateway.cli import main\n"
+        "sys.argv = ['nvgw', *sys.argv[1:]]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(' '.join(sorted({'gateway.lab.commands', 'pyroute2'} & set(sys.modules))))\n"
+    )
+
+    def loaded(*args: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.splitlines()[-1].split()
+
+    assert loaded("check", str(CONFIGS[0])) == []
+    assert loaded("lab", "--help") == ["gateway.lab.commands", "pyroute2"]
+    listed = runner.invoke(app, ["--help"], prog_name="nvgw", env={"COLUMNS": "200"})
+    assert "│ lab " in listed.output and "The seed's labs in network namespaces." in listed.output
+
+
 def test_python_dash_m_gateway(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD)

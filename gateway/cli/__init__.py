@@ -16,8 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Final
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from gateway.cli import nat, store_verbs, tunnel_keys, verbs
 from gateway.cli.import_hnv import import_hnv_command
@@ -35,9 +37,27 @@ GIL_SWITCH_INTERVAL_S: Final = 0.0005
 
 __all__ = ["app", "main"]  # the command, and its entry point (pyproject.toml)
 
+
+class _Commands(TyperGroup):
+    """nvgw's commands, ``lab`` among them loaded only when it is asked for, by name
+    or by the help's list: the lab brings pyroute2 and the namespaces' tooling, a
+    tenth of a second that no other command needs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *(() if "lab" in self.commands else ("lab",))]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "lab" and "lab" not in self.commands:
+            from gateway.lab import lab_app
+
+            self.add_command(typer.main.get_group(lab_app), "lab")
+        return super().get_command(ctx, cmd_name)
+
+
 app = typer.Typer(
     name="nvgw",
     help="nvgw: an NVGRE gateway for Hyper-V Network Virtualization style networks.",
+    cls=_Commands,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -385,15 +405,6 @@ nat.register(app)
 app.command()(verbs.migrate)
 app.command()(verbs.apply)
 app.command("import-hnv")(import_hnv_command)
-
-
-def _add_lab() -> None:
-    from gateway.lab import lab_app
-
-    app.add_typer(lab_app, name="lab")
-
-
-_add_lab()
 
 
 def main() -> None:

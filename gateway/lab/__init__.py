@@ -1,7 +1,7 @@
 """The seed's labs in network namespaces: hosts, VMs and a provider network on one
 Linux machine, with host-role daemons doing what Hyper-V hosts do; and ``nvgw replay``
 (scapy reads and writes its captures). Loaded on first use (``gateway._lazy``): the
-CLI imports the lab's commands only for ``nvgw lab``.
+CLI imports the lab's commands only for ``nvgw lab`` and the help's list of commands.
 """
 
 from __future__ import annotations

@@ -35,7 +35,9 @@ CONFIGS = files(__package__) / "configs"
 SCENARIOS = ("single-host", "ip-rewrite", "two-hosts", "routing", "gateway", "hybrid")
 MAX_MIGRATION_LOSS_S = 1.0  # the bound for a ping running across a migration
 
-lab_app = typer.Typer(help="The seed's labs in network namespaces.", no_args_is_help=True)
+lab_app = typer.Typer(
+    name="lab", help="The seed's labs in network namespaces.", no_args_is_help=True
+)
 console = Console(highlight=False, soft_wrap=True)
 
 Prefix = Annotated[str, typer.Option(help="Name prefix of the lab's namespaces.")]
