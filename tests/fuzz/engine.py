@@ -135,9 +135,13 @@ class Bench:
         return HostNode(snapshot, name, Recorder(), provider_mac=provider_mac(self.node_index))
 
     def _neighbor_pas(self, probe: HostNode) -> list[tuple[bytes, bytes, bytes]]:
-        """(remote PA, its MAC, a frame that waits for it) for a few IP-Rewrite PAs."""
+        """(remote PA, its MAC, a frame that waits for it) for a few IP-Rewrite PAs.
+        Only a node with an IP-Rewrite PA of its own sends IP-Rewrite frames, so only
+        its table holds them waiting (from that PA); another node's holds none."""
         macs = link_macs(self.target.snapshot)
-        local = sorted(pa for pa in probe.tables.rewrite_by_pa if len(pa) == 4) or [bytes(4)]
+        local = sorted(pa for pa in probe.tables.rewrite_by_pa if len(pa) == 4)
+        if not local:
+            return []
         found = []
         for record in self.target.snapshot.records:
             pa = record.pa_bytes
