@@ -120,6 +120,12 @@ def test_without_the_library_the_error_says_what_to_install(monkeypatch) -> None
         IngressDrop("test", [("eth0", [bytes(4)])])
 
 
+def test_a_library_without_nftables_calls_is_said_to_be_too_old(monkeypatch) -> None:
+    monkeypatch.setattr(ingress_drop, "_LIBRARY", "libc.so.6")
+    with pytest.raises(IngressDropError, match=r"libc\.so\.6 is too old .*nft_ctx_new"):
+        IngressDrop("test", [("eth0", [bytes(4)])])
+
+
 def test_the_ruleset_has_a_chain_per_interface_with_its_pas() -> None:
     ruleset = ingress_ruleset(
         "nvgw-gw",
