@@ -44,7 +44,8 @@ class _Commands(TyperGroup):
     tenth of a second that no other command needs."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [*super().list_commands(ctx), *(() if "lab" in self.commands else ("lab",))]
+        names = super().list_commands(ctx)
+        return names if "lab" in names else [*names, "lab"]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name == "lab" and "lab" not in self.commands:

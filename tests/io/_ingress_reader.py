@@ -36,6 +36,7 @@ def never(error: Exception, frame: memoryview) -> None:
     raise AssertionError(error)
 
 
+# The table lives as long as its IngressDrop: held in ``table`` until the process ends.
 if mode == "hold":
     table = IngressDrop("test", [(interface, [packed])])
     print("ready", flush=True)
