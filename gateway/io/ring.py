@@ -241,23 +241,25 @@ class RingSlots:
                 break
             start = index * frame_size
             offsets = iter(range(start, start + ready * frame_size, frame_size))
-            while True:
-                try:
-                    for offset in offsets:
-                        length, snaplen, mac, net = _SLOT_HEADER(view, offset)
-                        if snaplen == length:
-                            handle(node, view[offset + net : offset + mac + snaplen])
-                        elif snaplen == SNAP_BAD_CHECKSUM:
-                            drops[Drop.IP_CHECKSUM] += 1
-                        elif snaplen == SNAP_OTHER_HOST:
-                            drops[Drop.FOREIGN_MAC] += 1
-                        else:
-                            drops[Drop.TRUNCATED] += 1
-                    break
-                except Exception as error:  # from handle(): this frame is dropped, not the rest
-                    self.on_fault(error, view[offset + net : offset + mac + snaplen])
-            self._release(index, ready)
-            self.index = 0 if index + ready == self.frames else index + ready
+            try:
+                while True:
+                    try:
+                        for offset in offsets:
+                            length, snaplen, mac, net = _SLOT_HEADER(view, offset)
+                            if snaplen == length:
+                                handle(node, view[offset + net : offset + mac + snaplen])
+                            elif snaplen == SNAP_BAD_CHECKSUM:
+                                drops[Drop.IP_CHECKSUM] += 1
+                            elif snaplen == SNAP_OTHER_HOST:
+                                drops[Drop.FOREIGN_MAC] += 1
+                            else:
+                                drops[Drop.TRUNCATED] += 1
+                        break
+                    except Exception as error:  # from handle(): this frame is dropped
+                        self.on_fault(error, view[offset + net : offset + mac + snaplen])
+            finally:  # the run handed on whatever happened, never handled twice
+                self._release(index, ready)
+                self.index = 0 if index + ready == self.frames else index + ready
             handled += ready
             if ready < most:  # the kernel's slot next: nothing more now
                 break

@@ -126,3 +126,20 @@ def test_the_filters_stubs_and_a_truncated_frame_are_counted_not_handed(
     assert [Drop(i) for i, n in enumerate(ring.drops) if n] == [drop]
     assert ring.drops[drop] == 1
     assert [ring.status(s) for s in range(2)] == [TP_STATUS_KERNEL] * 2
+
+
+def test_a_fault_handler_that_raises_still_hands_the_run_on_and_nothing_twice() -> None:
+    ring = Ring()
+
+    def broken(error: Exception, frame: memoryview) -> None:
+        raise RuntimeError("the fault handler's own bug")
+
+    ring.slots.on_fault = broken
+    ring.fill(0, b"\xee" + payload(1))
+    ring.fill(1, payload(2))
+    with pytest.raises(RuntimeError):
+        ring.drain()
+    assert [ring.status(s) for s in range(2)] == [TP_STATUS_KERNEL] * 2
+    assert ring.slots.index == 2
+    assert ring.drain() == 0
+    assert ring.handed == [b"\xee" + payload(1)]  # the second frame lost, none handled twice
