@@ -84,7 +84,7 @@ from hostfwd.common import BENCH, NS_HOST, NS_SITE, NS_SND, PACKAGES, ROOT, log,
 from hostfwd.namespaces import build_topology
 from hostfwd.runner import begin, guarded, measure_kept, window_arguments
 from hostfwd.sources import Source, source_or_exit, versions
-from hostfwd.tunnel_measure import ANCHOR, KINDS, measure_tunnel
+from hostfwd.tunnel_measure import ANCHOR, BARE, DAEMONS, KINDS, measure_tunnel
 from hostfwd.tunnel_report import finish, key_of, tcp_key_of
 from hostfwd.tunnel_setup import (
     anchor_frames_file,
@@ -105,14 +105,17 @@ TUNNEL_PACKAGES = {
     "iperf3": "iperf3",
 }
 PARTS = ("rate", "tcp")
-LABELS = {ANCHOR: "wireguard-go in the gateway's place (paced_send into its TUN)"}
+LABELS = {
+    ANCHOR: "wireguard-go in the gateway's place (paced_send into its TUN)",
+    BARE: "bare Python loop in the daemon's place (bare_tunnel.py): the ceiling",
+}
 
 
 def arguments() -> argparse.Namespace:
     ap = window_arguments(__doc__)
     ap.set_defaults(dur=3.0, warmup=1.0)
     ap.add_argument("--only", default=",".join(PARTS), help="rate,tcp")
-    ap.add_argument("--kinds", default=",".join(KINDS), help="wggo,asyncio,trio")
+    ap.add_argument("--kinds", default=",".join(KINDS), help="wggo,bare,asyncio,trio")
     ap.add_argument("--start-pps", type=int, default=20000, help="the sweep's first rate")
     ap.add_argument("--max-steps", type=int, default=7, help="rates tried per sweep")
     ap.add_argument("--max-wait", type=float, default=120.0, help="for a quiet machine, s")
@@ -130,7 +133,7 @@ def arguments() -> argparse.Namespace:
     a.kinds = [k for k in a.kinds.split(",") if k in KINDS]
     a.only = [p for p in a.only.split(",") if p in PARTS]
     # TCP: each kind, and each daemon's VM-to-site run through the lab
-    a.tcp_kinds = [*a.kinds, *(VM + k for k in a.kinds if k != ANCHOR)] if "tcp" in a.only else []
+    a.tcp_kinds = [*a.kinds, *(VM + k for k in a.kinds if k in DAEMONS)] if "tcp" in a.only else []
     return a
 
 
@@ -142,6 +145,8 @@ def what(kind: str) -> str:
 def what_tcp(kind: str) -> str:
     if kind == ANCHOR:
         label = "wireguard-go in the gateway's place, the client beside it"
+    elif kind == BARE:
+        label = "bare Python loop in the daemon's place (bare_tunnel.py), NVGRE in at its PA"
     elif kind.startswith(VM):
         label = f"VM to site end to end: the hybrid lab, --backend {kind.removeprefix(VM)}"
     else:

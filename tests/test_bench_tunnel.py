@@ -22,6 +22,7 @@ from hostfwd.tunnel_report import (
     print_tcp_table,
     ratios,
     tcp_key_of,
+    verdicts,
 )
 from hostfwd.tunnel_sweep import Plan, Step, best, first_failed, next_rate
 
@@ -221,7 +222,7 @@ def test_the_ratio_to_wireguard_go_is_taken_within_each_repetition_and_tabled(
     lines = capsys.readouterr().out.splitlines()
     asyncio_row = next(line for line in lines if line.startswith("tunnel-asyncio"))
     assert asyncio_row.split() == [
-        "tunnel-asyncio_1400", "30k", "(30k..30k)", "30k", "1.12", "(0.75..1.50)",
+        "tunnel-asyncio_1400", "30k", "(30k..30k)", "30k", "1.12", "(0.75..1.50)", "-",
         "0.50", "25.00", "36k", "gateway",
     ]  # fmt: skip
     wggo_row = next(line for line in lines if line.startswith("tunnel-wggo"))
@@ -258,8 +259,40 @@ def test_tcp_goodput_is_compared_with_wireguard_gos_within_each_repetition_and_t
     print_tcp_table(tcp, rat)
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
     assert rows["tcp-asyncio"] == [
-        "tcp-asyncio", "325", "(250..400)", "0.75", "(0.50..1.00)", "0.60", "-", "150",
+        "tcp-asyncio", "325", "(250..400)", "0.75", "(0.50..1.00)", "-", "0.60", "-", "150",
     ]  # fmt: skip
-    assert rows["tcp-vm-trio"][5:] == ["0.60", "0.50", "200"]  # the lab's host daemon too
+    assert rows["tcp-vm-trio"][6:] == ["0.60", "0.50", "200"]  # the lab's host daemon too
     assert rows["tcp-wggo"][3] == "1.00"
     assert rows["tcp-trio"][1:] == ["FAILED:", "iperf3", "from", "nvb-snd:", "no", "report"]
+
+
+def test_the_bare_loop_is_the_ceiling_measured_against_but_never_held_to_the_target(
+    capsys,
+) -> None:
+    results = {
+        key_of("wggo"): entry({1: 40_000.0, 2: 20_000.0}),
+        key_of("bare"): entry({1: 20_000.0, 2: 10_000.0}),
+        key_of("asyncio"): entry({1: 30_000.0, 2: 30_000.0}),
+        key_of("trio"): entry({1: 50_000.0, 2: 40_000.0}),
+    }
+    tcp = {
+        tcp_key_of("wggo"): tcp_entry({1: 500.0}),
+        tcp_key_of("bare"): tcp_entry({1: 400.0}),
+        tcp_key_of("asyncio"): tcp_entry({1: 200.0}),
+        tcp_key_of("vm-asyncio"): tcp_entry({1: 100.0}),
+    }
+    rat, tcp_rat, below = verdicts(results, tcp)
+    assert rat["tunnel-bare_1400/wggo"]["per_rep"] == [0.5, 0.5]  # the ceiling's own
+    assert rat["tunnel-asyncio_1400/bare"]["per_rep"] == [1.5, 3.0]
+    assert rat["tunnel-trio_1400/bare"]["per_rep"] == [2.5, 4.0]
+    assert "tunnel-wggo_1400/bare" not in rat and "tunnel-bare_1400/bare" not in rat
+    assert tcp_rat["tcp-vm-asyncio/bare"]["median"] == 0.25
+    assert tcp_rat["tcp-bare/wggo"]["median"] == 0.8
+    # only the daemons are held to wireguard-go; the bare loop below it is no verdict
+    assert below == ["tcp-asyncio/wggo", "tcp-vm-asyncio/wggo"]  # asyncio: 0.75, 1.5
+    summarize_entries(results, [])
+    print_table(results, rat)
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
+    assert rows["tunnel-bare_1400"][4:7] == ["0.50", "(0.50..0.50)", "1.00"]
+    assert rows["tunnel-trio_1400"][4:8] == ["1.62", "(1.25..2.00)", "3.25", "(2.50..4.00)"]
+    assert rows["tunnel-wggo_1400"][4:6] == ["1.00", "-"]

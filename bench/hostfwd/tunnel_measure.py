@@ -32,13 +32,17 @@ from typing import Any
 from .common import (
     CHECK_FRAMES,
     HOST_DEV,
+    HOST_PA,
     NS_HOST,
     NS_SITE,
     NS_SND,
     RCV_CPU,
+    REMOTE_VM,
     SCRATCH,
     SND_CPU,
     SND_DEV,
+    SND_PA,
+    VSID,
     WG_GW,
     WG_SITE,
     BenchError,
@@ -49,16 +53,19 @@ from .common import (
     stop,
 )
 from .counters import cpu_shares, cpustat, delta, netdev, proc_cpu, rss_kib, tree_cpu
+from .gateway_setup import GW_RECORD
 from .namespaces import HOLD
 from .paced_send import check
-from .receivers import Receiver
+from .receivers import Receiver, start_bare
 from .sources import Source, gateway_hash
 from .traffic import SENDER, wait_flowing
-from .tunnel_setup import INNER, NODE, start_anchor
+from .tunnel_setup import INNER, NODE, PORT, WAN_SITE_ADDR, start_anchor
 from .tunnel_sweep import LOSS_MAX, Plan, Step, best, first_failed, next_rate
 
 ANCHOR = "wggo"
-KINDS = (ANCHOR, "asyncio", "trio")
+BARE = "bare"  # the ceiling: ``bench/bare_tunnel.py``, Python's loop with nothing else
+DAEMONS = ("asyncio", "trio")
+KINDS = (ANCHOR, BARE, *DAEMONS)
 ANCHOR_FROM = (NS_HOST, WG_GW)
 SLOW_RATE = 2000  # pps: the handshake's first packets and the check's
 HANDSHAKE_S = 8.0
@@ -90,6 +97,24 @@ def gateway_side(
         proc = start_anchor(keys)
         try:
             yield Side(proc.pid, None, ANCHOR_FROM)
+        finally:
+            stop(proc)
+        return
+    if kind == BARE:
+        proc, _ = start_bare(
+            "bare_tunnel.py",
+            HOST_PA,
+            str(VSID),
+            str(keys["gw"][0]),
+            keys["site"][1],
+            f"{WAN_SITE_ADDR}:{PORT}",
+            str(PORT),
+            SND_PA,
+            REMOTE_VM[1],
+            GW_RECORD[1],
+        )
+        try:
+            yield Side(proc.pid, None, SENDER)
         finally:
             stop(proc)
         return
@@ -313,7 +338,7 @@ def measure_tunnel(
     """One measurement of ``kind``: started, checked, swept."""
     with gateway_side(kind, config, source, daemon_args, keys) as side:
         r: dict[str, Any] = {"rss_start_kib": rss_kib(side.pid)}
-        if kind != ANCHOR:
+        if kind in DAEMONS:
             r["gateway_py_sha256"] = gateway_hash(source.path)
         r["handshake_s"] = handshake(cfg, side)
         r["check"] = check_delivery(cfg, side)

@@ -18,7 +18,7 @@ from .report import (
     summarize_versions,
     write_json,
 )
-from .tunnel_measure import ANCHOR
+from .tunnel_measure import ANCHOR, BARE
 from .tunnel_setup import INNER, NODE
 from .tunnel_sweep import LOSS_MAX
 
@@ -35,19 +35,29 @@ def tcp_key_of(kind: str) -> str:
 
 
 def ratios(
-    results: dict[str, Any], anchor: str = key_of(ANCHOR), figure: str = "delivered_pps"
+    results: dict[str, Any],
+    anchor: str = key_of(ANCHOR),
+    figure: str = "delivered_pps",
+    name: str = ANCHOR,
+    measured: list[str] | None = None,
 ) -> dict[str, Any]:
-    """``tunnel-asyncio_1400/wggo``, ``tcp-asyncio/wggo``: each measurement's
-    ``figure`` over the anchor's, per repetition, then median (min..max)."""
+    """``tunnel-asyncio_1400/wggo``, ``tcp-asyncio/wggo`` (``name``: the anchor's kind):
+    each ``measured`` entry's ``figure`` (every other one's by default) over the
+    ``anchor`` entry's, per repetition, then median (min..max)."""
     base = results.get(anchor)
     out = {}
-    for key, e in results.items():
-        if key == anchor or not base:
+    for key in results if measured is None else measured:
+        if key == anchor or key not in results or not base:
             continue
-        ratio = ratio_within_reps(e, base, figure)
+        ratio = ratio_within_reps(results[key], base, figure)
         if ratio:
-            out[f"{key}/{ANCHOR}"] = ratio
+            out[f"{key}/{name}"] = ratio
     return out
+
+
+def daemon_keys(results: dict[str, Any]) -> list[str]:
+    """The daemons' entries: neither the anchor's nor the bare loop's."""
+    return [key for key in results if ANCHOR not in key and BARE not in key]
 
 
 def limit_cell(e: dict[str, Any]) -> str:
@@ -57,13 +67,21 @@ def limit_cell(e: dict[str, Any]) -> str:
     return ",".join(sorted(set(seen), key=seen.index))
 
 
+def versus_cells(key: str, rat: dict[str, Any], anchor: str, bare: str) -> tuple[str, str]:
+    """An entry's ratio to wireguard-go and to the bare loop, as table cells."""
+    cells = []
+    for name, own in ((ANCHOR, anchor), (BARE, bare)):
+        value = rat.get(f"{key}/{name}")
+        cells.append(_ratio(value) if value else "1.00" if key == own else "-")
+    return cells[0], cells[1]
+
+
 def print_table(results: dict[str, Any], rat: dict[str, Any]) -> None:
-    head = ("id", f"pps at <={LOSS_MAX:.0%} loss", "offered pps", "x wg-go", "recv cores")
-    head += ("CPU s/Mpkt", "most pps", "limit")
+    head = ("id", f"pps at <={LOSS_MAX:.0%} loss", "offered pps", "x wg-go", "x bare")
+    head += ("recv cores", "CPU s/Mpkt", "most pps", "limit")
 
     def versus(key: str, e: dict[str, Any]) -> tuple[str, ...]:
-        value = rat.get(f"{key}/{ANCHOR}")
-        return (_ratio(value) if value else "1.00" if key == key_of(ANCHOR) else "-",)
+        return versus_cells(key, rat, key_of(ANCHOR), key_of(BARE))
 
     def extras(key: str, e: dict[str, Any]) -> tuple[str, ...]:
         most = e["summary"].get("max_delivered_pps")
@@ -73,16 +91,16 @@ def print_table(results: dict[str, Any], rat: dict[str, Any]) -> None:
 
 
 def print_tcp_table(tcp: dict[str, Any], rat: dict[str, Any]) -> None:
-    head = ("id", "Mbit/s", "x wg-go", "gateway cores", "host cores", "retransmits")
+    head = ("id", "Mbit/s", "x wg-go", "x bare", "gateway cores", "host cores", "retransmits")
     rows: list[tuple[object, ...]] = []
     for key, e in tcp.items():
         s = e["summary"]
         if "mbit_s" not in s:
-            rows.append((key, "FAILED: " + (e.get("error") or "no runs")[:70], "", "", "", ""))
+            failed = "FAILED: " + (e.get("error") or "no runs")[:70]
+            rows.append((key, failed, *[""] * (len(head) - 2)))
             continue
         mbit = s["mbit_s"]
-        value = rat.get(f"{key}/{ANCHOR}")
-        versus = _ratio(value) if value else "1.00" if key == tcp_key_of(ANCHOR) else "-"
+        versus = versus_cells(key, rat, tcp_key_of(ANCHOR), tcp_key_of(BARE))
         cells = [
             f"{s[k]['median']:.2f}" if k in s else "-" for k in ("gateway_cores", "host_cores")
         ]
@@ -91,12 +109,27 @@ def print_tcp_table(tcp: dict[str, Any], rat: dict[str, Any]) -> None:
             (
                 key,
                 f"{mbit['median']:.0f} ({mbit['min']:.0f}..{mbit['max']:.0f})",
-                versus,
+                *versus,
                 *cells,
                 retransmits,
             )
         )
     print_rows(head, rows)
+
+
+def verdicts(
+    results: dict[str, Any], tcp: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Both parts' ratios: each entry's to wireguard-go (the bare loop's is the
+    ceiling's), each daemon's to the bare loop; and the daemons' ratios to wireguard-go
+    under the target (only the daemons are held to it)."""
+    rat = ratios(results) | ratios(results, key_of(BARE), name=BARE, measured=daemon_keys(results))
+    tcp_rat = ratios(tcp, tcp_key_of(ANCHOR), "mbit_s") | ratios(
+        tcp, tcp_key_of(BARE), "mbit_s", BARE, daemon_keys(tcp)
+    )
+    held = {f"{key}/{ANCHOR}" for key in daemon_keys(results) + daemon_keys(tcp)}
+    below = [k for k, v in (rat | tcp_rat).items() if k in held and v["median"] < TARGET]
+    return rat, tcp_rat, below
 
 
 def finish(
@@ -111,9 +144,7 @@ def finish(
     on a problem."""
     summarize_versions(results, problems)
     summarize_versions(tcp, problems)
-    rat = ratios(results)
-    tcp_rat = ratios(tcp, tcp_key_of(ANCHOR), "mbit_s")
-    below = [k for k, v in (rat | tcp_rat).items() if v["median"] < TARGET]
+    rat, tcp_rat, below = verdicts(results, tcp)
     out = run_header("gateway_tunnel", a, machine, t_start, NODE)
     out["params"].update(
         sizes_inner_bytes=[INNER],

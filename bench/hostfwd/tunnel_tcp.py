@@ -58,7 +58,7 @@ from .counters import cpu_shares, cpustat, proc_cpu
 from .gateway_setup import GW_RECORD
 from .receivers import read_line
 from .sources import Source, gateway_hash
-from .tunnel_measure import ANCHOR, HANDSHAKE_S, gateway_side
+from .tunnel_measure import ANCHOR, DAEMONS, HANDSHAKE_S, gateway_side
 from .tunnel_setup import SERVER, SITE_NET
 
 VM: Final = "vm-"  # the kinds measured through the hybrid lab
@@ -190,7 +190,7 @@ def measure_tcp(
         r: dict[str, Any] = {"handshake_s": reach(client)}
         watched = {"gateway_cores": [side.pid], "site_cores": pids_in([NS_SITE])}
         r.update(iperf3_client(client, watched, ours, dur, warm))
-    if kind != ANCHOR:
+    if kind in DAEMONS:
         r["gateway_py_sha256"] = gateway_hash(source.path)
     return r
 
