@@ -5,18 +5,28 @@ scapy."""
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.layers.inet import ICMP, IP
+from scapy.layers.inet import ICMP, IP, IPOption
 from scapy.layers.l2 import Ether
 from scapy.packet import raw
 
-from gateway.dataplane import TUNNEL_MTU, GatewayNode
+from gateway.dataplane import (
+    TUNNEL_MTU,
+    GatewayNode,
+    gateway_from_provider,
+    gateway_provider,
+    gateway_routing,
+)
+from gateway.dataplane.gateway_provider import TunnelFlow
 from gateway.errors import Drop
 from gateway.policy import TUNNEL_LOAD_THRESHOLD
 from gateway.wire import parse_nvgre
 
-from ._gateway_lab import GW_CA, GW_PA, VSID, gateway_snapshot
+from ._gateway_lab import GW_CA, GW_MAC, GW_PA, VSID, gateway_snapshot
 from ._policies import NOW
 from ._tunnel_lab import (
     PORT,
@@ -29,6 +39,7 @@ from ._tunnel_lab import (
     tunnel_lab,
 )
 from .test_gateway_fabric import VM, VM_IP, from_vm, vm_frames
+from .test_gateway_node import NOP_OPTION, Collect, _from_blue_vm, _layer, _what_it_did
 from .test_host import PA1, checksums_valid
 
 INITIATION, RESPONSE, COOKIE_REPLY, TRANSPORT = 1, 2, 3, 4
@@ -299,3 +310,110 @@ def test_the_load_threshold_is_the_nodes_and_follows_a_reload() -> None:
     network.swap(gateway_snapshot(lowered))
     assert node.tunnel_ports[PORT].load_threshold == 3
     assert node.tunnel_ports[PORT].device is device  # the port kept: only its load changed
+
+
+def test_a_flow_into_the_tunnel_is_routed_once_then_sealed_from_its_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The VM's pings to the on-prem server: the first routed and its flow cached as a
+    ``TunnelFlow`` (the TTL it leaves with, no MSS clamp for ICMP), the next one sealed
+    from it without ``route_ipv4``, its TTL counted down and its checksum right."""
+    network = tunnel_lab()
+    site, _ = establish(network, "blue")
+    gw = network.node("gw")
+    [flow] = [f for f in gw.tables.flows.values() if isinstance(f, TunnelFlow)]  # type: ignore[attr-defined]
+    assert (flow.tunnel.name, flow.ttl, flow.mss, flow.mtu) == ("onprem-blue", 62, 0, TUNNEL_MTU)
+    routed: list[object] = []
+    monkeypatch.setattr(gateway_provider, "route_ipv4", lambda *args: routed.append(args))
+    steps = network.send(VM["blue"], ping("blue"), NOW)
+    [packet] = site.take(steps[-1])
+    assert not routed
+    request = IP(packet)
+    assert (request.src, request.dst, request.ttl) == (VM_IP, SERVER, 62)
+    assert checksums_valid(raw(Ether() / request))
+    assert gw.counters.routed == 2 and network.drops("gw") == {}  # type: ignore[attr-defined]
+
+
+class _Sealed(Collect):
+    """``Collect``, and what was handed to ``send_to_tunnel`` (the tunnel's name and
+    the packet, as it was when handed over)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sealed: list[tuple[str, bytes]] = []
+
+
+def _tunnel_flow_as_route_ipv4(  # type: ignore[no-untyped-def]
+    dst=SERVER, ttl=64, tcp=False, length=0, df=False, pad=0, claim=0, options=False
+) -> None:
+    """Twice the same datagram (the second from the cached verdict, a ``TunnelFlow``
+    when its flow goes into a tunnel) to one gateway, and its inner frame straight to
+    ``route_ipv4`` on another: the same packets into the tunnel, the same frames out,
+    the same counts."""
+    data = _from_blue_vm(
+        dst,
+        _layer(tcp, length),
+        ttl,
+        "DF" if df else "",
+        pad,
+        [IPOption(NOP_OPTION)] if options else None,
+        claim,
+    )
+    snapshot = gateway_snapshot(tunnel_document)
+    cached, general = (GatewayNode(snapshot, "gw", _Sealed()) for _ in range(2))
+    interface = general.tables.port_by_key[
+        (VSID["blue"], bytes.fromhex(GW_MAC["blue"].replace(":", "")))
+    ]
+
+    def sealed(node: GatewayNode, tunnel, packet: memoryview) -> None:  # type: ignore[no-untyped-def]
+        node.out.sealed.append((tunnel.name, bytes(packet)))  # type: ignore[attr-defined]
+
+    with (
+        patch.object(gateway_provider, "send_to_tunnel", sealed),
+        patch.object(gateway_routing, "send_to_tunnel", sealed),
+    ):
+        for node in (cached, general):
+            node.now = NOW
+        for _ in range(2):
+            gateway_from_provider(cached, memoryview(bytearray(data)))
+            gateway_routing.route_ipv4(general, interface, memoryview(bytearray(data))[28:])
+    assert cached.out.sealed == general.out.sealed  # type: ignore[attr-defined]
+    assert _what_it_did(cached) == _what_it_did(general)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        {},
+        {"length": TUNNEL_MTU - 28 + 1},  # one byte over the tunnel's MTU: fragmented
+        {"length": TUNNEL_MTU - 28 + 1, "df": True},  # fragmentation-needed
+        {"ttl": 1},
+        {"pad": 3, "claim": 2},  # the padding taken as the packet's
+        {"pad": 3, "claim": 4},  # longer than its frame
+        {"tcp": True},  # the SYN's MSS clamped
+        {"options": True},
+    ],
+    ids=repr,
+)
+def test_each_corner_of_a_tunnel_flow_is_sealed_as_route_ipv4_seals_it(case: dict) -> None:
+    _tunnel_flow_as_route_ipv4(**case)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    dst=st.sampled_from([SERVER, "172.16.50.99", "172.16.0.2", "10.10.10.254"]),
+    ttl=st.sampled_from([64, 2, 1]),
+    tcp=st.booleans(),
+    length=st.sampled_from([0, TUNNEL_MTU - 28, TUNNEL_MTU - 28 + 1]),
+    df=st.booleans(),
+    pad=st.sampled_from([0, 3]),
+    claim=st.sampled_from([0, 2, 4]),
+    options=st.booleans(),
+)
+def test_a_cached_tunnel_flow_is_sealed_as_route_ipv4_seals_it(  # type: ignore[no-untyped-def]
+    dst, ttl, tcp, length, df, pad, claim, options
+) -> None:
+    """Whatever the packet's length against the tunnel's MTU and its frame, its TTL,
+    options, padding and a TCP SYN's MSS, and whether its flow goes into a tunnel,
+    out of a TAP or to the gateway itself (``_tunnel_flow_as_route_ipv4``)."""
+    _tunnel_flow_as_route_ipv4(dst, ttl, tcp, length, df, pad, claim, options)
