@@ -44,6 +44,7 @@ from gateway.io.faults import PacketFaults
 from gateway.io.listeners import ApiListen, ApiListeners, open_metrics
 from gateway.io.nvgre import ProviderIo
 from gateway.io.privileges import become, check_access, lookup_user
+from gateway.io.readiness import event_loop_name
 from gateway.io.roles import ROLES, Serving
 from gateway.io.systemd import notify, watchdog_interval
 from gateway.netnames import format_host_port
@@ -158,6 +159,7 @@ class Daemon:
                         "api": listeners.unix_path(),
                         "api_tcp": listeners.tcp_address(),
                         "uid": os.getuid(),
+                        "event_loop": event_loop_name(),
                     }
                     log.info("ready", **ready)
                     notify("READY=1", self._status(), f"MAINPID={os.getpid()}")

@@ -48,6 +48,16 @@ Waitable = socket.socket | int
 Batch = Callable[[], int]
 
 
+def event_loop_name() -> str:
+    """The running event loop, as the daemon's ready line and start-up log name it:
+    ``trio``, ``uvloop`` (asyncio on libuv's loop) or ``asyncio`` (the standard
+    library's)."""
+    if sniffio.current_async_library() != "asyncio":
+        return "trio"
+    module = type(asyncio.get_running_loop()).__module__
+    return "uvloop" if module.partition(".")[0] == "uvloop" else "asyncio"
+
+
 def loop_clock() -> Callable[[], float]:
     """The running event loop's clock (the one ``anyio.current_time`` reads), as a call
     bound once. ``anyio.current_time`` finds the backend on every call: 0.8-1.1 us on

@@ -1,5 +1,7 @@
 """One frame never stops a node: a running daemon whose data plane raises on some
-frames drops those, counts and logs them, and forwards the others, on both backends.
+frames drops those, counts and logs them, and forwards the others, on both backends
+(asyncio on uvloop's loop and on the standard library's), each named in its ready
+line.
 
 The daemon is host1 of the two-hosts config in a namespace of the test's own, run by
 ``_faulty_daemon.py`` (the real ``nvgw run`` with a data plane that raises on frames
@@ -65,7 +67,16 @@ class Running:
                 return seen
 
 
-@pytest.fixture(scope="module", params=["asyncio", "trio"])
+# The event loops a daemon runs on: ``nvgw run``'s arguments for each, and the name
+# its ready line gives (asyncio runs on uvloop unless told otherwise).
+LOOPS = {
+    "uvloop": (["--backend", "asyncio"], "uvloop"),
+    "asyncio": (["--backend", "asyncio", "--no-uvloop"], "asyncio"),
+    "trio": (["--backend", "trio"], "trio"),
+}
+
+
+@pytest.fixture(scope="module", params=list(LOOPS))
 def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     require_root()
     namespace = f"nvt-bar{os.getpid() % 10000}{request.param[0]}"
@@ -77,11 +88,12 @@ def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         command = [
             "ip", "netns", "exec", namespace, sys.executable, str(HERE / "_faulty_daemon.py"),
             "run", "-c", str(CONFIGS / "two-hosts.yaml"), "--node", "host1",
-            "--backend", request.param, "--metrics", "127.0.0.1:0", "--ready-fd", "1",
+            *LOOPS[request.param][0], "--metrics", "127.0.0.1:0", "--ready-fd", "1",
         ]  # fmt: skip
         with open(log, "wb") as stderr:
             process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
         running = Running(namespace, process, log)
+        assert running.ready["event_loop"] == LOOPS[request.param][1]
         subprocess.run(["ip", "-n", namespace, "link", "set", "blue1", "up"], check=True)
         yield running
     finally:
