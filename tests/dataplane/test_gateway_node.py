@@ -356,6 +356,23 @@ _OUTER_CHECKSUM = slice(10, 12)  # in the NVGRE datagram
 _OUTER_CHECKSUM_AT = range(_OUTER_CHECKSUM.start, _OUTER_CHECKSUM.stop)
 
 
+def _routed_case(  # type: ignore[no-untyped-def]
+    dst, ttl, tcp, length, df, pad, claim, options
+) -> bytes:
+    """A cached-flow-against-``route_ipv4`` case's datagram from the Blue VM: TCP (a SYN
+    with an MSS) or UDP with ``length`` bytes, DF, a NOP option, padding and a total
+    length that claims more (``_from_blue_vm``)."""
+    return _from_blue_vm(
+        dst,
+        _layer(tcp, length),
+        ttl,
+        "DF" if df else "",
+        pad,
+        [IPOption(NOP_OPTION)] if options else None,
+        claim,
+    )
+
+
 def _tap_flow_as_route_ipv4(  # type: ignore[no-untyped-def]
     dst=CORP_IP,
     ttl=64,
@@ -370,15 +387,7 @@ def _tap_flow_as_route_ipv4(  # type: ignore[no-untyped-def]
     """Twice the same datagram (the second from the cached verdict, a ``TapFlow`` when
     its flow goes out of a TAP) to one gateway, and its inner frame straight to
     ``route_ipv4`` on another: the same frames out, the same counts."""
-    data = _from_blue_vm(
-        dst,
-        _layer(tcp, length),
-        ttl,
-        "DF" if df else "",
-        pad,
-        [IPOption(NOP_OPTION)] if options else None,
-        claim,
-    )
+    data = _routed_case(dst, ttl, tcp, length, df, pad, claim, options)
     learned_at = {"fresh": NOW, "stale": NOW - REFRESH_AFTER_S - 1, "unknown": None}[neighbour]
     cached, general = _knowing_corp(learned_at), _knowing_corp(learned_at)
     interface = general.tables.port_by_key[(5010, bytes.fromhex(GW_MAC["blue"].replace(":", "")))]

@@ -10,7 +10,7 @@ from unittest.mock import patch
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.layers.inet import ICMP, IP, IPOption
+from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 from scapy.packet import raw
 
@@ -39,7 +39,7 @@ from ._tunnel_lab import (
     tunnel_lab,
 )
 from .test_gateway_fabric import VM, VM_IP, from_vm, vm_frames
-from .test_gateway_node import NOP_OPTION, Collect, _from_blue_vm, _layer, _what_it_did
+from .test_gateway_node import Collect, _routed_case, _what_it_did
 from .test_host import PA1, checksums_valid
 
 INITIATION, RESPONSE, COOKIE_REPLY, TRANSPORT = 1, 2, 3, 4
@@ -350,15 +350,7 @@ def _tunnel_flow_as_route_ipv4(  # type: ignore[no-untyped-def]
     when its flow goes into a tunnel) to one gateway, and its inner frame straight to
     ``route_ipv4`` on another: the same packets into the tunnel, the same frames out,
     the same counts."""
-    data = _from_blue_vm(
-        dst,
-        _layer(tcp, length),
-        ttl,
-        "DF" if df else "",
-        pad,
-        [IPOption(NOP_OPTION)] if options else None,
-        claim,
-    )
+    data = _routed_case(dst, ttl, tcp, length, df, pad, claim, options)
     snapshot = gateway_snapshot(tunnel_document)
     cached, general = (GatewayNode(snapshot, "gw", _Sealed()) for _ in range(2))
     interface = general.tables.port_by_key[
