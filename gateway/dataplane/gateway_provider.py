@@ -104,7 +104,7 @@ class TunnelFlow:
     (no options, the TTL above 1, the route to ``tunnel``), so that its packets
     are sealed with only their length checked (against the frame and the tunnel's
     MTU): ``route_ipv4``'s header read, route lookup and chain of route kinds cost
-    about 5,600 instructions a packet of the 39,000 (64 B) and 50,000 (1400 B) one
+    about 5,300 instructions a packet of the 39,000 (64 B) and 50,000 (1400 B) one
     into a tunnel costs (``bench/gateway_callgrind.py``, ``tunnel``)."""
 
     __slots__ = ("interface", "mss", "mtu", "protocol", "ttl", "tunnel")
