@@ -42,11 +42,10 @@ from cryptography.exceptions import InvalidTag
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # gateway, for the handshake
 
-from gateway.wireguard import Device, Peer
+from gateway.wireguard import TRANSPORT_OVERHEAD, TRANSPORT_TYPE, Device, Peer
+from gateway.wireguard.crypto import NONCE
+from gateway.wireguard.messages import TRANSPORT_HEADER as HEADER
 
-TRANSPORT = 4
-HEADER = struct.Struct("<IIQ")  # type, receiver index, counter (paper 5.4.6)
-NONCE = struct.Struct("<4xQ")
 ETH_IPV4 = b"\x08\x00"
 HANDSHAKE_S = 8.0
 
@@ -92,9 +91,8 @@ def into_tunnel(gre: socket.socket, udp: socket.socket, vsid: int, peer: Peer) -
         start = ihl + 8 + 14  # the inner IPv4 packet
         end = start + ((size - start + 15) & ~15)
         buffer[size:end] = zeros[: end - size]
-        sendto(
-            pack(TRANSPORT, remote, counter) + seal(nonce(counter), view[start:end], None), endpoint
-        )
+        sealed = seal(nonce(counter), view[start:end], None)
+        sendto(pack(TRANSPORT_TYPE, remote, counter) + sealed, endpoint)
         counter += 1
 
 
@@ -111,10 +109,10 @@ def out_of_tunnel(
     unpack_from, nonce = HEADER.unpack_from, NONCE.pack
     while True:
         size = recv_into(buffer)
-        if size < HEADER.size + 16:
+        if size < TRANSPORT_OVERHEAD:
             continue
         kind, receiver, counter = unpack_from(buffer)
-        if kind != TRANSPORT or receiver != index:
+        if kind != TRANSPORT_TYPE or receiver != index:
             continue
         try:
             packet = open_(nonce(counter), view[HEADER.size : size], None)

@@ -77,47 +77,54 @@ _LENGTHS_AND_CHECKSUM: Final = struct.Struct(
 _PER_PACKET: Final = _LENGTHS_AND_CHECKSUM.unpack_from
 
 
-class TapFlow:
-    """A flow key's verdict when its packets are routed out of a TAP: what
-    ``route_ipv4`` decided from the key alone (the header without options, the TTL
-    above 1, the route to a neighbour on ``tap``), kept with the snapshot's tables
-    as the route is. ``ttl`` is the one the packets leave with; ``mss`` is the clamp
-    for a TCP flow (0: not TCP, or not clamped)."""
+class _RoutedFlow:
+    """What a flow's cached route holds whatever it leads to: what ``route_ipv4``
+    decided from the key alone (the header without options, the TTL above 1), kept
+    with the snapshot's tables as the route is. ``ttl`` is the one the packets leave
+    with; ``mss`` is the clamp for a TCP flow (0: not TCP, or not clamped); ``mtu``
+    the way out's."""
 
-    __slots__ = ("interface", "mss", "mtu", "next_hop", "protocol", "tap", "ttl")
+    __slots__ = ("interface", "mss", "mtu", "protocol", "ttl")
+
+    def __init__(
+        self, interface: GatewayInterface, mtu: int, ttl: int, protocol: int, mss: int
+    ) -> None:
+        self.interface = interface
+        self.mtu = mtu
+        self.ttl = ttl - 1
+        self.protocol = protocol
+        self.mss = mss if protocol == IPPROTO_TCP else 0
+
+
+class TapFlow(_RoutedFlow):
+    """A flow key's verdict when its packets are routed out of a TAP, to a neighbour
+    on ``tap``."""
+
+    __slots__ = ("next_hop", "tap")
 
     def __init__(
         self, interface: GatewayInterface, route: ToTap, ttl: int, protocol: int, mss: int
     ) -> None:
-        self.interface = interface
+        super().__init__(interface, route.tap.mtu, ttl, protocol, mss)
         self.tap: GatewayTap = route.tap
         self.next_hop = route.next_hop
-        self.mtu = route.tap.mtu
-        self.ttl = ttl - 1
-        self.protocol = protocol
-        self.mss = mss if protocol == IPPROTO_TCP else 0
 
 
-class TunnelFlow:
+class TunnelFlow(_RoutedFlow):
     """A flow key's verdict when its packets are routed into a site-to-site tunnel
-    (hybrid cloud): as ``TapFlow``, what ``route_ipv4`` decided from the key alone
-    (no options, the TTL above 1, the route to ``tunnel``), so that its packets
-    are sealed with only their length checked (against the frame and the tunnel's
-    MTU): ``route_ipv4``'s header read, route lookup and chain of route kinds cost
-    about 5,300 instructions a packet of the 39,000 (64 B) and 50,000 (1400 B) one
-    into a tunnel costs (``bench/gateway_callgrind.py``, ``tunnel``)."""
+    (hybrid cloud), so that they are sealed with only their length checked (against
+    the frame and the tunnel's MTU): ``route_ipv4``'s header read, route lookup and
+    chain of route kinds cost about 5,300 instructions a packet of the 39,000 (64 B)
+    and 50,000 (1400 B) one into a tunnel costs (``bench/gateway_callgrind.py``,
+    ``tunnel``)."""
 
-    __slots__ = ("interface", "mss", "mtu", "protocol", "ttl", "tunnel")
+    __slots__ = ("tunnel",)
 
     def __init__(
         self, interface: GatewayInterface, route: ToTunnel, ttl: int, protocol: int, mss: int
     ) -> None:
-        self.interface = interface
+        super().__init__(interface, route.tunnel.mtu, ttl, protocol, mss)
         self.tunnel: GatewayTunnel = route.tunnel
-        self.mtu = route.tunnel.mtu
-        self.ttl = ttl - 1
-        self.protocol = protocol
-        self.mss = mss if protocol == IPPROTO_TCP else 0
 
 
 def gateway_from_provider(node: GatewayNode, datagram: memoryview) -> None:
