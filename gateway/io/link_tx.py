@@ -163,7 +163,7 @@ class LinkTx:
 
 
 def _outer(pair: tuple[bytes, bytes], fd: int, ethernet: bytes, ttl: int) -> Outer:
-    """The pair's headers, cut where ``SendBatch.add_framed`` writes the total length
+    """The pair's headers, cut where ``Outer.header`` writes the total length
     (after the IPv4 header's first word) and the checksum (after its fifth)."""
     src, dst = pair
     ip = _IPV4.pack(0x45, 0, 0, 0, _IPV4_DF, ttl, _IPPROTO_GRE, 0, src, dst)

@@ -15,10 +15,13 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from scapy.layers.inet import IP
+from scapy.layers.l2 import Ether
 
 from gateway.errors import Drop
 from gateway.io import send_batch
-from gateway.io.send_batch import SLOTS, SendBatch
+from gateway.io.link_tx import _outer
+from gateway.io.send_batch import HEADER_SIZES, SLOTS, SendBatch
 
 LOOPBACK = bytes([127, 0, 0, 1])
 GRE = b"\x20\x00\x65\x58\x00\x13\x92\x00"  # K bit, TEB, VSID 5010
@@ -155,6 +158,41 @@ def test_past_its_bound_the_batch_forgets_addresses_after_sending_what_uses_them
         assert received(receiver) == [frame(i) for i in range(0, 6, 2)]
         assert received(other) == [frame(i) for i in range(1, 6, 2)]
     assert len(batch._addresses) <= 2
+
+
+def test_framed_packets_carry_their_own_length_and_checksum_whichever_sizes_came_before(
+    udp,
+) -> None:
+    """The outer headers an Outer keeps by frame size: each packet's IPv4 total
+    length and checksum are its own, sizes past the ones kept included (they are
+    built again), and no more than ``HEADER_SIZES`` are kept. A connected UDP socket
+    stands in for the link's packet socket (no address per message either)."""
+    sender, receiver, port = udp
+    sender.connect(("127.0.0.1", port))
+    src, dst = bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])
+    outer = _outer((src, dst), sender.fileno(), b"\x02" * 12 + b"\x08\x00", 64)
+    batch = SendBatch([0] * len(Drop))
+    frames = [frame(i) for i in range(HEADER_SIZES + 5)] * 2
+    for data in frames:
+        batch.add_framed(outer, GRE, memoryview(data))
+        batch.flush()
+    datagrams = received(receiver)
+    assert len(datagrams) == len(frames)
+    for datagram, data in zip(datagrams, frames, strict=True):
+        ip = Ether(datagram)[IP]
+        assert (ip.src, ip.dst, ip.ttl, ip.flags, ip.proto) == (
+            "198.18.0.1",
+            "198.18.0.2",
+            64,
+            "DF",
+            47,
+        )
+        assert ip.len == len(datagram) - 14 == 20 + len(GRE) + len(data)
+        unsummed = IP(datagram[14:34])
+        del unsummed.chksum  # scapy computes it again
+        assert ip.chksum == IP(bytes(unsummed)).chksum
+        assert bytes(ip.payload) == GRE + data
+    assert 0 < len(outer.headers) <= HEADER_SIZES
 
 
 class FailingSendmmsg:
