@@ -8,6 +8,9 @@ Each entry point runs on the benchmark's own configs (``hostfwd/gateway_setup.py
 ``hostfwd/traffic.py``) with an Output that keeps nothing: ``in``,
 ``gateway_from_provider`` on the NVGRE datagrams trafgen sends (the corp server's MAC
 already learned); ``out``, ``gateway_from_tap`` on the corp server's frames;
+``out_sent``, ``out`` into the daemon's own Output, each frame framed for the provider
+link into its send batch and sent with one sendmmsg per 64 (a connected loopback UDP
+socket standing in for the link's packet socket);
 ``nat_out``, ``gateway_from_provider`` on the NAT benchmark's NVGRE to the internet
 (``hostfwd/nat_setup.py``: routed to the NAT, translated, written to the external
 TAP); ``nat_back``, ``gateway_from_tap`` on the external TAP with the server's replies
@@ -87,12 +90,16 @@ from gateway.dataplane import (
     gateway_from_tap,
     gateway_from_tunnel,
 )
+from gateway.io.link_tx import _outer as framed_pair
+from gateway.io.output import FdOutput
+from gateway.io.readers import BATCH
 from gateway.policy import compile_policy
 from gateway.wireguard import Device, ReplayWindow, public_key_of
 
-ENTRIES = ("in", "out", "nat_out", "nat_back", "tunnel", "tunnel_back", "host")
+ENTRIES = ("in", "out", "out_sent", "nat_out", "nat_back", "tunnel", "tunnel_back", "host")
 BACK_DATAGRAMS = 256  # tunnel_back's, counters 0..255 (the low byte says the last)
 ETH = 14  # the outer Ethernet header: a datagram reaches the entry point without it
+_OPEN: list[socket.socket] = []  # out_sent's sockets
 
 
 def node_and_call(entry: str, size: int) -> tuple[Any, list[bytes], list[int]]:
@@ -134,7 +141,39 @@ def node_and_call(entry: str, size: int) -> tuple[Any, list[bytes], list[int]]:
         node.neighbors[GW_TAP].learn(socket.inet_aton(CORP_ADDR), corp_mac, 0.0)
         return (lambda d: gateway_from_provider(node, d)), datagrams, node.counters.drops
     inputs = outbound_frames(size)
+    if entry == "out_sent":
+        return sent_out(inputs)
     return (lambda f: gateway_from_tap(node, tap, f)), inputs, node.counters.drops
+
+
+def sent_out(inputs: list[bytes]) -> tuple[Any, list[bytes], list[int]]:
+    """``out`` into the daemon's own Output: each frame framed for the provider link
+    into the send batch (``SendBatch.add_framed``), a ``flush`` per 64 frames as a
+    reader's batch ends. A connected UDP socket on loopback stands in for the link's
+    packet socket (the same sendmmsg without addresses; its system time is not
+    counted here)."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    link = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    link.connect(receiver.getsockname())
+    link.setblocking(False)
+    counters = Counters()
+    out = FdOutput(counters.drops, {}, {})
+    src, dst = socket.inet_aton(HOST_PA), socket.inet_aton(SND_PA)
+    out.outer = {dst: framed_pair((src, dst), link.fileno(), bytes(12) + b"\x08\x00", 64)}
+    snapshot = compile_policy(load_config(gateway_config()))
+    node = GatewayNode(snapshot, NODE, out, counters)
+    tap = next(t for t in node.tables.taps if t.name == GW_TAP)
+    handled = [0]
+
+    def call(f: memoryview) -> None:
+        gateway_from_tap(node, tap, f)
+        handled[0] += 1
+        if handled[0] % BATCH == 0:
+            out.flush()
+
+    _OPEN.extend((receiver, link))  # open until the child exits
+    return call, inputs, counters.drops
 
 
 def nat_node(out: Any, entry: str, size: int) -> tuple[Any, list[bytes], list[int]]:
