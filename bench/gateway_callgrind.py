@@ -90,9 +90,9 @@ from gateway.dataplane import (
     gateway_from_tap,
     gateway_from_tunnel,
 )
-from gateway.io.link_tx import _outer as framed_pair
 from gateway.io.output import FdOutput
 from gateway.io.readers import BATCH
+from gateway.io.send_batch import Outer
 from gateway.policy import compile_policy
 from gateway.wireguard import Device, ReplayWindow, public_key_of
 
@@ -160,7 +160,7 @@ def sent_out(inputs: list[bytes]) -> tuple[Any, list[bytes], list[int]]:
     counters = Counters()
     out = FdOutput(counters.drops, {}, {})
     src, dst = socket.inet_aton(HOST_PA), socket.inet_aton(SND_PA)
-    out.outer = {dst: framed_pair((src, dst), link.fileno(), bytes(12) + b"\x08\x00", 64)}
+    out.outer = {dst: Outer.for_pair((src, dst), link.fileno(), bytes(12) + b"\x08\x00", 64)}
     snapshot = compile_policy(load_config(gateway_config()))
     node = GatewayNode(snapshot, NODE, out, counters)
     tap = next(t for t in node.tables.taps if t.name == GW_TAP)

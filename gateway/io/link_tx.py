@@ -11,7 +11,7 @@ What the daemon writes, per pair of PAs (``send_batch.Outer``): the Ethernet hea
 the next hop's MAC, and the IPv4 header the raw socket's would be (DF set, as with
 IP_PMTUDISC_DO; the kernel's default TTL; protocol 47; ID 0, which RFC 6864 allows
 for an atomic datagram) with its total length and checksum left to
-``SendBatch.add_framed``, per packet.
+``Outer.header``, per frame size.
 
 What the kernel still decides, asked by ``refresh`` in a worker thread every
 ``REFRESH_S``:
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import struct
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, NamedTuple
@@ -67,10 +66,6 @@ _RTN_UNICAST: Final = 1
 _NTF_USE: Final = 0x01  # linux/neighbour.h: "the kernel's own packets used this entry"
 _ARPHRD_ETHER: Final = 1
 _ATF_COM: Final = 0x02  # /proc/net/arp's flags: the entry holds a MAC (linux/if_arp.h)
-_IPV4_DF: Final = 0x4000
-_IPPROTO_GRE: Final = 47
-_IPV4: Final = struct.Struct("!BBHHHBBH4s4s")  # RFC 791's header, no options
-_WORDS: Final = struct.Struct("!10H")
 _ETHERTYPE: Final = ETHERTYPE_IPV4.to_bytes(2, "big")
 
 
@@ -145,7 +140,7 @@ class LinkTx:
             fd = self._socket(route)
             known = self._framed.get(pair)
             if known is None or known.fd != fd or not known.head.startswith(ethernet):
-                known = _outer(pair, fd, ethernet, self._ttl)
+                known = Outer.for_pair(pair, fd, ethernet, self._ttl)
             framed[pair] = known
             if pair[1] not in outer:  # one source PA per destination; another goes the kernel's way
                 outer[pair[1]] = known
@@ -160,17 +155,6 @@ class LinkTx:
             sock.bind((route.interface, TX_PROTOCOL))
             self._sockets[route.ifindex] = sock
         return sock.fileno()
-
-
-def _outer(pair: tuple[bytes, bytes], fd: int, ethernet: bytes, ttl: int) -> Outer:
-    """The pair's headers, cut where ``Outer.header`` writes the total length
-    (after the IPv4 header's first word) and the checksum (after its fifth)."""
-    src, dst = pair
-    ip = _IPV4.pack(0x45, 0, 0, 0, _IPV4_DF, ttl, _IPPROTO_GRE, 0, src, dst)
-    partial = sum(_WORDS.unpack(ip))
-    partial = (partial & 0xFFFF) + (partial >> 16)
-    partial = (partial & 0xFFFF) + (partial >> 16)
-    return Outer(src, fd, ethernet + ip[:2], ip[4:10], ip[12:], partial)
 
 
 def _route(ipr: IPRoute, pair: tuple[bytes, bytes], now: float) -> _Route | None:

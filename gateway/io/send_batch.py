@@ -40,7 +40,7 @@ from gateway.io.mmsg import (
     words,
 )
 from gateway.io.udp_segments import REFUSED, Segments, kernel_segments
-from gateway.wire import ETH_HEADER_SIZE
+from gateway.wire import ETH_HEADER_SIZE, IPPROTO_GRE, IPV4_DF, ones_complement_sum
 
 MAX_ADDRESSES: Final = 4096  # destinations whose sockaddr is kept (``SendBatch._remember``)
 SLOTS: Final = 64  # a reader's batch (``readers.BATCH``): one sendmmsg each; a ring's takes four
@@ -54,6 +54,7 @@ _MSG_NAME: Final = msg_field("msg_name")
 # the words up to the checksum, the checksum, the addresses; the 8-byte GRE header
 # follows them.
 _OUTER_HEADERS: Final = struct.Struct("!16sH6sH8s")
+_IPV4: Final = struct.Struct("!BBHHHBBH4s4s")  # RFC 791's header, no options
 _GRE_SIZE: Final = 8
 _HEADERS: Final = _OUTER_HEADERS.size + _GRE_SIZE
 _IP_AND_GRE: Final = _HEADERS - ETH_HEADER_SIZE
@@ -85,6 +86,17 @@ class Outer:
         self.src, self.fd, self.head, self.middle = src, fd, head, middle
         self.addresses, self.partial = addresses, partial
         self.headers: dict[int, bytes] = {}
+
+    @classmethod
+    def for_pair(cls, pair: tuple[bytes, bytes], fd: int, ethernet: bytes, ttl: int) -> Outer:
+        """NVGRE from ``pair[0]`` to ``pair[1]`` framed behind ``ethernet`` (the next
+        hop's MAC, the link's, the IPv4 type) on ``fd``: the IPv4 header the raw
+        socket's would be (DF, ``ttl``, protocol 47, ID 0), cut where ``header``
+        writes the total length (after its first word) and the checksum (after its
+        fifth), its other words summed once."""
+        src, dst = pair
+        ip = _IPV4.pack(0x45, 0, 0, 0, IPV4_DF, ttl, IPPROTO_GRE, 0, src, dst)
+        return cls(src, fd, ethernet + ip[:2], ip[4:10], ip[12:], ones_complement_sum(ip))
 
     def header(self, size: int) -> bytes:
         """The Ethernet and IPv4 headers in front of the GRE header and a ``size``-byte

@@ -20,8 +20,7 @@ from scapy.layers.l2 import Ether
 
 from gateway.errors import Drop
 from gateway.io import send_batch
-from gateway.io.link_tx import _outer
-from gateway.io.send_batch import HEADER_SIZES, SLOTS, SendBatch
+from gateway.io.send_batch import HEADER_SIZES, SLOTS, Outer, SendBatch
 
 LOOPBACK = bytes([127, 0, 0, 1])
 GRE = b"\x20\x00\x65\x58\x00\x13\x92\x00"  # K bit, TEB, VSID 5010
@@ -170,7 +169,7 @@ def test_framed_packets_carry_their_own_length_and_checksum_whichever_sizes_came
     sender, receiver, port = udp
     sender.connect(("127.0.0.1", port))
     src, dst = bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])
-    outer = _outer((src, dst), sender.fileno(), b"\x02" * 12 + b"\x08\x00", 64)
+    outer = Outer.for_pair((src, dst), sender.fileno(), b"\x02" * 12 + b"\x08\x00", 64)
     batch = SendBatch([0] * len(Drop))
     frames = [frame(i) for i in range(HEADER_SIZES + 5)] * 2
     for data in frames:
