@@ -219,7 +219,7 @@ def run(
         bool,
         typer.Option(
             help="On the asyncio backend, run its event loop on uvloop (libuv's, in C), "
-            "whose wake-ups cost less CPU (README, Performance); --no-uvloop: the "
+            "whose wake-ups cost less CPU (README, Running a node); --no-uvloop: the "
             "standard library's loop. trio ignores it.",
         ),
     ] = True,
