@@ -58,7 +58,7 @@ class Neighbors:
         # its addresses in one go (a call to ``resolve`` costs as much as the rest of
         # its work on that packet); every change goes through the methods.
         self.learned: dict[bytes, tuple[bytes, float, bytes]] = {}
-        self._pending: dict[bytes, deque[bytes]] = {}
+        self._pending: dict[bytes, deque[bytearray]] = {}
         self._asked: dict[bytes, float] = {}  # PA -> when we last asked
 
     def mac(self, pa: bytes) -> bytes | None:
@@ -72,7 +72,7 @@ class Neighbors:
             return found[0], now > found[1] and self._may_ask(pa, now)
         return None, self._may_ask(pa, now)
 
-    def park(self, pa: bytes, frame: bytes) -> bool:
+    def park(self, pa: bytes, frame: bytearray) -> bool:
         """Keep a frame until ``pa`` resolves; False (not kept) when its queue is full,
         or when as many addresses as may be asked for at once have frames waiting
         already (a scan of a TAP's subnet would otherwise park frames without bound;
@@ -88,7 +88,7 @@ class Neighbors:
         queue.append(frame)
         return True
 
-    def learn(self, pa: bytes, mac: bytes, now: float) -> list[bytes] | None:
+    def learn(self, pa: bytes, mac: bytes, now: float) -> list[bytearray] | None:
         """A reply says ``pa`` is at ``mac``: recorded only as the answer to our own
         request for ``pa`` (asked within ANSWER_WITHIN_S, not answered yet), and then
         the frames that were waiting for it. None: not an answer, refused."""

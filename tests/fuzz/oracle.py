@@ -116,13 +116,13 @@ class CountingNeighbors(Neighbors):
         self.touched = True
         return super().resolve(pa, now)
 
-    def park(self, pa: bytes, frame: bytes) -> bool:
+    def park(self, pa: bytes, frame: bytearray) -> bool:
         self.touched = True
         kept = super().park(pa, frame)
         self.parked += kept
         return kept
 
-    def learn(self, pa: bytes, mac: bytes, now: float) -> list[bytes] | None:
+    def learn(self, pa: bytes, mac: bytes, now: float) -> list[bytearray] | None:
         self.touched = True
         waiting = super().learn(pa, mac, now)
         self.answered += waiting is not None
