@@ -38,8 +38,6 @@ import asyncio
 import socket
 from collections.abc import Callable
 
-import anyio
-import anyio.lowlevel
 import sniffio
 import trio
 
@@ -74,11 +72,16 @@ async def serve_batches(waitable: Waitable, batch: Batch, full: int) -> None:
     task is not cancelled; a batch that raises ends it with that error. A batch
     that found ``full`` frames may find more at once: the others get a turn first."""
     if sniffio.current_async_library() != "asyncio":
+        # trio's own calls, not anyio's: anyio's find the backend on every call
+        # (``loop_clock`` says what that costs) and wrap the wait in a coroutine of
+        # their own, about 1 us a wait more on the project's machine (8.5 against
+        # 9.5-10.6 us for a ready fd, alternated), paid per wake-up.
+        wait_readable, checkpoint = trio.lowlevel.wait_readable, trio.lowlevel.checkpoint
         while True:
             if batch() < full:
-                await anyio.wait_readable(waitable)
+                await wait_readable(waitable)
             else:
-                await anyio.lowlevel.checkpoint()
+                await checkpoint()
     loop = asyncio.get_running_loop()
     fd = waitable if isinstance(waitable, int) else waitable.fileno()
     failed: asyncio.Future[None] = loop.create_future()
